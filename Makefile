@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The PHP half: the CLI and PHPUnit, plus a real WordPress, MariaDB and the
+# extensions the plugin and its integration tests use.
+PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql wordpress mariadb-server
+
+.PHONY: demo test test-python test-php venv php-deps lint bench clean
+
+$(STAMP): requirements.txt chalice_app/requirements.txt pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash tools/need-debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) -m postbag.demo
+
+test: test-python test-php
+
+test-python: venv
+	$(PY) -m pytest
+
+test-php: venv php-deps
+	PATH="$(abspath $(VENV))/bin:$$PATH" phpunit --configuration tests/php/phpunit.xml
+
+php-deps:
+	@bash tools/need-debian-packages.sh $(PHP_PACKAGES)
+
+lint: venv
+	$(VENV)/bin/ruff check chalice_app postbag tests bench
+
+bench: venv php-deps
+	$(PY) bench/sender.py
+	$(PY) bench/throughput.py
+	php bench/enqueue.php
+
+clean:
+	rm -rf $(VENV) outbox .pytest_cache

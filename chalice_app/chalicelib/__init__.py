@@ -1,0 +1,1 @@
+"""Postbag's sender: the stages the Lambda handler in ``app.py`` wires together."""

@@ -1,0 +1,71 @@
+"""One exception tree for every outcome; the class says whether to retry.
+
+``TransientError`` means "try again later" (Lambda may retry the batch);
+``PermanentError`` means "this will never work" (record it, never retry).
+"""
+
+from __future__ import annotations
+
+
+class PostbagError(Exception):
+    """Base class of every error Postbag raises on purpose."""
+
+    retryable = False
+
+
+class TransientError(PostbagError):
+    """Trouble that may pass: throttling, outages, network errors."""
+
+    retryable = True
+
+
+class PermanentError(PostbagError):
+    """Trouble that retrying cannot fix."""
+
+
+class BatchFormatError(PermanentError):
+    """A batch, or one mail in it, breaks the batch format."""
+
+    def __init__(self, field: str, batch: str, reason: str, mail: str | None = None):
+        self.field = field
+        self.batch = batch
+        self.reason = reason
+        self.mail = mail
+        where = f"batch {batch}" + (f", mail {mail}" if mail else "")
+        super().__init__(f"{where}: field {field}: {reason}")
+
+
+class HeaderInjectionError(BatchFormatError):
+    """A header value carries CR or LF."""
+
+
+class SenderNotAllowed(BatchFormatError):
+    """The From address is not among the configured sender identities."""
+
+
+class AttachmentError(PermanentError):
+    """An attachment is missing, refused by SES or too large."""
+
+
+class MessageTooLarge(AttachmentError):
+    """The raw message would exceed SES's 10 MB limit."""
+
+
+class StorageUnavailable(TransientError):
+    """S3 could not be reached or answered with a server error."""
+
+
+class Throttled(TransientError):
+    """SES refused the call for exceeding the send rate."""
+
+
+class SesUnavailable(TransientError):
+    """SES answered with a server error or could not be reached."""
+
+
+class SendingPaused(TransientError):
+    """The account cannot send now (sending paused, daily quota used up)."""
+
+
+class RejectedBySes(PermanentError):
+    """SES refused this message for good (MessageRejected, unverified identity...)."""
