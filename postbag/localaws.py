@@ -1,0 +1,122 @@
+"""A local stand-in for AWS: moto's server in its own process on 127.0.0.1.
+
+Used by ``make demo``, the Python tests and (through ``python -m
+postbag.localaws``) the PHP tests. It is stopped by its PID, and nothing it
+does leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.error import URLError
+
+HOST = "127.0.0.1"
+# Dummy credentials: the stand-in accepts any, unless signature checking is on.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class LocalAws:
+    """moto's server as a child process; a context manager that always stops it.
+
+    ``check_signatures`` makes the server verify SigV4 signatures (moto checks
+    only once ``INITIAL_NO_AUTH_ACTION_COUNT`` unsigned calls have been made).
+    """
+
+    def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0):
+        self.port = free_port()
+        self.endpoint = f"http://{HOST}:{self.port}"
+        self._check_signatures = check_signatures
+        self._timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> "LocalAws":
+        env = dict(os.environ)
+        if self._check_signatures:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self._process.returncode}")
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/data.json", timeout=1).close()
+                return
+            except (URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto server did not answer on {self.endpoint}")
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.kill(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a process (or boto3) that should talk to the stand-in."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def __enter__(self) -> "LocalAws":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """Run the stand-in in the foreground: prints ``<endpoint> <pid>`` once it answers.
+
+    For tests in other languages, which stop it by that PID.
+    """
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--check-signatures", action="store_true")
+    args = parser.parse_args()
+    server = LocalAws(check_signatures=args.check_signatures).start()
+    print(server.endpoint, server.pid, flush=True)
+
+    def stop(*_: object) -> None:
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while server._process.poll() is None:
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
