@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # Object tag that S3 lifecycle rules select on: processed batches expire
 # sooner than failed ones, which are kept for an operator to look at.
@@ -48,7 +48,7 @@ class Settings:
         return self.queue_prefix + "attachments/"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
 
         def get(name: str, default: str) -> str:
