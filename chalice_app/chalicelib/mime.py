@@ -1,0 +1,104 @@
+"""Build the raw MIME message for ``SendRawEmail`` with Python's ``email`` package.
+
+The batch stage has already refused CR/LF in header values and checked every
+address; here ``policy.SMTP`` encodes non-ASCII headers (RFC 2047/2231), picks
+transfer encodings that keep lines short (SES refuses lines over 1,000
+characters) and writes CRLF line endings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from chalicelib.batch import Address, Attachment, Mail, Meta
+from chalicelib.errors import MessageTooLarge
+from chalicelib.render import text_body
+
+# SES's limit for a raw message, counted after base64 encoding.
+SES_MAX_RAW_BYTES = 10 * 1024 * 1024
+
+
+def _header_addresses(addresses: Sequence[Address]) -> tuple[HeaderAddress, ...]:
+    return tuple(HeaderAddress(display_name=name, addr_spec=addr) for name, addr in addresses)
+
+
+def _charset_for(body: str, charset: str) -> str:
+    """The batch's charset where it can hold the body, UTF-8 otherwise."""
+    try:
+        body.encode(charset)
+    except (LookupError, UnicodeEncodeError):
+        return "utf-8"
+    return charset
+
+
+def estimated_size(payload_bytes: int) -> int:
+    """Bytes an attachment of ``payload_bytes`` takes once base64-encoded (76-char lines)."""
+    encoded = (payload_bytes + 2) // 3 * 4
+    return encoded + encoded // 76 * 2
+
+
+def _text_part_args(body: str, charset: str) -> dict[str, str]:
+    # 8-bit parts are not safe on every hop; quoted-printable keeps them 7-bit.
+    cte = None if body.isascii() else "quoted-printable"
+    return {"charset": _charset_for(body, charset), "cte": cte}
+
+
+def _finish(message: EmailMessage, mail: Mail) -> None:
+    # Deterministic boundaries keep golden files byte-stable; hashing the
+    # bodies in makes a boundary that occurs inside its own content infeasible.
+    seed = hashlib.sha256(f"{mail.id}\0{mail.html}\0{mail.text}".encode()).hexdigest()[:32]
+    multiparts = (part for part in message.walk() if part.is_multipart())
+    for index, part in enumerate(multiparts):
+        part.set_boundary(f"=_postbag_{seed}_{index}")
+    for part in message.walk():
+        if part is not message:
+            del part["MIME-Version"]  # add_alternative/add_attachment repeat it on every part
+
+
+def build_message(
+    mail: Mail, meta: Meta, files: Sequence[tuple[Attachment, bytes]], date: datetime
+) -> EmailMessage:
+    """The mail as an ``EmailMessage``; Bcc stays out of it (SES gets Bcc as destinations)."""
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = _header_addresses([meta.sender])
+    message["To"] = _header_addresses(mail.to)
+    if meta.cc:
+        message["Cc"] = _header_addresses(meta.cc)
+    if meta.reply_to:
+        message["Reply-To"] = _header_addresses(meta.reply_to)
+    message["Subject"] = mail.subject
+    message["Date"] = format_datetime(date)
+    for name, value in meta.headers:
+        message[name] = value
+    text = text_body(mail.html, mail.text)
+    message.set_content(text, **_text_part_args(text, meta.charset))
+    if mail.html is not None:
+        message.add_alternative(
+            mail.html, subtype="html", **_text_part_args(mail.html, meta.charset)
+        )
+    for attachment, data in files:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    _finish(message, mail)
+    return message
+
+
+def raw_message(
+    mail: Mail, meta: Meta, files: Sequence[tuple[Attachment, bytes]], date: datetime
+) -> bytes:
+    """The wire bytes of the mail; ``MessageTooLarge`` past SES's 10 MB."""
+    raw = build_message(mail, meta, files, date).as_bytes()
+    if len(raw) > SES_MAX_RAW_BYTES:
+        raise MessageTooLarge(
+            f"mail {mail.id}: the raw message is {len(raw):,} bytes; SES accepts at most "
+            f"{SES_MAX_RAW_BYTES:,}"
+        )
+    return raw
