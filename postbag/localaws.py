@@ -50,7 +50,7 @@ class LocalAws:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self) -> "LocalAws":
+    def start(self) -> LocalAws:
         env = dict(os.environ)
         if self._check_signatures:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
@@ -90,7 +90,7 @@ class LocalAws:
         """Environment for a process (or boto3) that should talk to the stand-in."""
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
-    def __enter__(self) -> "LocalAws":
+    def __enter__(self) -> LocalAws:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -102,6 +102,10 @@ class Batch:
     # The batch as version 1, for writing continuations and failed-mail batches.
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def mail_ids(self) -> frozenset[str]:
+        return frozenset(mail.id for mail in self.mails)
+
     def subset(self, mail_ids: set[str], **changes: Any) -> dict[str, Any]:
         """This batch as a version 1 document holding only ``mail_ids``."""
         doc = {k: v for k, v in self.document.items() if k != "emails"}

@@ -1,0 +1,79 @@
+"""Read batch files and their attachments from S3."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.batch import Attachment, Mail
+from chalicelib.errors import AttachmentError, MessageTooLarge, StorageUnavailable
+from chalicelib.mime import SES_MAX_RAW_BYTES, estimated_size
+
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def is_missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in MISSING_CODES
+
+
+def unavailable(exc: ClientError | BotoCoreError, what: str) -> StorageUnavailable:
+    return StorageUnavailable(f"S3 failed while {what}: {exc}")
+
+
+class BatchGone(Exception):
+    """The batch object no longer exists (already quarantined or re-driven): nothing to do."""
+
+
+class BatchStore:
+    """Reads what the plugin uploaded, through an S3 client made by the caller."""
+
+    def __init__(self, s3_client: Any):
+        self._s3 = s3_client
+
+    def read_batch(self, bucket: str, key: str) -> tuple[bytes, datetime]:
+        """The batch's bytes and upload time."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            return response["Body"].read(), response["LastModified"]
+        except ClientError as exc:
+            if is_missing(exc):
+                raise BatchGone(key) from exc
+            raise unavailable(exc, f"reading {key}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"reading {key}") from exc
+
+    def load_attachments(self, bucket: str, mail: Mail) -> list[tuple[Attachment, bytes]]:
+        """Every attachment's bytes; refuses before reading past SES's size limit."""
+        budget = SES_MAX_RAW_BYTES
+        files = []
+        for attachment in mail.attachments:
+            data = attachment.data
+            if data is None:
+                data = self._read_attachment(bucket, attachment.s3_key, mail.id)
+            budget -= estimated_size(len(data))
+            if budget < 0:
+                raise MessageTooLarge(
+                    f"mail {mail.id}: attachments exceed SES's {SES_MAX_RAW_BYTES:,}-byte limit "
+                    f"once encoded (at {attachment.filename})"
+                )
+            files.append((attachment, data))
+        return files
+
+    def _read_attachment(self, bucket: str, key: str, mail_id: str) -> bytes:
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            if estimated_size(response["ContentLength"]) > SES_MAX_RAW_BYTES:
+                response["Body"].close()
+                raise MessageTooLarge(
+                    f"mail {mail_id}: attachment {key} is {response['ContentLength']:,} bytes, "
+                    f"over SES's limit once encoded"
+                )
+            return response["Body"].read()
+        except ClientError as exc:
+            if is_missing(exc):
+                raise AttachmentError(f"mail {mail_id}: attachment {key} does not exist") from exc
+            raise unavailable(exc, f"reading attachment {key}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"reading attachment {key}") from exc
