@@ -1,0 +1,200 @@
+<?php
+/**
+ * Boots Debian's WordPress against a throwaway MariaDB, with the plugin active.
+ *
+ * @package Postbag\Tests
+ */
+
+/**
+ * One WordPress for the whole run: a sandbox, MariaDB on a socket, a
+ * generated wp-config.php, a headless install in a child PHP process (so this
+ * process loads WordPress the normal way, plugins and all), then
+ * wp-settings.php. Everything is stopped and removed when PHP shuts down.
+ */
+final class Postbag_Test_WordPress {
+
+	const SITE_URL    = 'http://blog.example.org';
+	const PLUGIN      = 'postbag/postbag.php';
+	const ADMIN_EMAIL = 'admin@example.org';
+
+	/** @var Postbag_Test_Sandbox */
+	public static $sandbox;
+
+	/** @var Postbag_Test_MariaDB|null */
+	private static $database;
+
+	/** @var string Why the plugin is not active, or '' when it is. */
+	public static $plugin_problem = '';
+
+	/**
+	 * Starts everything and loads WordPress into the global scope. Call once,
+	 * from file scope of a script (WordPress expects its globals there).
+	 *
+	 * @return string Path of the generated wp-config.php, to `require` from global scope.
+	 */
+	public static function prepare(): string {
+		self::exit_on_signals();
+		self::$sandbox = new Postbag_Test_Sandbox();
+		// Registered first, so it runs after WordPress's own shutdown hook
+		// (see cleanup()): the plugin may still flush or spool then.
+		register_shutdown_function( array( __CLASS__, 'cleanup' ) );
+
+		self::$database = new Postbag_Test_MariaDB( self::$sandbox );
+		self::$database->create_database( 'wordpress' );
+
+		$config = self::write_config();
+		self::install( $config );
+		$_SERVER['HTTP_HOST']   = (string) parse_url( self::SITE_URL, PHP_URL_HOST );
+		$_SERVER['SERVER_NAME'] = $_SERVER['HTTP_HOST'];
+		$_SERVER['REQUEST_URI'] = '/';
+		return $config;
+	}
+
+	/**
+	 * Runs once WordPress is loaded: checks the plugin is active and replaces
+	 * PHPMailer with the recording one, so no test mail leaves the process.
+	 */
+	public static function loaded(): void {
+		self::load_requests_quietly();
+		if ( '' === self::$plugin_problem && ! in_array( self::PLUGIN, (array) get_option( 'active_plugins' ), true ) ) {
+			self::$plugin_problem = 'the plugin is not active after install';
+		}
+		Postbag_Test_Mailer::install();
+	}
+
+	/**
+	 * WordPress 6.1 bundles Requests 1.8.1, whose classes PHP 8.2 flags as
+	 * deprecated when they are compiled; with deprecations turned into
+	 * exceptions the first HTTP call would abort a test. Compile them all once,
+	 * with only those notices muted.
+	 */
+	public static function load_requests_quietly(): void {
+		$base     = ABSPATH . WPINC . '/Requests/';
+		$previous = error_reporting( error_reporting() & ~E_DEPRECATED );
+		try {
+			$files = new RecursiveIteratorIterator( new RecursiveDirectoryIterator( $base, FilesystemIterator::SKIP_DOTS ) );
+			foreach ( $files as $file ) {
+				// Requests' own autoloader maps Requests_Foo_Bar to Requests/Foo/Bar.php.
+				class_exists( 'Requests_' . str_replace( '/', '_', substr( $file->getPathname(), strlen( $base ), -4 ) ) );
+			}
+		} finally {
+			error_reporting( $previous );
+		}
+	}
+
+	/**
+	 * For tests that need the plugin: the reason it is missing, for a clear failure.
+	 */
+	public static function require_plugin(): void {
+		if ( '' !== self::$plugin_problem ) {
+			throw new RuntimeException( 'Postbag plugin not loaded: ' . self::$plugin_problem );
+		}
+	}
+
+	private static function write_config(): string {
+		$sandbox = self::$sandbox;
+		$content = $sandbox->path( 'wp-content', true );
+		$sandbox->path( 'wp-content/plugins', true );
+		symlink( dirname( __DIR__, 3 ) . '/wp-plugin', $content . '/plugins/postbag' );
+		symlink( '/usr/share/wordpress/wp-content/themes', $content . '/themes' );
+
+		$constants = array(
+			'DB_NAME'                    => 'wordpress',
+			'DB_USER'                    => 'root',
+			'DB_PASSWORD'                => '',
+			'DB_HOST'                    => 'localhost:' . self::$database->socket,
+			'DB_CHARSET'                 => 'utf8mb4',
+			'DB_COLLATE'                 => '',
+			'ABSPATH'                    => '/usr/share/wordpress/',
+			'WP_CONTENT_DIR'             => $content,
+			'WP_HOME'                    => self::SITE_URL,
+			'WP_SITEURL'                 => self::SITE_URL,
+			'WP_DEBUG'                   => true,
+			'WP_DEBUG_LOG'               => false,
+			// No loopback request to wp-cron.php: tests run cron hooks themselves.
+			'DISABLE_WP_CRON'            => true,
+			'AUTOMATIC_UPDATER_DISABLED' => true,
+			'WP_AUTO_UPDATE_CORE'        => false,
+			// The WordPress HTTP API may reach local servers only.
+			'WP_HTTP_BLOCK_EXTERNAL'     => true,
+			'WP_ACCESSIBLE_HOSTS'        => '127.0.0.1',
+			'POSTBAG_SPOOL_DIR'          => $sandbox->path( 'spool' ),
+		);
+		foreach ( array( 'AUTH', 'SECURE_AUTH', 'LOGGED_IN', 'NONCE' ) as $scheme ) {
+			$constants[ $scheme . '_KEY' ]  = bin2hex( random_bytes( 32 ) );
+			$constants[ $scheme . '_SALT' ] = bin2hex( random_bytes( 32 ) );
+		}
+
+		$php = "<?php\n// Generated by tests/php/support for one test run.\n";
+		foreach ( $constants as $name => $value ) {
+			$php .= sprintf( "if ( ! defined( '%s' ) ) {\n\tdefine( '%s', %s );\n}\n", $name, $name, var_export( $value, true ) );
+		}
+		$php .= "\$table_prefix = 'wp_';\n";
+
+		$file = $sandbox->path( 'wp-config.php' );
+		file_put_contents( $file, $php );
+		return $file;
+	}
+
+	/**
+	 * Installs WordPress and activates the plugin in a child PHP process,
+	 * which needs WP_INSTALLING; this process then loads a normal site.
+	 */
+	private static function install( string $config ): void {
+		$log     = self::$sandbox->path( 'install.log' );
+		$install = new Postbag_Test_Process(
+			array( PHP_BINARY, '-d', 'display_errors=stderr', __DIR__ . '/install-wordpress.php', $config, self::SITE_URL, self::ADMIN_EMAIL, self::PLUGIN ),
+			$log
+		);
+		$status  = $install->wait( 120 );
+		$output  = trim( (string) file_get_contents( $log ) );
+		if ( 0 !== $status && 3 !== $status ) {
+			throw new RuntimeException( "WordPress install failed ($status): $output" );
+		}
+		if ( 3 === $status ) {
+			// The plugin could not be activated (e.g. classes still being written):
+			// WordPress runs without it so other suites still work.
+			self::$plugin_problem = $output;
+			fwrite( STDERR, "Postbag test harness: plugin not active: $output\n" );
+		}
+	}
+
+	/**
+	 * Ctrl-C or a TERM signal ends the run through exit(), so the shutdown
+	 * functions still stop the servers.
+	 */
+	private static function exit_on_signals(): void {
+		if ( ! function_exists( 'pcntl_async_signals' ) ) {
+			return;
+		}
+		pcntl_async_signals( true );
+		foreach ( array( SIGINT, SIGTERM, SIGHUP ) as $signal ) {
+			pcntl_signal(
+				$signal,
+				static function (): void {
+					exit( 130 );
+				}
+			);
+		}
+	}
+
+	/**
+	 * Stops MariaDB and removes the sandbox. Shutdown functions run in the order
+	 * registered, and WordPress registers its `shutdown` action after us, so we
+	 * re-register to run last.
+	 */
+	public static function cleanup( bool $last = false ): void {
+		if ( ! $last ) {
+			register_shutdown_function( array( __CLASS__, 'cleanup' ), true );
+			return;
+		}
+		Postbag_Test_Local_Aws::stop_all();
+		if ( null !== self::$database ) {
+			self::$database->stop();
+			self::$database = null;
+		}
+		if ( null !== self::$sandbox ) {
+			self::$sandbox->remove();
+		}
+	}
+}
