@@ -144,7 +144,8 @@ def _decode(data: bytes, name: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        # An upload cut short ends before its closing brace.
+        hint = "" if text.rstrip().endswith("}") else " (the file looks truncated)"
         raise BatchFormatError(
             "(file)", name, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from exc
@@ -198,24 +199,24 @@ def parse_address(value: str, field_name: str, batch: str, mail: str | None = No
     """One mailbox, with its domain IDNA-encoded; refuses anything SES could not send to."""
     _no_crlf(value, field_name, batch, mail)
     parsed = getaddresses([value])
-    if len(parsed) != 1 or not parsed[0][1]:
-        raise BatchFormatError(field_name, batch, f"not one mailbox: {value!r}", mail)
+    if len(parsed) != 1 or "@" not in parsed[0][1]:
+        several = len(parsed) > 1 and all("@" in addr for _, addr in parsed)
+        reason = "expected one mailbox in" if several else "malformed address"
+        raise BatchFormatError(field_name, batch, f"{reason} {value!r}", mail)
     name, addr = parsed[0]
     local, _, domain = addr.rpartition("@")
     try:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise BatchFormatError(field_name, batch, f"bad domain in {addr!r}", mail) from exc
+        raise BatchFormatError(field_name, batch, f"bad domain in {value!r}", mail) from exc
     addr = f"{local}@{domain}"
     if not _ADDR_SPEC.match(addr) or ".." in addr:
-        raise BatchFormatError(field_name, batch, f"malformed address {addr!r}", mail)
+        raise BatchFormatError(field_name, batch, f"malformed address {value!r}", mail)
     return name, addr
 
 
 def _addresses(values: list[str], field_name: str, batch: str, mail: str | None = None):
-    return tuple(
-        parse_address(v, f"{field_name}[{i}]", batch, mail) for i, v in enumerate(values)
-    )
+    return tuple(parse_address(v, f"{field_name}[{i}]", batch, mail) for i, v in enumerate(values))
 
 
 def _sender_allowed(addr: str, allowed: tuple[str, ...]) -> bool:
@@ -227,9 +228,7 @@ def _meta(doc: dict[str, Any], batch: str, settings: Settings) -> Meta:
     meta = doc["meta"]
     sender = parse_address(meta["from"], "meta.from", batch)
     if not _sender_allowed(sender[1], settings.allowed_senders):
-        raise SenderNotAllowed(
-            "meta.from", batch, f"{sender[1]} is not in POSTBAG_ALLOWED_SENDERS"
-        )
+        raise SenderNotAllowed("meta.from", batch, f"{sender[1]} is not in POSTBAG_ALLOWED_SENDERS")
     headers = []
     for i, header in enumerate(meta.get("headers", ())):
         name, value = header["name"], header["value"]
@@ -286,7 +285,9 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta, settings: Settings) -> M
     to = _addresses(raw["to"], where + ".to", batch, mail_id)
     if len(to) + len(meta.cc) + len(meta.bcc) > SES_MAX_RECIPIENTS:
         raise BatchFormatError(
-            where + ".to", batch, f"more than {SES_MAX_RECIPIENTS} recipients with cc and bcc",
+            where + ".to",
+            batch,
+            f"more than {SES_MAX_RECIPIENTS} recipients with cc and bcc",
             mail_id,
         )
     attachments = tuple(
@@ -320,7 +321,9 @@ def parse_batch(
         doc = _from_original_layout(doc, data, received.strftime("%Y-%m-%dT%H:%M:%SZ"))
     if doc.get("version") != FORMAT_VERSION:
         raise BatchFormatError(
-            "version", name, f"unknown format version {doc.get('version')!r}; "
+            "version",
+            name,
+            f"unknown format version {doc.get('version')!r}; "
             f"this sender reads version {FORMAT_VERSION} and the original layout",
         )
     try:

@@ -1,0 +1,119 @@
+"""The batch stage: valid batches parse, bad ones are refused with the field named."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import fixture_bytes
+
+from chalicelib.batch import parse_batch
+from chalicelib.errors import BatchFormatError, HeaderInjectionError, SenderNotAllowed
+
+
+def parse(relative: str, settings):
+    return parse_batch(fixture_bytes(relative), relative, settings)
+
+
+def test_version_1_batch(settings):
+    batch = parse("batches/plain.json", settings)
+    assert batch.batch_id == "0b7e9c1e-5a55-4c1d-9a43-3f1b8f2e7a01"
+    assert batch.meta.sender == ("Blog Ünïcode", "news@example.org")
+    assert batch.meta.bcc == (("", "archive@example.org"),)
+    assert batch.meta.configuration_set == "postbag"
+    assert batch.meta.tags == (("site", "blog"), ("source", "new-post"))
+    first, second = batch.mails
+    assert first.to == (("Zoë Follower", "zoe@example.net"),)
+    assert first.subject == "New post: Café culture ☕"
+    assert second.to == (("", "bob@example.net"), ("", "carol@example.net"))
+    assert second.text is None and second.html.startswith("<p>")
+    assert batch.rejected == ()
+
+
+def test_inline_and_referenced_attachments(settings):
+    inline = parse("batches/with-attachments.json", settings).mails[0].attachments
+    assert [a.filename for a in inline] == ["pixel.png", "notes.txt"]
+    assert inline[0].data == fixture_bytes("attachments/pixel.png")
+    referenced = parse("batches/attachment-reference.json", settings).mails[0].attachments[0]
+    assert referenced.data is None
+    assert referenced.s3_key.startswith("queue/attachments/")
+
+
+def test_original_layout_is_read_unchanged(settings):
+    batch = parse("batches/legacy-layout.json", settings)
+    assert [m.id for m in batch.mails] == ["m0", "m1"]
+    assert batch.mails[0].html == "<p>Sent from a batch in the original layout.</p>"
+    assert batch.mails[1].to == (("", "frank@example.net"), ("", "grace@example.net"))
+    again = parse("batches/legacy-layout.json", settings)
+    assert again.batch_id == batch.batch_id, "ids come from the bytes, so a re-upload dedupes"
+
+
+def test_idn_domain_is_encoded(settings):
+    data = fixture_bytes("batches/plain.json").replace(
+        b"zoe@example.net", "zoe@bücher.example".encode()
+    )
+    assert parse_batch(data, "idn", settings).mails[0].to[0][1] == "zoe@xn--bcher-kva.example"
+
+
+def test_empty_allow_list_refuses_every_sender():
+    from chalicelib.config import Settings
+
+    with pytest.raises(SenderNotAllowed, match="POSTBAG_ALLOWED_SENDERS"):
+        parse("batches/plain.json", Settings())
+
+
+def test_an_allowed_address_need_not_be_a_whole_domain():
+    from chalicelib.config import Settings
+
+    batch = parse("batches/plain.json", Settings(allowed_senders=("news@example.org",)))
+    assert len(batch.mails) == 2
+
+
+# (fixture, error class, field, words of the reason)
+BAD_BATCHES = [
+    ("not-json", BatchFormatError, "(file)", "not JSON"),
+    ("truncated", BatchFormatError, "(file)", "truncated"),
+    ("not-utf8", BatchFormatError, "(file)", "not UTF-8"),
+    ("unknown-version", BatchFormatError, "version", "unknown format version 3"),
+    ("missing-batch-id", BatchFormatError, "(batch)", "batch_id"),
+    ("emails-not-a-list", BatchFormatError, "emails", "must be array"),
+    ("empty-emails", BatchFormatError, "emails", "at least 1"),
+    ("malformed-from", BatchFormatError, "meta.from", "malformed address"),
+    ("from-not-allowed", SenderNotAllowed, "meta.from", "mallory@evil.example is not in"),
+    ("header-injection-custom-header", HeaderInjectionError, "meta.headers[2].value", "CR or LF"),
+    ("header-injection-reply-to", HeaderInjectionError, "meta.reply_to[0]", "CR or LF"),
+    ("reserved-custom-header", BatchFormatError, "meta.headers[2].name", "Bcc is set from"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, error, field, reason", BAD_BATCHES, ids=[row[0] for row in BAD_BATCHES]
+)
+def test_bad_batch_is_refused_whole(settings, name, error, field, reason):
+    with pytest.raises(error) as caught:
+        parse(f"batches/bad/{name}.json", settings)
+    assert caught.value.field == field
+    assert reason in caught.value.reason
+    assert f"batches/bad/{name}.json" in str(caught.value), "the error names the batch"
+
+
+# (fixture, field of the second mail, words of the reason)
+BAD_MAILS = [
+    ("mail-malformed-to", "emails[1].to[0]", "malformed address"),
+    ("mail-to-wrong-type", "emails[1].to", "must be array"),
+    ("mail-missing-subject", "emails[1]", "subject"),
+    ("mail-subject-injection", "emails[1].subject", "CR or LF"),
+    ("mail-too-many-recipients", "emails[1].to", "more than 50 recipients"),
+    ("mail-refused-attachment-type", "emails[1].attachments[0].filename", "refuses .exe"),
+    ("mail-attachment-not-base64", "emails[1].attachments[0].content_base64", "not base64"),
+    ("mail-attachment-outside-prefix", "emails[1].attachments[0].s3_key", "queue/attachments/"),
+    ("mail-duplicate-id", "emails[1].id", "duplicate mail id"),
+]
+
+
+@pytest.mark.parametrize("name, field, reason", BAD_MAILS, ids=[row[0] for row in BAD_MAILS])
+def test_bad_mail_fails_alone(settings, name, field, reason):
+    batch = parse(f"batches/bad/{name}.json", settings)
+    assert [m.id for m in batch.mails] == ["6f1c2a8e-1d2b-4c3a-8e9f-000000000001"]
+    (rejected,) = batch.rejected
+    assert rejected.error.field == field
+    assert reason in rejected.error.reason
+    assert batch.batch_id in str(rejected.error)
