@@ -147,7 +147,7 @@ def _decode(data: bytes, name: str) -> dict[str, Any]:
         # An upload cut short ends before its closing brace.
         hint = "" if text.rstrip().endswith("}") else " (the file looks truncated)"
         raise BatchFormatError(
-            "(file)", name, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+            "(file)", name, f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
         ) from exc
     if not isinstance(doc, dict):
         raise BatchFormatError("(file)", name, f"expected a JSON object, got {type(doc).__name__}")

@@ -1,0 +1,75 @@
+"""Postbag's sender: S3 batch files in, SES mail out.
+
+The handler only wires stages together; the work is in ``chalicelib``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from urllib.parse import unquote_plus
+
+import boto3
+from botocore.config import Config
+from chalice import Chalice
+from chalice.app import S3Event
+
+from chalicelib.config import Settings
+from chalicelib.dispatch import Dispatcher
+from chalicelib.errors import TransientError
+from chalicelib.ledger import Ledger
+from chalicelib.observe import SendMetrics, logger, metrics
+from chalicelib.outcome import Recorder
+from chalicelib.pipeline import Stages, process_object
+from chalicelib.ratelimit import RateLimiter, send_rate
+from chalicelib.retry import RetryPolicy
+from chalicelib.send import SesSender
+from chalicelib.store import BatchStore
+
+app = Chalice(app_name="postbag")
+SETTINGS = Settings.from_env()
+
+# SES calls are retried by RetryPolicy alone, so attempts are counted once.
+SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
+S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+@cache
+def stages() -> Stages:
+    """Built on first use, never at import (moto intercepts only clients made after it starts)."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    dispatcher = Dispatcher(
+        ledger=Ledger.from_settings(SETTINGS),
+        limiter=RateLimiter(send_rate(SETTINGS, ses)),
+        retry=RetryPolicy(),
+        workers=SETTINGS.send_concurrency,
+        metrics=SendMetrics(),
+    )
+    return Stages(SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3, SETTINGS))
+
+
+@app.on_s3_event(
+    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    prefix=SETTINGS.queue_prefix,
+    suffix=".json",
+    events=["s3:ObjectCreated:*"],
+)
+def on_batch_uploaded(event: S3Event) -> None:
+    # Chalice's S3Event reads only the first record; S3 may deliver several.
+    records = event.to_dict().get("Records", [])
+    remaining_ms = event.context.get_remaining_time_in_millis
+    retry = None
+    try:
+        for record in records:
+            bucket = record["s3"]["bucket"]["name"]
+            key = unquote_plus(record["s3"]["object"]["key"])
+            try:
+                process_object(stages(), bucket, key, remaining_ms)
+            except TransientError as exc:
+                logger.warning("batch will be retried", extra={"key": key, "error": str(exc)})
+                retry = exc
+    finally:
+        metrics.flush_metrics()
+    if retry is not None:
+        raise retry

@@ -1,0 +1,155 @@
+"""Write down what happened to a batch, so nothing is lost and an operator can see it.
+
+- a receipt per batch (per mail: SES MessageId or the reason it failed);
+- the batch object tagged ``postbag-state`` for the lifecycle rules;
+- mails that failed for good, as a batch under the failed prefix, for re-drive;
+- the unsent rest of a batch, as a continuation under the queue prefix;
+- batches that cannot be read at all, moved to the quarantine prefix with an
+  error document naming the batch, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.batch import Batch
+from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
+from chalicelib.dispatch import DEADLINE_REASON, Outcome
+from chalicelib.errors import BatchFormatError
+from chalicelib.store import unavailable
+
+# Outcomes that a re-drive can fix once the cause is gone.
+REDRIVABLE = frozenset({"failed", "unsent"})
+
+
+def object_name(batch_id: str, redrive: int, part: int) -> str:
+    """The name shared by a batch's receipt, failed-mail and continuation objects."""
+    return batch_id + (f".redrive-{redrive}" if redrive else "") + (f".part-{part}" if part else "")
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def _handed_on(outcome: Outcome) -> bool:
+    """Left for a continuation because the invocation ran out of time."""
+    return outcome.status == "unsent" and outcome.reason == DEADLINE_REASON
+
+
+def _settled(outcome: Outcome) -> bool:
+    return outcome.status in ("sent", "duplicate") or _handed_on(outcome)
+
+
+class Recorder:
+    """Writes outcomes to the bucket the batch came from."""
+
+    def __init__(
+        self, s3_client: Any, settings: Settings, clock: Callable[[], datetime] | None = None
+    ):
+        self._s3 = s3_client
+        self._settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _s3_call(self, what: str, method: Callable[..., Any], **params: Any) -> Any:
+        try:
+            return method(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable(exc, what) from exc
+
+    def _put(self, bucket: str, key: str, document: Any) -> None:
+        self._s3_call(
+            f"writing {key}",
+            self._s3.put_object,
+            Bucket=bucket,
+            Key=key,
+            Body=_json(document),
+            ContentType="application/json",
+        )
+
+    def record(self, bucket: str, key: str, batch: Batch, outcomes: Sequence[Outcome]) -> str:
+        """Receipt, failed mails, continuation and state tag for one processed batch."""
+        name = object_name(batch.batch_id, batch.redrive, batch.part)
+        unsent = {o.mail_id for o in outcomes if _handed_on(o)}
+        if unsent:
+            self._continue(bucket, key, batch, unsent)
+        # Mails SES refused, or that an account-level stop held back; mails
+        # that broke the format cannot be fixed by sending them again.
+        redrivable = {
+            o.mail_id
+            for o in outcomes
+            if o.status in REDRIVABLE and not _handed_on(o) and o.mail_id in batch.mail_ids
+        }
+        if redrivable:
+            self._put(
+                bucket, f"{self._settings.failed_prefix}{name}.json", batch.subset(redrivable)
+            )
+        self._put(
+            bucket,
+            f"{self._settings.receipts_prefix}{name}.json",
+            self._receipt(key, batch, outcomes),
+        )
+        # Only a batch whose every mail is settled may expire early; anything
+        # else is kept longer for an operator.
+        state = STATE_DONE if all(map(_settled, outcomes)) else STATE_FAILED
+        self.tag(bucket, key, state)
+        return name
+
+    def _receipt(self, key: str, batch: Batch, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return {
+            "batch": key,
+            "batch_id": batch.batch_id,
+            "redrive": batch.redrive,
+            "part": batch.part,
+            "recorded_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "counts": counts,
+            "mails": [{k: v for k, v in vars(o).items() if v is not None} for o in outcomes],
+        }
+
+    def _continue(self, bucket: str, key: str, batch: Batch, unsent: set[str]) -> None:
+        part = batch.part + 1
+        origin = batch.document.get("continuation", {}).get("of", key)
+        document = batch.subset(unsent, continuation={"of": origin, "part": part})
+        name = object_name(batch.batch_id, batch.redrive, part)
+        self._put(bucket, f"{self._settings.queue_prefix}{name}.json", document)
+
+    def tag(self, bucket: str, key: str, state: str) -> None:
+        self._s3_call(
+            f"tagging {key}",
+            self._s3.put_object_tagging,
+            Bucket=bucket,
+            Key=key,
+            Tagging={"TagSet": [{"Key": STATE_TAG, "Value": state}]},
+        )
+
+    def quarantine(self, bucket: str, key: str, error: BatchFormatError) -> str:
+        """Move an unreadable batch out of the queue, with a document saying why."""
+        target = self._settings.quarantine_prefix + key.removeprefix(self._settings.queue_prefix)
+        self._s3_call(
+            f"copying {key} to {target}",
+            self._s3.copy_object,
+            Bucket=bucket,
+            Key=target,
+            CopySource={"Bucket": bucket, "Key": key},
+        )
+        self._put(
+            bucket,
+            target + ".error.json",
+            {
+                "batch": key,
+                "quarantined_as": target,
+                "field": error.field,
+                "reason": error.reason,
+                "error": str(error),
+                "quarantined_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
+        self._s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
+        return target

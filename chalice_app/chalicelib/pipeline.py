@@ -1,0 +1,86 @@
+"""One batch object, from S3 key to recorded outcome: the stages in order.
+
+read → parse and validate → (per mail: claim → render → build MIME → send →
+complete) → record. Only transient, batch-wide trouble escapes as an
+exception, so that Lambda retries the event; everything else is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from chalicelib.batch import Batch, Mail, parse_batch
+from chalicelib.config import Settings
+from chalicelib.dispatch import Dispatcher, Job, Outcome
+from chalicelib.errors import BatchFormatError, TransientError
+from chalicelib.mime import raw_message
+from chalicelib.observe import logger
+from chalicelib.outcome import Recorder
+from chalicelib.send import SesSender
+from chalicelib.store import BatchGone, BatchStore
+
+# Outcomes that another attempt of the whole batch will settle.
+UNSETTLED = frozenset({"retry_later", "in_progress"})
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stages, built once per Lambda instance by ``app.py``."""
+
+    settings: Settings
+    store: BatchStore
+    sender: SesSender
+    dispatcher: Dispatcher
+    recorder: Recorder
+
+
+def idempotency_key(batch: Batch, mail: Mail) -> str:
+    # Ids minted when the mail was queued, never the S3 key or the event id: a
+    # replayed event or a re-uploaded batch maps to the same key. The re-drive
+    # count is part of it so that an operator's re-drive does send again.
+    return f"{batch.batch_id}:{mail.id}:{batch.redrive}"
+
+
+def deliver(stages: Stages, bucket: str, batch: Batch, mail: Mail) -> str:
+    """Send one mail; returns its SES MessageId."""
+    if not mail.attachments and not batch.meta.headers:
+        return stages.sender.send_simple(mail, batch.meta)
+    files = stages.store.load_attachments(bucket, mail)
+    raw = raw_message(mail, batch.meta, files, batch.created_at)
+    return stages.sender.send_raw(mail, batch.meta, raw)
+
+
+def process_object(
+    stages: Stages, bucket: str, key: str, remaining_ms: Callable[[], int]
+) -> list[Outcome]:
+    """Process one batch object; raises ``TransientError`` when it must be retried."""
+    try:
+        data, uploaded = stages.store.read_batch(bucket, key)
+    except BatchGone:
+        logger.info("batch already gone", extra={"key": key})
+        return []
+    try:
+        batch = parse_batch(data, key, stages.settings, received_at=uploaded)
+    except BatchFormatError as exc:
+        target = stages.recorder.quarantine(bucket, key, exc)
+        logger.error("batch quarantined", extra={"key": key, "to": target, "error": str(exc)})
+        return []
+    jobs = [
+        Job(mail.id, idempotency_key(batch, mail), partial(deliver, stages, bucket, batch, mail))
+        for mail in batch.mails
+    ]
+    outcomes = stages.dispatcher.run(
+        jobs, remaining_ms, stages.settings.deadline_margin_ms, queued_at=batch.created_at
+    )
+    outcomes += [Outcome(r.mail_id, "failed", reason=str(r.error)) for r in batch.rejected]
+    name = stages.recorder.record(bucket, key, batch, outcomes)
+    logger.info("batch recorded", extra={"key": key, "batch_id": batch.batch_id, "receipt": name})
+    unsettled = [o.mail_id for o in outcomes if o.status in UNSETTLED]
+    if unsettled:
+        raise TransientError(
+            f"batch {batch.batch_id}: {len(unsettled)} mail(s) not settled yet "
+            f"(SES unavailable or sent by another invocation); retrying the batch"
+        )
+    return outcomes

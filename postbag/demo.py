@@ -1,0 +1,133 @@
+"""``make demo``: the whole sender against a local stand-in for AWS, no account needed.
+
+Starts moto's server on 127.0.0.1, creates the bucket, the verified sender
+domain and the ledger table, uploads the example batches from ``fixtures/``
+(one in the original layout, one with attachments, one that references an
+attachment object, one broken), delivers their S3 events to the Lambda
+handler in-process, then prints what SES delivered and writes each mail to
+``outbox/`` as an ``.eml`` file. The server is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import urllib.request
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from postbag.localaws import LocalAws
+from postbag.localdispatch import LocalDispatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+BUCKET = "postbag-demo"
+QUEUE = "queue/"
+# (object key, fixture file): what a WordPress site would have uploaded.
+UPLOADS = [
+    (
+        "queue/attachments/4c3e8a10-7d2f-4b6e-9f10-5a6b7c8d9e03/"
+        "7e1d0c2b-0000-4000-8000-000000000001/0",
+        "attachments/notes.txt",
+    ),
+    ("queue/0b7e9c1e-5a55-4c1d-9a43-3f1b8f2e7a01.json", "batches/plain.json"),
+    ("queue/9d0f4d6e-2b8a-4f53-b1c2-7e5a3c9d1f02.json", "batches/with-attachments.json"),
+    ("queue/4c3e8a10-7d2f-4b6e-9f10-5a6b7c8d9e03.json", "batches/attachment-reference.json"),
+    ("queue/original-layout.json", "batches/legacy-layout.json"),
+    ("queue/cut-short.json", "batches/bad/truncated.json"),
+]
+
+
+def _environment(aws: LocalAws) -> None:
+    os.environ.update(aws.client_env())
+    os.environ.update(
+        {
+            "POSTBAG_BUCKET": BUCKET,
+            "POSTBAG_ALLOWED_SENDERS": "example.org",
+            "POSTBAG_LEDGER_TABLE": "postbag-demo-ledger",
+            "POSTBAG_MAX_SEND_RATE": "50",
+            "AWS_LAMBDA_FUNCTION_NAME": "postbag-demo-on_batch_uploaded",
+            "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
+            # The demo prints its own table; the handler's JSON logs would drown it.
+            "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+    )
+
+
+def _prepare(s3: Any) -> None:
+    from chalicelib.ledger import create_table
+
+    s3.create_bucket(Bucket=BUCKET)
+    boto3.client("ses").verify_domain_identity(Domain="example.org")
+    create_table(boto3.client("dynamodb"), os.environ["POSTBAG_LEDGER_TABLE"])
+    for key, relative in UPLOADS:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / relative).read_bytes())
+
+
+def _sent_messages(endpoint: str) -> tuple[list[dict], list[dict]]:
+    with urllib.request.urlopen(endpoint + "/moto-api/data.json") as response:
+        ses = json.load(response)["ses"]
+    return ses.get("Message", []), ses.get("RawMessage", [])
+
+
+def _simple_eml(message: dict[str, Any]) -> bytes:
+    """What SES builds from a SendEmail call, near enough to read in a mail client."""
+    eml = EmailMessage(policy=policy.SMTP)
+    eml["From"] = message["source"]
+    eml["To"] = ", ".join(message["destinations"].get("ToAddresses", []))
+    eml["Subject"] = message["subject"]
+    eml.set_content(message["body"], subtype="html" if "<" in message["body"] else "plain")
+    return eml.as_bytes()
+
+
+def _report(endpoint: str, outbox: Path) -> int:
+    simple, raw = _sent_messages(endpoint)
+    rows = [(m["id"], "simple", _simple_eml(m)) for m in simple]
+    rows += [(m["id"], "raw", m["raw_data"].encode("utf-8", "surrogateescape")) for m in raw]
+    shutil.rmtree(outbox, ignore_errors=True)
+    outbox.mkdir(parents=True)
+    print(f"\n{'recipient':<44} {'subject':<34} {'SES message id':<24} kind")
+    for number, (message_id, kind, eml) in enumerate(rows, 1):
+        parsed = message_from_bytes(eml, policy=policy.default)
+        to, subject = str(parsed["To"]), str(parsed["Subject"])
+        print(f"{to[:43]:<44} {subject[:33]:<34} {message_id[:23]:<24} {kind}")
+        (outbox / f"{number:02d}-{kind}.eml").write_bytes(eml)
+    print(f"\n{len(rows)} mails delivered; each is in {outbox.relative_to(ROOT)}/ as an .eml file.")
+    return len(rows)
+
+
+def _quarantined(s3: Any) -> None:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")
+    for obj in listing.get("Contents", []):
+        if obj["Key"].endswith(".error.json"):
+            error = json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
+            print(f"quarantined {error['batch']}: field {error['field']}: {error['reason']}")
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT / "chalice_app"))
+    with LocalAws() as aws:
+        print(f"Local stand-in for AWS (moto) on {aws.endpoint}, pid {aws.pid}")
+        _environment(aws)
+        s3 = boto3.client("s3")
+        _prepare(s3)
+        import app  # after the environment is set: app.py reads its settings at import
+
+        deliveries = LocalDispatcher(s3, BUCKET, QUEUE, app.on_batch_uploaded).run()
+        for delivery in deliveries:
+            state = f"failed: {delivery.error}" if delivery.error else "ok"
+            print(f"event for {delivery.key}: {state}")
+        _quarantined(s3)
+        delivered = _report(aws.endpoint, ROOT / "outbox")
+    return 0 if delivered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Lambda's part, played locally: deliver S3 object-created events to the handler.
+
+moto cannot run Lambda functions without Docker, so the demo and the tests
+list new batch objects themselves and call the same handler code in-process,
+with a Lambda-like context and Lambda's asynchronous retry count.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+# Lambda retries a failed asynchronous invocation twice.
+ASYNC_RETRIES = 2
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object the sender and powertools read."""
+
+    timeout_s: float = 300.0
+    function_name: str = "postbag-local-on_batch_uploaded"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    clock: Callable[[], float] = time.monotonic
+    _deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = self.clock() + self.timeout_s
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self.clock()) * 1000))
+
+
+def s3_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
+    """An ``ObjectCreated:Put`` event as S3 sends it (keys URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key), "size": size, "eTag": etag},
+                },
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: str
+    attempts: int
+    error: str | None = None
+
+
+class LocalDispatcher:
+    """Delivers one event per new ``.json`` object under ``prefix`` until none is new.
+
+    Continuations the sender writes back to the queue are new objects too, so
+    they are delivered in a later round, as S3 would.
+    """
+
+    def __init__(
+        self,
+        s3_client: Any,
+        bucket: str,
+        prefix: str,
+        handler: Callable[[dict[str, Any], Any], Any],
+        context_factory: Callable[[], Any] = LambdaContext,
+    ):
+        self._s3 = s3_client
+        self._bucket = bucket
+        self._prefix = prefix
+        self._handler = handler
+        self._context_factory = context_factory
+        self._delivered: set[tuple[str, str]] = set()
+
+    def _new_objects(self) -> list[dict[str, Any]]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=self._prefix
+        )
+        objects = [obj for page in pages for obj in page.get("Contents", [])]
+        return [
+            obj
+            for obj in sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
+            if obj["Key"].endswith(".json") and (obj["Key"], obj["ETag"]) not in self._delivered
+        ]
+
+    def _invoke(self, obj: dict[str, Any]) -> Delivery:
+        event = s3_event(self._bucket, obj["Key"], obj["Size"], obj["ETag"].strip('"'))
+        error = None
+        for attempt in range(1, ASYNC_RETRIES + 2):
+            try:
+                self._handler(event, self._context_factory())
+                return Delivery(obj["Key"], attempt)
+            except Exception as exc:  # noqa: BLE001 - Lambda's runtime catches everything too
+                error = f"{type(exc).__name__}: {exc}"
+        return Delivery(obj["Key"], ASYNC_RETRIES + 1, error)
+
+    def run(self) -> list[Delivery]:
+        deliveries = []
+        while fresh := self._new_objects():
+            for obj in fresh:
+                self._delivered.add((obj["Key"], obj["ETag"]))
+                deliveries.append(self._invoke(obj))
+        return deliveries
