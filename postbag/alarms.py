@@ -1,0 +1,147 @@
+"""CloudWatch alarms on a stage, and the optional SNS topic they notify.
+
+Three questions an operator wants a page for:
+
+- ``mails-failed``: did a mail fail for good? (the sender's ``MailsFailed``
+  metric from ``chalicelib.observe``: powertools, embedded metric format)
+- ``failure-queue``: did a whole invocation fail after Lambda's retries?
+  (messages visible in the on-failure SQS queue)
+- ``batches-waiting``: is a batch waiting too long to be picked up? (Lambda's
+  ``AsyncEventAge``: how long the oldest S3 event waited in Lambda's queue
+  before a run, which grows when throttled by reserved concurrency or retrying)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import observe
+from postbag.aws import error_code
+from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
+from postbag.stack import Stack
+
+PERIOD = 300
+
+
+def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any]]:
+    def alarm(what: str, description: str, **metric: Any) -> dict[str, Any]:
+        return {
+            "AlarmName": stack.alarm(what),
+            "AlarmDescription": description,
+            "Period": PERIOD,
+            "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanThreshold",
+            # No data means no mail: nothing is wrong.
+            "TreatMissingData": "notBreaching",
+            **metric,
+        }
+
+    return [
+        alarm(
+            "mails-failed",
+            "A mail failed for good: see failed/ in the bucket, fix, then `postbag redrive`.",
+            Namespace=observe.NAMESPACE,
+            MetricName=observe.MAILS_FAILED,
+            Dimensions=[{"Name": "service", "Value": observe.SERVICE}],
+            Statistic="Sum",
+            Threshold=0.0,
+        ),
+        alarm(
+            "failure-queue",
+            "An invocation failed after Lambda's retries: its event is in the failure queue.",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[{"Name": "QueueName", "Value": stack.failure_queue}],
+            Statistic="Maximum",
+            Threshold=0.0,
+        ),
+        alarm(
+            "batches-waiting",
+            f"A batch waited more than {max_wait_minutes} minutes for the sender.",
+            Namespace="AWS/Lambda",
+            MetricName="AsyncEventAge",
+            Dimensions=[{"Name": "FunctionName", "Value": stack.function_name}],
+            Statistic="Maximum",
+            Threshold=float(max_wait_minutes * 60 * 1000),  # milliseconds
+        ),
+    ]
+
+
+def _current(cloudwatch: Any, desired: dict[str, Any]) -> dict[str, Any] | None:
+    found = cloudwatch.describe_alarms(AlarmNames=[desired["AlarmName"]])["MetricAlarms"]
+    if not found:
+        return None
+    return {key: found[0].get(key) for key in desired}
+
+
+def ensure_alarms(
+    cloudwatch: Any, definitions: list[dict[str, Any]], topic_arn: str, report: Report
+) -> None:
+    for definition in definitions:
+        actions = [topic_arn] if topic_arn else []
+        desired = {**definition, "AlarmActions": actions, "OKActions": actions}
+        report.converge(
+            f"alarm {definition['AlarmName']}",
+            lambda d=desired: _current(cloudwatch, d),
+            desired,
+            lambda d=desired: cloudwatch.put_metric_alarm(**d),
+        )
+
+
+def delete_alarms(cloudwatch: Any, stack: Stack, report: Report) -> None:
+    names = [stack.alarm(what) for what in ("mails-failed", "failure-queue", "batches-waiting")]
+    present = {a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    if present:
+        cloudwatch.delete_alarms(AlarmNames=sorted(present))
+    for name in names:
+        report.add(f"alarm {name}", DELETED if name in present else ABSENT)
+
+
+def topic_arn(stack: Stack) -> str:
+    return stack.arn("sns", stack.alarm_topic)
+
+
+def existing_topic(sns: Any, stack: Stack) -> str:
+    arn = topic_arn(stack)
+    try:
+        sns.get_topic_attributes(TopicArn=arn)
+    except ClientError as exc:
+        if error_code(exc) != "NotFound":
+            raise
+        return ""
+    return arn
+
+
+def ensure_topic(sns: Any, stack: Stack, email: str, report: Report) -> str:
+    """Our own topic, with ``email`` subscribed (AWS mails a confirmation link)."""
+    arn = existing_topic(sns, stack)
+    if arn:
+        report.add(f"SNS topic {stack.alarm_topic}", UNCHANGED)
+    else:
+        tags = [{"Key": k, "Value": v} for k, v in stack.tags.items()]
+        arn = sns.create_topic(Name=stack.alarm_topic, Tags=tags)["TopicArn"]
+        report.add(f"SNS topic {stack.alarm_topic}", CREATED)
+    subscribed = {
+        s["Endpoint"].lower()
+        for s in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+        if s["Protocol"] == "email"
+    }
+    what = f"SNS subscription {email}"
+    if email.lower() in subscribed:
+        report.add(what, UNCHANGED)
+    else:
+        sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email)
+        report.add(what, CREATED)
+    return arn
+
+
+def delete_topic(sns: Any, stack: Stack, report: Report) -> None:
+    """Only the topic provisioning made; a topic given with --sns-topic is the user's."""
+    arn = existing_topic(sns, stack)
+    if not arn:
+        report.add(f"SNS topic {stack.alarm_topic}", ABSENT)
+        return
+    sns.delete_topic(TopicArn=arn)
+    report.add(f"SNS topic {stack.alarm_topic}", DELETED)

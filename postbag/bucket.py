@@ -1,0 +1,217 @@
+"""The private batch bucket: created once, its settings converged on every run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
+from postbag.aws import error_code
+from postbag.report import CREATED, UNCHANGED, Report
+from postbag.stack import Stack
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+OWNERSHIP = [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days each kind of object is kept (S3 lifecycle expiration)."""
+
+    done: int = 7
+    failed: int = 30
+    receipts: int = 30
+
+
+def tls_only_policy(stack: Stack) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [stack.bucket_arn, f"{stack.bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def encryption_rule(kms_key_arn: str) -> dict:
+    if kms_key_arn:
+        # A bucket key cuts KMS requests (and their cost) by caching data keys.
+        return {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_arn, "BucketKeyEnabled": True}
+    return {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "", "BucketKeyEnabled": False}
+
+
+def lifecycle_rules(settings: Settings, days: Retention) -> list[dict]:
+    def expire(rule_id: str, filter_: dict, after: int) -> dict:
+        return {"ID": rule_id, "Status": "Enabled", "Filter": filter_,
+                "Expiration": {"Days": after}}
+
+    def tagged(value: str) -> dict:
+        return {"Tag": {"Key": STATE_TAG, "Value": value}}
+
+    return [
+        expire("postbag-sent-batches", tagged(STATE_DONE), days.done),
+        expire("postbag-failed-batches", tagged(STATE_FAILED), days.failed),
+        expire("postbag-failed-mail", {"Prefix": settings.failed_prefix}, days.failed),
+        expire("postbag-quarantine", {"Prefix": settings.quarantine_prefix}, days.failed),
+        expire("postbag-receipts", {"Prefix": settings.receipts_prefix}, days.receipts),
+        # Attachments are kept as long as a failed batch may still be re-driven.
+        expire("postbag-attachments", {"Prefix": settings.attachments_prefix}, days.failed),
+        {"ID": "postbag-abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    ]
+
+
+def _rule_view(rule: dict) -> dict:
+    keys = ("ID", "Status", "Filter", "Expiration", "AbortIncompleteMultipartUpload")
+    view = {k: rule[k] for k in keys if k in rule}
+    if "Expiration" in view:
+        view["Expiration"] = {"Days": view["Expiration"].get("Days")}
+    return view
+
+
+def _encryption_view(config: dict) -> dict:
+    rule = config["ServerSideEncryptionConfiguration"]["Rules"][0]
+    default = rule["ApplyServerSideEncryptionByDefault"]
+    return {
+        "SSEAlgorithm": default["SSEAlgorithm"],
+        "KMSMasterKeyID": default.get("KMSMasterKeyID", ""),
+        "BucketKeyEnabled": rule.get("BucketKeyEnabled", False),
+    }
+
+
+def current_kms_key(s3: Any, stack: Stack) -> str:
+    """The SSE-KMS key the bucket already uses, so a re-run without --kms-key keeps it."""
+    if not bucket_exists(s3, stack.bucket):
+        return ""
+    try:
+        view = _encryption_view(s3.get_bucket_encryption(Bucket=stack.bucket))
+    except ClientError as exc:
+        if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        return ""
+    return view["KMSMasterKeyID"] if view["SSEAlgorithm"] == "aws:kms" else ""
+
+
+def bucket_exists(s3: Any, bucket: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def ensure_bucket(
+    s3: Any, stack: Stack, settings: Settings, days: Retention, kms_key_arn: str, report: Report
+) -> None:
+    b = stack.bucket
+    what = f"s3://{b}"
+    if bucket_exists(s3, b):
+        report.add(what, UNCHANGED)
+    else:
+        extra = {}
+        if stack.region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": stack.region}
+        s3.create_bucket(Bucket=b, ObjectOwnership="BucketOwnerEnforced", **extra)
+        report.add(what, CREATED)
+    report.converge(
+        f"{what} public access block",
+        lambda: s3.get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"],
+        PUBLIC_ACCESS_BLOCK,
+        lambda: s3.put_public_access_block(
+            Bucket=b, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
+        ),
+        missing=["NoSuchPublicAccessBlockConfiguration"],
+    )
+    report.converge(
+        f"{what} object ownership",
+        lambda: s3.get_bucket_ownership_controls(Bucket=b)["OwnershipControls"]["Rules"],
+        OWNERSHIP,
+        lambda: s3.put_bucket_ownership_controls(Bucket=b, OwnershipControls={"Rules": OWNERSHIP}),
+        missing=["OwnershipControlsNotFoundError"],
+    )
+    _ensure_encryption(s3, b, kms_key_arn, report)
+    policy = tls_only_policy(stack)
+    report.converge(
+        f"{what} TLS-only policy",
+        lambda: json.loads(s3.get_bucket_policy(Bucket=b)["Policy"]),
+        policy,
+        lambda: s3.put_bucket_policy(Bucket=b, Policy=json.dumps(policy)),
+        missing=["NoSuchBucketPolicy"],
+    )
+    rules = lifecycle_rules(settings, days)
+    report.converge(
+        f"{what} lifecycle rules",
+        lambda: [
+            _rule_view(r) for r in s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+        ],
+        rules,
+        lambda: s3.put_bucket_lifecycle_configuration(
+            Bucket=b, LifecycleConfiguration={"Rules": rules}
+        ),
+        missing=["NoSuchLifecycleConfiguration"],
+    )
+    tags = [{"Key": k, "Value": v} for k, v in sorted(stack.tags.items())]
+    report.converge(
+        f"{what} tags",
+        lambda: sorted(s3.get_bucket_tagging(Bucket=b)["TagSet"], key=lambda t: t["Key"]),
+        tags,
+        lambda: s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": tags}),
+        missing=["NoSuchTagSet"],
+    )
+
+
+def _ensure_encryption(s3: Any, bucket: str, kms_key_arn: str, report: Report) -> None:
+    rule = encryption_rule(kms_key_arn)
+    default = {"SSEAlgorithm": rule["SSEAlgorithm"]}
+    if kms_key_arn:
+        default["KMSMasterKeyID"] = kms_key_arn
+    report.converge(
+        f"s3://{bucket} default encryption",
+        lambda: _encryption_view(s3.get_bucket_encryption(Bucket=bucket)),
+        rule,
+        lambda: s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": default,
+                        "BucketKeyEnabled": rule["BucketKeyEnabled"],
+                    }
+                ]
+            },
+        ),
+        missing=["ServerSideEncryptionConfigurationNotFoundError"],
+    )
+
+
+def empty_and_delete_bucket(s3: Any, bucket: str) -> None:
+    """Delete every object (all versions) and upload, then the bucket."""
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        for upload in page.get("Uploads", []):
+            s3.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if doomed:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)

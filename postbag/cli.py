@@ -1,0 +1,195 @@
+"""postbag: the operator's tool. Provision a stage, wire it after `chalice deploy`,
+look at it, re-drive failed mail, tear it down.
+
+    postbag provision --stage prod --bucket my-site-mail --region eu-west-1 \\
+        --sender-identity example.org --alarm-email ops@example.org --create-wp-user
+    (cd chalice_app && chalice deploy --stage prod)
+    postbag wire --stage prod
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from postbag import chalice_config
+from postbag.aws import Aws, CommandError
+from postbag.bucket import Retention
+from postbag.report import Report
+from postbag.stack import Stack
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", required=True, help="Chalice stage, e.g. dev or prod")
+    parser.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION)")
+    parser.add_argument(
+        "--chalice-dir",
+        type=Path,
+        default=chalice_config.CHALICE_DIR,
+        help="the Chalice project (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postbag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _provision_parser(commands)
+    wire = commands.add_parser(
+        "wire", help="after `chalice deploy`: set the function's on-failure destination"
+    )
+    _common(wire)
+    status = commands.add_parser("status", help="count queued, failed and quarantined batches")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    redrive = commands.add_parser("redrive", help="send failed mail again, once the cause is fixed")
+    _common(redrive)
+    redrive.add_argument("--batch", help="only this batch id (default: every failed batch)")
+    teardown = commands.add_parser("teardown", help="remove what provision created")
+    _common(teardown)
+    teardown.add_argument(
+        "--force", action="store_true", help="also delete a bucket that holds unsent batches"
+    )
+    return parser
+
+
+def _provision_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "provision", help="create or update the bucket, table, queue, alarms and IAM for a stage"
+    )
+    _common(p)
+    p.add_argument("--bucket", help="bucket name (required the first time)")
+    p.add_argument(
+        "--sender-identity", action="append", default=[], metavar="ADDRESS_OR_DOMAIN",
+        help="an SES identity the sender may send from (repeat; default: as before)",
+    )
+    p.add_argument("--configuration-set", help="SES configuration set every mail uses")
+    p.add_argument("--reserved-concurrency", type=int, help="the function's reserved concurrency")
+    p.add_argument("--kms-key", default="", help="SSE-KMS key id, alias or ARN (default: SSE-S3)")
+    p.add_argument("--processed-days", type=int, default=7, help="keep sent batches (days)")
+    p.add_argument("--failed-days", type=int, default=30,
+                   help="keep failed and quarantined batches (days)")
+    p.add_argument("--receipts-days", type=int, default=30, help="keep receipts (days)")
+    p.add_argument("--failure-queue-days", type=int, default=14,
+                   help="keep messages in the failure queue (days, at most 14)")
+    p.add_argument("--max-wait-minutes", type=int, default=15,
+                   help="alarm when a batch waits longer than this")
+    alarm = p.add_mutually_exclusive_group()
+    alarm.add_argument("--alarm-email", default="", help="create an SNS topic mailing this address")
+    alarm.add_argument("--sns-topic", default="", help="notify this existing SNS topic ARN")
+    p.add_argument("--create-wp-user", action="store_true",
+                   help="create an IAM user for WordPress and print its key once")
+    p.add_argument("--attach-to-role", default="", metavar="ROLE",
+                   help="attach the WordPress policy to this role (e.g. the EC2 instance role)")
+
+
+def _stage_bucket(args: argparse.Namespace) -> str:
+    given = getattr(args, "bucket", None)
+    if given:
+        return given
+    env = chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
+    if not env.get("POSTBAG_BUCKET"):
+        raise CommandError(f"stage {args.stage} has no bucket yet: pass --bucket")
+    return env["POSTBAG_BUCKET"]
+
+
+def _settings(args: argparse.Namespace):
+    return chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
+
+
+def run_provision(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag.provision import Options, policy_json, provision
+
+    opts = Options(
+        stage=args.stage,
+        bucket=_stage_bucket(args),
+        chalice_dir=args.chalice_dir,
+        senders=[s.strip().lower() for s in args.sender_identity],
+        configuration_set=args.configuration_set,
+        reserved_concurrency=args.reserved_concurrency,
+        kms_key=args.kms_key,
+        retention=Retention(args.processed_days, args.failed_days, args.receipts_days),
+        failure_queue_days=args.failure_queue_days,
+        max_wait_minutes=args.max_wait_minutes,
+        alarm_email=args.alarm_email,
+        sns_topic=args.sns_topic,
+        create_wp_user=args.create_wp_user,
+        attach_to_role=args.attach_to_role,
+    )
+    print(f"Provisioning stage {args.stage} in {aws.region}:", file=sys.stderr)
+    outcome = provision(aws, opts, Report())
+    print("\nIAM policy for the WordPress side:\n" + policy_json(outcome.wordpress_policy))
+    print("\nPaste into wp-config.php (credentials are shown this once only):\n")
+    print(outcome.wp_config)
+    print(f"Next: (cd {args.chalice_dir} && chalice deploy --stage {args.stage}) "
+          f"&& postbag wire --stage {args.stage}")
+
+
+def _stack(args: argparse.Namespace, aws: Aws) -> Stack:
+    return Stack(args.stage, aws.region, _stage_bucket(args), aws.account())
+
+
+def run_wire(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag.wire import wire
+
+    wire(aws.client("lambda"), _stack(args, aws), Report())
+
+
+def run_status(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag.status import status
+
+    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws), _settings(args))
+    if args.json:
+        print(json.dumps(counts))
+        return
+    for name, count in counts.items():
+        print(f"{name.replace('_', ' '):<14} {'-' if count is None else count}")
+
+
+def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
+    try:
+        from chalicelib.redrive import redrive
+    except ImportError as exc:
+        raise CommandError("this version of Postbag has no re-drive yet") from exc
+    keys = redrive(aws.client("s3"), _stage_bucket(args), _settings(args), batch_id=args.batch)
+    for key in keys:
+        print(key)
+    print(f"re-driven: {len(keys)}", file=sys.stderr)
+
+
+def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag.teardown import teardown
+
+    print(f"Tearing down stage {args.stage} in {aws.region}:", file=sys.stderr)
+    teardown(aws, _stack(args, aws), _settings(args), args.force, Report())
+
+
+COMMANDS = {
+    "provision": run_provision,
+    "wire": run_wire,
+    "status": run_status,
+    "redrive": run_redrive,
+    "teardown": run_teardown,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args, Aws(args.region))
+    except CommandError as exc:
+        print(f"postbag {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"postbag {args.command}: AWS said: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

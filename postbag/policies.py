@@ -1,0 +1,131 @@
+"""The two least-privilege IAM policies, rendered for one stage.
+
+- the Lambda's role (written to ``chalice_app/.chalice/policy-<stage>.json``,
+  which Chalice attaches because ``autogen_policy`` is off: it cannot see the
+  calls made through helpers and powertools);
+- the WordPress side, which may only drop batches and attachments under the
+  queue prefix.
+
+Both are plain data built from the same :class:`~postbag.stack.Stack` and
+:class:`chalicelib.config.Settings` the Lambda runs with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.config import Settings
+from postbag.stack import Stack
+
+Policy = dict[str, Any]
+VERSION = "2012-10-17"
+
+
+def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources, **extra}
+
+
+def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    statements = [
+        *_s3_statements(stack, settings),
+        *_ses_statements(stack, settings),
+        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        _statement(
+            "Ledger",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [stack.arn("dynamodb", f"table/{settings.ledger_table}")],
+        ),
+        _statement("FailureDestination", ["sqs:SendMessage"], [stack.queue_arn]),
+        *_log_statements(stack),
+    ]
+    if kms_key_arn:
+        statements.append(
+            _statement("BucketKey", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn])
+        )
+    return {"Version": VERSION, "Statement": statements}
+
+
+def _s3_statements(stack: Stack, settings: Settings) -> list[dict]:
+    queue = stack.objects_arn(settings.queue_prefix)
+    return [
+        # ListBucket only so that a missing batch or attachment answers 404
+        # (NoSuchKey, permanent) rather than 403 (which looks like a permission fault).
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        _statement(
+            "ReadTagAndMoveBatches",
+            ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject"],
+            [queue],
+        ),
+        # Continuations are batches (.json) under the queue prefix; outcomes go
+        # to their own prefixes.
+        _statement(
+            "WriteContinuationsAndOutcomes",
+            ["s3:PutObject"],
+            [
+                f"{stack.bucket_arn}/{settings.queue_prefix}*.json",
+                stack.objects_arn(settings.receipts_prefix),
+                stack.objects_arn(settings.failed_prefix),
+                stack.objects_arn(settings.quarantine_prefix),
+            ],
+        ),
+        # The sender only reads attachments: whatever it does, it cannot
+        # replace one that a queued mail refers to.
+        {
+            "Sid": "NeverWriteAttachments",
+            "Effect": "Deny",
+            "Action": ["s3:PutObject"],
+            "Resource": [stack.objects_arn(settings.attachments_prefix)],
+        },
+    ]
+
+
+def _ses_statements(stack: Stack, settings: Settings) -> list[dict]:
+    if not settings.allowed_senders:
+        raise ValueError("no sender identities: pass --sender-identity (an address or a domain)")
+    extra = []
+    if settings.default_configuration_set:
+        extra.append(
+            stack.arn("ses", f"configuration-set/{settings.default_configuration_set}")
+        )
+    actions = ["ses:SendEmail", "ses:SendRawEmail"]
+    domains = sorted(s for s in settings.allowed_senders if "@" not in s)
+    addresses = sorted(s for s in settings.allowed_senders if "@" in s)
+    statements = []
+    if domains:
+        identities = [stack.arn("ses", f"identity/{d}") for d in domains]
+        statements.append(_statement("SendFromDomains", actions, identities + extra))
+    if addresses:
+        # SES authorises against the verified identity, which for an address
+        # may be the address itself or its whole domain: allow both, and pin
+        # the From address with a condition.
+        names = sorted({*addresses, *(a.split("@", 1)[1] for a in addresses)})
+        identities = [stack.arn("ses", f"identity/{n}") for n in names]
+        statements.append(
+            _statement(
+                "SendFromAddresses",
+                actions,
+                identities + extra,
+                Condition={"StringLike": {"ses:FromAddress": addresses}},
+            )
+        )
+    return statements
+
+
+def _log_statements(stack: Stack) -> list[dict]:
+    group = stack.arn("logs", f"log-group:/aws/lambda/{stack.prefix}-*")
+    return [
+        _statement("LogGroup", ["logs:CreateLogGroup"], [group]),
+        _statement("LogEvents", ["logs:CreateLogStream", "logs:PutLogEvents"], [group + ":*"]),
+    ]
+
+
+def wordpress_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    statements = [
+        _statement("DropBatchesAndAttachments", ["s3:PutObject"], [
+            stack.objects_arn(settings.queue_prefix)
+        ]),
+    ]
+    if kms_key_arn:
+        # SSE-KMS uploads need a data key; reading (kms:Decrypt) is not needed.
+        statements.append(_statement("EncryptUploads", ["kms:GenerateDataKey"], [kms_key_arn]))
+    return {"Version": VERSION, "Statement": statements}

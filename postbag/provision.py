@@ -1,0 +1,178 @@
+"""``postbag provision``: everything a stage needs before ``chalice deploy``.
+
+Order: the stage's Chalice settings and role policy (files), then the bucket,
+the ledger table, the failure queue, the alarms and the WordPress credentials.
+Every step compares before it writes, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from postbag import alarms, bucket, chalice_config, policies, wordpress
+from postbag.aws import Aws, CommandError, error_code
+from postbag.report import CREATED, UNCHANGED, UPDATED, Report
+from postbag.stack import Stack
+
+# powertools' DynamoDBPersistenceLayer defaults: partition key "id", TTL "expiration".
+LEDGER_KEY = "id"
+LEDGER_TTL = "expiration"
+
+
+@dataclass(frozen=True)
+class Options:
+    stage: str
+    bucket: str
+    chalice_dir: Path = chalice_config.CHALICE_DIR
+    senders: list[str] = field(default_factory=list)
+    configuration_set: str | None = None
+    reserved_concurrency: int | None = None
+    kms_key: str = ""
+    retention: bucket.Retention = bucket.Retention()
+    failure_queue_days: int = 14
+    max_wait_minutes: int = 15
+    alarm_email: str = ""
+    sns_topic: str = ""
+    create_wp_user: bool = False
+    attach_to_role: str = ""
+
+
+@dataclass
+class Outcome:
+    report: Report
+    wordpress_policy: dict
+    wp_config: str
+
+
+def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
+    stack = Stack(opts.stage, aws.region, opts.bucket, aws.account())
+    s3 = aws.client("s3")
+    kms_key_arn = _kms_key_arn(aws, opts.kms_key) or bucket.current_kms_key(s3, stack)
+    config = chalice_config.load(opts.chalice_dir)
+    chalice_config.configure_stage(
+        config, stack, opts.senders, opts.configuration_set, opts.reserved_concurrency
+    )
+    settings = chalice_config.stage_settings(config, opts.stage)
+    try:
+        role_policy = policies.lambda_policy(stack, settings, kms_key_arn)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    _write(report, chalice_config.config_path(opts.chalice_dir), config)
+    _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
+
+    bucket.ensure_bucket(aws.client("s3"), stack, settings, opts.retention, kms_key_arn, report)
+    ensure_ledger(aws.client("dynamodb"), stack, report)
+    ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
+    _ensure_alarms(aws, stack, opts, report)
+
+    iam = aws.client("iam")
+    wp_policy = policies.wordpress_policy(stack, settings, kms_key_arn)
+    wordpress.ensure_policy(iam, stack, wp_policy, report)
+    key = wordpress.ensure_user(iam, stack, report) if opts.create_wp_user else None
+    if opts.attach_to_role:
+        wordpress.ensure_role_attachment(iam, stack, opts.attach_to_role, report)
+    constants = wordpress.wp_config(stack, settings.queue_prefix, kms_key_arn, key)
+    return Outcome(report, wp_policy, constants)
+
+
+def _write(report: Report, path: Path, data: Any) -> None:
+    existed = path.exists()
+    changed = chalice_config.write_json(path, data)
+    report.add(str(path), UNCHANGED if not changed else UPDATED if existed else CREATED)
+
+
+def _kms_key_arn(aws: Aws, key: str) -> str:
+    """Policies need the key's ARN; the user may give an id, an alias or the ARN."""
+    if not key or key.startswith("arn:"):
+        return key
+    return aws.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+
+
+def _ensure_alarms(aws: Aws, stack: Stack, opts: Options, report: Report) -> None:
+    sns = aws.client("sns")
+    if opts.alarm_email:
+        topic = alarms.ensure_topic(sns, stack, opts.alarm_email, report)
+    else:
+        # Without a topic option, keep notifying the topic made by an earlier run.
+        topic = opts.sns_topic or alarms.existing_topic(sns, stack)
+    definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes)
+    alarms.ensure_alarms(aws.client("cloudwatch"), definitions, topic, report)
+
+
+def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
+    name = stack.ledger_table
+    try:
+        table = ddb.describe_table(TableName=name)["Table"]
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": LEDGER_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
+        )
+        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+        report.add(f"DynamoDB table {name}", CREATED)
+    else:
+        if table["KeySchema"] != [{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}]:
+            raise CommandError(f"table {name} exists with another key schema; not touching it")
+        report.add(f"DynamoDB table {name}", UNCHANGED)
+    wanted = {"TimeToLiveStatus": "ENABLED", "AttributeName": LEDGER_TTL}
+
+    def current() -> dict:
+        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        status = "ENABLED" if ttl.get("TimeToLiveStatus") == "ENABLING" else ttl.get(
+            "TimeToLiveStatus"
+        )
+        return {"TimeToLiveStatus": status, "AttributeName": ttl.get("AttributeName")}
+
+    report.converge(
+        f"DynamoDB table {name} TTL on {LEDGER_TTL}",
+        current,
+        wanted,
+        lambda: ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": LEDGER_TTL},
+        ),
+    )
+
+
+def queue_url(sqs: Any, stack: Stack) -> str | None:
+    try:
+        return sqs.get_queue_url(QueueName=stack.failure_queue)["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return None
+        raise
+
+
+def ensure_failure_queue(sqs: Any, stack: Stack, days: int, report: Report) -> None:
+    attributes = {
+        "MessageRetentionPeriod": str(days * 24 * 3600),
+        "SqsManagedSseEnabled": "true",
+    }
+    what = f"SQS queue {stack.failure_queue}"
+    url = queue_url(sqs, stack)
+    if url is None:
+        sqs.create_queue(QueueName=stack.failure_queue, Attributes=attributes, tags=stack.tags)
+        report.add(what, CREATED)
+        return
+    report.converge(
+        what + " attributes",
+        lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(attributes))[
+            "Attributes"
+        ],
+        attributes,
+        lambda: sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes),
+    )
+
+
+def policy_json(policy: dict) -> str:
+    return json.dumps(policy, indent=2)

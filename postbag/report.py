@@ -1,0 +1,49 @@
+"""What a command did to each resource, printed as it goes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from botocore.exceptions import ClientError
+
+from postbag.aws import error_code
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+DELETED, ABSENT = "deleted", "absent"
+
+
+class Report:
+    def __init__(self, out: TextIO | None = None):
+        self.out = out if out is not None else sys.stderr
+        self.actions: list[tuple[str, str]] = []
+
+    def add(self, what: str, action: str) -> None:
+        self.actions.append((what, action))
+        print(f"  {action:<9} {what}", file=self.out)
+
+    @property
+    def changed(self) -> bool:
+        return any(action not in (UNCHANGED, ABSENT) for _, action in self.actions)
+
+    def converge(
+        self,
+        what: str,
+        current: Callable[[], Any],
+        desired: Any,
+        apply: Callable[[], Any],
+        missing: Iterable[str] = (),
+    ) -> None:
+        """Apply ``desired`` only when ``current()`` differs; ``missing`` codes mean "none yet"."""
+        try:
+            now = current()
+        except ClientError as exc:
+            if error_code(exc) not in set(missing):
+                raise
+            now = None
+        if now == desired:
+            self.add(what, UNCHANGED)
+            return
+        apply()
+        self.add(what, CREATED if now is None else UPDATED)

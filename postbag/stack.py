@@ -1,0 +1,86 @@
+"""The names of one stage's resources, derived from the stage alone.
+
+Provisioning, wiring, status and teardown all derive them the same way, so
+teardown needs no record of what provisioning created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+APP_NAME = "postbag"
+# The Lambda handler's name in chalice_app/app.py; Chalice names the function
+# "<app>-<stage>-<handler>".
+HANDLER = "on_batch_uploaded"
+# Every resource carries this tag, so a console search finds a stage's resources.
+STAGE_TAG = "postbag-stage"
+
+
+@dataclass(frozen=True)
+class Stack:
+    stage: str
+    region: str
+    bucket: str
+    account: str = ""
+
+    @property
+    def prefix(self) -> str:
+        return f"{APP_NAME}-{self.stage}"
+
+    @property
+    def function_name(self) -> str:
+        return f"{self.prefix}-{HANDLER}"
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.prefix}-ledger"
+
+    @property
+    def failure_queue(self) -> str:
+        return f"{self.prefix}-failures"
+
+    @property
+    def alarm_topic(self) -> str:
+        return f"{self.prefix}-alarms"
+
+    @property
+    def wordpress_policy(self) -> str:
+        return f"{self.prefix}-wordpress"
+
+    @property
+    def wordpress_user(self) -> str:
+        return f"{self.prefix}-wordpress"
+
+    def alarm(self, what: str) -> str:
+        return f"{self.prefix}-{what}"
+
+    # ARNs: the partition is "aws"; GovCloud and China need their own (not supported).
+    def arn(self, service: str, resource: str, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account}:{resource}"
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket}"
+
+    def objects_arn(self, prefix: str) -> str:
+        return f"{self.bucket_arn}/{prefix}*"
+
+    @property
+    def table_arn(self) -> str:
+        return self.arn("dynamodb", f"table/{self.ledger_table}")
+
+    @property
+    def queue_arn(self) -> str:
+        return self.arn("sqs", self.failure_queue)
+
+    @property
+    def function_arn(self) -> str:
+        return self.arn("lambda", f"function:{self.function_name}")
+
+    @property
+    def wordpress_policy_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:policy/{APP_NAME}/{self.wordpress_policy}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"project": APP_NAME, STAGE_TAG: self.stage}

@@ -1,0 +1,48 @@
+"""``postbag status``: how many batches wait, failed or were quarantined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from chalicelib.config import STATE_TAG, Settings
+from postbag.provision import queue_url
+from postbag.stack import Stack
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"]
+
+
+def unsent_batches(s3: Any, bucket: str, settings: Settings) -> list[str]:
+    """Batches under the queue prefix the sender has not tagged done or failed yet.
+
+    One tagging read per batch: fine for an operator's command, since sent
+    batches expire within days.
+    """
+    unsent = []
+    for key in _keys(s3, bucket, settings.queue_prefix):
+        if not key.endswith(".json") or key.startswith(settings.attachments_prefix):
+            continue
+        tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+        if not any(t["Key"] == STATE_TAG for t in tags):
+            unsent.append(key)
+    return unsent
+
+
+def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int | None]:
+    url = queue_url(sqs, stack)
+    depth = None
+    if url:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        depth = int(attributes["ApproximateNumberOfMessages"])
+    return {
+        "queued": len(unsent_batches(s3, stack.bucket, settings)),
+        "failed": sum(1 for _ in _keys(s3, stack.bucket, settings.failed_prefix)),
+        "quarantined": sum(1 for _ in _keys(s3, stack.bucket, settings.quarantine_prefix)),
+        "failure_queue": depth,
+    }
