@@ -1,0 +1,78 @@
+"""moto's server with one test-harness fix: S3 notification filter-rule names.
+
+Real S3 and Chalice name the rules ``Prefix`` and ``Suffix``; moto 5.2's server
+accepts only ``prefix``/``suffix`` and answers 500 otherwise (see
+shared/PITFALLS.md). This middleware lower-cases the names in
+PutBucketNotificationConfiguration bodies before moto parses them. It lives in
+the test harness on purpose: product code keeps sending what real S3 expects.
+
+Run as ``python moto_server.py HOST PORT``; :class:`HarnessAws` does that.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from postbag.localaws import HOST, LocalAws
+
+_FILTER_NAME = re.compile(rb"<Name>\s*(Prefix|Suffix)\s*</Name>")
+
+
+def lower_filter_rule_names(body: bytes) -> bytes:
+    return _FILTER_NAME.sub(lambda m: b"<Name>" + m.group(1).lower() + b"</Name>", body)
+
+
+class LowerCaseFilterRules:
+    """WSGI middleware: rewrites the body of ``PUT /<bucket>?notification``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "PUT" and "notification" in environ.get(
+            "QUERY_STRING", ""
+        ):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = lower_filter_rule_names(environ["wsgi.input"].read(length))
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+
+class HarnessAws(LocalAws):
+    """:class:`postbag.localaws.LocalAws`, but serving the middleware-wrapped moto."""
+
+    def start(self) -> HarnessAws:
+        self._process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), HOST, str(self.port)],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_ready()
+        return self
+
+
+def main(host: str, port: int) -> None:
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(
+        host,
+        port,
+        LowerCaseFilterRules(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
