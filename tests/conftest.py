@@ -23,6 +23,8 @@ for name, value in {
     "POSTBAG_BUCKET": "postbag-test",
     "POSTBAG_ALLOWED_SENDERS": "example.org",
     "POSTBAG_MAX_SEND_RATE": "1000",
+    # chalice.test.Client gives the handler a 3-second Lambda context.
+    "POSTBAG_DEADLINE_MARGIN_MS": "1000",
     "AWS_LAMBDA_FUNCTION_NAME": "postbag-test-on_batch_uploaded",
     "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
     "POWERTOOLS_SERVICE_NAME": "postbag",

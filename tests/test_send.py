@@ -7,6 +7,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 from conftest import fixture_bytes
+from fakes import client_error as fake_client_error
 
 from chalicelib.batch import parse_batch
 from chalicelib.errors import RejectedBySes, SendingPaused, SesUnavailable, Throttled
@@ -89,11 +90,7 @@ def test_raw_mail_lists_every_recipient_bcc_included(ses, settings):
 
 
 def client_error(code, message="", status=400):
-    response = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, "SendEmail")
+    return fake_client_error(code, message, "SendEmail", status)
 
 
 TRANSLATIONS = [
