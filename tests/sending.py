@@ -1,0 +1,65 @@
+"""Test wiring for the dispatch stage: a moto ledger, a simulated clock, fake SES jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clock import FakeClock
+from fakes import FakeSes
+
+from chalicelib.batch import Mail, Meta
+from chalicelib.dispatch import Dispatcher, Job
+from chalicelib.ledger import Ledger
+from chalicelib.ratelimit import RateLimiter
+from chalicelib.retry import RetryPolicy
+from chalicelib.send import SesSender
+
+META = Meta(sender=("Blog", "news@example.org"))
+
+
+def mail_ids(count: int, prefix: str = "m") -> list[str]:
+    return [f"{prefix}{n:04d}" for n in range(count)]
+
+
+def jobs(ses: FakeSes, ids: list[str], batch_id: str = "b1", redrive: int = 0) -> list[Job]:
+    """One job per id; the subject is the mail id, so the fake SES shows what went out."""
+    sender = SesSender(ses)
+
+    def job(mail_id: str) -> Job:
+        mail = Mail(id=mail_id, to=(("", f"{mail_id}@example.net"),), subject=mail_id, text="hi")
+        key = f"{batch_id}:{mail_id}:{redrive}"
+        return Job(mail_id, key, lambda: sender.send_simple(mail, META))
+
+    return [job(mail_id) for mail_id in ids]
+
+
+@dataclass
+class Invocation:
+    """One simulated Lambda invocation: its own clock-driven deadline."""
+
+    clock: FakeClock
+    budget_s: float = 900.0
+    started: float = field(init=False)
+
+    def __post_init__(self):
+        self.started = self.clock()
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.started + self.budget_s - self.clock()) * 1000)
+
+
+def dispatcher(
+    ledger: Ledger,
+    clock: FakeClock,
+    rate: float = 1000.0,
+    workers: int = 4,
+    attempts: int = 6,
+    metrics=None,
+) -> Dispatcher:
+    return Dispatcher(
+        ledger,
+        RateLimiter(rate, clock=clock, sleep=clock.sleep),
+        RetryPolicy(attempts=attempts, sleep=clock.sleep),
+        workers=workers,
+        metrics=metrics,
+    )

@@ -1,0 +1,211 @@
+"""The dispatch stage: each mail once, through ledger (moto), limiter and retries (fake SES)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from clock import FakeClock, busiest_second
+from fakes import FakeSes
+from moto import mock_aws
+from sending import Invocation, dispatcher, jobs, mail_ids
+
+from chalicelib.config import Settings
+from chalicelib.dispatch import DEADLINE_REASON, Dispatcher, Job
+from chalicelib.ledger import Ledger, Result, create_table
+from chalicelib.observe import SendMetrics, metrics
+from chalicelib.ratelimit import RateLimiter
+from chalicelib.retry import RetryPolicy
+
+SETTINGS = Settings(idempotency_namespace="postbag-test")
+
+
+@pytest.fixture
+def ledger():
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name="us-east-1"), SETTINGS.ledger_table)
+        yield Ledger.from_settings(SETTINGS)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def reset_metric_set():
+    # powertools' documented test set-up: metrics are shared by every Metrics instance.
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+def statuses(outcomes) -> Counter:
+    return Counter(o.status for o in outcomes)
+
+
+def run(dispatch: Dispatcher, job_list, clock: FakeClock, budget_s: float = 900.0,
+        margin_ms: int = 15_000, queued_at=None):
+    remaining = Invocation(clock, budget_s).get_remaining_time_in_millis
+    return dispatch.run(job_list, remaining, margin_ms, queued_at)
+
+
+def test_every_mail_sent_once_with_outcomes_in_job_order(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep, latency=0.05)
+    ids = mail_ids(40)
+    outcomes = run(dispatcher(ledger, clock, workers=8), jobs(ses, ids), clock)
+    assert [o.mail_id for o in outcomes] == ids
+    assert statuses(outcomes) == {"sent": 40}
+    assert sorted(ses.subjects()) == ids
+    by_subject = {a.subject: a.message_id for a in ses.accepted}
+    assert all(o.message_id == by_subject[o.mail_id] for o in outcomes)
+
+
+def test_a_replay_sends_nothing_and_returns_the_saved_message_ids(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    ids = mail_ids(10)
+    first = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    assert statuses(again) == {"duplicate": 10}
+    assert [o.message_id for o in again] == [o.message_id for o in first]
+    assert ses.calls == 10
+
+
+def test_a_permanent_rejection_fails_alone_with_its_reason_and_is_never_resent(ledger, clock):
+    ids = mail_ids(10)
+    ses = FakeSes(clock=clock, sleep=clock.sleep, reject=[f"{ids[3]}@example.net"])
+    outcomes = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    assert statuses(outcomes) == {"sent": 9, "failed": 1}
+    assert outcomes[3].status == "failed"
+    assert outcomes[3].reason.startswith("RejectedBySes: MessageRejected")
+    ses.reject.clear()  # even once the cause is gone, the same key is not resent
+    again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    assert again[3].status == "failed" and again[3].reason == outcomes[3].reason
+    assert ses.calls == 10
+
+
+def test_throttling_on_30_percent_of_calls_still_delivers_each_mail_once(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep, throttle_share=0.3, seed=7)
+    ids = mail_ids(100)
+    outcomes = run(dispatcher(ledger, clock, workers=8, attempts=10), jobs(ses, ids), clock)
+    assert statuses(outcomes) == {"sent": 100}
+    assert ses.throttled > 15
+    assert sorted(ses.subjects()) == ids  # each exactly once
+
+
+def test_transient_trouble_beyond_the_attempts_releases_the_claim(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep, fail_after=3)
+    ids = mail_ids(6)
+    outcomes = run(dispatcher(ledger, clock, workers=1, attempts=3), jobs(ses, ids), clock)
+    assert statuses(outcomes) == {"sent": 3, "retry_later": 3}
+    assert all(o.reason.startswith("SesUnavailable") for o in outcomes[3:])
+    ses.fail_after = None  # SES is back: the Lambda retry sends only what is missing
+    again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    assert statuses(again) == {"duplicate": 3, "sent": 3}
+    assert sorted(ses.subjects()) == ids
+
+
+def test_sending_paused_stops_the_batch_and_loses_nothing(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep, daily_quota=4)
+    ids = mail_ids(10)
+    outcomes = run(dispatcher(ledger, clock, workers=1), jobs(ses, ids), clock)
+    assert statuses(outcomes) == {"sent": 4, "unsent": 6}
+    assert all("Daily message quota exceeded" in o.reason for o in outcomes[4:])
+    assert ses.calls == 5  # the first refusal stopped the rest from being tried
+    ses.daily_quota = None
+    again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)
+    assert statuses(again) == {"duplicate": 4, "sent": 6}
+    assert sorted(ses.subjects()) == ids
+
+
+def test_near_the_deadline_it_stops_and_the_rest_goes_out_in_the_next_invocation(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    ids = mail_ids(50)
+    # 10 mails/s and 2 s of budget before the margin: about 20 go out now.
+    first = run(dispatcher(ledger, clock, rate=10), jobs(ses, ids), clock,
+                budget_s=17.0, margin_ms=15_000)
+    counts = statuses(first)
+    assert 15 <= counts["sent"] <= 21 and counts["sent"] + counts["unsent"] == 50
+    unsent = [o.mail_id for o in first if o.status == "unsent"]
+    assert all(o.reason == DEADLINE_REASON for o in first if o.status == "unsent")
+    assert unsent == ids[-len(unsent):]  # the tail, so a continuation carries a clean rest
+    second = run(dispatcher(ledger, clock, rate=10), jobs(ses, unsent), clock)
+    assert statuses(second) == {"sent": len(unsent)}
+    assert sorted(ses.subjects()) == ids
+
+
+def test_a_mail_claimed_elsewhere_is_reported_in_progress(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    other = Ledger.from_settings(SETTINGS)
+    inside, release = threading.Event(), threading.Event()
+
+    def held() -> Result:
+        inside.set()
+        release.wait(5)
+        return Result(message_id="elsewhere")
+
+    other.register_lambda_context(Invocation(clock))
+    holder = threading.Thread(target=other.once, args=("b1:m0001:0", held))
+    holder.start()
+    assert inside.wait(5)
+    try:
+        outcomes = run(dispatcher(ledger, clock), jobs(ses, mail_ids(3)), clock)
+    finally:
+        release.set()
+        holder.join()
+    assert [o.status for o in outcomes] == ["sent", "in_progress", "sent"]
+    assert ses.calls == 2
+
+
+def test_sends_through_the_pool_stay_under_the_rate(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    ids = mail_ids(84)
+    run(dispatcher(ledger, clock, rate=14, workers=1), jobs(ses, ids), clock)
+    times = ses.times()
+    assert times[-1] - times[0] >= 5.0
+    assert busiest_second(times) <= 14
+
+
+def test_an_unexpected_error_propagates_and_stops_new_work(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    good = jobs(ses, mail_ids(5))
+
+    def bug() -> str:
+        raise KeyError("a bug, not a send error")
+
+    job_list = [good[0], Job("bug", "b1:bug:0", bug), *good[1:]]
+    with pytest.raises(KeyError):
+        run(dispatcher(ledger, clock, workers=1), job_list, clock)
+    assert ses.subjects() == ["m0000"]
+    # The failed job's claim was released: a fixed retry can send it.
+    assert ledger.once("b1:bug:0", lambda: Result(message_id="later")).result.message_id == "later"
+
+
+def test_metrics_are_emitted_as_emf(ledger, clock, capsys):
+    ids = mail_ids(6)
+    ses = FakeSes(clock=clock, sleep=clock.sleep, reject=[f"{ids[0]}@example.net"],
+                  throttle_share=0.5, seed=3)
+    created = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    dispatch = Dispatcher(
+        ledger, RateLimiter(1000, clock=clock, sleep=clock.sleep),
+        RetryPolicy(attempts=10, sleep=clock.sleep), workers=2, metrics=SendMetrics(),
+        now=lambda: created + timedelta(seconds=90),
+    )
+    run(dispatch, jobs(ses, ids), clock, queued_at=created)
+    run(dispatch, jobs(ses, ids[:2]), clock, queued_at=created)
+    metrics.flush_metrics()
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Postbag"
+    assert emf["MailsSent"] == [5.0]
+    assert emf["MailsFailed"] == [1.0]
+    assert emf["DuplicatesSkipped"] == [2.0]
+    assert emf["Throttled"] == [float(ses.throttled)]
+    assert emf["QueueDelay"] == [90.0] * 5
+
+
+def test_no_jobs_no_work(ledger, clock):
+    assert run(dispatcher(ledger, clock), [], clock) == []
