@@ -6,7 +6,7 @@
  * @package Postbag\Tests
  */
 
-foreach ( array( 'credentials-exception', 'credentials', 'sigv4-signer' ) as $postbag_s3_class ) {
+foreach ( array( 'credentials-exception', 'credentials', 'credential-chain', 'sigv4-signer', 's3-result', 's3-client' ) as $postbag_s3_class ) {
 	require_once dirname( __DIR__, 3 ) . '/wp-plugin/includes/class-postbag-' . $postbag_s3_class . '.php';
 }
 require_once dirname( __DIR__ ) . '/support/autoload.php';

@@ -1,0 +1,32 @@
+<?php
+/**
+ * The outcome of one S3 upload.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Whether one PutObject worked, and if not, why: the HTTP status, S3's error
+ * code and message, or curl's error. Never holds credentials.
+ */
+final class Postbag_S3_Result {
+
+	/** @var bool True when S3 answered 2xx. */
+	public $ok;
+
+	/** @var int HTTP status; 0 when no answer came (network error, timeout). */
+	public $status;
+
+	/** @var string Why it failed ('' when ok), e.g. "HTTP 403 SignatureDoesNotMatch: ...". */
+	public $error;
+
+	public function __construct( bool $ok, int $status, string $error = '' ) {
+		$this->ok     = $ok;
+		$this->status = $status;
+		$this->error  = $error;
+	}
+}
