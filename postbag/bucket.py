@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
-from postbag.aws import error_code
+from postbag.aws import CommandError, error_code
 from postbag.report import CREATED, UNCHANGED, Report
 from postbag.stack import Stack
 
@@ -213,5 +213,11 @@ def empty_and_delete_bucket(s3: Any, bucket: str) -> None:
             for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
         ]
         if doomed:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise CommandError(
+                    f"could not empty s3://{bucket}: {len(answer['Errors'])} objects refused "
+                    f"(e.g. {first['Key']}: {first['Code']})"
+                )
     s3.delete_bucket(Bucket=bucket)

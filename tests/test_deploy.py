@@ -1,0 +1,411 @@
+"""The whole deploy path against moto's server on 127.0.0.1: provision,
+``chalice deploy``, wire, then every resource and setting checked; a second
+run changes nothing; teardown removes it all.
+
+moto's server is wrapped by ``tests/support/moto_server.py`` to accept S3's
+``Prefix``/``Suffix`` filter-rule names (a moto limitation, worked around in
+the harness only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from support.deploy import Shell, copy_chalice_app, shell_for
+from support.moto_server import HarnessAws
+
+pytestmark = pytest.mark.server
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's
+
+
+@dataclass
+class Deployed:
+    aws: HarnessAws
+    shell: Shell
+    app_dir: Path
+    stage: str
+    bucket: str
+    provision_args: list[str]
+    first_run: Any  # CompletedProcess of the first provision
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.aws.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    @property
+    def function(self) -> str:
+        return f"postbag-{self.stage}-on_batch_uploaded"
+
+    def postbag(self, *argv: str, check: bool = True):
+        return self.shell.run(
+            "postbag", *argv, "--stage", self.stage, "--chalice-dir", str(self.app_dir),
+            check=check,
+        )
+
+    def chalice(self, *argv: str, check: bool = True):
+        return self.shell.run("chalice", *argv, "--stage", self.stage, cwd=self.app_dir,
+                              check=check)
+
+
+def deploy(aws: HarnessAws, tmp: Path, cache: Path, stage: str, bucket: str) -> Deployed:
+    shell = shell_for(aws.client_env())
+    app_dir = copy_chalice_app(tmp, cache)
+    args = [
+        "--bucket", bucket, "--region", REGION,
+        "--sender-identity", "example.org", "--sender-identity", "news@example.com",
+        "--configuration-set", "postbag",
+        "--reserved-concurrency", "3",
+        "--processed-days", "5", "--failed-days", "40", "--receipts-days", "60",
+        "--alarm-email", "ops@example.org",
+        "--create-wp-user",
+    ]
+    d = Deployed(aws, shell, app_dir, stage, bucket, args, None)
+    d.first_run = d.postbag("provision", *args)
+    d.chalice("deploy")
+    d.postbag("wire")
+    return d
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with HarnessAws() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def package_cache(request) -> Path:
+    return request.config.cache.mkdir("chalice-deployments")
+
+
+@pytest.fixture(scope="module")
+def deployed(aws, tmp_path_factory, package_cache) -> Deployed:
+    return deploy(aws, tmp_path_factory.mktemp("main"), package_cache, "ci", "postbag-ci-mail")
+
+
+# -- the sender, as Chalice deployed it --------------------------------------
+
+
+def test_function_runs_with_the_stage_settings(deployed):
+    config = deployed.client("lambda").get_function_configuration(FunctionName=deployed.function)
+    assert (config["Timeout"], config["MemorySize"]) == (300, 512)
+    env = config["Environment"]["Variables"]
+    assert env["POSTBAG_BUCKET"] == deployed.bucket
+    assert env["POSTBAG_LEDGER_TABLE"] == "postbag-ci-ledger"
+    assert env["POSTBAG_ALLOWED_SENDERS"] == "example.org,news@example.com"
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag"
+    assert env["POSTBAG_RESERVED_CONCURRENCY"] == "3"
+    assert env["POSTBAG_QUEUE_PREFIX"] == "queue/"
+    tags = deployed.client("lambda").list_tags(Resource=config["FunctionArn"])["Tags"]
+    assert tags["postbag-stage"] == "ci"
+
+
+def test_reserved_concurrency_matches_what_the_sender_is_told(deployed):
+    got = deployed.client("lambda").get_function_concurrency(FunctionName=deployed.function)
+    assert got["ReservedConcurrentExecutions"] == 3
+
+
+def test_bucket_notification_has_prefix_and_suffix(deployed):
+    config = deployed.client("s3").get_bucket_notification_configuration(Bucket=deployed.bucket)
+    (target,) = config["LambdaFunctionConfigurations"]
+    assert target["LambdaFunctionArn"].endswith(f":function:{deployed.function}")
+    assert target["Events"] == ["s3:ObjectCreated:*"]
+    # Names compared case-insensitively: the harness lower-cased them for moto.
+    rules = {r["Name"].lower(): r["Value"] for r in target["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "queue/", "suffix": ".json"}
+
+
+def test_s3_may_invoke_the_function_for_this_bucket_only(deployed):
+    policy = json.loads(
+        deployed.client("lambda").get_policy(FunctionName=deployed.function)["Policy"]
+    )
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == f"arn:aws:s3:::{deployed.bucket}"
+
+
+def test_role_carries_exactly_the_rendered_policy(deployed):
+    iam = deployed.client("iam")
+    role = f"postbag-{deployed.stage}-on_batch_uploaded"
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    documents = [iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"] for n in names]
+    rendered = json.loads((deployed.app_dir / ".chalice" / "policy-ci.json").read_text())
+    assert documents == [rendered]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+
+
+def test_log_group_has_retention(deployed):
+    groups = deployed.client("logs").describe_log_groups(
+        logGroupNamePrefix=f"/aws/lambda/{deployed.function}"
+    )["logGroups"]
+    assert [g["retentionInDays"] for g in groups] == [30]
+
+
+def test_failed_invocations_go_to_the_failure_queue(deployed):
+    config = deployed.client("lambda").get_function_event_invoke_config(
+        FunctionName=deployed.function
+    )
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:postbag-ci-failures"
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 6 * 3600
+
+
+# -- the bucket ----------------------------------------------------------------
+
+
+def test_bucket_blocks_public_access_and_encrypts(deployed):
+    s3 = deployed.client("s3")
+    block = s3.get_public_access_block(Bucket=deployed.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    rule = s3.get_bucket_encryption(Bucket=deployed.bucket)[
+        "ServerSideEncryptionConfiguration"
+    ]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    ownership = s3.get_bucket_ownership_controls(Bucket=deployed.bucket)
+    assert ownership["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_bucket_refuses_plain_http(deployed):
+    policy = json.loads(deployed.client("s3").get_bucket_policy(Bucket=deployed.bucket)["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*" and statement["Action"] == "s3:*"
+    assert set(statement["Resource"]) == {
+        f"arn:aws:s3:::{deployed.bucket}", f"arn:aws:s3:::{deployed.bucket}/*"
+    }
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_lifecycle_rules_follow_the_options(deployed):
+    rules = deployed.client("s3").get_bucket_lifecycle_configuration(Bucket=deployed.bucket)[
+        "Rules"
+    ]
+    by_id = {r["ID"]: r for r in rules}
+    assert all(r["Status"] == "Enabled" for r in rules)
+
+    def expiry(rule_id: str) -> tuple[dict, int]:
+        return by_id[rule_id]["Filter"], by_id[rule_id]["Expiration"]["Days"]
+
+    tag = {"Key": "postbag-state"}
+    assert expiry("postbag-sent-batches") == ({"Tag": {**tag, "Value": "done"}}, 5)
+    assert expiry("postbag-failed-batches") == ({"Tag": {**tag, "Value": "failed"}}, 40)
+    assert expiry("postbag-failed-mail") == ({"Prefix": "failed/"}, 40)
+    assert expiry("postbag-quarantine") == ({"Prefix": "quarantine/"}, 40)
+    assert expiry("postbag-receipts") == ({"Prefix": "receipts/"}, 60)
+    assert expiry("postbag-attachments") == ({"Prefix": "queue/attachments/"}, 40)
+    abort = by_id["postbag-abort-multipart"]["AbortIncompleteMultipartUpload"]
+    assert abort == {"DaysAfterInitiation": 1}
+
+
+# -- ledger, failure queue, alarms --------------------------------------------
+
+
+def test_ledger_table_is_on_demand_with_ttl(deployed):
+    ddb = deployed.client("dynamodb")
+    table = ddb.describe_table(TableName="postbag-ci-ledger")["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = ddb.describe_time_to_live(TableName="postbag-ci-ledger")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
+
+
+def test_failure_queue_keeps_messages_fourteen_days(deployed):
+    sqs = deployed.client("sqs")
+    url = sqs.get_queue_url(QueueName="postbag-ci-failures")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert attributes["SqsManagedSseEnabled"] == "true"
+
+
+def test_alarms_watch_failures_the_queue_and_waiting_batches(deployed):
+    alarms = deployed.client("cloudwatch").describe_alarms(AlarmNamePrefix="postbag-ci-")[
+        "MetricAlarms"
+    ]
+    watched = {
+        a["AlarmName"]: (a["Namespace"], a["MetricName"], a["Dimensions"]) for a in alarms
+    }
+    assert watched == {
+        "postbag-ci-mails-failed": ("Postbag", "MailsFailed", [
+            {"Name": "service", "Value": "postbag"}
+        ]),
+        "postbag-ci-failure-queue": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", [
+            {"Name": "QueueName", "Value": "postbag-ci-failures"}
+        ]),
+        "postbag-ci-batches-waiting": ("AWS/Lambda", "AsyncEventAge", [
+            {"Name": "FunctionName", "Value": deployed.function}
+        ]),
+    }
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:postbag-ci-alarms"
+    assert all(a["AlarmActions"] == [topic] for a in alarms)
+    subscriptions = deployed.client("sns").list_subscriptions_by_topic(TopicArn=topic)
+    assert [s["Endpoint"] for s in subscriptions["Subscriptions"]] == ["ops@example.org"]
+
+
+# -- the WordPress side ---------------------------------------------------------
+
+
+def test_wordpress_user_gets_only_the_upload_policy(deployed):
+    iam = deployed.client("iam")
+    user = "postbag-ci-wordpress"
+    attached = iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [
+        f"arn:aws:iam::{ACCOUNT}:policy/postbag/postbag-ci-wordpress"
+    ]
+    assert iam.list_user_policies(UserName=user)["PolicyNames"] == []
+    (key,) = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    printed = deployed.first_run.stdout
+    assert f"define( 'POSTBAG_AWS_ACCESS_KEY_ID', '{key['AccessKeyId']}' );" in printed
+    assert f"define( 'POSTBAG_BUCKET', '{deployed.bucket}' );" in printed
+    assert f"define( 'POSTBAG_REGION', '{REGION}' );" in printed
+    assert "define( 'POSTBAG_PREFIX', 'queue/' );" in printed
+
+
+def test_secret_key_is_printed_once_and_never_written(deployed):
+    secret = re.search(
+        r"POSTBAG_AWS_SECRET_ACCESS_KEY', '([^']+)'", deployed.first_run.stdout
+    ).group(1)
+    again = deployed.postbag("provision", *deployed.provision_args)
+    assert "POSTBAG_AWS_SECRET_ACCESS_KEY" not in again.stdout
+    for path in deployed.app_dir.rglob("*"):
+        if path.is_file() and path.suffix != ".zip":
+            assert secret not in path.read_text(errors="replace"), path
+
+
+# -- idempotence, status ----------------------------------------------------------
+
+
+def snapshot(d: Deployed) -> dict[str, Any]:
+    """Every setting provisioning and wiring own, as the stand-in reports them."""
+    s3, iam, sqs = d.client("s3"), d.client("iam"), d.client("sqs")
+    lam, ddb = d.client("lambda"), d.client("dynamodb")
+    b = d.bucket
+    url = sqs.get_queue_url(QueueName=f"postbag-{d.stage}-failures")["QueueUrl"]
+    policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/postbag/postbag-{d.stage}-wordpress"
+    found: dict[str, Any] = {
+        "block": s3.get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"],
+        "encryption": s3.get_bucket_encryption(Bucket=b)["ServerSideEncryptionConfiguration"],
+        "policy": s3.get_bucket_policy(Bucket=b)["Policy"],
+        "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"],
+        "notification": s3.get_bucket_notification_configuration(Bucket=b)[
+            "LambdaFunctionConfigurations"
+        ],
+        "bucket_tags": s3.get_bucket_tagging(Bucket=b)["TagSet"],
+        "table": ddb.describe_table(TableName=f"postbag-{d.stage}-ledger")["Table"],
+        "ttl": ddb.describe_time_to_live(TableName=f"postbag-{d.stage}-ledger"),
+        "queue": sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"],
+        "alarms": d.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"postbag-{d.stage}-")[
+            "MetricAlarms"
+        ],
+        "topics": d.client("sns").list_topics()["Topics"],
+        "subscriptions": d.client("sns").list_subscriptions()["Subscriptions"],
+        "wp_policy": iam.get_policy(PolicyArn=policy_arn)["Policy"],
+        "wp_versions": iam.list_policy_versions(PolicyArn=policy_arn)["Versions"],
+        "wp_keys": iam.list_access_keys(UserName=f"postbag-{d.stage}-wordpress"),
+        "function": lam.get_function_configuration(FunctionName=d.function),
+        "invoke_config": lam.get_function_event_invoke_config(FunctionName=d.function),
+        "files": {
+            p.name: p.read_text() for p in (d.app_dir / ".chalice").glob("*.json")
+        },
+    }
+    for value in found.values():
+        if isinstance(value, dict):
+            value.pop("ResponseMetadata", None)
+    return found
+
+
+def test_second_provision_and_wire_change_nothing(deployed):
+    before = snapshot(deployed)
+    again = deployed.postbag("provision", *deployed.provision_args)
+    rewired = deployed.postbag("wire")
+    assert snapshot(deployed) == before
+    actions = re.findall(r"^  (\w+) ", again.stderr + rewired.stderr, re.MULTILINE)
+    assert actions and set(actions) == {"unchanged"}
+
+
+def allow_plain_http(d: Deployed) -> None:
+    """moto ignores the policy's aws:SecureTransport condition and so refuses every
+    object request to a TLS-only bucket; our stand-in speaks plain HTTP. Tests
+    that write objects drop the policy first (its content is checked above)."""
+    d.client("s3").delete_bucket_policy(Bucket=d.bucket)
+
+
+def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
+    d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
+                 "watched", "postbag-watched-mail", [], None)
+    d.postbag("provision", "--bucket", d.bucket, "--region", REGION,
+              "--sender-identity", "example.org")
+    allow_plain_http(d)
+    s3 = d.client("s3")
+    put = {"Bucket": d.bucket, "Body": b"{}"}
+    s3.put_object(Key="queue/waiting.json", **put)
+    s3.put_object(Key="queue/sent.json", Tagging="postbag-state=done", **put)
+    s3.put_object(Key="queue/given-up.json", Tagging="postbag-state=failed", **put)
+    s3.put_object(Key="queue/attachments/waiting/m1/0", **put)
+    s3.put_object(Key="failed/b1.json", **put)
+    s3.put_object(Key="quarantine/b2.json", **put)
+    s3.put_object(Key="quarantine/b2.json.error.json", **put)
+    sqs = d.client("sqs")
+    url = sqs.get_queue_url(QueueName="postbag-watched-failures")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    counts = json.loads(d.postbag("status", "--json").stdout)
+    assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1}
+
+
+# -- teardown -------------------------------------------------------------------
+
+
+def gone(call, *codes: str) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in codes
+    return False
+
+
+def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
+    d = deploy(aws, tmp_path, package_cache, "doomed", "postbag-doomed-mail")
+    refused = d.postbag("teardown", check=False)
+    assert refused.returncode == 1 and "chalice delete" in refused.stderr
+
+    d.chalice("delete")
+    allow_plain_http(d)
+    d.client("s3").put_object(Bucket=d.bucket, Key="queue/unsent.json", Body=b"{}")
+    refused = d.postbag("teardown", check=False)
+    assert refused.returncode == 1 and "1 unsent batch" in refused.stderr
+    assert d.client("s3").head_bucket(Bucket=d.bucket)  # nothing removed on refusal
+    assert d.client("dynamodb").describe_table(TableName="postbag-doomed-ledger")
+
+    d.postbag("teardown", "--force")
+    s3, iam, cw = d.client("s3"), d.client("iam"), d.client("cloudwatch")
+    assert gone(lambda: s3.head_bucket(Bucket=d.bucket), "404")
+    assert gone(
+        lambda: d.client("dynamodb").describe_table(TableName="postbag-doomed-ledger"),
+        "ResourceNotFoundException",
+    )
+    assert gone(
+        lambda: d.client("sqs").get_queue_url(QueueName="postbag-doomed-failures"),
+        "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
+    )
+    assert cw.describe_alarms(AlarmNamePrefix="postbag-doomed-")["MetricAlarms"] == []
+    assert not [t for t in d.client("sns").list_topics()["Topics"] if "doomed" in t["TopicArn"]]
+    policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/postbag/postbag-doomed-wordpress"
+    assert gone(lambda: iam.get_policy(PolicyArn=policy_arn), "NoSuchEntity")
+    assert gone(lambda: iam.get_user(UserName="postbag-doomed-wordpress"), "NoSuchEntity")
+    # A second teardown finds nothing to do and says so.
+    again = d.postbag("teardown")
+    assert set(re.findall(r"^  (\w+) ", again.stderr, re.MULTILINE)) == {"absent"}
