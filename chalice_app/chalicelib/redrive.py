@@ -1,0 +1,94 @@
+"""Re-drive: put mails that failed for good back in the queue, once the cause is fixed.
+
+The outcome stage writes them as version 1 batches under the failed prefix
+(``failed/<batch_id>[.redrive-N][.part-N].json``, reasons in the receipt).
+Re-driving one generation of a batch (the failed files with the same batch id
+and ``redrive`` count, one per continuation part) writes a single batch
+``queue/<batch_id>.redrive-<N+1>.json`` holding all their mails with
+``redrive`` = N+1, then deletes the failed copies.
+
+Because ``redrive`` is part of each mail's idempotency key, the re-driven
+mails are sent once more, and only once: replaying the re-driven file, or
+re-driving again after a crash left a failed copy behind, computes the same
+N+1 and the same keys. Re-driving each generation on its own (never merging
+generations) keeps a mail that already went out at N+1 from getting a new key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.config import Settings
+from chalicelib.errors import BatchFormatError
+from chalicelib.observe import logger
+from chalicelib.outcome import object_name
+from chalicelib.store import unavailable
+
+Document = dict[str, Any]
+
+
+def _s3(what: str, method: Any, **params: Any) -> Any:
+    try:
+        return method(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise unavailable(exc, what) from exc
+
+
+def _failed_keys(s3_client: Any, bucket: str, prefix: str) -> list[str]:
+    paginator = s3_client.get_paginator("list_objects_v2")
+    pages = _s3(f"listing {prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+    found = (o["Key"] for page in pages for o in page.get("Contents", ()))
+    return [key for key in found if key.endswith(".json")]
+
+
+def _read(s3_client: Any, bucket: str, key: str) -> Document:
+    body = _s3(f"reading {key}", s3_client.get_object, Bucket=bucket, Key=key)["Body"].read()
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise BatchFormatError("(document)", key, f"not a JSON batch: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("batch_id"), str):
+        raise BatchFormatError("batch_id", key, "a failed-mail batch needs its batch_id")
+    return doc
+
+
+def _merge(docs: list[Document], redrive: int) -> Document:
+    """One batch with every mail of ``docs`` (the parts of one generation)."""
+    merged = {k: v for k, v in docs[0].items() if k not in ("emails", "continuation")}
+    merged["redrive"] = redrive
+    seen: set[str] = set()
+    merged["emails"] = []
+    for doc in docs:
+        for mail in doc.get("emails", ()):
+            if mail.get("id") not in seen:
+                seen.add(mail.get("id"))
+                merged["emails"].append(mail)
+    return merged
+
+
+def redrive(
+    s3_client: Any, bucket: str, settings: Settings, batch_id: str | None = None
+) -> list[str]:
+    """Re-drive every failed batch (or only ``batch_id``'s); returns the queue keys written."""
+    generations: dict[tuple[str, int], list[tuple[str, Document]]] = {}
+    for key in _failed_keys(s3_client, bucket, settings.failed_prefix + (batch_id or "")):
+        doc = _read(s3_client, bucket, key)
+        if batch_id is None or doc["batch_id"] == batch_id:  # the prefix also matches b10 for b1
+            generations.setdefault((doc["batch_id"], doc.get("redrive", 0)), []).append((key, doc))
+    written = []
+    for (batch, count), files in sorted(generations.items()):
+        target = f"{settings.queue_prefix}{object_name(batch, count + 1, 0)}.json"
+        body = json.dumps(_merge([doc for _, doc in files], count + 1), ensure_ascii=False)
+        _s3(f"writing {target}", s3_client.put_object, Bucket=bucket, Key=target,
+            Body=body.encode("utf-8"), ContentType="application/json")
+        # Deleted only once the queue copy exists: a crash in between leaves a
+        # failed copy whose next re-drive writes the same batch with the same keys.
+        for key, _ in files:
+            _s3(f"deleting {key}", s3_client.delete_object, Bucket=bucket, Key=key)
+        logger.info("re-driven", extra={"batch_id": batch, "redrive": count + 1, "key": target,
+                                        "from": [key for key, _ in files]})
+        written.append(target)
+    return written
