@@ -1,0 +1,216 @@
+"""What the two IAM policies allow and refuse, asked of a small evaluator
+(tests/support/iam_eval.py), plus the committed example policy files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support.iam_eval import ALLOW, DENY, IMPLICIT_DENY, evaluate
+
+from chalicelib.config import Settings
+from postbag import chalice_config, policies
+from postbag.stack import Stack
+
+STACK = Stack("prod", "eu-west-1", "site-mail", "111122223333")
+SETTINGS = Settings.from_env(
+    {
+        "POSTBAG_ALLOWED_SENDERS": "example.org,news@example.com",
+        "POSTBAG_DEFAULT_CONFIGURATION_SET": "postbag",
+        "POSTBAG_LEDGER_TABLE": STACK.ledger_table,
+    }
+)
+KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OBJ = "arn:aws:s3:::site-mail/"
+SES = "arn:aws:ses:eu-west-1:111122223333:"
+
+
+def ask(policy: dict, action: str, resource: str, sender: str | None = None) -> str:
+    return evaluate(policy, action, resource, {"ses:FromAddress": sender} if sender else {})
+
+
+# -- the evaluator itself ---------------------------------------------------------
+
+
+def test_evaluator_explicit_deny_beats_allow_and_wildcards_stop_at_the_pattern():
+    policy = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"},
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/x?"},
+        ]
+    }
+    assert evaluate(policy, "S3:GetObject", "arn:aws:s3:::b/k") == ALLOW
+    assert evaluate(policy, "s3:PutObject", "arn:aws:s3:::b/x1") == DENY
+    assert evaluate(policy, "s3:PutObject", "arn:aws:s3:::b/x12") == ALLOW
+    assert evaluate(policy, "s3:GetObject", "arn:aws:s3:::b-other/k") == IMPLICIT_DENY
+    assert evaluate(policy, "sqs:SendMessage", "arn:aws:s3:::b/k") == IMPLICIT_DENY
+
+
+# -- WordPress ----------------------------------------------------------------------
+
+WP = policies.wordpress_policy(STACK, SETTINGS)
+WP_KMS = policies.wordpress_policy(STACK, SETTINGS, KEY)
+
+
+@pytest.mark.parametrize(
+    "key", ["queue/b1.json", "queue/attachments/b1/m1/0"], ids=["batch", "attachment"]
+)
+def test_wordpress_may_upload_batches_and_attachments(key):
+    assert ask(WP, "s3:PutObject", OBJ + key) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:GetObject", OBJ + "queue/b1.json"),
+        ("s3:DeleteObject", OBJ + "queue/b1.json"),
+        ("s3:PutObjectTagging", OBJ + "queue/b1.json"),
+        ("s3:PutObjectAcl", OBJ + "queue/b1.json"),
+        ("s3:ListBucket", "arn:aws:s3:::site-mail"),
+        ("s3:PutObject", OBJ + "receipts/b1.json"),
+        ("s3:PutObject", OBJ + "failed/b1.json"),
+        ("s3:PutObject", OBJ + "b1.json"),
+        ("s3:PutObject", OBJ + "queueX/b1.json"),
+        ("s3:PutObject", "arn:aws:s3:::site-mail-other/queue/b1.json"),
+        ("s3:PutBucketPolicy", "arn:aws:s3:::site-mail"),
+        ("ses:SendEmail", SES + "identity/example.org"),
+        ("kms:GenerateDataKey", KEY),
+    ],
+    ids=[
+        "read-batch", "delete-batch", "tag-batch", "acl", "list", "receipts", "failed",
+        "bucket-root", "lookalike-prefix", "lookalike-bucket", "bucket-policy", "ses", "kms",
+    ],
+)
+def test_wordpress_may_do_nothing_else(action, resource):
+    assert ask(WP, action, resource) != ALLOW
+
+
+def test_wordpress_with_sse_kms_may_only_make_data_keys():
+    assert ask(WP_KMS, "kms:GenerateDataKey", KEY) == ALLOW
+    assert ask(WP_KMS, "kms:Decrypt", KEY) != ALLOW
+    assert ask(WP_KMS, "s3:GetObject", OBJ + "queue/b1.json") != ALLOW
+
+
+# -- the sender (Lambda role) ---------------------------------------------------------
+
+LAMBDA = policies.lambda_policy(STACK, SETTINGS)
+TABLE = "arn:aws:dynamodb:eu-west-1:111122223333:table/postbag-prod-ledger"
+QUEUE = "arn:aws:sqs:eu-west-1:111122223333:postbag-prod-failures"
+LOGS = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/postbag-prod-on_batch_uploaded"
+
+
+def _short(resource: str) -> str:
+    return resource.rsplit("/", 1)[-1] if "/" in resource else resource.rsplit(":", 1)[-1]
+
+
+SENDER_MAY = [
+    ("s3:GetObject", OBJ + "queue/b1.json"),
+    ("s3:GetObject", OBJ + "queue/attachments/b1/m1/0"),
+    ("s3:PutObjectTagging", OBJ + "queue/b1.json"),
+    ("s3:GetObjectTagging", OBJ + "queue/b1.json"),
+    ("s3:DeleteObject", OBJ + "queue/b1.json"),
+    ("s3:PutObject", OBJ + "queue/b1.part-2.json"),
+    ("s3:PutObject", OBJ + "receipts/b1.json"),
+    ("s3:PutObject", OBJ + "failed/b1.json"),
+    ("s3:PutObject", OBJ + "quarantine/b1.json.error.json"),
+    ("s3:ListBucket", "arn:aws:s3:::site-mail"),
+    ("ses:GetSendQuota", "*"),
+    ("dynamodb:PutItem", TABLE),
+    ("dynamodb:UpdateItem", TABLE),
+    ("dynamodb:GetItem", TABLE),
+    ("dynamodb:DeleteItem", TABLE),
+    ("sqs:SendMessage", QUEUE),
+    ("logs:CreateLogStream", LOGS + ":log-stream:2026/11/22/x"),
+    ("logs:PutLogEvents", LOGS + ":log-stream:2026/11/22/x"),
+]
+
+
+@pytest.mark.parametrize(
+    "action,resource", SENDER_MAY, ids=[f"{a}-{_short(r)}" for a, r in SENDER_MAY]
+)
+def test_sender_may_do_its_job(action, resource):
+    assert ask(LAMBDA, action, resource) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:PutObject", OBJ + "queue/attachments/b1/m1/0"),
+        ("s3:PutObject", OBJ + "queue/attachments/b1/m1/0.json"),
+        ("s3:PutObject", OBJ + "queue/notes.txt"),
+        ("s3:PutObject", OBJ + "b1.json"),
+        ("s3:GetObject", OBJ + "receipts/b1.json"),
+        ("s3:DeleteObject", OBJ + "failed/b1.json"),
+        ("s3:DeleteObject", OBJ + "receipts/b1.json"),
+        ("s3:GetObject", "arn:aws:s3:::someone-else/queue/b1.json"),
+        ("s3:PutBucketPolicy", "arn:aws:s3:::site-mail"),
+        ("s3:DeleteBucket", "arn:aws:s3:::site-mail"),
+        ("dynamodb:Scan", TABLE),
+        ("dynamodb:DeleteTable", TABLE),
+        ("dynamodb:PutItem", TABLE.replace("prod", "dev")),
+        ("sqs:ReceiveMessage", QUEUE),
+        ("sqs:SendMessage", QUEUE.replace("failures", "other")),
+        ("iam:PassRole", "*"),
+        ("logs:PutLogEvents", LOGS.replace("postbag-prod", "someone") + ":log-stream:x"),
+    ],
+    ids=[
+        "write-attachment", "write-attachment-json", "write-non-batch", "write-root",
+        "read-receipts", "delete-failed", "delete-receipts", "other-bucket", "bucket-policy",
+        "delete-bucket", "scan-ledger", "drop-ledger", "other-table", "read-failure-queue",
+        "other-queue", "iam", "other-logs",
+    ],
+)
+def test_sender_may_do_nothing_else(action, resource):
+    assert ask(LAMBDA, action, resource) != ALLOW
+
+
+@pytest.mark.parametrize(
+    "identity,sender,expected",
+    [
+        ("identity/example.org", "anyone@example.org", ALLOW),
+        ("identity/news@example.com", "news@example.com", ALLOW),
+        # example.com verified as a domain: only the listed address may use it.
+        ("identity/example.com", "news@example.com", ALLOW),
+        ("identity/example.com", "ceo@example.com", IMPLICIT_DENY),
+        ("identity/evil.org", "news@evil.org", IMPLICIT_DENY),
+        ("configuration-set/postbag", "anyone@example.org", ALLOW),
+        ("configuration-set/other", "anyone@example.org", IMPLICIT_DENY),
+    ],
+    ids=[
+        "listed-domain", "listed-address", "address-via-its-domain", "unlisted-address",
+        "unlisted-domain", "configured-set", "other-set",
+    ],
+)
+@pytest.mark.parametrize("action", ["ses:SendEmail", "ses:SendRawEmail"])
+def test_sender_sends_only_as_the_configured_identities(action, identity, sender, expected):
+    assert ask(LAMBDA, action, SES + identity, sender=sender) == expected
+
+
+def test_only_the_send_quota_is_asked_of_every_resource():
+    wide = [s for s in LAMBDA["Statement"] if "*" in s["Resource"]]
+    assert [s["Action"] for s in wide] == [["ses:GetSendQuota"]]
+
+
+def test_sender_reads_an_sse_kms_bucket_with_its_key():
+    policy = policies.lambda_policy(STACK, SETTINGS, KEY)
+    assert ask(policy, "kms:Decrypt", KEY) == ALLOW
+    assert ask(policy, "kms:GenerateDataKey", KEY) == ALLOW
+    assert ask(policy, "kms:Decrypt", KEY.replace("1234abcd", "ffffffff")) != ALLOW
+    assert ask(LAMBDA, "kms:Decrypt", KEY) != ALLOW
+
+
+def test_a_policy_without_sender_identities_is_refused():
+    with pytest.raises(ValueError, match="--sender-identity"):
+        policies.lambda_policy(STACK, Settings())
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_committed_example_policies_are_what_provisioning_renders(stage):
+    """The files in chalice_app/.chalice are rendered, never hand-edited."""
+    config = chalice_config.load(chalice_config.CHALICE_DIR)
+    env = chalice_config.stage_env(config, stage)
+    stack = Stack(stage, "us-east-1", env["POSTBAG_BUCKET"], "123456789012")
+    rendered = policies.lambda_policy(stack, chalice_config.stage_settings(config, stage))
+    path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage)
+    assert config["stages"][stage]["iam_policy_file"] == path.name
+    assert path.read_text() == json.dumps(rendered, indent=2) + "\n"
