@@ -1,0 +1,70 @@
+<?php
+/**
+ * A stand-in for Postbag_S3_Client that never touches the network.
+ *
+ * @package Postbag\Tests
+ */
+
+/**
+ * Records what would be uploaded; fails the keys a test chooses.
+ */
+final class Postbag_Fake_S3_Client {
+
+	/** @var array<string, array{body: string, content_type: string}> Objects "in the bucket". */
+	public $objects = array();
+
+	/** @var string[][] Keys of each put_objects() call, in order. */
+	public $calls = array();
+
+	/** @var string|null Regex of keys that fail; null: none. */
+	public $fail_pattern;
+
+	/** @var int HTTP status of a failure (0: network error). */
+	public $fail_status = 503;
+
+	/**
+	 * @param string|null $fail_pattern Regex of keys that fail, e.g. '/./' for all.
+	 */
+	public function __construct( ?string $fail_pattern = null ) {
+		$this->fail_pattern = $fail_pattern;
+	}
+
+	/**
+	 * Same contract as Postbag_S3_Client::put_objects().
+	 *
+	 * @param array<string, string> $bodies       Key => body.
+	 * @param string                $content_type Content type.
+	 * @return array<string, Postbag_S3_Result>
+	 */
+	public function put_objects( array $bodies, string $content_type = 'application/json' ): array {
+		$this->calls[] = array_keys( $bodies );
+		$results       = array();
+		foreach ( $bodies as $key => $body ) {
+			if ( null !== $this->fail_pattern && preg_match( $this->fail_pattern, (string) $key ) ) {
+				$results[ $key ] = new Postbag_S3_Result( false, $this->fail_status, 'Service Unavailable' );
+				continue;
+			}
+			$this->objects[ $key ] = array(
+				'body'         => $body,
+				'content_type' => $content_type,
+			);
+			$results[ $key ]       = new Postbag_S3_Result( true, 200 );
+		}
+		return $results;
+	}
+
+	/**
+	 * Decoded batch files in the bucket.
+	 *
+	 * @return array<string, array> Key => batch.
+	 */
+	public function batches(): array {
+		$batches = array();
+		foreach ( $this->objects as $key => $object ) {
+			if ( '.json' === substr( $key, -5 ) ) {
+				$batches[ $key ] = json_decode( $object['body'], true );
+			}
+		}
+		return $batches;
+	}
+}

@@ -1,0 +1,150 @@
+<?php
+/**
+ * Base class of the plugin's unit tests.
+ *
+ * @package Postbag\Tests
+ */
+
+require_once __DIR__ . '/class-postbag-fake-s3-client.php';
+
+/**
+ * Runs each test against a fresh Postbag_Plugin with a fake S3 client, a
+ * clock the test controls and a temporary spool, installed in place of the
+ * site's plugin; hooks and the active plugin are restored afterwards.
+ */
+abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
+
+	/** @var Postbag_Plugin */
+	protected $plugin;
+
+	/** @var Postbag_Fake_S3_Client */
+	protected $s3;
+
+	/** @var int The clock's time. */
+	protected $now = 1795330800; // 2026-11-22T07:00:00Z
+
+	/** @var string */
+	protected $spool_dir;
+
+	/** @var string Temporary directory for files a test makes. */
+	protected $temp_dir;
+
+	/** @var WP_Error[] What wp_mail_failed received. */
+	protected $failures = array();
+
+	/** @var array<string, array> Actions fired: name => list of argument lists. */
+	protected $fired = array();
+
+	/** @var Postbag_Plugin|null */
+	private $previous;
+
+	/** @var array<string, WP_Hook> */
+	private $hooks;
+
+	protected function setUp(): void {
+		parent::setUp();
+		Postbag_Test_WordPress::require_plugin();
+		$this->hooks = array_map(
+			static function ( $hook ) {
+				return clone $hook;
+			},
+			$GLOBALS['wp_filter']
+		);
+		$this->temp_dir  = sys_get_temp_dir() . '/postbag-unit-' . bin2hex( random_bytes( 6 ) );
+		$this->spool_dir = $this->temp_dir . '/spool';
+		mkdir( $this->temp_dir, 0700 );
+		$this->previous = Postbag_Plugin::replace( $this->make_plugin() );
+
+		add_action(
+			'wp_mail_failed',
+			function ( $error ) {
+				$this->failures[] = $error;
+			}
+		);
+		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
+			add_action(
+				$action,
+				function ( ...$args ) use ( $action ) {
+					$this->fired[ $action ][] = $args;
+				},
+				10,
+				3
+			);
+		}
+		Postbag_Test_Mailer::current()->sent = array();
+	}
+
+	protected function tearDown(): void {
+		$this->plugin->remove_hooks();
+		if ( null !== $this->previous ) {
+			Postbag_Plugin::replace( $this->previous );
+		}
+		$GLOBALS['wp_filter'] = $this->hooks;
+		self::remove_tree( $this->temp_dir );
+		parent::tearDown();
+	}
+
+	/**
+	 * A plugin wired to the fake S3 client, the test's clock and spool.
+	 *
+	 * @param array $settings Postbag_Config settings besides the defaults below.
+	 */
+	protected function make_plugin( array $settings = array() ): Postbag_Plugin {
+		$this->s3     = $this->s3 ?? new Postbag_Fake_S3_Client();
+		$config       = new Postbag_Config( array_merge( array( 'bucket' => 'postbag-test' ), $settings ) );
+		$this->plugin = new Postbag_Plugin(
+			$config,
+			$this->s3,
+			function (): int {
+				return $this->now;
+			},
+			new Postbag_Spool( $this->spool_dir )
+		);
+		return $this->plugin;
+	}
+
+	/**
+	 * Replaces the plugin under test, e.g. with other settings.
+	 *
+	 * @param array $settings Postbag_Config settings.
+	 */
+	protected function use_settings( array $settings ): void {
+		$this->plugin->remove_hooks();
+		Postbag_Plugin::replace( $this->make_plugin( $settings ) );
+	}
+
+	/**
+	 * Flushes and returns the batch files uploaded.
+	 *
+	 * @return array[] Decoded batches, in upload order.
+	 */
+	protected function flush_batches(): array {
+		$this->plugin->flush();
+		return array_values( $this->s3->batches() );
+	}
+
+	/**
+	 * @param string $name     File name.
+	 * @param string $contents Contents.
+	 * @return string Path.
+	 */
+	protected function temp_file( string $name, string $contents ): string {
+		$path = $this->temp_dir . '/' . $name;
+		file_put_contents( $path, $contents );
+		return $path;
+	}
+
+	/**
+	 * @param string $dir Directory to delete with everything in it.
+	 */
+	protected static function remove_tree( string $dir ): void {
+		if ( ! is_dir( $dir ) ) {
+			return;
+		}
+		$items = new RecursiveIteratorIterator( new RecursiveDirectoryIterator( $dir, FilesystemIterator::SKIP_DOTS ), RecursiveIteratorIterator::CHILD_FIRST );
+		foreach ( $items as $item ) {
+			$item->isDir() ? rmdir( $item->getPathname() ) : unlink( $item->getPathname() );
+		}
+		rmdir( $dir );
+	}
+}

@@ -1,0 +1,208 @@
+<?php
+/**
+ * Admin notices and the admin's actions.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Tells administrators what needs them: a missing bucket setting, batches
+ * that keep failing in the spool (with the reason and a "Retry now" button),
+ * a wp_mail() replaced by another plugin. Each action checks, in this order,
+ * the capability, the nonce, then reads its (sanitized) input.
+ */
+final class Postbag_Admin {
+
+	const CAPABILITY = 'manage_options';
+
+	const RETRY_ACTION = 'postbag_retry_spool';
+
+	const DISMISS_ACTION = 'postbag_dismiss_override';
+
+	/** User meta: the overriding file the user dismissed the notice for. */
+	const DISMISS_META = 'postbag_dismissed_override';
+
+	/** @var Postbag_Config */
+	private $config;
+
+	/** @var Postbag_Spool */
+	private $spool;
+
+	/** @var Postbag_Spool_Retry */
+	private $retry;
+
+	/** @var Postbag_Override_Detector */
+	private $detector;
+
+	/**
+	 * @param Postbag_Config            $config   Settings.
+	 * @param Postbag_Spool             $spool    The spool, for its state.
+	 * @param Postbag_Spool_Retry       $retry    Runs "Retry now".
+	 * @param Postbag_Override_Detector $detector Finds a replaced wp_mail().
+	 */
+	public function __construct( Postbag_Config $config, Postbag_Spool $spool, Postbag_Spool_Retry $retry, Postbag_Override_Detector $detector ) {
+		$this->config   = $config;
+		$this->spool    = $spool;
+		$this->retry    = $retry;
+		$this->detector = $detector;
+	}
+
+	public function init(): void {
+		add_action( 'admin_notices', array( $this, 'render_notices' ) );
+		add_action( 'network_admin_notices', array( $this, 'render_notices' ) );
+		add_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
+		add_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+	}
+
+	public function render_notices(): void {
+		echo $this->notices(); // phpcs:ignore WordPress.Security.EscapeOutput -- escaped piece by piece in notices().
+	}
+
+	/** The notices the current user should see, as escaped HTML. */
+	public function notices(): string {
+		if ( ! current_user_can( self::CAPABILITY ) ) {
+			return '';
+		}
+		$html = '';
+		if ( ! $this->config->is_configured() ) {
+			$html .= self::notice( 'error', esc_html__( 'Postbag: POSTBAG_BUCKET is not defined in wp-config.php. Non-priority mail waits in the spool until it is.', 'postbag' ) );
+		}
+		$html .= $this->retried_notice() . $this->spool_notice() . $this->override_notice();
+		return $html;
+	}
+
+	/** Runs the "Retry now" button, then goes back to where the admin was. */
+	public function retry_request(): void {
+		wp_safe_redirect( $this->handle_retry() );
+		exit;
+	}
+
+	/** Dismisses the override notice, then goes back. */
+	public function dismiss_request(): void {
+		wp_safe_redirect( $this->handle_dismiss() );
+		exit;
+	}
+
+	/**
+	 * @return string Where to send the admin afterwards.
+	 */
+	public function handle_retry(): string {
+		self::authorize( self::RETRY_ACTION );
+		$summary = $this->retry->run( true );
+		return add_query_arg(
+			array(
+				'postbag_uploaded' => $summary['uploaded'],
+				'postbag_failed'   => $summary['failed'],
+			),
+			self::back()
+		);
+	}
+
+	/**
+	 * @return string Where to send the admin afterwards.
+	 */
+	public function handle_dismiss(): string {
+		self::authorize( self::DISMISS_ACTION );
+		$file = isset( $_POST['file'] ) ? sanitize_text_field( wp_unslash( $_POST['file'] ) ) : '';
+		update_user_meta( get_current_user_id(), self::DISMISS_META, $file );
+		return self::back();
+	}
+
+	/** Batches that failed repeatedly, with the latest reason. */
+	private function spool_notice(): string {
+		/**
+		 * Filters after how many failed uploads a spooled batch is shown to administrators.
+		 *
+		 * @param int $failures Failed attempts; default 3.
+		 */
+		$threshold = max( 1, (int) apply_filters( 'postbag_notice_after_failures', 3 ) );
+		$failing   = array_filter(
+			$this->spool->states(),
+			static function ( array $state ) use ( $threshold ): bool {
+				return ( $state['attempts'] ?? 0 ) >= $threshold;
+			}
+		);
+		if ( ! $failing ) {
+			return '';
+		}
+		$latest = end( $failing );
+		$text   = sprintf(
+			/* translators: 1: number of batches, 2: number of mails, 3: failed attempts, 4: error message */
+			__( 'Postbag could not upload %1$d batch(es) holding %2$d mail(s) to S3 after %3$d attempts; they wait in the spool and are retried automatically. Last error: %4$s', 'postbag' ),
+			count( $failing ),
+			array_sum( array_column( $failing, 'mails' ) ),
+			(int) $latest['attempts'],
+			(string) $latest['last_error']
+		);
+		$form = sprintf(
+			'<form method="post" action="%s" style="margin:0 0 .5em"><input type="hidden" name="action" value="%s">%s<button type="submit" class="button">%s</button></form>',
+			esc_url( admin_url( 'admin-post.php' ) ),
+			esc_attr( self::RETRY_ACTION ),
+			wp_nonce_field( self::RETRY_ACTION, '_wpnonce', true, false ),
+			esc_html__( 'Retry now', 'postbag' )
+		);
+		return self::notice( 'error', esc_html( $text ), $form );
+	}
+
+	/** The outcome of "Retry now", on the page the admin comes back to. */
+	private function retried_notice(): string {
+		if ( ! isset( $_GET['postbag_uploaded'], $_GET['postbag_failed'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification -- display only.
+			return '';
+		}
+		$text = sprintf(
+			/* translators: 1: batches uploaded, 2: batches still failing */
+			__( 'Postbag retried the spool: %1$d batch(es) uploaded, %2$d still failing.', 'postbag' ),
+			absint( $_GET['postbag_uploaded'] ), // phpcs:ignore WordPress.Security.NonceVerification
+			absint( $_GET['postbag_failed'] ) // phpcs:ignore WordPress.Security.NonceVerification
+		);
+		return self::notice( 'info', esc_html( $text ) );
+	}
+
+	/** A wp_mail() replacement that hides mail from Postbag, unless this user dismissed it. */
+	private function override_notice(): string {
+		$file = $this->detector->overriding_file();
+		if ( null === $file || get_user_meta( get_current_user_id(), self::DISMISS_META, true ) === $file ) {
+			return '';
+		}
+		$form = sprintf(
+			'<form method="post" action="%s" style="margin:0 0 .5em"><input type="hidden" name="action" value="%s"><input type="hidden" name="file" value="%s">%s<button type="submit" class="button-link">%s</button></form>',
+			esc_url( admin_url( 'admin-post.php' ) ),
+			esc_attr( self::DISMISS_ACTION ),
+			esc_attr( $file ),
+			wp_nonce_field( self::DISMISS_ACTION, '_wpnonce', true, false ),
+			esc_html__( 'Dismiss', 'postbag' )
+		);
+		return self::notice( 'warning', esc_html( Postbag_Override_Detector::message( $file ) ), $form );
+	}
+
+	/**
+	 * @param string $type  notice-error, notice-warning, ...
+	 * @param string $text  Escaped text.
+	 * @param string $extra Escaped HTML after the text.
+	 */
+	private static function notice( string $type, string $text, string $extra = '' ): string {
+		return sprintf( '<div class="notice notice-%s"><p>%s</p>%s</div>', esc_attr( $type ), $text, $extra );
+	}
+
+	/**
+	 * Capability first, then the nonce; both end the request when missing.
+	 *
+	 * @param string $action Nonce action.
+	 */
+	private static function authorize( string $action ): void {
+		if ( ! current_user_can( self::CAPABILITY ) ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'postbag' ), 403 );
+		}
+		check_admin_referer( $action );
+	}
+
+	/** The admin page the request came from, or the dashboard. */
+	private static function back(): string {
+		$referer = wp_get_referer();
+		return remove_query_arg( array( 'postbag_uploaded', 'postbag_failed' ), $referer ? $referer : admin_url() );
+	}
+}

@@ -1,0 +1,94 @@
+<?php
+/**
+ * One batch file and the attachment objects it references.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * A serialized batch (see docs/batch-format.md): its object key and JSON body,
+ * plus the bodies of large attachments that must be in the bucket before it.
+ */
+final class Postbag_Batch {
+
+	/** @var string Batch id, part of every mail's idempotency key. */
+	public $id;
+
+	/** @var string Object key, `<prefix><id>.json`. */
+	public $key;
+
+	/** @var string The batch file (JSON). */
+	public $body;
+
+	/** @var string[] Ids of the mails in the batch, in order. */
+	public $mail_ids;
+
+	/** @var array<string, string> Object key => body of each large attachment. */
+	public $attachments;
+
+	/**
+	 * @param string                $id          Batch id.
+	 * @param string                $key         Object key.
+	 * @param string                $body        JSON body.
+	 * @param string[]              $mail_ids    Mail ids.
+	 * @param array<string, string> $attachments Attachment object key => body.
+	 */
+	public function __construct( string $id, string $key, string $body, array $mail_ids, array $attachments = array() ) {
+		$this->id          = $id;
+		$this->key         = $key;
+		$this->body        = $body;
+		$this->mail_ids    = $mail_ids;
+		$this->attachments = $attachments;
+	}
+
+	/** The decoded batch file. */
+	public function payload(): array {
+		return json_decode( $this->body, true, 512, JSON_THROW_ON_ERROR );
+	}
+
+	/**
+	 * A copy holding only some of the mails (those still to send after a partial fallback).
+	 *
+	 * @param string[] $mail_ids Mails to keep.
+	 */
+	public function only( array $mail_ids ): self {
+		$payload           = $this->payload();
+		$payload['emails'] = array_values(
+			array_filter(
+				$payload['emails'],
+				static function ( array $mail ) use ( $mail_ids ): bool {
+					return in_array( $mail['id'], $mail_ids, true );
+				}
+			)
+		);
+		$kept_keys    = array();
+		foreach ( $payload['emails'] as $mail ) {
+			foreach ( $mail['attachments'] ?? array() as $attachment ) {
+				if ( isset( $attachment['s3_key'] ) ) {
+					$kept_keys[ $attachment['s3_key'] ] = true;
+				}
+			}
+		}
+		return new self(
+			$this->id,
+			$this->key,
+			self::encode( $payload ),
+			array_column( $payload['emails'], 'id' ),
+			array_intersect_key( $this->attachments, $kept_keys )
+		);
+	}
+
+	/**
+	 * JSON as the sender reads it: UTF-8, unescaped; an invalid byte becomes
+	 * U+FFFD rather than failing every mail of the batch.
+	 *
+	 * @param array $payload Batch file contents.
+	 */
+	public static function encode( array $payload ): string {
+		return json_encode( $payload, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_THROW_ON_ERROR );
+	}
+}

@@ -1,0 +1,135 @@
+<?php
+/**
+ * Settings read from wp-config.php constants.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Every setting of the plugin, read once from `POSTBAG_*` constants.
+ *
+ * Secrets (the POSTBAG_AWS_* keys) are deliberately absent: only the credential
+ * chain reads them, so they never pass through options, notices or logs.
+ */
+final class Postbag_Config {
+
+	/** Setting name => [constant, default]. */
+	const SETTINGS = array(
+		'bucket'                      => array( 'POSTBAG_BUCKET', '' ),
+		'region'                      => array( 'POSTBAG_REGION', 'us-east-1' ),
+		'prefix'                      => array( 'POSTBAG_PREFIX', 'queue/' ),
+		'endpoint'                    => array( 'POSTBAG_ENDPOINT', '' ),
+		'path_style'                  => array( 'POSTBAG_PATH_STYLE', false ),
+		'sse'                         => array( 'POSTBAG_SSE', 'AES256' ),
+		'kms_key_id'                  => array( 'POSTBAG_KMS_KEY_ID', '' ),
+		'marker_address'              => array( 'POSTBAG_MARKER_ADDRESS', 'nonpriority@asynchronous.mail' ),
+		'marker_prefix'               => array( 'POSTBAG_MARKER_PREFIX', '[Non-priority!]' ),
+		'chunk_max_mails'             => array( 'POSTBAG_CHUNK_MAX_MAILS', 25 ),
+		'chunk_max_bytes'             => array( 'POSTBAG_CHUNK_MAX_BYTES', 5242880 ),
+		'inline_attachment_max_bytes' => array( 'POSTBAG_INLINE_ATTACHMENT_MAX_BYTES', 262144 ),
+		'spool_dir'                   => array( 'POSTBAG_SPOOL_DIR', '' ),
+		'upload_timeout'              => array( 'POSTBAG_UPLOAD_TIMEOUT', 10 ),
+		'upload_concurrency'          => array( 'POSTBAG_UPLOAD_CONCURRENCY', 16 ),
+	);
+
+	/** @var array<string, mixed> */
+	private $values = array();
+
+	/**
+	 * @param array<string, mixed> $values Setting name => value; missing names take their default.
+	 */
+	public function __construct( array $values = array() ) {
+		$unknown = array_diff_key( $values, self::SETTINGS );
+		if ( $unknown ) {
+			throw new InvalidArgumentException( 'Unknown Postbag setting: ' . implode( ', ', array_keys( $unknown ) ) );
+		}
+		foreach ( self::SETTINGS as $name => $setting ) {
+			$this->values[ $name ] = self::cast( $values[ $name ] ?? $setting[1], $setting[1] );
+		}
+	}
+
+	/**
+	 * The settings a site defined in wp-config.php; `$overrides` win (tests, benchmarks).
+	 *
+	 * @param array<string, mixed> $overrides Setting name => value.
+	 */
+	public static function from_constants( array $overrides = array() ): self {
+		$values = array();
+		foreach ( self::SETTINGS as $name => $setting ) {
+			if ( defined( $setting[0] ) ) {
+				$values[ $name ] = constant( $setting[0] );
+			}
+		}
+		return new self( array_merge( $values, $overrides ) );
+	}
+
+	/**
+	 * Which constants a site defined, for Site Health: names only, never values.
+	 *
+	 * @return array<string, bool> Constant name => defined.
+	 */
+	public static function defined_constants(): array {
+		$names = array_column( self::SETTINGS, 0 );
+		array_push( $names, 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' );
+		return array_combine( $names, array_map( 'defined', $names ) );
+	}
+
+	/**
+	 * Coerces a constant's value to its default's type (constants may be strings).
+	 *
+	 * @param mixed $value   Value given.
+	 * @param mixed $default Default, whose type wins.
+	 * @return mixed
+	 */
+	private static function cast( $value, $default ) {
+		if ( is_bool( $default ) ) {
+			return filter_var( $value, FILTER_VALIDATE_BOOLEAN );
+		}
+		if ( is_int( $default ) ) {
+			return max( 1, (int) $value );
+		}
+		return trim( (string) $value );
+	}
+
+	/** Uploading needs a bucket; without one mail is not intercepted. */
+	public function is_configured(): bool {
+		return '' !== $this->values['bucket'];
+	}
+
+	/**
+	 * One setting by name (see SETTINGS).
+	 *
+	 * @param string $name Setting name.
+	 * @return mixed
+	 */
+	public function get( string $name ) {
+		if ( ! array_key_exists( $name, $this->values ) ) {
+			throw new InvalidArgumentException( "Unknown Postbag setting: $name" );
+		}
+		return $this->values[ $name ];
+	}
+
+	/** Key prefix of batch objects, always ending in a slash when not empty. */
+	public function prefix(): string {
+		$prefix = ltrim( $this->values['prefix'], '/' );
+		return ( '' === $prefix || '/' === substr( $prefix, -1 ) ) ? $prefix : $prefix . '/';
+	}
+
+	/** Options for Postbag_S3_Client. */
+	public function s3_options(): array {
+		return array(
+			'bucket'      => $this->values['bucket'],
+			'region'      => $this->values['region'],
+			'endpoint'    => $this->values['endpoint'],
+			'path_style'  => $this->values['path_style'],
+			'sse'         => $this->values['sse'],
+			'kms_key_id'  => $this->values['kms_key_id'],
+			'timeout'     => $this->values['upload_timeout'],
+			'concurrency' => $this->values['upload_concurrency'],
+		);
+	}
+}

@@ -1,0 +1,295 @@
+<?php
+/**
+ * Takes non-priority mail out of wp_mail().
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * The `pre_wp_mail` filter: a marked mail is queued (wp_mail() returns true)
+ * or refused (false, and `wp_mail_failed` fires); every other mail returns
+ * null and goes on through core untouched.
+ *
+ * `pre_wp_mail` runs before core applies its From, content-type and charset
+ * filters, so they are applied here, at enqueue time, with core's defaults.
+ */
+final class Postbag_Interceptor {
+
+	/** SES refuses a mail with more recipients (To + Cc + Bcc). */
+	const MAX_RECIPIENTS = 50;
+
+	/** Content types a version 1 batch can carry. */
+	const CONTENT_TYPES = array( 'text/plain', 'text/html' );
+
+	/** @var Postbag_Queue */
+	private $queue;
+
+	/** @var Postbag_Marker */
+	private $marker;
+
+	/** @var Postbag_Attachment_Reader */
+	private $attachments;
+
+	/** @var array<int, array{url: string, blog_id: int}> Site of each blog seen, by blog id. */
+	private $sites = array();
+
+	/** @var string|null Core's default From address, computed once. */
+	private $default_from;
+
+	/**
+	 * @param Postbag_Queue             $queue       Where queued mail goes.
+	 * @param Postbag_Marker            $marker      The non-priority marks.
+	 * @param Postbag_Attachment_Reader $attachments Reads attachment files.
+	 */
+	public function __construct( Postbag_Queue $queue, Postbag_Marker $marker, Postbag_Attachment_Reader $attachments ) {
+		$this->queue       = $queue;
+		$this->marker      = $marker;
+		$this->attachments = $attachments;
+	}
+
+	public function init(): void {
+		add_filter( 'pre_wp_mail', array( $this, 'pre_wp_mail' ), 10, 2 );
+	}
+
+	public function remove(): void {
+		remove_filter( 'pre_wp_mail', array( $this, 'pre_wp_mail' ), 10 );
+	}
+
+	/**
+	 * Runs `$send` with interception off, so mail handed to core really goes through core.
+	 *
+	 * @param callable $send Work that calls wp_mail().
+	 * @return mixed What `$send` returns.
+	 */
+	public function bypass( callable $send ) {
+		$active = false !== has_filter( 'pre_wp_mail', array( $this, 'pre_wp_mail' ) );
+		$this->remove();
+		try {
+			return $send();
+		} finally {
+			if ( $active ) {
+				$this->init();
+			}
+		}
+	}
+
+	/**
+	 * @param null|bool $result A short-circuit value from an earlier filter, or null.
+	 * @param array     $atts   wp_mail() arguments exactly as the caller passed them.
+	 * @return null|bool Null to let core send; true when queued; false when refused.
+	 */
+	public function pre_wp_mail( $result, $atts ) {
+		if ( null !== $result || ! is_array( $atts ) ) {
+			return $result; // Another plugin already decided.
+		}
+		$draft = null;
+		$error = null;
+		if ( $this->marker->may_be_marked( $atts ) ) {
+			try {
+				$draft = $this->draft( $atts );
+			} catch ( Postbag_Mail_Exception $e ) {
+				$error = $e; // Mentions the marker but is malformed: ours to refuse.
+			}
+		}
+		$marked = null !== $error || ( null !== $draft && $draft['marked'] );
+
+		/**
+		 * Filters whether an unmarked mail is non-priority (queued instead of sent now).
+		 *
+		 * @param bool  $non_priority False: the mail carries neither marker.
+		 * @param array $atts         wp_mail() arguments as passed.
+		 */
+		if ( ! $marked && ! apply_filters( 'postbag_is_non_priority', false, $atts ) ) {
+			return null;
+		}
+		try {
+			if ( null !== $error ) {
+				throw $error;
+			}
+			$this->enqueue( $draft ?? $this->draft( $atts ), $atts );
+			return true;
+		} catch ( Postbag_Mail_Exception $e ) {
+			$data                   = $atts;
+			$data['postbag_reason'] = $e->reason;
+			do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', $e->getMessage(), $data ) );
+			return false;
+		}
+	}
+
+	/**
+	 * Parses recipients, headers and subject and removes the marks.
+	 *
+	 * @param array $atts wp_mail() arguments.
+	 * @return array{marked: bool, to: string[], subject: string, headers: array}
+	 * @throws Postbag_Mail_Exception On CR/LF in a header value.
+	 */
+	private function draft( array $atts ): array {
+		$marked  = false;
+		$headers = Postbag_Header_Parser::parse( $atts['headers'] ?? '' );
+		$to      = $this->marker->strip_address( Postbag_Header_Parser::split_addresses( $atts['to'] ?? '' ), $marked );
+		foreach ( array( 'cc', 'bcc' ) as $field ) {
+			$headers[ $field ] = $this->marker->strip_address( $headers[ $field ], $marked );
+		}
+		$subject = (string) ( $atts['subject'] ?? '' );
+		Postbag_Header_Parser::assert_single_line( 'subject', $subject );
+		if ( $this->marker->has_prefix( $subject ) ) {
+			$marked  = true;
+			$subject = $this->marker->strip_prefix( $subject );
+		}
+		return compact( 'marked', 'to', 'subject', 'headers' );
+	}
+
+	/**
+	 * Computes what core would (From, content type, charset), reads the
+	 * attachments and queues the mail.
+	 *
+	 * @param array $draft See draft().
+	 * @param array $atts  wp_mail() arguments.
+	 * @throws Postbag_Mail_Exception When the mail cannot be queued.
+	 */
+	private function enqueue( array $draft, array $atts ): void {
+		$headers = $draft['headers'];
+		/** This filter is documented in wp-includes/pluggable.php */
+		$from_email = (string) apply_filters( 'wp_mail_from', $headers['from_email'] ?? $this->default_from() );
+		/** This filter is documented in wp-includes/pluggable.php */
+		$from_name = (string) apply_filters( 'wp_mail_from_name', $headers['from_name'] ?? 'WordPress' );
+		/** This filter is documented in wp-includes/pluggable.php */
+		$content_type = strtolower( trim( (string) apply_filters( 'wp_mail_content_type', $headers['content_type'] ?? 'text/plain' ) ) );
+		/** This filter is documented in wp-includes/pluggable.php */
+		$charset = trim( (string) apply_filters( 'wp_mail_charset', $headers['charset'] ?? get_bloginfo( 'charset' ) ) );
+
+		Postbag_Header_Parser::assert_single_line( 'From address', $from_email );
+		Postbag_Header_Parser::assert_single_line( 'From name', $from_name );
+		if ( ! is_email( $from_email ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_invalid_from', sprintf( 'Invalid address: (From): %s', $from_email ) );
+		}
+		if ( ! in_array( $content_type, self::CONTENT_TYPES, true ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_unsupported_content_type', sprintf( 'Postbag queues text/plain or text/html mail, not %s; send this mail without the non-priority marker.', $content_type ) );
+		}
+		if ( ! preg_match( '/^[A-Za-z0-9._:-]{1,40}$/', $charset ) ) {
+			$charset = 'UTF-8';
+		}
+
+		$to    = self::valid_mailboxes( $draft['to'] );
+		$lists = array(
+			'reply_to' => self::valid_mailboxes( $headers['reply_to'] ),
+			'cc'       => self::valid_mailboxes( $headers['cc'] ),
+			'bcc'      => self::valid_mailboxes( $headers['bcc'] ),
+		);
+		if ( ! $to ) {
+			throw new Postbag_Mail_Exception( 'postbag_no_recipient', 'You must provide at least one To recipient besides the non-priority marker.' );
+		}
+		if ( count( $to ) + count( $lists['cc'] ) + count( $lists['bcc'] ) > self::MAX_RECIPIENTS ) {
+			throw new Postbag_Mail_Exception( 'postbag_too_many_recipients', sprintf( 'A queued mail may have at most %d recipients (To, Cc and Bcc together).', self::MAX_RECIPIENTS ) );
+		}
+
+		$meta = array(
+			'from'         => Postbag_Header_Parser::format_mailbox( $from_name, $from_email ),
+			'content_type' => $content_type,
+			'charset'      => $charset,
+		) + array_filter( $lists );
+		foreach ( $headers['headers'] as $name => $value ) {
+			if ( strlen( $value ) > 998 ) {
+				throw new Postbag_Mail_Exception( 'postbag_invalid_header', sprintf( 'The %s header is longer than 998 characters.', $name ) );
+			}
+			$meta['headers'][] = array(
+				'name'  => $name,
+				'value' => $value,
+			);
+		}
+
+		/**
+		 * Filters the meta a queued mail shares with its batch, e.g. to add an SES
+		 * `configuration_set` or message `tags` (see docs/batch-format.md).
+		 *
+		 * @param array $meta Batch meta.
+		 * @param array $atts wp_mail() arguments as passed.
+		 */
+		$meta = apply_filters( 'postbag_batch_meta', $meta, $atts );
+
+		$message = (string) ( $atts['message'] ?? '' );
+		$mail    = array(
+			'id'      => wp_generate_uuid4(),
+			'to'      => $to,
+			'subject' => $draft['subject'],
+			( 'text/html' === $content_type ? 'html' : 'text' ) => $message,
+		);
+		if ( 0 !== strcasecmp( $charset, 'UTF-8' ) ) {
+			$mail = self::to_utf8( $mail, $charset );
+			$meta = self::to_utf8( $meta, $charset );
+		}
+		$attachments = $this->attachments->read( $atts['attachments'] ?? array() );
+		if ( $attachments['entries'] ) {
+			$mail['attachments'] = $attachments['entries'];
+		}
+		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
+		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
+			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
+		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes );
+	}
+
+	/**
+	 * Normalised mailboxes; like core (through PHPMailer), invalid addresses are left out.
+	 *
+	 * @param string[] $mailboxes As written.
+	 * @return string[]
+	 */
+	private static function valid_mailboxes( array $mailboxes ): array {
+		$valid = array();
+		foreach ( $mailboxes as $mailbox ) {
+			list( $name, $email ) = Postbag_Header_Parser::split_mailbox( $mailbox );
+			if ( is_email( $email ) ) {
+				$valid[] = Postbag_Header_Parser::format_mailbox( $name, $email );
+			}
+		}
+		return $valid;
+	}
+
+	/**
+	 * Batch files are UTF-8; text in another declared charset is converted
+	 * (the sender encodes the outgoing parts in `meta.charset` again).
+	 *
+	 * @param array  $fields  Strings, possibly nested.
+	 * @param string $charset Their charset.
+	 */
+	private static function to_utf8( array $fields, string $charset ): array {
+		array_walk_recursive(
+			$fields,
+			static function ( &$value ) use ( $charset ) {
+				if ( is_string( $value ) ) {
+					try {
+						$value = mb_convert_encoding( $value, 'UTF-8', $charset );
+					} catch ( ValueError $e ) {
+						return; // Unknown to mbstring: keep the bytes; invalid UTF-8 becomes U+FFFD on encoding.
+					}
+				}
+			}
+		);
+		return $fields;
+	}
+
+	/** The site sending, recorded per blog (a multisite request may switch blogs). */
+	private function site(): array {
+		$blog_id = get_current_blog_id();
+		if ( ! isset( $this->sites[ $blog_id ] ) ) {
+			$this->sites[ $blog_id ] = array(
+				'url'     => home_url(),
+				'blog_id' => $blog_id,
+			);
+		}
+		return $this->sites[ $blog_id ];
+	}
+
+	/** Core's default From: wordpress@ the network's host, without `www.`. */
+	private function default_from(): string {
+		if ( null === $this->default_from ) {
+			$host               = (string) wp_parse_url( network_home_url(), PHP_URL_HOST );
+			$this->default_from = 'wordpress@' . ( 0 === strpos( $host, 'www.' ) ? substr( $host, 4 ) : $host );
+		}
+		return $this->default_from;
+	}
+}

@@ -1,0 +1,187 @@
+<?php
+/**
+ * Wires Postbag's services together.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Builds every service from the settings and registers their hooks. The S3
+ * client, clock and spool are injected with defaults so tests can swap them:
+ *
+ *     Postbag_Plugin::replace( new Postbag_Plugin( $config, $fake_s3, $clock, $spool ) );
+ */
+final class Postbag_Plugin {
+
+	/** @var self|null */
+	private static $instance;
+
+	/** @var Postbag_Config */
+	private $config;
+
+	/** @var Postbag_Queue */
+	private $queue;
+
+	/** @var Postbag_Interceptor */
+	private $interceptor;
+
+	/** @var Postbag_Spool */
+	private $spool;
+
+	/** @var Postbag_Spool_Retry */
+	private $retry;
+
+	/** @var Postbag_Flusher */
+	private $flusher;
+
+	/** @var Postbag_Override_Detector */
+	private $detector;
+
+	/** @var Postbag_Admin */
+	private $admin;
+
+	/**
+	 * @param Postbag_Config|null  $config    Settings; default: wp-config.php constants.
+	 * @param object|null          $s3_client Anything with Postbag_S3_Client's put_objects(); default: made from $config on first upload.
+	 * @param callable|null        $clock     Returns the Unix time; default time().
+	 * @param Postbag_Spool|null   $spool     Default: POSTBAG_SPOOL_DIR or Postbag_Spool::default_dir().
+	 */
+	public function __construct( ?Postbag_Config $config = null, $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null ) {
+		$this->config = $config ?? Postbag_Config::from_constants();
+		$clock        = $clock ?? 'time';
+		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ), $this->config->prefix() );
+		$this->spool  = $spool ?? new Postbag_Spool( $this->config->get( 'spool_dir' ) );
+
+		$this->interceptor = new Postbag_Interceptor(
+			$this->queue,
+			new Postbag_Marker( $this->config->get( 'marker_address' ), $this->config->get( 'marker_prefix' ) ),
+			new Postbag_Attachment_Reader( $this->config->get( 'inline_attachment_max_bytes' ) )
+		);
+		$uploader = new Postbag_Batch_Uploader(
+			null === $s3_client ? array( $this, 'make_s3_client' ) : static function () use ( $s3_client ) {
+				return $s3_client;
+			}
+		);
+		$sync           = new Postbag_Sync_Sender( $this->interceptor );
+		$this->retry    = new Postbag_Spool_Retry( $this->spool, $uploader, $sync, $clock );
+		$this->flusher  = new Postbag_Flusher( $this->queue, $uploader, $this->retry, $sync, $clock );
+		$this->detector = new Postbag_Override_Detector();
+		$this->admin    = new Postbag_Admin( $this->config, $this->spool, $this->retry, $this->detector );
+	}
+
+	/** The plugin of this request, built from wp-config.php on first use. */
+	public static function instance(): self {
+		if ( null === self::$instance ) {
+			self::$instance = new self();
+		}
+		return self::$instance;
+	}
+
+	/**
+	 * Makes `$plugin` the active one: the current one's hooks are removed and
+	 * the new one's added. For tests and benchmarks.
+	 *
+	 * @param self $plugin Plugin to activate.
+	 * @return self|null The plugin it replaced.
+	 */
+	public static function replace( self $plugin ): ?self {
+		$previous = self::$instance;
+		if ( null !== $previous ) {
+			$previous->remove_hooks();
+		}
+		self::$instance = $plugin;
+		$plugin->init();
+		return $previous;
+	}
+
+	public function init(): void {
+		$this->interceptor->init();
+		$this->flusher->init();
+		$this->retry->init();
+		$this->detector->init();
+		$this->admin->init();
+	}
+
+	public function remove_hooks(): void {
+		$this->interceptor->remove();
+		$this->flusher->remove();
+		$this->retry->remove();
+		remove_filter( 'site_status_tests', array( $this->detector, 'add_site_health_test' ) );
+		remove_action( 'admin_notices', array( $this->admin, 'render_notices' ) );
+		remove_action( 'network_admin_notices', array( $this->admin, 'render_notices' ) );
+		remove_action( 'admin_post_' . Postbag_Admin::RETRY_ACTION, array( $this->admin, 'retry_request' ) );
+		remove_action( 'admin_post_' . Postbag_Admin::DISMISS_ACTION, array( $this->admin, 'dismiss_request' ) );
+	}
+
+	/**
+	 * Uploads what is queued now (otherwise done on `shutdown`).
+	 *
+	 * @return array<string, string> Batch id => '' when uploaded, else why it was spooled.
+	 */
+	public function flush(): array {
+		return $this->flusher->flush();
+	}
+
+	/**
+	 * Retries spooled batches (what the `postbag_retry_spool` cron event runs).
+	 *
+	 * @param bool $force Ignore the backoff.
+	 * @return array{uploaded: int, failed: int, sent: int}
+	 */
+	public function retry_spool( bool $force = false ): array {
+		return $this->retry->run( $force );
+	}
+
+	public function config(): Postbag_Config {
+		return $this->config;
+	}
+
+	public function queue(): Postbag_Queue {
+		return $this->queue;
+	}
+
+	public function spool(): Postbag_Spool {
+		return $this->spool;
+	}
+
+	public function interceptor(): Postbag_Interceptor {
+		return $this->interceptor;
+	}
+
+	public function admin(): Postbag_Admin {
+		return $this->admin;
+	}
+
+	public function override_detector(): Postbag_Override_Detector {
+		return $this->detector;
+	}
+
+	/**
+	 * The real S3 client, made on the first upload of a request.
+	 *
+	 * @throws RuntimeException When no bucket is configured (the batches are spooled).
+	 */
+	public function make_s3_client(): Postbag_S3_Client {
+		if ( ! $this->config->is_configured() ) {
+			throw new RuntimeException( 'POSTBAG_BUCKET is not defined in wp-config.php' );
+		}
+		return new Postbag_S3_Client( $this->config->s3_options(), Postbag_Credential_Chain::default_chain() );
+	}
+
+	/** Activation: the hourly safety net that retries the spool even if a single event was lost. */
+	public static function activate(): void {
+		// Cleared first so a reactivation never adds a second hourly event; pending
+		// single events go too, and the hourly run picks their batches up.
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		wp_schedule_event( time(), 'hourly', Postbag_Spool_Retry::HOOK );
+	}
+
+	/** Deactivation: no more retries; spooled batches stay on disk for a reactivation. */
+	public static function deactivate(): void {
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+	}
+}

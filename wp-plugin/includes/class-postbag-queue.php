@@ -1,0 +1,168 @@
+<?php
+/**
+ * The request-global buffer of queued mail.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Buffers queued mails for the rest of the request, grouped by the meta they
+ * share (site, From, content type, charset, Cc/Bcc/Reply-To, custom headers),
+ * and cuts each group into batches by count and size. Adding a mail is an
+ * array append: serialization happens once per batch, at drain time.
+ */
+final class Postbag_Queue {
+
+	/** Bytes of a batch besides its mails and meta (version, ids, site, time). */
+	const ENVELOPE_BYTES = 512;
+
+	/** @var array<string, array{site: array, meta: array, mails: array[], bytes: int[], blobs: array<int, array<int, string>>}> */
+	private $groups = array();
+
+	/** @var int */
+	private $count = 0;
+
+	/** @var int */
+	private $max_mails;
+
+	/** @var int */
+	private $max_bytes;
+
+	/** @var string */
+	private $prefix;
+
+	/**
+	 * @param int    $max_mails Most mails in one batch.
+	 * @param int    $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
+	 * @param string $prefix    Object key prefix, e.g. `queue/`.
+	 */
+	public function __construct( int $max_mails, int $max_bytes, string $prefix ) {
+		$this->max_mails = $max_mails;
+		$this->max_bytes = $max_bytes;
+		$this->prefix    = $prefix;
+	}
+
+	/**
+	 * @param array                 $site  `url` and `blog_id` of the site that sent the mail.
+	 * @param array                 $meta  Batch meta (see the batch format).
+	 * @param array                 $mail  The mail as it goes in `emails[]`; large attachments lack `s3_key`.
+	 * @param array<int, string>    $blobs Bodies of large attachments by their index in `$mail['attachments']`.
+	 * @param int                   $bytes Estimated size of the mail in the batch file.
+	 */
+	public function add( array $site, array $meta, array $mail, array $blobs, int $bytes ): void {
+		$group = serialize( array( $site, $meta ) );
+		if ( ! isset( $this->groups[ $group ] ) ) {
+			$this->groups[ $group ] = array(
+				'site'  => $site,
+				'meta'  => $meta,
+				'mails' => array(),
+				'bytes' => array(),
+				'blobs' => array(),
+			);
+		}
+		$index                                   = count( $this->groups[ $group ]['mails'] );
+		$this->groups[ $group ]['mails'][ $index ] = $mail;
+		$this->groups[ $group ]['bytes'][ $index ] = $bytes;
+		if ( $blobs ) {
+			$this->groups[ $group ]['blobs'][ $index ] = $blobs;
+		}
+		++$this->count;
+	}
+
+	/** Mails waiting. */
+	public function count(): int {
+		return $this->count;
+	}
+
+	/**
+	 * Empties the queue into batches.
+	 *
+	 * @param int $now Unix time the batches are made.
+	 * @return Postbag_Batch[]
+	 */
+	public function drain( int $now ): array {
+		$groups       = $this->groups;
+		$this->groups = array();
+		$this->count  = 0;
+		$created_at   = gmdate( 'Y-m-d\TH:i:s\Z', $now );
+		$batches      = array();
+		foreach ( $groups as $key => $group ) {
+			foreach ( $this->chunks( $group, self::ENVELOPE_BYTES + strlen( $key ) ) as $chunk ) {
+				array_push( $batches, ...$this->build( $group, $chunk, $created_at ) );
+			}
+		}
+		return $batches;
+	}
+
+	/**
+	 * Cuts a group's mails into runs that fit the count and (estimated) size limits.
+	 *
+	 * @param array $group    One group.
+	 * @param int   $overhead Estimated bytes of a batch besides its mails.
+	 * @return int[][] Mail indexes per batch.
+	 */
+	private function chunks( array $group, int $overhead ): array {
+		$chunks = array();
+		$chunk  = array();
+		$bytes  = $overhead;
+		foreach ( $group['bytes'] as $index => $mail_bytes ) {
+			if ( $chunk && ( count( $chunk ) >= $this->max_mails || $bytes + $mail_bytes > $this->max_bytes ) ) {
+				$chunks[] = $chunk;
+				$chunk    = array();
+				$bytes    = $overhead;
+			}
+			$chunk[] = $index;
+			$bytes  += $mail_bytes;
+		}
+		if ( $chunk ) {
+			$chunks[] = $chunk;
+		}
+		return $chunks;
+	}
+
+	/**
+	 * Serializes one chunk. The size estimate ignores JSON escaping, so a
+	 * batch that still comes out too large is split in two and rebuilt.
+	 *
+	 * @param array  $group      The chunk's group.
+	 * @param int[]  $indexes    Mail indexes.
+	 * @param string $created_at RFC 3339 UTC time.
+	 * @return Postbag_Batch[]
+	 */
+	private function build( array $group, array $indexes, string $created_at ): array {
+		$id          = wp_generate_uuid4();
+		$emails      = array();
+		$attachments = array();
+		foreach ( $indexes as $index ) {
+			$mail = $group['mails'][ $index ];
+			foreach ( $group['blobs'][ $index ] ?? array() as $n => $blob ) {
+				$key                                 = $this->prefix . 'attachments/' . $id . '/' . $mail['id'] . '/' . $n;
+				$mail['attachments'][ $n ]['s3_key'] = $key;
+				$attachments[ $key ]                 = $blob;
+			}
+			$emails[] = $mail;
+		}
+		$body = Postbag_Batch::encode(
+			array(
+				'version'    => 1,
+				'batch_id'   => $id,
+				'site'       => $group['site'],
+				'created_at' => $created_at,
+				'meta'       => $group['meta'],
+				'emails'     => $emails,
+			)
+		);
+		if ( strlen( $body ) > $this->max_bytes && count( $indexes ) > 1 ) {
+			$half = intdiv( count( $indexes ), 2 );
+			return array_merge(
+				$this->build( $group, array_slice( $indexes, 0, $half ), $created_at ),
+				$this->build( $group, array_slice( $indexes, $half ), $created_at )
+			);
+		}
+		return array( new Postbag_Batch( $id, $this->prefix . $id . '.json', $body, array_column( $emails, 'id' ), $attachments ) );
+	}
+}
