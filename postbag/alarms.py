@@ -23,6 +23,7 @@ from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
 
 PERIOD = 300
+ALARMS = ("mails-failed", "failure-queue", "batches-waiting")
 
 
 def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any]]:
@@ -76,11 +77,15 @@ def _current(cloudwatch: Any, desired: dict[str, Any]) -> dict[str, Any] | None:
     return {key: found[0].get(key) for key in desired}
 
 
+def current_actions(cloudwatch: Any, stack: Stack) -> list[str]:
+    found = cloudwatch.describe_alarms(AlarmNames=[stack.alarm(w) for w in ALARMS])["MetricAlarms"]
+    return found[0]["AlarmActions"] if found else []
+
+
 def ensure_alarms(
-    cloudwatch: Any, definitions: list[dict[str, Any]], topic_arn: str, report: Report
+    cloudwatch: Any, definitions: list[dict[str, Any]], actions: list[str], report: Report
 ) -> None:
     for definition in definitions:
-        actions = [topic_arn] if topic_arn else []
         desired = {**definition, "AlarmActions": actions, "OKActions": actions}
         report.converge(
             f"alarm {definition['AlarmName']}",
@@ -91,7 +96,7 @@ def ensure_alarms(
 
 
 def delete_alarms(cloudwatch: Any, stack: Stack, report: Report) -> None:
-    names = [stack.alarm(what) for what in ("mails-failed", "failure-queue", "batches-waiting")]
+    names = [stack.alarm(what) for what in ALARMS]
     present = {a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
     if present:
         cloudwatch.delete_alarms(AlarmNames=sorted(present))

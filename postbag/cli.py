@@ -32,6 +32,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=chalice_config.CHALICE_DIR,
         help="the Chalice project (default: %(default)s)",
     )
+    parser.add_argument(
+        "--bucket",
+        help="the batch bucket (default: the stage's POSTBAG_BUCKET in .chalice/config.json; "
+        "provision needs it the first time)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +68,6 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
         "provision", help="create or update the bucket, table, queue, alarms and IAM for a stage"
     )
     _common(p)
-    p.add_argument("--bucket", help="bucket name (required the first time)")
     p.add_argument(
         "--sender-identity", action="append", default=[], metavar="ADDRESS_OR_DOMAIN",
         help="an SES identity the sender may send from (repeat; default: as before)",
@@ -89,9 +93,8 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _stage_bucket(args: argparse.Namespace) -> str:
-    given = getattr(args, "bucket", None)
-    if given:
-        return given
+    if args.bucket:
+        return args.bucket
     env = chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
     if not env.get("POSTBAG_BUCKET"):
         raise CommandError(f"stage {args.stage} has no bucket yet: pass --bucket")

@@ -98,10 +98,12 @@ def _ensure_alarms(aws: Aws, stack: Stack, opts: Options, report: Report) -> Non
     if opts.alarm_email:
         topic = alarms.ensure_topic(sns, stack, opts.alarm_email, report)
     else:
-        # Without a topic option, keep notifying the topic made by an earlier run.
-        topic = opts.sns_topic or alarms.existing_topic(sns, stack)
+        topic = opts.sns_topic
+    cloudwatch = aws.client("cloudwatch")
+    # Without a topic option, keep notifying whatever an earlier run set up.
+    actions = [topic] if topic else alarms.current_actions(cloudwatch, stack)
     definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes)
-    alarms.ensure_alarms(aws.client("cloudwatch"), definitions, topic, report)
+    alarms.ensure_alarms(cloudwatch, definitions, actions, report)
 
 
 def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:

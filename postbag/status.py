@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import STATE_TAG, Settings
@@ -10,26 +11,34 @@ from postbag.provision import queue_url
 from postbag.stack import Stack
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            yield item["Key"]
+        yield from page.get("Contents", [])
 
 
-def unsent_batches(s3: Any, bucket: str, settings: Settings) -> list[str]:
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    return (item["Key"] for item in _objects(s3, bucket, prefix))
+
+
+def unsent_batch_objects(s3: Any, bucket: str, settings: Settings) -> list[dict]:
     """Batches under the queue prefix the sender has not tagged done or failed yet.
 
     One tagging read per batch: fine for an operator's command, since sent
     batches expire within days.
     """
     unsent = []
-    for key in _keys(s3, bucket, settings.queue_prefix):
+    for item in _objects(s3, bucket, settings.queue_prefix):
+        key = item["Key"]
         if not key.endswith(".json") or key.startswith(settings.attachments_prefix):
             continue
         tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
         if not any(t["Key"] == STATE_TAG for t in tags):
-            unsent.append(key)
+            unsent.append(item)
     return unsent
+
+
+def unsent_batches(s3: Any, bucket: str, settings: Settings) -> list[str]:
+    return [item["Key"] for item in unsent_batch_objects(s3, bucket, settings)]
 
 
 def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int | None]:
@@ -40,8 +49,14 @@ def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         depth = int(attributes["ApproximateNumberOfMessages"])
+    unsent = unsent_batch_objects(s3, stack.bucket, settings)
+    now = datetime.now(UTC)
     return {
-        "queued": len(unsent_batches(s3, stack.bucket, settings)),
+        "queued": len(unsent),
+        # A batch waiting long is what the batches-waiting alarm is about.
+        "oldest_queued_seconds": max(
+            (int((now - item["LastModified"]).total_seconds()) for item in unsent), default=None
+        ),
         "failed": sum(1 for _ in _keys(s3, stack.bucket, settings.failed_prefix)),
         "quarantined": sum(1 for _ in _keys(s3, stack.bucket, settings.quarantine_prefix)),
         "failure_queue": depth,

@@ -344,11 +344,16 @@ def allow_plain_http(d: Deployed) -> None:
     d.client("s3").delete_bucket_policy(Bucket=d.bucket)
 
 
+def provisioned(aws: HarnessAws, tmp: Path, stage: str, *args: str) -> Deployed:
+    """A stage provisioned but not deployed (enough for everything but the function)."""
+    d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp, tmp),
+                 stage, f"postbag-{stage}-mail", list(args), None)
+    d.first_run = d.postbag("provision", "--bucket", d.bucket, "--region", REGION, *args)
+    return d
+
+
 def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
-    d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
-                 "watched", "postbag-watched-mail", [], None)
-    d.postbag("provision", "--bucket", d.bucket, "--region", REGION,
-              "--sender-identity", "example.org")
+    d = provisioned(aws, tmp_path, "watched", "--sender-identity", "example.org")
     allow_plain_http(d)
     s3 = d.client("s3")
     put = {"Bucket": d.bucket, "Body": b"{}"}
@@ -363,7 +368,79 @@ def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
     url = sqs.get_queue_url(QueueName="postbag-watched-failures")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="{}")
     counts = json.loads(d.postbag("status", "--json").stdout)
+    assert 0 <= counts.pop("oldest_queued_seconds") < 60
     assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1}
+
+
+# -- provisioning options and refusals ------------------------------------------
+
+
+def test_sse_kms_role_and_existing_topic(aws, tmp_path):
+    kms, iam, sns = (
+        boto3.client(name, region_name=REGION, endpoint_url=aws.endpoint,
+                     aws_access_key_id="testing", aws_secret_access_key="testing")
+        for name in ("kms", "iam", "sns")
+    )
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    iam.create_role(RoleName="web-server", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}))
+    topic = sns.create_topic(Name="ops-pager")["TopicArn"]
+    d = provisioned(aws, tmp_path, "sealed", "--sender-identity", "example.org",
+                    "--kms-key", key_arn.rsplit("/", 1)[1], "--attach-to-role", "web-server",
+                    "--sns-topic", topic)
+
+    rule = d.client("s3").get_bucket_encryption(Bucket=d.bucket)[
+        "ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+    assert rule["BucketKeyEnabled"] is True
+    policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/postbag/postbag-sealed-wordpress"
+    attached = iam.list_attached_role_policies(RoleName="web-server")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [policy_arn]
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)
+    statements = document["PolicyVersion"]["Document"]["Statement"]
+    assert {"Sid": "EncryptUploads", "Effect": "Allow", "Action": ["kms:GenerateDataKey"],
+            "Resource": [key_arn]} in statements
+    role_policy = json.loads((d.app_dir / ".chalice" / "policy-sealed.json").read_text())
+    assert any(s["Resource"] == [key_arn] for s in role_policy["Statement"])
+    assert f"define( 'POSTBAG_KMS_KEY_ID', '{key_arn}' );" in d.first_run.stdout
+    assert "define( 'POSTBAG_SSE', 'aws:kms' );" in d.first_run.stdout
+    assert "ACCESS_KEY" not in d.first_run.stdout  # no user was asked for
+    alarms = d.client("cloudwatch").describe_alarms(AlarmNamePrefix="postbag-sealed-")
+    assert {tuple(a["AlarmActions"]) for a in alarms["MetricAlarms"]} == {(topic,)}
+
+    # A later run without the options keeps the key, the role and the topic.
+    again = d.postbag("provision", "--region", REGION)
+    assert set(re.findall(r"^  (\w+) ", again.stderr, re.MULTILINE)) == {"unchanged"}
+
+    d.postbag("teardown")
+    assert iam.list_attached_role_policies(RoleName="web-server")["AttachedPolicies"] == []
+    assert iam.get_role(RoleName="web-server")  # the role is the user's: kept
+    assert sns.get_topic_attributes(TopicArn=topic)  # so is the topic
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["provision", "--region", REGION], "pass --bucket"),
+        (["provision", "--region", REGION, "--bucket", "postbag-refused-mail"],
+         "--sender-identity"),
+        (["wire", "--region", REGION, "--bucket", "postbag-refused-mail"], "chalice deploy"),
+    ],
+    ids=["no-bucket", "no-sender-identity", "wire-before-deploy"],
+)
+def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, message):
+    d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
+                 "refused", "postbag-refused-mail", [], None)
+    config_before = (d.app_dir / ".chalice" / "config.json").read_text()
+    done = d.postbag(*argv, check=False)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert (d.app_dir / ".chalice" / "config.json").read_text() == config_before
+    assert gone(lambda: d.client("s3").head_bucket(Bucket=d.bucket), "404")
 
 
 # -- teardown -------------------------------------------------------------------
