@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from clock import FakeClock
@@ -63,3 +64,30 @@ def dispatcher(
         workers=workers,
         metrics=metrics,
     )
+
+
+class SerialClient:
+    """A boto3 client whose API calls run one at a time.
+
+    moto's in-process DynamoDB checks a ConditionExpression and writes the
+    item in two Python steps with no lock, so two threads can both "win" a
+    conditional put; real DynamoDB applies it atomically. Tests that race two
+    invocations wrap the ledger's client in this so they test our code, not
+    that gap in the mock. Attributes (``meta``, ...) pass through untouched.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name.startswith("_") or name == "meta" or not callable(attr):
+            return attr
+
+        def serial(*args, **kwargs):
+            with SerialClient._lock:
+                return attr(*args, **kwargs)
+
+        return serial

@@ -149,8 +149,9 @@ class Dispatcher:
     def _guarded(self, job: Job, state: _Run) -> Outcome:
         try:
             return self._one(job, state)
-        except Exception:
-            # A bug, not a send error: start nothing new; the error reaches the handler.
+        except BaseException:
+            # A bug or the process going down, not a send error: start nothing
+            # new; the error reaches the handler once the jobs in flight end.
             state.stop("aborted by an unexpected error")
             raise
 
