@@ -97,6 +97,7 @@ final class Postbag_Test_WordPress {
 		$sandbox->path( 'wp-content/plugins', true );
 		symlink( dirname( __DIR__, 3 ) . '/wp-plugin', $content . '/plugins/postbag' );
 		symlink( '/usr/share/wordpress/wp-content/themes', $content . '/themes' );
+		symlink( __DIR__ . '/mu-plugins', $content . '/mu-plugins' );
 
 		$constants = array(
 			'DB_NAME'                    => 'wordpress',
