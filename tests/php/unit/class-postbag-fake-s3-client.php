@@ -22,6 +22,9 @@ final class Postbag_Fake_S3_Client {
 	/** @var int HTTP status of a failure (0: network error). */
 	public $fail_status = 503;
 
+	/** @var string Error message of a failure. */
+	public $fail_error = 'Service Unavailable';
+
 	/**
 	 * @param string|null $fail_pattern Regex of keys that fail, e.g. '/./' for all.
 	 */
@@ -41,7 +44,7 @@ final class Postbag_Fake_S3_Client {
 		$results       = array();
 		foreach ( $bodies as $key => $body ) {
 			if ( null !== $this->fail_pattern && preg_match( $this->fail_pattern, (string) $key ) ) {
-				$results[ $key ] = new Postbag_S3_Result( false, $this->fail_status, 'Service Unavailable' );
+				$results[ $key ] = new Postbag_S3_Result( false, $this->fail_status, $this->fail_error );
 				continue;
 			}
 			$this->objects[ $key ] = array(

@@ -1,0 +1,217 @@
+<?php
+/**
+ * Admin notices, admin actions, wp_mail() override detection, Site Health.
+ *
+ * @package Postbag\Tests
+ */
+
+require_once __DIR__ . '/class-postbag-unit-test-case.php';
+require_once __DIR__ . '/fixtures/other-mail-plugin.php';
+
+/**
+ * @covers Postbag_Admin
+ * @covers Postbag_Override_Detector
+ */
+final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
+
+	const MARKER = 'nonpriority@asynchronous.mail';
+
+	/** @var int */
+	private static $subscriber = 0;
+
+	protected function setUp(): void {
+		parent::setUp();
+		wp_set_current_user( 1 ); // The administrator the install created.
+		add_filter(
+			'wp_die_handler',
+			static function () {
+				return static function ( $message ) {
+					throw new RuntimeException( 'wp_die: ' . ( is_wp_error( $message ) ? $message->get_error_message() : wp_strip_all_tags( (string) $message ) ) );
+				};
+			}
+		);
+	}
+
+	protected function tearDown(): void {
+		wp_set_current_user( 0 );
+		unset( $_REQUEST['_wpnonce'], $_POST['file'], $_GET['postbag_uploaded'], $_GET['postbag_failed'] );
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		parent::tearDown();
+	}
+
+	private static function subscriber(): int {
+		if ( ! self::$subscriber ) {
+			$user             = get_user_by( 'login', 'postbag-subscriber' );
+			self::$subscriber = $user ? $user->ID : wp_insert_user(
+				array(
+					'user_login' => 'postbag-subscriber',
+					'user_pass'  => wp_generate_password(),
+					'user_email' => 'subscriber@example.org',
+					'role'       => 'subscriber',
+				)
+			);
+		}
+		return self::$subscriber;
+	}
+
+	/**
+	 * Spools a batch and lets `$attempts` uploads of it fail.
+	 *
+	 * @param int $attempts Failed attempts in all.
+	 */
+	private function failing_batch( int $attempts ): void {
+		$this->s3->fail_pattern = '/./';
+		$this->s3->fail_error   = 'Access Denied <script>alert(1)</script>';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+		$this->plugin->flush();
+		for ( $n = 1; $n < $attempts; $n++ ) {
+			$this->plugin->retry_spool( true );
+		}
+	}
+
+	public function test_no_notice_while_all_is_well(): void {
+		$this->assertSame( '', $this->plugin->admin()->notices() );
+	}
+
+	public function test_notice_after_repeated_failures_shows_the_escaped_reason_and_a_retry_button(): void {
+		$this->failing_batch( 2 );
+		$this->assertSame( '', $this->plugin->admin()->notices(), 'Two failures: not yet worth a notice.' );
+
+		$this->plugin->retry_spool( true );
+		$html = $this->plugin->admin()->notices();
+
+		$this->assertStringContainsString( 'could not upload 1 batch(es) holding 1 mail(s) to S3 after 3 attempts', $html );
+		$this->assertStringContainsString( 'HTTP 503 Access Denied &lt;script&gt;alert(1)&lt;/script&gt;', $html );
+		$this->assertStringNotContainsString( '<script>', $html );
+		$this->assertStringContainsString( 'name="action" value="postbag_retry_spool"', $html );
+		$this->assertMatchesRegularExpression( '/name="_wpnonce" value="[0-9a-f]{10}"/', $html );
+	}
+
+	public function test_threshold_is_filterable(): void {
+		add_filter(
+			'postbag_notice_after_failures',
+			static function (): int {
+				return 1;
+			}
+		);
+		$this->failing_batch( 1 );
+
+		$this->assertStringContainsString( 'after 1 attempts', $this->plugin->admin()->notices() );
+	}
+
+	public function test_notices_need_manage_options(): void {
+		$this->failing_batch( 3 );
+		wp_set_current_user( self::subscriber() );
+
+		$this->assertSame( '', $this->plugin->admin()->notices() );
+	}
+
+	public function test_render_notices_on_the_admin_hook(): void {
+		$this->failing_batch( 3 );
+
+		ob_start();
+		do_action( 'admin_notices' );
+		$this->assertStringContainsString( 'Retry now', (string) ob_get_clean() );
+	}
+
+	public function test_retry_now_checks_the_nonce_then_uploads(): void {
+		$this->failing_batch( 3 );
+		$this->s3->fail_pattern = null;
+		$_REQUEST['_wpnonce']   = wp_create_nonce( Postbag_Admin::RETRY_ACTION );
+
+		$url = $this->plugin->admin()->handle_retry();
+
+		$this->assertStringContainsString( 'postbag_uploaded=1', $url );
+		$this->assertStringContainsString( 'postbag_failed=0', $url );
+		$this->assertCount( 1, $this->s3->batches() );
+		$_GET['postbag_uploaded'] = '1';
+		$_GET['postbag_failed']   = '0';
+		$this->assertStringContainsString( '1 batch(es) uploaded, 0 still failing', $this->plugin->admin()->notices() );
+	}
+
+	public function test_retry_now_without_a_valid_nonce_is_refused(): void {
+		$this->failing_batch( 3 );
+		$this->s3->fail_pattern = null;
+		$_REQUEST['_wpnonce']   = 'forged';
+
+		try {
+			$this->plugin->admin()->handle_retry();
+			$this->fail( 'A forged nonce was accepted.' );
+		} catch ( RuntimeException $e ) {
+			$this->assertStringStartsWith( 'wp_die:', $e->getMessage() );
+		}
+		$this->assertSame( array(), $this->s3->batches() );
+	}
+
+	public function test_retry_now_without_the_capability_is_refused(): void {
+		$this->failing_batch( 3 );
+		$this->s3->fail_pattern = null;
+		wp_set_current_user( self::subscriber() );
+		$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::RETRY_ACTION );
+
+		try {
+			$this->plugin->admin()->handle_retry();
+			$this->fail( 'A subscriber could retry the spool.' );
+		} catch ( RuntimeException $e ) {
+			$this->assertStringContainsString( 'not allowed', $e->getMessage() );
+		}
+		$this->assertSame( array(), $this->s3->batches() );
+	}
+
+	public function test_missing_bucket_notice(): void {
+		$this->use_settings( array( 'bucket' => '' ) );
+
+		$this->assertStringContainsString( 'POSTBAG_BUCKET is not defined in wp-config.php', $this->plugin->admin()->notices() );
+	}
+
+	public function test_core_wp_mail_is_not_an_override(): void {
+		$this->assertNull( ( new Postbag_Override_Detector() )->overriding_file() );
+		$this->assertSame( 'good', ( new Postbag_Override_Detector() )->site_health_result()['status'] );
+	}
+
+	public function test_a_replacement_without_pre_wp_mail_is_named(): void {
+		$detector = new Postbag_Override_Detector( 'postbag_test_mail_without_filter' );
+		$file     = __DIR__ . '/fixtures/other-mail-plugin.php';
+
+		$this->assertSame( $file, $detector->overriding_file() );
+		$result = $detector->site_health_result();
+		$this->assertSame( 'critical', $result['status'] );
+		$this->assertSame( 'postbag_wp_mail', $result['test'] );
+		$this->assertStringContainsString( esc_html( $file ), $result['description'] );
+	}
+
+	public function test_a_replacement_that_applies_pre_wp_mail_is_fine(): void {
+		$this->assertNull( ( new Postbag_Override_Detector( 'postbag_test_mail_with_filter' ) )->overriding_file() );
+	}
+
+	public function test_site_health_lists_the_test(): void {
+		$tests = apply_filters( 'site_status_tests', array( 'direct' => array() ) );
+
+		$this->assertArrayHasKey( 'postbag_wp_mail', $tests['direct'] );
+		$this->assertSame( 'good', call_user_func( $tests['direct']['postbag_wp_mail']['test'] )['status'] );
+	}
+
+	/**
+	 * Replaces the plugin's detector with one that looks at the fixture.
+	 */
+	private function admin_seeing_override(): Postbag_Admin {
+		return new Postbag_Admin( $this->plugin->config(), $this->plugin->spool(), new Postbag_Spool_Retry( $this->plugin->spool(), new Postbag_Batch_Uploader( 'time' ), new Postbag_Sync_Sender( $this->plugin->interceptor() ), 'time' ), new Postbag_Override_Detector( 'postbag_test_mail_without_filter' ) );
+	}
+
+	public function test_override_notice_names_the_file_and_can_be_dismissed(): void {
+		$admin = $this->admin_seeing_override();
+		$file  = __DIR__ . '/fixtures/other-mail-plugin.php';
+		delete_user_meta( 1, Postbag_Admin::DISMISS_META );
+
+		$html = $admin->notices();
+		$this->assertStringContainsString( esc_html( $file ), $html );
+		$this->assertStringContainsString( 'value="postbag_dismiss_override"', $html );
+
+		$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::DISMISS_ACTION );
+		$_POST['file']        = wp_slash( $file );
+		$admin->handle_dismiss();
+
+		$this->assertSame( '', $admin->notices() );
+		delete_user_meta( 1, Postbag_Admin::DISMISS_META );
+	}
+}
