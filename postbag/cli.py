@@ -16,6 +16,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.errors import PostbagError
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
 from postbag.bucket import Retention
@@ -155,10 +156,12 @@ def run_status(args: argparse.Namespace, aws: Aws) -> None:
 
 
 def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
-    try:
-        from chalicelib.redrive import redrive
-    except ImportError as exc:
-        raise CommandError("this version of Postbag has no re-drive yet") from exc
+    from chalicelib.observe import logger
+    from chalicelib.redrive import redrive
+
+    # The sender logs JSON lines to stdout (Lambda's log stream); here stdout
+    # carries the re-driven keys, so its log goes to stderr.
+    logger.registered_handler.setStream(sys.stderr)
     keys = redrive(aws.client("s3"), _stage_bucket(args), _settings(args), batch_id=args.batch)
     for key in keys:
         print(key)
@@ -191,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as exc:
         print(f"postbag {args.command}: AWS said: {exc}", file=sys.stderr)
         return 2
+    except PostbagError as exc:  # from the sender's own code (re-drive)
+        print(f"postbag {args.command}: {exc}", file=sys.stderr)
+        return 2 if exc.retryable else 1
     return 0
 
 

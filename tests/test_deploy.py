@@ -21,6 +21,8 @@ from botocore.exceptions import ClientError
 from support.deploy import Shell, copy_chalice_app, shell_for
 from support.moto_server import HarnessAws
 
+from chalicelib.outcome import object_name
+
 pytestmark = pytest.mark.server
 
 REGION = "us-east-1"
@@ -370,6 +372,24 @@ def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
     counts = json.loads(d.postbag("status", "--json").stdout)
     assert 0 <= counts.pop("oldest_queued_seconds") < 60
     assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1}
+
+
+def test_redrive_puts_failed_mail_back_in_the_queue(aws, tmp_path):
+    d = provisioned(aws, tmp_path, "again", "--sender-identity", "example.org")
+    allow_plain_http(d)
+    s3 = d.client("s3")
+    failed = {"version": 1, "batch_id": "b1", "emails": [{"id": "m1"}]}
+    s3.put_object(Bucket=d.bucket, Key="failed/b1.json", Body=json.dumps(failed).encode())
+    s3.put_object(Bucket=d.bucket, Key="failed/b10.json", Body=json.dumps(
+        {**failed, "batch_id": "b10"}).encode())
+
+    done = d.postbag("redrive", "--batch", "b1")
+    target = f"queue/{object_name('b1', 1, 0)}.json"
+    assert done.stdout.split() == [target]
+    requeued = json.loads(s3.get_object(Bucket=d.bucket, Key=target)["Body"].read())
+    assert (requeued["redrive"], requeued["emails"]) == (1, [{"id": "m1"}])
+    left = s3.list_objects_v2(Bucket=d.bucket, Prefix="failed/")["Contents"]
+    assert [o["Key"] for o in left] == ["failed/b10.json"]
 
 
 # -- provisioning options and refusals ------------------------------------------
