@@ -47,6 +47,7 @@ final class Postbag_Test_WordPress {
 		$_SERVER['HTTP_HOST']   = (string) parse_url( self::SITE_URL, PHP_URL_HOST );
 		$_SERVER['SERVER_NAME'] = $_SERVER['HTTP_HOST'];
 		$_SERVER['REQUEST_URI'] = '/';
+		$_SERVER['REMOTE_ADDR'] = '127.0.0.1';
 		return $config;
 	}
 

@@ -1,8 +1,8 @@
-"""S3 chores for the PHP tests, against moto's server: prints one JSON document.
+"""S3 chores for the PHP tests, against moto's server; prints one JSON document.
 
     s3.py <endpoint> create-bucket <bucket>
-    s3.py <endpoint> list <bucket> [<prefix>]        -> {"keys": [...]}
-    s3.py <endpoint> get <bucket> <key>               -> {"body_base64", "content_type", "sse", "metadata"}
+    s3.py <endpoint> dump <bucket> [<prefix>]
+        -> {"objects": {key: {"body_base64", "content_type", "sse"}}}, keys sorted
 """
 
 import base64
@@ -12,22 +12,26 @@ import sys
 import boto3
 
 
-def main(endpoint: str, command: str, bucket: str, *rest: str) -> object:
+def dump(s3, bucket: str, prefix: str) -> dict:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    objects = {}
+    for key in sorted(item["Key"] for page in pages for item in page.get("Contents", [])):
+        answer = s3.get_object(Bucket=bucket, Key=key)
+        objects[key] = {
+            "body_base64": base64.b64encode(answer["Body"].read()).decode("ascii"),
+            "content_type": answer.get("ContentType"),
+            "sse": answer.get("ServerSideEncryption"),
+        }
+    return {"objects": objects}
+
+
+def main(endpoint: str, command: str, bucket: str, *rest: str) -> dict:
     s3 = boto3.client("s3", endpoint_url=endpoint)
     if command == "create-bucket":
         s3.create_bucket(Bucket=bucket)
         return {"bucket": bucket}
-    if command == "list":
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=rest[0] if rest else "")
-        return {"keys": sorted(item["Key"] for page in pages for item in page.get("Contents", []))}
-    if command == "get":
-        answer = s3.get_object(Bucket=bucket, Key=rest[0])
-        return {
-            "body_base64": base64.b64encode(answer["Body"].read()).decode("ascii"),
-            "content_type": answer.get("ContentType"),
-            "sse": answer.get("ServerSideEncryption"),
-            "metadata": answer.get("Metadata", {}),
-        }
+    if command == "dump":
+        return dump(s3, bucket, rest[0] if rest else "")
     raise SystemExit(f"unknown command {command}")
 
 

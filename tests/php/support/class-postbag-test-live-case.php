@@ -1,0 +1,224 @@
+<?php
+/**
+ * Base class for tests against the real WordPress and moto's S3 on 127.0.0.1.
+ *
+ * @package Postbag\Tests
+ */
+
+use PHPUnit\Framework\TestCase;
+
+/**
+ * One moto server per test class, a bucket per test. Each test gets the site's plugin
+ * rebuilt the way wp-config.php would configure it (the real S3 client and
+ * credential chain, credentials from the environment), pointed at an endpoint
+ * the test chooses, with its own spool; hooks, environment and the active
+ * plugin are restored afterwards.
+ */
+abstract class Postbag_Test_Live_Case extends TestCase {
+
+	const MARKER = 'nonpriority@asynchronous.mail';
+
+	/** @var Postbag_Test_Local_Aws|null */
+	protected static $aws;
+
+	/** @var string A fresh bucket for each test. */
+	protected $bucket;
+
+	/** @var Postbag_Plugin */
+	protected $plugin;
+
+	/** @var string */
+	protected $spool_dir;
+
+	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */
+	protected $fired = array();
+
+	/** @var WP_Error[] */
+	protected $failures = array();
+
+	/** @var Postbag_Plugin|null */
+	private $previous;
+
+	/** @var array<string, WP_Hook> */
+	private $hooks;
+
+	/** @var array<string, string|false> */
+	private $saved_env = array();
+
+	public static function setUpBeforeClass(): void {
+		parent::setUpBeforeClass();
+		self::$aws = new Postbag_Test_Local_Aws();
+	}
+
+	public static function tearDownAfterClass(): void {
+		if ( null !== self::$aws ) {
+			self::$aws->stop();
+			self::$aws = null;
+		}
+		parent::tearDownAfterClass();
+	}
+
+	protected function setUp(): void {
+		parent::setUp();
+		Postbag_Test_WordPress::require_plugin();
+		$this->hooks = array_map(
+			static function ( WP_Hook $hook ): WP_Hook {
+				return clone $hook;
+			},
+			$GLOBALS['wp_filter']
+		);
+		// What a site on EC2 without wp-config.php keys would have; never the
+		// instance metadata service, which is not on 127.0.0.1.
+		$this->set_env(
+			array(
+				'AWS_ACCESS_KEY_ID'         => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
+				'AWS_SECRET_ACCESS_KEY'     => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
+				'AWS_SESSION_TOKEN'         => false,
+				'AWS_EC2_METADATA_DISABLED' => 'true',
+				'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI' => false,
+				'AWS_CONTAINER_CREDENTIALS_FULL_URI'     => false,
+			)
+		);
+		$this->bucket = 'postbag-' . bin2hex( random_bytes( 4 ) );
+		self::$aws->s3( array( 'create-bucket', $this->bucket ) );
+		$this->spool_dir = Postbag_Test_WordPress::$sandbox->path( 'spool-' . bin2hex( random_bytes( 4 ) ) );
+		$this->previous  = Postbag_Plugin::replace( $this->plugin_for( self::$aws->endpoint ) );
+
+		add_action(
+			'wp_mail_failed',
+			function ( WP_Error $error ): void {
+				$this->failures[] = $error;
+			}
+		);
+		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
+			add_action(
+				$action,
+				function ( ...$args ) use ( $action ): void {
+					$this->fired[ $action ][] = $args;
+				},
+				10,
+				3
+			);
+		}
+		Postbag_Test_Mailer::current()->sent = array();
+	}
+
+	protected function tearDown(): void {
+		// Nothing a test queued may be uploaded by the run's own shutdown.
+		$this->plugin->queue()->drain( time() );
+		$this->plugin->remove_hooks();
+		if ( null !== $this->previous ) {
+			Postbag_Plugin::replace( $this->previous );
+		}
+		$GLOBALS['wp_filter'] = $this->hooks;
+		foreach ( $this->saved_env as $name => $value ) {
+			putenv( false === $value ? $name : "$name=$value" );
+		}
+		if ( is_dir( $this->spool_dir ) ) {
+			Postbag_Test_Sandbox::remove_tree( $this->spool_dir );
+		}
+		parent::tearDown();
+	}
+
+	/**
+	 * The plugin as wp-config.php constants would make it, aimed at `$endpoint`.
+	 *
+	 * @param string        $endpoint S3 endpoint.
+	 * @param callable|null $clock    Unix time; default time().
+	 * @param array         $settings Other Postbag_Config settings.
+	 */
+	protected function plugin_for( string $endpoint, ?callable $clock = null, array $settings = array() ): Postbag_Plugin {
+		$config       = Postbag_Config::from_constants(
+			array_merge(
+				array(
+					'bucket'         => $this->bucket,
+					'region'         => Postbag_Test_Local_Aws::REGION,
+					'endpoint'       => $endpoint,
+					'path_style'     => true,
+					'spool_dir'      => $this->spool_dir,
+					'upload_timeout' => 5,
+				),
+				$settings
+			)
+		);
+		$this->plugin = new Postbag_Plugin( $config, null, $clock, new Postbag_Spool( $config->get( 'spool_dir' ) ) );
+		return $this->plugin;
+	}
+
+	/**
+	 * Makes `$plugin` the site's plugin (as if wp-config.php had changed).
+	 */
+	protected function switch_to( Postbag_Plugin $plugin ): void {
+		Postbag_Plugin::replace( $plugin );
+	}
+
+	/**
+	 * An endpoint nothing listens on: a port the kernel just gave us, closed again.
+	 */
+	protected static function closed_endpoint(): string {
+		$socket = stream_socket_server( 'tcp://127.0.0.1:0', $errno, $errstr );
+		if ( false === $socket ) {
+			throw new RuntimeException( "Could not reserve a port: $errstr" );
+		}
+		$address = stream_socket_get_name( $socket, false );
+		fclose( $socket );
+		return 'http://' . $address;
+	}
+
+	/**
+	 * Every object under `$prefix`, read back with boto3.
+	 *
+	 * @return array<string, array{body: string, content_type: ?string, sse: ?string}> By key, sorted.
+	 */
+	protected function objects( string $prefix = 'queue/' ): array {
+		$objects = array();
+		foreach ( self::$aws->s3( array( 'dump', $this->bucket, $prefix ) )['objects'] as $key => $object ) {
+			$objects[ $key ] = array(
+				'body'         => base64_decode( $object['body_base64'], true ),
+				'content_type' => $object['content_type'],
+				'sse'          => $object['sse'],
+			);
+		}
+		return $objects;
+	}
+
+	/**
+	 * The batch files in the bucket, decoded, by key.
+	 *
+	 * @param array<string, array> $objects From objects().
+	 * @return array<string, array>
+	 */
+	protected static function batches( array $objects ): array {
+		$batches = array();
+		foreach ( $objects as $key => $object ) {
+			if ( '.json' === substr( $key, -5 ) ) {
+				$batches[ $key ] = json_decode( $object['body'], true, 512, JSON_THROW_ON_ERROR );
+			}
+		}
+		return $batches;
+	}
+
+	/**
+	 * Sets (string) or unsets (false) environment variables until tearDown().
+	 *
+	 * @param array<string, string|false> $values
+	 */
+	private function set_env( array $values ): void {
+		foreach ( $values as $name => $value ) {
+			if ( ! array_key_exists( $name, $this->saved_env ) ) {
+				$this->saved_env[ $name ] = getenv( $name );
+			}
+			putenv( false === $value ? $name : "$name=$value" );
+		}
+	}
+
+	/**
+	 * A file in the sandbox.
+	 */
+	protected static function file( string $name, string $contents ): string {
+		$dir  = Postbag_Test_WordPress::$sandbox->path( 'files-' . bin2hex( random_bytes( 4 ) ), true );
+		$path = $dir . '/' . $name;
+		file_put_contents( $path, $contents );
+		return $path;
+	}
+}
