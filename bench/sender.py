@@ -1,0 +1,136 @@
+"""Handler CPU time per mail: plain mail, and mail with a 100 KB attachment.
+
+One batch of 1,000 mails each, handled by the real handler (parse, ledger,
+render, MIME, send, record) with S3 and the DynamoDB ledger in moto's server
+(another process, so its CPU is not counted) and a fake SES client that
+answers at once. Prints CPU milliseconds per mail; targets: 1 ms plain, 3 ms
+with the attachment.
+
+    .venv/bin/python bench/sender.py
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests")]
+
+import boto3  # noqa: E402
+
+from postbag.localaws import LocalAws  # noqa: E402
+from postbag.localdispatch import LambdaContext, s3_event  # noqa: E402
+
+MAILS = 1000
+BUCKET = "postbag-bench"
+TARGETS_MS = {"plain": 1.0, "100 KB attachment": 3.0}
+
+
+class InstantSes:
+    """An SES client that accepts every mail at once, doing no work of its own."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []  # list.append is atomic: safe from worker threads
+
+    def send_email(self, **_: object) -> dict[str, str]:
+        message_id = f"bench-{uuid.uuid4()}"
+        self.message_ids.append(message_id)
+        return {"MessageId": message_id}
+
+    send_raw_email = send_email
+
+
+def batch(attachment: bytes | None) -> bytes:
+    mail = {"subject": "New post: benchmarks", "html": "<p>Hello,</p><p>A new post is up.</p>" * 4}
+    if attachment is not None:
+        mail["attachments"] = [
+            {
+                "filename": "report.pdf",
+                "content_type": "application/pdf",
+                "content_base64": base64.b64encode(attachment).decode(),
+            }
+        ]
+    emails = [
+        {"id": str(uuid.uuid4()), "to": [f"reader{i}@example.net"], **mail} for i in range(MAILS)
+    ]
+    return json.dumps(
+        {
+            "version": 1,
+            "batch_id": str(uuid.uuid4()),
+            "site": {"url": "https://blog.example.org"},
+            "created_at": "2026-11-22T07:00:00Z",
+            "meta": {"from": "Blog <news@example.org>"},
+            "emails": emails,
+        }
+    ).encode()
+
+
+def ledger_cpu_ms(dispatcher, rounds: int = 300) -> float:
+    """CPU of one ledger round (claim, complete) against the same table, per mail."""
+    from chalicelib.ledger import Result
+
+    ledger = dispatcher._ledger
+    ledger.once("warm-up", lambda: Result("x"))
+    started = time.process_time()
+    for n in range(rounds):
+        ledger.once(f"bench-ledger-{n}", lambda: Result("x"))
+    return (time.process_time() - started) * 1000 / rounds
+
+
+def main() -> None:
+    with LocalAws() as aws:
+        os.environ.update(aws.client_env())
+        os.environ.update(
+            {
+                "POSTBAG_BUCKET": BUCKET,
+                "POSTBAG_ALLOWED_SENDERS": "example.org",
+                "POSTBAG_MAX_SEND_RATE": "1000000",
+                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "AWS_LAMBDA_FUNCTION_NAME": "postbag-bench",
+            }
+        )
+        import app
+        from chalicelib.ledger import create_table
+        from chalicelib.send import SesSender
+
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        create_table(boto3.client("dynamodb"), "postbag-ledger")
+        fake = InstantSes()
+        stages = dataclasses.replace(app.stages(), sender=SesSender(fake))
+        app.stages = lambda: stages
+        ledger_ms = ledger_cpu_ms(stages.dispatcher)
+        print(f"{'mail':<20} {'mails':>6} {'CPU ms/mail':>12} {'target':>8} {'without ledger':>15}")
+        for label, attachment in [("plain", None), ("100 KB attachment", os.urandom(100 * 1024))]:
+            key = f"queue/{label.replace(' ', '-')}.json"
+            body = batch(attachment)
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            before = len(fake.message_ids)
+            started = time.process_time()
+            with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
+                app.on_batch_uploaded(s3_event(BUCKET, key, len(body), "bench"), LambdaContext(900))
+            cpu_ms = (time.process_time() - started) * 1000
+            sent = len(fake.message_ids) - before
+            assert sent == MAILS, f"{sent} of {MAILS} sent"
+            per_mail = cpu_ms / sent
+            print(
+                f"{label:<20} {sent:>6} {per_mail:>12.3f} {TARGETS_MS[label]:>8.1f} "
+                f"{per_mail - ledger_ms:>15.3f}"
+            )
+        print(
+            f"\nledger claim + complete (2 DynamoDB writes via botocore): {ledger_ms:.3f} ms/mail"
+        )
+
+
+if __name__ == "__main__":
+    main()
