@@ -1,8 +1,8 @@
 """S3 chores for the PHP tests, against moto's server; prints one JSON document.
 
-    s3.py <endpoint> create-bucket <bucket>
-    s3.py <endpoint> dump <bucket> [<prefix>]
-        -> {"objects": {key: {"body_base64", "content_type", "sse"}}}, keys sorted
+s3.py <endpoint> create-bucket <bucket>
+s3.py <endpoint> dump <bucket> [<prefix>]
+    -> {"objects": {key: {"body_base64", "content_type", "sse"}}}, keys sorted
 """
 
 import base64

@@ -1,0 +1,201 @@
+<?php
+/**
+ * The contract between the halves: what the plugin uploads, the sender reads.
+ *
+ * @package Postbag\Tests
+ */
+
+/**
+ * Batches the plugin wrote to moto's S3 go through the sender's own parser
+ * and MIME builder (tests/php/contract/check_batch.py); the mail that comes
+ * out must be the one WordPress was asked to send. One such batch is kept
+ * in fixtures/batches/from-plugin.json for the Python tests.
+ */
+final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
+
+	const FIXTURE = 'fixtures/batches/from-plugin.json';
+
+	/** The sender's settings for these batches (tests/conftest.py allows the same). */
+	const SENDER_ENV = array( 'POSTBAG_ALLOWED_SENDERS' => 'example.org' );
+
+	public function test_sender_accepts_plugin_batches_and_builds_the_mail_wordpress_was_asked_for(): void {
+		$expected = $this->queue_fixture_mails();
+		$report   = random_bytes( 300 * 1024 );
+		$this->assertTrue(
+			wp_mail(
+				array( 'Åsa Berg <asa@example.net>', self::MARKER ),
+				'Quarterly report — Q4 ✓',
+				'<h1>Report</h1><p>Attached, as promised.</p>',
+				self::headers(),
+				array( self::file( 'report.pdf', $report ) )
+			)
+		);
+		$expected['Quarterly report — Q4 ✓'] = array(
+			'to'          => array( 'asa@example.net' ),
+			'text'        => "Report\n\nAttached, as promised.\n",
+			'attachments' => array( array( 'report.pdf', 'application/pdf', $report ) ),
+		);
+
+		$this->assertSame( array( '' ), array_values( $this->plugin->flush() ) );
+		$objects = $this->objects();
+		$checked = $this->check( $objects );
+
+		$this->assertCount( 1, $checked, 'one batch: every mail shares its meta' );
+		$result = reset( $checked );
+		$this->assertArrayNotHasKey( 'refused', $result, $result['refused'] ?? '' );
+		$this->assertSame( array(), $result['rejected'] );
+		$this->assertSame( array( 'archive@example.org' ), $result['bcc'] );
+		$this->assertCount( count( $expected ), $result['mails'] );
+		foreach ( $result['mails'] as $mail_id => $mail ) {
+			$this->assertArrayHasKey( $mail['subject'], $expected, "mail $mail_id: subject decoded from the MIME header" );
+			$want = $expected[ $mail['subject'] ];
+			$this->assertSame( array( 'news@example.org' ), $mail['from'] );
+			$this->assertSame( $want['to'], $mail['to'], 'the marker address never reaches the sender' );
+			$this->assertSame( array( 'editors@example.org' ), $mail['cc'] );
+			$this->assertSame( array( 'editors@example.org' ), $mail['reply_to'] );
+			$this->assertStringContainsString( '=?utf-8?', $mail['raw_subject'], 'a non-ASCII subject is RFC 2047 encoded' );
+			$this->assertTrue( $mail['ascii_only'], 'the raw message is 7-bit' );
+			$this->assertLessThanOrEqual( 998, $mail['max_line'] );
+			$this->assertSame( $want['text'], $mail['text'] );
+			$this->assertSame(
+				array_map(
+					static function ( array $file ): array {
+						return array(
+							'filename'     => $file[0],
+							'content_type' => $file[1],
+							'sha256'       => hash( 'sha256', $file[2] ),
+							'size'         => strlen( $file[2] ),
+						);
+					},
+					$want['attachments']
+				),
+				$mail['attachments'],
+				'attachment bytes survive the round trip'
+			);
+			unset( $expected[ $mail['subject'] ] );
+		}
+	}
+
+	public function test_committed_fixture_is_what_the_plugin_writes_today(): void {
+		$this->queue_fixture_mails();
+		$this->assertSame( array( '' ), array_values( $this->plugin->flush() ) );
+		$objects = $this->objects();
+		$batches = self::batches( $objects );
+		$this->assertCount( 1, $batches );
+		$this->assertCount( 1, $objects, 'the fixture holds inline attachments only' );
+		$batch = reset( $batches );
+
+		$path      = Postbag_Test_Python::repo_root() . '/' . self::FIXTURE;
+		$committed = is_file( $path ) ? json_decode( (string) file_get_contents( $path ), true ) : null;
+		if ( ! is_array( $committed ) || self::normalized( $committed ) !== self::normalized( $batch ) ) {
+			file_put_contents( $path, self::pretty_json( $batch ) );
+			$this->fail( self::FIXTURE . ' no longer matches what the plugin writes; it has been regenerated: review the diff and commit it.' );
+		}
+
+		// And the committed file itself is a batch the sender takes without complaint.
+		$checked = $this->check( array( self::FIXTURE => array( 'body' => (string) file_get_contents( $path ) ) ) );
+		$this->assertSame( array(), $checked[ self::FIXTURE ]['rejected'] ?? array( 'refused' => $checked[ self::FIXTURE ]['refused'] ?? '' ) );
+		$this->assertCount( 2, $checked[ self::FIXTURE ]['mails'] );
+	}
+
+	/**
+	 * The fixture's two mails (same meta, so one batch), and what each should become.
+	 *
+	 * @return array<string, array{to: string[], text: string, attachments: array[]}> By subject.
+	 */
+	private function queue_fixture_mails(): array {
+		$root  = Postbag_Test_Python::repo_root() . '/fixtures/attachments/';
+		$pixel = $root . 'pixel.png';
+		$notes = $root . 'notes.txt';
+		$this->assertTrue(
+			wp_mail(
+				array( 'Zoë Example <zoe@example.net>', self::MARKER ),
+				'Neuer Beitrag: Grüße aus Köln',
+				'<p>Hallo Zoë,</p><p>ein <a href="https://blog.example.org/koeln">neuer Beitrag</a> ist da.</p>',
+				self::headers(),
+				array( $pixel, 'Notizen.txt' => $notes )
+			)
+		);
+		$this->assertTrue( wp_mail( array( self::MARKER, 'emile@example.net', 'Dana <dana@example.net>' ), 'Café ☕ digest', '<p>Two readers, one mail.</p>', self::headers() ) );
+		return array(
+			'Neuer Beitrag: Grüße aus Köln' => array(
+				'to'          => array( 'zoe@example.net' ),
+				'text'        => "Hallo Zoë,\n\nein neuer Beitrag (https://blog.example.org/koeln) ist da.\n",
+				'attachments' => array(
+					array( 'pixel.png', 'image/png', (string) file_get_contents( $pixel ) ),
+					array( 'Notizen.txt', 'text/plain', (string) file_get_contents( $notes ) ),
+				),
+			),
+			'Café ☕ digest'                => array(
+				'to'          => array( 'emile@example.net', 'dana@example.net' ),
+				'text'        => "Two readers, one mail.\n",
+				'attachments' => array(),
+			),
+		);
+	}
+
+	/** Headers every contract mail shares (string form, as many plugins pass them). */
+	private static function headers(): string {
+		return "From: Blog News <news@example.org>\r\nContent-Type: text/html; charset=UTF-8\r\nCc: Editors <editors@example.org>\r\nBcc: archive@example.org\r\nReply-To: Editors <editors@example.org>\r\nList-Unsubscribe: <https://blog.example.org/unsubscribe>\r\n";
+	}
+
+	/**
+	 * Runs the sender's stages over the batch files among `$objects`.
+	 *
+	 * @param array<string, array{body: string}> $objects Key => object (batches and attachments).
+	 * @return array<string, array> Key => what check_batch.py reports.
+	 */
+	private function check( array $objects ): array {
+		$request = array(
+			'batches'     => array(),
+			'attachments' => array(),
+		);
+		foreach ( $objects as $key => $object ) {
+			if ( '.json' === substr( $key, -5 ) ) {
+				$request['batches'][ $key ] = $object['body'];
+			} else {
+				$request['attachments'][ $key ] = base64_encode( $object['body'] );
+			}
+		}
+		return Postbag_Test_Python::run(
+			array( __DIR__ . '/check_batch.py' ),
+			self::SENDER_ENV,
+			json_encode( array_map( 'Postbag_BatchContractTest::as_object', $request ), JSON_THROW_ON_ERROR )
+		);
+	}
+
+	/** An empty map stays a JSON object. */
+	public static function as_object( array $map ): object {
+		return (object) $map;
+	}
+
+	/** A batch without what changes on every run (ids, time). */
+	private static function normalized( array $batch ): array {
+		$ids                 = array( $batch['batch_id'] => '<batch_id>' );
+		$batch['created_at'] = '<created_at>';
+		foreach ( $batch['emails'] ?? array() as $i => $mail ) {
+			$ids[ $mail['id'] ] = "<mail_id $i>";
+		}
+		array_walk_recursive(
+			$batch,
+			static function ( &$value ) use ( $ids ): void {
+				if ( is_string( $value ) ) {
+					$value = strtr( $value, $ids );
+				}
+			}
+		);
+		return $batch;
+	}
+
+	/** JSON laid out like the other fixtures (two-space indent, UTF-8 as is). */
+	private static function pretty_json( array $batch ): string {
+		$json = json_encode( $batch, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR );
+		return preg_replace_callback(
+			'/^( +)/m',
+			static function ( array $indent ): string {
+				return str_repeat( ' ', intdiv( strlen( $indent[1] ), 2 ) );
+			},
+			$json
+		) . "\n";
+	}
+}
