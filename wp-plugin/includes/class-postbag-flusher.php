@@ -56,11 +56,21 @@ final class Postbag_Flusher {
 	}
 
 	public function on_shutdown(): void {
+		// Mail sent by later shutdown work (a higher priority, a shutdown function
+		// registered after WordPress's) would otherwise stay in the queue.
+		register_shutdown_function( array( $this, 'flush_stragglers' ) );
 		if ( 0 === $this->queue->count() ) {
 			return;
 		}
 		self::finish_response();
 		$this->flush();
+	}
+
+	/** The last shutdown function: uploads what was queued after on_shutdown(). */
+	public function flush_stragglers(): void {
+		if ( 0 !== $this->queue->count() ) {
+			$this->flush();
+		}
 	}
 
 	/**
@@ -102,8 +112,10 @@ final class Postbag_Flusher {
 			$this->retry->spool( $batch, $reason );
 		} catch ( Postbag_Spool_Exception $e ) {
 			$sent = $this->sync->send( $batch );
-			/** This action is documented in includes/class-postbag-spool-retry.php */
-			do_action( 'postbag_batch_sent_synchronously', $batch->id, $sent );
+			if ( $sent ) {
+				/** This action is documented in includes/class-postbag-spool-retry.php */
+				do_action( 'postbag_batch_sent_synchronously', $batch->id, $sent );
+			}
 			foreach ( array_diff( $batch->mail_ids, $sent ) as $mail_id ) {
 				/** This action is documented in wp-includes/pluggable.php */
 				do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', sprintf( 'Postbag lost mail %s: upload failed (%s), spooling failed (%s), sending failed.', $mail_id, $reason, $e->getMessage() ), array( 'postbag_batch_id' => $batch->id ) ) );

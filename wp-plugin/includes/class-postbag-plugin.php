@@ -152,6 +152,10 @@ final class Postbag_Plugin {
 		return $this->interceptor;
 	}
 
+	public function flusher(): Postbag_Flusher {
+		return $this->flusher;
+	}
+
 	public function admin(): Postbag_Admin {
 		return $this->admin;
 	}
@@ -178,6 +182,39 @@ final class Postbag_Plugin {
 		// single events go too, and the hourly run picks their batches up.
 		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
 		wp_schedule_event( time(), 'hourly', Postbag_Spool_Retry::HOOK );
+	}
+
+	/**
+	 * Uninstall: cron events on every site, the spool (batches never uploaded
+	 * go with it) and per-user notice dismissals. Postbag keeps no options or
+	 * transients: its settings live in wp-config.php.
+	 *
+	 * @param Postbag_Spool|null $spool Default: the configured or default spool of each site.
+	 */
+	public static function uninstall( ?Postbag_Spool $spool = null ): void {
+		delete_metadata( 'user', 0, Postbag_Admin::DISMISS_META, '', true );
+		if ( ! is_multisite() ) {
+			self::uninstall_site( $spool );
+			return;
+		}
+		foreach ( get_sites(
+			array(
+				'fields' => 'ids',
+				'number' => 0,
+			)
+		) as $blog_id ) {
+			switch_to_blog( $blog_id );
+			self::uninstall_site( $spool );
+			restore_current_blog();
+		}
+	}
+
+	/**
+	 * @param Postbag_Spool|null $spool See uninstall().
+	 */
+	private static function uninstall_site( ?Postbag_Spool $spool ): void {
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		( $spool ?? new Postbag_Spool( Postbag_Config::from_constants()->get( 'spool_dir' ) ) )->destroy();
 	}
 
 	/** Deactivation: no more retries; spooled batches stay on disk for a reactivation. */

@@ -1,0 +1,162 @@
+<?php
+/**
+ * Settings, the main file, activation, shutdown flush, uninstall.
+ *
+ * @package Postbag\Tests
+ */
+
+require_once __DIR__ . '/class-postbag-unit-test-case.php';
+
+/**
+ * @covers Postbag_Config
+ * @covers Postbag_Plugin
+ */
+final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
+
+	const MARKER = 'nonpriority@asynchronous.mail';
+
+	protected function tearDown(): void {
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		Postbag_Plugin::activate(); // As the harness left it: active.
+		parent::tearDown();
+	}
+
+	public function test_defaults(): void {
+		$config = new Postbag_Config();
+
+		$this->assertFalse( $config->is_configured() );
+		$this->assertSame( 'queue/', $config->prefix() );
+		$this->assertSame( 'nonpriority@asynchronous.mail', $config->get( 'marker_address' ) );
+		$this->assertSame( '[Non-priority!]', $config->get( 'marker_prefix' ) );
+		$this->assertSame( 25, $config->get( 'chunk_max_mails' ) );
+		$this->assertSame( 5 * 1024 * 1024, $config->get( 'chunk_max_bytes' ) );
+		$this->assertSame( 256 * 1024, $config->get( 'inline_attachment_max_bytes' ) );
+		$this->assertSame( 'AES256', $config->get( 'sse' ) );
+		$this->assertFalse( $config->get( 'path_style' ) );
+	}
+
+	public function test_constants_are_read_and_overrides_win(): void {
+		$this->assertSame( POSTBAG_SPOOL_DIR, Postbag_Config::from_constants()->get( 'spool_dir' ) );
+		$this->assertSame( '/elsewhere', Postbag_Config::from_constants( array( 'spool_dir' => '/elsewhere' ) )->get( 'spool_dir' ) );
+	}
+
+	public function test_values_are_cast_like_their_defaults(): void {
+		$config = new Postbag_Config(
+			array(
+				'path_style'      => 'true',
+				'chunk_max_mails' => '10',
+				'chunk_max_bytes' => 0,
+				'bucket'          => ' my-bucket ',
+			)
+		);
+
+		$this->assertTrue( $config->get( 'path_style' ) );
+		$this->assertSame( 10, $config->get( 'chunk_max_mails' ) );
+		$this->assertSame( 1, $config->get( 'chunk_max_bytes' ), 'Never zero: at least one byte, so one mail per batch.' );
+		$this->assertSame( 'my-bucket', $config->get( 'bucket' ) );
+	}
+
+	public function test_prefix_is_normalised(): void {
+		foreach ( array(
+			'outbox'  => 'outbox/',
+			'/q/'     => 'q/',
+			'a/b/'    => 'a/b/',
+			''        => '',
+		) as $given => $expected ) {
+			$this->assertSame( $expected, ( new Postbag_Config( array( 'prefix' => $given ) ) )->prefix(), $given );
+		}
+	}
+
+	public function test_unknown_settings_are_refused(): void {
+		$this->expectException( InvalidArgumentException::class );
+		new Postbag_Config( array( 'aws_secret_access_key' => 'x' ) );
+	}
+
+	public function test_secrets_never_pass_through_the_config(): void {
+		$this->assertSame( array(), preg_grep( '/AWS|SECRET|TOKEN/', array_column( Postbag_Config::SETTINGS, 0 ) ) );
+		$defined = Postbag_Config::defined_constants();
+		$this->assertArrayHasKey( 'POSTBAG_AWS_SECRET_ACCESS_KEY', $defined );
+		$this->assertContainsOnly( 'bool', $defined );
+	}
+
+	public function test_s3_options_match_the_client(): void {
+		$options = ( new Postbag_Config( array( 'bucket' => 'postbag-bucket', 'endpoint' => 'http://127.0.0.1:9', 'path_style' => true ) ) )->s3_options();
+
+		$this->assertSame( array( 'bucket', 'region', 'endpoint', 'path_style', 'sse', 'kms_key_id', 'timeout', 'concurrency' ), array_keys( $options ) );
+		$this->assertInstanceOf( Postbag_S3_Client::class, new Postbag_S3_Client( $options, Postbag_Credential_Chain::default_chain() ) );
+	}
+
+	public function test_main_file_header_and_autoloader(): void {
+		require_once ABSPATH . 'wp-admin/includes/plugin.php';
+		$data = get_plugin_data( POSTBAG_PLUGIN_FILE, false, false );
+
+		$this->assertSame( 'Postbag', $data['Name'] );
+		$this->assertSame( '6.1', $data['RequiresWP'] );
+		$this->assertSame( '8.0', $data['RequiresPHP'] );
+		$this->assertSame( 'postbag', $data['TextDomain'] );
+		$this->assertSame( POSTBAG_VERSION, $data['Version'] );
+		$this->assertStringContainsString( 'GPLv2', (string) file_get_contents( POSTBAG_PLUGIN_FILE ) );
+		$this->assertTrue( class_exists( 'Postbag_Spool_Retry' ) );
+		$this->assertFalse( class_exists( 'Postbag_No_Such_Class' ) );
+	}
+
+	public function test_activation_schedules_one_hourly_retry_and_deactivation_removes_it(): void {
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+
+		Postbag_Plugin::activate();
+		Postbag_Plugin::activate();
+
+		$event = wp_get_scheduled_event( Postbag_Spool_Retry::HOOK );
+		$this->assertSame( 'hourly', $event->schedule );
+		$count = 0;
+		foreach ( _get_cron_array() as $hooks ) {
+			$count += count( $hooks[ Postbag_Spool_Retry::HOOK ] ?? array() );
+		}
+		$this->assertSame( 1, $count );
+
+		Postbag_Plugin::deactivate();
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+	}
+
+	public function test_shutdown_flushes_the_queue(): void {
+		$this->assertSame( 100, has_action( 'shutdown', array( $this->plugin->flusher(), 'on_shutdown' ) ) );
+		$this->assertFalse( has_action( 'wp_footer', array( $this->plugin->flusher(), 'on_shutdown' ) ) );
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+
+		$this->plugin->flusher()->on_shutdown();
+
+		$this->assertCount( 1, $this->s3->batches() );
+		$this->assertSame( 0, $this->plugin->queue()->count() );
+	}
+
+	public function test_mail_queued_by_later_shutdown_work_is_flushed_too(): void {
+		$this->plugin->flusher()->on_shutdown();
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Late', 'Body' );
+
+		$this->plugin->flusher()->flush_stragglers();
+
+		$this->assertSame( 'Late', array_values( $this->s3->batches() )[0]['emails'][0]['subject'] );
+	}
+
+	public function test_uninstall_removes_cron_spool_and_dismissals(): void {
+		$this->s3->fail_pattern = '/./';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+		$this->plugin->flush();
+		update_user_meta( 1, Postbag_Admin::DISMISS_META, '/some/file.php' );
+		$this->assertDirectoryExists( $this->spool_dir );
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+
+		Postbag_Plugin::uninstall( $this->plugin->spool() );
+
+		$this->assertDirectoryDoesNotExist( $this->spool_dir );
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+		$this->assertSame( '', get_user_meta( 1, Postbag_Admin::DISMISS_META, true ) );
+	}
+
+	public function test_uninstall_file_is_guarded(): void {
+		$php = (string) file_get_contents( dirname( POSTBAG_PLUGIN_FILE ) . '/uninstall.php' );
+
+		$this->assertStringContainsString( "defined( 'WP_UNINSTALL_PLUGIN' )", $php );
+		$this->assertStringContainsString( 'Postbag_Plugin::uninstall()', $php );
+	}
+}
