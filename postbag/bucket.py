@@ -112,6 +112,11 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
     except ClientError as exc:
         if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
             return False
+        if error_code(exc) in ("403", "AccessDenied"):
+            # Bucket names are global: someone else (or a missing permission) has it.
+            raise CommandError(
+                f"bucket {bucket} exists but is not yours to use (403): choose another --bucket"
+            ) from exc
         raise
     return True
 

@@ -1,7 +1,8 @@
 """``postbag provision``: everything a stage needs before ``chalice deploy``.
 
-Order: the stage's Chalice settings and role policy (files), then the bucket,
-the ledger table, the failure queue, the alarms and the WordPress credentials.
+Order: the bucket, the ledger table, the failure queue, the alarms, the
+WordPress credentials, then the stage's Chalice settings and role policy
+(files). The policy is rendered first, so a bad option changes nothing.
 Every step compares before it writes, so a second run changes nothing.
 """
 
@@ -62,10 +63,7 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         role_policy = policies.lambda_policy(stack, settings, kms_key_arn)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    _write(report, chalice_config.config_path(opts.chalice_dir), config)
-    _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
-
-    bucket.ensure_bucket(aws.client("s3"), stack, settings, opts.retention, kms_key_arn, report)
+    bucket.ensure_bucket(s3, stack, settings, opts.retention, kms_key_arn, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
     _ensure_alarms(aws, stack, opts, report)
@@ -77,6 +75,9 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     if opts.attach_to_role:
         wordpress.ensure_role_attachment(iam, stack, opts.attach_to_role, report)
     constants = wordpress.wp_config(stack, settings.queue_prefix, kms_key_arn, key)
+    # Files last: `chalice deploy` then sees a stage only once its resources exist.
+    _write(report, chalice_config.config_path(opts.chalice_dir), config)
+    _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
     return Outcome(report, wp_policy, constants)
 
 

@@ -55,8 +55,8 @@ class Stack:
         return f"{self.prefix}-{what}"
 
     # ARNs: the partition is "aws"; GovCloud and China need their own (not supported).
-    def arn(self, service: str, resource: str, region: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account}:{resource}"
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
 
     @property
     def bucket_arn(self) -> str:
@@ -66,16 +66,8 @@ class Stack:
         return f"{self.bucket_arn}/{prefix}*"
 
     @property
-    def table_arn(self) -> str:
-        return self.arn("dynamodb", f"table/{self.ledger_table}")
-
-    @property
     def queue_arn(self) -> str:
         return self.arn("sqs", self.failure_queue)
-
-    @property
-    def function_arn(self) -> str:
-        return self.arn("lambda", f"function:{self.function_name}")
 
     @property
     def wordpress_policy_arn(self) -> str:

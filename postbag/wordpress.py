@@ -82,9 +82,12 @@ def ensure_user(iam: Any, stack: Stack, report: Report) -> AccessKey | None:
         )
         report.add(f"IAM user {name}", CREATED)
     attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
-    if stack.wordpress_policy_arn not in {p["PolicyArn"] for p in attached}:
+    what = f"IAM user {name} policy attachment"
+    if stack.wordpress_policy_arn in {p["PolicyArn"] for p in attached}:
+        report.add(what, UNCHANGED)
+    else:
         iam.attach_user_policy(UserName=name, PolicyArn=stack.wordpress_policy_arn)
-        report.add(f"IAM user {name} policy attachment", CREATED)
+        report.add(what, CREATED)
     if iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
         report.add(f"IAM access key of {name} (not shown again)", UNCHANGED)
         return None

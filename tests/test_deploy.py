@@ -442,6 +442,12 @@ def test_sse_kms_role_and_existing_topic(aws, tmp_path):
     assert sns.get_topic_attributes(TopicArn=topic)  # so is the topic
 
 
+def test_help_names_every_command(aws, tmp_path):
+    done = shell_for(aws.client_env()).run("postbag", "--help")
+    for command in ("provision", "wire", "status", "redrive", "teardown"):
+        assert re.search(rf"^    {command}\b", done.stdout, re.MULTILINE), command
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
