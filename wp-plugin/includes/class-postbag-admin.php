@@ -56,6 +56,51 @@ final class Postbag_Admin {
 		add_action( 'network_admin_notices', array( $this, 'render_notices' ) );
 		add_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
 		add_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		add_filter( 'debug_information', array( $this, 'debug_information' ) );
+	}
+
+	public function remove(): void {
+		remove_action( 'admin_notices', array( $this, 'render_notices' ) );
+		remove_action( 'network_admin_notices', array( $this, 'render_notices' ) );
+		remove_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
+		remove_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		remove_filter( 'debug_information', array( $this, 'debug_information' ) );
+	}
+
+	/**
+	 * Site Health's Info tab: each setting's value and where it comes from.
+	 * Secrets show only whether they are defined.
+	 *
+	 * @param array $info Sections.
+	 * @return array
+	 */
+	public function debug_information( $info ) {
+		$fields = array();
+		foreach ( Postbag_Config::SETTINGS as $name => $setting ) {
+			$value                  = $this->config->get( $name );
+			$fields[ $setting[0] ] = array(
+				'label' => $setting[0],
+				'value' => ( is_bool( $value ) ? wp_json_encode( $value ) : (string) $value ) . ' ' . ( defined( $setting[0] ) ? __( '(defined in wp-config.php)', 'postbag' ) : __( '(default)', 'postbag' ) ),
+			);
+		}
+		foreach ( array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' ) as $secret ) {
+			$fields[ $secret ] = array(
+				'label'   => $secret,
+				'value'   => defined( $secret ) ? __( 'Defined in wp-config.php', 'postbag' ) : __( 'Not defined', 'postbag' ),
+				'private' => true,
+			);
+		}
+		$states                   = $this->spool->states();
+		$fields['postbag_spool'] = array(
+			'label' => __( 'Spool', 'postbag' ),
+			/* translators: 1: directory, 2: number of batches, 3: number of mails */
+			'value' => sprintf( __( '%1$s: %2$d batch(es), %3$d mail(s) waiting', 'postbag' ), $this->spool->dir(), count( $states ), array_sum( array_column( $states, 'mails' ) ) ),
+		);
+		$info['postbag'] = array(
+			'label'  => __( 'Postbag', 'postbag' ),
+			'fields' => $fields,
+		);
+		return $info;
 	}
 
 	public function render_notices(): void {

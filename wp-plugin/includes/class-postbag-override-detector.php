@@ -36,6 +36,10 @@ final class Postbag_Override_Detector {
 		add_filter( 'site_status_tests', array( $this, 'add_site_health_test' ) );
 	}
 
+	public function remove(): void {
+		remove_filter( 'site_status_tests', array( $this, 'add_site_health_test' ) );
+	}
+
 	/**
 	 * The file of a replacement that never applies `pre_wp_mail`, or null when
 	 * mail reaches Postbag (core's function, or a replacement that applies the filter).

@@ -110,11 +110,8 @@ final class Postbag_Plugin {
 		$this->interceptor->remove();
 		$this->flusher->remove();
 		$this->retry->remove();
-		remove_filter( 'site_status_tests', array( $this->detector, 'add_site_health_test' ) );
-		remove_action( 'admin_notices', array( $this->admin, 'render_notices' ) );
-		remove_action( 'network_admin_notices', array( $this->admin, 'render_notices' ) );
-		remove_action( 'admin_post_' . Postbag_Admin::RETRY_ACTION, array( $this->admin, 'retry_request' ) );
-		remove_action( 'admin_post_' . Postbag_Admin::DISMISS_ACTION, array( $this->admin, 'dismiss_request' ) );
+		$this->detector->remove();
+		$this->admin->remove();
 	}
 
 	/**

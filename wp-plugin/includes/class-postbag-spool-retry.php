@@ -24,6 +24,9 @@ final class Postbag_Spool_Retry {
 
 	const MAX_DELAY = 3600;
 
+	/** Batches per run, oldest first, so a long outage's backlog never exhausts memory; the rest follow at once. */
+	const BATCHES_PER_RUN = 100;
+
 	/** @var Postbag_Spool */
 	private $spool;
 
@@ -101,6 +104,9 @@ final class Postbag_Spool_Retry {
 			foreach ( $this->spool->states() as $id => $state ) {
 				if ( true !== $force && $state['next_attempt_at'] > $now ) {
 					continue;
+				}
+				if ( count( $batches ) >= self::BATCHES_PER_RUN ) {
+					break;
 				}
 				try {
 					$batches[ $id ] = $this->spool->load( $id );

@@ -214,4 +214,18 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( '', $admin->notices() );
 		delete_user_meta( 1, Postbag_Admin::DISMISS_META );
 	}
+
+	public function test_site_health_info_shows_settings_but_never_secrets(): void {
+		$this->failing_batch( 1 );
+
+		$fields = apply_filters( 'debug_information', array() )['postbag']['fields'];
+
+		$this->assertStringStartsWith( 'postbag-test ', $fields['POSTBAG_BUCKET']['value'] );
+		$this->assertStringStartsWith( 'queue/ ', $fields['POSTBAG_PREFIX']['value'] );
+		foreach ( array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' ) as $secret ) {
+			$this->assertContains( $fields[ $secret ]['value'], array( 'Defined in wp-config.php', 'Not defined' ) );
+			$this->assertTrue( $fields[ $secret ]['private'] );
+		}
+		$this->assertStringContainsString( '1 batch(es), 1 mail(s) waiting', $fields['postbag_spool']['value'] );
+	}
 }

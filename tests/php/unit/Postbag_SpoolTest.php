@@ -282,4 +282,21 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		}
 		$this->assertStringStartsNotWith( untrailingslashit( ABSPATH ), $dir );
 	}
+
+	public function test_a_large_backlog_is_retried_in_bounded_runs(): void {
+		$this->use_settings( array( 'chunk_max_mails' => 1 ) );
+		$this->s3->fail_pattern = '/./';
+		for ( $n = 0; $n <= Postbag_Spool_Retry::BATCHES_PER_RUN; $n++ ) {
+			wp_mail( array( "u$n@example.net", self::MARKER ), "Mail $n", 'Body' );
+		}
+		$this->plugin->flush();
+		$this->s3->fail_pattern = null;
+		$this->now             += 3600;
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+
+		$this->assertSame( Postbag_Spool_Retry::BATCHES_PER_RUN, $this->plugin->retry_spool()['uploaded'] );
+		$this->assertLessThanOrEqual( $this->now, wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'The rest is due at once.' );
+		$this->assertSame( 1, $this->plugin->retry_spool()['uploaded'] );
+		$this->assertSame( array(), $this->plugin->spool()->states() );
+	}
 }
