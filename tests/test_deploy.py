@@ -9,8 +9,11 @@ the harness only).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,23 @@ def test_function_runs_with_the_stage_settings(deployed):
     assert env["POSTBAG_QUEUE_PREFIX"] == "queue/"
     tags = deployed.client("lambda").list_tags(Resource=config["FunctionArn"])["Tags"]
     assert tags["postbag-stage"] == "ci"
+
+
+def test_uploaded_package_holds_the_app_and_its_requirements(deployed):
+    config = deployed.client("lambda").get_function_configuration(FunctionName=deployed.function)
+    packages = {
+        base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode(): path
+        for path in (deployed.app_dir / ".chalice" / "deployments").glob("*.zip")
+    }
+    names = set(zipfile.ZipFile(packages[config["CodeSha256"]]).namelist())
+    assert {
+        "app.py",
+        "chalicelib/pipeline.py",
+        "chalicelib/batch-v1.schema.json",  # read by the validator at run time
+        "aws_lambda_powertools/__init__.py",
+        "fastjsonschema/__init__.py",
+    } <= names
+    assert config["Runtime"] == "python3.11" and config["Handler"] == "app.on_batch_uploaded"
 
 
 def test_reserved_concurrency_matches_what_the_sender_is_told(deployed):
