@@ -214,3 +214,16 @@ def test_committed_example_policies_are_what_provisioning_renders(stage):
     path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage)
     assert config["stages"][stage]["iam_policy_file"] == path.name
     assert path.read_text() == json.dumps(rendered, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_committed_stages_are_deployable(stage):
+    """Chalice wants strings in the environment; the sender's idea of its
+    concurrency must match what Lambda reserves; the role policy is hand-kept."""
+    config = chalice_config.load(chalice_config.CHALICE_DIR)
+    assert config["app_name"] == "postbag" and config["autogen_policy"] is False
+    env = chalice_config.stage_env(config, stage)
+    assert all(isinstance(v, str) for v in env.values())
+    reserved = config["stages"][stage].get("reserved_concurrency", config["reserved_concurrency"])
+    assert env["POSTBAG_RESERVED_CONCURRENCY"] == str(reserved)
+    assert env["POSTBAG_LEDGER_TABLE"] == Stack(stage, "us-east-1", "b").ledger_table
