@@ -13,7 +13,9 @@ import base64
 import hashlib
 import json
 import re
+import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -487,6 +489,73 @@ def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, m
     assert message in done.stderr and "Traceback" not in done.stderr
     assert (d.app_dir / ".chalice" / "config.json").read_text() == config_before
     assert gone(lambda: d.client("s3").head_bucket(Bucket=d.bucket), "404")
+
+
+# -- IAM as moto enforces it ------------------------------------------------------
+
+
+@contextmanager
+def iam_enforced(aws: HarnessAws):
+    """moto checks signatures and IAM policies only while this is on."""
+    def allow_unchecked(count: bytes) -> None:
+        # text/plain: a form content type would hide the body from moto.
+        urllib.request.urlopen(urllib.request.Request(
+            f"{aws.endpoint}/moto-api/reset-auth", data=count, method="POST",
+            headers={"Content-Type": "text/plain"},
+        )).close()
+
+    allow_unchecked(b"0")
+    try:
+        yield
+    finally:
+        allow_unchecked(b"inf")
+
+
+def as_principal(aws: HarnessAws, service: str, credentials: dict[str, str]) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=aws.endpoint, **credentials)
+
+
+def denied(call) -> bool:
+    return gone(call, "AccessDenied", "403")
+
+
+def test_policies_hold_where_moto_enforces_them(aws, tmp_path, package_cache):
+    """The WordPress key and the sender's role, used for real against moto's
+    IAM enforcement (S3 only; SES conditions are left to test_policies.py)."""
+    d = deploy(aws, tmp_path, package_cache, "enforced", "postbag-enforced-mail")
+    allow_plain_http(d)
+    printed = dict(re.findall(r"define\( '(POSTBAG_AWS_\w+)', '([^']+)' \);", d.first_run.stdout))
+    wordpress = as_principal(aws, "s3", {
+        "aws_access_key_id": printed["POSTBAG_AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": printed["POSTBAG_AWS_SECRET_ACCESS_KEY"],
+    })
+    role = f"arn:aws:iam::{ACCOUNT}:role/postbag-enforced-on_batch_uploaded"
+    assumed = d.client("sts").assume_role(RoleArn=role, RoleSessionName="test")["Credentials"]
+    sender = as_principal(aws, "s3", {
+        "aws_access_key_id": assumed["AccessKeyId"],
+        "aws_secret_access_key": assumed["SecretAccessKey"],
+        "aws_session_token": assumed["SessionToken"],
+    })
+    b = {"Bucket": d.bucket}
+    with iam_enforced(aws):
+        wordpress.put_object(Key="queue/b1.json", Body=b"{}", **b)
+        wordpress.put_object(Key="queue/attachments/b1/m1/0", Body=b"x", **b)
+        assert denied(lambda: wordpress.put_object(Key="receipts/b1.json", Body=b"{}", **b))
+        assert denied(lambda: wordpress.get_object(Key="queue/b1.json", **b))
+        assert denied(lambda: wordpress.delete_object(Key="queue/b1.json", **b))
+        assert denied(lambda: wordpress.list_objects_v2(**b))
+
+        assert sender.get_object(Key="queue/b1.json", **b)["Body"].read() == b"{}"
+        assert sender.get_object(Key="queue/attachments/b1/m1/0", **b)["Body"].read() == b"x"
+        sender.put_object(Key="queue/b1.part-1.json", Body=b"{}", **b)
+        sender.put_object(Key="receipts/b1.json", Body=b"{}", **b)
+        sender.put_object_tagging(Key="queue/b1.json", Tagging={"TagSet": [
+            {"Key": "postbag-state", "Value": "done"}]}, **b)
+        assert denied(lambda: sender.put_object(Key="queue/attachments/b1/m1/0", Body=b"", **b))
+        assert denied(lambda: sender.get_object(Key="receipts/b1.json", **b))
+        assert denied(lambda: sender.delete_object(Key="receipts/b1.json", **b))
+    d.chalice("delete")
+    d.postbag("teardown", "--force")
 
 
 # -- teardown -------------------------------------------------------------------
