@@ -12,10 +12,14 @@ import sys
 import boto3
 
 
-def dump(s3, bucket: str, prefix: str) -> dict:
+def keys(s3, bucket: str, prefix: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def dump(s3, bucket: str, prefix: str) -> dict:
     objects = {}
-    for key in sorted(item["Key"] for page in pages for item in page.get("Contents", [])):
+    for key in keys(s3, bucket, prefix):
         answer = s3.get_object(Bucket=bucket, Key=key)
         objects[key] = {
             "body_base64": base64.b64encode(answer["Body"].read()).decode("ascii"),
@@ -30,6 +34,8 @@ def main(endpoint: str, command: str, bucket: str, *rest: str) -> dict:
     if command == "create-bucket":
         s3.create_bucket(Bucket=bucket)
         return {"bucket": bucket}
+    if command == "count":
+        return {"count": len(keys(s3, bucket, rest[0] if rest else ""))}
     if command == "dump":
         return dump(s3, bucket, rest[0] if rest else "")
     raise SystemExit(f"unknown command {command}")
