@@ -69,6 +69,7 @@ final class Postbag_Plugin {
 		$sync           = new Postbag_Sync_Sender( $this->interceptor );
 		$this->retry    = new Postbag_Spool_Retry( $this->spool, $uploader, $sync, $clock );
 		$this->flusher  = new Postbag_Flusher( $this->queue, $uploader, $this->retry, $sync, $clock );
+		$this->queue->when_full( array( $this->flusher, 'flush' ) );
 		$this->detector = new Postbag_Override_Detector();
 		$this->admin    = new Postbag_Admin( $this->config, $this->spool, $this->retry, $this->detector );
 	}

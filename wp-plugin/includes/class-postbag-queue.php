@@ -26,6 +26,15 @@ final class Postbag_Queue {
 	/** @var int */
 	private $count = 0;
 
+	/** @var int Estimated bytes held, large attachments included. */
+	private $held = 0;
+
+	/** @var int Bytes held at which the queue asks to be flushed early. */
+	private $full_at;
+
+	/** @var callable|null Called once the queue holds `$full_at` bytes. */
+	private $on_full;
+
 	/** @var int */
 	private $max_mails;
 
@@ -39,11 +48,22 @@ final class Postbag_Queue {
 	 * @param int    $max_mails Most mails in one batch.
 	 * @param int    $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
 	 * @param string $prefix    Object key prefix, e.g. `queue/`.
+	 * @param int    $full_at   Bytes held at which to flush early: a script queueing
+	 *                          100,000 mails or many large attachments would run out
+	 *                          of memory before the request ends.
 	 */
-	public function __construct( int $max_mails, int $max_bytes, string $prefix ) {
+	public function __construct( int $max_mails, int $max_bytes, string $prefix, int $full_at = 64 * 1024 * 1024 ) {
 		$this->max_mails = $max_mails;
 		$this->max_bytes = $max_bytes;
 		$this->prefix    = $prefix;
+		$this->full_at   = $full_at;
+	}
+
+	/**
+	 * @param callable $on_full Called (with no arguments) after an add() that fills the queue; it should drain it.
+	 */
+	public function when_full( callable $on_full ): void {
+		$this->on_full = $on_full;
 	}
 
 	/**
@@ -71,6 +91,10 @@ final class Postbag_Queue {
 			$this->groups[ $group ]['blobs'][ $index ] = $blobs;
 		}
 		++$this->count;
+		$this->held += $bytes + ( $blobs ? array_sum( array_map( 'strlen', $blobs ) ) : 0 );
+		if ( $this->held >= $this->full_at && null !== $this->on_full ) {
+			( $this->on_full )();
+		}
 	}
 
 	/** Mails waiting. */
@@ -88,6 +112,7 @@ final class Postbag_Queue {
 		$groups       = $this->groups;
 		$this->groups = array();
 		$this->count  = 0;
+		$this->held   = 0;
 		$created_at   = gmdate( 'Y-m-d\TH:i:s\Z', $now );
 		$batches      = array();
 		foreach ( $groups as $key => $group ) {

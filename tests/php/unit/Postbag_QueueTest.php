@@ -227,4 +227,44 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), self::schema()->errors( $body ) );
 		$this->assertSame( array( 'source' => 'new-post' ), json_decode( $body, true )['meta']['tags'] );
 	}
+
+	public function test_a_full_queue_asks_to_be_flushed_early(): void {
+		$queue   = new Postbag_Queue( 25, 1 << 20, 'queue/', 1000 );
+		$drained = array();
+		$queue->when_full(
+			static function () use ( $queue, &$drained ): void {
+				$drained[] = count( $queue->drain( 0 ) );
+			}
+		);
+		$mail = array(
+			'id'      => 'm',
+			'to'      => array( 'z@example.net' ),
+			'subject' => 's',
+			'text'    => 't',
+		);
+		$site = array( 'url' => 'https://a.example.org' );
+		$meta = array( 'from' => 'a@example.org' );
+
+		$queue->add( $site, $meta, $mail, array(), 400 );
+		$queue->add( $site, $meta, $mail, array(), 400 );
+		$this->assertSame( array(), $drained );
+		$queue->add( $site, $meta, $mail, array( 0 => str_repeat( 'x', 300 ) ), 100 );
+
+		$this->assertSame( array( 1 ), $drained, 'Large attachments count towards the limit.' );
+		$this->assertSame( 0, $queue->count() );
+		$queue->add( $site, $meta, $mail, array(), 400 );
+		$this->assertSame( array( 1 ), $drained, 'The count starts again after a drain.' );
+	}
+
+	public function test_the_plugin_flushes_a_full_queue(): void {
+		$this->use_settings( array( 'inline_attachment_max_bytes' => 1024 ) );
+		$big = $this->temp_file( 'big.bin', str_repeat( 'x', 33 * 1024 * 1024 ) );
+
+		wp_mail( array( 'a@example.net', self::MARKER ), 'One', 'Body', '', array( $big ) );
+		$this->assertSame( array(), $this->s3->objects );
+		wp_mail( array( 'b@example.net', self::MARKER ), 'Two', 'Body', '', array( $big ) );
+
+		$this->assertCount( 1, $this->s3->batches(), 'Over 64 MB held: uploaded without waiting for shutdown.' );
+		$this->assertSame( 0, $this->plugin->queue()->count() );
+	}
 }
