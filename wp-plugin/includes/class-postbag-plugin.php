@@ -176,10 +176,7 @@ final class Postbag_Plugin {
 
 	/** Activation: the hourly safety net that retries the spool even if a single event was lost. */
 	public static function activate(): void {
-		// Cleared first so a reactivation never adds a second hourly event; pending
-		// single events go too, and the hourly run picks their batches up.
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		wp_schedule_event( time(), 'hourly', Postbag_Spool_Retry::HOOK );
+		Postbag_Spool_Retry::ensure_hourly();
 	}
 
 	/**
@@ -211,12 +208,12 @@ final class Postbag_Plugin {
 	 * @param Postbag_Spool|null $spool See uninstall().
 	 */
 	private static function uninstall_site( ?Postbag_Spool $spool ): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		Postbag_Spool_Retry::unschedule();
 		( $spool ?? new Postbag_Spool( Postbag_Config::from_constants()->get( 'spool_dir' ) ) )->destroy();
 	}
 
 	/** Deactivation: no more retries; spooled batches stay on disk for a reactivation. */
 	public static function deactivate(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		Postbag_Spool_Retry::unschedule();
 	}
 }

@@ -17,8 +17,11 @@ if ( ! defined( 'ABSPATH' ) ) {
  */
 final class Postbag_Spool_Retry {
 
-	/** WP-Cron hook: an hourly safety net plus single events at each batch's next attempt. */
+	/** WP-Cron hook of the single events planned for each batch's next attempt. */
 	const HOOK = 'postbag_retry_spool';
+
+	/** WP-Cron hook of the hourly safety net, in case a single event is lost. */
+	const HOURLY_HOOK = 'postbag_retry_spool_hourly';
 
 	const BASE_DELAY = 60;
 
@@ -54,10 +57,29 @@ final class Postbag_Spool_Retry {
 
 	public function init(): void {
 		add_action( self::HOOK, array( $this, 'run' ) );
+		add_action( self::HOURLY_HOOK, array( $this, 'run' ) );
 	}
 
 	public function remove(): void {
 		remove_action( self::HOOK, array( $this, 'run' ) );
+		remove_action( self::HOURLY_HOOK, array( $this, 'run' ) );
+	}
+
+	/**
+	 * The hourly safety net, on the current site. Run on activation and whenever
+	 * a batch is spooled: on multisite, and where the plugin was installed
+	 * without activation (a must-use plugin), no activation hook ever ran.
+	 */
+	public static function ensure_hourly(): void {
+		if ( ! wp_next_scheduled( self::HOURLY_HOOK ) ) {
+			wp_schedule_event( time(), 'hourly', self::HOURLY_HOOK );
+		}
+	}
+
+	/** Removes every retry event of the current site. */
+	public static function unschedule(): void {
+		wp_clear_scheduled_hook( self::HOOK );
+		wp_clear_scheduled_hook( self::HOURLY_HOOK );
 	}
 
 	/**
@@ -79,6 +101,7 @@ final class Postbag_Spool_Retry {
 				'mails'            => count( $batch->mail_ids ),
 			)
 		);
+		self::ensure_hourly();
 		$this->schedule();
 	}
 

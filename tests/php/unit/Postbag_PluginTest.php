@@ -16,7 +16,7 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 	const MARKER = 'nonpriority@asynchronous.mail';
 
 	protected function tearDown(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		Postbag_Spool_Retry::unschedule();
 		Postbag_Plugin::activate(); // As the harness left it: active.
 		parent::tearDown();
 	}
@@ -101,21 +101,47 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_activation_schedules_one_hourly_retry_and_deactivation_removes_it(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		Postbag_Spool_Retry::unschedule();
 
 		Postbag_Plugin::activate();
 		Postbag_Plugin::activate();
 
-		$event = wp_get_scheduled_event( Postbag_Spool_Retry::HOOK );
+		$event = wp_get_scheduled_event( Postbag_Spool_Retry::HOURLY_HOOK );
 		$this->assertSame( 'hourly', $event->schedule );
+		$this->assertSame( 1, self::events( Postbag_Spool_Retry::HOURLY_HOOK ) );
+
+		wp_schedule_single_event( time() + 60, Postbag_Spool_Retry::HOOK );
+		Postbag_Plugin::deactivate();
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOURLY_HOOK ) );
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+	}
+
+	public function test_spooling_restores_a_missing_hourly_safety_net(): void {
+		Postbag_Spool_Retry::unschedule();
+		$this->s3->fail_pattern = '/./';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+
+		$this->plugin->flush();
+
+		$this->assertSame( 1, self::events( Postbag_Spool_Retry::HOURLY_HOOK ) );
+		$this->assertSame( 1, self::events( Postbag_Spool_Retry::HOOK ) );
+
+		$this->s3->fail_pattern = null;
+		$this->now             += 3600;
+		do_action( Postbag_Spool_Retry::HOURLY_HOOK );
+		$this->assertCount( 1, $this->s3->batches(), 'The hourly event retries too.' );
+	}
+
+	/**
+	 * @param string $hook Cron hook.
+	 * @return int Events scheduled for it.
+	 */
+	private static function events( string $hook ): int {
 		$count = 0;
 		foreach ( _get_cron_array() as $hooks ) {
-			$count += count( $hooks[ Postbag_Spool_Retry::HOOK ] ?? array() );
+			$count += count( $hooks[ $hook ] ?? array() );
 		}
-		$this->assertSame( 1, $count );
-
-		Postbag_Plugin::deactivate();
-		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+		return $count;
 	}
 
 	public function test_shutdown_flushes_the_queue(): void {
@@ -150,6 +176,7 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 
 		$this->assertDirectoryDoesNotExist( $this->spool_dir );
 		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOURLY_HOOK ) );
 		$this->assertSame( '', get_user_meta( 1, Postbag_Admin::DISMISS_META, true ) );
 	}
 
