@@ -22,8 +22,12 @@ def config_path(chalice_dir: Path) -> Path:
     return chalice_dir / ".chalice" / "config.json"
 
 
+def policy_name(stage: str) -> str:
+    return f"policy-{stage}.json"
+
+
 def policy_path(chalice_dir: Path, stage: str) -> Path:
-    return chalice_dir / ".chalice" / f"policy-{stage}.json"
+    return chalice_dir / ".chalice" / policy_name(stage)
 
 
 def load(chalice_dir: Path) -> Config:
@@ -80,7 +84,7 @@ def configure_stage(
 ) -> None:
     """Put the stage's concrete values into ``config`` (in place)."""
     stage_cfg = config.setdefault("stages", {}).setdefault(stack.stage, {})
-    stage_cfg["iam_policy_file"] = policy_path(Path("."), stack.stage).name
+    stage_cfg["iam_policy_file"] = policy_name(stack.stage)
     if reserved_concurrency is not None:
         stage_cfg["reserved_concurrency"] = reserved_concurrency
     env = stage_cfg.setdefault("environment_variables", {})

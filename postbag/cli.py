@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.config import Settings
 from chalicelib.errors import PostbagError
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
@@ -23,9 +25,22 @@ from postbag.bucket import Retention
 from postbag.report import Report
 from postbag.stack import Stack
 
+STAGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+
+
+def stage_name(value: str) -> str:
+    """Stages name every resource (``postbag-<stage>-...``): keep them valid everywhere."""
+    if not STAGE.match(value):
+        raise argparse.ArgumentTypeError(
+            "a stage is 1-30 lower-case letters, digits or hyphens, e.g. prod"
+        )
+    return value
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", required=True, help="Chalice stage, e.g. dev or prod")
+    parser.add_argument(
+        "--stage", required=True, type=stage_name, help="Chalice stage, e.g. dev or prod"
+    )
     parser.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION)")
     parser.add_argument(
         "--chalice-dir",
@@ -102,12 +117,12 @@ def _stage_bucket(args: argparse.Namespace) -> str:
     return env["POSTBAG_BUCKET"]
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace) -> Settings:
     return chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
 
 
 def run_provision(args: argparse.Namespace, aws: Aws) -> None:
-    from postbag.provision import Options, policy_json, provision
+    from postbag.provision import Options, provision
 
     opts = Options(
         stage=args.stage,
@@ -127,11 +142,13 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
     )
     print(f"Provisioning stage {args.stage} in {aws.region}:", file=sys.stderr)
     outcome = provision(aws, opts, Report())
-    print("\nIAM policy for the WordPress side:\n" + policy_json(outcome.wordpress_policy))
+    print("\nIAM policy for the WordPress side:\n" + json.dumps(outcome.wordpress_policy, indent=2))
     print("\nPaste into wp-config.php (credentials are shown this once only):\n")
     print(outcome.wp_config)
-    print(f"Next: (cd {args.chalice_dir} && chalice deploy --stage {args.stage}) "
-          f"&& postbag wire --stage {args.stage}")
+    print("Next, deploy the sender and wire its failure destination:\n"
+          f"  (cd {args.chalice_dir} && AWS_DEFAULT_REGION={aws.region} "
+          f"chalice deploy --stage {args.stage})\n"
+          f"  postbag wire --stage {args.stage} --region {aws.region}")
 
 
 def _stack(args: argparse.Namespace, aws: Aws) -> Stack:

@@ -8,21 +8,16 @@ Every step compares before it writes, so a second run changes nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from postbag import alarms, bucket, chalice_config, policies, wordpress
-from postbag.aws import Aws, CommandError, error_code
+from postbag.aws import Aws, CommandError
+from postbag.failure_queue import ensure_failure_queue
+from postbag.ledger_table import ensure_ledger
 from postbag.report import CREATED, UNCHANGED, UPDATED, Report
 from postbag.stack import Stack
-
-# powertools' DynamoDBPersistenceLayer defaults: partition key "id", TTL "expiration".
-LEDGER_KEY = "id"
-LEDGER_TTL = "expiration"
 
 
 @dataclass(frozen=True)
@@ -105,77 +100,3 @@ def _ensure_alarms(aws: Aws, stack: Stack, opts: Options, report: Report) -> Non
     actions = [topic] if topic else alarms.current_actions(cloudwatch, stack)
     definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes)
     alarms.ensure_alarms(cloudwatch, definitions, actions, report)
-
-
-def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
-    name = stack.ledger_table
-    try:
-        table = ddb.describe_table(TableName=name)["Table"]
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
-        ddb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": LEDGER_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
-        )
-        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
-        report.add(f"DynamoDB table {name}", CREATED)
-    else:
-        if table["KeySchema"] != [{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}]:
-            raise CommandError(f"table {name} exists with another key schema; not touching it")
-        report.add(f"DynamoDB table {name}", UNCHANGED)
-    wanted = {"TimeToLiveStatus": "ENABLED", "AttributeName": LEDGER_TTL}
-
-    def current() -> dict:
-        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        status = "ENABLED" if ttl.get("TimeToLiveStatus") == "ENABLING" else ttl.get(
-            "TimeToLiveStatus"
-        )
-        return {"TimeToLiveStatus": status, "AttributeName": ttl.get("AttributeName")}
-
-    report.converge(
-        f"DynamoDB table {name} TTL on {LEDGER_TTL}",
-        current,
-        wanted,
-        lambda: ddb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": LEDGER_TTL},
-        ),
-    )
-
-
-def queue_url(sqs: Any, stack: Stack) -> str | None:
-    try:
-        return sqs.get_queue_url(QueueName=stack.failure_queue)["QueueUrl"]
-    except ClientError as exc:
-        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return None
-        raise
-
-
-def ensure_failure_queue(sqs: Any, stack: Stack, days: int, report: Report) -> None:
-    attributes = {
-        "MessageRetentionPeriod": str(days * 24 * 3600),
-        "SqsManagedSseEnabled": "true",
-    }
-    what = f"SQS queue {stack.failure_queue}"
-    url = queue_url(sqs, stack)
-    if url is None:
-        sqs.create_queue(QueueName=stack.failure_queue, Attributes=attributes, tags=stack.tags)
-        report.add(what, CREATED)
-        return
-    report.converge(
-        what + " attributes",
-        lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(attributes))[
-            "Attributes"
-        ],
-        attributes,
-        lambda: sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes),
-    )
-
-
-def policy_json(policy: dict) -> str:
-    return json.dumps(policy, indent=2)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import STATE_TAG, Settings
-from postbag.provision import queue_url
+from postbag import failure_queue
 from postbag.stack import Stack
 
 
@@ -42,13 +42,6 @@ def unsent_batches(s3: Any, bucket: str, settings: Settings) -> list[str]:
 
 
 def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int | None]:
-    url = queue_url(sqs, stack)
-    depth = None
-    if url:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        depth = int(attributes["ApproximateNumberOfMessages"])
     unsent = unsent_batch_objects(s3, stack.bucket, settings)
     now = datetime.now(UTC)
     return {
@@ -59,5 +52,5 @@ def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int
         ),
         "failed": sum(1 for _ in _keys(s3, stack.bucket, settings.failed_prefix)),
         "quarantined": sum(1 for _ in _keys(s3, stack.bucket, settings.quarantine_prefix)),
-        "failure_queue": depth,
+        "failure_queue": failure_queue.depth(sqs, stack),
     }

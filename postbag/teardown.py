@@ -1,20 +1,18 @@
-"""``postbag teardown``: removes what ``postbag provision`` (and ``wire``) created.
+"""``postbag teardown``: removes what ``postbag provision`` created.
 
-The function itself belongs to Chalice: ``chalice delete`` first, so that it
-can still remove its bucket notification. Files under ``.chalice/`` are kept.
+The function belongs to Chalice: ``chalice delete`` comes first, so that it can
+still remove its bucket notification (the failure destination set by ``wire``
+goes with the function). Files under ``.chalice/`` are kept.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from botocore.exceptions import ClientError
-
 from chalicelib.config import Settings
 from postbag import alarms, wordpress
-from postbag.aws import Aws, CommandError, error_code
+from postbag.aws import Aws, CommandError
 from postbag.bucket import bucket_exists, empty_and_delete_bucket
-from postbag.provision import queue_url
+from postbag.failure_queue import delete_failure_queue
+from postbag.ledger_table import delete_ledger
 from postbag.report import ABSENT, DELETED, Report
 from postbag.stack import Stack
 from postbag.status import unsent_batches
@@ -28,8 +26,8 @@ def teardown(aws: Aws, stack: Stack, settings: Settings, force: bool, report: Re
     alarms.delete_alarms(aws.client("cloudwatch"), stack, report)
     alarms.delete_topic(aws.client("sns"), stack, report)
     wordpress.delete_all(aws.client("iam"), stack, report)
-    _delete_queue(aws.client("sqs"), stack, report)
-    _delete_table(aws.client("dynamodb"), stack, report)
+    delete_failure_queue(aws.client("sqs"), stack, report)
+    delete_ledger(aws.client("dynamodb"), stack, report)
     if has_bucket:
         empty_and_delete_bucket(s3, stack.bucket)
     report.add(f"s3://{stack.bucket}", DELETED if has_bucket else ABSENT)
@@ -51,21 +49,3 @@ def _refuse_if_unsafe(
             f"s3://{stack.bucket} still holds {len(unsent)} unsent batch(es) under "
             f"{settings.queue_prefix} (e.g. {unsent[0]}): let them send, or pass --force"
         )
-
-
-def _delete_queue(sqs: Any, stack: Stack, report: Report) -> None:
-    url = queue_url(sqs, stack)
-    if url:
-        sqs.delete_queue(QueueUrl=url)
-    report.add(f"SQS queue {stack.failure_queue}", DELETED if url else ABSENT)
-
-
-def _delete_table(ddb: Any, stack: Stack, report: Report) -> None:
-    try:
-        ddb.delete_table(TableName=stack.ledger_table)
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
-        report.add(f"DynamoDB table {stack.ledger_table}", ABSENT)
-        return
-    report.add(f"DynamoDB table {stack.ledger_table}", DELETED)

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from postbag.aws import CommandError, error_code
-from postbag.report import ABSENT, DELETED, Report
+from postbag.report import Report
 from postbag.stack import Stack
 
 # Lambda's own retries of a failed asynchronous invocation (0-2); the sender
@@ -74,12 +74,3 @@ def wire(lambda_client: Any, stack: Stack, report: Report) -> None:
         lambda: lambda_client.put_function_event_invoke_config(FunctionName=name, **desired),
     )
 
-
-def unwire(lambda_client: Any, stack: Stack, report: Report) -> None:
-    name = stack.function_name
-    what = f"Lambda {name} on-failure destination"
-    if current_invoke_config(lambda_client, name) is None:
-        report.add(what, ABSENT)
-        return
-    lambda_client.delete_function_event_invoke_config(FunctionName=name)
-    report.add(what, DELETED)

@@ -1,0 +1,69 @@
+"""The DynamoDB table behind the sender's exactly-once ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from postbag.aws import CommandError, error_code
+from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
+from postbag.stack import Stack
+
+# powertools' DynamoDBPersistenceLayer defaults (chalicelib.ledger keeps them):
+# partition key "id", TTL attribute "expiration".
+KEY = "id"
+TTL = "expiration"
+KEY_SCHEMA = [{"AttributeName": KEY, "KeyType": "HASH"}]
+
+
+def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
+    """On-demand table, TTL on; an existing table with another key is refused."""
+    name = stack.ledger_table
+    try:
+        table = ddb.describe_table(TableName=name)["Table"]
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+            KeySchema=KEY_SCHEMA,
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
+        )
+        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+        report.add(f"DynamoDB table {name}", CREATED)
+    else:
+        if table["KeySchema"] != KEY_SCHEMA:
+            raise CommandError(f"table {name} exists with another key schema; not touching it")
+        report.add(f"DynamoDB table {name}", UNCHANGED)
+    report.converge(
+        f"DynamoDB table {name} TTL on {TTL}",
+        lambda: _ttl(ddb, name),
+        {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL},
+        lambda: ddb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL}
+        ),
+    )
+
+
+def _ttl(ddb: Any, name: str) -> dict[str, Any]:
+    ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    status = ttl.get("TimeToLiveStatus")
+    return {
+        # Right after enabling, AWS says ENABLING for up to an hour: same intent.
+        "TimeToLiveStatus": "ENABLED" if status == "ENABLING" else status,
+        "AttributeName": ttl.get("AttributeName"),
+    }
+
+
+def delete_ledger(ddb: Any, stack: Stack, report: Report) -> None:
+    try:
+        ddb.delete_table(TableName=stack.ledger_table)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        report.add(f"DynamoDB table {stack.ledger_table}", ABSENT)
+        return
+    report.add(f"DynamoDB table {stack.ledger_table}", DELETED)
