@@ -39,6 +39,9 @@ final class Postbag_Batch_Uploader {
 	 */
 	public function upload( array $batches ): array {
 		$outcome = array();
+		if ( ! $batches ) {
+			return $outcome;
+		}
 		try {
 			$client      = $this->client();
 			$attachments = array();

@@ -121,28 +121,8 @@ final class Postbag_Spool_Retry {
 			return $summary; // Another run is at it.
 		}
 		try {
-			$now     = ( $this->clock )();
-			$states  = array();
-			$batches = array();
-			foreach ( $this->spool->states() as $id => $state ) {
-				if ( true !== $force && $state['next_attempt_at'] > $now ) {
-					continue;
-				}
-				if ( count( $batches ) >= self::BATCHES_PER_RUN ) {
-					break;
-				}
-				try {
-					$batches[ $id ] = $this->spool->load( $id );
-					$states[ $id ]  = $state;
-				} catch ( Postbag_Spool_Exception $e ) {
-					// Left in place for an operator; the admin notice names it.
-					$state['attempts']        = ( $state['attempts'] ?? 0 ) + 1;
-					$state['last_error']      = $e->getMessage();
-					$state['next_attempt_at'] = $now + $this->delay( $state['attempts'] );
-					$this->spool->save_state( $id, $state );
-					++$summary['failed'];
-				}
-			}
+			$now = ( $this->clock )();
+			list( $batches, $states ) = $this->due( $now, true === $force, $summary );
 			foreach ( $this->uploader->upload( array_values( $batches ) ) as $id => $reason ) {
 				if ( '' === $reason ) {
 					$this->spool->remove( $id );
@@ -159,6 +139,39 @@ final class Postbag_Spool_Retry {
 		}
 		$this->schedule();
 		return $summary;
+	}
+
+	/**
+	 * Loads the batches due for an attempt, oldest first, at most BATCHES_PER_RUN.
+	 *
+	 * @param int   $now     Current time.
+	 * @param bool  $force   Ignore the backoff.
+	 * @param array $summary Counts a damaged batch as failed.
+	 * @return array{0: array<string, Postbag_Batch>, 1: array<string, array>} Batches and their states, by id.
+	 */
+	private function due( int $now, bool $force, array &$summary ): array {
+		$batches = array();
+		$states  = array();
+		foreach ( $this->spool->states() as $id => $state ) {
+			if ( ! $force && $state['next_attempt_at'] > $now ) {
+				continue;
+			}
+			if ( count( $batches ) >= self::BATCHES_PER_RUN ) {
+				break;
+			}
+			try {
+				$batches[ $id ] = $this->spool->load( $id );
+				$states[ $id ]  = $state;
+			} catch ( Postbag_Spool_Exception $e ) {
+				// Left in place for an operator; the admin notice names it.
+				$state['attempts']        = ( $state['attempts'] ?? 0 ) + 1;
+				$state['last_error']      = $e->getMessage();
+				$state['next_attempt_at'] = $now + $this->delay( $state['attempts'] );
+				$this->spool->save_state( $id, $state );
+				++$summary['failed'];
+			}
+		}
+		return array( $batches, $states );
 	}
 
 	/**
