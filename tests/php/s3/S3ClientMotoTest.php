@@ -1,0 +1,157 @@
+<?php
+/**
+ * The S3 client against a real server: moto's, with signature checking on.
+ *
+ * @package Postbag\Tests
+ */
+
+require_once __DIR__ . '/support.php';
+
+use PHPUnit\Framework\TestCase;
+
+/**
+ * Uploads batch files in parallel to moto's server on 127.0.0.1 (which checks
+ * every SigV4 signature against an IAM key it issued), reads them back with
+ * boto3 and compares the bytes; a wrong secret and an unreachable endpoint
+ * give failed results, not exceptions.
+ */
+final class Postbag_S3ClientMotoTest extends TestCase {
+
+	const BUCKET = 'postbag-php-test';
+	const REGION = 'us-east-1';
+
+	/** @var Postbag_Test_Local_Aws|null */
+	private static $server;
+
+	/** @var array{access_key_id: string, secret_access_key: string} */
+	private static $key;
+
+	public static function setUpBeforeClass(): void {
+		self::$server = new Postbag_Test_Local_Aws( true );
+		self::$key    = self::moto( array( 'iam-user', self::BUCKET ) );
+	}
+
+	public static function tearDownAfterClass(): void {
+		if ( null !== self::$server ) {
+			self::$server->stop();
+			self::$server = null;
+		}
+	}
+
+	public function test_batches_uploaded_in_parallel_read_back_byte_for_byte(): void {
+		$bodies = array();
+		for ( $i = 1; $i <= 12; $i++ ) {
+			$bodies[ sprintf( 'queue/%08d-batch.json', $i ) ] = json_encode(
+				array(
+					'version' => 1,
+					'mails'   => array_fill( 0, $i, array( 'subject' => "Mail $i ✉", 'body' => str_repeat( 'x', 1000 * $i ) ) ),
+				)
+			);
+		}
+		$bodies['queue/nested/ünïcødé name+plus.json'] = '{"version":1}';
+		$bodies['queue/empty.json']                    = '';
+		$binary                                        = random_bytes( 70000 );
+
+		$client  = $this->client( self::$key['secret_access_key'], array( 'concurrency' => 4 ) );
+		$results = $client->put_objects( $bodies );
+		$single  = $client->put_object( 'queue/attachments/b1/m1/0', $binary, 'application/octet-stream' );
+
+		$this->assertSame( array_keys( $bodies ), array_keys( $results ), 'one result per key, in order' );
+		foreach ( $results as $key => $result ) {
+			$this->assertTrue( $result->ok, "$key: {$result->error}" );
+			$this->assertSame( 200, $result->status );
+			$this->assertSame( '', $result->error );
+		}
+		$this->assertTrue( $single->ok, $single->error );
+
+		$stored = self::moto( array( 'objects', self::BUCKET ), self::$key );
+		foreach ( $bodies as $key => $body ) {
+			$this->assertArrayHasKey( $key, $stored );
+			$this->assertSame( $body, base64_decode( $stored[ $key ]['body_base64'] ), "bytes of $key" );
+			$this->assertSame( 'application/json', $stored[ $key ]['content_type'] );
+			$this->assertSame( 'AES256', $stored[ $key ]['sse'] );
+		}
+		$attachment = $stored['queue/attachments/b1/m1/0'];
+		$this->assertSame( $binary, base64_decode( $attachment['body_base64'] ) );
+		$this->assertSame( 'application/octet-stream', $attachment['content_type'] );
+	}
+
+	public function test_wrong_secret_is_refused(): void {
+		$results = $this->client( 'not-the-secret' )->put_objects(
+			array(
+				'queue/refused-1.json' => '{}',
+				'queue/refused-2.json' => '{}',
+			)
+		);
+		foreach ( $results as $result ) {
+			$this->assertFalse( $result->ok );
+			$this->assertSame( 403, $result->status );
+			$this->assertStringContainsString( 'SignatureDoesNotMatch', $result->error );
+			$this->assertStringNotContainsString( 'not-the-secret', $result->error );
+		}
+		$stored = self::moto( array( 'objects', self::BUCKET ), self::$key );
+		$this->assertArrayNotHasKey( 'queue/refused-1.json', $stored );
+	}
+
+	public function test_unknown_bucket_names_the_s3_error(): void {
+		$client = new Postbag_S3_Client(
+			array(
+				'bucket'     => 'no-such-bucket',
+				'region'     => self::REGION,
+				'endpoint'   => self::$server->endpoint,
+				'path_style' => true,
+			),
+			$this->chain( self::$key['secret_access_key'] )
+		);
+		$result = $client->put_object( 'queue/x.json', '{}' );
+		$this->assertFalse( $result->ok );
+		$this->assertSame( 404, $result->status );
+		$this->assertStringContainsString( 'NoSuchBucket', $result->error );
+	}
+
+	/**
+	 * @param string               $secret  Secret access key to sign with.
+	 * @param array<string, mixed> $options Extra client options.
+	 */
+	private function client( string $secret, array $options = array() ): Postbag_S3_Client {
+		return new Postbag_S3_Client(
+			array_merge(
+				array(
+					'bucket'     => self::BUCKET,
+					'region'     => self::REGION,
+					'endpoint'   => self::$server->endpoint,
+					'path_style' => true,
+					'timeout'    => 10,
+				),
+				$options
+			),
+			$this->chain( $secret )
+		);
+	}
+
+	private function chain( string $secret ): Postbag_Credential_Chain {
+		$key = self::$key['access_key_id'];
+		return new Postbag_Credential_Chain(
+			array(
+				'test' => static function () use ( $key, $secret ): Postbag_Credentials {
+					return new Postbag_Credentials( $key, $secret );
+				},
+			)
+		);
+	}
+
+	/**
+	 * Runs moto-s3.py against the server.
+	 *
+	 * @param string[]                   $args Command and arguments.
+	 * @param array<string, string>|null $key  IAM key to act as, for commands that use the environment's.
+	 * @return mixed
+	 */
+	private static function moto( array $args, ?array $key = null ) {
+		$env = null === $key ? array() : array(
+			'AWS_ACCESS_KEY_ID'     => $key['access_key_id'],
+			'AWS_SECRET_ACCESS_KEY' => $key['secret_access_key'],
+		);
+		return Postbag_Test_Python::run( array_merge( array( __DIR__ . '/moto-s3.py', self::$server->endpoint ), $args ), $env );
+	}
+}
