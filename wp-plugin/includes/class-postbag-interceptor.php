@@ -218,7 +218,7 @@ final class Postbag_Interceptor {
 			'subject' => $draft['subject'],
 			( 'text/html' === $content_type ? 'html' : 'text' ) => $message,
 		);
-		if ( 0 !== strcasecmp( $charset, 'UTF-8' ) ) {
+		if ( 0 !== strcasecmp( $charset, 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
 			$mail = self::to_utf8( $mail, $charset );
 			$meta = self::to_utf8( $meta, $charset );
 		}
