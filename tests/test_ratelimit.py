@@ -78,7 +78,7 @@ def test_fractional_rates_round_down_per_window(rate, per_second):
 
 def test_a_slot_beyond_the_timeout_is_refused_and_left_for_others():
     clock = FakeClock()
-    limit = limiter(2, clock)
+    limit = RateLimiter(2, clock=clock, sleep=clock.sleep, guard=0.0)
     first = limit.acquire()
     assert limit.acquire(timeout=0.1) is None  # the next slot is 0.5 s away
     assert clock.now == first  # refusing did not wait

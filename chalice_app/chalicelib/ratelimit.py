@@ -37,11 +37,14 @@ def send_rate(settings: Settings, ses_client: Any) -> float:
 class RateLimiter:
     """Grants send slots, never more than ``rate`` in any one-second window.
 
-    Slots are spaced ``1/rate`` apart so SES sees a steady stream rather than a
-    burst at the start of each second; on top of that, the slot ``n`` grants
-    back must be at least one second (plus ``guard``) old, which holds the
-    window limit exactly whatever the spacing's rounding. ``guard`` absorbs the
-    scheduling jitter between a grant and the request reaching SES.
+    Two rules. Slots are spaced evenly (``1/rate`` apart, stretched by
+    ``guard``) so SES sees a steady stream, not a burst at the start of each
+    second; the spacing follows the planned slots, so a wake-up that comes a
+    little late (sleep overshoot, the GIL) is made up for by the next ones,
+    if it is less than ``catch_up`` seconds late. And the slot ``rate`` grants back must be at
+    least ``1 + guard`` seconds old, checked on the real grant times: that
+    rule alone holds the limit, whatever the spacing does. ``guard`` leaves
+    room for the jitter between a grant and the request reaching SES.
 
     The caller holds the lock while it waits for its slot, so grants happen in
     order and exactly one thread sleeps at a time (no thundering herd).
@@ -52,24 +55,27 @@ class RateLimiter:
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        guard: float = 0.001,
+        guard: float = 0.02,
+        catch_up: float = 0.5,
     ):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         # A fractional rate above 1 cannot be kept in every window: round down.
         self.per_window = max(1, math.floor(rate))
-        self._interval = 1.0 / rate
         self._window = 1.0 + guard
+        self._interval = self._window / rate
+        self._catch_up = catch_up
         self._clock = clock
         self._sleep = sleep
         self._granted: deque[float] = deque(maxlen=self.per_window)
+        self._planned = -math.inf
         self._lock = threading.Lock()
 
     def _next_slot(self, now: float) -> float:
-        if not self._granted:
-            return now
-        slot = max(now, self._granted[-1] + self._interval)
+        slot = self._planned + self._interval
+        if slot < now - self._catch_up:
+            slot = now  # idle, or hopelessly late: start the plan afresh from here
         if len(self._granted) == self.per_window:
             slot = max(slot, self._granted[0] + self._window)
         return slot
@@ -87,5 +93,6 @@ class RateLimiter:
             while now < slot:
                 self._sleep(slot - now)
                 now = self._clock()
+            self._planned = slot
             self._granted.append(now)
             return now
