@@ -135,6 +135,10 @@ final class Postbag_Flusher {
 	/** Sends the response to the client now, where the server can, so uploads never delay it. */
 	private static function finish_response(): void {
 		ignore_user_abort( true ); // A client that hangs up must not cut the upload short.
+		if ( function_exists( 'set_time_limit' ) ) {
+			// Nor may a request that used most of max_execution_time; each upload has its own timeout.
+			set_time_limit( 300 );
+		}
 		if ( function_exists( 'fastcgi_finish_request' ) ) {
 			fastcgi_finish_request();
 		} elseif ( function_exists( 'litespeed_finish_request' ) ) {
