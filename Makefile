@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # extensions the plugin and its integration tests use.
 PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql wordpress mariadb-server
 
-.PHONY: demo test test-python test-php venv php-deps lint bench clean
+.PHONY: demo test test-python test-php venv php-deps lint bench plugin-zip clean
 
 $(STAMP): requirements.txt chalice_app/requirements.txt pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash tools/need-debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m postbag.demo
 
-test: test-python test-php
+test: lint test-python test-php
 
 test-python: venv
 	$(PY) -m pytest
@@ -39,5 +39,12 @@ bench: venv php-deps
 	$(PY) bench/throughput.py
 	php bench/enqueue.php
 
+# The plugin as WordPress's "Upload Plugin" screen wants it: one top folder named postbag/.
+plugin-zip: venv
+	rm -rf build/zip dist/postbag.zip && mkdir -p build/zip dist
+	ln -s ../../wp-plugin build/zip/postbag
+	cd build/zip && $(abspath $(PY)) -m zipfile -c ../../dist/postbag.zip postbag/
+	@echo "dist/postbag.zip"
+
 clean:
-	rm -rf $(VENV) outbox .pytest_cache
+	rm -rf $(VENV) outbox build dist .pytest_cache
