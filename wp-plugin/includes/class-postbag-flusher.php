@@ -135,8 +135,8 @@ final class Postbag_Flusher {
 	/** Sends the response to the client now, where the server can, so uploads never delay it. */
 	private static function finish_response(): void {
 		ignore_user_abort( true ); // A client that hangs up must not cut the upload short.
-		if ( function_exists( 'set_time_limit' ) ) {
-			// Nor may a request that used most of max_execution_time; each upload has its own timeout.
+		if ( (int) ini_get( 'max_execution_time' ) > 0 && function_exists( 'set_time_limit' ) ) {
+			// Nor may a request that used most of its time limit; each upload has its own timeout.
 			set_time_limit( 300 );
 		}
 		if ( function_exists( 'fastcgi_finish_request' ) ) {
