@@ -1,6 +1,6 @@
 """CloudWatch alarms on a stage, and the optional SNS topic they notify.
 
-Three questions an operator wants a page for:
+Four questions an operator wants a page for:
 
 - ``mails-failed``: did a mail fail for good? (the sender's ``MailsFailed``
   metric from ``chalicelib.observe``: powertools, embedded metric format)
@@ -9,6 +9,9 @@ Three questions an operator wants a page for:
 - ``batches-waiting``: is a batch waiting too long to be picked up? (Lambda's
   ``AsyncEventAge``: how long the oldest S3 event waited in Lambda's queue
   before a run, which grows when throttled by reserved concurrency or retrying)
+- ``mail-late``: does mail reach SES late, end to end? (the sender's
+  ``QueueDelay``, from the batch's creation in WordPress to the send: also
+  counts a plugin spooling uploads, Lambda retries and continuations)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
 
 PERIOD = 300
-ALARMS = ("mails-failed", "failure-queue", "batches-waiting")
+ALARMS = ("mails-failed", "failure-queue", "batches-waiting", "mail-late")
 
 
 def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any]]:
@@ -66,6 +69,15 @@ def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any
             Dimensions=[{"Name": "FunctionName", "Value": stack.function_name}],
             Statistic="Maximum",
             Threshold=float(max_wait_minutes * 60 * 1000),  # milliseconds
+        ),
+        alarm(
+            "mail-late",
+            f"A mail was sent more than {max_wait_minutes} minutes after WordPress queued it.",
+            Namespace=observe.NAMESPACE,
+            MetricName=observe.QUEUE_DELAY,
+            Dimensions=[{"Name": "service", "Value": observe.SERVICE}],
+            Statistic="Maximum",
+            Threshold=float(max_wait_minutes * 60),  # seconds
         ),
     ]
 

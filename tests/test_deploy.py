@@ -256,7 +256,7 @@ def test_failure_queue_keeps_messages_fourteen_days(deployed):
     assert attributes["SqsManagedSseEnabled"] == "true"
 
 
-def test_alarms_watch_failures_the_queue_and_waiting_batches(deployed):
+def test_alarms_watch_failures_the_queue_and_late_mail(deployed):
     alarms = deployed.client("cloudwatch").describe_alarms(AlarmNamePrefix="postbag-ci-")[
         "MetricAlarms"
     ]
@@ -273,7 +273,13 @@ def test_alarms_watch_failures_the_queue_and_waiting_batches(deployed):
         "postbag-ci-batches-waiting": ("AWS/Lambda", "AsyncEventAge", [
             {"Name": "FunctionName", "Value": deployed.function}
         ]),
+        "postbag-ci-mail-late": ("Postbag", "QueueDelay", [
+            {"Name": "service", "Value": "postbag"}
+        ]),
     }
+    thresholds = {a["AlarmName"]: a["Threshold"] for a in alarms}
+    assert thresholds["postbag-ci-batches-waiting"] == 15 * 60 * 1000  # ms
+    assert thresholds["postbag-ci-mail-late"] == 15 * 60  # s
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:postbag-ci-alarms"
     assert all(a["AlarmActions"] == [topic] for a in alarms)
     subscriptions = deployed.client("sns").list_subscriptions_by_topic(TopicArn=topic)
