@@ -184,7 +184,7 @@ final class Postbag_Header_Parser {
 		if ( '' === $name ) {
 			return $email;
 		}
-		if ( strpbrk( $name, '()<>[]:;@\\,."' ) !== false ) {
+		if ( false !== strpbrk( $name, '()<>[]:;@\\,."' ) ) {
 			$name = '"' . addcslashes( $name, '"\\' ) . '"';
 		}
 		return $name . ' <' . $email . '>';
@@ -196,7 +196,7 @@ final class Postbag_Header_Parser {
 	 * @throws Postbag_Mail_Exception When the value holds CR or LF.
 	 */
 	public static function assert_single_line( string $field, string $value ): void {
-		if ( strpbrk( $value, "\r\n" ) !== false ) {
+		if ( false !== strpbrk( $value, "\r\n" ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_header_injection', sprintf( 'The %s holds a line break (CR or LF), refused as a header injection.', $field ) );
 		}
 	}

@@ -53,7 +53,7 @@ final class Postbag_Override_Detector {
 		if ( realpath( $file ) === realpath( $this->core_file ) ) {
 			return null;
 		}
-		$lines = file( $file );
+		$lines = is_file( $file ) ? file( $file ) : false; // Not a file for eval()'d code.
 		$body  = false === $lines ? '' : implode( '', array_slice( $lines, $function->getStartLine() - 1, $function->getEndLine() - $function->getStartLine() + 1 ) );
 		return false !== strpos( $body, 'pre_wp_mail' ) ? null : $file;
 	}
