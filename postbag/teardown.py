@@ -36,16 +36,17 @@ def teardown(aws: Aws, stack: Stack, settings: Settings, force: bool, report: Re
 def _refuse_if_unsafe(
     aws: Aws, stack: Stack, settings: Settings, has_bucket: bool, force: bool
 ) -> None:
+    # Unsent batches first: while the function still exists they can still go out.
+    if has_bucket and not force:
+        unsent = unsent_batches(aws.client("s3"), stack.bucket, settings)
+        if unsent:
+            raise CommandError(
+                f"s3://{stack.bucket} still holds {len(unsent)} unsent batch(es) under "
+                f"{settings.queue_prefix} (e.g. {unsent[0]}): wait for the sender "
+                "(`postbag status`), or pass --force to delete them unsent"
+            )
     if function_exists(aws.client("lambda"), stack.function_name):
         raise CommandError(
             f"function {stack.function_name} still exists: run "
             f"`chalice delete --stage {stack.stage}` in chalice_app/ first"
-        )
-    if not has_bucket or force:
-        return
-    unsent = unsent_batches(aws.client("s3"), stack.bucket, settings)
-    if unsent:
-        raise CommandError(
-            f"s3://{stack.bucket} still holds {len(unsent)} unsent batch(es) under "
-            f"{settings.queue_prefix} (e.g. {unsent[0]}): let them send, or pass --force"
         )
