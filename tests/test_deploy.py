@@ -577,16 +577,23 @@ def gone(call, *codes: str) -> bool:
 
 def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
     d = deploy(aws, tmp_path, package_cache, "doomed", "postbag-doomed-mail")
-    refused = d.postbag("teardown", check=False)
-    assert refused.returncode == 1 and "chalice delete" in refused.stderr
-
-    d.chalice("delete")
     allow_plain_http(d)
     d.client("s3").put_object(Bucket=d.bucket, Key="queue/unsent.json", Body=b"{}")
-    refused = d.postbag("teardown", check=False)
-    assert refused.returncode == 1 and "1 unsent batch" in refused.stderr
-    assert d.client("s3").head_bucket(Bucket=d.bucket)  # nothing removed on refusal
-    assert d.client("dynamodb").describe_table(TableName="postbag-doomed-ledger")
+    d.client("s3").put_object(Bucket=d.bucket, Key="queue/sent.json", Body=b"{}",
+                              Tagging="postbag-state=done")
+
+    def refusal(*argv: str) -> str:
+        done = d.postbag("teardown", *argv, check=False)
+        assert done.returncode == 1, done.stderr
+        assert d.client("s3").head_bucket(Bucket=d.bucket)  # nothing removed on refusal
+        assert d.client("dynamodb").describe_table(TableName="postbag-doomed-ledger")
+        return done.stderr
+
+    # Unsent batches are reported first, while the function can still send them.
+    assert "1 unsent batch(es) under queue/ (e.g. queue/unsent.json)" in refusal()
+    assert "chalice delete" in refusal("--force")  # --force is about batches only
+    d.chalice("delete")
+    assert "1 unsent batch" in refusal()
 
     d.postbag("teardown", "--force")
     s3, iam, cw = d.client("s3"), d.client("iam"), d.client("cloudwatch")
