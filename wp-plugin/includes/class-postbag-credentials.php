@@ -16,7 +16,9 @@ if ( ! defined( 'ABSPATH' ) ) {
  * The secret and the token never show in var_dump(), print_r(), var_export(),
  * string conversion or serialize(): the secret lives in a closure (which
  * var_export() prints as an empty Closure), __debugInfo() and __toString()
- * leave it out, and serialising is refused.
+ * leave it out, and serialising is refused. (Reflection or an (array) cast
+ * can still reach it: this guards against accidents, not against code that
+ * runs in the same process on purpose.)
  */
 final class Postbag_Credentials {
 

@@ -28,3 +28,102 @@ final class Postbag_S3_Test_Needs {
 		$test->markTestSkipped( $reason . ' (a failure when CI=true)' );
 	}
 }
+
+/**
+ * fake-aws-router.php under `php -S` on 127.0.0.1, started by a test and
+ * stopped by its PID.
+ */
+final class Postbag_S3_Test_Fake_Aws {
+
+	/** @var string e.g. http://127.0.0.1:40123 */
+	public $endpoint;
+
+	/** @var Postbag_Test_Process|null */
+	private $process;
+
+	/** @var string */
+	private $state_file;
+
+	/** @var string */
+	private $log_file;
+
+	/**
+	 * @param array<string, mixed> $state   What the fake answers, see fake-aws-router.php.
+	 * @param int                  $workers Requests served at once (PHP_CLI_SERVER_WORKERS).
+	 */
+	public function __construct( array $state, int $workers = 1 ) {
+		$this->state_file = (string) tempnam( sys_get_temp_dir(), 'postbag-fake-state-' );
+		$this->log_file   = (string) tempnam( sys_get_temp_dir(), 'postbag-fake-log-' );
+		$this->set_state( $state );
+
+		$probe = stream_socket_server( 'tcp://127.0.0.1:0' );
+		$port  = (int) substr( (string) strrchr( (string) stream_socket_get_name( $probe, false ), ':' ), 1 );
+		fclose( $probe );
+		$this->endpoint = "http://127.0.0.1:$port";
+
+		$env           = array_merge(
+			getenv(),
+			array(
+				'POSTBAG_FAKE_STATE'     => $this->state_file,
+				'POSTBAG_FAKE_LOG'       => $this->log_file,
+				'PHP_CLI_SERVER_WORKERS' => (string) $workers,
+			)
+		);
+		$this->process = new Postbag_Test_Process(
+			array( PHP_BINARY, '-S', "127.0.0.1:$port", __DIR__ . '/fake-aws-router.php' ),
+			'/dev/null',
+			$env
+		);
+		$deadline = microtime( true ) + 10;
+		while ( ! $this->answers( $port ) ) {
+			if ( microtime( true ) > $deadline || ! $this->process->is_running() ) {
+				$this->stop();
+				throw new RuntimeException( "php -S did not start on port $port" );
+			}
+			usleep( 20000 );
+		}
+	}
+
+	/**
+	 * @param array<string, mixed> $state What the fake answers from now on.
+	 */
+	public function set_state( array $state ): void {
+		file_put_contents( $this->state_file, json_encode( $state ) );
+	}
+
+	/**
+	 * Requests served so far, oldest first.
+	 *
+	 * @return array<int, array{method: string, path: string, headers: array<string, string>, start: float, end: float}>
+	 */
+	public function requests(): array {
+		$lines = array_filter( explode( "\n", (string) file_get_contents( $this->log_file ) ) );
+		return array_map(
+			static function ( string $line ): array {
+				return json_decode( $line, true );
+			},
+			array_values( $lines )
+		);
+	}
+
+	public function stop(): void {
+		if ( null !== $this->process ) {
+			$this->process->stop();
+			$this->process = null;
+		}
+		foreach ( array( $this->state_file, $this->log_file ) as $file ) {
+			if ( is_file( $file ) ) {
+				unlink( $file );
+			}
+		}
+	}
+
+	private function answers( int $port ): bool {
+		$socket = @fsockopen( '127.0.0.1', $port, $errno, $errstr, 0.2 ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- refused until it listens.
+		if ( false === $socket ) {
+			return false;
+		}
+		fclose( $socket );
+		return true;
+	}
+}
