@@ -152,7 +152,49 @@ final class Postbag_Interceptor {
 	 * @throws Postbag_Mail_Exception When the mail cannot be queued.
 	 */
 	private function enqueue( array $draft, array $atts ): void {
-		$headers = $draft['headers'];
+		$sender = $this->sender( $draft['headers'] );
+		$to     = self::valid_mailboxes( $draft['to'] );
+		$meta   = self::meta( $sender, $draft['headers'], count( $to ) );
+
+		/**
+		 * Filters the meta a queued mail shares with its batch, e.g. to add an SES
+		 * `configuration_set` or message `tags` (see docs/batch-format.md).
+		 *
+		 * @param array $meta Batch meta.
+		 * @param array $atts wp_mail() arguments as passed.
+		 */
+		$meta = apply_filters( 'postbag_batch_meta', $meta, $atts );
+
+		$message = (string) ( $atts['message'] ?? '' );
+		$mail    = array(
+			'id'      => wp_generate_uuid4(),
+			'to'      => $to,
+			'subject' => $draft['subject'],
+			( 'text/html' === $sender['content_type'] ? 'html' : 'text' ) => $message,
+		);
+		if ( 0 !== strcasecmp( $sender['charset'], 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
+			$mail = self::to_utf8( $mail, $sender['charset'] );
+			$meta = self::to_utf8( $meta, $sender['charset'] );
+		}
+		$attachments = $this->attachments->read( $atts['attachments'] ?? array() );
+		if ( $attachments['entries'] ) {
+			$mail['attachments'] = $attachments['entries'];
+		}
+		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
+		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
+			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
+		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes );
+	}
+
+	/**
+	 * From, content type and charset as core would send them: headers first,
+	 * then core's defaults, then its filters.
+	 *
+	 * @param array $headers Parsed headers.
+	 * @return array{from_email: string, from_name: string, content_type: string, charset: string}
+	 * @throws Postbag_Mail_Exception For a From with a line break or an invalid address, or a multipart mail.
+	 */
+	private function sender( array $headers ): array {
 		/** This filter is documented in wp-includes/pluggable.php */
 		$from_email = (string) apply_filters( 'wp_mail_from', $headers['from_email'] ?? $this->default_from() );
 		/** This filter is documented in wp-includes/pluggable.php */
@@ -171,26 +213,35 @@ final class Postbag_Interceptor {
 			throw new Postbag_Mail_Exception( 'postbag_unsupported_content_type', sprintf( 'Postbag queues text/plain or text/html mail, not %s; send this mail without the non-priority marker.', $content_type ) );
 		}
 		if ( ! preg_match( '/^[A-Za-z0-9._:-]{1,40}$/', $charset ) ) {
-			$charset = 'UTF-8';
+			$charset = 'UTF-8'; // What the batch file is written in anyway.
 		}
+		return compact( 'from_email', 'from_name', 'content_type', 'charset' );
+	}
 
-		$to    = self::valid_mailboxes( $draft['to'] );
+	/**
+	 * The meta shared with the batch: sender, Cc/Bcc/Reply-To, custom headers.
+	 *
+	 * @param array $sender  See sender().
+	 * @param array $headers Parsed headers.
+	 * @param int   $to      Valid To recipients.
+	 * @throws Postbag_Mail_Exception Without a To recipient, with too many recipients or too long a header.
+	 */
+	private static function meta( array $sender, array $headers, int $to ): array {
 		$lists = array(
 			'reply_to' => self::valid_mailboxes( $headers['reply_to'] ),
 			'cc'       => self::valid_mailboxes( $headers['cc'] ),
 			'bcc'      => self::valid_mailboxes( $headers['bcc'] ),
 		);
-		if ( ! $to ) {
+		if ( 0 === $to ) {
 			throw new Postbag_Mail_Exception( 'postbag_no_recipient', 'You must provide at least one To recipient besides the non-priority marker.' );
 		}
-		if ( count( $to ) + count( $lists['cc'] ) + count( $lists['bcc'] ) > self::MAX_RECIPIENTS ) {
+		if ( $to + count( $lists['cc'] ) + count( $lists['bcc'] ) > self::MAX_RECIPIENTS ) {
 			throw new Postbag_Mail_Exception( 'postbag_too_many_recipients', sprintf( 'A queued mail may have at most %d recipients (To, Cc and Bcc together).', self::MAX_RECIPIENTS ) );
 		}
-
 		$meta = array(
-			'from'         => Postbag_Header_Parser::format_mailbox( $from_name, $from_email ),
-			'content_type' => $content_type,
-			'charset'      => $charset,
+			'from'         => Postbag_Header_Parser::format_mailbox( $sender['from_name'], $sender['from_email'] ),
+			'content_type' => $sender['content_type'],
+			'charset'      => $sender['charset'],
 		) + array_filter( $lists );
 		foreach ( $headers['headers'] as $name => $value ) {
 			if ( strlen( $value ) > 998 ) {
@@ -201,35 +252,7 @@ final class Postbag_Interceptor {
 				'value' => $value,
 			);
 		}
-
-		/**
-		 * Filters the meta a queued mail shares with its batch, e.g. to add an SES
-		 * `configuration_set` or message `tags` (see docs/batch-format.md).
-		 *
-		 * @param array $meta Batch meta.
-		 * @param array $atts wp_mail() arguments as passed.
-		 */
-		$meta = apply_filters( 'postbag_batch_meta', $meta, $atts );
-
-		$message = (string) ( $atts['message'] ?? '' );
-		$mail    = array(
-			'id'      => wp_generate_uuid4(),
-			'to'      => $to,
-			'subject' => $draft['subject'],
-			( 'text/html' === $content_type ? 'html' : 'text' ) => $message,
-		);
-		if ( 0 !== strcasecmp( $charset, 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
-			$mail = self::to_utf8( $mail, $charset );
-			$meta = self::to_utf8( $meta, $charset );
-		}
-		$attachments = $this->attachments->read( $atts['attachments'] ?? array() );
-		if ( $attachments['entries'] ) {
-			$mail['attachments'] = $attachments['entries'];
-		}
-		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
-		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
-			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
-		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes );
+		return $meta;
 	}
 
 	/**
