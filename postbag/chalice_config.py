@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import Settings
+from postbag.aws import CommandError
 from postbag.stack import HANDLER, Stack
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / "chalice_app"
@@ -31,7 +32,13 @@ def policy_path(chalice_dir: Path, stage: str) -> Path:
 
 
 def load(chalice_dir: Path) -> Config:
-    return json.loads(config_path(chalice_dir).read_text())
+    path = config_path(chalice_dir)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CommandError(f"no Chalice project at {chalice_dir} ({path} is missing)") from exc
+    except ValueError as exc:
+        raise CommandError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def write_json(path: Path, data: Any) -> bool:

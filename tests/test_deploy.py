@@ -57,10 +57,11 @@ class Deployed:
     def function(self) -> str:
         return f"postbag-{self.stage}-on_batch_uploaded"
 
-    def postbag(self, *argv: str, check: bool = True):
+    def postbag(self, command: str, *argv: str, check: bool = True):
+        # The stage's defaults first, so that ``argv`` may override them.
         return self.shell.run(
-            "postbag", *argv, "--stage", self.stage, "--chalice-dir", str(self.app_dir),
-            check=check,
+            "postbag", command, "--stage", self.stage, "--chalice-dir", str(self.app_dir),
+            *argv, check=check,
         )
 
     def chalice(self, *argv: str, check: bool = True):
@@ -483,8 +484,9 @@ def test_help_names_every_command(aws, tmp_path):
         (["provision", "--region", REGION, "--bucket", "postbag-refused-mail"],
          "--sender-identity"),
         (["wire", "--region", REGION, "--bucket", "postbag-refused-mail"], "chalice deploy"),
+        (["status", "--region", REGION, "--chalice-dir", "/nonexistent"], "no Chalice project"),
     ],
-    ids=["no-bucket", "no-sender-identity", "wire-before-deploy"],
+    ids=["no-bucket", "no-sender-identity", "wire-before-deploy", "no-chalice-project"],
 )
 def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, message):
     d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
