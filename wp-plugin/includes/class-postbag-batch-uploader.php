@@ -91,8 +91,7 @@ final class Postbag_Batch_Uploader {
 		return '';
 	}
 
-	/** @return object */
-	private function client() {
+	private function client(): object {
 		if ( null === $this->client ) {
 			$this->client = ( $this->client_factory )();
 		}

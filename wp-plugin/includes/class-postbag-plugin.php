@@ -50,7 +50,7 @@ final class Postbag_Plugin {
 	 * @param callable|null        $clock     Returns the Unix time; default time().
 	 * @param Postbag_Spool|null   $spool     Default: POSTBAG_SPOOL_DIR or Postbag_Spool::default_dir().
 	 */
-	public function __construct( ?Postbag_Config $config = null, $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null ) {
+	public function __construct( ?Postbag_Config $config = null, ?object $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null ) {
 		$this->config = $config ?? Postbag_Config::from_constants();
 		$clock        = $clock ?? 'time';
 		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ), $this->config->prefix() );
