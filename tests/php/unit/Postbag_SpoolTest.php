@@ -299,4 +299,38 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 1, $this->plugin->retry_spool()['uploaded'] );
 		$this->assertSame( array(), $this->plugin->spool()->states() );
 	}
+
+	public function test_a_partial_fallback_keeps_only_the_unsent_mails(): void {
+		$this->use_settings( array( 'inline_attachment_max_bytes' => 4 ) );
+		$this->s3->fail_pattern = '/./';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'One', 'Body', '', array( $this->temp_file( 'one.txt', 'first file' ) ) );
+		wp_mail( array( 'b@example.net', self::MARKER ), 'Two', 'Body', '', array( $this->temp_file( 'two.txt', 'second file' ) ) );
+		$id = (string) array_keys( $this->plugin->flush() )[0];
+		add_filter(
+			'postbag_sync_fallback_after',
+			static function (): int {
+				return 1;
+			}
+		);
+		// Core refuses the second mail (another plugin's filter stands in for a failing mailer).
+		add_filter(
+			'pre_wp_mail',
+			static function ( $result, array $atts ) {
+				return 'Two' === $atts['subject'] ? false : $result;
+			},
+			5,
+			2
+		);
+		$this->now += 60;
+
+		$this->assertSame( 1, $this->plugin->retry_spool( true )['sent'] );
+
+		$this->assertSame( array( 'One' ), array_column( Postbag_Test_Mailer::current()->sent, 'subject' ) );
+		$left = $this->plugin->spool()->load( $id );
+		$this->assertSame( array( 'Two' ), array_column( $left->payload()['emails'], 'subject' ) );
+		$this->assertSame( array( 'second file' ), array_values( $left->attachments ), 'Only the unsent mail\'s attachment is kept.' );
+		$state = $this->plugin->spool()->states()[ $id ];
+		$this->assertSame( 1, $state['mails'] );
+		$this->assertStringContainsString( 'sending through wp_mail() failed too', $state['last_error'] );
+	}
 }
