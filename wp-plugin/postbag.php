@@ -1,7 +1,6 @@
 <?php
 /**
  * Plugin Name:       Postbag
- * Plugin URI:        https://github.com/postbag/postbag
  * Description:       Sends non-priority mail without making anyone wait: queued during the request, uploaded to S3 after the response, sent by Amazon SES.
  * Version:           0.1.0
  * Requires at least: 6.1
