@@ -62,7 +62,7 @@ if ( 'GET' === $postbag_fake_method && '/ecs/credentials' === $postbag_fake_path
 	} else {
 		postbag_fake_answer( 404, '' );
 	}
-} elseif ( 'PUT' === $postbag_fake_method && 0 === strpos( $postbag_fake_path, '/s3/' ) ) {
+} elseif ( 'PUT' === $postbag_fake_method && 0 === strpos( $postbag_fake_path, '/fake-s3/' ) ) {
 	file_get_contents( 'php://input' );
 	usleep( 1000 * (int) ( $postbag_fake_state['s3_delay_ms'] ?? 0 ) );
 	postbag_fake_answer( 200, '' );

@@ -108,6 +108,10 @@ final class Postbag_S3_Test_Fake_Aws {
 
 	public function stop(): void {
 		if ( null !== $this->process ) {
+			// php -S leaves its forked workers running when the master gets SIGTERM.
+			foreach ( self::children( $this->process->pid ) as $worker ) {
+				posix_kill( $worker, SIGTERM );
+			}
 			$this->process->stop();
 			$this->process = null;
 		}
@@ -116,6 +120,25 @@ final class Postbag_S3_Test_Fake_Aws {
 				unlink( $file );
 			}
 		}
+	}
+
+	/**
+	 * PIDs of a process's children, from /proc.
+	 *
+	 * @param int $parent Parent PID.
+	 * @return int[]
+	 */
+	private static function children( int $parent ): array {
+		$children = array();
+		foreach ( (array) glob( '/proc/[0-9]*/stat' ) as $stat ) {
+			$line = @file_get_contents( $stat ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- processes come and go.
+			// "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+			$fields = false === $line ? array() : explode( ' ', substr( $line, (int) strrpos( $line, ')' ) + 2 ) );
+			if ( isset( $fields[1] ) && (int) $fields[1] === $parent ) {
+				$children[] = (int) basename( dirname( $stat ) );
+			}
+		}
+		return $children;
 	}
 
 	private function answers( int $port ): bool {
