@@ -18,7 +18,6 @@ in, and the outcome (ran now, replayed, held elsewhere) matters to the caller.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,8 +36,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from chalicelib.config import Settings
 from chalicelib.errors import TransientError
-
-logger = logging.getLogger(__name__)
+from chalicelib.observe import logger
 
 # Longer than anything that can replay a batch: Lambda's asynchronous retries
 # (up to 6 hours), a plugin re-upload, an operator looking at failures over a weekend.
