@@ -7,6 +7,7 @@ import time
 
 import boto3
 import pytest
+from fakes import client_error
 from moto import mock_aws
 
 from chalicelib.config import Settings
@@ -188,3 +189,25 @@ def test_at_most_two_writes_per_new_mail_and_one_per_replay(dynamodb):
     calls.clear()
     ledger.once("b1:m1:0", sent("ses-2"))
     assert calls == ["PutItem"]  # the failed condition returns the old record: no read
+
+
+class UpdatesFail:
+    """A DynamoDB client whose UpdateItem (the completion) fails: DynamoDB went away mid-send."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def update_item(self, **_):
+        raise client_error("InternalServerError", "DynamoDB is having a bad day", "UpdateItem")
+
+
+def test_a_completion_lost_after_sending_keeps_the_message_id_and_the_claim(dynamodb):
+    ledger = new_ledger(dynamodb_client=UpdatesFail(boto3.client("dynamodb")))
+    entry = ledger.once("b1:m1:0", sent("ses-1"))
+    assert entry.state == DONE and entry.result == Result(message_id="ses-1")
+    again = sent("ses-2")
+    assert new_ledger().once("b1:m1:0", again).state == IN_PROGRESS  # not resent meanwhile
+    assert again.calls == []
