@@ -109,6 +109,35 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 		$this->assertSame( array(), $this->plugin->spool()->states() );
 	}
 
+	public function test_a_request_configured_in_wp_config_uploads_its_mail_at_shutdown(): void {
+		$constants = array(
+			'POSTBAG_BUCKET'                => $this->bucket,
+			'POSTBAG_REGION'                => Postbag_Test_Local_Aws::REGION,
+			'POSTBAG_ENDPOINT'              => self::$aws->endpoint,
+			'POSTBAG_PATH_STYLE'            => true,
+			'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
+			'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
+			'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
+		);
+		$request   = new Postbag_Test_Process(
+			array( PHP_BINARY, __DIR__ . '/requests/send-marked-mail.php', Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ), json_encode( $constants ), 'reader@example.net' ),
+			Postbag_Test_WordPress::$sandbox->path( 'request.log' ),
+			array( 'PATH' => (string) getenv( 'PATH' ) ), // No AWS_* variables: the constants must do.
+			true
+		);
+		$answer    = $request->read_line( 30 );
+		$status    = $request->wait( 30 );
+
+		$this->assertSame( '{"queued":true}', $answer, 'wp_mail() returned true, with nothing printed by notices' );
+		$this->assertSame( 0, $status, (string) file_get_contents( Postbag_Test_WordPress::$sandbox->path( 'request.log' ) ) );
+		$batches = self::batches( $this->objects() );
+		$this->assertCount( 1, $batches, 'uploaded on shutdown' );
+		$mail = reset( $batches )['emails'][0];
+		$this->assertSame( array( 'reader@example.net' ), $mail['to'] );
+		$this->assertSame( 'Sent from a real request', $mail['subject'] );
+		$this->assertSame( array(), glob( $this->spool_dir . '/*.batch' ) ?: array() );
+	}
+
 	public function test_many_marked_mails_are_chunked_into_batches_uploaded_together(): void {
 		$subjects = array();
 		for ( $i = 1; $i <= 30; $i++ ) {
