@@ -38,7 +38,10 @@ def put_object(case):
         region_name=case["region"],
     )
     config = Config(
-        s3={"addressing_style": "path" if case["path_style"] else "virtual", "us_east_1_regional_endpoint": "regional"},
+        s3={
+            "addressing_style": "path" if case["path_style"] else "virtual",
+            "us_east_1_regional_endpoint": "regional",
+        },
         # Flexible checksums add x-amz-checksum-* headers our client doesn't send.
         request_checksum_calculation="when_required",
         retries={"max_attempts": 1},
@@ -57,14 +60,17 @@ def put_object(case):
     try:
         client.put_object(**params)
     except Caught as caught:
-        headers = {name: value.decode() if isinstance(value, bytes) else value for name, value in caught.request.headers.items()}
+        headers = {
+            name: value.decode() if isinstance(value, bytes) else value
+            for name, value in caught.request.headers.items()
+        }
         return {"url": caught.request.url, "headers": headers}
     raise SystemExit("put_object was not caught before sending")
 
 
 def main():
     spec = json.load(sys.stdin)
-    now = datetime.datetime.fromtimestamp(spec["time"], datetime.timezone.utc).replace(tzinfo=None)
+    now = datetime.datetime.fromtimestamp(spec["time"], datetime.UTC).replace(tzinfo=None)
     botocore.auth.get_current_datetime = lambda *args, **kwargs: now
     print(json.dumps({case["name"]: put_object(case) for case in spec["cases"]}))
 

@@ -37,7 +37,11 @@ def iam_user(endpoint: str, bucket: str) -> dict:
     urllib.request.urlopen(request, timeout=10).close()
 
     iam = boto3.client(
-        "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="unsigned", aws_secret_access_key="unsigned"
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="unsigned",
+        aws_secret_access_key="unsigned",
     )
     iam.create_user(UserName=USER)
     iam.put_user_policy(UserName=USER, PolicyName="s3", PolicyDocument=json.dumps(POLICY))
