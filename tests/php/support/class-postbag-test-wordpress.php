@@ -27,16 +27,16 @@ final class Postbag_Test_WordPress {
 	public static $plugin_problem = '';
 
 	/**
-	 * Starts everything and loads WordPress into the global scope. Call once,
-	 * from file scope of a script (WordPress expects its globals there).
+	 * Starts MariaDB, writes wp-config.php and installs WordPress. The caller
+	 * then requires the returned config and wp-settings.php from global scope,
+	 * where WordPress expects its globals (see boot.php), and calls loaded().
 	 *
-	 * @return string Path of the generated wp-config.php, to `require` from global scope.
+	 * @return string Path of the generated wp-config.php.
 	 */
 	public static function prepare(): string {
 		self::exit_on_signals();
 		self::$sandbox = new Postbag_Test_Sandbox();
-		// Registered first, so it runs after WordPress's own shutdown hook
-		// (see cleanup()): the plugin may still flush or spool then.
+		// Before anything starts, so a failing step below still cleans up.
 		register_shutdown_function( array( __CLASS__, 'cleanup' ) );
 
 		self::$database = new Postbag_Test_MariaDB( self::$sandbox );
