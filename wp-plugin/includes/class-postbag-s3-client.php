@@ -115,6 +115,9 @@ final class Postbag_S3_Client {
 		if ( '' === $content_type || false !== strpbrk( $content_type, "\r\n" ) ) {
 			throw new InvalidArgumentException( 'Invalid content type.' );
 		}
+		if ( ! $bodies ) {
+			return array();
+		}
 		try {
 			$credentials = $this->credentials->get();
 		} catch ( Postbag_Credentials_Exception $e ) {

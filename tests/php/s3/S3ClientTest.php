@@ -118,6 +118,26 @@ final class Postbag_S3ClientTest extends TestCase {
 		$this->client()->put_object( 'k', '{}', "application/json\r\nX-Injected: 1" );
 	}
 
+	public function test_nothing_to_upload_asks_for_no_credentials(): void {
+		$asked  = 0;
+		$client = new Postbag_S3_Client(
+			array(
+				'bucket' => 'postbag-bucket',
+				'region' => 'eu-west-1',
+			),
+			new Postbag_Credential_Chain(
+				array(
+					'counted' => static function () use ( &$asked ): Postbag_Credentials {
+						++$asked;
+						return new Postbag_Credentials( 'AKIA', 'secret' );
+					},
+				)
+			)
+		);
+		$this->assertSame( array(), $client->put_objects( array() ) );
+		$this->assertSame( 0, $asked );
+	}
+
 	public function test_closed_port_gives_failed_results(): void {
 		$client  = $this->client( array( 'endpoint' => 'http://127.0.0.1:' . self::closed_port() ) );
 		$results = $client->put_objects(
