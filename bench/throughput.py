@@ -22,7 +22,6 @@ calls and writes per mail (target at most 2 writes), this process's CPU.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
@@ -40,7 +39,7 @@ from moto import mock_aws  # noqa: E402
 from sending import jobs, mail_ids  # noqa: E402
 
 from chalicelib.config import Settings  # noqa: E402
-from chalicelib.dispatch import Dispatcher  # noqa: E402
+from chalicelib.dispatch import Dispatcher, pool_size  # noqa: E402
 from chalicelib.ledger import DONE, REPLAYED, Entry, Ledger, Result, create_table  # noqa: E402
 from chalicelib.observe import logger  # noqa: E402
 from chalicelib.ratelimit import RateLimiter  # noqa: E402
@@ -51,11 +50,6 @@ RATES = (14, 100, 500)
 SES_LATENCY = 0.050
 LEDGER_LATENCY = 0.005  # a typical DynamoDB write, for the in-memory ledger
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
-
-
-def pool_size(rate: float) -> int:
-    """Enough sends in flight to keep the rate up while each waits on SES and the ledger."""
-    return max(4, math.ceil(rate * (SES_LATENCY + 0.03) * 2))
 
 
 class MemoryLedger:
@@ -102,7 +96,7 @@ def moto_ledger(rate: int, endpoint: str) -> tuple[Ledger, Counter[str]]:
 def run_rate(rate: int, seconds: float, ledger, calls: Counter[str]) -> dict[str, float]:
     ses = FakeSes(latency=SES_LATENCY)
     count = int(rate * seconds)
-    dispatcher = Dispatcher(ledger, RateLimiter(rate), RetryPolicy(), workers=pool_size(rate))
+    dispatcher = Dispatcher(ledger, RateLimiter(rate), RetryPolicy(), workers=pool_size(rate, 4))
     deadline = time.monotonic() + 900
 
     def remaining_ms() -> int:
@@ -116,7 +110,7 @@ def run_rate(rate: int, seconds: float, ledger, calls: Counter[str]) -> dict[str
     achieved = (len(times) - 1) / (times[-1] - times[0])
     return {
         "rate": rate,
-        "workers": pool_size(rate),
+        "workers": pool_size(rate, 4),
         "mails": count,
         "sent": sum(o.status == "sent" for o in outcomes),
         "achieved": achieved,

@@ -15,7 +15,7 @@ from moto import mock_aws
 from sending import Invocation, dispatcher, jobs, mail_ids
 
 from chalicelib.config import Settings
-from chalicelib.dispatch import DEADLINE_REASON, Dispatcher, Job
+from chalicelib.dispatch import DEADLINE_REASON, Dispatcher, Job, pool_size
 from chalicelib.ledger import Ledger, Result, create_table
 from chalicelib.observe import SendMetrics, metrics
 from chalicelib.ratelimit import RateLimiter
@@ -210,3 +210,8 @@ def test_metrics_are_emitted_as_emf(ledger, clock, capsys):
 
 def test_no_jobs_no_work(ledger, clock):
     assert run(dispatcher(ledger, clock), [], clock) == []
+
+
+@pytest.mark.parametrize(("rate", "workers"), [(1, 8), (14, 8), (100, 16), (500, 80)])
+def test_the_pool_grows_with_the_rate(rate, workers):
+    assert pool_size(rate, minimum=8) == workers

@@ -16,6 +16,7 @@ retry policy. What happened becomes one ``Outcome`` per job, in job order:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -44,8 +45,17 @@ IN_PROGRESS_ELSEWHERE = "in_progress"
 UNSENT = "unsent"
 RETRY_LATER = "retry_later"
 
+# A mail spends about this long in flight (claim, SES's answer, completion),
+# doubled for slack: how many must be in flight at once to keep a rate up.
+IN_FLIGHT_SECONDS = 0.16
+
 DEADLINE_REASON = "stopped before the Lambda deadline"
 HELD_REASON = "claimed by another invocation"
+
+
+def pool_size(rate: float, minimum: int) -> int:
+    """Workers enough for ``rate`` mails/s when each send takes tens of milliseconds."""
+    return max(minimum, math.ceil(rate * IN_FLIGHT_SECONDS))
 
 
 @dataclass(frozen=True)
