@@ -46,6 +46,12 @@ def test_original_layout_is_read_unchanged(settings):
     assert again.batch_id == batch.batch_id, "ids come from the bytes, so a re-upload dedupes"
 
 
+def test_a_mail_to_a_bcc_list_needs_no_to(settings):
+    batch = parse("batches/bcc-only.json", settings)
+    assert batch.mails[0].to == ()
+    assert len(batch.meta.bcc) == 3
+
+
 def test_idn_domain_is_encoded(settings):
     data = fixture_bytes("batches/plain.json").replace(
         b"zoe@example.net", "zoe@bücher.example".encode()
@@ -106,6 +112,7 @@ BAD_MAILS = [
     ("mail-attachment-not-base64", "emails[1].attachments[0].content_base64", "not base64"),
     ("mail-attachment-outside-prefix", "emails[1].attachments[0].s3_key", "queue/attachments/"),
     ("mail-duplicate-id", "emails[1].id", "duplicate mail id"),
+    ("mail-no-recipient", "emails[1].to", "no recipient in to, cc or bcc"),
 ]
 
 

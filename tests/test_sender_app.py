@@ -177,6 +177,14 @@ def test_attachment_over_the_ses_limit_fails_that_mail_only(aws):
     assert mail["status"] == "failed" and "over SES's limit" in mail["reason"]
 
 
+def test_a_mail_to_a_bcc_list_goes_to_every_bcc_address(aws):
+    deliver(upload(aws, "batches/bcc-only.json"))
+    (message,) = sent()
+    assert message.destinations == {
+        "BccAddresses": ["ivan@example.net", "judy@example.net", "ken@example.net"]
+    }
+
+
 def test_every_record_of_an_event_is_processed(aws):
     deliver(upload(aws, "batches/plain.json"), upload(aws, "batches/legacy-layout.json"))
     assert len(sent()) == 4

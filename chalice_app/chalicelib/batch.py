@@ -283,7 +283,10 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta, settings: Settings) -> M
         message = exc.message.removeprefix("data.")
         raise BatchFormatError(field_name, batch, message, mail_ref) from exc
     to = _addresses(raw["to"], where + ".to", batch, mail_id)
-    if len(to) + len(meta.cc) + len(meta.bcc) > SES_MAX_RECIPIENTS:
+    recipients = len(to) + len(meta.cc) + len(meta.bcc)
+    if not recipients:
+        raise BatchFormatError(where + ".to", batch, "no recipient in to, cc or bcc", mail_id)
+    if recipients > SES_MAX_RECIPIENTS:
         raise BatchFormatError(
             where + ".to",
             batch,

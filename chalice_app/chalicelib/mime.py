@@ -97,7 +97,8 @@ def build_message(
     """The mail as an ``EmailMessage``; Bcc stays out of it (SES gets Bcc as destinations)."""
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _header_addresses([meta.sender])
-    message["To"] = _header_addresses(mail.to)
+    if mail.to:
+        message["To"] = _header_addresses(mail.to)
     if meta.cc:
         message["Cc"] = _header_addresses(meta.cc)
     if meta.reply_to:

@@ -80,7 +80,9 @@ class SesSender:
             body["Text"] = {"Data": text, "Charset": "UTF-8"}
         if mail.html is not None:
             body["Html"] = {"Data": mail.html, "Charset": "UTF-8"}
-        destination = {"ToAddresses": _mailboxes(mail.to)}
+        destination = {}
+        if mail.to:
+            destination["ToAddresses"] = _mailboxes(mail.to)
         if meta.cc:
             destination["CcAddresses"] = _mailboxes(meta.cc)
         if meta.bcc:

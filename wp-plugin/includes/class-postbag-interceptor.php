@@ -224,7 +224,7 @@ final class Postbag_Interceptor {
 	 * @param array $sender  See sender().
 	 * @param array $headers Parsed headers.
 	 * @param int   $to      Valid To recipients.
-	 * @throws Postbag_Mail_Exception Without a To recipient, with too many recipients or too long a header.
+	 * @throws Postbag_Mail_Exception Without any recipient, with too many recipients or too long a header.
 	 */
 	private static function meta( array $sender, array $headers, int $to ): array {
 		$lists = array(
@@ -232,10 +232,12 @@ final class Postbag_Interceptor {
 			'cc'       => self::valid_mailboxes( $headers['cc'] ),
 			'bcc'      => self::valid_mailboxes( $headers['bcc'] ),
 		);
-		if ( 0 === $to ) {
-			throw new Postbag_Mail_Exception( 'postbag_no_recipient', 'You must provide at least one To recipient besides the non-priority marker.' );
+		$recipients = $to + count( $lists['cc'] ) + count( $lists['bcc'] );
+		// A mail to a Bcc list (only the marker in To) is fine; a mail to nobody is not.
+		if ( 0 === $recipients ) {
+			throw new Postbag_Mail_Exception( 'postbag_no_recipient', 'You must provide at least one recipient (To, Cc or Bcc) besides the non-priority marker.' );
 		}
-		if ( $to + count( $lists['cc'] ) + count( $lists['bcc'] ) > self::MAX_RECIPIENTS ) {
+		if ( $recipients > self::MAX_RECIPIENTS ) {
 			throw new Postbag_Mail_Exception( 'postbag_too_many_recipients', sprintf( 'A queued mail may have at most %d recipients (To, Cc and Bcc together).', self::MAX_RECIPIENTS ) );
 		}
 		$meta = array(

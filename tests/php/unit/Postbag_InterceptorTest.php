@@ -98,8 +98,17 @@ final class Postbag_InterceptorTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 0, $this->plugin->queue()->count() );
 	}
 
-	public function test_only_the_marker_as_recipient_fails_like_core(): void {
-		$this->assertFalse( wp_mail( self::MARKER, 'Hi', 'Body', 'Bcc: list@example.org' ) );
+	public function test_the_marker_alone_in_to_sends_to_the_bcc_list(): void {
+		$this->assertTrue( wp_mail( self::MARKER, 'Hi', 'Body', 'Bcc: list@example.org, more@example.org' ) );
+
+		$this->assertCount( 0, $this->failures );
+		$batch = $this->flush_batches()[0];
+		$this->assertSame( array(), $batch['emails'][0]['to'] );
+		$this->assertSame( array( 'list@example.org', 'more@example.org' ), $batch['meta']['bcc'] );
+	}
+
+	public function test_a_mail_with_no_recipient_but_the_marker_fails(): void {
+		$this->assertFalse( wp_mail( self::MARKER, 'Hi', 'Body' ) );
 
 		$this->assertCount( 1, $this->failures );
 		$this->assertSame( 'wp_mail_failed', $this->failures[0]->get_error_code() );

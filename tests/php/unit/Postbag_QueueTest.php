@@ -34,7 +34,7 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_the_checker_accepts_the_fixtures_and_rejects_a_broken_batch(): void {
-		foreach ( array( 'plain', 'with-attachments' ) as $name ) {
+		foreach ( array( 'plain', 'with-attachments', 'bcc-only' ) as $name ) {
 			$this->assertSame( array(), self::schema()->errors( (string) file_get_contents( dirname( __DIR__, 3 ) . "/fixtures/batches/$name.json" ) ), $name );
 		}
 		$broken = json_encode(
