@@ -7,9 +7,10 @@
 
 /**
  * Batches the plugin wrote to moto's S3 go through the sender's own parser
- * and MIME builder (tests/php/contract/check_batch.py); the mail that comes
- * out must be the one WordPress was asked to send. One such batch is kept
- * in fixtures/batches/from-plugin.json for the Python tests.
+ * and MIME builder (check_batch.py), and through the whole Lambda handler
+ * under moto (deliver_batches.py); the mail that comes out must be the one
+ * WordPress was asked to send. One such batch is kept in
+ * fixtures/batches/from-plugin.json for the Python tests.
  */
 final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 
@@ -74,6 +75,60 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 			);
 			unset( $expected[ $mail['subject'] ] );
 		}
+	}
+
+	public function test_the_sender_lambda_sends_each_plugin_mail_once_even_when_the_event_comes_twice(): void {
+		$expected = $this->queue_fixture_mails();
+		$report   = random_bytes( 300 * 1024 );
+		$this->assertTrue( wp_mail( array( 'asa@example.net', self::MARKER ), 'Report', '<p>Attached.</p>', self::headers(), array( self::file( 'report.pdf', $report ) ) ) );
+		$expected['Report'] = array(
+			'to'          => array( 'asa@example.net' ),
+			'attachments' => array( array( 'report.pdf', 'application/pdf', $report ) ),
+		);
+		$outcome  = $this->plugin->flush();
+		$batch_id = (string) array_key_first( $outcome );
+		$this->assertSame( array( $batch_id => '' ), $outcome );
+		$objects  = $this->objects();
+		$mail_ids = array_column( self::batches( $objects )[ "queue/$batch_id.json" ]['emails'], 'id' );
+
+		$delivered = Postbag_Test_Python::run(
+			array( __DIR__ . '/deliver_batches.py' ),
+			array(),
+			json_encode(
+				array(
+					'objects' => array_map(
+						static function ( array $object ): string {
+							return base64_encode( $object['body'] );
+						},
+						$objects
+					),
+				),
+				JSON_THROW_ON_ERROR
+			)
+		);
+
+		$this->assertSame( 0, $delivered['sent_simple'], 'custom headers and attachments: SendRawEmail' );
+		$subjects = array_column( $delivered['sent'], 'subject' );
+		sort( $subjects );
+		$want = array_keys( $expected );
+		sort( $want );
+		$this->assertSame( $want, $subjects, 'SES got each mail once, though the event came twice' );
+		foreach ( $delivered['sent'] as $message ) {
+			$this->assertSame( $expected[ $message['subject'] ]['to'], $message['to'] );
+			$digests = array();
+			foreach ( $expected[ $message['subject'] ]['attachments'] as $file ) {
+				$digests[ $file[0] ] = hash( 'sha256', $file[2] );
+			}
+			$this->assertSame( $digests, $message['attachments'], 'attachments, the one read from the bucket included' );
+		}
+
+		list( $first, $replay ) = $delivered['receipts'];
+		$receipt                = $first[ "receipts/$batch_id.json" ] ?? array();
+		$this->assertSame( $mail_ids, array_column( $receipt['mails'] ?? array(), 'mail_id' ), 'the receipt names the ids the plugin minted' );
+		$this->assertSame( array( 'sent' ), array_values( array_unique( array_column( $receipt['mails'], 'status' ) ) ) );
+		$again = $replay[ "receipts/$batch_id.json" ]['mails'];
+		$this->assertSame( array( 'duplicate' ), array_values( array_unique( array_column( $again, 'status' ) ) ) );
+		$this->assertSame( array_column( $receipt['mails'], 'message_id' ), array_column( $again, 'message_id' ) );
 	}
 
 	public function test_committed_fixture_is_what_the_plugin_writes_today(): void {

@@ -1,0 +1,113 @@
+"""Plugin batches through the whole sender: the Lambda handler under moto, in process.
+
+Reads JSON on stdin, {"objects": {s3 key: base64 bytes}} (batch files and
+large attachments, as the plugin uploaded them), puts them in a bucket, and
+delivers each batch's object-created event to ``on_batch_uploaded`` twice
+(Lambda retries and S3 may deliver an event again). Prints what SES was given
+(each raw message's recipients, subject and attachment digests) and the
+receipts the sender had written after each round.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+from email import policy
+from email.parser import BytesParser
+from email.utils import getaddresses
+from urllib.parse import quote_plus
+
+# The sender reads its settings when app.py is imported; the same safe
+# defaults as tests/conftest.py, and never a real endpoint or account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POSTBAG_BUCKET": "postbag-contract",
+        "POSTBAG_ALLOWED_SENDERS": "example.org",
+        "POSTBAG_MAX_SEND_RATE": "1000",
+        # chalice.test.Client gives the handler a 3-second Lambda context.
+        "POSTBAG_DEADLINE_MARGIN_MS": "1000",
+        "AWS_LAMBDA_FUNCTION_NAME": "postbag-contract-on_batch_uploaded",
+        "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
+        "POWERTOOLS_SERVICE_NAME": "postbag",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+# The sender's logger and metrics write to stdout, which is for our answer alone.
+ANSWER, sys.stdout = sys.stdout, sys.stderr
+
+import boto3  # noqa: E402
+from chalice.test import Client  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.ses.models import ses_backends  # noqa: E402
+
+import app  # noqa: E402
+from chalicelib.config import Settings  # noqa: E402
+from chalicelib.ledger import create_table  # noqa: E402
+
+BUCKET = os.environ["POSTBAG_BUCKET"]
+
+
+def _message(raw: str) -> dict:
+    message = BytesParser(policy=policy.default).parsebytes(raw.encode("ascii"))
+    return {
+        "to": [addr for _, addr in getaddresses(message.get_all("To", []))],
+        "subject": str(message["Subject"]),
+        "attachments": {
+            part.get_filename(): hashlib.sha256(part.get_payload(decode=True)).hexdigest()
+            for part in message.iter_attachments()
+        },
+    }
+
+
+def _receipts(s3, prefix: str) -> dict:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {
+        item["Key"]: json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+        for item in listing
+    }
+
+
+def deliver(objects: dict[str, bytes]) -> dict:
+    settings = Settings.from_env()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        boto3.client("ses").verify_domain_identity(Domain="example.org")
+        create_table(boto3.client("dynamodb"), settings.ledger_table)
+        app.stages.cache_clear()  # its clients must be made inside this mock
+        for key, body in objects.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        batches = [key for key in objects if key.endswith(".json")]
+        receipts = []
+        with Client(app.app) as client:
+            for _ in range(2):
+                for key in batches:
+                    event = client.events.generate_s3_event(BUCKET, quote_plus(key))
+                    client.lambda_.invoke("on_batch_uploaded", event)
+                receipts.append(_receipts(s3, settings.receipts_prefix))
+        sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+        return {
+            "sent": [_message(m.raw_data) for m in sent if getattr(m, "raw_data", None)],
+            "sent_simple": sum(1 for m in sent if not getattr(m, "raw_data", None)),
+            "receipts": receipts,
+        }
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    objects = {key: base64.b64decode(body) for key, body in request["objects"].items()}
+    json.dump(deliver(objects), ANSWER)
+
+
+if __name__ == "__main__":
+    main()
