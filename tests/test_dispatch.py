@@ -17,7 +17,7 @@ from sending import Invocation, dispatcher, jobs, mail_ids
 from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, Dispatcher, Job, pool_size
 from chalicelib.ledger import Ledger, Result, create_table
-from chalicelib.observe import SendMetrics, metrics
+from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.ratelimit import RateLimiter
 from chalicelib.retry import RetryPolicy
 
@@ -215,3 +215,17 @@ def test_no_jobs_no_work(ledger, clock):
 @pytest.mark.parametrize(("rate", "workers"), [(1, 8), (14, 8), (100, 16), (500, 80)])
 def test_the_pool_grows_with_the_rate(rate, workers):
     assert pool_size(rate, minimum=8) == workers
+
+
+def test_each_mail_is_logged_as_json_with_its_ids(ledger, clock, caplog):
+    ids = mail_ids(2)
+    ses = FakeSes(clock=clock, sleep=clock.sleep, reject=[f"{ids[1]}@example.net"])
+    run(dispatcher(ledger, clock), jobs(ses, ids, batch_id="logged"), clock)
+    # The JSON lines the Lambda prints, rendered by the logger's own formatter.
+    lines = [json.loads(logger.registered_formatter.format(r)) for r in caplog.records]
+    by_message = {(line["message"], line.get("mail_id")): line for line in lines}
+    sent_line = by_message[("mail sent", ids[0])]
+    assert sent_line["idempotency_key"] == f"logged:{ids[0]}:0"
+    assert sent_line["message_id"] == ses.accepted[0].message_id
+    assert sent_line["service"] == "postbag"
+    assert "MessageRejected" in by_message[("mail failed for good", ids[1])]["reason"]
