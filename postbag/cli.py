@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.errors import PostbagError
-from postbag import chalice_config
+from postbag import chalice_config, failure_queue
 from postbag.aws import Aws, CommandError
 from postbag.bucket import Retention
 from postbag.report import Report
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser("redrive", help="send failed mail again, once the cause is fixed")
     _common(redrive)
     redrive.add_argument("--batch", help="only this batch id (default: every failed batch)")
+    redrive.add_argument(
+        "--failed-invocations",
+        action="store_true",
+        help="instead, deliver again the events in the failure queue (invocations Lambda "
+        "gave up on after its retries)",
+    )
     teardown = commands.add_parser("teardown", help="remove what provision created")
     _common(teardown)
     teardown.add_argument(
@@ -179,7 +185,11 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
     # The sender logs JSON lines to stdout (Lambda's log stream); here stdout
     # carries the re-driven keys, so its log goes to stderr.
     logger.registered_handler.setStream(sys.stderr)
-    keys = redrive(aws.client("s3"), _stage_bucket(args), _settings(args), batch_id=args.batch)
+    if args.failed_invocations:
+        stack = _stack(args, aws)
+        keys = failure_queue.redrive_invocations(aws.client("sqs"), aws.client("lambda"), stack)
+    else:
+        keys = redrive(aws.client("s3"), _stage_bucket(args), _settings(args), batch_id=args.batch)
     for key in keys:
         print(key)
     print(f"re-driven: {len(keys)}", file=sys.stderr)

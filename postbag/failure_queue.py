@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -57,3 +59,46 @@ def delete_failure_queue(sqs: Any, stack: Stack, report: Report) -> None:
     if url:
         sqs.delete_queue(QueueUrl=url)
     report.add(f"SQS queue {stack.failure_queue}", DELETED if url else ABSENT)
+
+
+def _payload(body: str) -> dict[str, Any] | None:
+    """The original S3 event of a Lambda on-failure record, or None if it is not one."""
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return None
+    payload = record.get("requestPayload") if isinstance(record, dict) else None
+    return payload if isinstance(payload, dict) and "Records" in payload else None
+
+
+def redrive_invocations(sqs: Any, lambda_client: Any, stack: Stack) -> list[str]:
+    """Invoke the sender again with each event Lambda gave up on; returns their batch keys.
+
+    Safe to repeat: the ledger makes a second delivery of an event send
+    nothing twice. A message that is not an on-failure record stays in the
+    queue for a person to look at.
+    """
+    url = queue_url(sqs, stack)
+    keys: list[str] = []
+    while url:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            payload = _payload(message["Body"])
+            if payload is None:
+                print(
+                    f"left in the queue, not an on-failure record: {message['MessageId']}",
+                    file=sys.stderr,
+                )
+                continue
+            lambda_client.invoke(
+                FunctionName=stack.function_name,
+                InvocationType="Event",
+                Payload=json.dumps(payload).encode(),
+            )
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            keys += [r["s3"]["object"]["key"] for r in payload["Records"] if "s3" in r]
+    return keys
