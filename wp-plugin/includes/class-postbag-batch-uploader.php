@@ -85,7 +85,7 @@ final class Postbag_Batch_Uploader {
 				return sprintf( '%s: no upload result', $key );
 			}
 			if ( ! $result->ok ) {
-				return sprintf( '%s: %s', $key, trim( ( $result->status ? 'HTTP ' . $result->status . ' ' : '' ) . $result->error ) );
+				return sprintf( '%s: %s', $key, $result->error );
 			}
 		}
 		return '';

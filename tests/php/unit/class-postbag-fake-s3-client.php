@@ -44,7 +44,9 @@ final class Postbag_Fake_S3_Client {
 		$results       = array();
 		foreach ( $bodies as $key => $body ) {
 			if ( null !== $this->fail_pattern && preg_match( $this->fail_pattern, (string) $key ) ) {
-				$results[ $key ] = new Postbag_S3_Result( false, $this->fail_status, $this->fail_error );
+				// Worded like Postbag_S3_Client's errors: the status leads when there is one.
+				$error           = $this->fail_status ? sprintf( 'HTTP %d %s', $this->fail_status, $this->fail_error ) : $this->fail_error;
+				$results[ $key ] = new Postbag_S3_Result( false, $this->fail_status, $error );
 				continue;
 			}
 			$this->objects[ $key ] = array(
