@@ -24,10 +24,10 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	/** @var string A fresh bucket for each test. */
 	protected $bucket;
 
-	/** @var Postbag_Plugin */
+	/** @var Postbag_Plugin|null */
 	protected $plugin;
 
-	/** @var string */
+	/** @var string|null */
 	protected $spool_dir;
 
 	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */
@@ -39,7 +39,7 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	/** @var Postbag_Plugin|null */
 	private $previous;
 
-	/** @var array<string, WP_Hook> */
+	/** @var array<string, WP_Hook>|null */
 	private $hooks;
 
 	/** @var array<string, string|false> */
@@ -104,17 +104,21 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	}
 
 	protected function tearDown(): void {
-		// Nothing a test queued may be uploaded by the run's own shutdown.
-		$this->plugin->queue()->drain( time() );
-		$this->plugin->remove_hooks();
+		if ( null !== $this->plugin ) {
+			// Nothing a test queued may be uploaded by the run's own shutdown.
+			$this->plugin->queue()->drain( time() );
+			$this->plugin->remove_hooks();
+		}
 		if ( null !== $this->previous ) {
 			Postbag_Plugin::replace( $this->previous );
 		}
-		$GLOBALS['wp_filter'] = $this->hooks;
+		if ( null !== $this->hooks ) {
+			$GLOBALS['wp_filter'] = $this->hooks;
+		}
 		foreach ( $this->saved_env as $name => $value ) {
 			putenv( false === $value ? $name : "$name=$value" );
 		}
-		if ( is_dir( $this->spool_dir ) ) {
+		if ( null !== $this->spool_dir && is_dir( $this->spool_dir ) ) {
 			Postbag_Test_Sandbox::remove_tree( $this->spool_dir );
 		}
 		parent::tearDown();
