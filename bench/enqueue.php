@@ -45,7 +45,7 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 		)
 	);
 	// The upload part is measured separately below: this plugin never uploads.
-	$plugin = new Postbag_Plugin( $config, postbag_bench_s3_client( $config, 'postbag-bench', 1 ) );
+	$plugin = new Postbag_Plugin( $config, postbag_bench_s3_client( $config, 'postbag-bench', 1, $aws->endpoint ) );
 	Postbag_Plugin::replace( $plugin );
 	printf( "Postbag plugin bench: PHP %s, WordPress %s, best of %d rounds\n\n", PHP_VERSION, get_bloginfo( 'version' ), $rounds );
 
@@ -71,12 +71,47 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 	printf( "  Postbag total before upload                %6.1f µs/mail  (target: at most 50)\n\n", $us( max( 0.0, $enqueue - $core ) + $serialize ) );
 
 	$files = array_column( $batches, 'body', 'key' );
-	printf( "Upload of %d batch files to moto's S3 on 127.0.0.1 (Postbag_S3_Client: SigV4, SSE, curl_multi):\n", count( $files ) );
+	printf( "Upload of %d batch files (Postbag_S3_Client: SigV4, SSE, curl_multi) to moto's S3 on 127.0.0.1:\n", count( $files ) );
+	postbag_bench_uploads( $aws, $config, $files, $aws->endpoint, $concurrency, $rounds );
+	printf( "  (moto answers from one Python process: on loopback the server is the bottleneck)\n\n" );
+
+	// S3 answers after a network round trip; a proxy that holds each answer
+	// back by a typical one shows what uploading in parallel hides.
+	$delay_ms = 25;
+	$proxy    = new Postbag_Test_Process(
+		array( Postbag_Test_Python::binary(), __DIR__ . '/latency_proxy.py', (string) parse_url( $aws->endpoint, PHP_URL_PORT ), (string) $delay_ms ),
+		Postbag_Test_WordPress::$sandbox->path( 'latency-proxy.log' ),
+		null,
+		true
+	);
+	try {
+		$port = $proxy->read_line( 30 );
+		if ( null === $port || ! ctype_digit( $port ) ) {
+			throw new RuntimeException( 'The latency proxy did not start: ' . file_get_contents( Postbag_Test_WordPress::$sandbox->path( 'latency-proxy.log' ) ) );
+		}
+		printf( "The same through a proxy adding %d ms to every answer (a stand-in for the round trip to S3):\n", $delay_ms );
+		postbag_bench_uploads( $aws, $config, $files, 'http://127.0.0.1:' . $port, $concurrency, 1 );
+	} finally {
+		$proxy->stop();
+	}
+}
+
+/**
+ * Uploads `$files` one by one, then `$concurrency` at a time, into fresh buckets; prints the times.
+ *
+ * @param Postbag_Test_Local_Aws $aws         moto's server (buckets are made and counted there).
+ * @param Postbag_Config         $config      Plugin settings.
+ * @param array<string, string>  $files       Key => batch file.
+ * @param string                 $endpoint    Where the client uploads to.
+ * @param int                    $concurrency Parallel uploads.
+ * @param int                    $rounds      Repetitions; the best is shown.
+ */
+function postbag_bench_uploads( Postbag_Test_Local_Aws $aws, Postbag_Config $config, array $files, string $endpoint, int $concurrency, int $rounds ): void {
 	$best = array();
 	foreach ( array( 1, $concurrency ) as $n ) {
-		$bucket = 'postbag-bench-' . $n;
+		$bucket = 'postbag-bench-' . bin2hex( random_bytes( 4 ) );
 		$aws->s3( array( 'create-bucket', $bucket ) );
-		$client = postbag_bench_s3_client( $config, $bucket, $n );
+		$client = postbag_bench_s3_client( $config, $bucket, $n, $endpoint );
 		$client->put_object( 'warm-up.json', '{}' );
 		$best[ $n ] = INF;
 		$cpu        = INF;
@@ -92,7 +127,7 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 		$stored = $aws->s3( array( 'count', $bucket, 'queue/' ) )['count'];
 		printf( "  concurrency %2d  %6.2f s  %5.1f ms/file  PHP CPU %4.2f ms/file  (%d stored, %d uploads failed)\n", $n, $best[ $n ], $best[ $n ] / count( $files ) * 1e3, $cpu / count( $files ) * 1e3, $stored, $failed );
 	}
-	printf( "  in parallel: %.1fx faster than one by one (moto answers from one Python process)\n", $best[1] / $best[ $concurrency ] );
+	printf( "  in parallel: %.1fx the speed of one by one\n", $best[1] / $best[ $concurrency ] );
 }
 
 /**
@@ -128,14 +163,21 @@ function postbag_bench_enqueue( Postbag_Plugin $plugin, int $count, bool $core_o
 }
 
 /**
- * The plugin's S3 client for `$bucket` on the stand-in, `$concurrency` uploads at a time.
+ * The plugin's S3 client for `$bucket` at `$endpoint`, `$concurrency` uploads at a time.
  */
-function postbag_bench_s3_client( Postbag_Config $config, string $bucket, int $concurrency ): Postbag_S3_Client {
+function postbag_bench_s3_client( Postbag_Config $config, string $bucket, int $concurrency, string $endpoint ): Postbag_S3_Client {
 	$credentials = static function (): Postbag_Credentials {
 		return new Postbag_Credentials( Postbag_Test_Local_Aws::ACCESS_KEY_ID, Postbag_Test_Local_Aws::SECRET_ACCESS_KEY );
 	};
 	return new Postbag_S3_Client(
-		array_merge( $config->s3_options(), array( 'bucket' => $bucket, 'concurrency' => $concurrency ) ),
+		array_merge(
+			$config->s3_options(),
+			array(
+				'bucket'      => $bucket,
+				'concurrency' => $concurrency,
+				'endpoint'    => $endpoint,
+			)
+		),
 		new Postbag_Credential_Chain( array( 'bench' => $credentials ) )
 	);
 }
