@@ -24,21 +24,23 @@ final class Postbag_Test_Python {
 
 	/**
 	 * Our environment with the repository's packages importable
-	 * (`postbag`, and `chalicelib` the way pytest sees it).
+	 * (`postbag`, and `chalicelib` the way pytest sees it), and no AWS
+	 * profile or endpoint of the developer's that could lead a client astray.
 	 *
-	 * @param array<string, string> $extra
+	 * @param array<string, string> $extra Variables to set.
 	 * @return array<string, string>
 	 */
 	public static function environment( array $extra = array() ): array {
 		$root              = self::repo_root();
 		$env               = getenv();
 		$env['PYTHONPATH'] = $root . '/chalice_app:' . $root;
+		unset( $env['AWS_PROFILE'], $env['AWS_ENDPOINT_URL'] );
 		return array_merge( $env, $extra );
 	}
 
 	/**
 	 * @param string[]              $args  Script and arguments.
-	 * @param array<string, string> $env   Extra environment.
+	 * @param array<string, string> $env   Variables to set.
 	 * @param string                $stdin Fed to the script.
 	 * @return mixed The JSON the script printed, decoded.
 	 */
