@@ -8,11 +8,11 @@
 use PHPUnit\Framework\TestCase;
 
 /**
- * One moto server per test class, a bucket per test. Each test gets the site's plugin
- * rebuilt the way wp-config.php would configure it (the real S3 client and
- * credential chain, credentials from the environment), pointed at an endpoint
- * the test chooses, with its own spool; hooks, environment and the active
- * plugin are restored afterwards.
+ * One moto server per test class, a bucket per test. Each test gets the
+ * site's plugin rebuilt the way wp-config.php would configure it (the real S3
+ * client and credential chain, credentials from the environment), pointed at
+ * an endpoint the test chooses, with its own spool; hooks, environment and
+ * the active plugin are restored afterwards.
  */
 abstract class Postbag_Test_Live_Case extends TestCase {
 
