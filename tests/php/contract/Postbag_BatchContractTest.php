@@ -91,23 +91,9 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 		$objects  = $this->objects();
 		$mail_ids = array_column( self::batches( $objects )[ "queue/$batch_id.json" ]['emails'], 'id' );
 
-		$delivered = Postbag_Test_Python::run(
-			array( __DIR__ . '/deliver_batches.py' ),
-			array(),
-			json_encode(
-				array(
-					'objects' => array_map(
-						static function ( array $object ): string {
-							return base64_encode( $object['body'] );
-						},
-						$objects
-					),
-				),
-				JSON_THROW_ON_ERROR
-			)
-		);
+		$delivered = $this->deliver( $objects );
 
-		$this->assertSame( 0, $delivered['sent_simple'], 'custom headers and attachments: SendRawEmail' );
+		$this->assertSame( array( 'SendRawEmail' ), array_values( array_unique( array_column( $delivered['sent'], 'api' ) ) ), 'custom headers and attachments' );
 		$subjects = array_column( $delivered['sent'], 'subject' );
 		sort( $subjects );
 		$want = array_keys( $expected );
@@ -129,6 +115,32 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 		$again = $replay[ "receipts/$batch_id.json" ]['mails'];
 		$this->assertSame( array( 'duplicate' ), array_values( array_unique( array_column( $again, 'status' ) ) ) );
 		$this->assertSame( array_column( $receipt['mails'], 'message_id' ), array_column( $again, 'message_id' ) );
+	}
+
+	public function test_a_mail_to_a_bcc_list_reaches_every_follower(): void {
+		$followers = array( 'ann@example.net', 'ben@example.net', 'cem@example.net' );
+		$this->assertTrue(
+			wp_mail(
+				self::MARKER,
+				'New post for followers',
+				'A new post is up.',
+				array_merge( array( 'From: Blog News <news@example.org>' ), preg_filter( '/^/', 'Bcc: ', $followers ) )
+			)
+		);
+		$this->assertSame( array( '' ), array_values( $this->plugin->flush() ) );
+		$objects = $this->objects();
+		$batches = self::batches( $objects );
+		$batch   = reset( $batches );
+		$this->assertSame( array(), $batch['emails'][0]['to'], 'only the marker was in To' );
+		$this->assertSame( $followers, $batch['meta']['bcc'] );
+
+		$delivered = $this->deliver( $objects );
+
+		$this->assertCount( 1, $delivered['sent'] );
+		$this->assertSame( 'SendEmail', $delivered['sent'][0]['api'] );
+		$this->assertSame( $followers, $delivered['sent'][0]['destinations'] );
+		$this->assertSame( array(), $delivered['sent'][0]['to'] );
+		$this->assertSame( array( 'sent' ), array_column( $delivered['receipts'][0][ 'receipts/' . $batch['batch_id'] . '.json' ]['mails'], 'status' ) );
 	}
 
 	public function test_committed_fixture_is_what_the_plugin_writes_today(): void {
@@ -223,6 +235,30 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 	/** An empty map stays a JSON object. */
 	public static function as_object( array $map ): object {
 		return (object) $map;
+	}
+
+	/**
+	 * Runs the sender's Lambda handler over `$objects` (deliver_batches.py).
+	 *
+	 * @param array<string, array{body: string}> $objects Key => object, as uploaded.
+	 * @return array{sent: array[], receipts: array[]}
+	 */
+	private function deliver( array $objects ): array {
+		return Postbag_Test_Python::run(
+			array( __DIR__ . '/deliver_batches.py' ),
+			array(),
+			json_encode(
+				array(
+					'objects' => array_map(
+						static function ( array $object ): string {
+							return base64_encode( $object['body'] );
+						},
+						$objects
+					),
+				),
+				JSON_THROW_ON_ERROR
+			)
+		);
 	}
 
 	/** A batch without what changes on every run (ids, time). */

@@ -4,7 +4,7 @@ Reads JSON on stdin, {"objects": {s3 key: base64 bytes}} (batch files and
 large attachments, as the plugin uploaded them), puts them in a bucket, and
 delivers each batch's object-created event to ``on_batch_uploaded`` twice
 (Lambda retries and S3 may deliver an event again). Prints what SES was given
-(each raw message's recipients, subject and attachment digests) and the
+(through which API, envelope recipients, To, subject, attachment digests) and the
 receipts the sender had written after each round.
 """
 
@@ -48,7 +48,7 @@ import boto3  # noqa: E402
 from chalice.test import Client  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
-from moto.ses.models import ses_backends  # noqa: E402
+from moto.ses.models import RawMessage, ses_backends  # noqa: E402
 
 import app  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
@@ -57,15 +57,31 @@ from chalicelib.ledger import create_table  # noqa: E402
 BUCKET = os.environ["POSTBAG_BUCKET"]
 
 
-def _message(raw: str) -> dict:
-    message = BytesParser(policy=policy.default).parsebytes(raw.encode("ascii"))
+def _raw(sent) -> dict:
+    message = BytesParser(policy=policy.default).parsebytes(sent.raw_data.encode("ascii"))
     return {
+        "api": "SendRawEmail",
+        "destinations": sorted(addr for _, addr in getaddresses(sent.destinations)),
         "to": [addr for _, addr in getaddresses(message.get_all("To", []))],
         "subject": str(message["Subject"]),
         "attachments": {
             part.get_filename(): hashlib.sha256(part.get_payload(decode=True)).hexdigest()
             for part in message.iter_attachments()
         },
+    }
+
+
+def _simple(sent) -> dict:
+    kinds = sent.destinations
+    everyone = [
+        a for kind in ("ToAddresses", "CcAddresses", "BccAddresses") for a in kinds.get(kind, [])
+    ]
+    return {
+        "api": "SendEmail",
+        "destinations": sorted(addr for _, addr in getaddresses(everyone)),
+        "to": [addr for _, addr in getaddresses(kinds.get("ToAddresses", []))],
+        "subject": sent.subject,
+        "attachments": {},
     }
 
 
@@ -97,8 +113,7 @@ def deliver(objects: dict[str, bytes]) -> dict:
                 receipts.append(_receipts(s3, settings.receipts_prefix))
         sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
         return {
-            "sent": [_message(m.raw_data) for m in sent if getattr(m, "raw_data", None)],
-            "sent_simple": sum(1 for m in sent if not getattr(m, "raw_data", None)),
+            "sent": [_raw(m) if isinstance(m, RawMessage) else _simple(m) for m in sent],
             "receipts": receipts,
         }
 
