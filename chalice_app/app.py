@@ -15,7 +15,7 @@ from chalice import Chalice
 from chalice.app import S3Event
 
 from chalicelib.config import Settings
-from chalicelib.dispatch import Dispatcher
+from chalicelib.dispatch import Dispatcher, pool_size
 from chalicelib.errors import TransientError
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
@@ -39,14 +39,19 @@ def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    rate = send_rate(SETTINGS, ses)
+    metrics = SendMetrics()
     dispatcher = Dispatcher(
         ledger=Ledger.from_settings(SETTINGS),
-        limiter=RateLimiter(send_rate(SETTINGS, ses)),
+        limiter=RateLimiter(rate),
         retry=RetryPolicy(),
-        workers=SETTINGS.send_concurrency,
-        metrics=SendMetrics(),
+        # Enough sends in flight to reach the rate while SES takes tens of ms.
+        workers=pool_size(rate, SETTINGS.send_concurrency),
+        metrics=metrics,
     )
-    return Stages(SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3, SETTINGS))
+    return Stages(
+        SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3, SETTINGS), metrics
+    )
 
 
 @app.on_s3_event(

@@ -15,7 +15,7 @@ from moto import mock_aws
 from sending import Invocation, dispatcher, jobs, mail_ids
 
 from chalicelib.config import Settings
-from chalicelib.dispatch import DEADLINE_REASON, Dispatcher, Job, pool_size
+from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size
 from chalicelib.ledger import Ledger, Result, create_table
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.ratelimit import RateLimiter
@@ -212,7 +212,9 @@ def test_no_jobs_no_work(ledger, clock):
     assert run(dispatcher(ledger, clock), [], clock) == []
 
 
-@pytest.mark.parametrize(("rate", "workers"), [(1, 8), (14, 8), (100, 16), (500, 80)])
+@pytest.mark.parametrize(
+    ("rate", "workers"), [(1, 8), (14, 8), (100, 16), (500, 80), (1_000_000, MAX_WORKERS)]
+)
 def test_the_pool_grows_with_the_rate(rate, workers):
     assert pool_size(rate, minimum=8) == workers
 

@@ -11,13 +11,12 @@ from fakes import client_error
 from moto import mock_aws
 
 from chalicelib.config import Settings
-from chalicelib.errors import TransientError
+from chalicelib.errors import LedgerUnavailable, TransientError
 from chalicelib.ledger import (
     DONE,
     IN_PROGRESS,
     REPLAYED,
     Ledger,
-    LedgerUnavailable,
     Result,
     create_table,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import json
 import os
@@ -19,6 +20,7 @@ from test_batch import BAD_BATCHES
 
 import app
 from chalicelib.ledger import create_table
+from chalicelib.pipeline import process_object
 
 BUCKET = os.environ["POSTBAG_BUCKET"]
 
@@ -203,3 +205,19 @@ def test_a_replayed_event_sends_nothing_twice(aws):
 def test_a_batch_that_is_gone_is_skipped(aws):
     response = deliver("queue/already-quarantined.json")
     assert response.payload is None and sent() == []
+
+
+def test_a_margin_longer_than_the_invocation_still_lets_mail_out(aws):
+    # Misconfigured: every invocation would otherwise hand all its mail on, forever.
+    settings = dataclasses.replace(app.SETTINGS, deadline_margin_ms=900_000)
+    stages = dataclasses.replace(app.stages(), settings=settings)
+    key = upload(aws, "batches/plain.json")
+    outcomes = process_object(stages, BUCKET, key, lambda: 3000)
+    assert [o.status for o in outcomes] == ["sent", "sent"]
+
+
+def test_a_mail_refused_by_the_format_counts_as_failed(aws, capsys):
+    deliver(upload(aws, "batches/bad/mail-malformed-to.json"))
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [value for record in emf for value in record.get("MailsFailed", [])]
+    assert sum(failed) == 1

@@ -48,6 +48,8 @@ RETRY_LATER = "retry_later"
 # A mail spends about this long in flight (claim, SES's answer, completion),
 # doubled for slack: how many must be in flight at once to keep a rate up.
 IN_FLIGHT_SECONDS = 0.16
+# Beyond this many threads one instance spends more on switching than it gains.
+MAX_WORKERS = 100
 
 DEADLINE_REASON = "stopped before the Lambda deadline"
 HELD_REASON = "claimed by another invocation"
@@ -55,7 +57,7 @@ HELD_REASON = "claimed by another invocation"
 
 def pool_size(rate: float, minimum: int) -> int:
     """Workers enough for ``rate`` mails/s when each send takes tens of milliseconds."""
-    return max(minimum, math.ceil(rate * IN_FLIGHT_SECONDS))
+    return min(MAX_WORKERS, max(minimum, math.ceil(rate * IN_FLIGHT_SECONDS)))
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,10 @@ class SesUnavailable(TransientError):
     """SES answered with a server error or could not be reached."""
 
 
+class LedgerUnavailable(TransientError):
+    """DynamoDB could not claim, complete or release a ledger record."""
+
+
 class SendingPaused(TransientError):
     """The account cannot send now (sending paused, daily quota used up)."""
 

@@ -35,7 +35,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from chalicelib.config import Settings
-from chalicelib.errors import TransientError
+from chalicelib.errors import LedgerUnavailable
 from chalicelib.observe import logger
 
 # Longer than anything that can replay a batch: Lambda's asynchronous retries
@@ -45,10 +45,6 @@ DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600
 DONE = "done"  # the action ran in this call
 REPLAYED = "replayed"  # an earlier call completed this key: nothing was run
 IN_PROGRESS = "in_progress"  # another invocation holds an unexpired claim
-
-
-class LedgerUnavailable(TransientError):
-    """DynamoDB could not claim, complete or release a ledger record."""
 
 
 class RemainingTime(Protocol):

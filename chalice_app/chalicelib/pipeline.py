@@ -16,7 +16,7 @@ from chalicelib.config import Settings
 from chalicelib.dispatch import Dispatcher, Job, Outcome
 from chalicelib.errors import BatchFormatError, TransientError
 from chalicelib.mime import raw_message
-from chalicelib.observe import logger
+from chalicelib.observe import MAILS_FAILED, SendMetrics, logger
 from chalicelib.outcome import Recorder
 from chalicelib.send import SesSender
 from chalicelib.store import BatchGone, BatchStore
@@ -34,6 +34,7 @@ class Stages:
     sender: SesSender
     dispatcher: Dispatcher
     recorder: Recorder
+    metrics: SendMetrics | None = None
 
 
 def idempotency_key(batch: Batch, mail: Mail) -> str:
@@ -52,31 +53,42 @@ def deliver(stages: Stages, bucket: str, batch: Batch, mail: Mail) -> str:
     return stages.sender.send_raw(mail, batch.meta, raw)
 
 
+def _margin_ms(stages: Stages, remaining_ms: Callable[[], int]) -> int:
+    # A margin as long as the whole invocation would hand every mail on to a
+    # continuation, forever: then keep half of the time for sending.
+    margin, remaining = stages.settings.deadline_margin_ms, remaining_ms()
+    return margin if margin < remaining else remaining // 2
+
+
 def process_object(
     stages: Stages, bucket: str, key: str, remaining_ms: Callable[[], int]
 ) -> list[Outcome]:
     """Process one batch object; raises ``TransientError`` when it must be retried."""
+    logger.append_keys(s3_key=key, batch_id=None)
     try:
         data, uploaded = stages.store.read_batch(bucket, key)
     except BatchGone:
-        logger.info("batch already gone", extra={"key": key})
+        logger.info("batch already gone")
         return []
     try:
         batch = parse_batch(data, key, stages.settings, received_at=uploaded)
     except BatchFormatError as exc:
         target = stages.recorder.quarantine(bucket, key, exc)
-        logger.error("batch quarantined", extra={"key": key, "to": target, "error": str(exc)})
+        logger.error("batch quarantined", extra={"to": target, "error": str(exc)})
         return []
+    logger.append_keys(batch_id=batch.batch_id)
+    if batch.rejected and stages.metrics:
+        stages.metrics.count(MAILS_FAILED, len(batch.rejected))
     jobs = [
         Job(mail.id, idempotency_key(batch, mail), partial(deliver, stages, bucket, batch, mail))
         for mail in batch.mails
     ]
     outcomes = stages.dispatcher.run(
-        jobs, remaining_ms, stages.settings.deadline_margin_ms, queued_at=batch.created_at
+        jobs, remaining_ms, _margin_ms(stages, remaining_ms), queued_at=batch.created_at
     )
     outcomes += [Outcome(r.mail_id, "failed", reason=str(r.error)) for r in batch.rejected]
     name = stages.recorder.record(bucket, key, batch, outcomes)
-    logger.info("batch recorded", extra={"key": key, "batch_id": batch.batch_id, "receipt": name})
+    logger.info("batch recorded", extra={"receipt": name})
     unsettled = [o.mail_id for o in outcomes if o.status in UNSETTLED]
     if unsettled:
         raise TransientError(
