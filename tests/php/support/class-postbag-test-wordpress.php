@@ -84,6 +84,64 @@ final class Postbag_Test_WordPress {
 	}
 
 	/**
+	 * A WordPress network (multisite, sub-directories) next to the test site:
+	 * its own database on the same MariaDB, a second site at /second/, the
+	 * plugin network-activated. Made on first use, for child processes only
+	 * (this process stays a single site).
+	 *
+	 * @return array{constants: string, second_site: string} File of the network's
+	 *         constants, to require before the shared wp-config.php; the second site's URL.
+	 */
+	public static function network(): array {
+		static $network = null;
+		if ( null === $network ) {
+			self::$database->create_database( 'wordpress_network' );
+			$constants = self::$sandbox->path( 'network.php' );
+			$php       = "<?php\n// The test network: its own database, sub-directory sites.\ndefine( 'DB_NAME', 'wordpress_network' );\n"
+				// Any of these makes is_multisite() true, which the installer must not see yet.
+				. "if ( ! defined( 'WP_INSTALLING' ) ) {\n";
+			foreach (
+				array(
+					'MULTISITE'            => true,
+					'SUBDOMAIN_INSTALL'    => false,
+					'DOMAIN_CURRENT_SITE'  => (string) parse_url( self::SITE_URL, PHP_URL_HOST ),
+					'PATH_CURRENT_SITE'    => '/',
+					'SITE_ID_CURRENT_SITE' => 1,
+					'BLOG_ID_CURRENT_SITE' => 1,
+				) as $name => $value
+			) {
+				$php .= sprintf( "\tdefine( '%s', %s );\n", $name, var_export( $value, true ) );
+			}
+			file_put_contents( $constants, $php . "}\n" );
+			$second = '';
+			foreach ( array( 'install', 'sites' ) as $phase ) {
+				$log     = self::$sandbox->path( "network-$phase.log" );
+				$install = new Postbag_Test_Process(
+					array( PHP_BINARY, '-d', 'display_errors=stderr', __DIR__ . '/install-network.php', self::$sandbox->path( 'wp-config.php' ), $constants, $phase ),
+					$log,
+					null,
+					true
+				);
+				// WP_DEBUG shows notices on stdout too, and wp_die() exits with
+				// status 0: the last line printed says whether the phase got through.
+				$printed = '';
+				while ( null !== ( $line = $install->read_line( 120 ) ) ) {
+					$printed = '' === $line ? $printed : $line;
+				}
+				if ( 0 !== $install->wait( 120 ) || ! preg_match( '~^done( (http://\S+))?$~', $printed, $match ) ) {
+					throw new RuntimeException( "Network $phase failed: $printed " . file_get_contents( $log ) );
+				}
+				$second = $match[2] ?? $second;
+			}
+			$network = array(
+				'constants'   => $constants,
+				'second_site' => $second,
+			);
+		}
+		return $network;
+	}
+
+	/**
 	 * For tests that need the plugin: the reason it is missing, for a clear failure.
 	 */
 	public static function require_plugin(): void {
