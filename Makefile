@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The PHP half: the CLI and PHPUnit, plus a real WordPress, MariaDB and the
-# extensions the plugin and its integration tests use.
-PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql wordpress mariadb-server
+# extensions the plugin and its integration tests use (php-fpm: the page must
+# answer before the upload, which only FastCGI can show).
+PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql php-fpm wordpress mariadb-server
 
 .PHONY: demo test test-python test-php venv php-deps lint bench plugin-zip clean
 
