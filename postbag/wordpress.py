@@ -7,6 +7,7 @@ find every user and role it is attached to without a record of them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +82,13 @@ def ensure_user(iam: Any, stack: Stack, report: Report) -> AccessKey | None:
             UserName=name, Path=PATH, Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()]
         )
         report.add(f"IAM user {name}", CREATED)
-    attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
-    what = f"IAM user {name} policy attachment"
-    if stack.wordpress_policy_arn in {p["PolicyArn"] for p in attached}:
-        report.add(what, UNCHANGED)
-    else:
-        iam.attach_user_policy(UserName=name, PolicyArn=stack.wordpress_policy_arn)
-        report.add(what, CREATED)
+    _ensure_attached(
+        iam.list_attached_user_policies(UserName=name)["AttachedPolicies"],
+        lambda: iam.attach_user_policy(UserName=name, PolicyArn=stack.wordpress_policy_arn),
+        f"IAM user {name} policy attachment",
+        stack,
+        report,
+    )
     if iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
         report.add(f"IAM access key of {name} (not shown again)", UNCHANGED)
         return None
@@ -96,14 +97,24 @@ def ensure_user(iam: Any, stack: Stack, report: Report) -> AccessKey | None:
     return AccessKey(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-def ensure_role_attachment(iam: Any, stack: Stack, role: str, report: Report) -> None:
-    attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
-    what = f"IAM role {role} policy attachment"
+def _ensure_attached(
+    attached: list[dict], attach: Callable[[], Any], what: str, stack: Stack, report: Report
+) -> None:
     if stack.wordpress_policy_arn in {p["PolicyArn"] for p in attached}:
         report.add(what, UNCHANGED)
     else:
-        iam.attach_role_policy(RoleName=role, PolicyArn=stack.wordpress_policy_arn)
+        attach()
         report.add(what, CREATED)
+
+
+def ensure_role_attachment(iam: Any, stack: Stack, role: str, report: Report) -> None:
+    _ensure_attached(
+        iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+        lambda: iam.attach_role_policy(RoleName=role, PolicyArn=stack.wordpress_policy_arn),
+        f"IAM role {role} policy attachment",
+        stack,
+        report,
+    )
 
 
 def delete_all(iam: Any, stack: Stack, report: Report) -> None:
