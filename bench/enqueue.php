@@ -55,7 +55,7 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 	$serialize = INF;
 	for ( $round = 0; $round < $rounds; $round++ ) {
 		$core                            = min( $core, postbag_bench_enqueue( $plugin, $mails, true )[0] );
-		list( $queued, $built, $batches ) = postbag_bench_enqueue( $plugin, $mails, false );
+		list( $queued, $built, $batches, $memory ) = postbag_bench_enqueue( $plugin, $mails, false );
 		$enqueue                         = min( $enqueue, $queued );
 		$serialize                       = min( $serialize, $built );
 	}
@@ -68,7 +68,8 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 	printf( "    WordPress before pre_wp_mail (any site)  %6.1f µs/mail  (core's 'wp_mail' filter, e.g. emoji on HTML)\n", $us( $core ) );
 	printf( "    Postbag: intercept + buffer              %6.1f µs/mail\n", $us( max( 0.0, $enqueue - $core ) ) );
 	printf( "  Postbag: serialize into batch files        %6.1f µs/mail\n", $us( $serialize ) );
-	printf( "  Postbag total before upload                %6.1f µs/mail  (target: at most 50)\n\n", $us( max( 0.0, $enqueue - $core ) + $serialize ) );
+	printf( "  Postbag total before upload                %6.1f µs/mail  (target: at most 50)\n", $us( max( 0.0, $enqueue - $core ) + $serialize ) );
+	printf( "  memory held by the queue before the flush  %6.1f MB (%.1f KB/mail)\n\n", $memory / 1e6, $memory / $mails / 1e3 );
 
 	$files = array_column( $batches, 'body', 'key' );
 	printf( "Upload of %d batch files (Postbag_S3_Client: SigV4, SSE, curl_multi) to moto's S3 on 127.0.0.1:\n", count( $files ) );
@@ -137,7 +138,8 @@ function postbag_bench_uploads( Postbag_Test_Local_Aws $aws, Postbag_Config $con
  * @param int            $count     Mails.
  * @param bool           $core_only Stop each mail at the start of `pre_wp_mail`: what
  *                                  WordPress spends before any plugin sees the mail.
- * @return array{0: float, 1: float, 2: Postbag_Batch[]} Seconds in wp_mail(), seconds to serialize, the batches.
+ * @return array{0: float, 1: float, 2: Postbag_Batch[], 3: int} Seconds in wp_mail(), seconds to
+ *         serialize, the batches, bytes of memory the queued mails held.
  */
 function postbag_bench_enqueue( Postbag_Plugin $plugin, int $count, bool $core_only ): array {
 	$headers = "From: Blog News <news@example.org>\r\nContent-Type: text/html; charset=UTF-8\r\nList-Unsubscribe: <https://blog.example.org/unsubscribe>";
@@ -145,11 +147,14 @@ function postbag_bench_enqueue( Postbag_Plugin $plugin, int $count, bool $core_o
 	if ( $core_only ) {
 		add_filter( 'pre_wp_mail', '__return_true', PHP_INT_MIN );
 	}
-	$start = hrtime( true );
+	$before = memory_get_usage();
+	$start  = hrtime( true );
 	for ( $i = 0; $i < $count; $i++ ) {
-		wp_mail( array( "Reader $i <reader$i@example.net>", 'nonpriority@asynchronous.mail' ), "New post: Café culture #$i", $body, $headers );
+		// Each body its own string, as when every reader gets a personal link.
+		wp_mail( array( "Reader $i <reader$i@example.net>", 'nonpriority@asynchronous.mail' ), "New post: Café culture #$i", $body . "<p>Reader #$i</p>", $headers );
 	}
 	$queued  = hrtime( true );
+	$memory  = memory_get_usage() - $before;
 	$batches = $plugin->queue()->drain( time() );
 	$done    = hrtime( true );
 	if ( $core_only ) {
@@ -159,7 +164,7 @@ function postbag_bench_enqueue( Postbag_Plugin $plugin, int $count, bool $core_o
 	if ( count( $batches ) !== $expected ) {
 		throw new RuntimeException( sprintf( 'Expected %d batches, got %d: the mails were not queued.', $expected, count( $batches ) ) );
 	}
-	return array( ( $queued - $start ) / 1e9, ( $done - $queued ) / 1e9, $batches );
+	return array( ( $queued - $start ) / 1e9, ( $done - $queued ) / 1e9, $batches, $memory );
 }
 
 /**
