@@ -93,7 +93,7 @@ def main() -> None:
             {
                 "POSTBAG_BUCKET": BUCKET,
                 "POSTBAG_ALLOWED_SENDERS": "example.org",
-                "POSTBAG_MAX_SEND_RATE": "1000000",
+                "POSTBAG_MAX_SEND_RATE": "100",
                 "POWERTOOLS_LOG_LEVEL": "CRITICAL",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "AWS_LAMBDA_FUNCTION_NAME": "postbag-bench",

@@ -93,3 +93,14 @@ def test_message_over_the_ses_limit_is_refused(settings):
     big = os.urandom(SES_MAX_RAW_BYTES * 3 // 4)  # fits raw, not once base64-encoded
     with pytest.raises(MessageTooLarge, match="SES accepts at most"):
         raw_message(mail, batch.meta, [(attachment, big)], batch.created_at)
+
+
+def test_any_line_ending_in_a_body_goes_out_as_crlf(settings):
+    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    mail = batch.mails[1].__class__(
+        id="eol", to=batch.mails[1].to, subject="s", text="a\r\nb\rc\nd"
+    )
+    raw = raw_message(mail, batch.meta, [], batch.created_at)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert body.replace(b"\r\n", b"") == b"abcd"
+    assert b"\r" not in body.replace(b"\r\n", b"") and b"\n" not in body.replace(b"\r\n", b"")

@@ -16,6 +16,7 @@ from datetime import datetime
 from email import policy
 from email.generator import NLCRE, BytesGenerator
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -36,7 +37,28 @@ class _Generator(BytesGenerator):
     """
 
     def _write_lines(self, lines: str) -> None:
-        self.write(NLCRE.sub(self._NL, lines))
+        # Bodies we build hold bare LFs only; str.replace is then the same, and cheaper.
+        self.write(
+            lines.replace("\n", self._NL) if "\r" not in lines else NLCRE.sub(self._NL, lines)
+        )
+
+
+class _HeaderClasses(HeaderRegistry):
+    """``HeaderRegistry`` that builds each header class once, not on every lookup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._built: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        built = self._built.get(name)
+        if built is None:
+            built = self._built.setdefault(name, super().__getitem__(name))
+        return built
+
+
+# policy.SMTP with the cached header classes: same output, less work per header.
+POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
 
 
 def _attachment_part(attachment: Attachment, data: bytes) -> EmailMessage:
@@ -45,7 +67,7 @@ def _attachment_part(attachment: Attachment, data: bytes) -> EmailMessage:
     The stock content manager encodes base64 one 57-byte line at a time in
     Python, the larger part of the CPU a 100 KB attachment costs.
     """
-    part = EmailMessage(policy=policy.SMTP)
+    part = EmailMessage(policy=POLICY)
     part["Content-Type"] = attachment.content_type
     part["Content-Transfer-Encoding"] = "base64"
     part["Content-Disposition"] = "attachment"
@@ -95,7 +117,7 @@ def build_message(
     mail: Mail, meta: Meta, files: Sequence[tuple[Attachment, bytes]], date: datetime
 ) -> EmailMessage:
     """The mail as an ``EmailMessage``; Bcc stays out of it (SES gets Bcc as destinations)."""
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=POLICY)
     message["From"] = _header_addresses([meta.sender])
     if mail.to:
         message["To"] = _header_addresses(mail.to)
@@ -126,7 +148,7 @@ def raw_message(
 ) -> bytes:
     """The wire bytes of the mail; ``MessageTooLarge`` past SES's 10 MB."""
     buffer = io.BytesIO()
-    _Generator(buffer, policy=policy.SMTP).flatten(build_message(mail, meta, files, date))
+    _Generator(buffer, policy=POLICY).flatten(build_message(mail, meta, files, date))
     raw = buffer.getvalue()
     if len(raw) > SES_MAX_RAW_BYTES:
         raise MessageTooLarge(
