@@ -3,7 +3,7 @@
 Starts moto's server on 127.0.0.1, creates the bucket, the verified sender
 domain and the ledger table, uploads the example batches from ``fixtures/``
 (one in the original layout, one with attachments, one that references an
-attachment object, one broken), delivers their S3 events to the Lambda
+attachment object, one to a Bcc list, one broken), delivers their S3 events to the Lambda
 handler in-process, then prints what SES delivered and writes each mail to
 ``outbox/`` as an ``.eml`` file. The server is stopped on the way out.
 """
@@ -39,6 +39,7 @@ UPLOADS = [
     ("queue/0b7e9c1e-5a55-4c1d-9a43-3f1b8f2e7a01.json", "batches/plain.json"),
     ("queue/9d0f4d6e-2b8a-4f53-b1c2-7e5a3c9d1f02.json", "batches/with-attachments.json"),
     ("queue/4c3e8a10-7d2f-4b6e-9f10-5a6b7c8d9e03.json", "batches/attachment-reference.json"),
+    ("queue/5e2b7c4d-1f0a-4c9e-8d7b-6a5f4e3d2c05.json", "batches/bcc-only.json"),
     ("queue/original-layout.json", "batches/legacy-layout.json"),
     ("queue/cut-short.json", "batches/bad/truncated.json"),
 ]
@@ -89,14 +90,23 @@ def _simple_eml(message: dict[str, Any]) -> bytes:
 
 def _report(endpoint: str, outbox: Path) -> int:
     simple, raw = _sent_messages(endpoint)
-    rows = [(m["id"], "simple", _simple_eml(m)) for m in simple]
-    rows += [(m["id"], "raw", m["raw_data"].encode("utf-8", "surrogateescape")) for m in raw]
+    # (message id, kind, wire bytes, every address SES was asked to deliver to)
+    rows = [
+        (m["id"], "simple", _simple_eml(m), [a for v in m["destinations"].values() for a in v])
+        for m in simple
+    ]
+    rows += [
+        (m["id"], "raw", m["raw_data"].encode("utf-8", "surrogateescape"), m["destinations"])
+        for m in raw
+    ]
     shutil.rmtree(outbox, ignore_errors=True)
     outbox.mkdir(parents=True)
     print(f"\n{'recipient':<44} {'subject':<34} {'SES message id':<24} kind")
-    for number, (message_id, kind, eml) in enumerate(rows, 1):
+    for number, (message_id, kind, eml, destinations) in enumerate(rows, 1):
         parsed = message_from_bytes(eml, policy=policy.default)
-        to, subject = str(parsed["To"]), str(parsed["Subject"])
+        # A mail to a Bcc list has no To header: name whom SES delivered it to.
+        to = str(parsed["To"] or "bcc: " + ", ".join(dict.fromkeys(destinations)))
+        subject = str(parsed["Subject"])
         print(f"{to[:43]:<44} {subject[:33]:<34} {message_id[:23]:<24} {kind}")
         (outbox / f"{number:02d}-{kind}.eml").write_bytes(eml)
     print(f"\n{len(rows)} mails delivered; each is in {outbox.relative_to(ROOT)}/ as an .eml file.")
