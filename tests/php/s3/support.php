@@ -91,7 +91,9 @@ final class Postbag_S3_Test_Fake_Aws {
 	 * @param array<string, mixed> $state What the fake answers from now on.
 	 */
 	public function set_state( array $state ): void {
-		file_put_contents( $this->state_file, json_encode( $state ) );
+		// Written aside and renamed: a request must never read a half-written state.
+		file_put_contents( $this->state_file . '.new', json_encode( $state ) );
+		rename( $this->state_file . '.new', $this->state_file );
 	}
 
 	/**
