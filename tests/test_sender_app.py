@@ -221,3 +221,16 @@ def test_a_mail_refused_by_the_format_counts_as_failed(aws, capsys):
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     failed = [value for record in emf for value in record.get("MailsFailed", [])]
     assert sum(failed) == 1
+
+
+def test_a_batch_the_plugin_wrote_is_sent_as_written(aws):
+    document = load_fixture("batches/from-plugin.json")
+    deliver(upload(aws, "batches/from-plugin.json"))
+    messages = [email.message_from_string(m.raw_data, policy=policy.default) for m in sent()]
+    by_subject = {str(m["Subject"]): m for m in messages}
+    assert set(by_subject) == {m["subject"] for m in document["emails"]}
+    digest = by_subject["Neuer Beitrag: Grüße aus Köln"]
+    assert [a.get_filename() for a in digest.iter_attachments()] == ["pixel.png", "Notizen.txt"]
+    assert digest["List-Unsubscribe"] == "<https://blog.example.org/unsubscribe>"
+    mails = receipt(aws, document["batch_id"])
+    assert {m["status"] for m in mails.values()} == {"sent"}
