@@ -32,6 +32,7 @@ SETTINGS = Settings.from_env()
 # SES calls are retried by RetryPolicy alone, so attempts are counted once.
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
 S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+DYNAMODB_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 @cache
@@ -39,10 +40,11 @@ def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    dynamodb = boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
     rate = send_rate(SETTINGS, ses)
     metrics = SendMetrics()
     dispatcher = Dispatcher(
-        ledger=Ledger.from_settings(SETTINGS),
+        ledger=Ledger.from_settings(SETTINGS, dynamodb),
         limiter=RateLimiter(rate),
         retry=RetryPolicy(),
         # Enough sends in flight to reach the rate while SES takes tens of ms.

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from clock import FakeClock, busiest_second
-from fakes import FakeSes
+from fakes import FakeSes, client_error
 from moto import mock_aws
 from sending import Invocation, dispatcher, jobs, mail_ids
 
 from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size
-from chalicelib.ledger import Ledger, Result, create_table
+from chalicelib.ledger import CLAIMED, Entry, Ledger, Result, create_table
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.ratelimit import RateLimiter
 from chalicelib.retry import RetryPolicy
@@ -27,8 +26,9 @@ SETTINGS = Settings(idempotency_namespace="postbag-test")
 @pytest.fixture
 def ledger():
     with mock_aws():
-        create_table(boto3.client("dynamodb", region_name="us-east-1"), SETTINGS.ledger_table)
-        yield Ledger.from_settings(SETTINGS)
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, SETTINGS.ledger_table)
+        yield Ledger.from_settings(SETTINGS, client)
 
 
 @pytest.fixture
@@ -141,25 +141,15 @@ def test_near_the_deadline_it_stops_and_the_rest_goes_out_in_the_next_invocation
 
 def test_a_mail_claimed_elsewhere_is_reported_in_progress(ledger, clock):
     ses = FakeSes(clock=clock, sleep=clock.sleep)
-    other = Ledger.from_settings(SETTINGS)
-    inside, release = threading.Event(), threading.Event()
-
-    def held() -> Result:
-        inside.set()
-        release.wait(5)
-        return Result(message_id="elsewhere")
-
-    other.register_lambda_context(Invocation(clock))
-    holder = threading.Thread(target=other.once, args=("b1:m0001:0", held))
-    holder.start()
-    assert inside.wait(5)
-    try:
-        outcomes = run(dispatcher(ledger, clock), jobs(ses, mail_ids(3)), clock)
-    finally:
-        release.set()
-        holder.join()
+    other = Ledger.from_settings(SETTINGS, boto3.client("dynamodb", region_name="us-east-1"))
+    assert other.claim(["b1:m0001:0"], 60_000) == [Entry(CLAIMED)]  # another invocation's
+    outcomes = run(dispatcher(ledger, clock), jobs(ses, mail_ids(3)), clock)
     assert [o.status for o in outcomes] == ["sent", "in_progress", "sent"]
     assert ses.calls == 2
+    other.complete("b1:m0001:0", Result(message_id="elsewhere"))
+    other.flush()
+    again = run(dispatcher(ledger, clock), jobs(ses, mail_ids(3)), clock)
+    assert [o.message_id for o in again][1] == "elsewhere"
 
 
 def test_sends_through_the_pool_stay_under_the_rate(ledger, clock):
@@ -182,8 +172,10 @@ def test_an_unexpected_error_propagates_and_stops_new_work(ledger, clock):
     with pytest.raises(KeyError):
         run(dispatcher(ledger, clock, workers=1), job_list, clock)
     assert ses.subjects() == ["m0000"]
-    # The failed job's claim was released: a fixed retry can send it.
-    assert ledger.once("b1:bug:0", lambda: Result(message_id="later")).result.message_id == "later"
+    # The failed job's claim was released, and so were those of the jobs claimed
+    # with it but never started: a fixed retry can send them.
+    keys = ["b1:bug:0", *(job.key for job in good[1:])]
+    assert ledger.claim(keys, 60_000) == [Entry(CLAIMED)] * 5
 
 
 def test_metrics_are_emitted_as_emf(ledger, clock, capsys):
@@ -231,3 +223,67 @@ def test_each_mail_is_logged_as_json_with_its_ids(ledger, clock, caplog):
     assert sent_line["message_id"] == ses.accepted[0].message_id
     assert sent_line["service"] == "postbag"
     assert "MessageRejected" in by_message[("mail failed for good", ids[1])]["reason"]
+
+
+def ledger_statuses(ledger: Ledger) -> Counter:
+    table = ledger._client.scan(TableName=ledger.table_name, ConsistentRead=True)
+    return Counter(item["status"]["S"] for item in table["Items"])
+
+
+def test_claims_are_taken_a_chunk_at_a_time_and_released_at_a_stop(ledger, clock):
+    calls: list[str] = []
+    ledger._client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    ses = FakeSes(clock=clock, sleep=clock.sleep, daily_quota=30)
+    outcomes = run(dispatcher(ledger, clock, workers=1), jobs(ses, mail_ids(200)), clock)
+    assert statuses(outcomes) == {"sent": 30, "unsent": 170}
+    # Two chunks of 25 claimed, not 200; the 19 claimed and not sent were released.
+    assert calls.count("TransactWriteItems") == 2
+    assert ledger_statuses(ledger) == {"COMPLETED": 30}
+    assert calls.count("BatchWriteItem") == 2  # 25 completions, then 5 + 20 releases at the end
+
+
+def test_at_the_deadline_no_claim_is_left_behind(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    outcomes = run(dispatcher(ledger, clock, rate=10), jobs(ses, mail_ids(60)), clock,
+                   budget_s=17.0, margin_ms=15_000)
+    assert statuses(outcomes)["unsent"] > 0
+    assert ledger_statuses(ledger) == {"COMPLETED": statuses(outcomes)["sent"]}
+
+
+class DynamoDown:
+    """A DynamoDB client whose calls named in ``failing`` answer with a server error."""
+
+    def __init__(self, client, failing: set[str]):
+        self._client, self._failing = client, failing
+
+    def __getattr__(self, name):
+        if name not in self._failing:
+            return getattr(self._client, name)
+
+        def fail(**_):
+            raise client_error("InternalServerError", "DynamoDB is having a bad day", name, 500)
+
+        return fail
+
+
+def test_ledger_trouble_before_sending_sends_nothing_and_asks_for_a_retry(ledger, clock):
+    down = Ledger.from_settings(SETTINGS, DynamoDown(ledger._client, {"transact_write_items"}))
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    outcomes = run(dispatcher(down, clock), jobs(ses, mail_ids(30)), clock)
+    assert statuses(outcomes) == {"retry_later": 30}
+    assert all("LedgerUnavailable" in o.reason for o in outcomes)
+    assert ses.calls == 0
+
+
+def test_completions_lost_after_sending_keep_the_message_ids_and_the_claims(ledger, clock):
+    lossy = Ledger.from_settings(SETTINGS, DynamoDown(ledger._client, {"batch_write_item"}))
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    ids = mail_ids(5)
+    outcomes = run(dispatcher(lossy, clock), jobs(ses, ids), clock)
+    assert statuses(outcomes) == {"sent": 5}
+    assert [o.message_id for o in outcomes] == [a.message_id for a in ses.accepted]
+    again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)  # not resent meanwhile
+    assert statuses(again) == {"in_progress": 5}
+    assert ses.calls == 5

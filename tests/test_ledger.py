@@ -1,41 +1,31 @@
-"""The per-mail ledger on DynamoDB (moto): claim, complete, release, take over, replay."""
+"""The per-mail ledger on DynamoDB (moto): chunk claims, batched writes, releases, takeovers."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import boto3
 import pytest
+from clock import FakeClock
 from fakes import client_error
 from moto import mock_aws
 
 from chalicelib.config import Settings
-from chalicelib.errors import LedgerUnavailable, TransientError
+from chalicelib.errors import LedgerUnavailable
 from chalicelib.ledger import (
-    DONE,
+    CLAIMED,
     IN_PROGRESS,
     REPLAYED,
+    Entry,
     Ledger,
     Result,
     create_table,
+    record_id,
 )
 
 TABLE = "postbag-ledger"
-
-
-class Context:
-    """The part of a Lambda context the ledger reads."""
-
-    def __init__(self, remaining_ms: int):
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-class Crash(BaseException):
-    """Stands for the process dying mid-send: nothing after it runs, not even a release."""
+SETTINGS = Settings(idempotency_namespace="postbag-test")
+MINUTE_MS = 60_000
 
 
 @pytest.fixture
@@ -46,167 +36,284 @@ def dynamodb():
         yield client
 
 
-def new_ledger(remaining_ms: int = 60_000, **kwargs) -> Ledger:
-    ledger = Ledger.from_settings(Settings(idempotency_namespace="postbag-test"), **kwargs)
-    ledger.register_lambda_context(Context(remaining_ms))
-    return ledger
+@pytest.fixture
+def clock():
+    return FakeClock(start=time.time())
 
 
-def sent(message_id: str):
-    calls = []
+class Calls:
+    """The DynamoDB operations a client made, in order."""
 
-    def action() -> Result:
-        calls.append(message_id)
-        return Result(message_id=message_id)
-
-    action.calls = calls
-    return action
-
-
-def test_first_call_runs_and_a_replay_returns_the_saved_message_id(dynamodb):
-    ledger = new_ledger()
-    first, again = sent("ses-1"), sent("ses-2")
-    assert ledger.once("b1:m1:0", first).state == DONE
-    replay = ledger.once("b1:m1:0", again)
-    assert replay.state == REPLAYED
-    assert replay.result == Result(message_id="ses-1")
-    assert again.calls == []
+    def __init__(self, client):
+        self.names: list[str] = []
+        client.meta.events.register(
+            "before-call.dynamodb.*", lambda model, **_: self.names.append(model.name)
+        )
 
 
-def test_a_replay_from_another_instance_sees_the_record(dynamodb):
-    new_ledger().once("b1:m1:0", sent("ses-1"))
-    other = new_ledger()  # a second Lambda instance: its own layer and client
-    assert other.once("b1:m1:0", sent("ses-2")).result == Result(message_id="ses-1")
+def new_ledger(clock: FakeClock, client=None, **kwargs) -> Ledger:
+    """A ledger as one Lambda instance has it: its own client and buffer, a shared clock."""
+    client = client or boto3.client("dynamodb", region_name="us-east-1")
+    return Ledger.from_settings(SETTINGS, client, clock=clock, sleep=clock.sleep, **kwargs)
 
 
-def test_a_permanent_failure_is_completed_with_its_reason_and_never_rerun(dynamodb):
-    ledger = new_ledger()
-    assert ledger.once("b1:bad:0", lambda: Result(reason="MessageRejected: nope")).state == DONE
-    retry = sent("ses-9")
-    replay = ledger.once("b1:bad:0", retry)
-    assert replay == ledger.once("b1:bad:0", retry)
-    assert replay.state == REPLAYED and replay.result.reason == "MessageRejected: nope"
-    assert retry.calls == []
+def keys(count: int, batch: str = "b1") -> list[str]:
+    return [f"{batch}:m{n:03d}:0" for n in range(count)]
 
 
-def test_an_error_releases_the_claim_so_the_next_attempt_runs(dynamodb):
-    ledger = new_ledger()
-
-    def fails() -> Result:
-        raise TransientError("SES 503")
-
-    with pytest.raises(TransientError):
-        ledger.once("b1:m1:0", fails)
-    second = sent("ses-2")
-    assert ledger.once("b1:m1:0", second).state == DONE
-    assert second.calls == ["ses-2"]
+def items(dynamodb) -> dict[str, dict]:
+    return {i["id"]["S"]: i for i in dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]}
 
 
-def test_a_claim_held_by_a_running_invocation_is_reported_not_raised(dynamodb):
-    holder, other = new_ledger(), new_ledger()
-    inside, release = threading.Event(), threading.Event()
-
-    def slow() -> Result:
-        inside.set()
-        release.wait(5)
-        return Result(message_id="ses-1")
-
-    thread = threading.Thread(target=holder.once, args=("b1:m1:0", slow))
-    thread.start()
-    assert inside.wait(5)
-    second = sent("ses-2")
-    assert other.once("b1:m1:0", second).state == IN_PROGRESS
-    release.set()
-    thread.join()
-    assert second.calls == []
-    assert other.once("b1:m1:0", second).result == Result(message_id="ses-1")
+def status(dynamodb, key: str) -> str | None:
+    item = items(dynamodb).get(record_id(SETTINGS.idempotency_namespace, key))
+    return None if item is None else item["status"]["S"]
 
 
-def test_a_crashed_attempt_is_taken_over_after_its_deadline(dynamodb):
-    crashed, retry = new_ledger(), new_ledger()
-    retry.once("warm-up", sent("ses-0"))  # its client is made: the checks below are quick
-    crashed.register_lambda_context(Context(remaining_ms=600))
-
-    def crash() -> Result:
-        raise Crash
-
-    with pytest.raises(Crash):
-        crashed.once("b1:m1:0", crash)
-    assert retry.once("b1:m1:0", sent("too-early")).state == IN_PROGRESS
-    time.sleep(0.65)  # powertools compares the claim with the wall clock: let it pass
-    takeover = sent("ses-2")
-    assert retry.once("b1:m1:0", takeover).state == DONE
-    assert takeover.calls == ["ses-2"]
+# -- claim ----------------------------------------------------------------------------
 
 
-def test_records_are_keyed_by_namespace_and_expire_by_ttl(dynamodb, monkeypatch):
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "renamed-function")
-    ledger = Ledger(TABLE, "postbag-test", record_ttl_seconds=3600)
-    ledger.register_lambda_context(Context(60_000))
-    before = int(time.time())
-    ledger.once("b1:m1:0", sent("ses-1"))
-    (item,) = dynamodb.scan(TableName=TABLE)["Items"]
-    assert item["id"]["S"].startswith("postbag-test#")
-    assert item["status"]["S"] == "COMPLETED"
-    assert before + 3600 <= int(item["expiration"]["N"]) <= int(time.time()) + 3600
-    ttl = dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
-    assert ttl["AttributeName"] == "expiration"
+def test_a_claimed_and_completed_key_replays_its_message_id_in_another_instance(dynamodb, clock):
+    ledger = new_ledger(clock)
+    assert ledger.claim(["b1:m1:0"], MINUTE_MS) == [Entry(CLAIMED)]
+    ledger.complete("b1:m1:0", Result(message_id="ses-1"))
+    ledger.flush()
+    other = new_ledger(clock)
+    assert other.claim(["b1:m1:0"], MINUTE_MS) == [Entry(REPLAYED, Result(message_id="ses-1"))]
 
 
-def test_the_redrive_number_makes_a_new_key(dynamodb):
-    ledger = new_ledger()
-    ledger.once("b1:m1:0", lambda: Result(reason="MessageRejected"))
-    assert ledger.once("b1:m1:1", sent("ses-after-fix")).state == DONE
+def test_a_permanent_failure_is_completed_with_its_reason_and_never_claimed_again(dynamodb, clock):
+    ledger = new_ledger(clock)
+    ledger.claim(["b1:bad:0"], MINUTE_MS)
+    ledger.complete("b1:bad:0", Result(reason="MessageRejected: nope"))
+    ledger.flush()
+    replay = Entry(REPLAYED, Result(reason="MessageRejected: nope"))
+    assert ledger.claim(["b1:bad:0"], MINUTE_MS) == [replay]
+    assert ledger.claim(["b1:bad:0"], MINUTE_MS) == [replay]
+    # The re-drive number makes a new key: an operator's re-drive does send again.
+    assert ledger.claim(["b1:bad:1"], MINUTE_MS) == [Entry(CLAIMED)]
 
 
-def test_the_client_is_made_on_first_use_not_at_construction():
-    ledger = Ledger(TABLE, "postbag-test")  # before moto starts: must not make a client yet
-    ledger.register_lambda_context(Context(60_000))
-    with mock_aws():
-        create_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
-        assert ledger.once("b1:m1:0", sent("ses-1")).state == DONE
-
-
-def test_dynamodb_trouble_before_sending_is_transient_and_sends_nothing(dynamodb):
-    ledger = Ledger("no-such-table", "postbag-test")
-    ledger.register_lambda_context(Context(60_000))
-    action = sent("ses-1")
-    with pytest.raises(LedgerUnavailable):
-        ledger.once("b1:m1:0", action)
-    assert action.calls == []
-
-
-def test_at_most_two_writes_per_new_mail_and_one_per_replay(dynamodb):
+def test_a_chunk_claims_the_free_keys_and_reports_the_rest_in_key_order(dynamodb, clock):
+    done, held, crashed, *free = keys(8)
+    elsewhere = new_ledger(clock)
+    elsewhere.claim([done, held], MINUTE_MS)
+    elsewhere.complete(done, Result(message_id="ses-done"))
+    elsewhere.flush()
+    new_ledger(clock).claim([crashed], 500)  # an instance that dies: its claim ends in 0.5 s
+    clock.sleep(0.6)
     client = boto3.client("dynamodb", region_name="us-east-1")
-    calls: list[str] = []
-    client.meta.events.register(
-        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
-    )
-    ledger = new_ledger(dynamodb_client=client)
-    ledger.once("b1:m1:0", sent("ses-1"))
-    assert calls == ["PutItem", "UpdateItem"]
-    calls.clear()
-    ledger.once("b1:m1:0", sent("ses-2"))
-    assert calls == ["PutItem"]  # the failed condition returns the old record: no read
+    calls = Calls(client)
+    entries = new_ledger(clock, client).claim([*free[:2], done, held, crashed, *free[2:]],
+                                              MINUTE_MS)
+    assert entries == [
+        Entry(CLAIMED), Entry(CLAIMED), Entry(REPLAYED, Result(message_id="ses-done")),
+        Entry(IN_PROGRESS), Entry(CLAIMED), Entry(CLAIMED), Entry(CLAIMED), Entry(CLAIMED),
+    ]
+    # One cancelled transaction, one read of the two it met, one that claims the rest.
+    assert calls.names == ["TransactWriteItems", "BatchGetItem", "TransactWriteItems"]
+    assert [status(dynamodb, k) for k in (done, held, crashed, free[0])] == [
+        "COMPLETED", "INPROGRESS", "INPROGRESS", "INPROGRESS"
+    ]
 
 
-class UpdatesFail:
-    """A DynamoDB client whose UpdateItem (the completion) fails: DynamoDB went away mid-send."""
+def test_a_crashed_claim_is_taken_over_only_after_its_deadline(dynamodb, clock):
+    new_ledger(clock).claim(["b1:m1:0"], 600)  # the instance dies: no release, no completion
+    retry = new_ledger(clock)
+    assert retry.claim(["b1:m1:0"], MINUTE_MS) == [Entry(IN_PROGRESS)]
+    clock.sleep(0.65)
+    assert retry.claim(["b1:m1:0"], MINUTE_MS) == [Entry(CLAIMED)]
+
+
+def test_a_hundred_keys_are_one_transaction_and_more_are_refused(dynamodb, clock):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    calls = Calls(client)
+    assert new_ledger(clock, client).claim(keys(100), MINUTE_MS) == [Entry(CLAIMED)] * 100
+    assert calls.names == ["TransactWriteItems"]
+    with pytest.raises(ValueError):
+        new_ledger(clock).claim(keys(101, batch="b2"), MINUTE_MS)
+
+
+class ConflictOnce:
+    """A client whose first transaction is cancelled by another one touching the same item."""
 
     def __init__(self, client):
         self._client = client
+        self.conflicts = 0
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def update_item(self, **_):
-        raise client_error("InternalServerError", "DynamoDB is having a bad day", "UpdateItem")
+    def transact_write_items(self, TransactItems):  # noqa: N803 (botocore's name)
+        if self.conflicts:
+            return self._client.transact_write_items(TransactItems=TransactItems)
+        self.conflicts += 1
+        error = client_error("TransactionCanceledException", "cancelled", "TransactWriteItems")
+        reasons = [{"Code": "None"}] * len(TransactItems)
+        error.response["CancellationReasons"] = [*reasons[:-1], {"Code": "TransactionConflict"}]
+        raise error
 
 
-def test_a_completion_lost_after_sending_keeps_the_message_id_and_the_claim(dynamodb):
-    ledger = new_ledger(dynamodb_client=UpdatesFail(boto3.client("dynamodb")))
-    entry = ledger.once("b1:m1:0", sent("ses-1"))
-    assert entry.state == DONE and entry.result == Result(message_id="ses-1")
-    again = sent("ses-2")
-    assert new_ledger().once("b1:m1:0", again).state == IN_PROGRESS  # not resent meanwhile
-    assert again.calls == []
+def test_a_transaction_conflict_is_tried_again_after_a_pause(dynamodb, clock):
+    client = ConflictOnce(boto3.client("dynamodb", region_name="us-east-1"))
+    ledger = new_ledger(clock, client, random=lambda: 1.0)
+    assert ledger.claim(keys(3), MINUTE_MS) == [Entry(CLAIMED)] * 3
+    assert client.conflicts == 1 and clock.slept == pytest.approx(0.05)
+
+
+def test_records_are_keyed_by_namespace_and_expire_by_ttl(dynamodb, clock):
+    ledger = new_ledger(clock, record_ttl_seconds=3600)
+    ledger.claim(["b1:m1:0"], MINUTE_MS)
+    ledger.complete("b1:m1:0", Result(message_id="ses-1"))
+    ledger.flush()
+    (item,) = items(dynamodb).values()
+    assert item["id"]["S"] == record_id("postbag-test", "b1:m1:0")
+    assert item["id"]["S"].startswith("postbag-test#")
+    assert item["status"]["S"] == "COMPLETED"
+    assert int(item["expiration"]["N"]) == int(clock()) + 3600
+    ttl = dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expiration"
+
+
+def test_a_record_past_its_ttl_but_not_yet_deleted_counts_as_absent(dynamodb, clock):
+    ledger = new_ledger(clock, record_ttl_seconds=60)
+    ledger.claim(["b1:m1:0"], MINUTE_MS)
+    ledger.complete("b1:m1:0", Result(message_id="ses-1"))
+    ledger.flush()
+    clock.sleep(61)  # moto, like DynamoDB for up to days, keeps expired items
+    assert ledger.claim(["b1:m1:0"], MINUTE_MS) == [Entry(CLAIMED)]
+
+
+def test_records_written_by_the_powertools_ledger_are_honoured(dynamodb, clock):
+    """An upgrade must not resend what the previous ledger (powertools) recorded."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+    )
+
+    layer = DynamoDBPersistenceLayer(TABLE, boto3_client=dynamodb)
+    layer.configure(IdempotencyConfig(event_key_jmespath="key"), key_prefix="postbag-test")
+    layer.save_success({"key": "b1:m1:0"}, {"message_id": "ses-old", "reason": None})
+    entries = new_ledger(clock).claim(["b1:m1:0"], MINUTE_MS)
+    assert entries == [Entry(REPLAYED, Result(message_id="ses-old"))]
+
+
+# -- complete and release -----------------------------------------------------------------
+
+
+def test_completions_are_written_25_at_a_time(dynamodb, clock):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    ledger = new_ledger(clock, client)
+    ledger.claim(keys(30), MINUTE_MS)
+    calls = Calls(client)
+    for n, key in enumerate(keys(30)):
+        ledger.complete(key, Result(message_id=f"ses-{n}"))
+    assert calls.names == ["BatchWriteItem"]  # at the 25th
+    assert [status(dynamodb, k) for k in keys(30)] == ["COMPLETED"] * 25 + ["INPROGRESS"] * 5
+    ledger.flush()
+    assert calls.names == ["BatchWriteItem"] * 2
+    assert {status(dynamodb, k) for k in keys(30)} == {"COMPLETED"}
+    ledger.flush()  # nothing left: no call
+    assert calls.names == ["BatchWriteItem"] * 2
+
+
+def test_completions_are_written_a_second_after_the_oldest_was_buffered(dynamodb, clock):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    ledger = new_ledger(clock, client)
+    ledger.claim(keys(3), MINUTE_MS)
+    calls = Calls(client)
+    ledger.complete(keys(3)[0], Result(message_id="ses-0"))
+    clock.sleep(0.6)
+    ledger.complete(keys(3)[1], Result(message_id="ses-1"))
+    assert calls.names == []
+    clock.sleep(0.4)  # a second after the first
+    ledger.complete(keys(3)[2], Result(message_id="ses-2"))
+    assert calls.names == ["BatchWriteItem"]
+    assert {status(dynamodb, k) for k in keys(3)} == {"COMPLETED"}
+
+
+def test_a_released_key_is_claimed_at_once_by_the_next_attempt(dynamodb, clock):
+    ledger = new_ledger(clock)
+    ledger.claim(keys(2), MINUTE_MS)
+    ledger.release(keys(2))
+    ledger.flush()
+    assert new_ledger(clock).claim(keys(2), MINUTE_MS) == [Entry(CLAIMED)] * 2
+
+
+class Unprocessed:
+    """A client whose BatchWriteItem leaves the last ``left`` writes unprocessed ``times`` times."""
+
+    def __init__(self, client, left: int, times: int):
+        self._client, self.left, self.times = client, left, times
+        self.sizes: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems):  # noqa: N803 (botocore's name)
+        ((table, writes),) = RequestItems.items()
+        self.sizes.append(len(writes))
+        if not self.times:
+            return self._client.batch_write_item(RequestItems=RequestItems)
+        self.times -= 1
+        done, rest = writes[: -self.left], writes[-self.left:]
+        if done:
+            self._client.batch_write_item(RequestItems={table: done})
+        return {"UnprocessedItems": {table: rest}}
+
+
+def test_unprocessed_writes_are_retried_with_backoff(dynamodb, clock):
+    client = Unprocessed(boto3.client("dynamodb", region_name="us-east-1"), left=3, times=2)
+    ledger = new_ledger(clock, client, random=lambda: 1.0)
+    ledger.claim(keys(10), MINUTE_MS)
+    for key in keys(10):
+        ledger.complete(key, Result(message_id="ses"))
+    ledger.flush()
+    assert client.sizes == [10, 3, 3]
+    assert clock.slept == pytest.approx(0.05 + 0.1)
+    assert {status(dynamodb, k) for k in keys(10)} == {"COMPLETED"}
+
+
+def test_writes_unprocessed_every_time_raise_and_leave_the_claims(dynamodb, clock):
+    client = Unprocessed(boto3.client("dynamodb", region_name="us-east-1"), left=2, times=99)
+    ledger = new_ledger(clock, client)
+    ledger.claim(keys(4), MINUTE_MS)
+    for key in keys(4):
+        ledger.complete(key, Result(message_id="ses"))
+    with pytest.raises(LedgerUnavailable, match="unprocessed"):
+        ledger.flush()
+    assert len(client.sizes) == 5  # bounded attempts
+    assert [status(dynamodb, k) for k in keys(4)] == ["COMPLETED"] * 2 + ["INPROGRESS"] * 2
+    # Not resent meanwhile: the claims hold until the deadline.
+    assert new_ledger(clock).claim(keys(4)[2:], MINUTE_MS) == [Entry(IN_PROGRESS)] * 2
+
+
+# -- DynamoDB trouble -------------------------------------------------------------------------
+
+
+def test_a_missing_table_is_ledger_unavailable(dynamodb, clock):
+    ledger = Ledger(dynamodb, "no-such-table", "postbag-test", clock=clock)
+    with pytest.raises(LedgerUnavailable):
+        ledger.claim(keys(3), MINUTE_MS)
+
+
+class Down:
+    """A DynamoDB client that answers every call with a server error."""
+
+    def __init__(self, client):
+        self.meta = client.meta
+
+    def __getattr__(self, name):
+        def fail(**_):
+            raise client_error("InternalServerError", "DynamoDB is having a bad day", name, 500)
+
+        return fail
+
+
+def test_dynamodb_down_is_ledger_unavailable_for_claims_and_writes(clock):
+    ledger = new_ledger(clock, Down(boto3.client("dynamodb", region_name="us-east-1")))
+    with pytest.raises(LedgerUnavailable, match="bad day"):
+        ledger.claim(keys(2), MINUTE_MS)
+    ledger.complete("b1:m1:0", Result(message_id="ses-1"))
+    with pytest.raises(LedgerUnavailable, match="bad day"):
+        ledger.flush()

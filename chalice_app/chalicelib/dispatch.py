@@ -1,31 +1,43 @@
 """Send one batch's mails exactly once: a bounded pool, each send rate-limited inside its claim.
 
-For every job: take the ledger claim on its key, then (inside the claim) wait
-for a rate-limiter slot and call ``send``, retrying transient errors by the
-retry policy. What happened becomes one ``Outcome`` per job, in job order:
+Workers take jobs from a feed that claims them in the ledger a chunk at a
+time, as the pool needs work. For every claimed job: wait for a
+rate-limiter slot and call ``send``, retrying transient errors by the retry
+policy, then complete the claim (buffered), or release it when the job is
+left for later. What happened becomes one ``Outcome`` per job, in job order:
 
 - ``sent``: SES accepted it now (``message_id``);
 - ``duplicate``: the ledger already had it sent (the saved ``message_id``);
 - ``failed``: refused for good, now or earlier (``reason``); never resent;
 - ``in_progress``: another invocation holds its claim;
 - ``unsent``: not attempted (deadline near, or the account stopped sending):
-  hand it on, e.g. as a continuation batch;
-- ``retry_later``: transient trouble outlasted the retries; its claim was
-  released so the next Lambda attempt sends it.
+  hand it on, e.g. as a continuation batch; its claim, if any, was released;
+- ``retry_later``: transient trouble (SES or the ledger) outlasted the
+  retries; its claim was released so the next Lambda attempt sends it.
+
+The ledger's buffered writes are flushed before ``run`` returns or raises,
+so a continuation or a retry finds every claim released or completed.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chalicelib.errors import PermanentError, PostbagError, SendingPaused, Throttled, TransientError
-from chalicelib.ledger import DONE, IN_PROGRESS, Ledger, Result
+from chalicelib.errors import (
+    LedgerUnavailable,
+    PermanentError,
+    PostbagError,
+    SendingPaused,
+    Throttled,
+    TransientError,
+)
+from chalicelib.ledger import CLAIMED, IN_PROGRESS, MAX_TRANSACTION_ITEMS, Entry, Ledger, Result
 from chalicelib.observe import (
     DUPLICATES_SKIPPED,
     MAILS_FAILED,
@@ -45,11 +57,15 @@ IN_PROGRESS_ELSEWHERE = "in_progress"
 UNSENT = "unsent"
 RETRY_LATER = "retry_later"
 
-# A mail spends about this long in flight (claim, SES's answer, completion),
-# doubled for slack: how many must be in flight at once to keep a rate up.
+# A mail spends about this long in flight (SES's answer, a share of a
+# chunk's claim), doubled for slack: how many must be in flight at once to
+# keep a rate up.
 IN_FLIGHT_SECONDS = 0.16
 # Beyond this many threads one instance spends more on switching than it gains.
 MAX_WORKERS = 100
+# Jobs claimed at once: one ledger call per chunk, but never many more than
+# the pool is about to send (claims held for nothing block other invocations).
+MIN_CHUNK = 25
 
 DEADLINE_REASON = "stopped before the Lambda deadline"
 HELD_REASON = "claimed by another invocation"
@@ -77,13 +93,6 @@ class Outcome:
 
 class _OutOfTime(PostbagError):
     """No rate-limiter slot comes before the deadline margin."""
-
-
-class _Deadline:
-    """``remaining_ms`` dressed as a Lambda context, for the ledger's claim expiry."""
-
-    def __init__(self, remaining_ms: Callable[[], int]):
-        self.get_remaining_time_in_millis = remaining_ms
 
 
 class _Run:
@@ -116,6 +125,64 @@ class _Run:
             self.counts[name] += 1
 
 
+class _Feed:
+    """Hands claimed jobs to workers, claiming the next chunk when the claimed ones run out.
+
+    Jobs the ledger settles at claim time (replayed, held elsewhere) go to
+    ``settle`` at once and never reach a worker.
+    """
+
+    def __init__(self, ledger: Ledger, jobs: Sequence[Job], chunk: int, state: _Run,
+                 settle: Callable[[int, Job, Entry], None]):
+        self._ledger = ledger
+        self._jobs = jobs
+        self._chunk = chunk
+        self._state = state
+        self._settle = settle
+        self._next = 0  # index of the first job not claimed yet
+        self._claimed: deque[int] = deque()  # claimed, not started
+        self.failure: str | None = None  # why claiming stopped, if the ledger failed
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[int, Job] | None:
+        """The next claimed job, or ``None`` when no job may start any more."""
+        with self._lock:
+            if self._state.stop_reason():
+                return None
+            while not self._claimed:
+                if self.failure or self._next >= len(self._jobs):
+                    return None
+                self._claim_chunk()
+            index = self._claimed.popleft()
+            return index, self._jobs[index]
+
+    def _claim_chunk(self) -> None:
+        first, self._next = self._next, min(len(self._jobs), self._next + self._chunk)
+        indexes = range(first, self._next)
+        try:
+            entries = self._ledger.claim(
+                [self._jobs[i].key for i in indexes], self._state.remaining_ms()
+            )
+        except LedgerUnavailable as exc:
+            self._next = first  # not claimed: left with the rest
+            self.failure = f"{type(exc).__name__}: {exc}"
+            logger.warning("ledger claim failed", extra={"error": str(exc)})
+            return
+        for index, entry in zip(indexes, entries, strict=True):
+            if entry.state == CLAIMED:
+                self._claimed.append(index)
+            else:
+                self._settle(index, self._jobs[index], entry)
+
+    def left(self) -> tuple[list[int], list[int]]:
+        """Jobs never started: (claimed, not claimed), emptying the feed."""
+        with self._lock:
+            claimed, self._claimed = list(self._claimed), deque()
+            unclaimed = list(range(self._next, len(self._jobs)))
+            self._next = len(self._jobs)
+            return claimed, unclaimed
+
+
 class Dispatcher:
     """Runs a batch's send jobs on a bounded pool through the ledger, limiter and retry policy."""
 
@@ -145,22 +212,42 @@ class Dispatcher:
         """One ``Outcome`` per job, in job order.
 
         Errors other than Postbag's (bugs) propagate once the jobs already
-        started have finished; jobs not started by then are not claimed.
+        started have finished; the claims of jobs not started are released.
         """
         if not jobs:
             return []
-        self._ledger.register_lambda_context(_Deadline(remaining_ms))
         state = _Run(remaining_ms, margin_ms, queued_at)
-        with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
-            futures = [pool.submit(self._guarded, job, state) for job in jobs]
-            try:
-                return [future.result() for future in futures]
-            finally:
-                self._emit(state)
+        outcomes: dict[int, Outcome] = {}
 
-    def _guarded(self, job: Job, state: _Run) -> Outcome:
+        def settle(index: int, job: Job, entry: Entry) -> None:
+            outcomes[index] = self._record(job, entry, state)
+
+        chunk = min(MAX_TRANSACTION_ITEMS, max(MIN_CHUNK, self._workers))
+        feed = _Feed(self._ledger, jobs, chunk, state, settle)
+        workers = min(self._workers, len(jobs))
         try:
-            return self._one(job, state)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(self._guarded, feed, state, outcomes)
+                               for _ in range(workers)]:
+                    future.result()
+        finally:
+            claimed, unclaimed = feed.left()
+            self._ledger_write(lambda: self._ledger.release(jobs[i].key for i in claimed))
+            self._ledger_write(self._ledger.flush)
+            self._emit(state)
+        reason = state.stop_reason()
+        for index in claimed + unclaimed:
+            if reason is not None:
+                outcomes[index] = Outcome(jobs[index].mail_id, UNSENT, reason=reason)
+            else:  # only a failed claim ends a run early without a stop
+                outcomes[index] = Outcome(jobs[index].mail_id, RETRY_LATER, reason=feed.failure)
+        return [outcomes[index] for index in range(len(jobs))]
+
+    def _guarded(self, feed: _Feed, state: _Run, outcomes: dict[int, Outcome]) -> None:
+        try:
+            while (taken := feed.take()) is not None:
+                index, job = taken
+                outcomes[index] = self._one(job, state)
         except BaseException:
             # A bug or the process going down, not a send error: start nothing
             # new; the error reaches the handler once the jobs in flight end.
@@ -168,23 +255,28 @@ class Dispatcher:
             raise
 
     def _one(self, job: Job, state: _Run) -> Outcome:
-        reason = state.stop_reason()
-        if reason is not None:
-            return Outcome(job.mail_id, UNSENT, reason=reason)
+        """Send one claimed job; complete its claim, or release it if the job is left for later."""
         try:
-            entry = self._ledger.once(job.key, lambda: self._attempt(job, state))
+            result = self._attempt(job, state)
         except _OutOfTime:
             state.stop(DEADLINE_REASON)
+            self._release(job)
             return Outcome(job.mail_id, UNSENT, reason=DEADLINE_REASON)
         except SendingPaused as exc:
             state.stop(f"account stopped sending: {exc}")
+            self._release(job)
             logger.warning("SES stopped sending", extra={"mail_id": job.mail_id, "error": str(exc)})
             return Outcome(job.mail_id, UNSENT, reason=f"account stopped sending: {exc}")
         except TransientError as exc:
+            self._release(job)
             extra = {"mail_id": job.mail_id, "error": str(exc)}
             logger.warning("send left for the next attempt", extra=extra)
             return Outcome(job.mail_id, RETRY_LATER, reason=f"{type(exc).__name__}: {exc}")
-        return self._record(job, entry.state, entry.result, state)
+        except Exception:
+            self._release(job)  # a bug: a fixed retry may send it
+            raise
+        self._ledger_write(lambda: self._ledger.complete(job.key, result))
+        return self._record(job, Entry(CLAIMED, result), state)
 
     def _attempt(self, job: Job, state: _Run) -> Result:
         """Runs inside the claim: limiter slot, send, retries. Permanent errors become a result."""
@@ -213,13 +305,30 @@ class Dispatcher:
             self._metrics.queue_delay(queue_delay(state.queued_at, self._now()))
         return Result(message_id=message_id)
 
-    def _record(self, job: Job, entry_state: str, result: Result | None, state: _Run) -> Outcome:
+    def _release(self, job: Job) -> None:
+        self._ledger_write(lambda: self._ledger.release([job.key]))
+
+    @staticmethod
+    def _ledger_write(write: Callable[[], None]) -> None:
+        """Completions and releases that fail keep their claims until the deadline.
+
+        Only a takeover after the deadline can then send those mails again (or,
+        for a release, send them later): logged, not raised, as the mails went out.
+        """
+        try:
+            write()
+        except LedgerUnavailable as exc:
+            logger.error("ledger writes lost; their claims stay until the deadline",
+                         extra={"error": str(exc)})
+
+    def _record(self, job: Job, entry: Entry, state: _Run) -> Outcome:
         extra = {"mail_id": job.mail_id, "idempotency_key": job.key}
-        if entry_state == IN_PROGRESS:
+        if entry.state == IN_PROGRESS:
             logger.info("mail claimed by another invocation", extra=extra)
             return Outcome(job.mail_id, IN_PROGRESS_ELSEWHERE, reason=HELD_REASON)
-        assert result is not None  # DONE and REPLAYED entries always carry one
-        if entry_state == DONE:
+        result = entry.result
+        assert result is not None  # completed and replayed entries always carry one
+        if entry.state == CLAIMED:
             if result.reason is not None:
                 state.count(MAILS_FAILED)
                 logger.warning("mail failed for good", extra={**extra, "reason": result.reason})

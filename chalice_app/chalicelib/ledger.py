@@ -1,56 +1,71 @@
-"""The per-mail ledger: claim → send → complete, on powertools' idempotency utility.
+"""The per-mail ledger: claim in chunks → send → complete in batches, on DynamoDB.
 
 Each mail's idempotency key (``"<batch_id>:<mail_id>:<redrive>"``, from ids
-minted when the mail was queued) gets one DynamoDB record:
+minted when the mail was queued) gets one record, ``id`` =
+``"<namespace>#<md5 of the key>"``:
 
-- **claim**: a conditional put of an ``INPROGRESS`` record whose claim expires
-  at the Lambda's deadline, so a crashed attempt's mails can be taken over by
-  the next invocation (powertools' ``in_progress_expiration``);
-- **complete**: the record becomes ``COMPLETED`` with the SES MessageId, or with
-  the reason a permanent failure gave (so that mail is never resent either);
-- **release**: if sending raised, the record is deleted so a retry sends it.
+- **claim**: one ``TransactWriteItems`` puts ``INPROGRESS`` records for up to
+  100 keys, each on condition that the key is free (absent, past its TTL, or
+  an ``INPROGRESS`` claim past its expiry). Claims expire at the Lambda's
+  deadline, so a crashed attempt's mails are taken over by the next
+  invocation. A cancelled transaction writes nothing: the keys whose
+  condition failed are read (``BatchGetItem``, consistent) and the rest are
+  claimed again;
+- **complete**: an unconditional put of a ``COMPLETED`` record with the SES
+  MessageId, or the reason a permanent failure gave (never resent either);
+- **release**: a delete, so a retry or a continuation can claim the key at once.
 
-Records expire through the table's TTL on the ``expiration`` attribute.
-The utility's ``IdempotencyHandler`` is used directly rather than through the
-``idempotent_function`` decorator because the key is a plain string we pass
-in, and the outcome (ran now, replayed, held elsewhere) matters to the caller.
+Completions and releases are buffered and written by ``BatchWriteItem``, 25
+at a time, at the latest ``flush_after`` seconds after the oldest was
+buffered (checked at each completion or release) and when the caller flushes.
+They need no condition: the writer holds the claim, which lasts until its
+own deadline.
+
+Why not powertools' idempotency utility (our first ledger): it makes two
+DynamoDB calls per mail, and one botocore call costs ~1 ms of client CPU,
+which alone broke the sender's CPU and rate targets (docs/exactly-once.md).
+The record layout is the utility's (``status``, ``expiration``,
+``in_progress_expiration``, ``data``, same key hash), so records it wrote
+are still honoured.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random as _random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-)
-from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyInconsistentStateError,
-    IdempotencyPersistenceLayerError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable
-from chalicelib.observe import logger
 
 # Longer than anything that can replay a batch: Lambda's asynchronous retries
 # (up to 6 hours), a plugin re-upload, an operator looking at failures over a weekend.
 DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600
+# Bounds the window in which a sent mail is not yet recorded as sent.
+FLUSH_AFTER_SECONDS = 1.0
+MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems
+MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
+MAX_BATCH_GET_KEYS = 100  # BatchGetItem
 
-DONE = "done"  # the action ran in this call
-REPLAYED = "replayed"  # an earlier call completed this key: nothing was run
+CLAIMED = "claimed"  # this caller holds the claim now
+REPLAYED = "replayed"  # an earlier call completed this key: do nothing
 IN_PROGRESS = "in_progress"  # another invocation holds an unexpired claim
 
-
-class RemainingTime(Protocol):
-    """What the ledger needs of a Lambda context: the time left before the deadline."""
-
-    def get_remaining_time_in_millis(self) -> int: ...
+_INPROGRESS, _COMPLETED = "INPROGRESS", "COMPLETED"
+# Cancellation codes that another try of the same transaction can get past.
+_RETRY_CODES = frozenset({"TransactionConflict", "ThrottlingError",
+                          "ProvisionedThroughputExceeded"})
+_FREE = (
+    "attribute_not_exists(#id) OR #expiry < :now"
+    " OR (#status = :inprogress AND #in_progress_expiry < :now_ms)"
+)
 
 
 @dataclass(frozen=True)
@@ -65,14 +80,20 @@ class Result:
 class Entry:
     """The ledger's answer for one key."""
 
-    state: str  # DONE, REPLAYED or IN_PROGRESS
+    state: str  # CLAIMED, REPLAYED or IN_PROGRESS
     result: Result | None = None
 
 
-def create_table(dynamodb_client: Any, table_name: str) -> None:
-    """Create the ledger table as the persistence layer expects it (for demos and tests).
+def record_id(namespace: str, key: str) -> str:
+    # powertools' key: a fixed prefix and the MD5 of the key as JSON.
+    digest = hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()
+    return f"{namespace}#{digest}"
 
-    Production tables come from the deploy step with the same key and TTL attribute.
+
+def create_table(dynamodb_client: Any, table_name: str) -> None:
+    """Create the ledger table (for demos and tests).
+
+    Production tables come from ``postbag provision`` with the same key and TTL attribute.
     """
     dynamodb_client.create_table(
         TableName=table_name,
@@ -88,84 +109,212 @@ def create_table(dynamodb_client: Any, table_name: str) -> None:
 
 
 class Ledger:
-    """Runs an action at most once per idempotency key, across invocations and instances.
+    """Runs each key's mail at most once, across invocations and instances. Thread-safe.
 
-    One persistence layer per ledger (powertools ignores a second config on a
-    layer), built on first use: the layer makes its boto3 client when
-    constructed, and clients made before moto starts escape it.
+    ``clock`` is the wall clock (claims are compared across instances);
+    ``sleep`` and ``random`` pace the retries of unprocessed writes and
+    conflicting transactions, up to ``attempts`` calls.
     """
 
     def __init__(
         self,
+        dynamodb_client: Any,
         table_name: str,
         namespace: str,
         record_ttl_seconds: int = DEFAULT_RECORD_TTL_SECONDS,
-        dynamodb_client: Any = None,
+        flush_after: float = FLUSH_AFTER_SECONDS,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+        attempts: int = 5,
     ):
-        self.table_name = table_name
-        # Fixed key prefix instead of powertools' "<function name>.<qualname>",
-        # so records survive renaming the function or this module.
-        self.namespace = namespace
-        self._config = IdempotencyConfig(
-            event_key_jmespath="key",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=record_ttl_seconds,
-        )
         self._client = dynamodb_client
-        self._layer: DynamoDBPersistenceLayer | None = None
+        self.table_name = table_name
+        self.namespace = namespace
+        self._ttl = record_ttl_seconds
+        self._flush_after = flush_after
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._attempts = attempts
+        self._pending: dict[str, dict[str, Any]] = {}  # record id → write request
+        self._oldest = 0.0  # clock() when the oldest pending write was buffered
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, dynamodb_client: Any = None) -> Ledger:
-        return cls(
-            settings.ledger_table, settings.idempotency_namespace, dynamodb_client=dynamodb_client
-        )
+    def from_settings(cls, settings: Settings, dynamodb_client: Any, **kwargs: Any) -> Ledger:
+        return cls(dynamodb_client, settings.ledger_table, settings.idempotency_namespace, **kwargs)
 
-    def register_lambda_context(self, context: RemainingTime) -> None:
-        """Claims made from now on expire at this context's deadline."""
-        self._config.register_lambda_context(context)
+    # --- claim --------------------------------------------------------------------
 
-    @property
-    def persistence_layer(self) -> DynamoDBPersistenceLayer:
-        with self._lock:
-            if self._layer is None:
-                layer = DynamoDBPersistenceLayer(self.table_name, boto3_client=self._client)
-                layer.configure(self._config, key_prefix=self.namespace)
-                self._layer = layer
-            return self._layer
+    def claim(self, keys: Sequence[str], remaining_ms: int) -> list[Entry]:
+        """Claim ``keys`` (distinct, at most 100) until ``remaining_ms`` from now; entries in order.
 
-    def once(self, key: str, action: Callable[[], Result]) -> Entry:
-        """Run ``action`` inside a claim on ``key`` unless the key is completed or held.
-
-        If ``action`` raises, the claim is released and the error propagates.
-        Raises ``LedgerUnavailable`` when DynamoDB fails before ``action`` ran.
+        Raises ``LedgerUnavailable`` when DynamoDB fails: then nothing was claimed
+        by this call.
         """
-        ran: list[Result] = []
+        if len(keys) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"at most {MAX_TRANSACTION_ITEMS} keys per claim")
+        entries: dict[str, Entry] = {}
+        pending = list(keys)
+        for attempt in range(self._attempts):
+            now = self._clock()
+            failed = self._transact_claim(pending, now, int(now * 1000) + remaining_ms)
+            if failed is None:  # every condition held, but the transaction may try again
+                self._backoff(attempt)
+                continue
+            if not failed:
+                entries.update((key, Entry(CLAIMED)) for key in pending)
+                return [entries[key] for key in keys]
+            for key, item in self._read(failed).items():
+                held = self._held(item, now)
+                if held is not None:
+                    entries[key] = held
+            # Keys read back free (released or expired meanwhile) are tried again.
+            pending = [key for key in pending if key not in entries]
+            if not pending:
+                return [entries[key] for key in keys]
+        raise LedgerUnavailable(f"claims on {len(keys)} key(s) kept conflicting")
 
-        def claimed() -> dict[str, Any]:
-            ran.append(action())
-            return asdict(ran[0])
-
-        handler = IdempotencyHandler(
-            function=claimed,
-            function_payload={"key": key},
-            config=self._config,
-            persistence_store=self.persistence_layer,
-            key_prefix=self.namespace,
-            function_args=(),
-            function_kwargs={},
-        )
+    def _transact_claim(self, keys: list[str], now: float, expires_ms: int) -> set[str] | None:
+        """Keys whose condition failed (empty: all claimed); ``None``: cancelled, retry it all."""
+        item = {
+            "status": {"S": _INPROGRESS},
+            "expiration": {"N": str(int(now) + self._ttl)},
+            "in_progress_expiration": {"N": str(expires_ms)},
+        }
+        values = {
+            ":now": {"N": str(int(now))},
+            ":now_ms": {"N": str(int(now * 1000))},
+            ":inprogress": {"S": _INPROGRESS},
+        }
+        names = {"#id": "id", "#expiry": "expiration", "#status": "status",
+                 "#in_progress_expiry": "in_progress_expiration"}
+        puts = [
+            {"Put": {"TableName": self.table_name,
+                     "Item": {"id": {"S": record_id(self.namespace, key)}, **item},
+                     "ConditionExpression": _FREE, "ExpressionAttributeNames": names,
+                     "ExpressionAttributeValues": values}}
+            for key in keys
+        ]
         try:
-            stored = handler.handle()
-        except IdempotencyAlreadyInProgressError:
-            return Entry(IN_PROGRESS)
-        except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
-            if ran:
-                # Sent, but the completion was not written: the claim stays until
-                # the deadline, and only a takeover after it could send again.
-                logger.error("ledger completion failed after sending", extra={"key": key})
-                return Entry(DONE, ran[0])
-            raise LedgerUnavailable(f"ledger record {key}: {exc}") from exc
-        if ran:
-            return Entry(DONE, ran[0])
-        return Entry(REPLAYED, Result(**stored))
+            self._client.transact_write_items(TransactItems=puts)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise LedgerUnavailable(f"claiming {len(keys)} key(s): {exc}") from exc
+            return self._cancelled(keys, exc)
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"claiming {len(keys)} key(s): {exc}") from exc
+        return set()
+
+    @staticmethod
+    def _cancelled(keys: list[str], exc: ClientError) -> set[str] | None:
+        # One reason per item, in item order; "None" for items that were fine.
+        codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+        if len(codes) != len(keys):
+            raise LedgerUnavailable(f"claim cancelled without reasons: {exc}") from exc
+        failed = {key for key, code in zip(keys, codes, strict=True)
+                  if code == "ConditionalCheckFailed"}
+        other = set(codes) - {"None", "ConditionalCheckFailed"}
+        if other - _RETRY_CODES:
+            raise LedgerUnavailable(f"claim cancelled: {sorted(other)}") from exc
+        return None if other else failed
+
+    def _read(self, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The current record of each key (``None`` when absent), read consistently."""
+        by_id = {record_id(self.namespace, key): key for key in keys}
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(by_id.values())
+        wanted = [{"id": {"S": rid}} for rid in by_id]
+        for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
+            request = {self.table_name: {"Keys": wanted[start:start + MAX_BATCH_GET_KEYS],
+                                         "ConsistentRead": True}}
+            for attempt in range(self._attempts):
+                response = self._call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[by_id[item["id"]["S"]]] = item
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._backoff(attempt)
+            else:
+                raise LedgerUnavailable("ledger reads kept coming back unprocessed")
+        return found
+
+    @staticmethod
+    def _held(item: dict[str, Any] | None, now: float) -> Entry | None:
+        """What a record that failed the claim condition says; ``None`` if it is free now."""
+        if item is None or int(item["expiration"]["N"]) < int(now):
+            return None
+        if item["status"]["S"] == _COMPLETED:
+            return Entry(REPLAYED, Result(**json.loads(item["data"]["S"])))
+        expiry = item.get("in_progress_expiration")
+        if expiry is not None and int(expiry["N"]) < int(now * 1000):
+            return None
+        return Entry(IN_PROGRESS)
+
+    # --- complete and release ------------------------------------------------------
+
+    def complete(self, key: str, result: Result) -> None:
+        """Record ``key`` as done with ``result`` (buffered). Raises ``LedgerUnavailable``
+        when a flush it triggers fails."""
+        item = {
+            "id": {"S": record_id(self.namespace, key)},
+            "status": {"S": _COMPLETED},
+            "expiration": {"N": str(int(self._clock()) + self._ttl)},
+            "data": {"S": json.dumps(asdict(result), sort_keys=True)},
+        }
+        self._buffer([(item["id"]["S"], {"PutRequest": {"Item": item}})])
+
+    def release(self, keys: Iterable[str]) -> None:
+        """Give up the claims on ``keys`` (buffered), so another attempt may claim them."""
+        ids = [record_id(self.namespace, key) for key in keys]
+        self._buffer([(rid, {"DeleteRequest": {"Key": {"id": {"S": rid}}}}) for rid in ids])
+
+    def flush(self) -> None:
+        """Write every buffered completion and release. Raises ``LedgerUnavailable``."""
+        with self._lock:
+            writes, self._pending = list(self._pending.values()), {}
+        self._write(writes)
+
+    def _buffer(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        with self._lock:
+            if not self._pending:
+                self._oldest = self._clock()
+            self._pending.update(writes)
+            due = len(self._pending) >= MAX_BATCH_WRITE_ITEMS
+        if due:
+            self.flush()
+        else:
+            self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        with self._lock:
+            due = bool(self._pending) and self._clock() - self._oldest >= self._flush_after
+        if due:
+            self.flush()
+
+    def _write(self, writes: list[dict[str, Any]]) -> None:
+        for start in range(0, len(writes), MAX_BATCH_WRITE_ITEMS):
+            request = {self.table_name: writes[start:start + MAX_BATCH_WRITE_ITEMS]}
+            for attempt in range(self._attempts):
+                request = self._call("batch_write_item", RequestItems=request).get(
+                    "UnprocessedItems"
+                ) or {}
+                if not request:
+                    break
+                self._backoff(attempt)
+            else:
+                left = len(request.get(self.table_name, []))
+                raise LedgerUnavailable(f"{left} ledger write(s) kept coming back unprocessed")
+
+    # --- DynamoDB calls --------------------------------------------------------------
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"ledger {operation}: {exc}") from exc
+
+    def _backoff(self, attempt: int) -> None:
+        # Full jitter, as DynamoDB's guidance for unprocessed items asks.
+        self._sleep(self._random() * min(1.0, 0.05 * 2**attempt))
