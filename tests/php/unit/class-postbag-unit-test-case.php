@@ -80,7 +80,9 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 			Postbag_Plugin::replace( $this->previous );
 		}
 		$GLOBALS['wp_filter'] = $this->hooks;
-		self::remove_tree( $this->temp_dir );
+		if ( is_dir( $this->temp_dir ) ) {
+			Postbag_Test_Sandbox::remove_tree( $this->temp_dir );
+		}
 		parent::tearDown();
 	}
 
@@ -132,19 +134,5 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 		$path = $this->temp_dir . '/' . $name;
 		file_put_contents( $path, $contents );
 		return $path;
-	}
-
-	/**
-	 * @param string $dir Directory to delete with everything in it.
-	 */
-	protected static function remove_tree( string $dir ): void {
-		if ( ! is_dir( $dir ) ) {
-			return;
-		}
-		$items = new RecursiveIteratorIterator( new RecursiveDirectoryIterator( $dir, FilesystemIterator::SKIP_DOTS ), RecursiveIteratorIterator::CHILD_FIRST );
-		foreach ( $items as $item ) {
-			$item->isDir() ? rmdir( $item->getPathname() ) : unlink( $item->getPathname() );
-		}
-		rmdir( $dir );
 	}
 }
