@@ -30,9 +30,12 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         *_s3_statements(stack, settings),
         *_ses_statements(stack, settings),
         _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        # Claims are conditional puts inside TransactWriteItems (authorised as
+        # PutItem), settled claims are read with BatchGetItem, completions and
+        # releases are written with BatchWriteItem.
         _statement(
             "Ledger",
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            ["dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
             [stack.arn("dynamodb", f"table/{settings.ledger_table}")],
         ),
         _statement("FailureDestination", ["sqs:SendMessage"], [stack.queue_arn]),
