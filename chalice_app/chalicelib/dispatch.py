@@ -126,10 +126,14 @@ class _Run:
 
 
 class _Feed:
-    """Hands claimed jobs to workers, claiming the next chunk when the claimed ones run out.
+    """Hands claimed jobs to workers, claiming the next chunk before the claimed ones run out.
 
-    Jobs the ledger settles at claim time (replayed, held elsewhere) go to
-    ``settle`` at once and never reach a worker.
+    When fewer than half a chunk of claimed jobs is left, the worker that
+    notices claims the next chunk outside the lock, so the others keep
+    sending meanwhile (a claim is a DynamoDB transaction: milliseconds that
+    would otherwise stall the whole pool). So at most a chunk and a half is
+    claimed ahead of the sends. Jobs the ledger settles at claim time
+    (replayed, held elsewhere) go to ``settle`` at once and never reach a worker.
     """
 
     def __init__(self, ledger: Ledger, jobs: Sequence[Job], chunk: int, state: _Run,
@@ -141,42 +145,65 @@ class _Feed:
         self._settle = settle
         self._next = 0  # index of the first job not claimed yet
         self._claimed: deque[int] = deque()  # claimed, not started
+        self._claiming = False
         self.failure: str | None = None  # why claiming stopped, if the ledger failed
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()
 
     def take(self) -> tuple[int, Job] | None:
         """The next claimed job, or ``None`` when no job may start any more."""
-        with self._lock:
-            if self._state.stop_reason():
-                return None
-            while not self._claimed:
-                if self.failure or self._next >= len(self._jobs):
+        while True:
+            with self._ready:
+                if self._state.stop_reason():
                     return None
-                self._claim_chunk()
-            index = self._claimed.popleft()
-            return index, self._jobs[index]
+                chunk = self._start_claim()
+                taken = None
+                if self._claimed:
+                    index = self._claimed.popleft()
+                    taken = index, self._jobs[index]
+                elif chunk is None:
+                    if not self._claiming:
+                        return None  # every job handed out, or the ledger failed
+                    self._ready.wait()
+                    continue
+            if chunk is not None:
+                self._claim(chunk)
+            if taken is not None:
+                return taken
 
-    def _claim_chunk(self) -> None:
-        first, self._next = self._next, min(len(self._jobs), self._next + self._chunk)
-        indexes = range(first, self._next)
+    def _start_claim(self) -> range | None:
+        """The next chunk to claim, if one is due and no other worker is claiming."""
+        if (self._claiming or self.failure or self._next >= len(self._jobs)
+                or len(self._claimed) >= max(1, self._chunk // 2)):
+            return None
+        self._claiming = True
+        chunk = range(self._next, min(len(self._jobs), self._next + self._chunk))
+        self._next = chunk.stop
+        return chunk
+
+    def _claim(self, chunk: range) -> None:
+        entries: list[Entry] = []
         try:
             entries = self._ledger.claim(
-                [self._jobs[i].key for i in indexes], self._state.remaining_ms()
+                [self._jobs[i].key for i in chunk], self._state.remaining_ms()
             )
         except LedgerUnavailable as exc:
-            self._next = first  # not claimed: left with the rest
-            self.failure = f"{type(exc).__name__}: {exc}"
             logger.warning("ledger claim failed", extra={"error": str(exc)})
-            return
-        for index, entry in zip(indexes, entries, strict=True):
-            if entry.state == CLAIMED:
-                self._claimed.append(index)
-            else:
-                self._settle(index, self._jobs[index], entry)
+            with self._ready:
+                self._next = chunk.start  # not claimed: left with the rest
+                self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._ready:
+                for index, entry in zip(chunk, entries, strict=False):
+                    if entry.state == CLAIMED:
+                        self._claimed.append(index)
+                    else:
+                        self._settle(index, self._jobs[index], entry)
+                self._claiming = False
+                self._ready.notify_all()
 
     def left(self) -> tuple[list[int], list[int]]:
         """Jobs never started: (claimed, not claimed), emptying the feed."""
-        with self._lock:
+        with self._ready:
             claimed, self._claimed = list(self._claimed), deque()
             unclaimed = list(range(self._next, len(self._jobs)))
             self._next = len(self._jobs)
