@@ -157,8 +157,8 @@ def test_sender_may_do_its_job(action, resource):
     ids=[
         "write-attachment", "write-attachment-json", "write-non-batch", "write-root",
         "read-receipts", "delete-failed", "delete-receipts", "other-bucket", "bucket-policy",
-        "delete-bucket", "scan-ledger", "query-ledger", "update-ledger", "drop-ledger", "other-table", "read-failure-queue",
-        "other-queue", "iam", "other-logs",
+        "delete-bucket", "scan-ledger", "query-ledger", "update-ledger", "drop-ledger",
+        "other-table", "read-failure-queue", "other-queue", "iam", "other-logs",
     ],
 )
 def test_sender_may_do_nothing_else(action, resource):
