@@ -10,7 +10,9 @@ minted when the mail was queued) gets one record, ``id`` =
   deadline, so a crashed attempt's mails are taken over by the next
   invocation. A cancelled transaction writes nothing: the keys whose
   condition failed are read (``BatchGetItem``, consistent) and the rest are
-  claimed again;
+  claimed again. botocore gives each transaction a ``ClientRequestToken``,
+  so its own retry of a claim whose answer was lost succeeds rather than
+  meeting our own records;
 - **complete**: an unconditional put of a ``COMPLETED`` record with the SES
   MessageId, or the reason a permanent failure gave (never resent either);
 - **release**: a delete, so a retry or a continuation can claim the key at once.
