@@ -22,6 +22,7 @@ from chalicelib.ledger import (
     create_table,
     record_id,
 )
+from chalicelib.retry import RetryPolicy
 
 TABLE = "postbag-ledger"
 SETTINGS = Settings(idempotency_namespace="postbag-test")
@@ -51,10 +52,12 @@ class Calls:
         )
 
 
-def new_ledger(clock: FakeClock, client=None, **kwargs) -> Ledger:
+def new_ledger(clock: FakeClock, client=None, random=None, **kwargs) -> Ledger:
     """A ledger as one Lambda instance has it: its own client and buffer, a shared clock."""
     client = client or boto3.client("dynamodb", region_name="us-east-1")
-    return Ledger.from_settings(SETTINGS, client, clock=clock, sleep=clock.sleep, **kwargs)
+    jitter = {"random": random} if random else {}
+    retry = RetryPolicy(base_delay=0.05, max_delay=1.0, sleep=clock.sleep, **jitter)
+    return Ledger.from_settings(SETTINGS, client, clock=clock, retry=retry, **kwargs)
 
 
 def keys(count: int, batch: str = "b1") -> list[str]:

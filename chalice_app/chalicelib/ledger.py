@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random as _random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable
+from chalicelib.retry import RetryPolicy
 
 # Longer than anything that can replay a batch: Lambda's asynchronous retries
 # (up to 6 hours), a plugin re-upload, an operator looking at failures over a weekend.
@@ -126,9 +126,7 @@ class Ledger:
         record_ttl_seconds: int = DEFAULT_RECORD_TTL_SECONDS,
         flush_after: float = FLUSH_AFTER_SECONDS,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        random: Callable[[], float] = _random.random,
-        attempts: int = 5,
+        retry: RetryPolicy | None = None,
     ):
         self._client = dynamodb_client
         self.table_name = table_name
@@ -136,9 +134,8 @@ class Ledger:
         self._ttl = record_ttl_seconds
         self._flush_after = flush_after
         self._clock = clock
-        self._sleep = sleep
-        self._random = random
-        self._attempts = attempts
+        # Full jitter between attempts, as DynamoDB's guidance for unprocessed items asks.
+        self._retry = retry or RetryPolicy(attempts=5, base_delay=0.05, max_delay=1.0)
         self._pending: dict[str, dict[str, Any]] = {}  # record id → write request
         self._oldest = 0.0  # clock() when the oldest pending write was buffered
         self._lock = threading.Lock()
@@ -159,11 +156,11 @@ class Ledger:
             raise ValueError(f"at most {MAX_TRANSACTION_ITEMS} keys per claim")
         entries: dict[str, Entry] = {}
         pending = list(keys)
-        for attempt in range(self._attempts):
+        for attempt in range(self._retry.attempts):
             now = self._clock()
             failed = self._transact_claim(pending, now, int(now * 1000) + remaining_ms)
             if failed is None:  # every condition held, but the transaction may try again
-                self._backoff(attempt)
+                self._retry.pause(attempt)
                 continue
             if not failed:
                 entries.update((key, Entry(CLAIMED)) for key in pending)
@@ -230,14 +227,14 @@ class Ledger:
         for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
             request = {self.table_name: {"Keys": wanted[start:start + MAX_BATCH_GET_KEYS],
                                          "ConsistentRead": True}}
-            for attempt in range(self._attempts):
+            for attempt in range(self._retry.attempts):
                 response = self._call("batch_get_item", RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):
                     found[by_id[item["id"]["S"]]] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                self._backoff(attempt)
+                self._retry.pause(attempt)
             else:
                 raise LedgerUnavailable("ledger reads kept coming back unprocessed")
         return found
@@ -298,13 +295,13 @@ class Ledger:
     def _write(self, writes: list[dict[str, Any]]) -> None:
         for start in range(0, len(writes), MAX_BATCH_WRITE_ITEMS):
             request = {self.table_name: writes[start:start + MAX_BATCH_WRITE_ITEMS]}
-            for attempt in range(self._attempts):
+            for attempt in range(self._retry.attempts):
                 request = self._call("batch_write_item", RequestItems=request).get(
                     "UnprocessedItems"
                 ) or {}
                 if not request:
                     break
-                self._backoff(attempt)
+                self._retry.pause(attempt)
             else:
                 left = len(request.get(self.table_name, []))
                 raise LedgerUnavailable(f"{left} ledger write(s) kept coming back unprocessed")
@@ -317,6 +314,3 @@ class Ledger:
         except (ClientError, BotoCoreError) as exc:
             raise LedgerUnavailable(f"ledger {operation}: {exc}") from exc
 
-    def _backoff(self, attempt: int) -> None:
-        # Full jitter, as DynamoDB's guidance for unprocessed items asks.
-        self._sleep(self._random() * min(1.0, 0.05 * 2**attempt))

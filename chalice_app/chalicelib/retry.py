@@ -47,6 +47,10 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
         return self._random() * min(self.max_delay, self.base_delay * 2**retry)
 
+    def pause(self, retry: int) -> None:
+        """Wait before retry number ``retry``, for callers that decide themselves what to retry."""
+        self._sleep(self.delay(retry))
+
     def call(
         self,
         fn: Callable[[], T],
