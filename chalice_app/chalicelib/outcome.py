@@ -15,13 +15,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.batch import Batch
 from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
 from chalicelib.dispatch import DEADLINE_REASON, Outcome
 from chalicelib.errors import BatchFormatError
-from chalicelib.store import unavailable
+from chalicelib.store import s3_call
 
 # Outcomes that a re-drive can fix once the cause is gone.
 REDRIVABLE = frozenset({"failed", "unsent"})
@@ -55,14 +53,8 @@ class Recorder:
         self._settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def _s3_call(self, what: str, method: Callable[..., Any], **params: Any) -> Any:
-        try:
-            return method(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc, what) from exc
-
     def _put(self, bucket: str, key: str, document: Any) -> None:
-        self._s3_call(
+        s3_call(
             f"writing {key}",
             self._s3.put_object,
             Bucket=bucket,
@@ -121,7 +113,7 @@ class Recorder:
         self._put(bucket, f"{self._settings.queue_prefix}{name}.json", document)
 
     def tag(self, bucket: str, key: str, state: str) -> None:
-        self._s3_call(
+        s3_call(
             f"tagging {key}",
             self._s3.put_object_tagging,
             Bucket=bucket,
@@ -132,7 +124,7 @@ class Recorder:
     def quarantine(self, bucket: str, key: str, error: BatchFormatError) -> str:
         """Move an unreadable batch out of the queue, with a document saying why."""
         target = self._settings.quarantine_prefix + key.removeprefix(self._settings.queue_prefix)
-        self._s3_call(
+        s3_call(
             f"copying {key} to {target}",
             self._s3.copy_object,
             Bucket=bucket,
@@ -151,5 +143,5 @@ class Recorder:
                 "quarantined_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         )
-        self._s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
+        s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
         return target

@@ -19,33 +19,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.observe import logger
 from chalicelib.outcome import object_name
-from chalicelib.store import unavailable
+from chalicelib.store import s3_call
 
 Document = dict[str, Any]
 
 
-def _s3(what: str, method: Any, **params: Any) -> Any:
-    try:
-        return method(**params)
-    except (ClientError, BotoCoreError) as exc:
-        raise unavailable(exc, what) from exc
-
-
 def _failed_keys(s3_client: Any, bucket: str, prefix: str) -> list[str]:
     paginator = s3_client.get_paginator("list_objects_v2")
-    pages = _s3(f"listing {prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+    pages = s3_call(
+        f"listing {prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))
+    )
     found = (o["Key"] for page in pages for o in page.get("Contents", ()))
     return [key for key in found if key.endswith(".json")]
 
 
 def _read(s3_client: Any, bucket: str, key: str) -> Document:
-    body = _s3(f"reading {key}", s3_client.get_object, Bucket=bucket, Key=key)["Body"].read()
+    body = s3_call(f"reading {key}", s3_client.get_object, Bucket=bucket, Key=key)["Body"].read()
     try:
         doc = json.loads(body)
     except ValueError as exc:
@@ -82,12 +75,12 @@ def redrive(
     for (batch, count), files in sorted(generations.items()):
         target = f"{settings.queue_prefix}{object_name(batch, count + 1, 0)}.json"
         body = json.dumps(_merge([doc for _, doc in files], count + 1), ensure_ascii=False)
-        _s3(f"writing {target}", s3_client.put_object, Bucket=bucket, Key=target,
+        s3_call(f"writing {target}", s3_client.put_object, Bucket=bucket, Key=target,
             Body=body.encode("utf-8"), ContentType="application/json")
         # Deleted only once the queue copy exists: a crash in between leaves a
         # failed copy whose next re-drive writes the same batch with the same keys.
         for key, _ in files:
-            _s3(f"deleting {key}", s3_client.delete_object, Bucket=bucket, Key=key)
+            s3_call(f"deleting {key}", s3_client.delete_object, Bucket=bucket, Key=key)
         logger.info("re-driven", extra={"batch_id": batch, "redrive": count + 1, "key": target,
                                         "from": [key for key, _ in files]})
         written.append(target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,14 @@ def is_missing(exc: ClientError) -> bool:
 
 def unavailable(exc: ClientError | BotoCoreError, what: str) -> StorageUnavailable:
     return StorageUnavailable(f"S3 failed while {what}: {exc}")
+
+
+def s3_call(what: str, method: Callable[..., Any], **params: Any) -> Any:
+    """``method(**params)``, with botocore's errors as ``StorageUnavailable`` saying ``what``."""
+    try:
+        return method(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise unavailable(exc, what) from exc
 
 
 class BatchGone(Exception):
