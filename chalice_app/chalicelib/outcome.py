@@ -17,12 +17,12 @@ from typing import Any
 
 from chalicelib.batch import Batch
 from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
-from chalicelib.dispatch import DEADLINE_REASON, Outcome
+from chalicelib.dispatch import DEADLINE_REASON, DUPLICATE, FAILED, SENT, UNSENT, Outcome
 from chalicelib.errors import BatchFormatError
 from chalicelib.store import s3_call
 
 # Outcomes that a re-drive can fix once the cause is gone.
-REDRIVABLE = frozenset({"failed", "unsent"})
+REDRIVABLE = frozenset({FAILED, UNSENT})
 
 
 def object_name(batch_id: str, redrive: int, part: int) -> str:
@@ -36,11 +36,11 @@ def _json(document: Any) -> bytes:
 
 def _handed_on(outcome: Outcome) -> bool:
     """Left for a continuation because the invocation ran out of time."""
-    return outcome.status == "unsent" and outcome.reason == DEADLINE_REASON
+    return outcome.status == UNSENT and outcome.reason == DEADLINE_REASON
 
 
 def _settled(outcome: Outcome) -> bool:
-    return outcome.status in ("sent", "duplicate") or _handed_on(outcome)
+    return outcome.status in (SENT, DUPLICATE) or _handed_on(outcome)
 
 
 class Recorder:

@@ -13,7 +13,14 @@ from functools import partial
 
 from chalicelib.batch import Batch, Mail, parse_batch
 from chalicelib.config import Settings
-from chalicelib.dispatch import Dispatcher, Job, Outcome
+from chalicelib.dispatch import (
+    FAILED,
+    IN_PROGRESS_ELSEWHERE,
+    RETRY_LATER,
+    Dispatcher,
+    Job,
+    Outcome,
+)
 from chalicelib.errors import BatchFormatError, TransientError
 from chalicelib.mime import raw_message
 from chalicelib.observe import MAILS_FAILED, SendMetrics, logger
@@ -22,7 +29,7 @@ from chalicelib.send import SesSender
 from chalicelib.store import BatchGone, BatchStore
 
 # Outcomes that another attempt of the whole batch will settle.
-UNSETTLED = frozenset({"retry_later", "in_progress"})
+UNSETTLED = frozenset({RETRY_LATER, IN_PROGRESS_ELSEWHERE})
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ def process_object(
     outcomes = stages.dispatcher.run(
         jobs, remaining_ms, _margin_ms(stages, remaining_ms), queued_at=batch.created_at
     )
-    outcomes += [Outcome(r.mail_id, "failed", reason=str(r.error)) for r in batch.rejected]
+    outcomes += [Outcome(r.mail_id, FAILED, reason=str(r.error)) for r in batch.rejected]
     name = stages.recorder.record(bucket, key, batch, outcomes)
     logger.info("batch recorded", extra={"receipt": name})
     unsettled = [o.mail_id for o in outcomes if o.status in UNSETTLED]
