@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import pytest
 from conftest import fixture_bytes
 
-from chalicelib.batch import parse_batch
+from chalicelib.batch import base64_size, parse_batch
 from chalicelib.errors import BatchFormatError, HeaderInjectionError, SenderNotAllowed
 
 
@@ -31,9 +34,11 @@ def test_version_1_batch(settings):
 def test_inline_and_referenced_attachments(settings):
     inline = parse("batches/with-attachments.json", settings).mails[0].attachments
     assert [a.filename for a in inline] == ["pixel.png", "notes.txt"]
-    assert inline[0].data == fixture_bytes("attachments/pixel.png")
+    pixel = fixture_bytes("attachments/pixel.png")
+    assert base64.b64decode(inline[0].content_base64) == pixel
+    assert inline[0].size == len(pixel)
     referenced = parse("batches/attachment-reference.json", settings).mails[0].attachments[0]
-    assert referenced.data is None
+    assert referenced.content_base64 is None
     assert referenced.s3_key.startswith("queue/attachments/")
 
 
@@ -124,3 +129,36 @@ def test_bad_mail_fails_alone(settings, name, field, reason):
     assert rejected.error.field == field
     assert reason in rejected.error.reason
     assert batch.batch_id in str(rejected.error)
+
+
+# Every way base64 can be wrong, and right, next to its nearest neighbour.
+BASE64_CASES = [
+    "", "QQ==", "QUI=", "QUJD", "QUJDRA==", "+/+/", "A", "QQ", "QQ=", "QUJ", "QQ===", "====",
+    "=QUJ", "QQ==QQ==", "QU=D", "QUJD\n", "QU JD", "QUJD\r\nQUJD", "QUJ-", "QUJ_", "QUJé",
+    "QUJD" * 1000 + "QQ==",
+]
+
+
+def _strict_size(text: str) -> int | None:
+    try:
+        return len(binascii.a2b_base64(text, strict_mode=True))
+    except binascii.Error:
+        return None
+
+
+@pytest.mark.parametrize("text", BASE64_CASES, ids=range(len(BASE64_CASES)))
+def test_base64_check_agrees_with_the_strict_decoder(text):
+    if not text.isascii():  # binascii refuses str with non-ASCII outright, with ValueError
+        assert base64_size(text) is None
+        return
+    assert base64_size(text) == _strict_size(text)
+
+
+def test_base64_check_agrees_on_every_length_and_alphabet():
+    for length in range(64):
+        encoded = base64.b64encode(bytes(range(256))[:length]).decode()
+        assert base64_size(encoded) == length
+        for bad in "=\n .-_*":
+            for at in {0, len(encoded) // 2, max(0, len(encoded) - 1)}:
+                mangled = encoded[:at] + bad + encoded[at + 1:]
+                assert base64_size(mangled) == _strict_size(mangled), mangled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import os
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from conftest import FIXTURES, fixture_bytes
 
 from chalicelib.batch import parse_batch
 from chalicelib.errors import MessageTooLarge
-from chalicelib.mime import SES_MAX_RAW_BYTES, build_message, raw_message
+from chalicelib.mime import SES_MAX_RAW_BYTES, build_message, encode_attachment, raw_message
 
 # (golden file, batch fixture, mail index)
 GOLDEN = [
@@ -29,7 +30,7 @@ UPLOADED = datetime(2026, 11, 22, 7, 5, tzinfo=UTC)  # dates the original-layout
 def built(relative, index, settings):
     batch = parse_batch(fixture_bytes(relative), relative, settings, received_at=UPLOADED)
     mail = batch.mails[index]
-    files = [(a, a.data) for a in mail.attachments]
+    files = [(a, a.content_base64) for a in mail.attachments]
     return batch, mail, raw_message(mail, batch.meta, files, batch.created_at)
 
 
@@ -64,7 +65,7 @@ def test_parses_back_to_what_the_batch_said(settings, golden, relative, index):
     else:
         assert unwire(parsed.get_body(("plain",)).get_content()) == mail.text.rstrip("\n")
     got = {part.get_filename(): part.get_payload(decode=True) for part in parsed.iter_attachments()}
-    assert got == {a.filename: a.data for a in mail.attachments}
+    assert got == {a.filename: base64.b64decode(a.content_base64) for a in mail.attachments}
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
 
@@ -92,7 +93,7 @@ def test_message_over_the_ses_limit_is_refused(settings):
     attachment = mail.attachments[0]
     big = os.urandom(SES_MAX_RAW_BYTES * 3 // 4)  # fits raw, not once base64-encoded
     with pytest.raises(MessageTooLarge, match="SES accepts at most"):
-        raw_message(mail, batch.meta, [(attachment, big)], batch.created_at)
+        raw_message(mail, batch.meta, [(attachment, encode_attachment(big))], batch.created_at)
 
 
 def test_any_line_ending_in_a_body_goes_out_as_crlf(settings):
@@ -104,3 +105,14 @@ def test_any_line_ending_in_a_body_goes_out_as_crlf(settings):
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert body.replace(b"\r\n", b"") == b"abcd"
     assert b"\r" not in body.replace(b"\r\n", b"") and b"\n" not in body.replace(b"\r\n", b"")
+
+
+def test_attachment_lines_are_what_encodebytes_writes(settings):
+    batch = parse_batch(fixture_bytes("batches/with-attachments.json"), "att", settings)
+    mail, attachment = batch.mails[0], batch.mails[0].attachments[0]
+    for size in (0, 1, 2, 56, 57, 58, 114, 1000):
+        data = bytes(range(256)) * 4
+        files = [(attachment, encode_attachment(data[:size]))]
+        part = next(build_message(mail, batch.meta, files, batch.created_at).iter_attachments())
+        assert part.get_payload() == base64.encodebytes(data[:size]).decode(), size
+        assert part.get_payload(decode=True) == data[:size]

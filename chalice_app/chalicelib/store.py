@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.batch import Attachment, Mail
 from chalicelib.errors import AttachmentError, MessageTooLarge, StorageUnavailable
-from chalicelib.mime import SES_MAX_RAW_BYTES, estimated_size
+from chalicelib.mime import SES_MAX_RAW_BYTES, encode_attachment, estimated_size
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -53,21 +53,23 @@ class BatchStore:
         except BotoCoreError as exc:
             raise unavailable(exc, f"reading {key}") from exc
 
-    def load_attachments(self, bucket: str, mail: Mail) -> list[tuple[Attachment, bytes]]:
-        """Every attachment's bytes; refuses before reading past SES's size limit."""
+    def load_attachments(self, bucket: str, mail: Mail) -> list[tuple[Attachment, str]]:
+        """Every attachment with its content as base64 text; refuses before reading past
+        SES's size limit."""
         budget = SES_MAX_RAW_BYTES
         files = []
         for attachment in mail.attachments:
-            data = attachment.data
-            if data is None:
+            content, size = attachment.content_base64, attachment.size
+            if content is None:
                 data = self._read_attachment(bucket, attachment.s3_key, mail.id)
-            budget -= estimated_size(len(data))
+                content, size = encode_attachment(data), len(data)
+            budget -= estimated_size(size)
             if budget < 0:
                 raise MessageTooLarge(
                     f"mail {mail.id}: attachments exceed SES's {SES_MAX_RAW_BYTES:,}-byte limit "
                     f"once encoded (at {attachment.filename})"
                 )
-            files.append((attachment, data))
+            files.append((attachment, content))
         return files
 
     def _read_attachment(self, bucket: str, key: str, mail_id: str) -> bytes:

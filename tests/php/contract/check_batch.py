@@ -22,7 +22,7 @@ from email.utils import getaddresses
 from chalicelib.batch import parse_batch
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
-from chalicelib.mime import raw_message
+from chalicelib.mime import encode_attachment, raw_message
 
 
 def _addresses(message, name: str) -> list[str]:
@@ -68,7 +68,7 @@ def _summary(raw: bytes) -> dict:
 
 def _files(mail, attachments: dict[str, bytes]):
     return [
-        (item, item.data if item.data is not None else attachments[item.s3_key])
+        (item, item.content_base64 or encode_attachment(attachments[item.s3_key]))
         for item in mail.attachments
     ]
 
