@@ -13,7 +13,13 @@ from conftest import FIXTURES, fixture_bytes
 
 from chalicelib.batch import parse_batch
 from chalicelib.errors import MessageTooLarge
-from chalicelib.mime import SES_MAX_RAW_BYTES, build_message, encode_attachment, raw_message
+from chalicelib.mime import (
+    POLICY,
+    SES_MAX_RAW_BYTES,
+    build_message,
+    encode_attachment,
+    raw_message,
+)
 
 # (golden file, batch fixture, mail index)
 GOLDEN = [
@@ -116,3 +122,16 @@ def test_attachment_lines_are_what_encodebytes_writes(settings):
         part = next(build_message(mail, batch.meta, files, batch.created_at).iter_attachments())
         assert part.get_payload() == base64.encodebytes(data[:size]).decode(), size
         assert part.get_payload(decode=True) == data[:size]
+
+
+def test_shared_headers_fold_for_the_policy_at_hand(settings):
+    """Header objects are cached across messages; their folding must still follow the policy."""
+    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    mail = batch.mails[0].__class__(
+        id="fold", to=batch.mails[0].to, subject="word " * 30, text="body"
+    )
+    message = build_message(mail, batch.meta, [], batch.created_at)
+    for width in (78, 40, 78):
+        folded = POLICY.clone(max_line_length=width).fold("Subject", message["Subject"])
+        assert max(len(line) for line in folded.splitlines()) <= width
+        assert folded.count("\n") > (1 if width == 78 else 3)

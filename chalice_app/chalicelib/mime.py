@@ -9,6 +9,7 @@ characters) and writes CRLF line endings.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import re
@@ -17,9 +18,11 @@ from datetime import datetime
 from email import policy
 from email.generator import NLCRE, BytesGenerator
 from email.headerregistry import Address as HeaderAddress
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
+from typing import Any
 
 from chalicelib.batch import Address, Attachment, Mail, Meta
 from chalicelib.errors import MessageTooLarge
@@ -29,6 +32,9 @@ from chalicelib.render import text_body
 SES_MAX_RAW_BYTES = 10 * 1024 * 1024
 BASE64_LINE = 76  # characters, RFC 2045
 _BASE64_LINES = re.compile(f".{{1,{BASE64_LINE}}}")
+# Distinct header texts kept parsed: a batch's repeating ones stay among the
+# latest few hundred, whatever the per-mail Subjects and boundaries push through.
+HEADER_CACHE_SIZE = 512
 
 
 class _Generator(BytesGenerator):
@@ -46,18 +52,41 @@ class _Generator(BytesGenerator):
         )
 
 
+class _Header(BaseHeader):
+    """A header that folds once: a shared header is written into many messages."""
+
+    def fold(self, *, policy: Policy) -> str:
+        # The generator clones the policy for every part; these are what folding reads.
+        key = (policy.max_line_length, policy.linesep, policy.utf8)
+        folded = getattr(self, "_folded", None)
+        if folded is None or folded[0] != key:
+            folded = self._folded = (key, super().fold(policy=policy))
+        return folded[1]
+
+
 class _HeaderClasses(HeaderRegistry):
-    """``HeaderRegistry`` that builds each header class once, not on every lookup."""
+    """``HeaderRegistry`` that builds each header class once, not on every lookup, and
+    parses a header given as text once: most repeat from mail to mail
+    (``Content-Transfer-Encoding: base64``, the batch's ``Date``).
+
+    Sharing is safe: a header object is a ``str`` and never changes once built.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(base_class=_Header)
         self._built: dict[str, type] = {}
+        self._parsed = functools.lru_cache(maxsize=HEADER_CACHE_SIZE)(super().__call__)
 
     def __getitem__(self, name: str) -> type:
         built = self._built.get(name)
         if built is None:
             built = self._built.setdefault(name, super().__getitem__(name))
         return built
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if isinstance(value, str):
+            return self._parsed(name, value)
+        return super().__call__(name, value)
 
 
 # policy.SMTP with the cached header classes: same output, less work per header.
@@ -92,8 +121,11 @@ def encode_attachment(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _header_addresses(addresses: Sequence[Address]) -> tuple[HeaderAddress, ...]:
-    return tuple(HeaderAddress(display_name=name, addr_spec=addr) for name, addr in addresses)
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _address_header(name: str, addresses: tuple[Address, ...]) -> BaseHeader:
+    """An address header, built once for a batch's From, Cc and Reply-To."""
+    mailboxes = tuple(HeaderAddress(display_name=n, addr_spec=a) for n, a in addresses)
+    return POLICY.header_factory(name, mailboxes)
 
 
 def _charset_for(body: str, charset: str) -> str:
@@ -137,13 +169,13 @@ def build_message(
     ``files`` holds each attachment with its content as unwrapped base64 text.
     """
     message = EmailMessage(policy=POLICY)
-    message["From"] = _header_addresses([meta.sender])
+    message["From"] = _address_header("From", (meta.sender,))
     if mail.to:
-        message["To"] = _header_addresses(mail.to)
+        message["To"] = _address_header("To", mail.to)
     if meta.cc:
-        message["Cc"] = _header_addresses(meta.cc)
+        message["Cc"] = _address_header("Cc", meta.cc)
     if meta.reply_to:
-        message["Reply-To"] = _header_addresses(meta.reply_to)
+        message["Reply-To"] = _address_header("Reply-To", meta.reply_to)
     message["Subject"] = mail.subject
     message["Date"] = format_datetime(date)
     for name, value in meta.headers:
