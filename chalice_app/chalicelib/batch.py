@@ -140,11 +140,15 @@ def _schema_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = ""
     return prefix + name if name else prefix.rstrip(".") or "(batch)"
 
 
-def _decode(data: bytes, name: str) -> dict[str, Any]:
+def decode_batch(data: bytes, name: str) -> str:
+    """The text of a batch file; ``BatchFormatError`` unless it is UTF-8."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BatchFormatError("(file)", name, f"not UTF-8: byte {exc.start} is invalid") from exc
+
+
+def _load(text: str, name: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -158,12 +162,12 @@ def _decode(data: bytes, name: str) -> dict[str, Any]:
     return doc
 
 
-def _from_original_layout(doc: dict[str, Any], data: bytes, received_at: str) -> dict[str, Any]:
+def _from_original_layout(doc: dict[str, Any], text: str, received_at: str) -> dict[str, Any]:
     """The original design's layout as version 1; ids come from the file's bytes."""
     meta, emails = doc["meta"], doc["emails"]
     if not isinstance(meta, dict) or not isinstance(emails, list):
         return doc  # let the validator name what is wrong
-    digest = hashlib.sha256(data).hexdigest()[:40]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
     html = meta.get("contentType", "text/plain") == "text/html"
     mails = []
     for i, mail in enumerate(emails):
@@ -329,9 +333,10 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta, settings: Settings) -> M
 
 
 def parse_batch(
-    data: bytes, name: str, settings: Settings, received_at: datetime | None = None
+    data: bytes | str, name: str, settings: Settings, received_at: datetime | None = None
 ) -> Batch:
-    """Bytes of a batch file to a ``Batch``; ``name`` (the S3 key) names it in errors.
+    """A batch file, as bytes or as text from ``decode_batch``, to a ``Batch``; ``name``
+    (the S3 key) names it in errors.
 
     ``received_at`` (the object's upload time) dates batches in the original
     layout, which carry no time of their own.
@@ -339,10 +344,11 @@ def parse_batch(
     Raises ``BatchFormatError`` when the batch as a whole cannot be used; bad
     mails come back in ``Batch.rejected``.
     """
-    doc = _decode(data, name)
+    text = data if isinstance(data, str) else decode_batch(data, name)
+    doc = _load(text, name)
     if "version" not in doc and "meta" in doc and "emails" in doc:
         received = received_at or datetime.now(UTC)
-        doc = _from_original_layout(doc, data, received.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        doc = _from_original_layout(doc, text, received.strftime("%Y-%m-%dT%H:%M:%SZ"))
     if doc.get("version") != FORMAT_VERSION:
         raise BatchFormatError(
             "version",

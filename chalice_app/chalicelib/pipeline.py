@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from chalicelib.batch import Batch, Mail, parse_batch
+from chalicelib.batch import Batch, Mail, decode_batch, parse_batch
 from chalicelib.config import Settings
 from chalicelib.dispatch import (
     FAILED,
@@ -78,7 +78,12 @@ def process_object(
         logger.info("batch already gone")
         return []
     try:
-        batch = parse_batch(data, key, stages.settings, received_at=uploaded)
+        text = decode_batch(data, key)
+        # Without the bytes before JSON makes the mails' strings, and without the text
+        # after, a large batch is held once in memory while it is sent, not three times.
+        del data
+        batch = parse_batch(text, key, stages.settings, received_at=uploaded)
+        del text
     except BatchFormatError as exc:
         target = stages.recorder.quarantine(bucket, key, exc)
         logger.error("batch quarantined", extra={"to": target, "error": str(exc)})
