@@ -135,3 +135,22 @@ def test_shared_headers_fold_for_the_policy_at_hand(settings):
         folded = POLICY.clone(max_line_length=width).fold("Subject", message["Subject"])
         assert max(len(line) for line in folded.splitlines()) <= width
         assert folded.count("\n") > (1 if width == 78 else 3)
+
+
+def test_boundaries_follow_the_bodies_not_the_mail(settings):
+    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    mail = batch.mails[1]
+    same_body = mail.__class__(id="other", to=(("", "dan@example.net"),), subject="x",
+                               html=mail.html)
+    other_body = mail.__class__(id="third", to=mail.to, subject=mail.subject,
+                                html=mail.html + "<p>P.S.</p>")
+
+    def boundary(m):
+        return build_message(m, batch.meta, [], batch.created_at).get_boundary()
+
+    assert boundary(mail) == boundary(same_body)
+    assert boundary(mail) != boundary(other_body)
+    raw = raw_message(mail, batch.meta, [], batch.created_at)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    lines_with_it = [line for line in body.split(b"\r\n") if boundary(mail).encode() in line]
+    assert all(line.startswith(b"--") for line in lines_with_it), "only delimiter lines"

@@ -6,6 +6,7 @@ plugin often has only HTML (``wp_mail`` with ``text/html``).
 
 from __future__ import annotations
 
+import functools
 import re
 from html.parser import HTMLParser
 
@@ -50,6 +51,8 @@ class _TextExtractor(HTMLParser):
             self.parts.append(_SPACES.sub(" ", data.replace("\n", " ")))
 
 
+# Mails of a batch often share a body (a notice to every follower): render it once.
+@functools.lru_cache(maxsize=16)
 def html_to_text(html: str) -> str:
     """A plain-text rendering of ``html``: paragraphs kept, links spelled out."""
     parser = _TextExtractor()
