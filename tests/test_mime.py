@@ -14,6 +14,7 @@ from conftest import FIXTURES, fixture_bytes
 from chalicelib.batch import parse_batch
 from chalicelib.errors import MessageTooLarge
 from chalicelib.mime import (
+    BOUNDARY_PREFIX,
     POLICY,
     SES_MAX_RAW_BYTES,
     build_message,
@@ -137,20 +138,23 @@ def test_shared_headers_fold_for_the_policy_at_hand(settings):
         assert folded.count("\n") > (1 if width == 78 else 3)
 
 
-def test_boundaries_follow_the_bodies_not_the_mail(settings):
+def test_boundaries_are_fixed_unless_a_body_holds_them(settings):
     batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
     mail = batch.mails[1]
-    same_body = mail.__class__(id="other", to=(("", "dan@example.net"),), subject="x",
-                               html=mail.html)
-    other_body = mail.__class__(id="third", to=mail.to, subject=mail.subject,
-                                html=mail.html + "<p>P.S.</p>")
+    other = mail.__class__(id="other", to=(("", "dan@example.net"),), subject="x",
+                           html=mail.html + "<p>P.S.</p>")
+    quoting = mail.__class__(id="quoting", to=mail.to, subject="x", html="<p>Quoted</p>",
+                             text=f"--{BOUNDARY_PREFIX}0\nA body quoting a raw Postbag mail.\n")
 
     def boundary(m):
         return build_message(m, batch.meta, [], batch.created_at).get_boundary()
 
-    assert boundary(mail) == boundary(same_body)
-    assert boundary(mail) != boundary(other_body)
-    raw = raw_message(mail, batch.meta, [], batch.created_at)
+    assert boundary(mail) == boundary(other) == f"{BOUNDARY_PREFIX}0"
+    assert boundary(quoting) not in quoting.text
+    raw = raw_message(quoting, batch.meta, [], batch.created_at)
     body = raw.split(b"\r\n\r\n", 1)[1]
-    lines_with_it = [line for line in body.split(b"\r\n") if boundary(mail).encode() in line]
-    assert all(line.startswith(b"--") for line in lines_with_it), "only delimiter lines"
+    delimiters = [line for line in body.split(b"\r\n") if boundary(quoting).encode() in line]
+    delimiter = f"--{boundary(quoting)}".encode()
+    assert delimiters == [delimiter, delimiter, delimiter + b"--"]
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert unwire(parsed.get_body(("plain",)).get_content()) == quoting.text.rstrip("\n")

@@ -31,6 +31,7 @@ from chalicelib.render import text_body
 # SES's limit for a raw message, counted after base64 encoding.
 SES_MAX_RAW_BYTES = 10 * 1024 * 1024
 BASE64_LINE = 76  # characters, RFC 2045
+BOUNDARY_PREFIX = "=_postbag_"
 _BASE64_LINES = re.compile(f".{{1,{BASE64_LINE}}}")
 # Distinct header texts kept parsed: a batch's repeating ones stay among the
 # latest few hundred, whatever the per-mail Subjects and boundaries push through.
@@ -149,15 +150,18 @@ def _text_part_args(body: str, charset: str) -> dict[str, str]:
     return {"charset": _charset_for(body, charset), "cte": cte}
 
 
-def _finish(message: EmailMessage, mail: Mail) -> None:
-    # Deterministic boundaries keep golden files byte-stable; hashing the
-    # bodies in makes a boundary that occurs inside its own content infeasible.
-    # Only the bodies: mails that share them (a notice to every follower) share
-    # boundaries too, and so their Content-Type headers, parsed once.
-    seed = hashlib.sha256(f"{mail.html}\0{mail.text}".encode()).hexdigest()[:32]
+def _finish(message: EmailMessage, bodies: Sequence[str | None]) -> None:
+    # '=_' cannot occur in quoted-printable or base64, so only a 7bit text body
+    # could hold a boundary: a fixed one (deterministic, and the same multipart
+    # headers for every mail, parsed once) unless a body holds it; then one from
+    # the bodies' hash, which they cannot hold.
+    prefix = BOUNDARY_PREFIX
+    if any(body is not None and BOUNDARY_PREFIX in body for body in bodies):
+        seed = "\0".join(body or "" for body in bodies)
+        prefix += hashlib.sha256(seed.encode()).hexdigest()[:32] + "_"
     multiparts = (part for part in message.walk() if part.is_multipart())
     for index, part in enumerate(multiparts):
-        part.set_boundary(f"=_postbag_{seed}_{index}")
+        part.set_boundary(f"{prefix}{index}")
     for part in message.walk():
         if part is not message:
             del part["MIME-Version"]  # add_alternative/add_attachment repeat it on every part
@@ -192,7 +196,7 @@ def build_message(
         message.make_mixed()
         for attachment, content_base64 in files:
             message.attach(_attachment_part(attachment, content_base64))
-    _finish(message, mail)
+    _finish(message, (text, mail.html))
     return message
 
 
