@@ -50,12 +50,15 @@ class LocalAws:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+
     def start(self) -> LocalAws:
         env = dict(os.environ)
         if self._check_signatures:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            self._command(),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

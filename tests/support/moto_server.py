@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,15 +47,8 @@ class LowerCaseFilterRules:
 class HarnessAws(LocalAws):
     """:class:`postbag.localaws.LocalAws`, but serving the middleware-wrapped moto."""
 
-    def start(self) -> HarnessAws:
-        self._process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), HOST, str(self.port)],
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait_ready()
-        return self
+    def _command(self) -> list[str]:
+        return [sys.executable, os.path.abspath(__file__), HOST, str(self.port)]
 
 
 def main(host: str, port: int) -> None:
