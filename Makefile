@@ -41,10 +41,11 @@ bench: venv php-deps
 	php bench/enqueue.php
 
 # The plugin as WordPress's "Upload Plugin" screen wants it: one top folder named postbag/.
-plugin-zip: venv
+# The standard library's zipfile is all it takes: no venv.
+plugin-zip:
 	rm -rf build/zip dist/postbag.zip && mkdir -p build/zip dist
 	ln -s ../../wp-plugin build/zip/postbag
-	cd build/zip && $(abspath $(PY)) -m zipfile -c ../../dist/postbag.zip postbag/
+	cd build/zip && $(PYTHON) -m zipfile -c ../../dist/postbag.zip postbag/
 	@echo "dist/postbag.zip"
 
 clean:
