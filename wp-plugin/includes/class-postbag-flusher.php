@@ -85,6 +85,7 @@ final class Postbag_Flusher {
 			return array();
 		}
 		$outcome = $this->uploader->upload( $batches );
+		$spooled = false;
 		foreach ( $batches as $batch ) {
 			if ( '' === $outcome[ $batch->id ] ) {
 				/**
@@ -94,9 +95,12 @@ final class Postbag_Flusher {
 				 * @param string[] $mail_ids Ids of its mails.
 				 */
 				do_action( 'postbag_batch_uploaded', $batch->id, $batch->mail_ids );
-			} else {
-				$this->keep( $batch, $outcome[ $batch->id ] );
+			} elseif ( $this->keep( $batch, $outcome[ $batch->id ] ) ) {
+				$spooled = true;
 			}
+		}
+		if ( $spooled ) {
+			$this->retry->after_spooling();
 		}
 		return $outcome;
 	}
@@ -106,8 +110,9 @@ final class Postbag_Flusher {
 	 *
 	 * @param Postbag_Batch $batch  The batch.
 	 * @param string        $reason Why its upload failed.
+	 * @return bool Whether it was spooled.
 	 */
-	private function keep( Postbag_Batch $batch, string $reason ): void {
+	private function keep( Postbag_Batch $batch, string $reason ): bool {
 		try {
 			$this->retry->spool( $batch, $reason );
 		} catch ( Postbag_Spool_Exception $e ) {
@@ -120,7 +125,7 @@ final class Postbag_Flusher {
 				/** This action is documented in wp-includes/pluggable.php */
 				do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', sprintf( 'Postbag lost mail %s: upload failed (%s), spooling failed (%s), sending failed.', $mail_id, $reason, $e->getMessage() ), array( 'postbag_batch_id' => $batch->id ) ) );
 			}
-			return;
+			return false;
 		}
 		/**
 		 * Fires when a batch could not be uploaded and waits in the spool for a retry.
@@ -130,6 +135,7 @@ final class Postbag_Flusher {
 		 * @param string   $reason   Why the upload failed.
 		 */
 		do_action( 'postbag_batch_spooled', $batch->id, $batch->mail_ids, $reason );
+		return true;
 	}
 
 	/** Sends the response to the client now, where the server can, so uploads never delay it. */

@@ -83,7 +83,8 @@ final class Postbag_Spool_Retry {
 	}
 
 	/**
-	 * Keeps a batch whose upload failed and schedules its retry.
+	 * Keeps a batch whose upload failed. Call after_spooling() once the
+	 * request's batches are spooled, so its retry is scheduled.
 	 *
 	 * @param Postbag_Batch $batch  The batch.
 	 * @param string        $reason Why the upload failed.
@@ -101,6 +102,13 @@ final class Postbag_Spool_Retry {
 				'mails'            => count( $batch->mail_ids ),
 			)
 		);
+	}
+
+	/**
+	 * Schedules the retries of what spool() kept: once per flush, not per
+	 * batch, since scheduling reads every state file of the spool.
+	 */
+	public function after_spooling(): void {
 		self::ensure_hourly();
 		$this->schedule();
 	}

@@ -66,6 +66,32 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( $state['next_attempt_at'], wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'A cron event wakes up when the batch is due.' );
 	}
 
+	public function test_a_flush_that_spools_several_batches_schedules_their_retry_once(): void {
+		$this->use_settings( array( 'chunk_max_mails' => 1 ) );
+		$this->s3->fail_pattern = '/./';
+		for ( $n = 0; $n < 3; $n++ ) {
+			wp_mail( array( "u$n@example.net", self::MARKER ), "Mail $n", 'Body' );
+		}
+		$scheduled = 0;
+		add_filter(
+			'pre_schedule_event',
+			static function ( $pre, $event ) use ( &$scheduled ) {
+				if ( Postbag_Spool_Retry::HOOK === $event->hook ) {
+					++$scheduled;
+				}
+				return $pre;
+			},
+			10,
+			2
+		);
+
+		$this->plugin->flush();
+
+		$this->assertCount( 3, $this->fired['postbag_batch_spooled'] );
+		$this->assertSame( 1, $scheduled, 'One look at the spool per flush, not one per batch.' );
+		$this->assertSame( min( array_column( $this->plugin->spool()->states(), 'next_attempt_at' ) ), wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
+	}
+
 	public function test_cron_retry_uploads_the_same_batch_and_removes_it(): void {
 		$id         = $this->spool_one();
 		$spooled    = $this->plugin->spool()->load( $id );
