@@ -90,8 +90,13 @@ def test_rate_must_be_positive():
         RateLimiter(0)
 
 
+class QuotaThrottled(FakeSes):
+    def get_send_quota(self):
+        raise client_error("Throttling", "Rate exceeded", "GetSendQuota")
+
+
 def test_configured_rate_wins_without_asking_ses():
-    ses = FakeSes(max_send_rate=50)
+    ses = QuotaThrottled(max_send_rate=50)  # asking would raise
     assert send_rate(Settings(max_send_rate=7.0, reserved_concurrency=3), ses) == 7.0
 
 
@@ -105,9 +110,5 @@ def test_rate_zero_shares_ses_max_send_rate_between_instances(ses_rate, concurre
 
 
 def test_quota_lookup_errors_are_translated():
-    class QuotaThrottled(FakeSes):
-        def get_send_quota(self):
-            raise client_error("Throttling", "Rate exceeded", "GetSendQuota")
-
     with pytest.raises(Throttled):
         send_rate(Settings(max_send_rate=0.0), QuotaThrottled())
