@@ -117,10 +117,6 @@ final class Postbag_Flusher {
 			$this->retry->spool( $batch, $reason );
 		} catch ( Postbag_Spool_Exception $e ) {
 			$sent = $this->sync->send( $batch );
-			if ( $sent ) {
-				/** This action is documented in includes/class-postbag-spool-retry.php */
-				do_action( 'postbag_batch_sent_synchronously', $batch->id, $sent );
-			}
 			foreach ( array_diff( $batch->mail_ids, $sent ) as $mail_id ) {
 				/** This action is documented in wp-includes/pluggable.php */
 				do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', sprintf( 'Postbag lost mail %s: upload failed (%s), spooling failed (%s), sending failed.', $mail_id, $reason, $e->getMessage() ), array( 'postbag_batch_id' => $batch->id ) ) );

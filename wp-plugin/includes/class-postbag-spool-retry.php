@@ -219,15 +219,6 @@ final class Postbag_Spool_Retry {
 			return 0;
 		}
 		$sent = $this->sync->send( $batch );
-		if ( $sent ) {
-			/**
-			 * Fires when mails of a spooled batch went out through core wp_mail().
-			 *
-			 * @param string   $batch_id Batch id.
-			 * @param string[] $mail_ids Mails sent.
-			 */
-			do_action( 'postbag_batch_sent_synchronously', $batch->id, $sent );
-		}
 		$left = array_values( array_diff( $batch->mail_ids, $sent ) );
 		if ( ! $left ) {
 			$this->spool->remove( $batch->id );

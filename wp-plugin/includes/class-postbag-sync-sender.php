@@ -28,13 +28,16 @@ final class Postbag_Sync_Sender {
 	}
 
 	/**
+	 * Sends each mail of a batch, then fires `postbag_batch_sent_synchronously`
+	 * when core accepted any.
+	 *
 	 * @param Postbag_Batch $batch Batch to send.
 	 * @return string[] Ids of the mails core accepted.
 	 */
 	public function send( Postbag_Batch $batch ): array {
 		$payload = $batch->payload();
 		$headers = self::headers( $payload['meta'] );
-		return $this->interceptor->bypass(
+		$sent    = $this->interceptor->bypass(
 			function () use ( $payload, $headers, $batch ): array {
 				$sent = array();
 				foreach ( $payload['emails'] as $mail ) {
@@ -45,6 +48,18 @@ final class Postbag_Sync_Sender {
 				return $sent;
 			}
 		);
+		if ( $sent ) {
+			/**
+			 * Fires when mails of a batch went out through core wp_mail(): a
+			 * spooled batch past `postbag_sync_fallback_after`, or one the
+			 * spool could not take.
+			 *
+			 * @param string   $batch_id Batch id.
+			 * @param string[] $mail_ids Mails sent.
+			 */
+			do_action( 'postbag_batch_sent_synchronously', $batch->id, $sent );
+		}
+		return $sent;
 	}
 
 	/**
