@@ -83,7 +83,7 @@ final class Postbag_Admin {
 				'value' => ( is_bool( $value ) ? wp_json_encode( $value ) : (string) $value ) . ' ' . ( defined( $setting[0] ) ? __( '(defined in wp-config.php)', 'postbag' ) : __( '(default)', 'postbag' ) ),
 			);
 		}
-		foreach ( array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' ) as $secret ) {
+		foreach ( Postbag_Credential_Chain::CONSTANTS as $secret ) {
 			$fields[ $secret ] = array(
 				'label'   => $secret,
 				'value'   => defined( $secret ) ? __( 'Defined in wp-config.php', 'postbag' ) : __( 'Not defined', 'postbag' ),

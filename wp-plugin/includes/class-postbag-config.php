@@ -12,8 +12,9 @@ if ( ! defined( 'ABSPATH' ) ) {
 /**
  * Every setting of the plugin, read once from `POSTBAG_*` constants.
  *
- * Secrets (the POSTBAG_AWS_* keys) are deliberately absent: only the credential
- * chain reads them, so they never pass through options, notices or logs.
+ * Secrets (the POSTBAG_AWS_* keys, Postbag_Credential_Chain::CONSTANTS) are
+ * deliberately absent: only the credential chain reads them, so they never
+ * pass through options, notices or logs.
  */
 final class Postbag_Config {
 
@@ -73,8 +74,7 @@ final class Postbag_Config {
 	 * @return array<string, bool> Constant name => defined.
 	 */
 	public static function defined_constants(): array {
-		$names = array_column( self::SETTINGS, 0 );
-		array_push( $names, 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' );
+		$names = array_merge( array_column( self::SETTINGS, 0 ), Postbag_Credential_Chain::CONSTANTS );
 		return array_combine( $names, array_map( 'defined', $names ) );
 	}
 

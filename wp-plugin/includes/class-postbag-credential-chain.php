@@ -24,6 +24,13 @@ if ( ! defined( 'ABSPATH' ) ) {
  */
 final class Postbag_Credential_Chain {
 
+	/**
+	 * The wp-config.php constants holding the secrets: access key id, secret
+	 * access key, session token. Only this class reads their values; others
+	 * may only ask whether they are defined.
+	 */
+	public const CONSTANTS = array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' );
+
 	/** Seconds before expiry at which cached temporary credentials are fetched again. */
 	public const REFRESH_MARGIN = 300;
 
@@ -133,12 +140,13 @@ final class Postbag_Credential_Chain {
 		$value = static function ( string $name ): string {
 			return defined( $name ) ? (string) constant( $name ) : '';
 		};
+		list( $key_id, $secret, $token ) = self::CONSTANTS;
 		return self::from_pair(
 			'constants',
-			array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY' ),
-			$value( 'POSTBAG_AWS_ACCESS_KEY_ID' ),
-			$value( 'POSTBAG_AWS_SECRET_ACCESS_KEY' ),
-			$value( 'POSTBAG_AWS_SESSION_TOKEN' )
+			array( $key_id, $secret ),
+			$value( $key_id ),
+			$value( $secret ),
+			$value( $token )
 		);
 	}
 
