@@ -172,10 +172,7 @@ final class Postbag_Spool_Retry {
 				$states[ $id ]  = $state;
 			} catch ( Postbag_Spool_Exception $e ) {
 				// Left in place for an operator; the admin notice names it.
-				$state['attempts']        = ( $state['attempts'] ?? 0 ) + 1;
-				$state['last_error']      = $e->getMessage();
-				$state['next_attempt_at'] = $now + $this->delay( $state['attempts'] );
-				$this->spool->save_state( $id, $state );
+				$this->spool->save_state( $id, $this->attempt_failed( $state, $e->getMessage(), $now ) );
 				++$summary['failed'];
 			}
 		}
@@ -193,6 +190,20 @@ final class Postbag_Spool_Retry {
 	}
 
 	/**
+	 * A batch's state after one more failed attempt, with its next one backed off.
+	 *
+	 * @param array  $state  Its state.
+	 * @param string $reason Why the attempt failed.
+	 * @param int    $now    Current time.
+	 */
+	private function attempt_failed( array $state, string $reason, int $now ): array {
+		$state['attempts']        = ( $state['attempts'] ?? 0 ) + 1;
+		$state['last_error']      = $reason;
+		$state['next_attempt_at'] = $now + $this->delay( $state['attempts'] );
+		return $state;
+	}
+
+	/**
 	 * Records a failed attempt, or sends through core once the site's fallback time has passed.
 	 *
 	 * @param Postbag_Batch $batch  The batch.
@@ -202,9 +213,7 @@ final class Postbag_Spool_Retry {
 	 * @return int Mails sent through core.
 	 */
 	private function failed( Postbag_Batch $batch, array $state, string $reason, int $now ): int {
-		$state['attempts']        = ( $state['attempts'] ?? 0 ) + 1;
-		$state['last_error']      = $reason;
-		$state['next_attempt_at'] = $now + $this->delay( $state['attempts'] );
+		$state = $this->attempt_failed( $state, $reason, $now );
 
 		/**
 		 * Filters after how many seconds in the spool a batch is sent through
