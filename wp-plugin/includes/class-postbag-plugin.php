@@ -158,10 +158,6 @@ final class Postbag_Plugin {
 		return $this->admin;
 	}
 
-	public function override_detector(): Postbag_Override_Detector {
-		return $this->detector;
-	}
-
 	/**
 	 * The real S3 client, made on the first upload of a request.
 	 *
