@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from clock import FakeClock
-from fakes import FakeSes
+from fakes import FakeSes, client_error
 
 from chalicelib.batch import Mail, Meta
 from chalicelib.dispatch import Dispatcher, Job
@@ -56,6 +56,7 @@ def dispatcher(
     workers: int = 4,
     attempts: int = 6,
     metrics=None,
+    now=None,
 ) -> Dispatcher:
     return Dispatcher(
         ledger,
@@ -63,7 +64,35 @@ def dispatcher(
         RetryPolicy(attempts=attempts, sleep=clock.sleep),
         workers=workers,
         metrics=metrics,
+        **({"now": now} if now else {}),
     )
+
+
+class Calls:
+    """The DynamoDB operations a client made, in order."""
+
+    def __init__(self, client):
+        self.names: list[str] = []
+        client.meta.events.register(
+            "before-call.dynamodb.*", lambda model, **_: self.names.append(model.name)
+        )
+
+
+class DynamoDown:
+    """A DynamoDB client whose calls named in ``failing`` (all, if ``None``) answer with a
+    server error; ``meta`` passes through."""
+
+    def __init__(self, client, failing: set[str] | None = None):
+        self._client, self._failing = client, failing
+
+    def __getattr__(self, name):
+        if name == "meta" or (self._failing is not None and name not in self._failing):
+            return getattr(self._client, name)
+
+        def fail(**_):
+            raise client_error("InternalServerError", "DynamoDB is having a bad day", name, 500)
+
+        return fail
 
 
 class SerialClient:

@@ -9,16 +9,14 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from clock import FakeClock, busiest_second
-from fakes import FakeSes, client_error
+from fakes import FakeSes
 from moto import mock_aws
-from sending import Invocation, dispatcher, jobs, mail_ids
+from sending import Calls, DynamoDown, Invocation, dispatcher, jobs, mail_ids
 
 from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size
 from chalicelib.ledger import CLAIMED, Entry, Ledger, Result, create_table
 from chalicelib.observe import SendMetrics, logger, metrics
-from chalicelib.ratelimit import RateLimiter
-from chalicelib.retry import RetryPolicy
 
 SETTINGS = Settings(idempotency_namespace="postbag-test")
 
@@ -183,11 +181,8 @@ def test_metrics_are_emitted_as_emf(ledger, clock, capsys):
     ses = FakeSes(clock=clock, sleep=clock.sleep, reject=[f"{ids[0]}@example.net"],
                   throttle_share=0.5, seed=3)
     created = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
-    dispatch = Dispatcher(
-        ledger, RateLimiter(1000, clock=clock, sleep=clock.sleep),
-        RetryPolicy(attempts=10, sleep=clock.sleep), workers=2, metrics=SendMetrics(),
-        now=lambda: created + timedelta(seconds=90),
-    )
+    dispatch = dispatcher(ledger, clock, workers=2, attempts=10, metrics=SendMetrics(),
+                          now=lambda: created + timedelta(seconds=90))
     run(dispatch, jobs(ses, ids), clock, queued_at=created)
     run(dispatch, jobs(ses, ids[:2]), clock, queued_at=created)
     metrics.flush_metrics()
@@ -231,17 +226,15 @@ def ledger_statuses(ledger: Ledger) -> Counter:
 
 
 def test_claims_are_taken_a_chunk_at_a_time_and_released_at_a_stop(ledger, clock):
-    calls: list[str] = []
-    ledger._client.meta.events.register(
-        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
-    )
+    calls = Calls(ledger._client)
     ses = FakeSes(clock=clock, sleep=clock.sleep, daily_quota=30)
     outcomes = run(dispatcher(ledger, clock, workers=1), jobs(ses, mail_ids(200)), clock)
     assert statuses(outcomes) == {"sent": 30, "unsent": 170}
     # Two chunks of 25 claimed, not 200; the 19 claimed and not sent were released.
-    assert calls.count("TransactWriteItems") == 2
+    assert calls.names.count("TransactWriteItems") == 2
     assert ledger_statuses(ledger) == {"COMPLETED": 30}
-    assert calls.count("BatchWriteItem") == 2  # 25 completions, then 5 + 20 releases at the end
+    # 25 completions, then 5 + 20 releases at the end
+    assert calls.names.count("BatchWriteItem") == 2
 
 
 def test_at_the_deadline_no_claim_is_left_behind(ledger, clock):
@@ -250,22 +243,6 @@ def test_at_the_deadline_no_claim_is_left_behind(ledger, clock):
                    budget_s=17.0, margin_ms=15_000)
     assert statuses(outcomes)["unsent"] > 0
     assert ledger_statuses(ledger) == {"COMPLETED": statuses(outcomes)["sent"]}
-
-
-class DynamoDown:
-    """A DynamoDB client whose calls named in ``failing`` answer with a server error."""
-
-    def __init__(self, client, failing: set[str]):
-        self._client, self._failing = client, failing
-
-    def __getattr__(self, name):
-        if name not in self._failing:
-            return getattr(self._client, name)
-
-        def fail(**_):
-            raise client_error("InternalServerError", "DynamoDB is having a bad day", name, 500)
-
-        return fail
 
 
 def test_ledger_trouble_before_sending_sends_nothing_and_asks_for_a_retry(ledger, clock):

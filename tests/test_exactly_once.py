@@ -21,17 +21,14 @@ from clock import FakeClock
 from conftest import load_fixture
 from fakes import FakeSes
 from moto import mock_aws
-from sending import Invocation, SerialClient, mail_ids
+from sending import Invocation, SerialClient, dispatcher, mail_ids
 
 from chalicelib.config import Settings
-from chalicelib.dispatch import Dispatcher
 from chalicelib.errors import TransientError
 from chalicelib.ledger import Ledger, create_table
 from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_object
-from chalicelib.ratelimit import RateLimiter
 from chalicelib.redrive import redrive
-from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
 from chalicelib.store import BatchStore
 
@@ -53,13 +50,8 @@ class World:
         ledger = Ledger.from_settings(
             self.settings, dynamodb_client=SerialClient(boto3.client("dynamodb"))
         )
-        dispatcher = Dispatcher(
-            ledger,
-            RateLimiter(rate, clock=self.clock, sleep=self.clock.sleep),
-            RetryPolicy(attempts=attempts, sleep=self.clock.sleep),
-            workers=workers,
-        )
-        return Stages(self.settings, BatchStore(s3), SesSender(self.ses), dispatcher,
+        dispatch = dispatcher(ledger, self.clock, rate=rate, workers=workers, attempts=attempts)
+        return Stages(self.settings, BatchStore(s3), SesSender(self.ses), dispatch,
                       Recorder(s3, self.settings))
 
     def invoke(self, stages: Stages, key: str, remaining_ms: Callable[[], int] | None = None):

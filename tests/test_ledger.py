@@ -9,6 +9,7 @@ import pytest
 from clock import FakeClock
 from fakes import client_error
 from moto import mock_aws
+from sending import Calls, DynamoDown
 
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable
@@ -40,16 +41,6 @@ def dynamodb():
 @pytest.fixture
 def clock():
     return FakeClock(start=time.time())
-
-
-class Calls:
-    """The DynamoDB operations a client made, in order."""
-
-    def __init__(self, client):
-        self.names: list[str] = []
-        client.meta.events.register(
-            "before-call.dynamodb.*", lambda model, **_: self.names.append(model.name)
-        )
 
 
 def new_ledger(clock: FakeClock, client=None, random=None, **kwargs) -> Ledger:
@@ -300,21 +291,8 @@ def test_a_missing_table_is_ledger_unavailable(dynamodb, clock):
         ledger.claim(keys(3), MINUTE_MS)
 
 
-class Down:
-    """A DynamoDB client that answers every call with a server error."""
-
-    def __init__(self, client):
-        self.meta = client.meta
-
-    def __getattr__(self, name):
-        def fail(**_):
-            raise client_error("InternalServerError", "DynamoDB is having a bad day", name, 500)
-
-        return fail
-
-
 def test_dynamodb_down_is_ledger_unavailable_for_claims_and_writes(clock):
-    ledger = new_ledger(clock, Down(boto3.client("dynamodb", region_name="us-east-1")))
+    ledger = new_ledger(clock, DynamoDown(boto3.client("dynamodb", region_name="us-east-1")))
     with pytest.raises(LedgerUnavailable, match="bad day"):
         ledger.claim(keys(2), MINUTE_MS)
     ledger.complete("b1:m1:0", Result(message_id="ses-1"))
