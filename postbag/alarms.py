@@ -82,37 +82,46 @@ def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any
     ]
 
 
-def _current(cloudwatch: Any, desired: dict[str, Any]) -> dict[str, Any] | None:
-    found = cloudwatch.describe_alarms(AlarmNames=[desired["AlarmName"]])["MetricAlarms"]
-    if not found:
+def existing_alarms(cloudwatch: Any, stack: Stack) -> dict[str, dict[str, Any]]:
+    """The stage's alarms that exist, by name: one describe_alarms call for all of them."""
+    names = [stack.alarm(what) for what in ALARMS]
+    found = cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
+    return {alarm["AlarmName"]: alarm for alarm in found}
+
+
+def _current(existing: dict[str, dict[str, Any]], desired: dict[str, Any]) -> dict[str, Any] | None:
+    found = existing.get(desired["AlarmName"])
+    if found is None:
         return None
-    return {key: found[0].get(key) for key in desired}
+    return {key: found.get(key) for key in desired}
 
 
-def current_actions(cloudwatch: Any, stack: Stack) -> list[str]:
-    found = cloudwatch.describe_alarms(AlarmNames=[stack.alarm(w) for w in ALARMS])["MetricAlarms"]
-    return found[0]["AlarmActions"] if found else []
+def current_actions(existing: dict[str, dict[str, Any]]) -> list[str]:
+    return next(iter(existing.values()))["AlarmActions"] if existing else []
 
 
 def ensure_alarms(
-    cloudwatch: Any, definitions: list[dict[str, Any]], actions: list[str], report: Report
+    cloudwatch: Any,
+    definitions: list[dict[str, Any]],
+    actions: list[str],
+    existing: dict[str, dict[str, Any]],
+    report: Report,
 ) -> None:
     for definition in definitions:
         desired = {**definition, "AlarmActions": actions, "OKActions": actions}
         report.converge(
             f"alarm {definition['AlarmName']}",
-            lambda d=desired: _current(cloudwatch, d),
+            lambda d=desired: _current(existing, d),
             desired,
             lambda d=desired: cloudwatch.put_metric_alarm(**d),
         )
 
 
 def delete_alarms(cloudwatch: Any, stack: Stack, report: Report) -> None:
-    names = [stack.alarm(what) for what in ALARMS]
-    present = {a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    present = existing_alarms(cloudwatch, stack)
     if present:
         cloudwatch.delete_alarms(AlarmNames=sorted(present))
-    for name in names:
+    for name in (stack.alarm(what) for what in ALARMS):
         report.add(f"alarm {name}", DELETED if name in present else ABSENT)
 
 

@@ -96,7 +96,8 @@ def _ensure_alarms(aws: Aws, stack: Stack, opts: Options, report: Report) -> Non
     else:
         topic = opts.sns_topic
     cloudwatch = aws.client("cloudwatch")
+    existing = alarms.existing_alarms(cloudwatch, stack)
     # Without a topic option, keep notifying whatever an earlier run set up.
-    actions = [topic] if topic else alarms.current_actions(cloudwatch, stack)
+    actions = [topic] if topic else alarms.current_actions(existing)
     definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes)
-    alarms.ensure_alarms(cloudwatch, definitions, actions, report)
+    alarms.ensure_alarms(cloudwatch, definitions, actions, existing, report)
