@@ -183,14 +183,7 @@ final class Postbag_Admin {
 			(int) $latest['attempts'],
 			(string) $latest['last_error']
 		);
-		$form = sprintf(
-			'<form method="post" action="%s" style="margin:0 0 .5em"><input type="hidden" name="action" value="%s">%s<button type="submit" class="button">%s</button></form>',
-			esc_url( admin_url( 'admin-post.php' ) ),
-			esc_attr( self::RETRY_ACTION ),
-			wp_nonce_field( self::RETRY_ACTION, '_wpnonce', true, false ),
-			esc_html__( 'Retry now', 'postbag' )
-		);
-		return self::notice( 'error', esc_html( $text ), $form );
+		return self::notice( 'error', esc_html( $text ), self::action_form( self::RETRY_ACTION, esc_html__( 'Retry now', 'postbag' ), 'button' ) );
 	}
 
 	/** The outcome of "Retry now", on the page the admin comes back to. */
@@ -213,15 +206,33 @@ final class Postbag_Admin {
 		if ( null === $file || get_user_meta( get_current_user_id(), self::DISMISS_META, true ) === $file ) {
 			return '';
 		}
-		$form = sprintf(
-			'<form method="post" action="%s" style="margin:0 0 .5em"><input type="hidden" name="action" value="%s"><input type="hidden" name="file" value="%s">%s<button type="submit" class="button-link">%s</button></form>',
-			esc_url( admin_url( 'admin-post.php' ) ),
-			esc_attr( self::DISMISS_ACTION ),
-			esc_attr( $file ),
-			wp_nonce_field( self::DISMISS_ACTION, '_wpnonce', true, false ),
-			esc_html__( 'Dismiss', 'postbag' )
-		);
+		$form = self::action_form( self::DISMISS_ACTION, esc_html__( 'Dismiss', 'postbag' ), 'button-link', array( 'file' => $file ) );
 		return self::notice( 'warning', esc_html( Postbag_Override_Detector::message( $file ) ), $form );
+	}
+
+	/**
+	 * A one-button form posting to admin-post.php with the action's nonce;
+	 * the action's handler checks capability and nonce through authorize().
+	 *
+	 * @param string                $action Admin-post action, also the nonce action.
+	 * @param string                $label  Escaped button label.
+	 * @param string                $class  Button class.
+	 * @param array<string, string> $fields More hidden fields: name => value, unescaped.
+	 */
+	private static function action_form( string $action, string $label, string $class, array $fields = array() ): string {
+		$hidden = '';
+		foreach ( $fields as $name => $value ) {
+			$hidden .= sprintf( '<input type="hidden" name="%s" value="%s">', esc_attr( $name ), esc_attr( $value ) );
+		}
+		return sprintf(
+			'<form method="post" action="%s" style="margin:0 0 .5em"><input type="hidden" name="action" value="%s">%s%s<button type="submit" class="%s">%s</button></form>',
+			esc_url( admin_url( 'admin-post.php' ) ),
+			esc_attr( $action ),
+			$hidden,
+			wp_nonce_field( $action, '_wpnonce', true, false ),
+			esc_attr( $class ),
+			$label
+		);
 	}
 
 	/**
