@@ -6,15 +6,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.ledger import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, TTL_ATTRIBUTE
 from postbag.aws import CommandError, error_code
 from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
-
-# powertools' DynamoDBPersistenceLayer defaults (chalicelib.ledger keeps them):
-# partition key "id", TTL attribute "expiration".
-KEY = "id"
-TTL = "expiration"
-KEY_SCHEMA = [{"AttributeName": KEY, "KeyType": "HASH"}]
 
 
 def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
@@ -27,7 +22,7 @@ def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
             raise
         ddb.create_table(
             TableName=name,
-            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+            AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
             KeySchema=KEY_SCHEMA,
             BillingMode="PAY_PER_REQUEST",
             Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
@@ -39,11 +34,12 @@ def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
             raise CommandError(f"table {name} exists with another key schema; not touching it")
         report.add(f"DynamoDB table {name}", UNCHANGED)
     report.converge(
-        f"DynamoDB table {name} TTL on {TTL}",
+        f"DynamoDB table {name} TTL on {TTL_ATTRIBUTE}",
         lambda: _ttl(ddb, name),
-        {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL},
+        {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL_ATTRIBUTE},
         lambda: ddb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL}
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
         ),
     )
 

@@ -56,6 +56,13 @@ MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems
 MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
 MAX_BATCH_GET_KEYS = 100  # BatchGetItem
 
+# The table's layout, powertools' DynamoDBPersistenceLayer defaults: partition
+# key "id", TTL attribute "expiration". ``postbag provision`` creates it from these too.
+KEY_ATTRIBUTE = "id"
+TTL_ATTRIBUTE = "expiration"
+KEY_SCHEMA = [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}]
+ATTRIBUTE_DEFINITIONS = [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}]
+
 CLAIMED = "claimed"  # this caller holds the claim now
 REPLAYED = "replayed"  # an earlier call completed this key: do nothing
 IN_PROGRESS = "in_progress"  # another invocation holds an unexpired claim
@@ -99,14 +106,14 @@ def create_table(dynamodb_client: Any, table_name: str) -> None:
     """
     dynamodb_client.create_table(
         TableName=table_name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=KEY_SCHEMA,
+        AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb_client.get_waiter("table_exists").wait(TableName=table_name)
     dynamodb_client.update_time_to_live(
         TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
     )
 
 
