@@ -43,6 +43,20 @@ def load_fixture(relative: str) -> Any:
     return json.loads(fixture_bytes(relative))
 
 
+def parse_fixture(relative: str, settings, **kwargs: Any):
+    """The batch file at ``relative`` through the sender's parser, named by its path."""
+    from chalicelib.batch import parse_batch
+
+    return parse_batch(fixture_bytes(relative), relative, settings, **kwargs)
+
+
+@pytest.fixture
+def clock():
+    from clock import FakeClock
+
+    return FakeClock()
+
+
 @pytest.fixture
 def settings():
     from chalicelib.config import Settings

@@ -6,18 +6,14 @@ import base64
 import binascii
 
 import pytest
-from conftest import fixture_bytes
+from conftest import fixture_bytes, parse_fixture
 
 from chalicelib.batch import base64_size, parse_batch
 from chalicelib.errors import BatchFormatError, HeaderInjectionError, SenderNotAllowed
 
 
-def parse(relative: str, settings):
-    return parse_batch(fixture_bytes(relative), relative, settings)
-
-
 def test_version_1_batch(settings):
-    batch = parse("batches/plain.json", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     assert batch.batch_id == "0b7e9c1e-5a55-4c1d-9a43-3f1b8f2e7a01"
     assert batch.meta.sender == ("Blog Ünïcode", "news@example.org")
     assert batch.meta.bcc == (("", "archive@example.org"),)
@@ -32,27 +28,28 @@ def test_version_1_batch(settings):
 
 
 def test_inline_and_referenced_attachments(settings):
-    inline = parse("batches/with-attachments.json", settings).mails[0].attachments
+    inline = parse_fixture("batches/with-attachments.json", settings).mails[0].attachments
     assert [a.filename for a in inline] == ["pixel.png", "notes.txt"]
     pixel = fixture_bytes("attachments/pixel.png")
     assert base64.b64decode(inline[0].content_base64) == pixel
     assert inline[0].size == len(pixel)
-    referenced = parse("batches/attachment-reference.json", settings).mails[0].attachments[0]
+    reference = parse_fixture("batches/attachment-reference.json", settings)
+    referenced = reference.mails[0].attachments[0]
     assert referenced.content_base64 is None
     assert referenced.s3_key.startswith("queue/attachments/")
 
 
 def test_original_layout_is_read_unchanged(settings):
-    batch = parse("batches/legacy-layout.json", settings)
+    batch = parse_fixture("batches/legacy-layout.json", settings)
     assert [m.id for m in batch.mails] == ["m0", "m1"]
     assert batch.mails[0].html == "<p>Sent from a batch in the original layout.</p>"
     assert batch.mails[1].to == (("", "frank@example.net"), ("", "grace@example.net"))
-    again = parse("batches/legacy-layout.json", settings)
+    again = parse_fixture("batches/legacy-layout.json", settings)
     assert again.batch_id == batch.batch_id, "ids come from the bytes, so a re-upload dedupes"
 
 
 def test_a_mail_to_a_bcc_list_needs_no_to(settings):
-    batch = parse("batches/bcc-only.json", settings)
+    batch = parse_fixture("batches/bcc-only.json", settings)
     assert batch.mails[0].to == ()
     assert len(batch.meta.bcc) == 3
 
@@ -68,13 +65,13 @@ def test_empty_allow_list_refuses_every_sender():
     from chalicelib.config import Settings
 
     with pytest.raises(SenderNotAllowed, match="POSTBAG_ALLOWED_SENDERS"):
-        parse("batches/plain.json", Settings())
+        parse_fixture("batches/plain.json", Settings())
 
 
 def test_an_allowed_address_need_not_be_a_whole_domain():
     from chalicelib.config import Settings
 
-    batch = parse("batches/plain.json", Settings(allowed_senders=("news@example.org",)))
+    batch = parse_fixture("batches/plain.json", Settings(allowed_senders=("news@example.org",)))
     assert len(batch.mails) == 2
 
 
@@ -100,7 +97,7 @@ BAD_BATCHES = [
 )
 def test_bad_batch_is_refused_whole(settings, name, error, field, reason):
     with pytest.raises(error) as caught:
-        parse(f"batches/bad/{name}.json", settings)
+        parse_fixture(f"batches/bad/{name}.json", settings)
     assert caught.value.field == field
     assert reason in caught.value.reason
     assert f"batches/bad/{name}.json" in str(caught.value), "the error names the batch"
@@ -123,7 +120,7 @@ BAD_MAILS = [
 
 @pytest.mark.parametrize("name, field, reason", BAD_MAILS, ids=[row[0] for row in BAD_MAILS])
 def test_bad_mail_fails_alone(settings, name, field, reason):
-    batch = parse(f"batches/bad/{name}.json", settings)
+    batch = parse_fixture(f"batches/bad/{name}.json", settings)
     assert [m.id for m in batch.mails] == ["6f1c2a8e-1d2b-4c3a-8e9f-000000000001"]
     (rejected,) = batch.rejected
     assert rejected.error.field == field

@@ -29,11 +29,6 @@ def ledger():
         yield Ledger.from_settings(SETTINGS, client)
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
 @pytest.fixture(autouse=True)
 def reset_metric_set():
     # powertools' documented test set-up: metrics are shared by every Metrics instance.

@@ -103,11 +103,6 @@ def aws():
         yield s3
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
 def batch_document(batch_id: str, ids: list[str]) -> dict:
     doc = load_fixture("batches/plain.json")
     template = doc["emails"][0]

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from email import policy
 
 import pytest
-from conftest import FIXTURES, fixture_bytes
+from conftest import FIXTURES, parse_fixture
 
-from chalicelib.batch import parse_batch
+from chalicelib.batch import Mail, Meta
 from chalicelib.errors import MessageTooLarge
 from chalicelib.mime import (
     BOUNDARY_PREFIX,
@@ -35,7 +35,7 @@ UPLOADED = datetime(2026, 11, 22, 7, 5, tzinfo=UTC)  # dates the original-layout
 
 
 def built(relative, index, settings):
-    batch = parse_batch(fixture_bytes(relative), relative, settings, received_at=UPLOADED)
+    batch = parse_fixture(relative, settings, received_at=UPLOADED)
     mail = batch.mails[index]
     files = [(a, a.content_base64) for a in mail.attachments]
     return batch, mail, raw_message(mail, batch.meta, files, batch.created_at)
@@ -77,8 +77,8 @@ def test_parses_back_to_what_the_batch_said(settings, golden, relative, index):
 
 
 def test_long_lines_are_wrapped_by_encoding(settings):
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
-    mail = batch.mails[1].__class__(id="long", to=batch.mails[1].to, subject="s", text="x" * 5000)
+    batch = parse_fixture("batches/plain.json", settings)
+    mail = Mail(id="long", to=batch.mails[1].to, subject="s", text="x" * 5000)
     raw = raw_message(mail, batch.meta, [], batch.created_at)
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
     parsed = email.message_from_bytes(raw, policy=policy.default)
@@ -86,16 +86,16 @@ def test_long_lines_are_wrapped_by_encoding(settings):
 
 
 def test_charset_falls_back_to_utf8_when_the_batch_charset_cannot_hold_the_body(settings):
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
-    meta = batch.meta.__class__(sender=batch.meta.sender, charset="iso-8859-1")
-    mail = batch.mails[0].__class__(id="a", to=batch.mails[0].to, subject="s", text="Snow ☃")
-    latin = batch.mails[0].__class__(id="b", to=batch.mails[0].to, subject="s", text="Café")
+    batch = parse_fixture("batches/plain.json", settings)
+    meta = Meta(sender=batch.meta.sender, charset="iso-8859-1")
+    mail = Mail(id="a", to=batch.mails[0].to, subject="s", text="Snow ☃")
+    latin = Mail(id="b", to=batch.mails[0].to, subject="s", text="Café")
     assert build_message(mail, meta, [], batch.created_at).get_content_charset() == "utf-8"
     assert build_message(latin, meta, [], batch.created_at).get_content_charset() == "iso-8859-1"
 
 
 def test_message_over_the_ses_limit_is_refused(settings):
-    batch = parse_batch(fixture_bytes("batches/with-attachments.json"), "att", settings)
+    batch = parse_fixture("batches/with-attachments.json", settings)
     mail = batch.mails[0]
     attachment = mail.attachments[0]
     big = os.urandom(SES_MAX_RAW_BYTES * 3 // 4)  # fits raw, not once base64-encoded
@@ -104,8 +104,8 @@ def test_message_over_the_ses_limit_is_refused(settings):
 
 
 def test_any_line_ending_in_a_body_goes_out_as_crlf(settings):
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
-    mail = batch.mails[1].__class__(
+    batch = parse_fixture("batches/plain.json", settings)
+    mail = Mail(
         id="eol", to=batch.mails[1].to, subject="s", text="a\r\nb\rc\nd"
     )
     raw = raw_message(mail, batch.meta, [], batch.created_at)
@@ -115,7 +115,7 @@ def test_any_line_ending_in_a_body_goes_out_as_crlf(settings):
 
 
 def test_attachment_lines_are_what_encodebytes_writes(settings):
-    batch = parse_batch(fixture_bytes("batches/with-attachments.json"), "att", settings)
+    batch = parse_fixture("batches/with-attachments.json", settings)
     mail, attachment = batch.mails[0], batch.mails[0].attachments[0]
     for size in (0, 1, 2, 56, 57, 58, 114, 1000):
         data = bytes(range(256)) * 4
@@ -127,8 +127,8 @@ def test_attachment_lines_are_what_encodebytes_writes(settings):
 
 def test_shared_headers_fold_for_the_policy_at_hand(settings):
     """Header objects are cached across messages; their folding must still follow the policy."""
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
-    mail = batch.mails[0].__class__(
+    batch = parse_fixture("batches/plain.json", settings)
+    mail = Mail(
         id="fold", to=batch.mails[0].to, subject="word " * 30, text="body"
     )
     message = build_message(mail, batch.meta, [], batch.created_at)
@@ -139,11 +139,11 @@ def test_shared_headers_fold_for_the_policy_at_hand(settings):
 
 
 def test_boundaries_are_fixed_unless_a_body_holds_them(settings):
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     mail = batch.mails[1]
-    other = mail.__class__(id="other", to=(("", "dan@example.net"),), subject="x",
+    other = Mail(id="other", to=(("", "dan@example.net"),), subject="x",
                            html=mail.html + "<p>P.S.</p>")
-    quoting = mail.__class__(id="quoting", to=mail.to, subject="x", html="<p>Quoted</p>",
+    quoting = Mail(id="quoting", to=mail.to, subject="x", html="<p>Quoted</p>",
                              text=f"--{BOUNDARY_PREFIX}0\nA body quoting a raw Postbag mail.\n")
 
     def boundary(m):

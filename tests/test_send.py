@@ -6,10 +6,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
-from conftest import fixture_bytes
+from conftest import parse_fixture
+from fakes import ENDPOINT
 from fakes import client_error as fake_client_error
 
-from chalicelib.batch import parse_batch
 from chalicelib.errors import RejectedBySes, SendingPaused, SesUnavailable, Throttled
 from chalicelib.send import SesSender, translate
 
@@ -24,7 +24,7 @@ def ses():
 
 def test_plain_mail_goes_out_through_send_email(ses, settings):
     client, stubber = ses
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     mail = batch.mails[0]
     stubber.add_response(
         "send_email",
@@ -52,7 +52,7 @@ def test_plain_mail_goes_out_through_send_email(ses, settings):
 
 def test_html_only_mail_gets_a_text_part(ses, settings):
     client, stubber = ses
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     mail = batch.mails[1]
     expected = stub_any_send_email(stubber)
     SesSender(client).send_simple(mail, batch.meta)
@@ -74,7 +74,7 @@ def stub_any_send_email(stubber):
 
 def test_raw_mail_lists_every_recipient_bcc_included(ses, settings):
     client, stubber = ses
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     stubber.add_response(
         "send_raw_email",
         {"MessageId": "ses-3"},
@@ -107,7 +107,7 @@ TRANSLATIONS = [
     ("internal-500", client_error("InternalFailure", "", 500), SesUnavailable),
     (
         "network",
-        EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+        EndpointConnectionError(endpoint_url=ENDPOINT),
         SesUnavailable,
     ),
 ]
@@ -124,7 +124,7 @@ def test_errors_are_translated_by_code(error, expected):
 
 def test_a_refusal_surfaces_as_a_typed_error(ses, settings):
     client, stubber = ses
-    batch = parse_batch(fixture_bytes("batches/plain.json"), "plain", settings)
+    batch = parse_fixture("batches/plain.json", settings)
     stubber.add_client_error("send_email", "MessageRejected", "Email address is not verified.")
     with pytest.raises(RejectedBySes, match="not verified") as caught:
         SesSender(client).send_simple(batch.mails[0], batch.meta)
