@@ -93,9 +93,9 @@ def _encryption_view(config: dict) -> dict:
     }
 
 
-def current_kms_key(s3: Any, stack: Stack) -> str:
+def current_kms_key(s3: Any, stack: Stack, has_bucket: bool) -> str:
     """The SSE-KMS key the bucket already uses, so a re-run without --kms-key keeps it."""
-    if not bucket_exists(s3, stack.bucket):
+    if not has_bucket:
         return ""
     try:
         view = _encryption_view(s3.get_bucket_encryption(Bucket=stack.bucket))
@@ -122,11 +122,17 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
 
 
 def ensure_bucket(
-    s3: Any, stack: Stack, settings: Settings, days: Retention, kms_key_arn: str, report: Report
+    s3: Any,
+    stack: Stack,
+    settings: Settings,
+    days: Retention,
+    kms_key_arn: str,
+    has_bucket: bool,
+    report: Report,
 ) -> None:
     b = stack.bucket
     what = f"s3://{b}"
-    if bucket_exists(s3, b):
+    if has_bucket:
         report.add(what, UNCHANGED)
     else:
         extra = {}

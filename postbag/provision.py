@@ -48,7 +48,13 @@ class Outcome:
 def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     stack = Stack(opts.stage, aws.region, opts.bucket, aws.account())
     s3 = aws.client("s3")
-    kms_key_arn = _kms_key_arn(aws, opts.kms_key) or bucket.current_kms_key(s3, stack)
+    kms_key_arn = _kms_key_arn(aws, opts.kms_key)
+    # One head_bucket: here when a re-run without --kms-key keeps the bucket's key,
+    # else just before the bucket step (so a 403 is reported where it always was).
+    has_bucket = None
+    if not kms_key_arn:
+        has_bucket = bucket.bucket_exists(s3, stack.bucket)
+        kms_key_arn = bucket.current_kms_key(s3, stack, has_bucket)
     config = chalice_config.load(opts.chalice_dir)
     chalice_config.configure_stage(
         config, stack, opts.senders, opts.configuration_set, opts.reserved_concurrency
@@ -58,7 +64,9 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         role_policy = policies.lambda_policy(stack, settings, kms_key_arn)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    bucket.ensure_bucket(s3, stack, settings, opts.retention, kms_key_arn, report)
+    if has_bucket is None:
+        has_bucket = bucket.bucket_exists(s3, stack.bucket)
+    bucket.ensure_bucket(s3, stack, settings, opts.retention, kms_key_arn, has_bucket, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
     _ensure_alarms(aws, stack, opts, report)
