@@ -20,21 +20,7 @@ if ( ! defined( 'ABSPATH' ) ) {
 define( 'POSTBAG_VERSION', '0.1.0' );
 define( 'POSTBAG_PLUGIN_FILE', __FILE__ );
 
-/**
- * Loads `Postbag_Foo_Bar` from includes/class-postbag-foo-bar.php (no composer at run time).
- *
- * @param string $class_name Class being loaded.
- */
-function postbag_autoload( $class_name ) {
-	if ( 0 !== strpos( $class_name, 'Postbag_' ) ) {
-		return;
-	}
-	$file = __DIR__ . '/includes/class-' . strtolower( str_replace( '_', '-', $class_name ) ) . '.php';
-	if ( is_file( $file ) ) {
-		require $file;
-	}
-}
-spl_autoload_register( 'postbag_autoload' );
+require_once __DIR__ . '/includes/autoload.php';
 
 register_activation_hook( __FILE__, array( 'Postbag_Plugin', 'activate' ) );
 register_deactivation_hook( __FILE__, array( 'Postbag_Plugin', 'deactivate' ) );

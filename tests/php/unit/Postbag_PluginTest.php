@@ -186,4 +186,26 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$this->assertStringContainsString( "defined( 'WP_UNINSTALL_PLUGIN' )", $php );
 		$this->assertStringContainsString( 'Postbag_Plugin::uninstall()', $php );
 	}
+
+	public function test_uninstall_file_runs_without_the_main_file(): void {
+		$this->s3->fail_pattern = '/./';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+		$this->plugin->flush();
+		$this->assertDirectoryExists( $this->spool_dir );
+		$log     = Postbag_Test_WordPress::$sandbox->path( 'uninstall.log' );
+		$request = new Postbag_Test_Process(
+			array( PHP_BINARY, dirname( __DIR__ ) . '/integration/requests/uninstall-plugin.php', Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ), $this->spool_dir ),
+			$log,
+			null,
+			true
+		);
+		$answer = $request->read_line( 30 );
+		$status = $request->wait( 30 );
+		wp_cache_flush(); // The child changed the database (cron events, user meta) behind this process's cache,
+		clearstatcache(); // and the spool behind its stat cache.
+
+		$this->assertSame( 0, $status, (string) file_get_contents( $log ) );
+		$this->assertSame( '{"plugin_loaded_before":false,"uninstalled":true,"spool_left":false}', $answer, (string) file_get_contents( $log ) );
+		$this->assertDirectoryDoesNotExist( $this->spool_dir );
+	}
 }
