@@ -114,17 +114,23 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
                    help="attach the WordPress policy to this role (e.g. the EC2 instance role)")
 
 
-def _stage_bucket(args: argparse.Namespace) -> str:
+def _stage_env(args: argparse.Namespace) -> dict[str, str]:
+    return chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
+
+
+def _stage_bucket(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
     if args.bucket:
         return args.bucket
-    env = chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
+    env = _stage_env(args) if env is None else env
     if not env.get("POSTBAG_BUCKET"):
         raise CommandError(f"stage {args.stage} has no bucket yet: pass --bucket")
     return env["POSTBAG_BUCKET"]
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
+def _bucket_and_settings(args: argparse.Namespace) -> tuple[str, Settings]:
+    """The stage's bucket and the sender's settings, from one read of the Chalice config."""
+    env = _stage_env(args)
+    return _stage_bucket(args, env), Settings.from_env(env)
 
 
 def run_provision(args: argparse.Namespace, aws: Aws) -> None:
@@ -157,8 +163,8 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
           f"  postbag wire --stage {args.stage} --region {aws.region}")
 
 
-def _stack(args: argparse.Namespace, aws: Aws) -> Stack:
-    return Stack(args.stage, aws.region, _stage_bucket(args), aws.account())
+def _stack(args: argparse.Namespace, aws: Aws, bucket: str = "") -> Stack:
+    return Stack(args.stage, aws.region, bucket or _stage_bucket(args), aws.account())
 
 
 def run_wire(args: argparse.Namespace, aws: Aws) -> None:
@@ -170,7 +176,8 @@ def run_wire(args: argparse.Namespace, aws: Aws) -> None:
 def run_status(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.status import status
 
-    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws), _settings(args))
+    bucket, settings = _bucket_and_settings(args)
+    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws, bucket), settings)
     if args.json:
         print(json.dumps(counts))
         return
@@ -189,7 +196,8 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
         stack = _stack(args, aws)
         keys = failure_queue.redrive_invocations(aws.client("sqs"), aws.client("lambda"), stack)
     else:
-        keys = redrive(aws.client("s3"), _stage_bucket(args), _settings(args), batch_id=args.batch)
+        bucket, settings = _bucket_and_settings(args)
+        keys = redrive(aws.client("s3"), bucket, settings, batch_id=args.batch)
     for key in keys:
         print(key)
     print(f"re-driven: {len(keys)}", file=sys.stderr)
@@ -199,7 +207,8 @@ def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.teardown import teardown
 
     print(f"Tearing down stage {args.stage} in {aws.region}:", file=sys.stderr)
-    teardown(aws, _stack(args, aws), _settings(args), args.force, Report())
+    bucket, settings = _bucket_and_settings(args)
+    teardown(aws, _stack(args, aws, bucket), settings, args.force, Report())
 
 
 COMMANDS = {
