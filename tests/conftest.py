@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.safe_env import use_safe_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
-# Dummy credentials so that nothing can reach a real account; set before any
-# client (or app.py, which reads its settings at import) is made.
-for name, value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "POSTBAG_BUCKET": "postbag-test",
-    "POSTBAG_ALLOWED_SENDERS": "example.org",
-    "POSTBAG_MAX_SEND_RATE": "1000",
-    # chalice.test.Client gives the handler a 3-second Lambda context.
-    "POSTBAG_DEADLINE_MARGIN_MS": "1000",
-    "AWS_LAMBDA_FUNCTION_NAME": "postbag-test-on_batch_uploaded",
-    "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
-    "POWERTOOLS_SERVICE_NAME": "postbag",
-}.items():
-    os.environ[name] = value
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_PROFILE", None)
+use_safe_env(bucket="postbag-test", function_name="postbag-test-on_batch_uploaded")
 
 
 def fixture_bytes(relative: str) -> bytes:

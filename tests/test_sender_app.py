@@ -16,10 +16,10 @@ from conftest import fixture_bytes, load_fixture
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
+from support.safe_env import prepare_sender_aws
 from test_batch import BAD_BATCHES
 
 import app
-from chalicelib.ledger import create_table
 from chalicelib.pipeline import process_object
 
 BUCKET = os.environ["POSTBAG_BUCKET"]
@@ -28,14 +28,7 @@ BUCKET = os.environ["POSTBAG_BUCKET"]
 @pytest.fixture
 def aws():
     with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("ses").verify_domain_identity(Domain="example.org")
-        create_table(
-            boto3.client("dynamodb"), os.environ.get("POSTBAG_LEDGER_TABLE", "postbag-ledger")
-        )
-        app.stages.cache_clear()  # clients must be made inside this mock
-        yield s3
+        yield prepare_sender_aws(app)
         app.stages.cache_clear()
 
 

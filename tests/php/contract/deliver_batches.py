@@ -20,39 +20,19 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from urllib.parse import quote_plus
 
-# The sender reads its settings when app.py is imported; the same safe
-# defaults as tests/conftest.py, and never a real endpoint or account.
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "POSTBAG_BUCKET": "postbag-contract",
-        "POSTBAG_ALLOWED_SENDERS": "example.org",
-        "POSTBAG_MAX_SEND_RATE": "1000",
-        # chalice.test.Client gives the handler a 3-second Lambda context.
-        "POSTBAG_DEADLINE_MARGIN_MS": "1000",
-        "AWS_LAMBDA_FUNCTION_NAME": "postbag-contract-on_batch_uploaded",
-        "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
-        "POWERTOOLS_SERVICE_NAME": "postbag",
-    }
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_PROFILE", None)
+from tests.support.safe_env import prepare_sender_aws, use_safe_env
+
+# The sender reads its settings when app.py is imported.
+use_safe_env(bucket="postbag-contract", function_name="postbag-contract-on_batch_uploaded")
 # The sender's logger and metrics write to stdout, which is for our answer alone.
 ANSWER, sys.stdout = sys.stdout, sys.stderr
 
-import boto3  # noqa: E402
 from chalice.test import Client  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.ses.models import RawMessage, ses_backends  # noqa: E402
 
 import app  # noqa: E402
-from chalicelib.config import Settings  # noqa: E402
-from chalicelib.ledger import create_table  # noqa: E402
 
 BUCKET = os.environ["POSTBAG_BUCKET"]
 
@@ -94,13 +74,8 @@ def _receipts(s3, prefix: str) -> dict:
 
 
 def deliver(objects: dict[str, bytes]) -> dict:
-    settings = Settings.from_env()
     with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("ses").verify_domain_identity(Domain="example.org")
-        create_table(boto3.client("dynamodb"), settings.ledger_table)
-        app.stages.cache_clear()  # its clients must be made inside this mock
+        s3 = prepare_sender_aws(app)
         for key, body in objects.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         batches = [key for key in objects if key.endswith(".json")]
@@ -110,7 +85,7 @@ def deliver(objects: dict[str, bytes]) -> dict:
                 for key in batches:
                     event = client.events.generate_s3_event(BUCKET, quote_plus(key))
                     client.lambda_.invoke("on_batch_uploaded", event)
-                receipts.append(_receipts(s3, settings.receipts_prefix))
+                receipts.append(_receipts(s3, app.SETTINGS.receipts_prefix))
         sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
         return {
             "sent": [_raw(m) if isinstance(m, RawMessage) else _simple(m) for m in sent],
