@@ -29,12 +29,13 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - sse         'AES256' (default) or 'aws:kms';
  * - kms_key_id  KMS key for 'aws:kms' (the bucket's default key when absent);
  * - timeout     seconds per upload, connection included (default 10);
- * - concurrency uploads in flight at once (default 8).
+ * - concurrency uploads in flight at once (default 16).
  */
 final class Postbag_S3_Client {
 
+	/** The defaults of POSTBAG_UPLOAD_TIMEOUT and _CONCURRENCY in Postbag_Config, which this class loads without. */
 	public const DEFAULT_TIMEOUT     = 10;
-	public const DEFAULT_CONCURRENCY = 8;
+	public const DEFAULT_CONCURRENCY = 16;
 
 	/** S3 limit on key length, in bytes. */
 	private const MAX_KEY_BYTES = 1024;

@@ -86,6 +86,11 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$this->assertInstanceOf( Postbag_S3_Client::class, new Postbag_S3_Client( $options, Postbag_Credential_Chain::default_chain() ) );
 	}
 
+	public function test_s3_client_defaults_match_the_documented_settings(): void {
+		$this->assertSame( Postbag_Config::SETTINGS['upload_concurrency'][1], Postbag_S3_Client::DEFAULT_CONCURRENCY );
+		$this->assertSame( Postbag_Config::SETTINGS['upload_timeout'][1], Postbag_S3_Client::DEFAULT_TIMEOUT );
+	}
+
 	public function test_main_file_header_and_autoloader(): void {
 		require_once ABSPATH . 'wp-admin/includes/plugin.php';
 		$data = get_plugin_data( POSTBAG_PLUGIN_FILE, false, false );
