@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "chalice_app"))
 
 import boto3  # noqa: E402
 

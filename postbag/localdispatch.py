@@ -61,7 +61,6 @@ def s3_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Delivery:
     key: str
-    attempts: int
     error: str | None = None
 
 
@@ -101,13 +100,13 @@ class LocalDispatcher:
     def _invoke(self, obj: dict[str, Any]) -> Delivery:
         event = s3_event(self._bucket, obj["Key"], obj["Size"], obj["ETag"].strip('"'))
         error = None
-        for attempt in range(1, ASYNC_RETRIES + 2):
+        for _ in range(ASYNC_RETRIES + 1):
             try:
                 self._handler(event, self._context_factory())
-                return Delivery(obj["Key"], attempt)
+                return Delivery(obj["Key"])
             except Exception as exc:  # noqa: BLE001 - Lambda's runtime catches everything too
                 error = f"{type(exc).__name__}: {exc}"
-        return Delivery(obj["Key"], ASYNC_RETRIES + 1, error)
+        return Delivery(obj["Key"], error)
 
     def run(self) -> list[Delivery]:
         deliveries = []

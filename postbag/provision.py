@@ -40,7 +40,6 @@ class Options:
 
 @dataclass
 class Outcome:
-    report: Report
     wordpress_policy: dict
     wp_config: str
 
@@ -81,7 +80,7 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     # Files last: `chalice deploy` then sees a stage only once its resources exist.
     _write(report, chalice_config.config_path(opts.chalice_dir), config)
     _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
-    return Outcome(report, wp_policy, constants)
+    return Outcome(wp_policy, constants)
 
 
 def _write(report: Report, path: Path, data: Any) -> None:

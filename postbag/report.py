@@ -17,15 +17,9 @@ DELETED, ABSENT = "deleted", "absent"
 class Report:
     def __init__(self, out: TextIO | None = None):
         self.out = out if out is not None else sys.stderr
-        self.actions: list[tuple[str, str]] = []
 
     def add(self, what: str, action: str) -> None:
-        self.actions.append((what, action))
         print(f"  {action:<9} {what}", file=self.out)
-
-    @property
-    def changed(self) -> bool:
-        return any(action not in (UNCHANGED, ABSENT) for _, action in self.actions)
 
     def converge(
         self,

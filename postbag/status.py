@@ -16,10 +16,6 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict]:
         yield from page.get("Contents", [])
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    return (item["Key"] for item in _objects(s3, bucket, prefix))
-
-
 def unsent_batch_objects(s3: Any, bucket: str, settings: Settings) -> list[dict]:
     """Batches under the queue prefix the sender has not tagged done or failed yet.
 
@@ -37,10 +33,6 @@ def unsent_batch_objects(s3: Any, bucket: str, settings: Settings) -> list[dict]
     return unsent
 
 
-def unsent_batches(s3: Any, bucket: str, settings: Settings) -> list[str]:
-    return [item["Key"] for item in unsent_batch_objects(s3, bucket, settings)]
-
-
 def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int | None]:
     unsent = unsent_batch_objects(s3, stack.bucket, settings)
     now = datetime.now(UTC)
@@ -50,7 +42,7 @@ def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int
         "oldest_queued_seconds": max(
             (int((now - item["LastModified"]).total_seconds()) for item in unsent), default=None
         ),
-        "failed": sum(1 for _ in _keys(s3, stack.bucket, settings.failed_prefix)),
-        "quarantined": sum(1 for _ in _keys(s3, stack.bucket, settings.quarantine_prefix)),
+        "failed": sum(1 for _ in _objects(s3, stack.bucket, settings.failed_prefix)),
+        "quarantined": sum(1 for _ in _objects(s3, stack.bucket, settings.quarantine_prefix)),
         "failure_queue": failure_queue.depth(sqs, stack),
     }

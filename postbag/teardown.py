@@ -15,7 +15,7 @@ from postbag.failure_queue import delete_failure_queue
 from postbag.ledger_table import delete_ledger
 from postbag.report import ABSENT, DELETED, Report
 from postbag.stack import Stack
-from postbag.status import unsent_batches
+from postbag.status import unsent_batch_objects
 from postbag.wire import function_exists
 
 
@@ -38,11 +38,11 @@ def _refuse_if_unsafe(
 ) -> None:
     # Unsent batches first: while the function still exists they can still go out.
     if has_bucket and not force:
-        unsent = unsent_batches(aws.client("s3"), stack.bucket, settings)
+        unsent = unsent_batch_objects(aws.client("s3"), stack.bucket, settings)
         if unsent:
             raise CommandError(
                 f"s3://{stack.bucket} still holds {len(unsent)} unsent batch(es) under "
-                f"{settings.queue_prefix} (e.g. {unsent[0]}): wait for the sender "
+                f"{settings.queue_prefix} (e.g. {unsent[0]['Key']}): wait for the sender "
                 "(`postbag status`), or pass --force to delete them unsent"
             )
     if function_exists(aws.client("lambda"), stack.function_name):
