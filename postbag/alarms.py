@@ -146,8 +146,7 @@ def ensure_topic(sns: Any, stack: Stack, email: str, report: Report) -> str:
     if arn:
         report.add(f"SNS topic {stack.alarm_topic}", UNCHANGED)
     else:
-        tags = [{"Key": k, "Value": v} for k, v in stack.tags.items()]
-        arn = sns.create_topic(Name=stack.alarm_topic, Tags=tags)["TopicArn"]
+        arn = sns.create_topic(Name=stack.alarm_topic, Tags=stack.tag_list)["TopicArn"]
         report.add(f"SNS topic {stack.alarm_topic}", CREATED)
     subscribed = {
         s["Endpoint"].lower()

@@ -177,7 +177,7 @@ def ensure_bucket(
         ),
         missing=["NoSuchLifecycleConfiguration"],
     )
-    tags = [{"Key": k, "Value": v} for k, v in sorted(stack.tags.items())]
+    tags = sorted(stack.tag_list, key=lambda t: t["Key"])
     report.converge(
         f"{what} tags",
         lambda: sorted(s3.get_bucket_tagging(Bucket=b)["TagSet"], key=lambda t: t["Key"]),

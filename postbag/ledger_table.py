@@ -25,7 +25,7 @@ def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
             AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
             KeySchema=KEY_SCHEMA,
             BillingMode="PAY_PER_REQUEST",
-            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
+            Tags=stack.tag_list,
         )
         ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
         report.add(f"DynamoDB table {name}", CREATED)

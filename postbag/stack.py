@@ -76,3 +76,8 @@ class Stack:
     @property
     def tags(self) -> dict[str, str]:
         return {"project": APP_NAME, STAGE_TAG: self.stage}
+
+    @property
+    def tag_list(self) -> list[dict[str, str]]:
+        """``tags`` as most AWS APIs take them: ``[{"Key": ..., "Value": ...}]``."""
+        return [{"Key": k, "Value": v} for k, v in self.tags.items()]

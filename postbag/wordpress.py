@@ -44,7 +44,7 @@ def ensure_policy(iam: Any, stack: Stack, document: dict, report: Report) -> Non
             Path=PATH,
             PolicyDocument=json.dumps(document),
             Description=f"Postbag {stack.stage}: WordPress may only upload under the queue prefix",
-            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()],
+            Tags=stack.tag_list,
         )
         report.add(what, CREATED)
         return
@@ -78,9 +78,7 @@ def ensure_user(iam: Any, stack: Stack, report: Report) -> AccessKey | None:
     except ClientError as exc:
         if not _missing(exc):
             raise
-        iam.create_user(
-            UserName=name, Path=PATH, Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()]
-        )
+        iam.create_user(UserName=name, Path=PATH, Tags=stack.tag_list)
         report.add(f"IAM user {name}", CREATED)
     _ensure_attached(
         iam.list_attached_user_policies(UserName=name)["AttachedPolicies"],
