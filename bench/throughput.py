@@ -46,6 +46,7 @@ from chalicelib.observe import logger  # noqa: E402
 from chalicelib.ratelimit import RateLimiter  # noqa: E402
 from chalicelib.retry import RetryPolicy  # noqa: E402
 from postbag.localaws import CREDENTIALS, LocalAws  # noqa: E402
+from postbag.localdispatch import LambdaContext  # noqa: E402
 
 RATES = (14, 100, 500)
 SES_LATENCY = 0.050
@@ -162,15 +163,18 @@ def copy_each_table_once() -> None:
     backend.transact_write_items = transact_write_items
 
 
+def ledger_settings(rate: int) -> Settings:
+    return Settings(ledger_table=f"bench-{rate}", idempotency_namespace="postbag-bench")
+
+
 def memory_ledger(rate: int) -> tuple[Ledger, Count]:
     count = Count()
-    settings = Settings(ledger_table=f"bench-{rate}", idempotency_namespace="postbag-bench")
-    return Ledger.from_settings(settings, MemoryDynamoDB(count)), count
+    return Ledger.from_settings(ledger_settings(rate), MemoryDynamoDB(count)), count
 
 
 def moto_ledger(rate: int, endpoint: str | None) -> tuple[Ledger, Count]:
     client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
-    settings = Settings(ledger_table=f"bench-{rate}", idempotency_namespace="postbag-bench")
+    settings = ledger_settings(rate)
     create_table(client, settings.ledger_table)
     count = Count()
     client.meta.events.register(
@@ -182,11 +186,9 @@ def moto_ledger(rate: int, endpoint: str | None) -> tuple[Ledger, Count]:
 def run_rate(rate: int, seconds: float, ledger: Ledger, count: Count) -> dict[str, float]:
     ses = FakeSes(latency=SES_LATENCY)
     mails = int(rate * seconds)
-    dispatcher = Dispatcher(ledger, RateLimiter(rate), RetryPolicy(), workers=pool_size(rate, 4))
-    deadline = time.monotonic() + 900
-
-    def remaining_ms() -> int:
-        return int((deadline - time.monotonic()) * 1000)
+    workers = pool_size(rate, 4)
+    dispatcher = Dispatcher(ledger, RateLimiter(rate), RetryPolicy(), workers=workers)
+    remaining_ms = LambdaContext(900).get_remaining_time_in_millis
 
     cpu = time.process_time()
     outcomes = dispatcher.run(jobs(ses, mail_ids(mails), batch_id=f"bench{rate}"),
@@ -196,7 +198,7 @@ def run_rate(rate: int, seconds: float, ledger: Ledger, count: Count) -> dict[st
     achieved = (len(times) - 1) / (times[-1] - times[0])
     return {
         "rate": rate,
-        "workers": pool_size(rate, 4),
+        "workers": workers,
         "mails": mails,
         "sent": sum(o.status == "sent" for o in outcomes),
         "achieved": achieved,
