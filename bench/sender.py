@@ -106,17 +106,7 @@ def ledger_cpu_ms(ledger, chunk_size: int, mails: int = MAILS) -> float:
 
 def main() -> None:
     with LocalAws() as aws:
-        os.environ.update(aws.client_env())
-        os.environ.update(
-            {
-                "POSTBAG_BUCKET": BUCKET,
-                "POSTBAG_ALLOWED_SENDERS": "example.org",
-                "POSTBAG_MAX_SEND_RATE": "100",
-                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-                "AWS_LAMBDA_FUNCTION_NAME": "postbag-bench",
-            }
-        )
+        os.environ.update(aws.sender_env(BUCKET, "postbag-bench", POSTBAG_MAX_SEND_RATE="100"))
         import app
         from chalicelib.dispatch import MIN_CHUNK
         from chalicelib.ledger import MAX_BATCH_WRITE_ITEMS, create_table
@@ -124,7 +114,7 @@ def main() -> None:
 
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
-        create_table(boto3.client("dynamodb"), "postbag-ledger")
+        create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
         fake = InstantSes()
         stages = dataclasses.replace(app.stages(), sender=SesSender(fake))
         app.stages = lambda: stages

@@ -46,19 +46,15 @@ UPLOADS = [
 
 
 def _environment(aws: LocalAws) -> None:
-    os.environ.update(aws.client_env())
+    # The demo prints its own table: sender_env keeps the handler's JSON logs out of it.
     os.environ.update(
-        {
-            "POSTBAG_BUCKET": BUCKET,
-            "POSTBAG_ALLOWED_SENDERS": "example.org",
-            "POSTBAG_LEDGER_TABLE": "postbag-demo-ledger",
-            "POSTBAG_MAX_SEND_RATE": "50",
-            "AWS_LAMBDA_FUNCTION_NAME": "postbag-demo-on_batch_uploaded",
-            "POWERTOOLS_METRICS_NAMESPACE": "Postbag",
-            # The demo prints its own table; the handler's JSON logs would drown it.
-            "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-        }
+        aws.sender_env(
+            BUCKET,
+            "postbag-demo-on_batch_uploaded",
+            POSTBAG_LEDGER_TABLE="postbag-demo-ledger",
+            POSTBAG_MAX_SEND_RATE="50",
+            POWERTOOLS_METRICS_NAMESPACE="Postbag",
+        )
     )
 
 

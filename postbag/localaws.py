@@ -93,6 +93,23 @@ class LocalAws:
         """Environment for a process (or boto3) that should talk to the stand-in."""
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
+    def sender_env(self, bucket: str, function_name: str, **overrides: str) -> dict[str, str]:
+        """Environment for running the sender's handler in-process against the stand-in.
+
+        Mail from example.org is allowed; the handler's JSON logs and metrics are
+        off, since the caller prints its own results. ``overrides`` add or replace
+        variables (e.g. ``POSTBAG_MAX_SEND_RATE="50"``).
+        """
+        return {
+            **self.client_env(),
+            "POSTBAG_BUCKET": bucket,
+            "POSTBAG_ALLOWED_SENDERS": "example.org",
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            **overrides,
+        }
+
     def __enter__(self) -> LocalAws:
         return self.start()
 
