@@ -15,6 +15,7 @@ use PHPUnit\Framework\TestCase;
  * the active plugin are restored afterwards.
  */
 abstract class Postbag_Test_Live_Case extends TestCase {
+	use Postbag_Test_Site_State;
 
 	const MARKER = 'nonpriority@asynchronous.mail';
 
@@ -29,18 +30,6 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 
 	/** @var string|null */
 	protected $spool_dir;
-
-	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */
-	protected $fired = array();
-
-	/** @var WP_Error[] */
-	protected $failures = array();
-
-	/** @var Postbag_Plugin|null */
-	private $previous;
-
-	/** @var array<string, WP_Hook>|null */
-	private $hooks;
 
 	/** @var array<string, string|false> */
 	private $saved_env = array();
@@ -60,13 +49,7 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 
 	protected function setUp(): void {
 		parent::setUp();
-		Postbag_Test_WordPress::require_plugin();
-		$this->hooks = array_map(
-			static function ( WP_Hook $hook ): WP_Hook {
-				return clone $hook;
-			},
-			$GLOBALS['wp_filter']
-		);
+		$this->save_site_state();
 		// What a site on EC2 without wp-config.php keys would have; never the
 		// instance metadata service, which is not on 127.0.0.1.
 		$this->set_env(
@@ -82,25 +65,7 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 		$this->bucket = 'postbag-' . bin2hex( random_bytes( 4 ) );
 		self::$aws->s3( array( 'create-bucket', $this->bucket ) );
 		$this->spool_dir = Postbag_Test_WordPress::$sandbox->path( 'spool-' . bin2hex( random_bytes( 4 ) ) );
-		$this->previous  = Postbag_Plugin::replace( $this->plugin_for( self::$aws->endpoint ) );
-
-		add_action(
-			'wp_mail_failed',
-			function ( WP_Error $error ): void {
-				$this->failures[] = $error;
-			}
-		);
-		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
-			add_action(
-				$action,
-				function ( ...$args ) use ( $action ): void {
-					$this->fired[ $action ][] = $args;
-				},
-				10,
-				3
-			);
-		}
-		Postbag_Test_Mailer::current()->sent = array();
+		$this->take_over_site( $this->plugin_for( self::$aws->endpoint ) );
 	}
 
 	protected function tearDown(): void {
@@ -109,12 +74,7 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 			$this->plugin->queue()->drain( time() );
 			$this->plugin->remove_hooks();
 		}
-		if ( null !== $this->previous ) {
-			Postbag_Plugin::replace( $this->previous );
-		}
-		if ( null !== $this->hooks ) {
-			$GLOBALS['wp_filter'] = $this->hooks;
-		}
+		$this->restore_site_state();
 		foreach ( $this->saved_env as $name => $value ) {
 			putenv( false === $value ? $name : "$name=$value" );
 		}

@@ -14,8 +14,6 @@ require_once __DIR__ . '/fixtures/other-mail-plugin.php';
  */
 final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	/** @var int */
 	private static $subscriber = 0;
 

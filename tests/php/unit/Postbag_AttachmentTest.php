@@ -13,8 +13,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_AttachmentTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	public function test_small_files_go_inline_as_base64(): void {
 		$pdf = $this->temp_file( 'report.pdf', '%PDF-1.4 tiny' );
 		$txt = $this->temp_file( 'notes.txt', "Grüße\n" );

@@ -13,8 +13,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_HeaderParserTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	/** The same headers in core's two accepted forms. */
 	public function header_forms(): array {
 		$lines = array(

@@ -13,8 +13,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_InterceptorTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	public function test_marker_address_in_to_queues_the_mail_without_it(): void {
 		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Hello', 'Body' ) );
 

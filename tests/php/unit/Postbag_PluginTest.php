@@ -13,8 +13,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	protected function tearDown(): void {
 		Postbag_Spool_Retry::unschedule();
 		Postbag_Plugin::activate(); // As the harness left it: active.

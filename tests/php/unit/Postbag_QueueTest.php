@@ -14,8 +14,6 @@ require_once __DIR__ . '/class-postbag-schema-checker.php';
  */
 final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 
-	const MARKER = 'nonpriority@asynchronous.mail';
-
 	private static function schema(): Postbag_Schema_Checker {
 		return new Postbag_Schema_Checker( dirname( __DIR__, 3 ) . '/fixtures/batch-v1.schema.json' );
 	}

@@ -13,6 +13,9 @@ require_once __DIR__ . '/class-postbag-fake-s3-client.php';
  * site's plugin; hooks and the active plugin are restored afterwards.
  */
 abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
+	use Postbag_Test_Site_State;
+
+	const MARKER = 'nonpriority@asynchronous.mail';
 
 	/** @var Postbag_Plugin */
 	protected $plugin;
@@ -29,57 +32,18 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 	/** @var string Temporary directory for files a test makes. */
 	protected $temp_dir;
 
-	/** @var WP_Error[] What wp_mail_failed received. */
-	protected $failures = array();
-
-	/** @var array<string, array> Actions fired: name => list of argument lists. */
-	protected $fired = array();
-
-	/** @var Postbag_Plugin|null */
-	private $previous;
-
-	/** @var array<string, WP_Hook> */
-	private $hooks;
-
 	protected function setUp(): void {
 		parent::setUp();
-		Postbag_Test_WordPress::require_plugin();
-		$this->hooks = array_map(
-			static function ( $hook ) {
-				return clone $hook;
-			},
-			$GLOBALS['wp_filter']
-		);
+		$this->save_site_state();
 		$this->temp_dir  = sys_get_temp_dir() . '/postbag-unit-' . bin2hex( random_bytes( 6 ) );
 		$this->spool_dir = $this->temp_dir . '/spool';
 		mkdir( $this->temp_dir, 0700 );
-		$this->previous = Postbag_Plugin::replace( $this->make_plugin() );
-
-		add_action(
-			'wp_mail_failed',
-			function ( $error ) {
-				$this->failures[] = $error;
-			}
-		);
-		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
-			add_action(
-				$action,
-				function ( ...$args ) use ( $action ) {
-					$this->fired[ $action ][] = $args;
-				},
-				10,
-				3
-			);
-		}
-		Postbag_Test_Mailer::current()->sent = array();
+		$this->take_over_site( $this->make_plugin() );
 	}
 
 	protected function tearDown(): void {
 		$this->plugin->remove_hooks();
-		if ( null !== $this->previous ) {
-			Postbag_Plugin::replace( $this->previous );
-		}
-		$GLOBALS['wp_filter'] = $this->hooks;
+		$this->restore_site_state();
 		if ( is_dir( $this->temp_dir ) ) {
 			Postbag_Test_Sandbox::remove_tree( $this->temp_dir );
 		}

@@ -1,0 +1,79 @@
+<?php
+/**
+ * The site state a test of the plugin may change, saved and put back.
+ *
+ * @package Postbag\Tests
+ */
+
+/**
+ * Shared by Postbag_Unit_Test_Case and Postbag_Test_Live_Case: saves the
+ * site's hooks, puts a test's plugin in place of the site's and records what
+ * it reports (wp_mail_failed, the postbag_batch_* actions); afterwards the
+ * previous plugin and the hooks come back.
+ */
+trait Postbag_Test_Site_State {
+
+	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */
+	protected $fired = array();
+
+	/** @var WP_Error[] What wp_mail_failed received. */
+	protected $failures = array();
+
+	/** @var Postbag_Plugin|null The site's plugin before the test's. */
+	private $previous;
+
+	/** @var array<string, WP_Hook>|null */
+	private $hooks;
+
+	/**
+	 * Call first in setUp(): every hook added from here on goes in tearDown().
+	 */
+	protected function save_site_state(): void {
+		Postbag_Test_WordPress::require_plugin();
+		$this->hooks = array_map(
+			static function ( WP_Hook $hook ): WP_Hook {
+				return clone $hook;
+			},
+			$GLOBALS['wp_filter']
+		);
+	}
+
+	/**
+	 * Makes `$plugin` the site's plugin and starts recording what it reports;
+	 * no mail sent so far.
+	 */
+	protected function take_over_site( Postbag_Plugin $plugin ): void {
+		$this->previous = Postbag_Plugin::replace( $plugin );
+
+		add_action(
+			'wp_mail_failed',
+			function ( WP_Error $error ): void {
+				$this->failures[] = $error;
+			}
+		);
+		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
+			add_action(
+				$action,
+				function ( ...$args ) use ( $action ): void {
+					$this->fired[ $action ][] = $args;
+				},
+				10,
+				3
+			);
+		}
+		Postbag_Test_Mailer::current()->sent = array();
+	}
+
+	/**
+	 * Call in tearDown(), after the test's plugin removed its hooks: the
+	 * previous plugin and the saved hooks come back.
+	 */
+	protected function restore_site_state(): void {
+		if ( null !== $this->previous ) {
+			Postbag_Plugin::replace( $this->previous );
+		}
+		if ( null !== $this->hooks ) {
+			$GLOBALS['wp_filter'] = $this->hooks;
+		}
+	}
+}
