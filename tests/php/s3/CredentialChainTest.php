@@ -244,7 +244,7 @@ final class Postbag_CredentialChainTest extends TestCase {
 
 	public function test_unreachable_metadata_endpoint_fails_fast(): void {
 		putenv( 'AWS_EC2_METADATA_DISABLED' );
-		putenv( 'AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:' . self::closed_port() );
+		putenv( 'AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:' . Postbag_Test_Process::free_port() );
 		$start   = microtime( true );
 		$message = $this->failure( $this->chain( array( 'imds' => Postbag_Credential_Chain::imds_provider() ) ) );
 		$this->assertStringStartsWith( 'No AWS credentials found. Tried: imds (no answer: ', $message );
@@ -413,12 +413,5 @@ final class Postbag_CredentialChainTest extends TestCase {
 		fclose( $pipes[2] );
 		$this->assertSame( 0, proc_close( $process ), (string) $err );
 		return json_decode( (string) $out, true, 8, JSON_THROW_ON_ERROR );
-	}
-
-	private static function closed_port(): int {
-		$socket = stream_socket_server( 'tcp://127.0.0.1:0' );
-		$port   = (int) substr( (string) strrchr( (string) stream_socket_get_name( $socket, false ), ':' ), 1 );
-		fclose( $socket );
-		return $port;
 	}
 }

@@ -139,7 +139,7 @@ final class Postbag_S3ClientTest extends TestCase {
 	}
 
 	public function test_closed_port_gives_failed_results(): void {
-		$client  = $this->client( array( 'endpoint' => 'http://127.0.0.1:' . self::closed_port() ) );
+		$client  = $this->client( array( 'endpoint' => 'http://127.0.0.1:' . Postbag_Test_Process::free_port() ) );
 		$results = $client->put_objects(
 			array(
 				'queue/1.json' => '{}',
@@ -271,12 +271,5 @@ final class Postbag_S3ClientTest extends TestCase {
 				)
 			)
 		);
-	}
-
-	private static function closed_port(): int {
-		$socket = stream_socket_server( 'tcp://127.0.0.1:0' );
-		$port   = (int) substr( (string) strrchr( (string) stream_socket_get_name( $socket, false ), ':' ), 1 );
-		fclose( $socket );
-		return $port;
 	}
 }

@@ -59,9 +59,7 @@ final class Postbag_S3_Test_Fake_Aws {
 		$this->log_file   = (string) tempnam( sys_get_temp_dir(), 'postbag-fake-log-' );
 		$this->set_state( $state );
 
-		$probe = stream_socket_server( 'tcp://127.0.0.1:0' );
-		$port  = (int) substr( (string) strrchr( (string) stream_socket_get_name( $probe, false ), ':' ), 1 );
-		fclose( $probe );
+		$port           = Postbag_Test_Process::free_port();
 		$this->endpoint = "http://127.0.0.1:$port";
 
 		$env           = array_merge(

@@ -117,16 +117,10 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	}
 
 	/**
-	 * An endpoint nothing listens on: a port the kernel just gave us, closed again.
+	 * An endpoint nothing listens on.
 	 */
 	protected static function closed_endpoint(): string {
-		$socket = stream_socket_server( 'tcp://127.0.0.1:0', $errno, $errstr );
-		if ( false === $socket ) {
-			throw new RuntimeException( "Could not reserve a port: $errstr" );
-		}
-		$address = stream_socket_get_name( $socket, false );
-		fclose( $socket );
-		return 'http://' . $address;
+		return 'http://127.0.0.1:' . Postbag_Test_Process::free_port();
 	}
 
 	/**

@@ -117,4 +117,18 @@ final class Postbag_Test_Process {
 		$this->stop();
 		throw new RuntimeException( "Process {$this->pid} did not finish within {$timeout}s" );
 	}
+
+	/**
+	 * A TCP port on 127.0.0.1 nothing listens on: one the kernel just gave us,
+	 * closed again (for a server to start on, or to be refused by).
+	 */
+	public static function free_port(): int {
+		$socket = stream_socket_server( 'tcp://127.0.0.1:0', $errno, $errstr );
+		if ( false === $socket ) {
+			throw new RuntimeException( "Could not reserve a port: $errstr" );
+		}
+		$address = (string) stream_socket_get_name( $socket, false );
+		fclose( $socket );
+		return (int) substr( $address, strrpos( $address, ':' ) + 1 );
+	}
 }
