@@ -28,7 +28,7 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 
 	public static function setUpBeforeClass(): void {
 		self::$server = new Postbag_Test_Local_Aws( true );
-		self::$key    = self::moto( array( 'iam-user', self::BUCKET ) );
+		self::$key    = self::iam_user();
 	}
 
 	public static function tearDownAfterClass(): void {
@@ -64,7 +64,7 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 		}
 		$this->assertTrue( $single->ok, $single->error );
 
-		$stored = self::moto( array( 'objects', self::BUCKET ), self::$key );
+		$stored = self::stored();
 		foreach ( $bodies as $key => $body ) {
 			$this->assertArrayHasKey( $key, $stored );
 			$this->assertSame( $body, base64_decode( $stored[ $key ]['body_base64'] ), "bytes of $key" );
@@ -89,7 +89,7 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 			$this->assertStringContainsString( 'SignatureDoesNotMatch', $result->error );
 			$this->assertStringNotContainsString( 'not-the-secret', $result->error );
 		}
-		$stored = self::moto( array( 'objects', self::BUCKET ), self::$key );
+		$stored = self::stored();
 		$this->assertArrayNotHasKey( 'queue/refused-1.json', $stored );
 	}
 
@@ -141,17 +141,28 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 	}
 
 	/**
-	 * Runs moto-s3.py against the server.
+	 * An IAM key moto issued, allowed all of S3, and the bucket made with it (moto-s3.py).
 	 *
-	 * @param string[]                   $args Command and arguments.
-	 * @param array<string, string>|null $key  IAM key to act as, for commands that use the environment's.
-	 * @return mixed
+	 * @return array{access_key_id: string, secret_access_key: string}
 	 */
-	private static function moto( array $args, ?array $key = null ) {
-		$env = null === $key ? array() : array(
-			'AWS_ACCESS_KEY_ID'     => $key['access_key_id'],
-			'AWS_SECRET_ACCESS_KEY' => $key['secret_access_key'],
+	private static function iam_user(): array {
+		return Postbag_Test_Python::run( array( __DIR__ . '/moto-s3.py', self::$server->endpoint, 'iam-user', self::BUCKET ) );
+	}
+
+	/**
+	 * Every object in the bucket, read back with boto3 as the IAM key (support/s3.py).
+	 *
+	 * @return array<string, array{body_base64: string, content_type: ?string, sse: ?string}> By key.
+	 */
+	private static function stored(): array {
+		$dump = Postbag_Test_Python::run(
+			array( dirname( __DIR__ ) . '/support/s3.py', self::$server->endpoint, 'dump', self::BUCKET ),
+			array(
+				'AWS_ACCESS_KEY_ID'     => self::$key['access_key_id'],
+				'AWS_SECRET_ACCESS_KEY' => self::$key['secret_access_key'],
+				'AWS_DEFAULT_REGION'    => self::REGION,
+			)
 		);
-		return Postbag_Test_Python::run( array_merge( array( __DIR__ . '/moto-s3.py', self::$server->endpoint ), $args ), $env );
+		return $dump['objects'];
 	}
 }
