@@ -28,25 +28,10 @@ if ( 'install' === $postbag_phase ) {
 }
 require $postbag_network;
 require $postbag_config;
-require ABSPATH . 'wp-settings.php';
-require __DIR__ . '/autoload.php';
-Postbag_Test_WordPress::load_requests_quietly();
-
-/**
- * The installer would mail the new admin; nothing here should send mail.
- */
-function wp_new_blog_notification() {
-}
-
-require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-require_once ABSPATH . 'wp-admin/includes/plugin.php';
+require __DIR__ . '/install-common.php';
 
 if ( 'install' === $postbag_phase ) {
-	$postbag_result = wp_install( 'Postbag test network', 'admin', 'admin@example.org', false, '', wp_generate_password( 24 ) );
-	if ( empty( $postbag_result['user_id'] ) ) {
-		fwrite( STDERR, "wp_install() did not create the admin user\n" );
-		exit( 1 );
-	}
+	postbag_install_site( 'Postbag test network', 'admin@example.org' );
 	// As wp-admin/network.php does: name the network tables on a single site.
 	foreach ( $wpdb->tables( 'ms_global' ) as $postbag_table => $postbag_prefixed ) {
 		$wpdb->$postbag_table = $postbag_prefixed;

@@ -20,24 +20,9 @@ $_SERVER['HTTP_HOST']   = (string) parse_url( $postbag_site_url, PHP_URL_HOST );
 $_SERVER['REQUEST_URI'] = '/';
 define( 'WP_INSTALLING', true );
 require $postbag_config;
-require ABSPATH . 'wp-settings.php';
-require __DIR__ . '/autoload.php';
-Postbag_Test_WordPress::load_requests_quietly();
+require __DIR__ . '/install-common.php';
 
-/**
- * The installer would mail the new admin; nothing here should send mail.
- */
-function wp_new_blog_notification() {
-}
-
-require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-require_once ABSPATH . 'wp-admin/includes/plugin.php';
-
-$postbag_result = wp_install( 'Postbag test site', 'admin', $postbag_admin_email, false, '', wp_generate_password( 24 ) );
-if ( empty( $postbag_result['user_id'] ) ) {
-	fwrite( STDERR, "wp_install() did not create the admin user\n" );
-	exit( 1 );
-}
+postbag_install_site( 'Postbag test site', $postbag_admin_email );
 wp_installing( false );
 
 if ( ! is_file( WP_PLUGIN_DIR . '/' . $postbag_plugin ) ) {
