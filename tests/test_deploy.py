@@ -34,6 +34,14 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
 
 
+# The tests' own credentials for the stand-in (its administrator, not a deployed principal).
+TESTING = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def as_principal(aws: HarnessAws, service: str, credentials: dict[str, str]) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=aws.endpoint, **credentials)
+
+
 @dataclass
 class Deployed:
     aws: HarnessAws
@@ -45,13 +53,7 @@ class Deployed:
     first_run: Any  # CompletedProcess of the first provision
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=self.aws.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return as_principal(self.aws, service, TESTING)
 
     @property
     def function(self) -> str:
@@ -425,11 +427,7 @@ def test_redrive_puts_failed_mail_back_in_the_queue(aws, tmp_path):
 
 
 def test_sse_kms_role_and_existing_topic(aws, tmp_path):
-    kms, iam, sns = (
-        boto3.client(name, region_name=REGION, endpoint_url=aws.endpoint,
-                     aws_access_key_id="testing", aws_secret_access_key="testing")
-        for name in ("kms", "iam", "sns")
-    )
+    kms, iam, sns = (as_principal(aws, name, TESTING) for name in ("kms", "iam", "sns"))
     key_arn = kms.create_key()["KeyMetadata"]["Arn"]
     iam.create_role(RoleName="web-server", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{
@@ -471,7 +469,7 @@ def test_sse_kms_role_and_existing_topic(aws, tmp_path):
     assert sns.get_topic_attributes(TopicArn=topic)  # so is the topic
 
 
-def test_help_names_every_command(aws, tmp_path):
+def test_help_names_every_command(aws):
     done = shell_for(aws.client_env()).run("postbag", "--help")
     for command in ("provision", "wire", "status", "redrive", "teardown"):
         assert re.search(rf"^    {command}\b", done.stdout, re.MULTILINE), command
@@ -517,10 +515,6 @@ def iam_enforced(aws: HarnessAws):
         yield
     finally:
         allow_unchecked(b"inf")
-
-
-def as_principal(aws: HarnessAws, service: str, credentials: dict[str, str]) -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=aws.endpoint, **credentials)
 
 
 def denied(call) -> bool:
