@@ -19,7 +19,7 @@ $(STAMP): requirements.txt chalice_app/requirements.txt pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(PY) -m postbag.demo
+	$(PY) -m standin.demo
 
 test: lint test-python test-php
 
@@ -33,7 +33,7 @@ php-deps:
 	@bash tools/need-debian-packages.sh $(PHP_PACKAGES)
 
 lint: venv
-	$(VENV)/bin/ruff check chalice_app postbag tests bench
+	$(VENV)/bin/ruff check chalice_app postbag standin tests bench
 
 bench: venv php-deps
 	$(PY) bench/sender.py

@@ -80,7 +80,7 @@ function postbag_bench( Postbag_Test_Local_Aws $aws, int $mails, int $concurrenc
 	// back by a typical one shows what uploading in parallel hides.
 	$delay_ms = 25;
 	$proxy    = new Postbag_Test_Process(
-		array( Postbag_Test_Python::binary(), '-m', 'postbag.localproxy', (string) parse_url( $aws->endpoint, PHP_URL_PORT ), '--delay-ms', (string) $delay_ms ),
+		array( Postbag_Test_Python::binary(), '-m', 'standin.proxy', (string) parse_url( $aws->endpoint, PHP_URL_PORT ), '--delay-ms', (string) $delay_ms ),
 		Postbag_Test_WordPress::$sandbox->path( 'latency-proxy.log' ),
 		null,
 		true

@@ -26,12 +26,12 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "chalice_app"))
+sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT)]
 
 import boto3  # noqa: E402
 
-from postbag.localaws import LocalAws  # noqa: E402
-from postbag.localdispatch import LambdaContext, s3_event  # noqa: E402
+from standin.aws import LocalAws  # noqa: E402
+from standin.lambda_runtime import LambdaContext, s3_event  # noqa: E402
 
 MAILS = 1000
 BUCKET = "postbag-bench"

@@ -30,14 +30,14 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests"), str(ROOT)]
 
 import boto3  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
-from clock import busiest_second  # noqa: E402
-from fakes import FakeSes  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from sending import jobs, mail_ids  # noqa: E402
+from support.clock import busiest_second  # noqa: E402
+from support.fakes import FakeSes  # noqa: E402
+from support.sending import jobs, mail_ids  # noqa: E402
 
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.dispatch import Dispatcher, pool_size  # noqa: E402
@@ -45,8 +45,8 @@ from chalicelib.ledger import Ledger, create_table  # noqa: E402
 from chalicelib.observe import logger  # noqa: E402
 from chalicelib.ratelimit import RateLimiter  # noqa: E402
 from chalicelib.retry import RetryPolicy  # noqa: E402
-from postbag.localaws import CREDENTIALS, LocalAws  # noqa: E402
-from postbag.localdispatch import LambdaContext  # noqa: E402
+from standin.aws import CREDENTIALS, LocalAws  # noqa: E402
+from standin.lambda_runtime import LambdaContext  # noqa: E402
 
 RATES = (14, 100, 500)
 SES_LATENCY = 0.050
@@ -129,7 +129,7 @@ def copy_each_table_once() -> None:
     all before writing any (the copies are equal): a claim of N keys costs N
     copies of the table, a second for 25 keys at 3,000 records, where
     DynamoDB answers in milliseconds. One copy per table per call is the same
-    backup. Like ``tests/sending.py``'s ``SerialClient``, this takes a gap of
+    backup. Like ``tests/support/sending.py``'s ``SerialClient``, this takes a gap of
     the mock out of the measurement; ``--moto-as-is`` leaves it in.
     """
     import copy

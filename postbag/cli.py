@@ -19,10 +19,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.errors import PostbagError
-from postbag import chalice_config, failure_queue
+from postbag import chalice_config
 from postbag.aws import Aws, CommandError
-from postbag.bucket import Retention
 from postbag.report import Report
+from postbag.resources import failure_queue
+from postbag.resources.bucket import Retention
 from postbag.stack import Stack
 
 STAGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")

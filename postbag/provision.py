@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postbag import alarms, bucket, chalice_config, policies, wordpress
+from postbag import chalice_config
 from postbag.aws import Aws, CommandError
-from postbag.failure_queue import ensure_failure_queue
-from postbag.ledger_table import ensure_ledger
 from postbag.report import CREATED, UNCHANGED, UPDATED, Report
+from postbag.resources import alarms, bucket, policies, wordpress
+from postbag.resources.failure_queue import ensure_failure_queue
+from postbag.resources.ledger_table import ensure_ledger
 from postbag.stack import Stack
 
 

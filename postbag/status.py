@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import STATE_TAG, Settings
-from postbag import failure_queue
+from postbag.resources import failure_queue
 from postbag.stack import Stack
 
 

@@ -8,12 +8,12 @@ goes with the function). Files under ``.chalice/`` are kept.
 from __future__ import annotations
 
 from chalicelib.config import Settings
-from postbag import alarms, wordpress
 from postbag.aws import Aws, CommandError
-from postbag.bucket import bucket_exists, empty_and_delete_bucket
-from postbag.failure_queue import delete_failure_queue
-from postbag.ledger_table import delete_ledger
 from postbag.report import ABSENT, DELETED, Report
+from postbag.resources import alarms, wordpress
+from postbag.resources.bucket import bucket_exists, empty_and_delete_bucket
+from postbag.resources.failure_queue import delete_failure_queue
+from postbag.resources.ledger_table import delete_ledger
 from postbag.stack import Stack
 from postbag.status import unsent_batch_objects
 from postbag.wire import function_exists

@@ -33,7 +33,7 @@ def parse_fixture(relative: str, settings, **kwargs: Any):
 
 @pytest.fixture
 def clock():
-    from clock import FakeClock
+    from support.clock import FakeClock
 
     return FakeClock()
 

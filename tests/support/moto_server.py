@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from postbag.localaws import HOST, LocalAws
+from standin.aws import HOST, LocalAws
 
 _FILTER_NAME = re.compile(rb"<Name>\s*(Prefix|Suffix)\s*</Name>")
 
@@ -45,7 +45,7 @@ class LowerCaseFilterRules:
 
 
 class HarnessAws(LocalAws):
-    """:class:`postbag.localaws.LocalAws`, but serving the middleware-wrapped moto."""
+    """:class:`standin.aws.LocalAws`, but serving the middleware-wrapped moto."""
 
     def _command(self) -> list[str]:
         return [sys.executable, os.path.abspath(__file__), HOST, str(self.port)]

@@ -22,7 +22,7 @@ final class Postbag_PhpFpmTest extends Postbag_Test_Live_Case {
 		$sandbox = Postbag_Test_WordPress::$sandbox;
 		$fpm     = new Postbag_Test_Php_Fpm( $sandbox );
 		$gate    = new Postbag_Test_Process(
-			array( Postbag_Test_Python::binary(), '-m', 'postbag.localproxy', (string) parse_url( self::$aws->endpoint, PHP_URL_PORT ), '--gated' ),
+			array( Postbag_Test_Python::binary(), '-m', 'standin.proxy', (string) parse_url( self::$aws->endpoint, PHP_URL_PORT ), '--gated' ),
 			$sandbox->path( 'gate-proxy.log' ),
 			null,
 			true

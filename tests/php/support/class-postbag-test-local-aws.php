@@ -1,6 +1,6 @@
 <?php
 /**
- * moto's server on 127.0.0.1 for a test, through `python -m postbag.localaws`.
+ * moto's server on 127.0.0.1 for a test, through `python -m standin.aws`.
  *
  * @package Postbag\Tests
  */
@@ -21,14 +21,14 @@ final class Postbag_Test_Local_Aws {
 	/** @var int PID of moto's server. */
 	public $pid;
 
-	/** @var Postbag_Test_Process|null The `postbag.localaws` wrapper. */
+	/** @var Postbag_Test_Process|null The `standin.aws` wrapper. */
 	private $wrapper;
 
 	/** @var array<int, self> Servers not yet stopped, by PID. */
 	private static $running = array();
 
 	public function __construct( bool $check_signatures = false ) {
-		$command = array( Postbag_Test_Python::binary(), '-m', 'postbag.localaws' );
+		$command = array( Postbag_Test_Python::binary(), '-m', 'standin.aws' );
 		if ( $check_signatures ) {
 			$command[] = '--check-signatures';
 		}

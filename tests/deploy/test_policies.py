@@ -9,7 +9,8 @@ import pytest
 from support.iam_eval import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
 from chalicelib.config import Settings
-from postbag import chalice_config, policies
+from postbag import chalice_config
+from postbag.resources import policies
 from postbag.stack import Stack
 
 STACK = Stack("prod", "eu-west-1", "site-mail", "111122223333")

@@ -16,8 +16,8 @@ from conftest import fixture_bytes, load_fixture
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
+from support.bad_input import BAD_BATCHES
 from support.safe_env import prepare_sender_aws
-from test_batch import BAD_BATCHES
 
 import app
 from chalicelib.pipeline import process_object

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from clock import FakeClock, busiest_second
-from fakes import FakeSes, client_error
+from support.clock import FakeClock, busiest_second
+from support.fakes import FakeSes, client_error
 
 from chalicelib.config import Settings
 from chalicelib.errors import Throttled

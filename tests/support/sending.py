@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from clock import FakeClock
-from fakes import FakeSes, client_error
+from support.clock import FakeClock
+from support.fakes import FakeSes, client_error
 
 from chalicelib.batch import Mail, Meta
 from chalicelib.dispatch import Dispatcher, Job

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 from conftest import load_fixture
 from moto import mock_aws
 
-from postbag.failure_queue import redrive_invocations
+from postbag.resources.failure_queue import redrive_invocations
 from postbag.stack import Stack
 
 STACK = Stack("test", "us-east-1", "postbag-test", "123456789012")

@@ -1,7 +1,7 @@
 """A local stand-in for AWS: moto's server in its own process on 127.0.0.1.
 
 Used by ``make demo``, the Python tests and (through ``python -m
-postbag.localaws``) the PHP tests. It is stopped by its PID, and nothing it
+standin.aws``) the PHP tests. It is stopped by its PID, and nothing it
 does leaves the machine.
 """
 
@@ -18,6 +18,7 @@ import urllib.request
 from urllib.error import URLError
 
 HOST = "127.0.0.1"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dummy credentials: the stand-in accepts any, unless signature checking is on.
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -55,6 +56,8 @@ class LocalAws:
 
     def start(self) -> LocalAws:
         env = dict(os.environ)
+        # The stand-in is not installed: a wrapper script run by path imports it from here.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (REPO_ROOT, env.get("PYTHONPATH"))))
         if self._check_signatures:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         self._process = subprocess.Popen(

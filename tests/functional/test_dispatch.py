@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from clock import FakeClock, busiest_second
-from fakes import FakeSes
 from moto import mock_aws
-from sending import Calls, DynamoDown, Invocation, dispatcher, jobs, mail_ids
+from support.clock import FakeClock, busiest_second
+from support.fakes import FakeSes
+from support.sending import Calls, DynamoDown, Invocation, dispatcher, jobs, mail_ids
 
 from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from clock import FakeClock
-from fakes import FakeSes
-from sending import META
+from support.clock import FakeClock
+from support.fakes import FakeSes
+from support.sending import META
 
 from chalicelib.batch import Mail
 from chalicelib.errors import RejectedBySes, SendingPaused, SesUnavailable, Throttled

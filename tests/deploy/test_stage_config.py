@@ -8,9 +8,10 @@ import copy
 import pytest
 
 from chalicelib.config import Settings
-from postbag import chalice_config, policies
-from postbag.bucket import Retention, lifecycle_rules
+from postbag import chalice_config
 from postbag.cli import stage_name
+from postbag.resources import policies
+from postbag.resources.bucket import Retention, lifecycle_rules
 from postbag.stack import Stack
 
 STACK = Stack("staging", "eu-west-1", "site-mail", "111122223333")

@@ -7,8 +7,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 from conftest import parse_fixture
-from fakes import ENDPOINT
-from fakes import client_error as fake_client_error
+from support.fakes import ENDPOINT
+from support.fakes import client_error as fake_client_error
 
 from chalicelib.errors import RejectedBySes, SendingPaused, SesUnavailable, Throttled
 from chalicelib.send import SesSender, translate

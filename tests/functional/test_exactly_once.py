@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import boto3
 import pytest
-from clock import FakeClock
 from conftest import load_fixture
-from fakes import FakeSes
 from moto import mock_aws
-from sending import Invocation, SerialClient, dispatcher, mail_ids
+from support.clock import FakeClock
+from support.fakes import FakeSes
+from support.sending import Invocation, SerialClient, dispatcher, mail_ids
 
 from chalicelib.config import Settings
 from chalicelib.errors import TransientError

@@ -22,8 +22,8 @@ from typing import Any
 
 import boto3
 
-from postbag.localaws import LocalAws
-from postbag.localdispatch import LocalDispatcher
+from standin.aws import LocalAws
+from standin.lambda_runtime import LocalDispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

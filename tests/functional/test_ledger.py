@@ -6,10 +6,10 @@ import time
 
 import boto3
 import pytest
-from clock import FakeClock
-from fakes import client_error
 from moto import mock_aws
-from sending import Calls, DynamoDown
+from support.clock import FakeClock
+from support.fakes import client_error
+from support.sending import Calls, DynamoDown
 
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable

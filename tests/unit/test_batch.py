@@ -7,9 +7,10 @@ import binascii
 
 import pytest
 from conftest import fixture_bytes, parse_fixture
+from support.bad_input import BAD_BATCHES, BAD_MAILS
 
 from chalicelib.batch import base64_size, parse_batch
-from chalicelib.errors import BatchFormatError, HeaderInjectionError, SenderNotAllowed
+from chalicelib.errors import SenderNotAllowed
 
 
 def test_version_1_batch(settings):
@@ -75,23 +76,6 @@ def test_an_allowed_address_need_not_be_a_whole_domain():
     assert len(batch.mails) == 2
 
 
-# (fixture, error class, field, words of the reason)
-BAD_BATCHES = [
-    ("not-json", BatchFormatError, "(file)", "not JSON"),
-    ("truncated", BatchFormatError, "(file)", "truncated"),
-    ("not-utf8", BatchFormatError, "(file)", "not UTF-8"),
-    ("unknown-version", BatchFormatError, "version", "unknown format version 3"),
-    ("missing-batch-id", BatchFormatError, "(batch)", "batch_id"),
-    ("emails-not-a-list", BatchFormatError, "emails", "must be array"),
-    ("empty-emails", BatchFormatError, "emails", "at least 1"),
-    ("malformed-from", BatchFormatError, "meta.from", "malformed address"),
-    ("from-not-allowed", SenderNotAllowed, "meta.from", "mallory@evil.example is not in"),
-    ("header-injection-custom-header", HeaderInjectionError, "meta.headers[2].value", "CR or LF"),
-    ("header-injection-reply-to", HeaderInjectionError, "meta.reply_to[0]", "CR or LF"),
-    ("reserved-custom-header", BatchFormatError, "meta.headers[2].name", "Bcc is set from"),
-]
-
-
 @pytest.mark.parametrize(
     "name, error, field, reason", BAD_BATCHES, ids=[row[0] for row in BAD_BATCHES]
 )
@@ -103,19 +87,6 @@ def test_bad_batch_is_refused_whole(settings, name, error, field, reason):
     assert f"batches/bad/{name}.json" in str(caught.value), "the error names the batch"
 
 
-# (fixture, field of the second mail, words of the reason)
-BAD_MAILS = [
-    ("mail-malformed-to", "emails[1].to[0]", "malformed address"),
-    ("mail-to-wrong-type", "emails[1].to", "must be array"),
-    ("mail-missing-subject", "emails[1]", "subject"),
-    ("mail-subject-injection", "emails[1].subject", "CR or LF"),
-    ("mail-too-many-recipients", "emails[1].to", "more than 50 recipients"),
-    ("mail-refused-attachment-type", "emails[1].attachments[0].filename", "refuses .exe"),
-    ("mail-attachment-not-base64", "emails[1].attachments[0].content_base64", "not base64"),
-    ("mail-attachment-outside-prefix", "emails[1].attachments[0].s3_key", "queue/attachments/"),
-    ("mail-duplicate-id", "emails[1].id", "duplicate mail id"),
-    ("mail-no-recipient", "emails[1].to", "no recipient in to, cc or bcc"),
-]
 
 
 @pytest.mark.parametrize("name, field, reason", BAD_MAILS, ids=[row[0] for row in BAD_MAILS])

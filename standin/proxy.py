@@ -7,7 +7,7 @@
   flow back as usual), so a test can hold an upload in flight as long as it
   needs (``tests/php/integration/Postbag_PhpFpmTest.php``).
 
-    python -m postbag.localproxy <upstream port> [--delay-ms N] [--gated]
+    python -m standin.proxy <upstream port> [--delay-ms N] [--gated]
 
 Prints the port it listens on, then proxies until stopped (SIGTERM).
 """

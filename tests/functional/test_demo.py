@@ -12,7 +12,7 @@ from conftest import ROOT
 
 def test_demo_delivers_every_example_and_quarantines_the_broken_one():
     done = subprocess.run(
-        [sys.executable, "-m", "postbag.demo"],
+        [sys.executable, "-m", "standin.demo"],
         cwd=ROOT,
         capture_output=True,
         text=True,

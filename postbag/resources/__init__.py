@@ -1,0 +1,1 @@
+"""The AWS resources ``postbag provision`` creates and ``teardown`` removes, one module each."""
