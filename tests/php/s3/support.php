@@ -9,7 +9,7 @@
 foreach ( array( 'Postbag_Credentials_Exception', 'Postbag_Credentials', 'Postbag_Credential_Chain', 'Postbag_SigV4_Signer', 'Postbag_S3_Result', 'Postbag_S3_Client' ) as $postbag_s3_class ) {
 	// Under WordPress the plugin's autoloader may have them already (through the plugins/ symlink).
 	if ( ! class_exists( $postbag_s3_class ) ) {
-		require_once dirname( __DIR__, 3 ) . '/wp-plugin/includes/class-' . strtolower( str_replace( '_', '-', $postbag_s3_class ) ) . '.php';
+		require_once dirname( __DIR__, 3 ) . '/wp-plugin/includes/aws/class-' . strtolower( str_replace( '_', '-', $postbag_s3_class ) ) . '.php';
 	}
 }
 require_once dirname( __DIR__ ) . '/support/autoload.php';
