@@ -35,12 +35,12 @@ final class Postbag_Batch_Uploader {
 
 	/**
 	 * @param Postbag_Batch[] $batches Batches to upload.
-	 * @return array<string, string> Batch id => '' when uploaded, else why not.
+	 * @return array<string, string> Batch id => why it was not uploaded; a batch absent from it was.
 	 */
 	public function upload( array $batches ): array {
-		$outcome = array();
+		$failures = array();
 		if ( ! $batches ) {
-			return $outcome;
+			return $failures;
 		}
 		try {
 			$client      = $this->client();
@@ -51,34 +51,37 @@ final class Postbag_Batch_Uploader {
 			$results = $attachments ? $client->put_objects( $attachments, 'application/octet-stream' ) : array();
 			$files   = array();
 			foreach ( $batches as $batch ) {
-				$outcome[ $batch->id ] = self::first_failure( $results, array_keys( $batch->attachments ) );
-				if ( '' === $outcome[ $batch->id ] ) {
+				$failure = self::first_failure( $results, array_keys( $batch->attachments ) );
+				if ( null === $failure ) {
 					$files[ $batch->key ] = $batch->body;
+				} else {
+					$failures[ $batch->id ] = $failure;
 				}
 			}
 			$results = $files ? $client->put_objects( $files, 'application/json' ) : array();
 			foreach ( $batches as $batch ) {
-				if ( isset( $files[ $batch->key ] ) ) {
-					$outcome[ $batch->id ] = self::first_failure( $results, array( $batch->key ) );
+				$failure = isset( $files[ $batch->key ] ) ? self::first_failure( $results, array( $batch->key ) ) : null;
+				if ( null !== $failure ) {
+					$failures[ $batch->id ] = $failure;
 				}
 			}
 		} catch ( Throwable $e ) {
 			// The one place that catches everything: no error of the client may lose mail.
 			foreach ( $batches as $batch ) {
-				if ( '' === ( $outcome[ $batch->id ] ?? '' ) ) {
-					$outcome[ $batch->id ] = sprintf( 'upload failed: %s', $e->getMessage() );
+				if ( ! isset( $failures[ $batch->id ] ) ) {
+					$failures[ $batch->id ] = sprintf( 'upload failed: %s', $e->getMessage() );
 				}
 			}
 		}
-		return $outcome;
+		return $failures;
 	}
 
 	/**
 	 * @param array<string, object> $results Key => result from put_objects().
 	 * @param string[]              $keys    Keys that must have succeeded.
-	 * @return string '' when all did, else the first failure.
+	 * @return string|null The first failure, or null when all succeeded.
 	 */
-	private static function first_failure( array $results, array $keys ): string {
+	private static function first_failure( array $results, array $keys ): ?string {
 		foreach ( $keys as $key ) {
 			$result = $results[ $key ] ?? null;
 			if ( null === $result ) {
@@ -88,7 +91,7 @@ final class Postbag_Batch_Uploader {
 				return sprintf( '%s: %s', $key, $result->error );
 			}
 		}
-		return '';
+		return null;
 	}
 
 	private function client(): object {

@@ -77,17 +77,19 @@ final class Postbag_Flusher {
 	 * Uploads everything queued so far. Called on shutdown; callable directly
 	 * (tests, long-running scripts that send many mails).
 	 *
-	 * @return array<string, string> Batch id => '' when uploaded, else why it was spooled.
+	 * @return array<string, string> Batch id => why its upload failed (it was spooled,
+	 *                               or sent through core when the spool could not take
+	 *                               it); a batch absent from it was uploaded.
 	 */
 	public function flush(): array {
 		$batches = $this->queue->drain( ( $this->clock )() );
 		if ( ! $batches ) {
 			return array();
 		}
-		$outcome = $this->uploader->upload( $batches );
-		$spooled = false;
+		$failures = $this->uploader->upload( $batches );
+		$spooled  = false;
 		foreach ( $batches as $batch ) {
-			if ( '' === $outcome[ $batch->id ] ) {
+			if ( ! isset( $failures[ $batch->id ] ) ) {
 				/**
 				 * Fires when a batch (and its attachments) is in the bucket.
 				 *
@@ -95,14 +97,14 @@ final class Postbag_Flusher {
 				 * @param string[] $mail_ids Ids of its mails.
 				 */
 				do_action( 'postbag_batch_uploaded', $batch->id, $batch->mail_ids );
-			} elseif ( $this->keep( $batch, $outcome[ $batch->id ] ) ) {
+			} elseif ( $this->keep( $batch, $failures[ $batch->id ] ) ) {
 				$spooled = true;
 			}
 		}
 		if ( $spooled ) {
 			$this->retry->after_spooling();
 		}
-		return $outcome;
+		return $failures;
 	}
 
 	/**

@@ -118,7 +118,7 @@ final class Postbag_Plugin {
 	/**
 	 * Uploads what is queued now (otherwise done on `shutdown`).
 	 *
-	 * @return array<string, string> Batch id => '' when uploaded, else why it was spooled.
+	 * @return array<string, string> Batch id => why its upload failed; a batch absent from it was uploaded.
 	 */
 	public function flush(): array {
 		return $this->flusher->flush();

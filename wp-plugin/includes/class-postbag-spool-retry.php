@@ -131,15 +131,16 @@ final class Postbag_Spool_Retry {
 		try {
 			$now = ( $this->clock )();
 			list( $batches, $states ) = $this->due( $now, true === $force, $summary );
-			foreach ( $this->uploader->upload( array_values( $batches ) ) as $id => $reason ) {
-				if ( '' === $reason ) {
+			$failures = $this->uploader->upload( array_values( $batches ) );
+			foreach ( $batches as $id => $batch ) {
+				if ( isset( $failures[ $id ] ) ) {
+					$summary['sent'] += $this->failed( $batch, $states[ $id ], $failures[ $id ], $now );
+					++$summary['failed'];
+				} else {
 					$this->spool->remove( $id );
 					/** This action is documented in includes/class-postbag-flusher.php */
-					do_action( 'postbag_batch_uploaded', $id, $batches[ $id ]->mail_ids );
+					do_action( 'postbag_batch_uploaded', $id, $batch->mail_ids );
 					++$summary['uploaded'];
-				} else {
-					$summary['sent'] += $this->failed( $batches[ $id ], $states[ $id ], $reason, $now );
-					++$summary['failed'];
 				}
 			}
 		} finally {

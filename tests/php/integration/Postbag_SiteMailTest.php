@@ -41,11 +41,10 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 		$this->assertSame( array(), Postbag_Test_Mailer::current()->sent, 'a marked mail must not go through core' );
 		$this->assertSame( array(), $this->objects(), 'nothing is uploaded before the flush' );
 
-		$outcome = $this->plugin->flush();
+		$uploaded = $this->flush_uploaded();
 
-		$this->assertCount( 1, $outcome );
-		$batch_id = (string) array_key_first( $outcome );
-		$this->assertSame( '', $outcome[ $batch_id ], 'upload outcome' );
+		$this->assertCount( 1, $uploaded );
+		$batch_id = $uploaded[0];
 		$this->assertMatchesRegularExpression( self::UUID, $batch_id );
 		$objects = $this->objects();
 		$batch   = self::batches( $objects )[ "queue/$batch_id.json" ] ?? null;
@@ -146,10 +145,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 			$this->assertTrue( wp_mail( "reader$i@example.net", "[Non-priority!] Digest $i", "Body $i" ) );
 		}
 
-		$outcome = $this->plugin->flush();
-
-		$this->assertCount( 2, $outcome );
-		$this->assertSame( array( '', '' ), array_values( $outcome ) );
+		$this->assertCount( 2, $this->flush_uploaded() );
 		$batches = self::batches( $this->objects() );
 		$sizes   = array_map( 'count', array_column( $batches, 'emails' ) );
 		sort( $sizes );

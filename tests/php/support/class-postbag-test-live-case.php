@@ -117,6 +117,18 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	}
 
 	/**
+	 * Flushes the plugin, asserting that no batch failed to upload (the flush
+	 * reports failures only).
+	 *
+	 * @return string[] Ids of the batches this flush uploaded, in order.
+	 */
+	protected function flush_uploaded(): array {
+		$before = count( $this->fired['postbag_batch_uploaded'] ?? array() );
+		$this->assertSame( array(), $this->plugin->flush(), 'upload failures' );
+		return array_map( 'strval', array_column( array_slice( $this->fired['postbag_batch_uploaded'] ?? array(), $before ), 0 ) );
+	}
+
+	/**
 	 * An endpoint nothing listens on.
 	 */
 	protected static function closed_endpoint(): string {
