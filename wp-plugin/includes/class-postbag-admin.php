@@ -83,6 +83,10 @@ final class Postbag_Admin {
 				'value' => ( is_bool( $value ) ? wp_json_encode( $value ) : (string) $value ) . ' ' . ( defined( $setting[0] ) ? __( '(defined in wp-config.php)', 'postbag' ) : __( '(default)', 'postbag' ) ),
 			);
 		}
+		$fields['postbag_prefix'] = array(
+			'label' => __( 'Key prefix', 'postbag' ),
+			'value' => Postbag_Batch::PREFIX . ' ' . __( '(fixed)', 'postbag' ),
+		);
 		foreach ( Postbag_Credential_Chain::CONSTANTS as $secret ) {
 			$fields[ $secret ] = array(
 				'label'   => $secret,

@@ -15,10 +15,17 @@ if ( ! defined( 'ABSPATH' ) ) {
  */
 final class Postbag_Batch {
 
+	/**
+	 * Where every object goes: the sender starts on batch files under this
+	 * prefix and reads attachments only from under its `attachments/`. Fixed
+	 * on both sides, so the plugin's IAM policy names it too.
+	 */
+	const PREFIX = 'queue/';
+
 	/** @var string Batch id, part of every mail's idempotency key. */
 	public $id;
 
-	/** @var string Object key, `<prefix><id>.json`. */
+	/** @var string Object key, `queue/<id>.json`. */
 	public $key;
 
 	/** @var string The batch file (JSON). */
@@ -43,6 +50,26 @@ final class Postbag_Batch {
 		$this->body        = $body;
 		$this->mail_ids    = $mail_ids;
 		$this->attachments = $attachments;
+	}
+
+	/**
+	 * The object key of a batch file.
+	 *
+	 * @param string $id Batch id.
+	 */
+	public static function key_for( string $id ): string {
+		return self::PREFIX . $id . '.json';
+	}
+
+	/**
+	 * The object key of a large attachment, uploaded before its batch file.
+	 *
+	 * @param string $batch_id Batch id.
+	 * @param string $mail_id  Id of the mail it belongs to.
+	 * @param int    $n        Its index among the mail's attachments.
+	 */
+	public static function attachment_key( string $batch_id, string $mail_id, int $n ): string {
+		return self::PREFIX . 'attachments/' . $batch_id . '/' . $mail_id . '/' . $n;
 	}
 
 	/** The decoded batch file. */

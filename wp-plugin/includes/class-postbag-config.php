@@ -14,7 +14,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  *
  * Secrets (the POSTBAG_AWS_* keys, Postbag_Credential_Chain::CONSTANTS) are
  * deliberately absent: only the credential chain reads them, so they never
- * pass through options, notices or logs.
+ * pass through options, notices or logs. Where objects go is not a setting
+ * either: see Postbag_Batch::PREFIX.
  */
 final class Postbag_Config {
 
@@ -22,7 +23,6 @@ final class Postbag_Config {
 	const SETTINGS = array(
 		'bucket'                      => array( 'POSTBAG_BUCKET', '' ),
 		'region'                      => array( 'POSTBAG_REGION', 'us-east-1' ),
-		'prefix'                      => array( 'POSTBAG_PREFIX', 'queue/' ),
 		'endpoint'                    => array( 'POSTBAG_ENDPOINT', '' ),
 		'path_style'                  => array( 'POSTBAG_PATH_STYLE', false ),
 		'sse'                         => array( 'POSTBAG_SSE', 'AES256' ),
@@ -111,12 +111,6 @@ final class Postbag_Config {
 			throw new InvalidArgumentException( "Unknown Postbag setting: $name" );
 		}
 		return $this->values[ $name ];
-	}
-
-	/** Key prefix of batch objects, always ending in a slash when not empty. */
-	public function prefix(): string {
-		$prefix = ltrim( $this->values['prefix'], '/' );
-		return ( '' === $prefix || '/' === substr( $prefix, -1 ) ) ? $prefix : $prefix . '/';
 	}
 
 	/** Options for Postbag_S3_Client. */

@@ -53,7 +53,7 @@ final class Postbag_Plugin {
 	public function __construct( ?Postbag_Config $config = null, ?object $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null ) {
 		$this->config = $config ?? Postbag_Config::from_constants();
 		$clock        = $clock ?? 'time';
-		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ), $this->config->prefix() );
+		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ) );
 		$this->spool  = $spool ?? new Postbag_Spool( $this->config->get( 'spool_dir' ) );
 
 		$this->interceptor = new Postbag_Interceptor(

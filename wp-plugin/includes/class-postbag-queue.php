@@ -41,21 +41,16 @@ final class Postbag_Queue {
 	/** @var int */
 	private $max_bytes;
 
-	/** @var string */
-	private $prefix;
-
 	/**
-	 * @param int    $max_mails Most mails in one batch.
-	 * @param int    $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
-	 * @param string $prefix    Object key prefix, e.g. `queue/`.
-	 * @param int    $full_at   Bytes held at which to flush early: a script queueing
-	 *                          100,000 mails or many large attachments would run out
-	 *                          of memory before the request ends.
+	 * @param int $max_mails Most mails in one batch.
+	 * @param int $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
+	 * @param int $full_at   Bytes held at which to flush early: a script queueing
+	 *                       100,000 mails or many large attachments would run out
+	 *                       of memory before the request ends.
 	 */
-	public function __construct( int $max_mails, int $max_bytes, string $prefix, int $full_at = 64 * 1024 * 1024 ) {
+	public function __construct( int $max_mails, int $max_bytes, int $full_at = 64 * 1024 * 1024 ) {
 		$this->max_mails = $max_mails;
 		$this->max_bytes = $max_bytes;
-		$this->prefix    = $prefix;
 		$this->full_at   = $full_at;
 	}
 
@@ -165,7 +160,7 @@ final class Postbag_Queue {
 		foreach ( $indexes as $index ) {
 			$mail = $group['mails'][ $index ];
 			foreach ( $group['blobs'][ $index ] ?? array() as $n => $blob ) {
-				$key                                 = $this->prefix . 'attachments/' . $id . '/' . $mail['id'] . '/' . $n;
+				$key                                 = Postbag_Batch::attachment_key( $id, $mail['id'], $n );
 				$mail['attachments'][ $n ]['s3_key'] = $key;
 				$attachments[ $key ]                 = $blob;
 			}
@@ -188,6 +183,6 @@ final class Postbag_Queue {
 				$this->build( $group, array_slice( $indexes, $half ), $created_at )
 			);
 		}
-		return array( new Postbag_Batch( $id, $this->prefix . $id . '.json', $body, array_column( $emails, 'id' ), $attachments ) );
+		return array( new Postbag_Batch( $id, Postbag_Batch::key_for( $id ), $body, array_column( $emails, 'id' ), $attachments ) );
 	}
 }

@@ -23,7 +23,7 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$config = new Postbag_Config();
 
 		$this->assertFalse( $config->is_configured() );
-		$this->assertSame( 'queue/', $config->prefix() );
+		$this->assertSame( 'queue/', Postbag_Batch::PREFIX );
 		$this->assertSame( 'nonpriority@asynchronous.mail', $config->get( 'marker_address' ) );
 		$this->assertSame( '[Non-priority!]', $config->get( 'marker_prefix' ) );
 		$this->assertSame( 25, $config->get( 'chunk_max_mails' ) );
@@ -54,15 +54,12 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 'my-bucket', $config->get( 'bucket' ) );
 	}
 
-	public function test_prefix_is_normalised(): void {
-		foreach ( array(
-			'outbox'  => 'outbox/',
-			'/q/'     => 'q/',
-			'a/b/'    => 'a/b/',
-			''        => '',
-		) as $given => $expected ) {
-			$this->assertSame( $expected, ( new Postbag_Config( array( 'prefix' => $given ) ) )->prefix(), $given );
-		}
+	public function test_the_key_prefix_is_fixed_and_normalised(): void {
+		$this->assertSame( 'queue/b.json', Postbag_Batch::key_for( 'b' ), 'No leading slash, one slash after the prefix.' );
+		$this->assertSame( 'queue/attachments/b/m/2', Postbag_Batch::attachment_key( 'b', 'm', 2 ) );
+
+		$this->expectException( InvalidArgumentException::class );
+		new Postbag_Config( array( 'prefix' => 'outbox' ) ); // POSTBAG_PREFIX is no setting any more.
 	}
 
 	public function test_unknown_settings_are_refused(): void {

@@ -88,12 +88,11 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( array( $batch['batch_id'], array( $batch['emails'][0]['id'] ) ) ), $this->fired['postbag_batch_uploaded'] );
 	}
 
-	public function test_prefix_setting_names_the_keys(): void {
-		$this->use_settings( array( 'prefix' => 'outbox' ) );
+	public function test_the_fixed_prefix_names_the_keys(): void {
 		$this->send( 1 );
 
 		$this->plugin->flush();
-		$this->assertStringStartsWith( 'outbox/', array_keys( $this->s3->objects )[0] );
+		$this->assertStringStartsWith( 'queue/', array_keys( $this->s3->objects )[0] );
 	}
 
 	public function test_mails_with_identical_meta_share_a_batch_and_others_do_not(): void {
@@ -175,7 +174,7 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_each_site_of_a_request_gets_its_own_batches(): void {
-		$queue = new Postbag_Queue( 25, 1 << 20, 'queue/' );
+		$queue = new Postbag_Queue( 25, 1 << 20 );
 		$meta  = array(
 			'from'         => 'a@example.org',
 			'content_type' => 'text/plain',
@@ -227,7 +226,7 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_a_full_queue_asks_to_be_flushed_early(): void {
-		$queue   = new Postbag_Queue( 25, 1 << 20, 'queue/', 1000 );
+		$queue   = new Postbag_Queue( 25, 1 << 20, 1000 );
 		$drained = array();
 		$queue->when_full(
 			static function () use ( $queue, &$drained ): void {
