@@ -25,6 +25,9 @@ function postbag_autoload( $class_name ) {
 		'Postbag_Credential_Chain'      => 'aws/',
 		'Postbag_Credentials'           => 'aws/',
 		'Postbag_Credentials_Exception' => 'aws/',
+		// Batch formats: what they share, then one class per version.
+		'Postbag_Batch_Format'          => 'format/',
+		'Postbag_Batch_Format_V1'       => 'format/',
 	);
 	if ( 0 !== strpos( $class_name, 'Postbag_' ) ) {
 		return;

@@ -69,18 +69,18 @@ final class Postbag_Attachment_Reader {
 		if ( false === $body ) {
 			throw new Postbag_Mail_Exception( 'postbag_attachment_unreadable', sprintf( 'Could not access file: %s', $path ) );
 		}
-		$type  = wp_check_filetype( $filename )['type'];
-		$entry = array(
-			'filename'     => '' === $filename ? 'attachment' : mb_substr( $filename, 0, 255 ),
-			'content_type' => $type ? $type : 'application/octet-stream',
-		);
-		if ( strlen( $body ) > $this->inline_max_bytes ) {
-			$entry['size']                                    = strlen( $body );
-			$read['blobs'][ count( $read['entries'] ) ] = $body;
+		$type   = wp_check_filetype( $filename )['type'];
+		$inline = strlen( $body ) <= $this->inline_max_bytes;
+		if ( $inline ) {
+			$read['bytes'] += 4 * intdiv( strlen( $body ) + 2, 3 ); // Its base64.
 		} else {
-			$entry['content_base64'] = base64_encode( $body );
-			$read['bytes']          += strlen( $entry['content_base64'] );
+			$read['blobs'][ count( $read['entries'] ) ] = $body;
 		}
-		$read['entries'][] = $entry;
+		$read['entries'][] = Postbag_Batch_Format_V1::attachment(
+			'' === $filename ? 'attachment' : mb_substr( $filename, 0, 255 ),
+			$type ? $type : 'application/octet-stream',
+			$body,
+			$inline
+		);
 	}
 }

@@ -10,8 +10,9 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 /**
- * A serialized batch (see docs/batch-format.md): its object key and JSON body,
- * plus the bodies of large attachments that must be in the bucket before it.
+ * A serialized batch: its object key and JSON body, plus the bodies of large
+ * attachments that must be in the bucket before it. What the body holds is
+ * its format's business (Postbag_Batch_Format::of()).
  */
 final class Postbag_Batch {
 
@@ -75,38 +76,6 @@ final class Postbag_Batch {
 	/** The decoded batch file. */
 	public function payload(): array {
 		return json_decode( $this->body, true, 512, JSON_THROW_ON_ERROR );
-	}
-
-	/**
-	 * A copy holding only some of the mails (those still to send after a partial fallback).
-	 *
-	 * @param string[] $mail_ids Mails to keep.
-	 */
-	public function only( array $mail_ids ): self {
-		$payload           = $this->payload();
-		$payload['emails'] = array_values(
-			array_filter(
-				$payload['emails'],
-				static function ( array $mail ) use ( $mail_ids ): bool {
-					return in_array( $mail['id'], $mail_ids, true );
-				}
-			)
-		);
-		$kept_keys    = array();
-		foreach ( $payload['emails'] as $mail ) {
-			foreach ( $mail['attachments'] ?? array() as $attachment ) {
-				if ( isset( $attachment['s3_key'] ) ) {
-					$kept_keys[ $attachment['s3_key'] ] = true;
-				}
-			}
-		}
-		return new self(
-			$this->id,
-			$this->key,
-			self::encode( $payload ),
-			array_column( $payload['emails'], 'id' ),
-			array_intersect_key( $this->attachments, $kept_keys )
-		);
 	}
 
 	/**

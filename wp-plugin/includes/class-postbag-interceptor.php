@@ -22,9 +22,6 @@ final class Postbag_Interceptor {
 	/** SES refuses a mail with more recipients (To + Cc + Bcc). */
 	const MAX_RECIPIENTS = 50;
 
-	/** Content types a version 1 batch can carry. */
-	const CONTENT_TYPES = array( 'text/plain', 'text/html' );
-
 	/** @var Postbag_Queue */
 	private $queue;
 
@@ -166,20 +163,14 @@ final class Postbag_Interceptor {
 		$meta = apply_filters( 'postbag_batch_meta', $meta, $atts );
 
 		$message = (string) ( $atts['message'] ?? '' );
-		$mail    = array(
-			'id'      => wp_generate_uuid4(),
-			'to'      => $to,
-			'subject' => $draft['subject'],
-			( 'text/html' === $sender['content_type'] ? 'html' : 'text' ) => $message,
-		);
+		$fields  = array( wp_generate_uuid4(), $to, $draft['subject'], $message ); // The mail's own strings.
 		if ( 0 !== strcasecmp( $sender['charset'], 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
-			$mail = self::to_utf8( $mail, $sender['charset'] );
-			$meta = self::to_utf8( $meta, $sender['charset'] );
+			$fields = self::to_utf8( $fields, $sender['charset'] );
+			$meta   = self::to_utf8( $meta, $sender['charset'] );
 		}
 		$attachments = $this->attachments->read( $atts['attachments'] ?? array() );
-		if ( $attachments['entries'] ) {
-			$mail['attachments'] = $attachments['entries'];
-		}
+		list( $id, $mail_to, $subject, $body ) = $fields;
+		$mail = Postbag_Batch_Format_V1::mail( $id, $mail_to, $subject, $body, $sender['content_type'], $attachments['entries'] );
 		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
 		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
 			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
@@ -209,7 +200,7 @@ final class Postbag_Interceptor {
 		if ( ! is_email( $from_email ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_from', sprintf( 'Invalid address: (From): %s', $from_email ) );
 		}
-		if ( ! in_array( $content_type, self::CONTENT_TYPES, true ) ) {
+		if ( ! in_array( $content_type, Postbag_Batch_Format_V1::CONTENT_TYPES, true ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_unsupported_content_type', sprintf( 'Postbag queues text/plain or text/html mail, not %s; send this mail without the non-priority marker.', $content_type ) );
 		}
 		if ( ! preg_match( '/^[A-Za-z0-9._:-]{1,40}$/', $charset ) ) {
@@ -240,21 +231,20 @@ final class Postbag_Interceptor {
 		if ( $recipients > self::MAX_RECIPIENTS ) {
 			throw new Postbag_Mail_Exception( 'postbag_too_many_recipients', sprintf( 'A queued mail may have at most %d recipients (To, Cc and Bcc together).', self::MAX_RECIPIENTS ) );
 		}
-		$meta = array(
-			'from'         => Postbag_Header_Parser::format_mailbox( $sender['from_name'], $sender['from_email'] ),
-			'content_type' => $sender['content_type'],
-			'charset'      => $sender['charset'],
-		) + array_filter( $lists );
 		foreach ( $headers['headers'] as $name => $value ) {
 			if ( strlen( $value ) > 998 ) {
 				throw new Postbag_Mail_Exception( 'postbag_invalid_header', sprintf( 'The %s header is longer than 998 characters.', $name ) );
 			}
-			$meta['headers'][] = array(
-				'name'  => $name,
-				'value' => $value,
-			);
 		}
-		return $meta;
+		return Postbag_Batch_Format_V1::meta(
+			Postbag_Header_Parser::format_mailbox( $sender['from_name'], $sender['from_email'] ),
+			$sender['content_type'],
+			$sender['charset'],
+			$lists['reply_to'],
+			$lists['cc'],
+			$lists['bcc'],
+			$headers['headers']
+		);
 	}
 
 	/**

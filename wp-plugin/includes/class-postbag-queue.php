@@ -41,6 +41,9 @@ final class Postbag_Queue {
 	/** @var int */
 	private $max_bytes;
 
+	/** @var Postbag_Batch_Format_V1 Writes the batch files. */
+	private $format;
+
 	/**
 	 * @param int $max_mails Most mails in one batch.
 	 * @param int $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
@@ -52,6 +55,7 @@ final class Postbag_Queue {
 		$this->max_mails = $max_mails;
 		$this->max_bytes = $max_bytes;
 		$this->full_at   = $full_at;
+		$this->format    = new Postbag_Batch_Format_V1();
 	}
 
 	/**
@@ -62,11 +66,11 @@ final class Postbag_Queue {
 	}
 
 	/**
-	 * @param array                 $site  `url` and `blog_id` of the site that sent the mail.
-	 * @param array                 $meta  Batch meta (see the batch format).
-	 * @param array                 $mail  The mail as it goes in `emails[]`; large attachments lack `s3_key`.
-	 * @param array<int, string>    $blobs Bodies of large attachments by their index in `$mail['attachments']`.
-	 * @param int                   $bytes Estimated size of the mail in the batch file.
+	 * @param array              $site  `url` and `blog_id` of the site that sent the mail.
+	 * @param array              $meta  Batch meta (Postbag_Batch_Format_V1::meta()).
+	 * @param array              $mail  The mail (Postbag_Batch_Format_V1::mail()).
+	 * @param array<int, string> $blobs Bodies of its large attachments by their index among its attachments.
+	 * @param int                $bytes Estimated size of the mail in the batch file.
 	 */
 	public function add( array $site, array $meta, array $mail, array $blobs, int $bytes ): void {
 		$group = serialize( array( $site, $meta ) );
@@ -154,35 +158,22 @@ final class Postbag_Queue {
 	 * @return Postbag_Batch[]
 	 */
 	private function build( array $group, array $indexes, string $created_at ): array {
-		$id          = wp_generate_uuid4();
-		$emails      = array();
-		$attachments = array();
+		$mails = array();
+		$blobs = array();
 		foreach ( $indexes as $index ) {
-			$mail = $group['mails'][ $index ];
-			foreach ( $group['blobs'][ $index ] ?? array() as $n => $blob ) {
-				$key                                 = Postbag_Batch::attachment_key( $id, $mail['id'], $n );
-				$mail['attachments'][ $n ]['s3_key'] = $key;
-				$attachments[ $key ]                 = $blob;
+			$mails[ $index ] = $group['mails'][ $index ];
+			if ( isset( $group['blobs'][ $index ] ) ) {
+				$blobs[ $index ] = $group['blobs'][ $index ];
 			}
-			$emails[] = $mail;
 		}
-		$body = Postbag_Batch::encode(
-			array(
-				'version'    => 1,
-				'batch_id'   => $id,
-				'site'       => $group['site'],
-				'created_at' => $created_at,
-				'meta'       => $group['meta'],
-				'emails'     => $emails,
-			)
-		);
-		if ( strlen( $body ) > $this->max_bytes && count( $indexes ) > 1 ) {
+		$batch = $this->format->build( wp_generate_uuid4(), $group['site'], $created_at, $group['meta'], $mails, $blobs );
+		if ( strlen( $batch->body ) > $this->max_bytes && count( $indexes ) > 1 ) {
 			$half = intdiv( count( $indexes ), 2 );
 			return array_merge(
 				$this->build( $group, array_slice( $indexes, 0, $half ), $created_at ),
 				$this->build( $group, array_slice( $indexes, $half ), $created_at )
 			);
 		}
-		return array( new Postbag_Batch( $id, Postbag_Batch::key_for( $id ), $body, array_column( $emails, 'id' ), $attachments ) );
+		return array( $batch );
 	}
 }

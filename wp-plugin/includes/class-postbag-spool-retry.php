@@ -235,7 +235,7 @@ final class Postbag_Spool_Retry {
 		} else {
 			$state['mails']      = count( $left );
 			$state['last_error'] = $reason . '; sending through wp_mail() failed too';
-			$this->spool->write( $batch->only( $left ), $state );
+			$this->spool->write( Postbag_Batch_Format::of( $batch )->subset( $batch, $left ), $state );
 		}
 		return count( $sent );
 	}

@@ -13,7 +13,7 @@ if ( ! defined( 'ABSPATH' ) ) {
  * The last resort when S3 stays out of reach (opt-in through the
  * `postbag_sync_fallback_after` filter) or the spool cannot be written: each
  * mail of a batch goes through core wp_mail(), with Postbag's own interception
- * off, rebuilt from the batch's meta.
+ * off, as the batch's format gives it back.
  */
 final class Postbag_Sync_Sender {
 
@@ -35,13 +35,12 @@ final class Postbag_Sync_Sender {
 	 * @return string[] Ids of the mails core accepted.
 	 */
 	public function send( Postbag_Batch $batch ): array {
-		$payload = $batch->payload();
-		$headers = self::headers( $payload['meta'] );
-		$sent    = $this->interceptor->bypass(
-			function () use ( $payload, $headers, $batch ): array {
+		$mails = Postbag_Batch_Format::of( $batch )->wp_mail_args( $batch );
+		$sent  = $this->interceptor->bypass(
+			function () use ( $mails ): array {
 				$sent = array();
-				foreach ( $payload['emails'] as $mail ) {
-					if ( $this->send_one( $mail, $headers, $batch->attachments ) ) {
+				foreach ( $mails as $mail ) {
+					if ( $this->send_one( $mail ) ) {
 						$sent[] = $mail['id'];
 					}
 				}
@@ -63,41 +62,13 @@ final class Postbag_Sync_Sender {
 	}
 
 	/**
-	 * The wp_mail() headers that give back the batch's meta.
-	 *
-	 * @param array $meta Batch meta.
-	 * @return string[]
+	 * @param array $mail One mail, see Postbag_Batch_Format::wp_mail_args().
 	 */
-	public static function headers( array $meta ): array {
-		$headers = array(
-			'From: ' . $meta['from'],
-			sprintf( 'Content-Type: %s; charset=%s', $meta['content_type'] ?? 'text/plain', $meta['charset'] ?? 'UTF-8' ),
-		);
-		foreach ( array(
-			'cc'       => 'Cc',
-			'bcc'      => 'Bcc',
-			'reply_to' => 'Reply-To',
-		) as $field => $name ) {
-			if ( ! empty( $meta[ $field ] ) ) {
-				$headers[] = $name . ': ' . implode( ', ', $meta[ $field ] );
-			}
-		}
-		foreach ( $meta['headers'] ?? array() as $header ) {
-			$headers[] = $header['name'] . ': ' . $header['value'];
-		}
-		return $headers;
-	}
-
-	/**
-	 * @param array                 $mail        One entry of `emails[]`.
-	 * @param string[]              $headers     See headers().
-	 * @param array<string, string> $attachments Bodies of large attachments by key.
-	 */
-	private function send_one( array $mail, array $headers, array $attachments ): bool {
+	private function send_one( array $mail ): bool {
 		$dir = get_temp_dir() . 'postbag-' . bin2hex( random_bytes( 8 ) );
 		try {
-			$paths = self::write_attachments( $dir, $mail['attachments'] ?? array(), $attachments );
-			return null !== $paths && wp_mail( $mail['to'], $mail['subject'], $mail['html'] ?? $mail['text'], $headers, $paths );
+			$paths = self::write_attachments( $dir, $mail['attachments'] );
+			return null !== $paths && wp_mail( $mail['to'], $mail['subject'], $mail['message'], $mail['headers'], $paths );
 		} finally {
 			self::remove_dir( $dir );
 		}
@@ -107,25 +78,23 @@ final class Postbag_Sync_Sender {
 	 * Writes attachments to private temporary files, named as in the batch.
 	 *
 	 * @param string $dir         Temporary directory to create.
-	 * @param array  $entries     The mail's attachment entries.
-	 * @param array  $attachments Bodies of large attachments by key.
+	 * @param array  $attachments The mail's attachments: `filename` and `body` each.
 	 * @return string[]|null File name => path (names as keys, as WordPress 6.2+ reads them), or null when a body is missing.
 	 */
-	private static function write_attachments( string $dir, array $entries, array $attachments ): ?array {
+	private static function write_attachments( string $dir, array $attachments ): ?array {
 		$paths = array();
-		foreach ( $entries as $n => $entry ) {
-			$body = isset( $entry['s3_key'] ) ? ( $attachments[ $entry['s3_key'] ] ?? false ) : base64_decode( $entry['content_base64'], true );
-			if ( false === $body || ( ! is_dir( "$dir/$n" ) && ! mkdir( "$dir/$n", 0700, true ) ) ) {
+		foreach ( $attachments as $n => $attachment ) {
+			if ( null === $attachment['body'] || ( ! is_dir( "$dir/$n" ) && ! mkdir( "$dir/$n", 0700, true ) ) ) {
 				return null;
 			}
-			$path = "$dir/$n/" . sanitize_file_name( $entry['filename'] );
-			if ( false === file_put_contents( $path, $body ) ) {
+			$path = "$dir/$n/" . sanitize_file_name( $attachment['filename'] );
+			if ( false === file_put_contents( $path, $attachment['body'] ) ) {
 				return null;
 			}
-			if ( isset( $paths[ $entry['filename'] ] ) ) {
+			if ( isset( $paths[ $attachment['filename'] ] ) ) {
 				$paths[] = $path; // Two files of one name: keep both, the second named by its path.
 			} else {
-				$paths[ $entry['filename'] ] = $path;
+				$paths[ $attachment['filename'] ] = $path;
 			}
 		}
 		return $paths;
