@@ -14,14 +14,14 @@ from botocore.config import Config
 from chalice import Chalice
 from chalice.app import S3Event
 
-from chalicelib.config import Settings
+from chalicelib.config import QUEUE_PREFIX, Settings
 from chalicelib.dispatch import Dispatcher, pool_size
 from chalicelib.errors import TransientError
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_object
-from chalicelib.ratelimit import RateLimiter, send_rate
+from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
 from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
 from chalicelib.store import BatchStore
@@ -33,6 +33,7 @@ SETTINGS = Settings.from_env()
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
 S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 DYNAMODB_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+LAMBDA_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
 @cache
@@ -41,7 +42,10 @@ def stages() -> Stages:
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
     dynamodb = boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
-    rate = send_rate(SETTINGS, ses)
+    rate = send_rate(SETTINGS, ses, lambda: reserved_concurrency(
+        boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+    ))
     metrics = SendMetrics()
     dispatcher = Dispatcher(
         ledger=Ledger.from_settings(SETTINGS, dynamodb),
@@ -52,13 +56,13 @@ def stages() -> Stages:
         metrics=metrics,
     )
     return Stages(
-        SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3, SETTINGS), metrics
+        SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3), metrics
     )
 
 
 @app.on_s3_event(
     bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
-    prefix=SETTINGS.queue_prefix,
+    prefix=QUEUE_PREFIX,
     suffix=".json",
     events=["s3:ObjectCreated:*"],
 )

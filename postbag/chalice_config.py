@@ -2,7 +2,7 @@
 
 ``postbag provision`` owns a stage's concrete values (bucket, ledger table,
 sender identities, policy file); everything shared by all stages (memory,
-timeout, prefixes, log retention) stays as written in the file.
+timeout, reserved concurrency, log retention) stays as written in the file.
 """
 
 from __future__ import annotations
@@ -50,20 +50,6 @@ def write_json(path: Path, data: Any) -> bool:
     return True
 
 
-def _lookup(config: Config, stage: str, key: str) -> Any:
-    """Chalice's own precedence: function in stage, stage, function, top level."""
-    stage_cfg = config.get("stages", {}).get(stage, {})
-    for scope in (
-        stage_cfg.get("lambda_functions", {}).get(HANDLER, {}),
-        stage_cfg,
-        config.get("lambda_functions", {}).get(HANDLER, {}),
-        config,
-    ):
-        if key in scope:
-            return scope[key]
-    return None
-
-
 def stage_env(config: Config, stage: str) -> dict[str, str]:
     """The environment the stage's function gets (Chalice merges every level)."""
     stage_cfg = config.get("stages", {}).get(stage, {})
@@ -101,8 +87,4 @@ def configure_stage(
         env["POSTBAG_ALLOWED_SENDERS"] = ",".join(senders)
     if configuration_set is not None:
         env["POSTBAG_DEFAULT_CONFIGURATION_SET"] = configuration_set
-    # The sender derives its rate from this, so it must match what Lambda enforces.
-    reserved = _lookup(config, stack.stage, "reserved_concurrency")
-    if reserved is not None:
-        env["POSTBAG_RESERVED_CONCURRENCY"] = str(reserved)
     stage_cfg.setdefault("tags", {}).update(stack.tags)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.config import Settings
 from chalicelib.errors import PostbagError
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
@@ -119,19 +118,15 @@ def _stage_env(args: argparse.Namespace) -> dict[str, str]:
     return chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
 
 
-def _stage_bucket(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
+def _stage_bucket(args: argparse.Namespace) -> str:
     if args.bucket:
         return args.bucket
-    env = _stage_env(args) if env is None else env
+    env = _stage_env(args)
     if not env.get("POSTBAG_BUCKET"):
         raise CommandError(f"stage {args.stage} has no bucket yet: pass --bucket")
     return env["POSTBAG_BUCKET"]
 
 
-def _bucket_and_settings(args: argparse.Namespace) -> tuple[str, Settings]:
-    """The stage's bucket and the sender's settings, from one read of the Chalice config."""
-    env = _stage_env(args)
-    return _stage_bucket(args, env), Settings.from_env(env)
 
 
 def run_provision(args: argparse.Namespace, aws: Aws) -> None:
@@ -177,8 +172,7 @@ def run_wire(args: argparse.Namespace, aws: Aws) -> None:
 def run_status(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.status import status
 
-    bucket, settings = _bucket_and_settings(args)
-    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws, bucket), settings)
+    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws, _stage_bucket(args)))
     if args.json:
         print(json.dumps(counts))
         return
@@ -197,8 +191,7 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
         stack = _stack(args, aws)
         keys = failure_queue.redrive_invocations(aws.client("sqs"), aws.client("lambda"), stack)
     else:
-        bucket, settings = _bucket_and_settings(args)
-        keys = redrive(aws.client("s3"), bucket, settings, batch_id=args.batch)
+        keys = redrive(aws.client("s3"), _stage_bucket(args), batch_id=args.batch)
     for key in keys:
         print(key)
     print(f"re-driven: {len(keys)}", file=sys.stderr)
@@ -208,8 +201,7 @@ def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.teardown import teardown
 
     print(f"Tearing down stage {args.stage} in {aws.region}:", file=sys.stderr)
-    bucket, settings = _bucket_and_settings(args)
-    teardown(aws, _stack(args, aws, bucket), settings, args.force, Report())
+    teardown(aws, _stack(args, aws, _stage_bucket(args)), args.force, Report())
 
 
 COMMANDS = {

@@ -66,18 +66,18 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         raise CommandError(str(exc)) from exc
     if has_bucket is None:
         has_bucket = bucket.bucket_exists(s3, stack.bucket)
-    bucket.ensure_bucket(s3, stack, settings, opts.retention, kms_key_arn, has_bucket, report)
+    bucket.ensure_bucket(s3, stack, opts.retention, kms_key_arn, has_bucket, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
     _ensure_alarms(aws, stack, opts, report)
 
     iam = aws.client("iam")
-    wp_policy = policies.wordpress_policy(stack, settings, kms_key_arn)
+    wp_policy = policies.wordpress_policy(stack, kms_key_arn)
     wordpress.ensure_policy(iam, stack, wp_policy, report)
     key = wordpress.ensure_user(iam, stack, report) if opts.create_wp_user else None
     if opts.attach_to_role:
         wordpress.ensure_role_attachment(iam, stack, opts.attach_to_role, report)
-    constants = wordpress.wp_config(stack, settings.queue_prefix, kms_key_arn, key)
+    constants = wordpress.wp_config(stack, kms_key_arn, key)
     # Files last: `chalice deploy` then sees a stage only once its resources exist.
     _write(report, chalice_config.config_path(opts.chalice_dir), config)
     _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)

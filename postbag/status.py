@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.config import STATE_TAG, Settings
+from chalicelib.config import (
+    ATTACHMENTS_PREFIX,
+    FAILED_PREFIX,
+    QUARANTINE_PREFIX,
+    QUEUE_PREFIX,
+    STATE_TAG,
+)
 from postbag.resources import failure_queue
 from postbag.stack import Stack
 
@@ -16,16 +22,16 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict]:
         yield from page.get("Contents", [])
 
 
-def unsent_batch_objects(s3: Any, bucket: str, settings: Settings) -> list[dict]:
+def unsent_batch_objects(s3: Any, bucket: str) -> list[dict]:
     """Batches under the queue prefix the sender has not tagged done or failed yet.
 
     One tagging read per batch: fine for an operator's command, since sent
     batches expire within days.
     """
     unsent = []
-    for item in _objects(s3, bucket, settings.queue_prefix):
+    for item in _objects(s3, bucket, QUEUE_PREFIX):
         key = item["Key"]
-        if not key.endswith(".json") or key.startswith(settings.attachments_prefix):
+        if not key.endswith(".json") or key.startswith(ATTACHMENTS_PREFIX):
             continue
         tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
         if not any(t["Key"] == STATE_TAG for t in tags):
@@ -33,8 +39,8 @@ def unsent_batch_objects(s3: Any, bucket: str, settings: Settings) -> list[dict]
     return unsent
 
 
-def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int | None]:
-    unsent = unsent_batch_objects(s3, stack.bucket, settings)
+def status(s3: Any, sqs: Any, stack: Stack) -> dict[str, int | None]:
+    unsent = unsent_batch_objects(s3, stack.bucket)
     now = datetime.now(UTC)
     return {
         "queued": len(unsent),
@@ -42,7 +48,7 @@ def status(s3: Any, sqs: Any, stack: Stack, settings: Settings) -> dict[str, int
         "oldest_queued_seconds": max(
             (int((now - item["LastModified"]).total_seconds()) for item in unsent), default=None
         ),
-        "failed": sum(1 for _ in _objects(s3, stack.bucket, settings.failed_prefix)),
-        "quarantined": sum(1 for _ in _objects(s3, stack.bucket, settings.quarantine_prefix)),
+        "failed": sum(1 for _ in _objects(s3, stack.bucket, FAILED_PREFIX)),
+        "quarantined": sum(1 for _ in _objects(s3, stack.bucket, QUARANTINE_PREFIX)),
         "failure_queue": failure_queue.depth(sqs, stack),
     }

@@ -7,7 +7,7 @@ goes with the function). Files under ``.chalice/`` are kept.
 
 from __future__ import annotations
 
-from chalicelib.config import Settings
+from chalicelib.config import QUEUE_PREFIX
 from postbag.aws import Aws, CommandError
 from postbag.report import ABSENT, DELETED, Report
 from postbag.resources import alarms, wordpress
@@ -19,10 +19,10 @@ from postbag.status import unsent_batch_objects
 from postbag.wire import function_exists
 
 
-def teardown(aws: Aws, stack: Stack, settings: Settings, force: bool, report: Report) -> None:
+def teardown(aws: Aws, stack: Stack, force: bool, report: Report) -> None:
     s3 = aws.client("s3")
     has_bucket = bucket_exists(s3, stack.bucket)
-    _refuse_if_unsafe(aws, stack, settings, has_bucket, force)
+    _refuse_if_unsafe(aws, stack, has_bucket, force)
     alarms.delete_alarms(aws.client("cloudwatch"), stack, report)
     alarms.delete_topic(aws.client("sns"), stack, report)
     wordpress.delete_all(aws.client("iam"), stack, report)
@@ -33,16 +33,14 @@ def teardown(aws: Aws, stack: Stack, settings: Settings, force: bool, report: Re
     report.add(f"s3://{stack.bucket}", DELETED if has_bucket else ABSENT)
 
 
-def _refuse_if_unsafe(
-    aws: Aws, stack: Stack, settings: Settings, has_bucket: bool, force: bool
-) -> None:
+def _refuse_if_unsafe(aws: Aws, stack: Stack, has_bucket: bool, force: bool) -> None:
     # Unsent batches first: while the function still exists they can still go out.
     if has_bucket and not force:
-        unsent = unsent_batch_objects(aws.client("s3"), stack.bucket, settings)
+        unsent = unsent_batch_objects(aws.client("s3"), stack.bucket)
         if unsent:
             raise CommandError(
                 f"s3://{stack.bucket} still holds {len(unsent)} unsent batch(es) under "
-                f"{settings.queue_prefix} (e.g. {unsent[0]['Key']}): wait for the sender "
+                f"{QUEUE_PREFIX} (e.g. {unsent[0]['Key']}): wait for the sender "
                 "(`postbag status`), or pass --force to delete them unsent"
             )
     if function_exists(aws.client("lambda"), stack.function_name):

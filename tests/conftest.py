@@ -26,7 +26,7 @@ def load_fixture(relative: str) -> Any:
 
 def parse_fixture(relative: str, settings, **kwargs: Any):
     """The batch file at ``relative`` through the sender's parser, named by its path."""
-    from chalicelib.batch import parse_batch
+    from chalicelib.formats import parse_batch
 
     return parse_batch(fixture_bytes(relative), relative, settings, **kwargs)
 

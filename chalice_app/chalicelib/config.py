@@ -12,9 +12,14 @@ STATE_TAG = "postbag-state"
 STATE_DONE = "done"
 STATE_FAILED = "failed"
 
-
-def _prefix(value: str) -> str:
-    return value if value.endswith("/") else value + "/"
+# Where everything lives in the bucket. Fixed: the plugin, the IAM policies and
+# the lifecycle rules all name them, and nobody needs them elsewhere.
+QUEUE_PREFIX = "queue/"  # batches arrive here (and continuations, and re-drives)
+# Large attachments: under the queue prefix, as the plugin may write nowhere else.
+ATTACHMENTS_PREFIX = QUEUE_PREFIX + "attachments/"
+RECEIPTS_PREFIX = "receipts/"  # one receipt per batch: each mail's SES MessageId or reason
+FAILED_PREFIX = "failed/"  # mails that failed for good, as batches `postbag redrive` re-queues
+QUARANTINE_PREFIX = "quarantine/"  # unreadable batches and their error documents
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -25,27 +30,18 @@ def _csv(value: str) -> tuple[str, ...]:
 class Settings:
     """Everything the sender can be told. Names are POSTBAG_<FIELD> upper-cased."""
 
-    queue_prefix: str = "queue/"
-    receipts_prefix: str = "receipts/"
-    failed_prefix: str = "failed/"
-    quarantine_prefix: str = "quarantine/"
     # Addresses (news@example.org) or whole domains (example.org) the From may use.
     allowed_senders: tuple[str, ...] = ()
     default_configuration_set: str = ""
     ledger_table: str = "postbag-ledger"
     # Fixed part of every ledger key, so keys survive a rename of the function.
     idempotency_namespace: str = "postbag-sender"
-    # Mails per second for one function instance; 0 derives it from SES's quota.
+    # Mails per second for one function instance; 0 shares SES's rate between the
+    # instances the function's reserved concurrency allows (ratelimit.send_rate).
     max_send_rate: float = 0.0
-    reserved_concurrency: int = 1
     send_concurrency: int = 8
     # Stop taking new mail this long before Lambda's deadline.
     deadline_margin_ms: int = 15000
-
-    @property
-    def attachments_prefix(self) -> str:
-        """Large attachments live under the queue prefix (the plugin may write only there)."""
-        return self.queue_prefix + "attachments/"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,16 +52,11 @@ class Settings:
 
         d = cls()
         return cls(
-            queue_prefix=_prefix(get("queue_prefix", d.queue_prefix)),
-            receipts_prefix=_prefix(get("receipts_prefix", d.receipts_prefix)),
-            failed_prefix=_prefix(get("failed_prefix", d.failed_prefix)),
-            quarantine_prefix=_prefix(get("quarantine_prefix", d.quarantine_prefix)),
             allowed_senders=_csv(get("allowed_senders", "")),
             default_configuration_set=get("default_configuration_set", ""),
             ledger_table=get("ledger_table", d.ledger_table),
             idempotency_namespace=get("idempotency_namespace", d.idempotency_namespace),
-            max_send_rate=float(get("max_send_rate", "0")),
-            reserved_concurrency=int(get("reserved_concurrency", "1")),
+            max_send_rate=float(get("max_send_rate", str(d.max_send_rate))),
             send_concurrency=int(get("send_concurrency", str(d.send_concurrency))),
             deadline_margin_ms=int(get("deadline_margin_ms", str(d.deadline_margin_ms))),
         )

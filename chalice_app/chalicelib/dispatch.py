@@ -1,31 +1,32 @@
-"""Send one batch's mails exactly once: a bounded pool, each send rate-limited inside its claim.
+"""Send one batch's mails exactly once: the invoking thread claims, a bounded pool sends.
 
-Workers take jobs from a feed that claims them in the ledger a chunk at a
-time, as the pool needs work. For every claimed job: wait for a
-rate-limiter slot and call ``send``, retrying transient errors by the retry
-policy, then complete the claim (buffered), or release it when the job is
-left for later. What happened becomes one ``Outcome`` per job, in job order:
+``Dispatcher.run`` is one loop on the invoking thread, the only one that
+talks to the ledger: it claims the jobs a chunk at a time, hands each claimed
+job to the pool, and settles what the pool hands back (completes the claim,
+or releases it when the job is left for later). It claims the next chunk
+while the pool sends the current one, but never holds more than a chunk and
+a half of claims that are not settled yet (claims held for nothing block
+other invocations). While it waits it flushes the ledger's buffered writes
+when they are due, so a completion never waits for the next one.
 
-- ``sent``: SES accepted it now (``message_id``);
-- ``duplicate``: the ledger already had it sent (the saved ``message_id``);
-- ``failed``: refused for good, now or earlier (``reason``); never resent;
-- ``in_progress``: another invocation holds its claim;
-- ``unsent``: not attempted (deadline near, or the account stopped sending):
-  hand it on, e.g. as a continuation batch; its claim, if any, was released;
-- ``retry_later``: transient trouble (SES or the ledger) outlasted the
-  retries; its claim was released so the next Lambda attempt sends it.
+Workers only send: wait for a rate-limiter slot, call ``send``, retry
+transient errors by the retry policy. Stopping is an event: the deadline
+coming near, or the account refusing to send, sets it; a worker that sees
+it starts nothing, and the loop claims nothing more.
 
-The ledger's buffered writes are flushed before ``run`` returns or raises,
-so a continuation or a retry finds every claim released or completed.
+Each job gets one ``Outcome`` (``model.Status``), in job order. The ledger's
+buffered writes are flushed before ``run`` returns or raises, so a
+continuation or a retry finds every claim released or completed. Counts are
+derived from the outcomes at the end; only throttling is counted as it happens.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,24 +39,10 @@ from chalicelib.errors import (
     TransientError,
 )
 from chalicelib.ledger import CLAIMED, IN_PROGRESS, MAX_TRANSACTION_ITEMS, Entry, Ledger, Result
-from chalicelib.observe import (
-    DUPLICATES_SKIPPED,
-    MAILS_FAILED,
-    MAILS_SENT,
-    THROTTLED,
-    SendMetrics,
-    logger,
-    queue_delay,
-)
+from chalicelib.model import Outcome, Status
+from chalicelib.observe import THROTTLED, SendMetrics, logger, queue_delay
 from chalicelib.ratelimit import RateLimiter
 from chalicelib.retry import RetryPolicy
-
-SENT = "sent"
-DUPLICATE = "duplicate"
-FAILED = "failed"
-IN_PROGRESS_ELSEWHERE = "in_progress"
-UNSENT = "unsent"
-RETRY_LATER = "retry_later"
 
 # A mail spends about this long in flight (SES's answer, a share of a
 # chunk's claim), doubled for slack: how many must be in flight at once to
@@ -64,11 +51,14 @@ IN_FLIGHT_SECONDS = 0.16
 # Beyond this many threads one instance spends more on switching than it gains.
 MAX_WORKERS = 100
 # Jobs claimed at once: one ledger call per chunk, but never many more than
-# the pool is about to send (claims held for nothing block other invocations).
+# the pool is about to send.
 MIN_CHUNK = 25
+# How often the loop wakes while waiting for sends, to flush due ledger writes.
+TICK_SECONDS = 0.1
 
 DEADLINE_REASON = "stopped before the Lambda deadline"
 HELD_REASON = "claimed by another invocation"
+ABORTED_REASON = "aborted by an unexpected error"
 
 
 def pool_size(rate: float, minimum: int) -> int:
@@ -83,131 +73,76 @@ class Job:
     send: Callable[[], str]  # builds + sends one mail, returns the SES MessageId
 
 
-@dataclass(frozen=True)
-class Outcome:
-    mail_id: str
-    status: str  # "sent" | "duplicate" | "failed" | "in_progress" | "unsent" | "retry_later"
-    message_id: str | None = None
-    reason: str | None = None
+class _NotStarted(PostbagError):
+    """The worker found the run stopped, or no rate-limiter slot before the deadline margin."""
 
 
-class _OutOfTime(PostbagError):
-    """No rate-limiter slot comes before the deadline margin."""
+class _Stop:
+    """Set once, by whoever notices first: why no new job may start."""
+
+    def __init__(self, remaining_ms: Callable[[], int], margin_ms: int):
+        self.remaining_ms = remaining_ms
+        self._margin_ms = margin_ms
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.status = Status.HANDED_ON
+        self.reason = DEADLINE_REASON
+
+    def set(self, status: Status, reason: str) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self.status, self.reason = status, reason
+                self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether the run is stopped; notices the deadline margin."""
+        if not self._event.is_set() and self.remaining_ms() < self._margin_ms:
+            self.set(Status.HANDED_ON, DEADLINE_REASON)
+        return self._event.is_set()
+
+    def seconds_left(self) -> float:
+        return (self.remaining_ms() - self._margin_ms) / 1000.0
+
+    def outcome(self, job: Job) -> Outcome:
+        return Outcome(job.mail_id, self.status, reason=self.reason)
+
+
+class _Counter:
+    """A count the workers add to: what must be counted live (throttling)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
 
 
 class _Run:
-    """State one ``Dispatcher.run`` shares between its workers."""
+    """One run's state. Only the invoking thread touches it; workers see ``stop`` and
+    ``throttled`` alone."""
 
-    def __init__(self, remaining_ms: Callable[[], int], margin_ms: int, queued_at: datetime | None):
-        self.remaining_ms = remaining_ms
-        self.margin_ms = margin_ms
+    def __init__(self, jobs: Sequence[Job], stop: _Stop, queued_at: datetime | None):
+        self.jobs = jobs
+        self.stop = stop
         self.queued_at = queued_at
-        self.counts: Counter[str] = Counter()
-        self._stop_reason: str | None = None
-        self._lock = threading.Lock()
+        self.outcomes: dict[int, Outcome] = {}
+        # (job index, future) of each send the pool finished, for the invoking thread to settle.
+        self.finished: queue.SimpleQueue[tuple[int, Future[Result]]] = queue.SimpleQueue()
+        self.unsettled = 0  # claimed and handed to the pool, not settled yet
+        self.throttled = _Counter()
+        self.claim_failure: str | None = None
+        self.bug: BaseException | None = None
 
-    def stop(self, reason: str) -> None:
-        with self._lock:
-            self._stop_reason = self._stop_reason or reason
-
-    def stop_reason(self) -> str | None:
-        """Why no new job may start, or ``None``; checks the deadline."""
-        if self.remaining_ms() < self.margin_ms:
-            self.stop(DEADLINE_REASON)
-        with self._lock:
-            return self._stop_reason
-
-    def seconds_to_margin(self) -> float:
-        return (self.remaining_ms() - self.margin_ms) / 1000.0
-
-    def count(self, name: str) -> None:
-        with self._lock:
-            self.counts[name] += 1
-
-
-class _Feed:
-    """Hands claimed jobs to workers, claiming the next chunk before the claimed ones run out.
-
-    When fewer than half a chunk of claimed jobs is left, the worker that
-    notices claims the next chunk outside the lock, so the others keep
-    sending meanwhile (a claim is a DynamoDB transaction: milliseconds that
-    would otherwise stall the whole pool). So at most a chunk and a half is
-    claimed ahead of the sends. Jobs the ledger settles at claim time
-    (replayed, held elsewhere) go to ``settle`` at once and never reach a worker.
-    """
-
-    def __init__(self, ledger: Ledger, jobs: Sequence[Job], chunk: int, state: _Run,
-                 settle: Callable[[int, Job, Entry], None]):
-        self._ledger = ledger
-        self._jobs = jobs
-        self._chunk = chunk
-        self._state = state
-        self._settle = settle
-        self._next = 0  # index of the first job not claimed yet
-        self._claimed: deque[int] = deque()  # claimed, not started
-        self._claiming = False
-        self.failure: str | None = None  # why claiming stopped, if the ledger failed
-        self._ready = threading.Condition()
-
-    def take(self) -> tuple[int, Job] | None:
-        """The next claimed job, or ``None`` when no job may start any more."""
-        while True:
-            with self._ready:
-                if self._state.stop_reason():
-                    return None
-                chunk = self._start_claim()
-                taken = None
-                if self._claimed:
-                    index = self._claimed.popleft()
-                    taken = index, self._jobs[index]
-                elif chunk is None:
-                    if not self._claiming:
-                        return None  # every job handed out, or the ledger failed
-                    self._ready.wait()
-                    continue
-            if chunk is not None:
-                self._claim(chunk)
-            if taken is not None:
-                return taken
-
-    def _start_claim(self) -> range | None:
-        """The next chunk to claim, if one is due and no other worker is claiming."""
-        if (self._claiming or self.failure or self._next >= len(self._jobs)
-                or len(self._claimed) >= max(1, self._chunk // 2)):
-            return None
-        self._claiming = True
-        chunk = range(self._next, min(len(self._jobs), self._next + self._chunk))
-        self._next = chunk.stop
-        return chunk
-
-    def _claim(self, chunk: range) -> None:
-        entries: list[Entry] = []
-        try:
-            entries = self._ledger.claim(
-                [self._jobs[i].key for i in chunk], self._state.remaining_ms()
+    def leave(self, indexes: range) -> None:
+        """Jobs never claimed: for the next attempt, or for whatever stopped the run."""
+        for index in indexes:
+            job = self.jobs[index]
+            self.outcomes[index] = (
+                Outcome(job.mail_id, Status.RETRY_LATER, reason=self.claim_failure)
+                if self.claim_failure is not None else self.stop.outcome(job)
             )
-        except LedgerUnavailable as exc:
-            logger.warning("ledger claim failed", extra={"error": str(exc)})
-            with self._ready:
-                self._next = chunk.start  # not claimed: left with the rest
-                self.failure = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._ready:
-                for index, entry in zip(chunk, entries, strict=False):
-                    if entry.state == CLAIMED:
-                        self._claimed.append(index)
-                    else:
-                        self._settle(index, self._jobs[index], entry)
-                self._claiming = False
-                self._ready.notify_all()
-
-    def left(self) -> tuple[list[int], list[int]]:
-        """Jobs never started: (claimed, not claimed), emptying the feed."""
-        with self._ready:
-            claimed, self._claimed = list(self._claimed), deque()
-            unclaimed = list(range(self._next, len(self._jobs)))
-            self._next = len(self._jobs)
-            return claimed, unclaimed
 
 
 class Dispatcher:
@@ -243,79 +178,72 @@ class Dispatcher:
         """
         if not jobs:
             return []
-        state = _Run(remaining_ms, margin_ms, queued_at)
-        outcomes: dict[int, Outcome] = {}
-
-        def settle(index: int, job: Job, entry: Entry) -> None:
-            outcomes[index] = self._record(job, entry, state)
-
+        run = _Run(jobs, _Stop(remaining_ms, margin_ms), queued_at)
         chunk = min(MAX_TRANSACTION_ITEMS, max(MIN_CHUNK, self._workers))
-        feed = _Feed(self._ledger, jobs, chunk, state, settle)
-        workers = min(self._workers, len(jobs))
+        bound = chunk + chunk // 2  # claims not settled yet, at most
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for future in [pool.submit(self._guarded, feed, state, outcomes)
-                               for _ in range(workers)]:
-                    future.result()
+            with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
+                for indexes in _chunks(len(jobs), chunk):
+                    while run.unsettled + len(indexes) > bound and not run.stop.is_set():
+                        self._settle_next(run)
+                    if run.stop.is_set() or not self._claim(run, indexes, pool):
+                        run.leave(range(indexes.start, len(jobs)))
+                        break
+                while run.unsettled:
+                    self._settle_next(run)
         finally:
-            claimed, unclaimed = feed.left()
-            self._ledger_write(lambda: self._ledger.release(jobs[i].key for i in claimed))
-            self._ledger_write(self._ledger.flush)
-            self._emit(state)
-        reason = state.stop_reason()
-        for index in claimed + unclaimed:
-            if reason is not None:
-                outcomes[index] = Outcome(jobs[index].mail_id, UNSENT, reason=reason)
-            else:  # only a failed claim ends a run early without a stop
-                outcomes[index] = Outcome(jobs[index].mail_id, RETRY_LATER, reason=feed.failure)
-        return [outcomes[index] for index in range(len(jobs))]
+            self._write(self._ledger.flush)
+        outcomes = [run.outcomes[index] for index in range(len(jobs))]
+        if self._metrics is not None:
+            self._metrics.outcomes(outcomes)
+            if run.throttled.value:
+                self._metrics.count(THROTTLED, run.throttled.value)
+        if run.bug is not None:
+            raise run.bug
+        return outcomes
 
-    def _guarded(self, feed: _Feed, state: _Run, outcomes: dict[int, Outcome]) -> None:
+    def _claim(self, run: _Run, indexes: range, pool: ThreadPoolExecutor) -> bool:
+        """Claim a chunk, hand what this run holds to the pool; ``False`` if the ledger failed."""
         try:
-            while (taken := feed.take()) is not None:
-                index, job = taken
-                outcomes[index] = self._one(job, state)
-        except BaseException:
-            # A bug or the process going down, not a send error: start nothing
-            # new; the error reaches the handler once the jobs in flight end.
-            state.stop("aborted by an unexpected error")
-            raise
+            entries = self._ledger.claim(
+                [run.jobs[i].key for i in indexes], run.stop.remaining_ms()
+            )
+        except LedgerUnavailable as exc:
+            logger.warning("ledger claim failed", extra={"error": str(exc)})
+            run.claim_failure = f"{type(exc).__name__}: {exc}"
+            return False
+        for index, entry in zip(indexes, entries, strict=True):
+            if entry.state == CLAIMED:
+                future = pool.submit(self._send, run.jobs[index], run.stop, run.throttled)
+                future.add_done_callback(lambda done, i=index: run.finished.put((i, done)))
+                run.unsettled += 1
+            else:
+                run.outcomes[index] = self._settled_elsewhere(run.jobs[index], entry)
+        return True
 
-    def _one(self, job: Job, state: _Run) -> Outcome:
-        """Send one claimed job; complete its claim, or release it if the job is left for later."""
+    def _settle_next(self, run: _Run) -> None:
+        """Settle the next job the pool finished; meanwhile flush the ledger's writes when due."""
         try:
-            result = self._attempt(job, state)
-        except _OutOfTime:
-            state.stop(DEADLINE_REASON)
-            self._release(job)
-            return Outcome(job.mail_id, UNSENT, reason=DEADLINE_REASON)
-        except SendingPaused as exc:
-            state.stop(f"account stopped sending: {exc}")
-            self._release(job)
-            logger.warning("SES stopped sending", extra={"mail_id": job.mail_id, "error": str(exc)})
-            return Outcome(job.mail_id, UNSENT, reason=f"account stopped sending: {exc}")
-        except TransientError as exc:
-            self._release(job)
-            extra = {"mail_id": job.mail_id, "error": str(exc)}
-            logger.warning("send left for the next attempt", extra=extra)
-            return Outcome(job.mail_id, RETRY_LATER, reason=f"{type(exc).__name__}: {exc}")
-        except Exception:
-            self._release(job)  # a bug: a fixed retry may send it
-            raise
-        self._ledger_write(lambda: self._ledger.complete(job.key, result))
-        return self._record(job, Entry(CLAIMED, result), state)
+            index, future = run.finished.get(timeout=TICK_SECONDS)
+        except queue.Empty:
+            self._write(self._ledger.flush_if_due)
+            return
+        run.unsettled -= 1
+        error = future.exception()
+        if error is not None and not isinstance(error, PostbagError):
+            run.bug = run.bug or error
+        run.outcomes[index] = self._settle(run.jobs[index], future, run.stop, run.queued_at)
 
-    def _attempt(self, job: Job, state: _Run) -> Result:
-        """Runs inside the claim: limiter slot, send, retries. Permanent errors become a result."""
+    # --- the workers ------------------------------------------------------------------
 
-        def send_once() -> str:
-            if self._limiter.acquire(timeout=state.seconds_to_margin()) is None:
-                raise _OutOfTime(job.mail_id)
-            try:
-                return job.send()
-            except Throttled:
-                state.count(THROTTLED)
-                raise
+    def _send(self, job: Job, stop: _Stop, throttled: _Counter) -> Result:
+        """Runs inside the claim: limiter slot, send, retries. Permanent errors become a result.
+
+        Raises ``_NotStarted`` when nothing was sent, ``SendingPaused`` (after
+        stopping the run) and other transient errors when their retries ran out.
+        """
+        if stop.is_set():
+            raise _NotStarted(job.mail_id)
 
         def on_retry(exc: Exception, retry: int, delay: float) -> None:
             logger.info(
@@ -325,18 +253,88 @@ class Dispatcher:
             )
 
         try:
-            message_id = self._retry.call(send_once, on_retry=on_retry)
+            message_id = self._retry.call(
+                lambda: self._send_once(job, stop, throttled), on_retry=on_retry
+            )
+        except SendingPaused as exc:
+            stop.set(Status.PAUSED, f"account stopped sending: {exc}")
+            raise
         except PermanentError as exc:
             return Result(reason=f"{type(exc).__name__}: {exc}")
-        if state.queued_at is not None and self._metrics is not None:
-            self._metrics.queue_delay(queue_delay(state.queued_at, self._now()))
+        except PostbagError:
+            raise
+        except BaseException:
+            # A bug or the process going down, not a send error: start nothing new.
+            stop.set(Status.RETRY_LATER, ABORTED_REASON)
+            raise
         return Result(message_id=message_id)
 
-    def _release(self, job: Job) -> None:
-        self._ledger_write(lambda: self._ledger.release([job.key]))
+    def _send_once(self, job: Job, stop: _Stop, throttled: _Counter) -> str:
+        if self._limiter.acquire(timeout=stop.seconds_left()) is None:
+            stop.set(Status.HANDED_ON, DEADLINE_REASON)
+            raise _NotStarted(job.mail_id)
+        try:
+            return job.send()
+        except Throttled:
+            throttled.add()  # live: the outcomes do not show retries
+            raise
+
+    # --- settling, on the invoking thread ---------------------------------------------
+
+    def _settle(
+        self, job: Job, future: Future[Result], stop: _Stop, queued_at: datetime | None
+    ) -> Outcome:
+        """Complete the claim of a job the pool sent, or release it if the job is left for later."""
+        error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            return stop.outcome(job)  # the process is going down mid-send: keep the claim
+        if error is None:
+            result = future.result()
+            self._write(lambda: self._ledger.complete(job.key, result))
+            if result.message_id is not None and queued_at is not None and self._metrics:
+                self._metrics.queue_delay(queue_delay(queued_at, self._now()))
+            return self._claimed(job, result)
+        self._write(lambda: self._ledger.release([job.key]))
+        if isinstance(error, _NotStarted):
+            return stop.outcome(job)
+        if isinstance(error, SendingPaused):
+            logger.warning("SES stopped sending", extra={"mail_id": job.mail_id,
+                                                         "error": str(error)})
+            return Outcome(job.mail_id, Status.PAUSED, reason=f"account stopped sending: {error}")
+        if isinstance(error, TransientError):
+            logger.warning("send left for the next attempt",
+                           extra={"mail_id": job.mail_id, "error": str(error)})
+            return Outcome(job.mail_id, Status.RETRY_LATER,
+                           reason=f"{type(error).__name__}: {error}")
+        return stop.outcome(job)  # a bug: the run raises it once the rest has settled
 
     @staticmethod
-    def _ledger_write(write: Callable[[], None]) -> None:
+    def _claimed(job: Job, result: Result) -> Outcome:
+        """What this run did with a job it held the claim of."""
+        extra = {"mail_id": job.mail_id, "idempotency_key": job.key}
+        if result.reason is not None:
+            logger.warning("mail failed for good", extra={**extra, "reason": result.reason})
+            return Outcome(job.mail_id, Status.FAILED, reason=result.reason)
+        logger.info("mail sent", extra={**extra, "message_id": result.message_id})
+        return Outcome(job.mail_id, Status.SENT, message_id=result.message_id)
+
+    @staticmethod
+    def _settled_elsewhere(job: Job, entry: Entry) -> Outcome:
+        """A job the ledger would not let this run claim: held elsewhere, or done before."""
+        extra = {"mail_id": job.mail_id, "idempotency_key": job.key}
+        if entry.state == IN_PROGRESS:
+            logger.info("mail claimed by another invocation", extra=extra)
+            return Outcome(job.mail_id, Status.IN_PROGRESS, reason=HELD_REASON)
+        result = entry.result
+        assert result is not None  # a completed record always carries one
+        logger.info("mail already handled, skipped", extra=extra)
+        if result.reason is not None:
+            return Outcome(job.mail_id, Status.FAILED, reason=result.reason, replayed=True)
+        return Outcome(job.mail_id, Status.DUPLICATE, message_id=result.message_id,
+                       replayed=True)
+
+    @staticmethod
+    def _write(write: Callable[[], None]) -> None:
         """Completions and releases that fail keep their claims until the deadline.
 
         Only a takeover after the deadline can then send those mails again (or,
@@ -348,30 +346,7 @@ class Dispatcher:
             logger.error("ledger writes lost; their claims stay until the deadline",
                          extra={"error": str(exc)})
 
-    def _record(self, job: Job, entry: Entry, state: _Run) -> Outcome:
-        extra = {"mail_id": job.mail_id, "idempotency_key": job.key}
-        if entry.state == IN_PROGRESS:
-            logger.info("mail claimed by another invocation", extra=extra)
-            return Outcome(job.mail_id, IN_PROGRESS_ELSEWHERE, reason=HELD_REASON)
-        result = entry.result
-        assert result is not None  # completed and replayed entries always carry one
-        if entry.state == CLAIMED:
-            if result.reason is not None:
-                state.count(MAILS_FAILED)
-                logger.warning("mail failed for good", extra={**extra, "reason": result.reason})
-                return Outcome(job.mail_id, FAILED, reason=result.reason)
-            state.count(MAILS_SENT)
-            logger.info("mail sent", extra={**extra, "message_id": result.message_id})
-            return Outcome(job.mail_id, SENT, message_id=result.message_id)
-        state.count(DUPLICATES_SKIPPED)
-        logger.info("mail already handled, skipped", extra=extra)
-        if result.reason is not None:
-            return Outcome(job.mail_id, FAILED, reason=result.reason)
-        return Outcome(job.mail_id, DUPLICATE, message_id=result.message_id)
 
-    def _emit(self, state: _Run) -> None:
-        if self._metrics is None:
-            return
-        for name in (MAILS_SENT, MAILS_FAILED, THROTTLED, DUPLICATES_SKIPPED):
-            if state.counts[name]:
-                self._metrics.count(name, state.counts[name])
+def _chunks(count: int, size: int) -> Iterator[range]:
+    for start in range(0, count, size):
+        yield range(start, min(count, start + size))

@@ -13,6 +13,10 @@ class PostbagError(Exception):
     retryable = False
 
 
+class ConfigurationError(PostbagError):
+    """The function is deployed in a way the sender cannot work with; an operator must act."""
+
+
 class TransientError(PostbagError):
     """Trouble that may pass: throttling, outages, network errors."""
 

@@ -291,9 +291,10 @@ class Ledger:
         if due:
             self.flush()
         else:
-            self._flush_if_due()
+            self.flush_if_due()
 
-    def _flush_if_due(self) -> None:
+    def flush_if_due(self) -> None:
+        """Write the buffered completions and releases if the oldest is ``flush_after`` old."""
         with self._lock:
             due = bool(self._pending) and self._clock() - self._oldest >= self._flush_after
         if due:

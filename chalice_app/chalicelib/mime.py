@@ -24,9 +24,9 @@ from email.policy import Policy
 from email.utils import format_datetime
 from typing import Any
 
-from chalicelib.batch import Address, Attachment, Mail, Meta
 from chalicelib.errors import MessageTooLarge
-from chalicelib.render import text_body
+from chalicelib.html_text import text_body
+from chalicelib.model import Address, Attachment, Mail, Meta
 
 # SES's limit for a raw message, counted after base64 encoding.
 SES_MAX_RAW_BYTES = 10 * 1024 * 1024

@@ -9,10 +9,13 @@ handler (``metrics.flush_metrics()``) at the end of each invocation.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import datetime
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
+from chalicelib.model import Outcome, Status
 
 NAMESPACE = "Postbag"
 SERVICE = "postbag"
@@ -46,6 +49,21 @@ class SendMetrics:
     def count(self, name: str, value: int = 1) -> None:
         with self._lock:
             self._sink.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Count what a run did: sent and failed now, and what earlier attempts had settled."""
+        sent = failed = skipped = 0
+        for outcome in outcomes:
+            if outcome.replayed:
+                skipped += 1
+            elif outcome.status is Status.SENT:
+                sent += 1
+            elif outcome.status is Status.FAILED:
+                failed += 1
+        for name, value in ((MAILS_SENT, sent), (MAILS_FAILED, failed),
+                            (DUPLICATES_SKIPPED, skipped)):
+            if value:
+                self.count(name, value)
 
     def queue_delay(self, seconds: float) -> None:
         with self._lock:

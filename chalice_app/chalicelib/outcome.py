@@ -15,14 +15,19 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.batch import Batch
-from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
-from chalicelib.dispatch import DEADLINE_REASON, DUPLICATE, FAILED, SENT, UNSENT, Outcome
+from chalicelib import formats
+from chalicelib.config import (
+    FAILED_PREFIX,
+    QUARANTINE_PREFIX,
+    QUEUE_PREFIX,
+    RECEIPTS_PREFIX,
+    STATE_DONE,
+    STATE_FAILED,
+    STATE_TAG,
+)
 from chalicelib.errors import BatchFormatError
+from chalicelib.model import REDRIVABLE, SETTLED, Batch, Outcome, Status
 from chalicelib.store import s3_call
-
-# Outcomes that a re-drive can fix once the cause is gone.
-REDRIVABLE = frozenset({FAILED, UNSENT})
 
 
 def object_name(batch_id: str, redrive: int, part: int) -> str:
@@ -34,23 +39,11 @@ def _json(document: Any) -> bytes:
     return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def _handed_on(outcome: Outcome) -> bool:
-    """Left for a continuation because the invocation ran out of time."""
-    return outcome.status == UNSENT and outcome.reason == DEADLINE_REASON
-
-
-def _settled(outcome: Outcome) -> bool:
-    return outcome.status in (SENT, DUPLICATE) or _handed_on(outcome)
-
-
 class Recorder:
     """Writes outcomes to the bucket the batch came from."""
 
-    def __init__(
-        self, s3_client: Any, settings: Settings, clock: Callable[[], datetime] | None = None
-    ):
+    def __init__(self, s3_client: Any, clock: Callable[[], datetime] | None = None):
         self._s3 = s3_client
-        self._settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def _put(self, bucket: str, key: str, document: Any) -> None:
@@ -66,35 +59,27 @@ class Recorder:
     def record(self, bucket: str, key: str, batch: Batch, outcomes: Sequence[Outcome]) -> str:
         """Receipt, failed mails, continuation and state tag for one processed batch."""
         name = object_name(batch.batch_id, batch.redrive, batch.part)
-        unsent = {o.mail_id for o in outcomes if _handed_on(o)}
-        if unsent:
-            self._continue(bucket, key, batch, unsent)
+        handed_on = {o.mail_id for o in outcomes if o.status is Status.HANDED_ON}
+        if handed_on:
+            self._continue(bucket, key, batch, handed_on)
         # Mails SES refused, or that an account-level stop held back; mails
         # that broke the format cannot be fixed by sending them again.
         redrivable = {
-            o.mail_id
-            for o in outcomes
-            if o.status in REDRIVABLE and not _handed_on(o) and o.mail_id in batch.mail_ids
+            o.mail_id for o in outcomes if o.status in REDRIVABLE and o.mail_id in batch.mail_ids
         }
         if redrivable:
-            self._put(
-                bucket, f"{self._settings.failed_prefix}{name}.json", batch.subset(redrivable)
-            )
-        self._put(
-            bucket,
-            f"{self._settings.receipts_prefix}{name}.json",
-            self._receipt(key, batch, outcomes),
-        )
+            self._put(bucket, f"{FAILED_PREFIX}{name}.json", formats.subset(batch, redrivable))
+        self._put(bucket, f"{RECEIPTS_PREFIX}{name}.json", self._receipt(key, batch, outcomes))
         # Only a batch whose every mail is settled may expire early; anything
         # else is kept longer for an operator.
-        state = STATE_DONE if all(map(_settled, outcomes)) else STATE_FAILED
+        state = STATE_DONE if all(o.status in SETTLED for o in outcomes) else STATE_FAILED
         self.tag(bucket, key, state)
         return name
 
     def _receipt(self, key: str, batch: Batch, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for outcome in outcomes:
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
         return {
             "batch": key,
             "batch_id": batch.batch_id,
@@ -102,15 +87,15 @@ class Recorder:
             "part": batch.part,
             "recorded_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "counts": counts,
-            "mails": [{k: v for k, v in vars(o).items() if v is not None} for o in outcomes],
+            "mails": [outcome.receipt() for outcome in outcomes],
         }
 
-    def _continue(self, bucket: str, key: str, batch: Batch, unsent: set[str]) -> None:
+    def _continue(self, bucket: str, key: str, batch: Batch, mail_ids: set[str]) -> None:
         part = batch.part + 1
-        origin = batch.document.get("continuation", {}).get("of", key)
-        document = batch.subset(unsent, continuation={"of": origin, "part": part})
+        origin = batch.continuation_of or key
+        document = formats.subset(batch, mail_ids, continuation={"of": origin, "part": part})
         name = object_name(batch.batch_id, batch.redrive, part)
-        self._put(bucket, f"{self._settings.queue_prefix}{name}.json", document)
+        self._put(bucket, f"{QUEUE_PREFIX}{name}.json", document)
 
     def tag(self, bucket: str, key: str, state: str) -> None:
         s3_call(
@@ -123,7 +108,7 @@ class Recorder:
 
     def quarantine(self, bucket: str, key: str, error: BatchFormatError) -> str:
         """Move an unreadable batch out of the queue, with a document saying why."""
-        target = self._settings.quarantine_prefix + key.removeprefix(self._settings.queue_prefix)
+        target = QUARANTINE_PREFIX + key.removeprefix(QUEUE_PREFIX)
         s3_call(
             f"copying {key} to {target}",
             self._s3.copy_object,

@@ -11,25 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from chalicelib.batch import Batch, Mail, decode_batch, parse_batch
 from chalicelib.config import Settings
-from chalicelib.dispatch import (
-    FAILED,
-    IN_PROGRESS_ELSEWHERE,
-    RETRY_LATER,
-    Dispatcher,
-    Job,
-    Outcome,
-)
+from chalicelib.dispatch import Dispatcher, Job
 from chalicelib.errors import BatchFormatError, TransientError
+from chalicelib.formats import decode_batch, parse_batch
 from chalicelib.mime import raw_message
+from chalicelib.model import UNSETTLED, Batch, Mail, Outcome, Status
 from chalicelib.observe import MAILS_FAILED, SendMetrics, logger
 from chalicelib.outcome import Recorder
 from chalicelib.send import SesSender
 from chalicelib.store import BatchGone, BatchStore
-
-# Outcomes that another attempt of the whole batch will settle.
-UNSETTLED = frozenset({RETRY_LATER, IN_PROGRESS_ELSEWHERE})
 
 
 @dataclass(frozen=True)
@@ -98,7 +89,7 @@ def process_object(
     outcomes = stages.dispatcher.run(
         jobs, remaining_ms, _margin_ms(stages, remaining_ms), queued_at=batch.created_at
     )
-    outcomes += [Outcome(r.mail_id, FAILED, reason=str(r.error)) for r in batch.rejected]
+    outcomes += [Outcome(r.mail_id, Status.FAILED, reason=str(r.error)) for r in batch.rejected]
     name = stages.recorder.record(bucket, key, batch, outcomes)
     logger.info("batch recorded", extra={"receipt": name})
     unsettled = [o.mail_id for o in outcomes if o.status in UNSETTLED]

@@ -16,14 +16,37 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
+from chalicelib.errors import ConfigurationError
 from chalicelib.send import translate
 
 
-def send_rate(settings: Settings, ses_client: Any) -> float:
-    """Mails per second for one instance: the configured rate, or SES's divided by concurrency.
+def reserved_concurrency(lambda_client: Any, function_name: str) -> int:
+    """How many instances of the function Lambda lets run at once, as Lambda enforces it.
 
-    ``POSTBAG_MAX_SEND_RATE=0`` means "derive it": SES's ``MaxSendRate`` shared by
-    the ``POSTBAG_RESERVED_CONCURRENCY`` instances that may run at once.
+    Read from Lambda rather than told in a setting, so that the share cannot
+    drift from what ``.chalice/config.json`` reserved (or a stage added by hand
+    forgot to say).
+    """
+    try:
+        got = lambda_client.get_function_concurrency(FunctionName=function_name)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(
+            f"cannot read the reserved concurrency of {function_name}: {exc}"
+        ) from exc
+    if not got.get("ReservedConcurrentExecutions"):
+        raise ConfigurationError(
+            f"{function_name} has no reserved concurrency, so SES's rate cannot be shared: "
+            "set reserved_concurrency for its stage in .chalice/config.json, "
+            "or POSTBAG_MAX_SEND_RATE"
+        )
+    return int(got["ReservedConcurrentExecutions"])
+
+
+def send_rate(settings: Settings, ses_client: Any, concurrency: Callable[[], int]) -> float:
+    """Mails per second for one instance: the configured rate, or SES's shared by the instances.
+
+    ``POSTBAG_MAX_SEND_RATE=0`` means "derive it": SES's ``MaxSendRate`` divided
+    by ``concurrency()``, the instances that may run at once (asked only then).
     """
     if settings.max_send_rate > 0:
         return settings.max_send_rate
@@ -31,7 +54,7 @@ def send_rate(settings: Settings, ses_client: Any) -> float:
         quota = ses_client.get_send_quota()
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc) from exc
-    return float(quota["MaxSendRate"]) / max(1, settings.reserved_concurrency)
+    return float(quota["MaxSendRate"]) / concurrency()
 
 
 class RateLimiter:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.config import Settings
+from chalicelib import formats
+from chalicelib.config import FAILED_PREFIX, QUEUE_PREFIX
 from chalicelib.errors import BatchFormatError
 from chalicelib.observe import logger
 from chalicelib.outcome import object_name
@@ -48,33 +49,18 @@ def _read(s3_client: Any, bucket: str, key: str) -> Document:
     return doc
 
 
-def _merge(docs: list[Document], redrive: int) -> Document:
-    """One batch with every mail of ``docs`` (the parts of one generation)."""
-    merged = {k: v for k, v in docs[0].items() if k not in ("emails", "continuation")}
-    merged["redrive"] = redrive
-    seen: set[str] = set()
-    merged["emails"] = []
-    for doc in docs:
-        for mail in doc.get("emails", ()):
-            if mail.get("id") not in seen:
-                seen.add(mail.get("id"))
-                merged["emails"].append(mail)
-    return merged
-
-
-def redrive(
-    s3_client: Any, bucket: str, settings: Settings, batch_id: str | None = None
-) -> list[str]:
+def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[str]:
     """Re-drive every failed batch (or only ``batch_id``'s); returns the queue keys written."""
     generations: dict[tuple[str, int], list[tuple[str, Document]]] = {}
-    for key in _failed_keys(s3_client, bucket, settings.failed_prefix + (batch_id or "")):
+    for key in _failed_keys(s3_client, bucket, FAILED_PREFIX + (batch_id or "")):
         doc = _read(s3_client, bucket, key)
         if batch_id is None or doc["batch_id"] == batch_id:  # the prefix also matches b10 for b1
             generations.setdefault((doc["batch_id"], doc.get("redrive", 0)), []).append((key, doc))
     written = []
     for (batch, count), files in sorted(generations.items()):
-        target = f"{settings.queue_prefix}{object_name(batch, count + 1, 0)}.json"
-        body = json.dumps(_merge([doc for _, doc in files], count + 1), ensure_ascii=False)
+        target = f"{QUEUE_PREFIX}{object_name(batch, count + 1, 0)}.json"
+        merged = formats.merge([doc for _, doc in files], count + 1, files[0][0])
+        body = json.dumps(merged, ensure_ascii=False)
         s3_call(f"writing {target}", s3_client.put_object, Bucket=bucket, Key=target,
             Body=body.encode("utf-8"), ContentType="application/json")
         # Deleted only once the queue copy exists: a crash in between leaves a

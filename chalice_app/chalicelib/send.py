@@ -12,9 +12,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.batch import Address, Mail, Meta
 from chalicelib.errors import PostbagError, RejectedBySes, SendingPaused, SesUnavailable, Throttled
-from chalicelib.render import text_body
+from chalicelib.html_text import text_body
+from chalicelib.model import Address, Mail, Meta
 
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "MaxSendRateExceeded"}

@@ -8,9 +8,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.batch import Attachment, Mail
 from chalicelib.errors import AttachmentError, MessageTooLarge, StorageUnavailable
 from chalicelib.mime import SES_MAX_RAW_BYTES, encode_attachment, estimated_size
+from chalicelib.model import Attachment, Mail
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 

@@ -8,7 +8,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.config import STATE_DONE, STATE_FAILED, STATE_TAG, Settings
+from chalicelib.config import (
+    ATTACHMENTS_PREFIX,
+    FAILED_PREFIX,
+    QUARANTINE_PREFIX,
+    RECEIPTS_PREFIX,
+    STATE_DONE,
+    STATE_FAILED,
+    STATE_TAG,
+)
 from postbag.aws import CommandError, error_code
 from postbag.report import CREATED, UNCHANGED, Report
 from postbag.stack import Stack
@@ -54,7 +62,7 @@ def encryption_rule(kms_key_arn: str) -> dict:
     return {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "", "BucketKeyEnabled": False}
 
 
-def lifecycle_rules(settings: Settings, days: Retention) -> list[dict]:
+def lifecycle_rules(days: Retention) -> list[dict]:
     def expire(rule_id: str, filter_: dict, after: int) -> dict:
         return {"ID": rule_id, "Status": "Enabled", "Filter": filter_,
                 "Expiration": {"Days": after}}
@@ -65,11 +73,11 @@ def lifecycle_rules(settings: Settings, days: Retention) -> list[dict]:
     return [
         expire("postbag-sent-batches", tagged(STATE_DONE), days.done),
         expire("postbag-failed-batches", tagged(STATE_FAILED), days.failed),
-        expire("postbag-failed-mail", {"Prefix": settings.failed_prefix}, days.failed),
-        expire("postbag-quarantine", {"Prefix": settings.quarantine_prefix}, days.failed),
-        expire("postbag-receipts", {"Prefix": settings.receipts_prefix}, days.receipts),
+        expire("postbag-failed-mail", {"Prefix": FAILED_PREFIX}, days.failed),
+        expire("postbag-quarantine", {"Prefix": QUARANTINE_PREFIX}, days.failed),
+        expire("postbag-receipts", {"Prefix": RECEIPTS_PREFIX}, days.receipts),
         # Attachments are kept as long as a failed batch may still be re-driven.
-        expire("postbag-attachments", {"Prefix": settings.attachments_prefix}, days.failed),
+        expire("postbag-attachments", {"Prefix": ATTACHMENTS_PREFIX}, days.failed),
         {"ID": "postbag-abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
     ]
@@ -124,7 +132,6 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
 def ensure_bucket(
     s3: Any,
     stack: Stack,
-    settings: Settings,
     days: Retention,
     kms_key_arn: str,
     has_bucket: bool,
@@ -165,7 +172,7 @@ def ensure_bucket(
         lambda: s3.put_bucket_policy(Bucket=b, Policy=json.dumps(policy)),
         missing=["NoSuchBucketPolicy"],
     )
-    rules = lifecycle_rules(settings, days)
+    rules = lifecycle_rules(days)
     report.converge(
         f"{what} lifecycle rules",
         lambda: [

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.config import Settings
+from chalicelib.config import (
+    ATTACHMENTS_PREFIX,
+    FAILED_PREFIX,
+    QUARANTINE_PREFIX,
+    QUEUE_PREFIX,
+    RECEIPTS_PREFIX,
+    Settings,
+)
 from postbag.stack import Stack
 
 Policy = dict[str, Any]
@@ -27,9 +34,15 @@ def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any)
 
 def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
     statements = [
-        *_s3_statements(stack, settings),
+        *_s3_statements(stack),
         *_ses_statements(stack, settings),
         _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        # Its own reserved concurrency: SES's rate is shared between that many instances.
+        _statement(
+            "ReadOwnConcurrency",
+            ["lambda:GetFunctionConcurrency"],
+            [stack.arn("lambda", f"function:{stack.function_name}")],
+        ),
         # Claims are conditional puts inside TransactWriteItems (authorised as
         # PutItem), settled claims are read with BatchGetItem, completions and
         # releases are written with BatchWriteItem.
@@ -48,8 +61,8 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
     return {"Version": VERSION, "Statement": statements}
 
 
-def _s3_statements(stack: Stack, settings: Settings) -> list[dict]:
-    queue = stack.objects_arn(settings.queue_prefix)
+def _s3_statements(stack: Stack) -> list[dict]:
+    queue = stack.objects_arn(QUEUE_PREFIX)
     return [
         # ListBucket only so that a missing batch or attachment answers 404
         # (NoSuchKey, permanent) rather than 403 (which looks like a permission fault).
@@ -65,10 +78,10 @@ def _s3_statements(stack: Stack, settings: Settings) -> list[dict]:
             "WriteContinuationsAndOutcomes",
             ["s3:PutObject"],
             [
-                f"{stack.bucket_arn}/{settings.queue_prefix}*.json",
-                stack.objects_arn(settings.receipts_prefix),
-                stack.objects_arn(settings.failed_prefix),
-                stack.objects_arn(settings.quarantine_prefix),
+                f"{stack.bucket_arn}/{QUEUE_PREFIX}*.json",
+                stack.objects_arn(RECEIPTS_PREFIX),
+                stack.objects_arn(FAILED_PREFIX),
+                stack.objects_arn(QUARANTINE_PREFIX),
             ],
         ),
         # The sender only reads attachments: whatever it does, it cannot
@@ -77,7 +90,7 @@ def _s3_statements(stack: Stack, settings: Settings) -> list[dict]:
             "Sid": "NeverWriteAttachments",
             "Effect": "Deny",
             "Action": ["s3:PutObject"],
-            "Resource": [stack.objects_arn(settings.attachments_prefix)],
+            "Resource": [stack.objects_arn(ATTACHMENTS_PREFIX)],
         },
     ]
 
@@ -122,10 +135,10 @@ def _log_statements(stack: Stack) -> list[dict]:
     ]
 
 
-def wordpress_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
     statements = [
         _statement("DropBatchesAndAttachments", ["s3:PutObject"], [
-            stack.objects_arn(settings.queue_prefix)
+            stack.objects_arn(QUEUE_PREFIX)
         ]),
     ]
     if kms_key_arn:

@@ -155,12 +155,11 @@ def _delete_user(iam: Any, name: str, report: Report) -> None:
     report.add(f"IAM user {name}", DELETED)
 
 
-def wp_config(stack: Stack, queue_prefix: str, kms_key_arn: str, key: AccessKey | None) -> str:
+def wp_config(stack: Stack, kms_key_arn: str, key: AccessKey | None) -> str:
     """The constants to paste into wp-config.php."""
     values = {
         "POSTBAG_BUCKET": stack.bucket,
         "POSTBAG_REGION": stack.region,
-        "POSTBAG_PREFIX": queue_prefix,
     }
     if kms_key_arn:
         values |= {"POSTBAG_SSE": "aws:kms", "POSTBAG_KMS_KEY_ID": kms_key_arn}

@@ -27,6 +27,7 @@ from support.deploy import Shell, copy_chalice_app, shell_for
 from support.moto_server import HarnessAws
 
 from chalicelib.outcome import object_name
+from chalicelib.ratelimit import reserved_concurrency
 
 pytestmark = pytest.mark.server
 
@@ -117,8 +118,6 @@ def test_function_runs_with_the_stage_settings(deployed):
     assert env["POSTBAG_LEDGER_TABLE"] == "postbag-ci-ledger"
     assert env["POSTBAG_ALLOWED_SENDERS"] == "example.org,news@example.com"
     assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag"
-    assert env["POSTBAG_RESERVED_CONCURRENCY"] == "3"
-    assert env["POSTBAG_QUEUE_PREFIX"] == "queue/"
     tags = deployed.client("lambda").list_tags(Resource=config["FunctionArn"])["Tags"]
     assert tags["postbag-stage"] == "ci"
 
@@ -133,16 +132,17 @@ def test_uploaded_package_holds_the_app_and_its_requirements(deployed):
     assert {
         "app.py",
         "chalicelib/pipeline.py",
-        "chalicelib/batch-v1.schema.json",  # read by the validator at run time
+        "chalicelib/formats/batch-v1.schema.json",  # read by the validator at run time
         "aws_lambda_powertools/__init__.py",
         "fastjsonschema/__init__.py",
     } <= names
     assert config["Runtime"] == "python3.11" and config["Handler"] == "app.on_batch_uploaded"
 
 
-def test_reserved_concurrency_matches_what_the_sender_is_told(deployed):
+def test_reserved_concurrency_is_what_the_sender_reads(deployed):
     got = deployed.client("lambda").get_function_concurrency(FunctionName=deployed.function)
     assert got["ReservedConcurrentExecutions"] == 3
+    assert reserved_concurrency(deployed.client("lambda"), deployed.function) == 3
 
 
 def test_bucket_notification_has_prefix_and_suffix(deployed):
@@ -305,7 +305,7 @@ def test_wordpress_user_gets_only_the_upload_policy(deployed):
     assert f"define( 'POSTBAG_AWS_ACCESS_KEY_ID', '{key['AccessKeyId']}' );" in printed
     assert f"define( 'POSTBAG_BUCKET', '{deployed.bucket}' );" in printed
     assert f"define( 'POSTBAG_REGION', '{REGION}' );" in printed
-    assert "define( 'POSTBAG_PREFIX', 'queue/' );" in printed
+    assert 'POSTBAG_PREFIX' not in printed  # the plugin's queue/ prefix is fixed
 
 
 def test_secret_key_is_printed_once_and_never_written(deployed):

@@ -29,8 +29,7 @@ def test_a_new_stage_gets_its_values_and_inherits_the_rest():
     assert env["POSTBAG_LEDGER_TABLE"] == "postbag-staging-ledger"
     assert env["POSTBAG_ALLOWED_SENDERS"] == "example.org"
     assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag"
-    assert env["POSTBAG_RESERVED_CONCURRENCY"] == "4"
-    assert env["POSTBAG_QUEUE_PREFIX"] == "queue/"  # from the top level
+    assert "POSTBAG_RESERVED_CONCURRENCY" not in env  # the sender asks Lambda (ratelimit)
     stage = config["stages"]["staging"]
     assert (stage["reserved_concurrency"], stage["iam_policy_file"]) == (4, "policy-staging.json")
     assert stage["tags"]["postbag-stage"] == "staging"
@@ -53,7 +52,7 @@ def test_other_stages_are_left_alone():
 
 def test_stage_values_win_over_the_top_level():
     config = {
-        "environment_variables": {"POSTBAG_QUEUE_PREFIX": "queue/", "A": "top"},
+        "environment_variables": {"A": "top", "B": "top"},
         "reserved_concurrency": 2,
         "stages": {"s": {"environment_variables": {"A": "stage"}, "reserved_concurrency": 7,
                          "lambda_functions": {"on_batch_uploaded": {
@@ -61,28 +60,36 @@ def test_stage_values_win_over_the_top_level():
     }
     assert chalice_config.stage_env(config, "s")["A"] == "function"
     chalice_config.configure_stage(config, Stack("s", "r", "b", "1"), [], None, None)
-    assert chalice_config.stage_env(config, "s")["POSTBAG_RESERVED_CONCURRENCY"] == "7"
+    assert chalice_config.stage_env(config, "s")["B"] == "top"
+    assert config["stages"]["s"]["reserved_concurrency"] == 7  # written once, by the stage
 
 
-def test_custom_prefixes_reach_the_rules_and_both_policies():
-    settings = Settings.from_env({
-        "POSTBAG_QUEUE_PREFIX": "outbox", "POSTBAG_RECEIPTS_PREFIX": "sent",
-        "POSTBAG_FAILED_PREFIX": "dead", "POSTBAG_QUARANTINE_PREFIX": "bad",
-        "POSTBAG_ALLOWED_SENDERS": "example.org",
-    })
-    prefixes = {r["Filter"].get("Prefix") for r in lifecycle_rules(settings, Retention())}
-    assert {"dead/", "bad/", "sent/", "outbox/attachments/"} <= prefixes
+def test_the_fixed_prefixes_reach_the_rules_and_both_policies():
+    settings = Settings.from_env({"POSTBAG_ALLOWED_SENDERS": "example.org"})
+    prefixes = {r["Filter"].get("Prefix") for r in lifecycle_rules(Retention())}
+    assert {"failed/", "quarantine/", "receipts/", "queue/attachments/"} <= prefixes
     resources = [
         r for s in policies.lambda_policy(STACK, settings)["Statement"] for r in s["Resource"]
     ]
-    assert "arn:aws:s3:::site-mail/outbox/*.json" in resources
-    assert not any("/queue/" in r for r in resources)
-    wp = policies.wordpress_policy(STACK, settings)["Statement"][0]["Resource"]
-    assert wp == ["arn:aws:s3:::site-mail/outbox/*"]
+    assert "arn:aws:s3:::site-mail/queue/*.json" in resources
+    assert {"arn:aws:s3:::site-mail/receipts/*", "arn:aws:s3:::site-mail/failed/*",
+            "arn:aws:s3:::site-mail/quarantine/*"} <= set(resources)
+    wp = policies.wordpress_policy(STACK)["Statement"][0]["Resource"]
+    assert wp == ["arn:aws:s3:::site-mail/queue/*"]
+
+
+def test_the_sender_may_read_its_own_concurrency_and_nothing_else_of_lambda():
+    settings = Settings.from_env({"POSTBAG_ALLOWED_SENDERS": "example.org"})
+    statements = policies.lambda_policy(STACK, settings)["Statement"]
+    lambda_statements = [s for s in statements if any(a.startswith("lambda:") for a in s["Action"])]
+    assert [(s["Action"], s["Resource"]) for s in lambda_statements] == [(
+        ["lambda:GetFunctionConcurrency"],
+        ["arn:aws:lambda:eu-west-1:111122223333:function:postbag-staging-on_batch_uploaded"],
+    )]
 
 
 def test_retention_days_reach_the_rules():
-    rules = {r["ID"]: r for r in lifecycle_rules(Settings(), Retention(3, 45, 90))}
+    rules = {r["ID"]: r for r in lifecycle_rules(Retention(3, 45, 90))}
     assert rules["postbag-sent-batches"]["Expiration"] == {"Days": 3}
     assert rules["postbag-failed-batches"]["Expiration"] == {"Days": 45}
     assert rules["postbag-receipts"]["Expiration"] == {"Days": 90}

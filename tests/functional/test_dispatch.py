@@ -106,7 +106,7 @@ def test_sending_paused_stops_the_batch_and_loses_nothing(ledger, clock):
     ses = FakeSes(clock=clock, sleep=clock.sleep, daily_quota=4)
     ids = mail_ids(10)
     outcomes = run(dispatcher(ledger, clock, workers=1), jobs(ses, ids), clock)
-    assert statuses(outcomes) == {"sent": 4, "unsent": 6}
+    assert statuses(outcomes) == {"sent": 4, "paused": 6}
     assert all("Daily message quota exceeded" in o.reason for o in outcomes[4:])
     assert ses.calls == 5  # the first refusal stopped the rest from being tried
     ses.daily_quota = None
@@ -122,9 +122,9 @@ def test_near_the_deadline_it_stops_and_the_rest_goes_out_in_the_next_invocation
     first = run(dispatcher(ledger, clock, rate=10), jobs(ses, ids), clock,
                 budget_s=17.0, margin_ms=15_000)
     counts = statuses(first)
-    assert 15 <= counts["sent"] <= 21 and counts["sent"] + counts["unsent"] == 50
-    unsent = [o.mail_id for o in first if o.status == "unsent"]
-    assert all(o.reason == DEADLINE_REASON for o in first if o.status == "unsent")
+    assert 15 <= counts["sent"] <= 21 and counts["sent"] + counts["handed_on"] == 50
+    unsent = [o.mail_id for o in first if o.status == "handed_on"]
+    assert all(o.reason == DEADLINE_REASON for o in first if o.status == "handed_on")
     sent_now = [o.mail_id for o in first if o.status == "sent"]
     assert sorted(sent_now + unsent) == ids  # workers race for slots: not always the tail
     second = run(dispatcher(ledger, clock, rate=10), jobs(ses, unsent), clock)
@@ -224,7 +224,7 @@ def test_claims_are_taken_a_chunk_at_a_time_and_released_at_a_stop(ledger, clock
     calls = Calls(ledger._client)
     ses = FakeSes(clock=clock, sleep=clock.sleep, daily_quota=30)
     outcomes = run(dispatcher(ledger, clock, workers=1), jobs(ses, mail_ids(200)), clock)
-    assert statuses(outcomes) == {"sent": 30, "unsent": 170}
+    assert statuses(outcomes) == {"sent": 30, "paused": 170}
     # Two chunks of 25 claimed, not 200; the 19 claimed and not sent were released.
     assert calls.names.count("TransactWriteItems") == 2
     assert ledger_statuses(ledger) == {"COMPLETED": 30}
@@ -236,7 +236,7 @@ def test_at_the_deadline_no_claim_is_left_behind(ledger, clock):
     ses = FakeSes(clock=clock, sleep=clock.sleep)
     outcomes = run(dispatcher(ledger, clock, rate=10), jobs(ses, mail_ids(60)), clock,
                    budget_s=17.0, margin_ms=15_000)
-    assert statuses(outcomes)["unsent"] > 0
+    assert statuses(outcomes)["handed_on"] > 0
     assert ledger_statuses(ledger) == {"COMPLETED": statuses(outcomes)["sent"]}
 
 

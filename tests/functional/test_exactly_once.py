@@ -23,7 +23,7 @@ from support.clock import FakeClock
 from support.fakes import FakeSes
 from support.sending import Invocation, SerialClient, dispatcher, mail_ids
 
-from chalicelib.config import Settings
+from chalicelib.config import ATTACHMENTS_PREFIX, QUEUE_PREFIX, Settings
 from chalicelib.errors import TransientError
 from chalicelib.ledger import Ledger, create_table
 from chalicelib.outcome import Recorder
@@ -52,7 +52,7 @@ class World:
         )
         dispatch = dispatcher(ledger, self.clock, rate=rate, workers=workers, attempts=attempts)
         return Stages(self.settings, BatchStore(s3), SesSender(self.ses), dispatch,
-                      Recorder(s3, self.settings))
+                      Recorder(s3))
 
     def invoke(self, stages: Stages, key: str, remaining_ms: Callable[[], int] | None = None):
         """One invocation for one object; True when it finished, False when Lambda must retry."""
@@ -66,11 +66,11 @@ class World:
         return True
 
     def queued(self) -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=self.settings.queue_prefix)
+        listing = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=QUEUE_PREFIX)
         return sorted(
             o["Key"] for o in listing.get("Contents", [])
             if o["Key"].endswith(".json")
-            and not o["Key"].startswith(self.settings.attachments_prefix)
+            and not o["Key"].startswith(ATTACHMENTS_PREFIX)
         )
 
     def drain(self, make_stages: Callable[[], Stages] | None = None, budget_s: float = 900.0,
@@ -228,7 +228,7 @@ def test_one_of_50_rejected_then_redriven_after_the_fix(aws, clock):
     assert Counter(m["status"] for m in mails.values()) == {"sent": 49, "failed": 1}
     assert "MessageRejected" in mails[ids[17]]["reason"]
     ses.reject.clear()  # the cause is fixed
-    assert redrive(aws, BUCKET, SETTINGS) == ["queue/fifty.redrive-1.json"]
+    assert redrive(aws, BUCKET) == ["queue/fifty.redrive-1.json"]
     world.drain()
     world.processed.discard("queue/fifty.redrive-1.json")  # a replay of the re-driven file
     world.drain()

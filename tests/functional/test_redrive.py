@@ -9,8 +9,8 @@ import pytest
 from conftest import load_fixture
 from moto import mock_aws
 
-from chalicelib.batch import parse_batch
 from chalicelib.errors import BatchFormatError
+from chalicelib.formats import parse_batch
 from chalicelib.redrive import redrive
 
 BUCKET = "postbag-test"
@@ -51,7 +51,7 @@ def keys(s3, prefix: str) -> list[str]:
 
 def test_a_failed_batch_moves_to_the_queue_with_the_next_redrive_count(s3, settings):
     put(s3, "failed/b1.json", failed_batch("b1", ["m1", "m2"]))
-    assert redrive(s3, BUCKET, settings) == ["queue/b1.redrive-1.json"]
+    assert redrive(s3, BUCKET) == ["queue/b1.redrive-1.json"]
     doc = read(s3, "queue/b1.redrive-1.json")
     assert doc["redrive"] == 1
     assert [m["id"] for m in doc["emails"]] == ["m1", "m2"]
@@ -64,14 +64,14 @@ def test_only_the_named_batch_is_redriven(s3, settings):
     put(s3, "failed/b1.json", failed_batch("b1", ["m1"]))
     put(s3, "failed/b10.json", failed_batch("b10", ["m1"]))
     put(s3, "failed/b2.json", failed_batch("b2", ["m1"]))
-    assert redrive(s3, BUCKET, settings, batch_id="b1") == ["queue/b1.redrive-1.json"]
+    assert redrive(s3, BUCKET, batch_id="b1") == ["queue/b1.redrive-1.json"]
     assert keys(s3, "failed/") == ["failed/b10.json", "failed/b2.json"]
 
 
 def test_the_parts_of_one_generation_become_one_batch(s3, settings):
     put(s3, "failed/b1.json", failed_batch("b1", ["m1"]))
     put(s3, "failed/b1.part-1.json", failed_batch("b1", ["m7", "m8"], part=1))
-    assert redrive(s3, BUCKET, settings) == ["queue/b1.redrive-1.json"]
+    assert redrive(s3, BUCKET) == ["queue/b1.redrive-1.json"]
     doc = read(s3, "queue/b1.redrive-1.json")
     assert [m["id"] for m in doc["emails"]] == ["m1", "m7", "m8"]
     assert "continuation" not in doc
@@ -80,7 +80,7 @@ def test_the_parts_of_one_generation_become_one_batch(s3, settings):
 def test_generations_are_redriven_apart(s3, settings):
     put(s3, "failed/b1.json", failed_batch("b1", ["m1"]))
     put(s3, "failed/b1.redrive-1.json", failed_batch("b1", ["m2"], redrive_count=1))
-    written = redrive(s3, BUCKET, settings)
+    written = redrive(s3, BUCKET)
     assert written == ["queue/b1.redrive-1.json", "queue/b1.redrive-2.json"]
     assert [m["id"] for m in read(s3, "queue/b1.redrive-1.json")["emails"]] == ["m1"]
     assert read(s3, "queue/b1.redrive-2.json")["redrive"] == 2
@@ -88,19 +88,19 @@ def test_generations_are_redriven_apart(s3, settings):
 
 def test_redriving_again_after_a_crash_writes_the_same_batch(s3, settings):
     put(s3, "failed/b1.json", failed_batch("b1", ["m1"]))
-    redrive(s3, BUCKET, settings)
+    redrive(s3, BUCKET)
     first = read(s3, "queue/b1.redrive-1.json")
     put(s3, "failed/b1.json", failed_batch("b1", ["m1"]))  # as if the delete never happened
-    assert redrive(s3, BUCKET, settings) == ["queue/b1.redrive-1.json"]
+    assert redrive(s3, BUCKET) == ["queue/b1.redrive-1.json"]
     assert read(s3, "queue/b1.redrive-1.json") == first  # same redrive count: same keys
 
 
 def test_nothing_failed_nothing_written(s3, settings):
-    assert redrive(s3, BUCKET, settings) == []
+    assert redrive(s3, BUCKET) == []
     assert keys(s3, "queue/") == []
 
 
 def test_a_broken_failed_file_is_named(s3, settings):
     s3.put_object(Bucket=BUCKET, Key="failed/broken.json", Body=b"{not json")
     with pytest.raises(BatchFormatError, match="failed/broken.json"):
-        redrive(s3, BUCKET, settings)
+        redrive(s3, BUCKET)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from support.clock import FakeClock
 from support.fakes import FakeSes, client_error
 
-from chalicelib.batch import Mail, Meta
 from chalicelib.dispatch import Dispatcher, Job
 from chalicelib.ledger import Ledger
+from chalicelib.model import Mail, Meta
 from chalicelib.ratelimit import RateLimiter
 from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender

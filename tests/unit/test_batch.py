@@ -9,8 +9,9 @@ import pytest
 from conftest import fixture_bytes, parse_fixture
 from support.bad_input import BAD_BATCHES, BAD_MAILS
 
-from chalicelib.batch import base64_size, parse_batch
 from chalicelib.errors import SenderNotAllowed
+from chalicelib.fields import base64_size
+from chalicelib.formats import parse_batch
 
 
 def test_version_1_batch(settings):

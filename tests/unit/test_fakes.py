@@ -7,8 +7,8 @@ from support.clock import FakeClock
 from support.fakes import FakeSes
 from support.sending import META
 
-from chalicelib.batch import Mail
 from chalicelib.errors import RejectedBySes, SendingPaused, SesUnavailable, Throttled
+from chalicelib.model import Mail
 from chalicelib.send import SesSender
 
 MAIL = Mail(id="m1", to=(("", "zoe@example.net"),), subject="Hello", text="hi")

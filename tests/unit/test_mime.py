@@ -11,7 +11,6 @@ from email import policy
 import pytest
 from conftest import FIXTURES, parse_fixture
 
-from chalicelib.batch import Mail, Meta
 from chalicelib.errors import MessageTooLarge
 from chalicelib.mime import (
     BOUNDARY_PREFIX,
@@ -21,6 +20,7 @@ from chalicelib.mime import (
     encode_attachment,
     raw_message,
 )
+from chalicelib.model import Mail, Meta
 
 # (golden file, batch fixture, mail index)
 GOLDEN = [

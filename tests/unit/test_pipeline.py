@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from conftest import load_fixture
 
-from chalicelib.dispatch import SENT, Outcome
+from chalicelib.model import Outcome, Status
 from chalicelib.pipeline import Stages, process_object
 
 ATTACHMENT_BYTES = 3 * 1024 * 1024
@@ -37,7 +37,7 @@ class MeasuringDispatcher:
 
     def run(self, jobs, remaining_ms, margin_ms, queued_at=None):
         self.held_while_sending = tracemalloc.get_traced_memory()[0]
-        return [Outcome(job.mail_id, SENT, message_id="m") for job in jobs]
+        return [Outcome(job.mail_id, Status.SENT, message_id="m") for job in jobs]
 
 
 class NoteRecorder:
@@ -53,7 +53,7 @@ def test_a_batch_is_held_once_in_memory_while_it_is_sent(settings):
         outcomes = process_object(stages, "bucket", "queue/big.json", lambda: 900_000)
     finally:
         tracemalloc.stop()
-    assert [o.status for o in outcomes] == [SENT]
+    assert [o.status for o in outcomes] == [Status.SENT]
     file_size = len(base64.b64encode(bytes(ATTACHMENT_BYTES)))
     # The parsed strings: once. The file's bytes and its decoded text would make it three times.
     assert file_size <= dispatcher.held_while_sending < 1.5 * file_size

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from support.clock import FakeClock, busiest_second
 from support.fakes import FakeSes, client_error
 
 from chalicelib.config import Settings
-from chalicelib.errors import Throttled
-from chalicelib.ratelimit import RateLimiter, send_rate
+from chalicelib.errors import ConfigurationError, Throttled
+from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
 
 
 def limiter(rate: float, clock: FakeClock) -> RateLimiter:
@@ -95,9 +97,13 @@ class QuotaThrottled(FakeSes):
         raise client_error("Throttling", "Rate exceeded", "GetSendQuota")
 
 
+def never_asked() -> int:
+    raise AssertionError("the concurrency is asked only when the rate is derived")
+
+
 def test_configured_rate_wins_without_asking_ses():
     ses = QuotaThrottled(max_send_rate=50)  # asking would raise
-    assert send_rate(Settings(max_send_rate=7.0, reserved_concurrency=3), ses) == 7.0
+    assert send_rate(Settings(max_send_rate=7.0), ses, never_asked) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -105,10 +111,39 @@ def test_configured_rate_wins_without_asking_ses():
 )
 def test_rate_zero_shares_ses_max_send_rate_between_instances(ses_rate, concurrency, expected):
     ses = FakeSes(max_send_rate=ses_rate)
-    settings = Settings(max_send_rate=0.0, reserved_concurrency=concurrency)
-    assert send_rate(settings, ses) == expected
+    settings = Settings(max_send_rate=0.0)
+    assert send_rate(settings, ses, lambda: concurrency) == expected
 
 
 def test_quota_lookup_errors_are_translated():
     with pytest.raises(Throttled):
-        send_rate(Settings(max_send_rate=0.0), QuotaThrottled())
+        send_rate(Settings(max_send_rate=0.0), QuotaThrottled(), never_asked)
+
+
+def lambda_stub(response=None, error_code=None):
+    client = boto3.client("lambda", region_name="us-east-1")
+    stub = Stubber(client)
+    expected = {"FunctionName": "postbag-prod-on_batch_uploaded"}
+    if error_code:
+        stub.add_client_error("get_function_concurrency", error_code, expected_params=expected)
+    else:
+        stub.add_response("get_function_concurrency", response, expected)
+    stub.activate()
+    return client
+
+
+def test_the_concurrency_is_what_lambda_reserved_for_the_function():
+    client = lambda_stub({"ReservedConcurrentExecutions": 5})
+    assert reserved_concurrency(client, "postbag-prod-on_batch_uploaded") == 5
+
+
+@pytest.mark.parametrize(
+    ("response", "error_code", "words"),
+    [({}, None, "has no reserved concurrency"),
+     (None, "AccessDeniedException", "cannot read the reserved concurrency")],
+    ids=["none-reserved", "not-allowed"],
+)
+def test_a_function_without_a_known_concurrency_is_refused_loudly(response, error_code, words):
+    client = lambda_stub(response, error_code)
+    with pytest.raises(ConfigurationError, match=words):
+        reserved_concurrency(client, "postbag-prod-on_batch_uploaded")

@@ -2,7 +2,7 @@
 
 Reads JSON on stdin: {"batches": {name: batch text}, "attachments": {s3 key:
 base64 bytes}}. Each batch goes through the sender's own stages
-(``chalicelib.batch.parse_batch``, then ``chalicelib.mime.raw_message``); the
+(``chalicelib.formats.parse_batch``, then ``chalicelib.mime.raw_message``); the
 wire bytes are parsed back with the standard library and summarised as JSON,
 so the PHP test compares what a recipient would get with what WordPress was
 given. Settings come from the environment (POSTBAG_ALLOWED_SENDERS ...).
@@ -19,7 +19,7 @@ from email import policy
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from chalicelib.batch import parse_batch
+from chalicelib.formats import parse_batch
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.mime import encode_attachment, raw_message

@@ -33,6 +33,7 @@ from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.ses.models import RawMessage, ses_backends  # noqa: E402
 
 import app  # noqa: E402
+from chalicelib.config import RECEIPTS_PREFIX  # noqa: E402
 
 BUCKET = os.environ["POSTBAG_BUCKET"]
 
@@ -85,7 +86,7 @@ def deliver(objects: dict[str, bytes]) -> dict:
                 for key in batches:
                     event = client.events.generate_s3_event(BUCKET, quote_plus(key))
                     client.lambda_.invoke("on_batch_uploaded", event)
-                receipts.append(_receipts(s3, app.SETTINGS.receipts_prefix))
+                receipts.append(_receipts(s3, RECEIPTS_PREFIX))
         sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
         return {
             "sent": [_raw(m) if isinstance(m, RawMessage) else _simple(m) for m in sent],

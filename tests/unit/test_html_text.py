@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.render import html_to_text, text_body
+from chalicelib.html_text import html_to_text, text_body
 
 CASES = [
     ("paragraphs", "<p>One</p><p>Two</p>", "One\n\nTwo\n"),

@@ -1,0 +1,94 @@
+"""Batch formats: which module reads a file, and the documents re-sending writes.
+
+Each format is one module in this package with the same four functions:
+
+- ``matches(doc)``: whether a decoded JSON document is in this format;
+- ``parse(doc, text, name, settings, received_at)``: the document as a
+  ``model.Batch`` (the envelope checked whole, each mail on its own);
+- ``subset(document, mail_ids, **changes)``: the document holding only some
+  mails, as written for continuations and to ``failed/``;
+- ``merge(documents, redrive)``: one document with the mails of several
+  failed-mail documents of one generation, as ``postbag redrive`` writes it.
+
+Adding a format is adding a module (and its schema and fixtures) to ``FORMATS``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+from chalicelib.config import Settings
+from chalicelib.errors import BatchFormatError
+from chalicelib.formats import v1
+from chalicelib.model import Batch
+
+# Version => module; the first whose ``matches`` accepts a document reads it.
+FORMATS: dict[int, ModuleType] = {v1.VERSION: v1}
+
+Document = dict[str, Any]
+
+
+def decode_batch(data: bytes, name: str) -> str:
+    """The text of a batch file; ``BatchFormatError`` unless it is UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BatchFormatError("(file)", name, f"not UTF-8: byte {exc.start} is invalid") from exc
+
+
+def _load(text: str, name: str) -> Document:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # An upload cut short ends before its closing brace.
+        hint = "" if text.rstrip().endswith("}") else " (the file looks truncated)"
+        raise BatchFormatError(
+            "(file)", name, f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise BatchFormatError("(file)", name, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _unknown(version: Any, name: str) -> BatchFormatError:
+    known = " and ".join(f"version {v}" for v in FORMATS)
+    return BatchFormatError(
+        "version", name,
+        f"unknown format version {version!r}; this sender reads {known} and the original layout",
+    )
+
+
+def parse_batch(
+    data: bytes | str, name: str, settings: Settings, received_at: datetime | None = None
+) -> Batch:
+    """A batch file, as bytes or as text from ``decode_batch``, to a ``Batch``; ``name``
+    (the S3 key) names it in errors.
+
+    ``received_at`` (the object's upload time) dates batches in the original
+    layout, which carry no time of their own.
+
+    Raises ``BatchFormatError`` when the batch as a whole cannot be used; bad
+    mails come back in ``Batch.rejected``.
+    """
+    text = data if isinstance(data, str) else decode_batch(data, name)
+    doc = _load(text, name)
+    for module in FORMATS.values():
+        if module.matches(doc):
+            return module.parse(doc, text, name, settings, received_at)
+    raise _unknown(doc.get("version"), name)
+
+
+def subset(batch: Batch, mail_ids: set[str], **changes: Any) -> Document:
+    """``batch``'s document holding only ``mail_ids``, in the format it came in."""
+    return FORMATS[batch.version].subset(batch.document, mail_ids, **changes)
+
+
+def merge(documents: list[Document], redrive: int, name: str) -> Document:
+    """One re-driven document from the failed-mail documents of one generation."""
+    module = FORMATS.get(documents[0].get("version"))
+    if module is None:
+        raise _unknown(documents[0].get("version"), name)
+    return module.merge(documents, redrive)

@@ -1,0 +1,211 @@
+"""Format version 1 (``batch-v1.schema.json``), and the original design's layout.
+
+A version 1 file is one ``meta`` shared by up to a few dozen ``emails``; the
+original layout (no ``version``, ``meta.contentType``, ``message``) is first
+turned into version 1, so both go through one validator. The envelope
+(everything but the mails) must be sound or the whole batch is refused; each
+mail is then checked on its own, so one bad mail fails alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+
+from chalicelib import fields
+from chalicelib.config import ATTACHMENTS_PREFIX, Settings
+from chalicelib.errors import BatchFormatError, SenderNotAllowed
+from chalicelib.model import Attachment, Batch, Mail, Meta, Rejected
+
+VERSION = 1
+
+Document = dict[str, Any]
+
+
+def _compile_validators() -> tuple[Any, Any]:
+    text = resources.files(__package__).joinpath("batch-v1.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    envelope = copy.deepcopy(schema)
+    # Mails are checked one by one, so a bad mail does not sink its batch.
+    envelope["properties"]["emails"]["items"] = {"type": "object"}
+    mail = {"definitions": schema["definitions"], "$ref": "#/definitions/mail"}
+    return fastjsonschema.compile(envelope), fastjsonschema.compile(mail)
+
+
+_validate_envelope, _validate_mail = _compile_validators()
+
+
+def _schema_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = "") -> str:
+    name = exc.name.removeprefix("data").lstrip(".")
+    return prefix + name if name else prefix.rstrip(".") or "(batch)"
+
+
+def _is_original_layout(doc: Document) -> bool:
+    return "version" not in doc and "meta" in doc and "emails" in doc
+
+
+def matches(doc: Document) -> bool:
+    version = doc.get("version")
+    return (type(version) is int and version == VERSION) or _is_original_layout(doc)
+
+
+def _from_original_layout(doc: Document, text: str, received_at: str) -> Document:
+    """The original design's layout as version 1; ids come from the file's bytes."""
+    meta, emails = doc["meta"], doc["emails"]
+    if not isinstance(meta, dict) or not isinstance(emails, list):
+        return doc  # let the validator name what is wrong
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+    html = meta.get("contentType", "text/plain") == "text/html"
+    mails = []
+    for i, mail in enumerate(emails):
+        if not isinstance(mail, dict):
+            mails.append(mail)
+            continue
+        to = mail.get("to")
+        converted = {
+            "id": f"m{i}",
+            "to": [to] if isinstance(to, str) else to,
+            "subject": mail.get("subject"),
+            ("html" if html else "text"): mail.get("message"),
+        }
+        if mail.get("attachments"):
+            converted["attachments"] = mail["attachments"]
+        mails.append({k: v for k, v in converted.items() if v is not None})
+    v1_meta = {"from": meta.get("from"), "charset": meta.get("charset", "UTF-8")}
+    if "contentType" in meta:
+        v1_meta["content_type"] = meta["contentType"]
+    return {
+        "version": VERSION,
+        "batch_id": f"legacy-{digest}",
+        "site": {"url": "unknown"},
+        "created_at": received_at,
+        "meta": {k: v for k, v in v1_meta.items() if v is not None},
+        "emails": mails,
+    }
+
+
+def _meta(doc: Document, batch: str, settings: Settings) -> Meta:
+    meta = doc["meta"]
+    sender = fields.address(meta["from"], "meta.from", batch)
+    if not fields.sender_allowed(sender[1], settings.allowed_senders):
+        raise SenderNotAllowed("meta.from", batch, f"{sender[1]} is not in POSTBAG_ALLOWED_SENDERS")
+    headers = tuple(
+        fields.custom_header(h["name"], h["value"], f"meta.headers[{i}]", batch)
+        for i, h in enumerate(meta.get("headers", ()))
+    )
+    return Meta(
+        sender=sender,
+        reply_to=fields.addresses(meta.get("reply_to", []), "meta.reply_to", batch),
+        cc=fields.addresses(meta.get("cc", []), "meta.cc", batch),
+        bcc=fields.addresses(meta.get("bcc", []), "meta.bcc", batch),
+        content_type=meta.get("content_type", "text/plain"),
+        charset=meta.get("charset", "utf-8").lower(),
+        headers=headers,
+        configuration_set=meta.get("configuration_set") or settings.default_configuration_set,
+        tags=tuple(sorted(meta.get("tags", {}).items())),
+    )
+
+
+def _attachment(raw: Document, where: str, batch: str, mail: str) -> Attachment:
+    filename = fields.attachment_name(raw["filename"], where + ".filename", batch, mail)
+    if "s3_key" in raw:
+        return fields.attachment_reference(
+            filename, raw["content_type"], raw["s3_key"], raw.get("size"),
+            ATTACHMENTS_PREFIX, where, batch, mail,
+        )
+    return fields.inline_attachment(
+        filename, raw["content_type"], raw["content_base64"], where, batch, mail
+    )
+
+
+def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
+    where = f"emails[{index}]"
+    mail_id = raw.get("id") if isinstance(raw, dict) else None
+    mail_ref = mail_id if isinstance(mail_id, str) else f"#{index}"
+    try:
+        _validate_mail(raw)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        field_name = _schema_error(exc, where + ".")
+        message = exc.message.removeprefix("data.")
+        raise BatchFormatError(field_name, batch, message, mail_ref) from exc
+    to = fields.addresses(raw["to"], where + ".to", batch, mail_id)
+    fields.recipient_count(len(to) + len(meta.cc) + len(meta.bcc), where + ".to", batch, mail_id)
+    attachments = tuple(
+        _attachment(a, f"{where}.attachments[{i}]", batch, mail_id)
+        for i, a in enumerate(raw.get("attachments", ()))
+    )
+    return Mail(
+        id=mail_id,
+        to=to,
+        subject=fields.header_value(raw["subject"], where + ".subject", batch, mail_id),
+        html=raw.get("html"),
+        text=raw.get("text"),
+        attachments=attachments,
+    )
+
+
+def parse(
+    doc: Document, text: str, name: str, settings: Settings, received_at: datetime | None
+) -> Batch:
+    """A version 1 (or original layout) document as a ``Batch``; see ``formats.parse_batch``."""
+    if _is_original_layout(doc):
+        received = received_at or datetime.now(UTC)
+        doc = _from_original_layout(doc, text, received.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    try:
+        _validate_envelope(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise BatchFormatError(_schema_error(exc), name, exc.message.removeprefix("data.")) from exc
+    label = f"{doc['batch_id']} ({name})"
+    meta = _meta(doc, label, settings)
+    mails, rejected, seen = [], [], set()
+    for index, raw in enumerate(doc["emails"]):
+        try:
+            mail = _mail(raw, index, label, meta)
+            if mail.id in seen:
+                raise BatchFormatError(f"emails[{index}].id", label, "duplicate mail id", mail.id)
+        except BatchFormatError as exc:
+            rejected.append(Rejected(exc.mail or f"#{index}", exc))
+            continue
+        seen.add(mail.id)
+        mails.append(mail)
+    return Batch(
+        batch_id=doc["batch_id"],
+        created_at=datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")),
+        meta=meta,
+        mails=tuple(mails),
+        rejected=tuple(rejected),
+        redrive=doc.get("redrive", 0),
+        part=doc.get("continuation", {}).get("part", 0),
+        continuation_of=doc.get("continuation", {}).get("of"),
+        version=VERSION,
+        document=doc,
+    )
+
+
+def subset(document: Document, mail_ids: set[str], **changes: Any) -> Document:
+    """``document`` holding only ``mail_ids``; ``changes`` set top-level fields
+    (``continuation``, ``redrive``)."""
+    doc = {k: v for k, v in document.items() if k != "emails"}
+    doc["emails"] = [m for m in document["emails"] if m.get("id") in mail_ids]
+    doc.update(changes)
+    return doc
+
+
+def merge(documents: list[Document], redrive: int) -> Document:
+    """One document with every mail of ``documents`` (the parts of one generation)."""
+    merged = {k: v for k, v in documents[0].items() if k not in ("emails", "continuation")}
+    merged["redrive"] = redrive
+    seen: set[str] = set()
+    merged["emails"] = []
+    for doc in documents:
+        for mail in doc.get("emails", ()):
+            if mail.get("id") not in seen:
+                seen.add(mail.get("id"))
+                merged["emails"].append(mail)
+    return merged
