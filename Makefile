@@ -32,8 +32,10 @@ test-php: venv php-deps
 php-deps:
 	@bash tools/need-debian-packages.sh $(PHP_PACKAGES)
 
+# ruff for style and complexity; mypy (settings in pyproject.toml) for the Lambda and the operator's tool.
 lint: venv
 	$(VENV)/bin/ruff check chalice_app postbag standin tests bench
+	$(VENV)/bin/mypy
 
 bench: venv php-deps
 	$(PY) bench/sender.py

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -69,7 +70,8 @@ def stages() -> Stages:
 def on_batch_uploaded(event: S3Event) -> None:
     # Chalice's S3Event reads only the first record; S3 may deliver several.
     records = event.to_dict().get("Records", [])
-    remaining_ms = event.context.get_remaining_time_in_millis
+    context: Any = event.context  # Lambda's context object (Chalice types it as a dict)
+    remaining_ms = context.get_remaining_time_in_millis
     retry = None
     try:
         for record in records:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -186,7 +187,9 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
 
     # The sender logs JSON lines to stdout (Lambda's log stream); here stdout
     # carries the re-driven keys, so its log goes to stderr.
-    logger.registered_handler.setStream(sys.stderr)
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(sys.stderr)
     if args.failed_invocations:
         stack = _stack(args, aws)
         keys = failure_queue.redrive_invocations(aws.client("sqs"), aws.client("lambda"), stack)

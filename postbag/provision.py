@@ -16,6 +16,7 @@ from postbag import chalice_config
 from postbag.aws import Aws, CommandError
 from postbag.report import CREATED, UNCHANGED, UPDATED, Report
 from postbag.resources import alarms, bucket, policies, wordpress
+from postbag.resources.bucket import Retention
 from postbag.resources.failure_queue import ensure_failure_queue
 from postbag.resources.ledger_table import ensure_ledger
 from postbag.stack import Stack
@@ -30,7 +31,7 @@ class Options:
     configuration_set: str | None = None
     reserved_concurrency: int | None = None
     kms_key: str = ""
-    retention: bucket.Retention = bucket.Retention()
+    retention: Retention = Retention()
     failure_queue_days: int = 14
     max_wait_minutes: int = 15
     alarm_email: str = ""

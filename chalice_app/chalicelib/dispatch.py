@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from chalicelib.errors import (
     LedgerUnavailable,
@@ -135,6 +136,14 @@ class _Run:
         self.claim_failure: str | None = None
         self.bug: BaseException | None = None
 
+    def track(self, index: int, future: Future[Result]) -> None:
+        """Have the pool hand ``future`` back to the invoking thread once it is done."""
+        self.unsettled += 1
+        future.add_done_callback(partial(self._done, index))
+
+    def _done(self, index: int, future: Future[Result]) -> None:
+        self.finished.put((index, future))
+
     def leave(self, indexes: range) -> None:
         """Jobs never claimed: for the next attempt, or for whatever stopped the run."""
         for index in indexes:
@@ -215,8 +224,7 @@ class Dispatcher:
         for index, entry in zip(indexes, entries, strict=True):
             if entry.state == CLAIMED:
                 future = pool.submit(self._send, run.jobs[index], run.stop, run.throttled)
-                future.add_done_callback(lambda done, i=index: run.finished.put((i, done)))
-                run.unsettled += 1
+                run.track(index, future)
             else:
                 run.outcomes[index] = self._settled_elsewhere(run.jobs[index], entry)
         return True

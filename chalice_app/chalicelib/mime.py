@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from email import policy
-from email.generator import NLCRE, BytesGenerator
+from email.generator import NLCRE, BytesGenerator  # type: ignore[attr-defined]
 from email.headerregistry import Address as HeaderAddress
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -48,9 +48,8 @@ class _Generator(BytesGenerator):
 
     def _write_lines(self, lines: str) -> None:
         # Bodies we build hold bare LFs only; str.replace is then the same, and cheaper.
-        self.write(
-            lines.replace("\n", self._NL) if "\r" not in lines else NLCRE.sub(self._NL, lines)
-        )
+        newline = self._NL  # type: ignore[attr-defined]  # the generator's own, not in the stubs
+        self.write(lines.replace("\n", newline) if "\r" not in lines else NLCRE.sub(newline, lines))
 
 
 class _Header(BaseHeader):
@@ -58,7 +57,7 @@ class _Header(BaseHeader):
 
     def fold(self, *, policy: Policy) -> str:
         # The generator clones the policy for every part; these are what folding reads.
-        key = (policy.max_line_length, policy.linesep, policy.utf8)
+        key = (policy.max_line_length, policy.linesep, getattr(policy, "utf8", False))
         folded = getattr(self, "_folded", None)
         if folded is None or folded[0] != key:
             folded = self._folded = (key, super().fold(policy=policy))
@@ -144,10 +143,10 @@ def estimated_size(payload_bytes: int) -> int:
     return encoded + encoded // BASE64_LINE * 2
 
 
-def _text_part_args(body: str, charset: str) -> dict[str, str]:
+def _text_part_args(body: str, charset: str) -> tuple[str, str | None]:
+    """The charset and transfer encoding of a text part."""
     # 8-bit parts are not safe on every hop; quoted-printable keeps them 7-bit.
-    cte = None if body.isascii() else "quoted-printable"
-    return {"charset": _charset_for(body, charset), "cte": cte}
+    return _charset_for(body, charset), None if body.isascii() else "quoted-printable"
 
 
 def _finish(message: EmailMessage, bodies: Sequence[str | None]) -> None:
@@ -187,11 +186,12 @@ def build_message(
     for name, value in meta.headers:
         message[name] = value
     text = text_body(mail.html, mail.text)
-    message.set_content(text, **_text_part_args(text, meta.charset))
+    assert text is not None  # the schema requires html or text
+    charset, cte = _text_part_args(text, meta.charset)
+    message.set_content(text, charset=charset, cte=cte)
     if mail.html is not None:
-        message.add_alternative(
-            mail.html, subtype="html", **_text_part_args(mail.html, meta.charset)
-        )
+        charset, cte = _text_part_args(mail.html, meta.charset)
+        message.add_alternative(mail.html, subtype="html", charset=charset, cte=cte)
     if files:
         message.make_mixed()
         for attachment, content_base64 in files:

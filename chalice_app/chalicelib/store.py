@@ -60,7 +60,8 @@ class BatchStore:
         files = []
         for attachment in mail.attachments:
             content, size = attachment.content_base64, attachment.size
-            if content is None:
+            if content is None or size is None:
+                assert attachment.s3_key is not None  # an attachment is inline or a reference
                 data = self._read_attachment(bucket, attachment.s3_key, mail.id)
                 content, size = encode_attachment(data), len(data)
             budget -= estimated_size(size)

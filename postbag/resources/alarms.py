@@ -16,6 +16,7 @@ Four questions an operator wants a page for:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -111,9 +112,9 @@ def ensure_alarms(
         desired = {**definition, "AlarmActions": actions, "OKActions": actions}
         report.converge(
             f"alarm {definition['AlarmName']}",
-            lambda d=desired: _current(existing, d),
+            partial(_current, existing, desired),
             desired,
-            lambda d=desired: cloudwatch.put_metric_alarm(**d),
+            partial(cloudwatch.put_metric_alarm, **desired),
         )
 
 

@@ -1,15 +1,6 @@
 """Batch formats: which module reads a file, and the documents re-sending writes.
 
-Each format is one module in this package with the same four functions:
-
-- ``matches(doc)``: whether a decoded JSON document is in this format;
-- ``parse(doc, text, name, settings, received_at)``: the document as a
-  ``model.Batch`` (the envelope checked whole, each mail on its own);
-- ``subset(document, mail_ids, **changes)``: the document holding only some
-  mails, as written for continuations and to ``failed/``;
-- ``merge(documents, redrive)``: one document with the mails of several
-  failed-mail documents of one generation, as ``postbag redrive`` writes it.
-
+Each format is one module in this package that implements ``BatchFormat``.
 Adding a format is adding a module (and its schema and fixtures) to ``FORMATS``.
 """
 
@@ -17,18 +8,39 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import v1
 from chalicelib.model import Batch
 
-# Version => module; the first whose ``matches`` accepts a document reads it.
-FORMATS: dict[int, ModuleType] = {v1.VERSION: v1}
-
 Document = dict[str, Any]
+
+
+class BatchFormat(Protocol):
+    """What a format module provides (mypy checks each module against it)."""
+
+    VERSION: int
+
+    def matches(self, doc: Document) -> bool:
+        """Whether a decoded JSON document is in this format."""
+
+    def parse(
+        self, doc: Document, text: str, name: str, settings: Settings,
+        received_at: datetime | None,
+    ) -> Batch:
+        """The document as a ``Batch``: the envelope checked whole, each mail on its own."""
+
+    def subset(self, document: Document, mail_ids: set[str], **changes: Any) -> Document:
+        """The document holding only some mails (continuations, ``failed/``)."""
+
+    def merge(self, documents: list[Document], redrive: int) -> Document:
+        """One document with the mails of a generation's failed-mail documents (re-drive)."""
+
+
+# Version => module; the first whose ``matches`` accepts a document reads it.
+FORMATS: dict[int, BatchFormat] = {v1.VERSION: v1}
 
 
 def decode_batch(data: bytes, name: str) -> str:
@@ -88,7 +100,8 @@ def subset(batch: Batch, mail_ids: set[str], **changes: Any) -> Document:
 
 def merge(documents: list[Document], redrive: int, name: str) -> Document:
     """One re-driven document from the failed-mail documents of one generation."""
-    module = FORMATS.get(documents[0].get("version"))
+    version = documents[0].get("version")
+    module = FORMATS.get(version) if isinstance(version, int) else None
     if module is None:
-        raise _unknown(documents[0].get("version"), name)
+        raise _unknown(version, name)
     return module.merge(documents, redrive)

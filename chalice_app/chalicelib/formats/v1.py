@@ -42,7 +42,7 @@ _validate_envelope, _validate_mail = _compile_validators()
 
 
 def _schema_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = "") -> str:
-    name = exc.name.removeprefix("data").lstrip(".")
+    name = (exc.name or "data").removeprefix("data").lstrip(".")
     return prefix + name if name else prefix.rstrip(".") or "(batch)"
 
 
@@ -134,6 +134,7 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
         field_name = _schema_error(exc, where + ".")
         message = exc.message.removeprefix("data.")
         raise BatchFormatError(field_name, batch, message, mail_ref) from exc
+    mail_id = raw["id"]  # a string, now that the schema held
     to = fields.addresses(raw["to"], where + ".to", batch, mail_id)
     fields.recipient_count(len(to) + len(meta.cc) + len(meta.bcc), where + ".to", batch, mail_id)
     attachments = tuple(
