@@ -26,10 +26,8 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from chalicelib.errors import (
     LedgerUnavailable,
@@ -120,6 +118,43 @@ class _Counter:
             self.value += 1
 
 
+# What a worker hands back: the job's index and its result, or the error it raised.
+_Done = tuple[int, Result | None, BaseException | None]
+
+
+class _Pool:
+    """Worker threads that take job indexes and hand back what sending each one gave.
+
+    Plain threads and two queues rather than an executor: no future and no
+    callback per mail, which at hundreds of mails a second is CPU that counts.
+    """
+
+    def __init__(self, size: int, send: Callable[[int], Result]):
+        self._send = send
+        self._todo: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, index: int) -> None:
+        self._todo.put(index)
+
+    def close(self) -> None:
+        """Let every worker finish what it took, then end it."""
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        while (index := self._todo.get()) is not None:
+            try:
+                self.done.put((index, self._send(index), None))
+            except BaseException as exc:  # handed to the invoking thread, which decides
+                self.done.put((index, None, exc))
+
+
 class _Run:
     """One run's state. Only the invoking thread touches it; workers see ``stop`` and
     ``throttled`` alone."""
@@ -129,20 +164,10 @@ class _Run:
         self.stop = stop
         self.queued_at = queued_at
         self.outcomes: dict[int, Outcome] = {}
-        # (job index, future) of each send the pool finished, for the invoking thread to settle.
-        self.finished: queue.SimpleQueue[tuple[int, Future[Result]]] = queue.SimpleQueue()
         self.unsettled = 0  # claimed and handed to the pool, not settled yet
         self.throttled = _Counter()
         self.claim_failure: str | None = None
         self.bug: BaseException | None = None
-
-    def track(self, index: int, future: Future[Result]) -> None:
-        """Have the pool hand ``future`` back to the invoking thread once it is done."""
-        self.unsettled += 1
-        future.add_done_callback(partial(self._done, index))
-
-    def _done(self, index: int, future: Future[Result]) -> None:
-        self.finished.put((index, future))
 
     def leave(self, indexes: range) -> None:
         """Jobs never claimed: for the next attempt, or for whatever stopped the run."""
@@ -188,19 +213,23 @@ class Dispatcher:
         if not jobs:
             return []
         run = _Run(jobs, _Stop(remaining_ms, margin_ms), queued_at)
+        workers = min(self._workers, len(jobs))
         chunk = min(MAX_TRANSACTION_ITEMS, max(MIN_CHUNK, self._workers))
-        bound = chunk + chunk // 2  # claims not settled yet, at most
+        # Claims not settled yet, at most: one in flight per worker, and a chunk
+        # and a half waiting for them (the next chunk is claimed while they send).
+        bound = workers + chunk + chunk // 2
+        pool = _Pool(workers, lambda index: self._send(jobs[index], run.stop, run.throttled))
         try:
-            with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
-                for indexes in _chunks(len(jobs), chunk):
-                    while run.unsettled + len(indexes) > bound and not run.stop.is_set():
-                        self._settle_next(run)
-                    if run.stop.is_set() or not self._claim(run, indexes, pool):
-                        run.leave(range(indexes.start, len(jobs)))
-                        break
-                while run.unsettled:
-                    self._settle_next(run)
+            for indexes in _chunks(len(jobs), chunk):
+                while run.unsettled + len(indexes) > bound and not run.stop.is_set():
+                    self._settle_next(run, pool)
+                if run.stop.is_set() or not self._claim(run, indexes, pool):
+                    run.leave(range(indexes.start, len(jobs)))
+                    break
+            while run.unsettled:
+                self._settle_next(run, pool)
         finally:
+            pool.close()
             self._write(self._ledger.flush)
         outcomes = [run.outcomes[index] for index in range(len(jobs))]
         if self._metrics is not None:
@@ -211,7 +240,7 @@ class Dispatcher:
             raise run.bug
         return outcomes
 
-    def _claim(self, run: _Run, indexes: range, pool: ThreadPoolExecutor) -> bool:
+    def _claim(self, run: _Run, indexes: range, pool: _Pool) -> bool:
         """Claim a chunk, hand what this run holds to the pool; ``False`` if the ledger failed."""
         try:
             entries = self._ledger.claim(
@@ -223,24 +252,23 @@ class Dispatcher:
             return False
         for index, entry in zip(indexes, entries, strict=True):
             if entry.state == CLAIMED:
-                future = pool.submit(self._send, run.jobs[index], run.stop, run.throttled)
-                run.track(index, future)
+                pool.submit(index)
+                run.unsettled += 1
             else:
                 run.outcomes[index] = self._settled_elsewhere(run.jobs[index], entry)
         return True
 
-    def _settle_next(self, run: _Run) -> None:
+    def _settle_next(self, run: _Run, pool: _Pool) -> None:
         """Settle the next job the pool finished; meanwhile flush the ledger's writes when due."""
         try:
-            index, future = run.finished.get(timeout=TICK_SECONDS)
+            index, result, error = pool.done.get(timeout=TICK_SECONDS)
         except queue.Empty:
             self._write(self._ledger.flush_if_due)
             return
         run.unsettled -= 1
-        error = future.exception()
         if error is not None and not isinstance(error, PostbagError):
             run.bug = run.bug or error
-        run.outcomes[index] = self._settle(run.jobs[index], future, run.stop, run.queued_at)
+        run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
 
     # --- the workers ------------------------------------------------------------------
 
@@ -290,21 +318,17 @@ class Dispatcher:
     # --- settling, on the invoking thread ---------------------------------------------
 
     def _settle(
-        self, job: Job, future: Future[Result], stop: _Stop, queued_at: datetime | None
+        self, job: Job, result: Result | None, error: BaseException | None, run: _Run
     ) -> Outcome:
         """Complete the claim of a job the pool sent, or release it if the job is left for later."""
-        error = future.exception()
         if error is not None and not isinstance(error, Exception):
-            return stop.outcome(job)  # the process is going down mid-send: keep the claim
-        if error is None:
-            result = future.result()
+            return run.stop.outcome(job)  # the process is going down mid-send: keep the claim
+        if result is not None:
             self._write(lambda: self._ledger.complete(job.key, result))
-            if result.message_id is not None and queued_at is not None and self._metrics:
-                self._metrics.queue_delay(queue_delay(queued_at, self._now()))
+            if result.message_id is not None and run.queued_at is not None and self._metrics:
+                self._metrics.queue_delay(queue_delay(run.queued_at, self._now()))
             return self._claimed(job, result)
         self._write(lambda: self._ledger.release([job.key]))
-        if isinstance(error, _NotStarted):
-            return stop.outcome(job)
         if isinstance(error, SendingPaused):
             logger.warning("SES stopped sending", extra={"mail_id": job.mail_id,
                                                          "error": str(error)})
@@ -314,7 +338,8 @@ class Dispatcher:
                            extra={"mail_id": job.mail_id, "error": str(error)})
             return Outcome(job.mail_id, Status.RETRY_LATER,
                            reason=f"{type(error).__name__}: {error}")
-        return stop.outcome(job)  # a bug: the run raises it once the rest has settled
+        # Not started (_NotStarted), or a bug the run raises once the rest has settled.
+        return run.stop.outcome(job)
 
     @staticmethod
     def _claimed(job: Job, result: Result) -> Outcome:
