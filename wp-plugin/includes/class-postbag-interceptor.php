@@ -12,10 +12,13 @@ if ( ! defined( 'ABSPATH' ) ) {
 /**
  * The `pre_wp_mail` filter: a marked mail is queued (wp_mail() returns true)
  * or refused (false, and `wp_mail_failed` fires); every other mail returns
- * null and goes on through core untouched.
+ * null and goes on through core untouched. A marked mail is never handed to
+ * core: what Postbag refuses stays refused.
  *
  * `pre_wp_mail` runs before core applies its From, content-type and charset
  * filters, so they are applied here, at enqueue time, with core's defaults.
+ * Whatever the sender would refuse later (Postbag_Mail_Rules) is refused
+ * now, while the caller can still react.
  */
 final class Postbag_Interceptor {
 
@@ -112,6 +115,10 @@ final class Postbag_Interceptor {
 		} catch ( Postbag_Mail_Exception $e ) {
 			$data                   = $atts;
 			$data['postbag_reason'] = $e->reason;
+			if ( '' !== $e->field ) {
+				$data['postbag_field'] = $e->field;
+			}
+			/** This action is documented in wp-includes/pluggable.php */
 			do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', $e->getMessage(), $data ) );
 			return false;
 		}
@@ -122,9 +129,10 @@ final class Postbag_Interceptor {
 	 *
 	 * @param array $atts wp_mail() arguments.
 	 * @return array{marked: bool, to: string[], subject: string, headers: array}
-	 * @throws Postbag_Mail_Exception On CR/LF in a header value.
+	 * @throws Postbag_Mail_Exception On CR/LF in a header value, or arguments of the wrong type.
 	 */
 	private function draft( array $atts ): array {
+		self::assert_types( $atts );
 		$marked  = false;
 		$headers = Postbag_Header_Parser::parse( $atts['headers'] ?? '' );
 		$to      = $this->marker->strip_address( Postbag_Header_Parser::split_addresses( $atts['to'] ?? '' ), $marked );
@@ -141,17 +149,42 @@ final class Postbag_Interceptor {
 	}
 
 	/**
-	 * Computes what core would (From, content type, charset), reads the
-	 * attachments and queues the mail.
+	 * Strings or lists of strings, as wp_mail() documents them: anything else
+	 * would reach the batch as "Array" or not at all.
+	 *
+	 * @param array $atts wp_mail() arguments.
+	 * @throws Postbag_Mail_Exception For an argument of another type.
+	 */
+	private static function assert_types( array $atts ): void {
+		foreach ( array( 'to', 'subject', 'message', 'headers' ) as $name ) {
+			$value = $atts[ $name ] ?? '';
+			$items = is_array( $value ) && 'subject' !== $name && 'message' !== $name ? $value : array( $value );
+			foreach ( $items as $item ) {
+				if ( null !== $item && ! is_scalar( $item ) ) {
+					throw new Postbag_Mail_Exception( 'postbag_invalid_argument', sprintf( 'wp_mail() was given a %s that is not text.', $name ), $name );
+				}
+			}
+		}
+	}
+
+	/**
+	 * Computes what core would (From, content type, charset), checks every
+	 * field the way the sender will, reads the attachments and queues the mail.
 	 *
 	 * @param array $draft See draft().
 	 * @param array $atts  wp_mail() arguments.
 	 * @throws Postbag_Mail_Exception When the mail cannot be queued.
 	 */
 	private function enqueue( array $draft, array $atts ): void {
-		$sender = $this->sender( $draft['headers'] );
-		$to     = self::valid_mailboxes( $draft['to'] );
-		$meta   = self::meta( $sender, $draft['headers'], count( $to ) );
+		$sender  = $this->sender( $draft['headers'] );
+		$message = (string) ( $atts['message'] ?? '' );
+		if ( 0 !== strcasecmp( $sender['charset'], 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
+			// Batch files are UTF-8: convert first, so the checks below see the characters meant.
+			list( $draft, $sender['from_name'], $message ) = self::to_utf8( array( $draft, $sender['from_name'], $message ), $sender['charset'] );
+		}
+		self::check_header_fields( $draft, $sender['from_name'] );
+		$to   = self::valid_mailboxes( $draft['to'] );
+		$meta = self::meta( $sender, $draft['headers'], count( $to ) );
 
 		/**
 		 * Filters the meta a queued mail shares with its batch, e.g. to add an SES
@@ -162,19 +195,46 @@ final class Postbag_Interceptor {
 		 */
 		$meta = apply_filters( 'postbag_batch_meta', $meta, $atts );
 
-		$message = (string) ( $atts['message'] ?? '' );
-		$fields  = array( wp_generate_uuid4(), $to, $draft['subject'], $message ); // The mail's own strings.
-		if ( 0 !== strcasecmp( $sender['charset'], 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
-			$fields = self::to_utf8( $fields, $sender['charset'] );
-			$meta   = self::to_utf8( $meta, $sender['charset'] );
+		$budget = Postbag_Mail_Rules::attachment_budget( strlen( $message ), 'text/html' === $sender['content_type'] );
+		if ( $budget < 0 ) {
+			throw new Postbag_Mail_Exception( 'postbag_message_too_large', sprintf( 'The message is %s: more than the %s SES accepts after base64.', size_format( strlen( $message ), 1 ), size_format( Postbag_Mail_Rules::MAX_RAW_MESSAGE_BYTES ) ), 'message' );
 		}
-		$attachments = $this->attachments->read( $atts['attachments'] ?? array() );
-		list( $id, $mail_to, $subject, $body ) = $fields;
-		$mail = Postbag_Batch_Format_V1::mail( $id, $mail_to, $subject, $body, $sender['content_type'], $attachments['entries'] );
+		$attachments = $this->attachments->read( $atts['attachments'] ?? array(), $budget );
+		$mail        = Postbag_Batch_Format_V1::mail( wp_generate_uuid4(), $to, $draft['subject'], $message, $sender['content_type'], $attachments['entries'] );
 		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
 		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
 			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
 		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes );
+	}
+
+	/**
+	 * Every value that becomes a header, checked as the sender will check it:
+	 * all the recipients as given (an invalid address is then left out like
+	 * core does, but never one hiding a control character), the subject, the
+	 * From name, the custom headers.
+	 *
+	 * @param array  $draft     See draft(), UTF-8.
+	 * @param string $from_name The From name, UTF-8.
+	 * @throws Postbag_Mail_Exception For the first value the sender would refuse.
+	 */
+	private static function check_header_fields( array $draft, string $from_name ): void {
+		Postbag_Mail_Rules::header_value( 'subject', $draft['subject'] );
+		Postbag_Mail_Rules::header_value( 'From name', $from_name );
+		$lists = array(
+			'To'       => $draft['to'],
+			'Cc'       => $draft['headers']['cc'],
+			'Bcc'      => $draft['headers']['bcc'],
+			'Reply-To' => $draft['headers']['reply_to'],
+		);
+		foreach ( $lists as $field => $mailboxes ) {
+			foreach ( $mailboxes as $mailbox ) {
+				Postbag_Mail_Rules::header_value( "$field address", $mailbox );
+			}
+		}
+		foreach ( $draft['headers']['headers'] as $name => $value ) {
+			Postbag_Mail_Rules::header_name( (string) $name );
+			Postbag_Mail_Rules::header_value( "header $name", $value );
+		}
 	}
 
 	/**

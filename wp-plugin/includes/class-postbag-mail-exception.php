@@ -18,12 +18,17 @@ class Postbag_Mail_Exception extends RuntimeException {
 	/** @var string Machine-readable reason, used as the WP_Error code. */
 	public $reason;
 
+	/** @var string The field at fault (`subject`, `header X-Campaign`, ...), or '' when none is. */
+	public $field;
+
 	/**
 	 * @param string $reason  Error code, e.g. `postbag_header_injection`.
 	 * @param string $message Human-readable message.
+	 * @param string $field   The field at fault, if one is.
 	 */
-	public function __construct( string $reason, string $message ) {
+	public function __construct( string $reason, string $message, string $field = '' ) {
 		parent::__construct( $message );
 		$this->reason = $reason;
+		$this->field  = $field;
 	}
 }

@@ -255,11 +255,14 @@ final class Postbag_QueueTest extends Postbag_Unit_Test_Case {
 
 	public function test_the_plugin_flushes_a_full_queue(): void {
 		$this->use_settings( array( 'inline_attachment_max_bytes' => 1024 ) );
-		$big = $this->temp_file( 'big.bin', str_repeat( 'x', 33 * 1024 * 1024 ) );
+		// 7 MB: about as large as an attachment SES takes (10 MB a message after base64).
+		$big = $this->temp_file( 'big.bin', str_repeat( 'x', 7000000 ) );
 
-		wp_mail( array( 'a@example.net', self::MARKER ), 'One', 'Body', '', array( $big ) );
+		for ( $n = 1; $n <= 9; $n++ ) {
+			$this->assertTrue( wp_mail( array( "u$n@example.net", self::MARKER ), "Mail $n", 'Body', '', array( $big ) ) );
+		}
 		$this->assertSame( array(), $this->s3->objects );
-		wp_mail( array( 'b@example.net', self::MARKER ), 'Two', 'Body', '', array( $big ) );
+		$this->assertTrue( wp_mail( array( 'u10@example.net', self::MARKER ), 'Mail 10', 'Body', '', array( $big ) ) );
 
 		$this->assertCount( 1, $this->s3->batches(), 'Over 64 MB held: uploaded without waiting for shutdown.' );
 		$this->assertSame( 0, $this->plugin->queue()->count() );
