@@ -12,6 +12,10 @@ APP_NAME = "postbag"
 # The Lambda handler's name in chalice_app/app.py; Chalice names the function
 # "<app>-<stage>-<handler>".
 HANDLER = "on_batch_uploaded"
+# The handler that records SES's Send events in the ledger (subscribed to the events topic).
+EVENTS_HANDLER = "on_ses_event"
+# The configuration set's event destination that publishes Send events to the topic.
+SES_EVENT_DESTINATION = "postbag-ledger"
 # Every resource carries this tag, so a console search finds a stage's resources.
 STAGE_TAG = "postbag-stage"
 
@@ -32,6 +36,15 @@ class Stack:
         return f"{self.prefix}-{HANDLER}"
 
     @property
+    def events_function_name(self) -> str:
+        return f"{self.prefix}-{EVENTS_HANDLER}"
+
+    @property
+    def function_names(self) -> tuple[str, str]:
+        """Both functions Chalice deploys: the sender, then the SES event recorder."""
+        return self.function_name, self.events_function_name
+
+    @property
     def ledger_table(self) -> str:
         return f"{self.prefix}-ledger"
 
@@ -42,6 +55,15 @@ class Stack:
     @property
     def alarm_topic(self) -> str:
         return f"{self.prefix}-alarms"
+
+    @property
+    def ses_events_topic(self) -> str:
+        return f"{self.prefix}-ses-events"
+
+    @property
+    def configuration_set(self) -> str:
+        """Postbag's own SES configuration set, unless ``--configuration-set`` names another."""
+        return self.prefix
 
     @property
     def wordpress_policy(self) -> str:
@@ -68,6 +90,13 @@ class Stack:
     @property
     def queue_arn(self) -> str:
         return self.arn("sqs", self.failure_queue)
+
+    @property
+    def ses_events_topic_arn(self) -> str:
+        return self.arn("sns", self.ses_events_topic)
+
+    def configuration_set_arn(self, name: str) -> str:
+        return self.arn("ses", f"configuration-set/{name}")
 
     @property
     def wordpress_policy_arn(self) -> str:

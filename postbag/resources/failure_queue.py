@@ -61,22 +61,42 @@ def delete_failure_queue(sqs: Any, stack: Stack, report: Report) -> None:
     report.add(f"SQS queue {stack.failure_queue}", DELETED if url else ABSENT)
 
 
-def _payload(body: str) -> dict[str, Any] | None:
-    """The original S3 event of a Lambda on-failure record, or None if it is not one."""
+def _failed_invocation(body: str, stack: Stack) -> tuple[str, dict[str, Any]] | None:
+    """The function and original event of a Lambda on-failure record of this
+    stage, or None if the message is not one."""
     try:
         record = json.loads(body)
     except ValueError:
         return None
-    payload = record.get("requestPayload") if isinstance(record, dict) else None
-    return payload if isinstance(payload, dict) and "Records" in payload else None
+    if not isinstance(record, dict):
+        return None
+    payload = record.get("requestPayload")
+    context = record.get("requestContext")
+    arn = context.get("functionArn", "") if isinstance(context, dict) else ""
+    # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    parts = arn.split(":") if isinstance(arn, str) else []
+    function = parts[6] if len(parts) > 6 else ""
+    if function not in stack.function_names:
+        return None
+    return (function, payload) if isinstance(payload, dict) and "Records" in payload else None
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """A batch's key for an S3 record; ``sns:<MessageId>`` for an SES event SNS delivered."""
+    if "s3" in record:
+        return record["s3"]["object"]["key"]
+    return f"sns:{record.get('Sns', {}).get('MessageId', '?')}"
 
 
 def redrive_invocations(sqs: Any, lambda_client: Any, stack: Stack) -> list[str]:
-    """Invoke the sender again with each event Lambda gave up on; returns their batch keys.
+    """Invoke the function that failed again with each event Lambda gave up on.
 
-    Safe to repeat: the ledger makes a second delivery of an event send
-    nothing twice. A message that is not an on-failure record stays in the
-    queue for a person to look at.
+    Returns what was re-driven: batch keys (the sender's S3 events) and SNS
+    message ids (the event recorder's SES events). Safe to repeat: the ledger
+    makes a second delivery of an event send nothing twice, and recording a
+    Send event again changes nothing. A message that is not an on-failure
+    record of one of the stage's functions stays in the queue for a person to
+    look at.
     """
     url = queue_url(sqs, stack)
     keys: list[str] = []
@@ -87,18 +107,20 @@ def redrive_invocations(sqs: Any, lambda_client: Any, stack: Stack) -> list[str]
         if not messages:
             break
         for message in messages:
-            payload = _payload(message["Body"])
-            if payload is None:
+            failed = _failed_invocation(message["Body"], stack)
+            if failed is None:
                 print(
-                    f"left in the queue, not an on-failure record: {message['MessageId']}",
+                    "left in the queue, not an on-failure record of this stage: "
+                    + message["MessageId"],
                     file=sys.stderr,
                 )
                 continue
+            function, payload = failed
             lambda_client.invoke(
-                FunctionName=stack.function_name,
+                FunctionName=function,
                 InvocationType="Event",
                 Payload=json.dumps(payload).encode(),
             )
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            keys += [r["s3"]["object"]["key"] for r in payload["Records"] if "s3" in r]
+            keys += [_describe(r) for r in payload["Records"]]
     return keys

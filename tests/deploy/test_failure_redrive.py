@@ -1,4 +1,5 @@
-"""Re-driving invocations Lambda gave up on: the failure queue's events go back to the sender."""
+"""Re-driving invocations Lambda gave up on: the failure queue's events go back to
+the function that failed (the sender, or the SES event recorder)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ from postbag.stack import Stack
 STACK = Stack("test", "us-east-1", "postbag-test", "123456789012")
 
 
-def on_failure_record(event: dict) -> str:
+def on_failure_record(event: dict, function: str = STACK.function_name) -> str:
     """What Lambda sends to an on-failure destination after its last retry."""
     return json.dumps(
         {
             "version": "1.0",
-            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestContext": {
+                "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
+                "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
             "requestPayload": event,
             "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
             "responsePayload": {"errorMessage": "batch b: 2 mail(s) not settled yet"},
@@ -66,9 +72,37 @@ def test_each_given_up_event_is_invoked_again_and_removed(queue):
     assert waiting(sqs, url) == {"visible": 0, "in_flight": 0}, "deleted, not just hidden"
 
 
-def test_a_message_that_is_no_failure_record_stays_for_a_person(queue, capsys):
+def test_a_given_up_ses_event_goes_back_to_the_event_recorder(queue):
     sqs, url = queue
-    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "95df01b4-ee98",
+                                                           "Message": "{}"}}]}
+    sqs.send_message(
+        QueueUrl=url, MessageBody=on_failure_record(event, STACK.events_function_name)
+    )
+    lambda_client = boto3.client("lambda", region_name="us-east-1")
+    with Stubber(lambda_client) as stubber:
+        stubber.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {
+                "FunctionName": "postbag-test-on_ses_event",
+                "InvocationType": "Event",
+                "Payload": json.dumps(event).encode(),
+            },
+        )
+        assert redrive_invocations(sqs, lambda_client, STACK) == ["sns:95df01b4-ee98"]
+        stubber.assert_no_pending_responses()
+    assert waiting(sqs, url) == {"visible": 0, "in_flight": 0}
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["hello", on_failure_record({"Records": []}, "postbag-other-on_batch_uploaded")],
+    ids=["not-json-record", "another-stage"],
+)
+def test_a_message_that_is_no_failure_record_stays_for_a_person(queue, capsys, body):
+    sqs, url = queue
+    sqs.send_message(QueueUrl=url, MessageBody=body)
     lambda_client = boto3.client("lambda", region_name="us-east-1")
     with Stubber(lambda_client):  # any invoke would fail: none is stubbed
         assert redrive_invocations(sqs, lambda_client, STACK) == []
