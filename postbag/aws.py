@@ -6,6 +6,7 @@ such as moto's server; nothing here knows about it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -18,6 +19,17 @@ class CommandError(Exception):
 
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def exists(look: Callable[[], Any], *missing: str) -> bool:
+    """Whether ``look()`` finds the resource; AWS answering a ``missing`` code means no."""
+    try:
+        look()
+    except ClientError as exc:
+        if error_code(exc) not in missing:
+            raise
+        return False
+    return True
 
 
 class Aws:

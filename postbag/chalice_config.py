@@ -1,8 +1,9 @@
 """Reads and updates ``chalice_app/.chalice/config.json`` and renders the role policy.
 
 ``postbag provision`` owns a stage's concrete values (bucket, ledger table,
-sender identities, policy file); everything shared by all stages (memory,
-timeout, reserved concurrency, log retention) stays as written in the file.
+sender identities, configuration set, events topic, policy files); everything
+shared by all stages (memory, timeout, reserved concurrency, log retention)
+stays as written in the file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 from postbag.aws import CommandError
-from postbag.stack import HANDLER, Stack
+from postbag.stack import EVENTS_HANDLER, HANDLER, Stack
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / "chalice_app"
 Config = dict[str, Any]
@@ -23,12 +24,13 @@ def config_path(chalice_dir: Path) -> Path:
     return chalice_dir / ".chalice" / "config.json"
 
 
-def policy_name(stage: str) -> str:
-    return f"policy-{stage}.json"
+def policy_name(stage: str, handler: str = HANDLER) -> str:
+    """The role policy file of a function: the sender's is the stage's own."""
+    return f"policy-{stage}.json" if handler == HANDLER else f"policy-{stage}-{handler}.json"
 
 
-def policy_path(chalice_dir: Path, stage: str) -> Path:
-    return chalice_dir / ".chalice" / policy_name(stage)
+def policy_path(chalice_dir: Path, stage: str, handler: str = HANDLER) -> Path:
+    return chalice_dir / ".chalice" / policy_name(stage, handler)
 
 
 def load(chalice_dir: Path) -> Config:
@@ -75,16 +77,26 @@ def configure_stage(
     configuration_set: str | None,
     reserved_concurrency: int | None,
 ) -> None:
-    """Put the stage's concrete values into ``config`` (in place)."""
+    """Put the stage's concrete values into ``config`` (in place).
+
+    The configuration set is the one given, else the one the stage already
+    uses, else Postbag's own (``Stack.configuration_set``).
+    """
     stage_cfg = config.setdefault("stages", {}).setdefault(stack.stage, {})
     stage_cfg["iam_policy_file"] = policy_name(stack.stage)
+    # Chalice gives each function its own role; the event recorder's policy is narrower.
+    events_cfg = stage_cfg.setdefault("lambda_functions", {}).setdefault(EVENTS_HANDLER, {})
+    events_cfg["iam_policy_file"] = policy_name(stack.stage, EVENTS_HANDLER)
     if reserved_concurrency is not None:
         stage_cfg["reserved_concurrency"] = reserved_concurrency
+    current_set = stage_env(config, stack.stage).get("POSTBAG_DEFAULT_CONFIGURATION_SET")
     env = stage_cfg.setdefault("environment_variables", {})
     env["POSTBAG_BUCKET"] = stack.bucket
     env["POSTBAG_LEDGER_TABLE"] = stack.ledger_table
     if senders:
         env["POSTBAG_ALLOWED_SENDERS"] = ",".join(senders)
-    if configuration_set is not None:
-        env["POSTBAG_DEFAULT_CONFIGURATION_SET"] = configuration_set
+    env["POSTBAG_DEFAULT_CONFIGURATION_SET"] = (
+        configuration_set or current_set or stack.configuration_set
+    )
+    env["POSTBAG_SES_EVENTS_TOPIC"] = stack.ses_events_topic
     stage_cfg.setdefault("tags", {}).update(stack.tags)

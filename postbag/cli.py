@@ -63,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _provision_parser(commands)
     wire = commands.add_parser(
-        "wire", help="after `chalice deploy`: set the function's on-failure destination"
+        "wire", help="after `chalice deploy`: set the functions' on-failure destination"
     )
     _common(wire)
-    status = commands.add_parser("status", help="count queued, failed and quarantined batches")
+    status = commands.add_parser(
+        "status", help="count queued, failed and quarantined batches; SES events on or off"
+    )
     _common(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     redrive = commands.add_parser("redrive", help="send failed mail again, once the cause is fixed")
@@ -88,14 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _provision_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "provision", help="create or update the bucket, table, queue, alarms and IAM for a stage"
+        "provision",
+        help="create or update the bucket, table, queue, SES events, alarms and IAM for a stage",
     )
     _common(p)
     p.add_argument(
         "--sender-identity", action="append", default=[], metavar="ADDRESS_OR_DOMAIN",
         help="an SES identity the sender may send from (repeat; default: as before)",
     )
-    p.add_argument("--configuration-set", help="SES configuration set every mail uses")
+    p.add_argument(
+        "--configuration-set",
+        help="the SES configuration set every mail uses, created if missing, publishing Send "
+        "events to the stage's topic (default: as before, else postbag-<stage>)",
+    )
     p.add_argument("--reserved-concurrency", type=int, help="the function's reserved concurrency")
     p.add_argument("--kms-key", default="", help="SSE-KMS key id, alias or ARN (default: SSE-S3)")
     p.add_argument("--processed-days", type=int, default=7, help="keep sent batches (days)")
@@ -117,6 +124,11 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
 
 def _stage_env(args: argparse.Namespace) -> dict[str, str]:
     return chalice_config.stage_env(chalice_config.load(args.chalice_dir), args.stage)
+
+
+def _configuration_set(args: argparse.Namespace, stack: Stack) -> str:
+    """The set the stage sends with, as provisioned (``--configuration-set`` or Postbag's)."""
+    return _stage_env(args).get("POSTBAG_DEFAULT_CONFIGURATION_SET") or stack.configuration_set
 
 
 def _stage_bucket(args: argparse.Namespace) -> str:
@@ -154,7 +166,7 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
     print("\nIAM policy for the WordPress side:\n" + json.dumps(outcome.wordpress_policy, indent=2))
     print("\nPaste into wp-config.php (credentials are shown this once only):\n")
     print(outcome.wp_config)
-    print("Next, deploy the sender and wire its failure destination:\n"
+    print("Next, deploy the functions and wire their failure destination:\n"
           f"  (cd {args.chalice_dir} && AWS_DEFAULT_REGION={aws.region} "
           f"chalice deploy --stage {args.stage})\n"
           f"  postbag wire --stage {args.stage} --region {aws.region}")
@@ -173,7 +185,11 @@ def run_wire(args: argparse.Namespace, aws: Aws) -> None:
 def run_status(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.status import status
 
-    counts = status(aws.client("s3"), aws.client("sqs"), _stack(args, aws, _stage_bucket(args)))
+    stack = _stack(args, aws)
+    counts = status(
+        aws.client("s3"), aws.client("sqs"), aws.client("ses"), stack,
+        _configuration_set(args, stack),
+    )
     if args.json:
         print(json.dumps(counts))
         return
@@ -204,7 +220,8 @@ def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.teardown import teardown
 
     print(f"Tearing down stage {args.stage} in {aws.region}:", file=sys.stderr)
-    teardown(aws, _stack(args, aws, _stage_bucket(args)), args.force, Report())
+    stack = _stack(args, aws)
+    teardown(aws, stack, _configuration_set(args, stack), args.force, Report())
 
 
 COMMANDS = {

@@ -1,9 +1,11 @@
 """``postbag provision``: everything a stage needs before ``chalice deploy``.
 
-Order: the bucket, the ledger table, the failure queue, the alarms, the
-WordPress credentials, then the stage's Chalice settings and role policy
-(files). The policy is rendered first, so a bad option changes nothing.
-Every step compares before it writes, so a second run changes nothing.
+Order: the bucket, the ledger table, the failure queue, the SES events
+(topic, configuration set, event destination), the alarms, the WordPress
+credentials, then the stage's Chalice settings and role policies (files).
+The policies are rendered and the configuration set is read first, so a bad
+option or a set another stage uses changes nothing. Every step compares
+before it writes, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Any
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
 from postbag.report import CREATED, UNCHANGED, UPDATED, Report
-from postbag.resources import alarms, bucket, policies, wordpress
+from postbag.resources import alarms, bucket, policies, ses_events, wordpress
 from postbag.resources.bucket import Retention
 from postbag.resources.failure_queue import ensure_failure_queue
 from postbag.resources.ledger_table import ensure_ledger
-from postbag.stack import Stack
+from postbag.stack import EVENTS_HANDLER, Stack
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,14 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         role_policy = policies.lambda_policy(stack, settings, kms_key_arn)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    events = ses_events.read(aws.client("ses"), settings.default_configuration_set)
+    ses_events.refuse_foreign_destination(stack, events)
     if has_bucket is None:
         has_bucket = bucket.bucket_exists(s3, stack.bucket)
     bucket.ensure_bucket(s3, stack, opts.retention, kms_key_arn, has_bucket, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
+    ses_events.ensure(aws.client("sns"), aws.client("ses"), stack, events, report)
     _ensure_alarms(aws, stack, opts, report)
 
     iam = aws.client("iam")
@@ -82,6 +87,11 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     # Files last: `chalice deploy` then sees a stage only once its resources exist.
     _write(report, chalice_config.config_path(opts.chalice_dir), config)
     _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
+    _write(
+        report,
+        chalice_config.policy_path(opts.chalice_dir, opts.stage, EVENTS_HANDLER),
+        policies.events_policy(stack, settings),
+    )
     return Outcome(wp_policy, constants)
 
 

@@ -1,4 +1,5 @@
-"""``postbag status``: how many batches wait, failed or were quarantined."""
+"""``postbag status``: how many batches wait, failed or were quarantined, and
+whether SES still publishes its Send events."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from chalicelib.config import (
     QUEUE_PREFIX,
     STATE_TAG,
 )
-from postbag.resources import failure_queue
+from postbag.resources import failure_queue, ses_events
 from postbag.stack import Stack
 
 
@@ -39,7 +40,9 @@ def unsent_batch_objects(s3: Any, bucket: str) -> list[dict]:
     return unsent
 
 
-def status(s3: Any, sqs: Any, stack: Stack) -> dict[str, int | None]:
+def status(
+    s3: Any, sqs: Any, ses: Any, stack: Stack, configuration_set: str
+) -> dict[str, int | str | None]:
     unsent = unsent_batch_objects(s3, stack.bucket)
     now = datetime.now(UTC)
     return {
@@ -51,4 +54,6 @@ def status(s3: Any, sqs: Any, stack: Stack) -> dict[str, int | None]:
         "failed": sum(1 for _ in _objects(s3, stack.bucket, FAILED_PREFIX)),
         "quarantined": sum(1 for _ in _objects(s3, stack.bucket, QUARANTINE_PREFIX)),
         "failure_queue": failure_queue.depth(sqs, stack),
+        # Without the events, an ambiguous send cannot be settled by SES's evidence.
+        "ses_events": ses_events.destination_state(ses, stack, configuration_set),
     }

@@ -1,8 +1,9 @@
 """``postbag teardown``: removes what ``postbag provision`` created.
 
-The function belongs to Chalice: ``chalice delete`` comes first, so that it can
-still remove its bucket notification (the failure destination set by ``wire``
-goes with the function). Files under ``.chalice/`` are kept.
+The functions belong to Chalice: ``chalice delete`` comes first, so that it can
+still remove the bucket notification and the SNS subscription (the failure
+destinations set by ``wire`` go with the functions). Files under ``.chalice/``
+are kept.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from chalicelib.config import QUEUE_PREFIX
 from postbag.aws import Aws, CommandError
 from postbag.report import ABSENT, DELETED, Report
-from postbag.resources import alarms, wordpress
+from postbag.resources import alarms, ses_events, wordpress
 from postbag.resources.bucket import bucket_exists, empty_and_delete_bucket
 from postbag.resources.failure_queue import delete_failure_queue
 from postbag.resources.ledger_table import delete_ledger
@@ -19,10 +20,15 @@ from postbag.status import unsent_batch_objects
 from postbag.wire import function_exists
 
 
-def teardown(aws: Aws, stack: Stack, force: bool, report: Report) -> None:
+def teardown(
+    aws: Aws, stack: Stack, configuration_set: str, force: bool, report: Report
+) -> None:
+    """``configuration_set`` is the one the stage sends with (``Stack.configuration_set``
+    unless ``--configuration-set`` named another)."""
     s3 = aws.client("s3")
     has_bucket = bucket_exists(s3, stack.bucket)
     _refuse_if_unsafe(aws, stack, has_bucket, force)
+    ses_events.delete(aws.client("sns"), aws.client("ses"), stack, configuration_set, report)
     alarms.delete_alarms(aws.client("cloudwatch"), stack, report)
     alarms.delete_topic(aws.client("sns"), stack, report)
     wordpress.delete_all(aws.client("iam"), stack, report)
@@ -43,8 +49,10 @@ def _refuse_if_unsafe(aws: Aws, stack: Stack, has_bucket: bool, force: bool) -> 
                 f"{QUEUE_PREFIX} (e.g. {unsent[0]['Key']}): wait for the sender "
                 "(`postbag status`), or pass --force to delete them unsent"
             )
-    if function_exists(aws.client("lambda"), stack.function_name):
+    lambda_client = aws.client("lambda")
+    left = [n for n in stack.function_names if function_exists(lambda_client, n)]
+    if left:
         raise CommandError(
-            f"function {stack.function_name} still exists: run "
+            f"still deployed: {', '.join(left)}: run "
             f"`chalice delete --stage {stack.stage}` in chalice_app/ first"
         )

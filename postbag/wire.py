@@ -1,12 +1,15 @@
 """``postbag wire``: what ``chalice deploy`` cannot set, done after it.
 
 Chalice has no setting for an asynchronous invocation's on-failure
-destination, so the function's event-invoke config (retries, maximum event
-age, failure queue) is put here.
+destination, so each function's event-invoke config (retries, maximum event
+age, failure queue) is put here: the sender's (S3 events) and the SES event
+recorder's (SNS deliveries), so that neither a batch nor SES's evidence of a
+send vanishes when its function keeps failing.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -61,16 +64,18 @@ def current_invoke_config(lambda_client: Any, name: str) -> dict[str, Any] | Non
 
 
 def wire(lambda_client: Any, stack: Stack, report: Report) -> None:
-    name = stack.function_name
-    if not function_exists(lambda_client, name):
+    missing = [n for n in stack.function_names if not function_exists(lambda_client, n)]
+    if missing:
         raise CommandError(
-            f"function {name} not found: run `chalice deploy --stage {stack.stage}` first"
+            f"not deployed: {', '.join(missing)}: "
+            f"run `chalice deploy --stage {stack.stage}` first"
         )
     desired = desired_invoke_config(stack)
-    report.converge(
-        f"Lambda {name} on-failure destination {stack.failure_queue}",
-        lambda: current_invoke_config(lambda_client, name),
-        desired,
-        lambda: lambda_client.put_function_event_invoke_config(FunctionName=name, **desired),
-    )
+    for name in stack.function_names:
+        report.converge(
+            f"Lambda {name} on-failure destination {stack.failure_queue}",
+            partial(current_invoke_config, lambda_client, name),
+            desired,
+            partial(lambda_client.put_function_event_invoke_config, FunctionName=name, **desired),
+        )
 

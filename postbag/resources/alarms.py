@@ -19,10 +19,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib import observe
-from postbag.aws import error_code
+from postbag.aws import exists
 from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
 
@@ -130,15 +128,13 @@ def topic_arn(stack: Stack) -> str:
     return stack.arn("sns", stack.alarm_topic)
 
 
+def topic_exists(sns: Any, arn: str) -> bool:
+    return exists(lambda: sns.get_topic_attributes(TopicArn=arn), "NotFound")
+
+
 def existing_topic(sns: Any, stack: Stack) -> str:
     arn = topic_arn(stack)
-    try:
-        sns.get_topic_attributes(TopicArn=arn)
-    except ClientError as exc:
-        if error_code(exc) != "NotFound":
-            raise
-        return ""
-    return arn
+    return arn if topic_exists(sns, arn) else ""
 
 
 def ensure_topic(sns: Any, stack: Stack, email: str, report: Report) -> str:

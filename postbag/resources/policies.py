@@ -1,8 +1,12 @@
-"""The two least-privilege IAM policies, rendered for one stage.
+"""The least-privilege IAM policies, rendered for one stage.
 
-- the Lambda's role (written to ``chalice_app/.chalice/policy-<stage>.json``,
+- the sender's role (written to ``chalice_app/.chalice/policy-<stage>.json``,
   which Chalice attaches because ``autogen_policy`` is off: it cannot see the
   calls made through helpers and powertools);
+- the SES event recorder's role (``policy-<stage>-on_ses_event.json``): Chalice
+  gives each function its own role, so the handler that reads what SNS
+  delivers may write ledger records and nothing else — it can neither send
+  mail nor touch the bucket;
 - the WordPress side, which may only drop batches and attachments under the
   queue prefix.
 
@@ -49,16 +53,38 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         _statement(
             "Ledger",
             ["dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
-            [stack.arn("dynamodb", f"table/{settings.ledger_table}")],
+            [_ledger_arn(stack, settings)],
         ),
-        _statement("FailureDestination", ["sqs:SendMessage"], [stack.queue_arn]),
-        *_log_statements(stack),
+        _failure_destination(stack),
+        *_log_statements(stack, f"{stack.prefix}-*"),
     ]
     if kms_key_arn:
         statements.append(
             _statement("BucketKey", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn])
         )
     return {"Version": VERSION, "Statement": statements}
+
+
+def events_policy(stack: Stack, settings: Settings) -> Policy:
+    """The SES event recorder: one PutItem per Send event SNS delivers."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            _statement("RecordSendEvents", ["dynamodb:PutItem"], [_ledger_arn(stack, settings)]),
+            _failure_destination(stack),
+            *_log_statements(stack, stack.events_function_name),
+        ],
+    }
+
+
+def _ledger_arn(stack: Stack, settings: Settings) -> str:
+    return stack.arn("dynamodb", f"table/{settings.ledger_table}")
+
+
+def _failure_destination(stack: Stack) -> dict:
+    # Lambda sends a failed asynchronous invocation's event to the on-failure
+    # destination (set by `postbag wire`) with the function's own role.
+    return _statement("FailureDestination", ["sqs:SendMessage"], [stack.queue_arn])
 
 
 def _s3_statements(stack: Stack) -> list[dict]:
@@ -100,9 +126,7 @@ def _ses_statements(stack: Stack, settings: Settings) -> list[dict]:
         raise ValueError("no sender identities: pass --sender-identity (an address or a domain)")
     extra = []
     if settings.default_configuration_set:
-        extra.append(
-            stack.arn("ses", f"configuration-set/{settings.default_configuration_set}")
-        )
+        extra.append(stack.configuration_set_arn(settings.default_configuration_set))
     actions = ["ses:SendEmail", "ses:SendRawEmail"]
     domains = sorted(s for s in settings.allowed_senders if "@" not in s)
     addresses = sorted(s for s in settings.allowed_senders if "@" in s)
@@ -127,8 +151,9 @@ def _ses_statements(stack: Stack, settings: Settings) -> list[dict]:
     return statements
 
 
-def _log_statements(stack: Stack) -> list[dict]:
-    group = stack.arn("logs", f"log-group:/aws/lambda/{stack.prefix}-*")
+def _log_statements(stack: Stack, functions: str) -> list[dict]:
+    """Writing the log group of ``functions`` (a function name, or a pattern)."""
+    group = stack.arn("logs", f"log-group:/aws/lambda/{functions}")
     return [
         _statement("LogGroup", ["logs:CreateLogGroup"], [group]),
         _statement("LogEvents", ["logs:CreateLogStream", "logs:PutLogEvents"], [group + ":*"]),

@@ -3,8 +3,9 @@
 run changes nothing; teardown removes it all.
 
 moto's server is wrapped by ``tests/support/moto_server.py`` to accept S3's
-``Prefix``/``Suffix`` filter-rule names (a moto limitation, worked around in
-the harness only).
+``Prefix``/``Suffix`` filter-rule names, and by ``moto_ses.py`` here to keep
+SES event destinations per configuration set (moto limitations, worked
+around in the harness only).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto_ses import DeployAws
 from support.deploy import Shell, copy_chalice_app, shell_for
-from support.moto_server import HarnessAws
 
 from chalicelib.outcome import object_name
 from chalicelib.ratelimit import reserved_concurrency
@@ -39,13 +40,13 @@ ACCOUNT = "123456789012"  # moto's
 TESTING = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-def as_principal(aws: HarnessAws, service: str, credentials: dict[str, str]) -> Any:
+def as_principal(aws: DeployAws, service: str, credentials: dict[str, str]) -> Any:
     return boto3.client(service, region_name=REGION, endpoint_url=aws.endpoint, **credentials)
 
 
 @dataclass
 class Deployed:
-    aws: HarnessAws
+    aws: DeployAws
     shell: Shell
     app_dir: Path
     stage: str
@@ -60,6 +61,21 @@ class Deployed:
     def function(self) -> str:
         return f"postbag-{self.stage}-on_batch_uploaded"
 
+    @property
+    def events_function(self) -> str:
+        return f"postbag-{self.stage}-on_ses_event"
+
+    @property
+    def configuration_set(self) -> str:
+        """As provisioned: named by --configuration-set, else postbag-<stage>."""
+        config = json.loads((self.app_dir / ".chalice" / "config.json").read_text())
+        env = config["stages"][self.stage]["environment_variables"]
+        return env["POSTBAG_DEFAULT_CONFIGURATION_SET"]
+
+    @property
+    def events_topic(self) -> str:
+        return f"arn:aws:sns:{REGION}:{ACCOUNT}:postbag-{self.stage}-ses-events"
+
     def postbag(self, command: str, *argv: str, check: bool = True):
         # The stage's defaults first, so that ``argv`` may override them.
         return self.shell.run(
@@ -72,13 +88,14 @@ class Deployed:
                               check=check)
 
 
-def deploy(aws: HarnessAws, tmp: Path, cache: Path, stage: str, bucket: str) -> Deployed:
+def deploy(aws: DeployAws, tmp: Path, cache: Path, stage: str, bucket: str) -> Deployed:
     shell = shell_for(aws.client_env())
     app_dir = copy_chalice_app(tmp, cache)
     args = [
         "--bucket", bucket, "--region", REGION,
         "--sender-identity", "example.org", "--sender-identity", "news@example.com",
-        "--configuration-set", "postbag",
+        # Named by the option (each stage its own: a set publishes to one stage's topic).
+        "--configuration-set", f"site-{stage}",
         "--reserved-concurrency", "3",
         "--processed-days", "5", "--failed-days", "40", "--receipts-days", "60",
         "--alarm-email", "ops@example.org",
@@ -93,7 +110,7 @@ def deploy(aws: HarnessAws, tmp: Path, cache: Path, stage: str, bucket: str) -> 
 
 @pytest.fixture(scope="module")
 def aws():
-    with HarnessAws() as server:
+    with DeployAws() as server:
         yield server
 
 
@@ -117,7 +134,8 @@ def test_function_runs_with_the_stage_settings(deployed):
     assert env["POSTBAG_BUCKET"] == deployed.bucket
     assert env["POSTBAG_LEDGER_TABLE"] == "postbag-ci-ledger"
     assert env["POSTBAG_ALLOWED_SENDERS"] == "example.org,news@example.com"
-    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag"
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "site-ci"
+    assert env["POSTBAG_SES_EVENTS_TOPIC"] == "postbag-ci-ses-events"
     tags = deployed.client("lambda").list_tags(Resource=config["FunctionArn"])["Tags"]
     assert tags["postbag-stage"] == "ci"
 
@@ -165,12 +183,21 @@ def test_s3_may_invoke_the_function_for_this_bucket_only(deployed):
     assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == f"arn:aws:s3:::{deployed.bucket}"
 
 
-def test_role_carries_exactly_the_rendered_policy(deployed):
+HANDLERS = ["on_batch_uploaded", "on_ses_event"]
+
+
+@pytest.mark.parametrize(
+    "handler,policy_file",
+    [("on_batch_uploaded", "policy-ci.json"), ("on_ses_event", "policy-ci-on_ses_event.json")],
+    ids=HANDLERS,
+)
+def test_each_role_carries_exactly_its_rendered_policy(deployed, handler, policy_file):
+    """Chalice makes one role per function; the event recorder's policy is its own."""
     iam = deployed.client("iam")
-    role = f"postbag-{deployed.stage}-on_batch_uploaded"
+    role = f"postbag-{deployed.stage}-{handler}"
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
     documents = [iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"] for n in names]
-    rendered = json.loads((deployed.app_dir / ".chalice" / "policy-ci.json").read_text())
+    rendered = json.loads((deployed.app_dir / ".chalice" / policy_file).read_text())
     assert documents == [rendered]
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
 
@@ -182,14 +209,66 @@ def test_log_group_has_retention(deployed):
     assert [g["retentionInDays"] for g in groups] == [30]
 
 
-def test_failed_invocations_go_to_the_failure_queue(deployed):
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_failed_invocations_go_to_the_failure_queue(deployed, handler):
     config = deployed.client("lambda").get_function_event_invoke_config(
-        FunctionName=deployed.function
+        FunctionName=f"postbag-{deployed.stage}-{handler}"
     )
     queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:postbag-ci-failures"
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
     assert config["MaximumRetryAttempts"] == 2
     assert config["MaximumEventAgeInSeconds"] == 6 * 3600
+
+
+# -- SES's evidence: configuration set, events topic, event recorder ------------
+
+
+def test_configuration_set_publishes_send_events_to_the_stage_topic(deployed):
+    described = deployed.client("ses").describe_configuration_set(
+        ConfigurationSetName=deployed.configuration_set,
+        ConfigurationSetAttributeNames=["eventDestinations"],
+    )
+    assert described["EventDestinations"] == [{
+        "Name": "postbag-ledger",
+        "Enabled": True,
+        "MatchingEventTypes": ["send"],
+        "SNSDestination": {"TopicARN": deployed.events_topic},
+    }]
+
+
+def test_only_ses_may_publish_to_the_events_topic_for_this_set(deployed):
+    sns = deployed.client("sns")
+    attributes = sns.get_topic_attributes(TopicArn=deployed.events_topic)["Attributes"]
+    (statement,) = json.loads(attributes["Policy"])["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sns:Publish"
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert statement["Resource"] == deployed.events_topic
+    assert statement["Condition"] == {"StringEquals": {
+        "AWS:SourceAccount": ACCOUNT,
+        "AWS:SourceArn": f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/site-ci",
+    }}
+    assert "KmsMasterKeyId" not in attributes  # no SSE, by choice: see docs/deploy.md
+    tags = sns.list_tags_for_resource(ResourceArn=deployed.events_topic)["Tags"]
+    assert {"Key": "postbag-stage", "Value": "ci"} in tags
+
+
+def test_the_event_recorder_is_subscribed_to_the_topic(deployed):
+    lam = deployed.client("lambda")
+    config = lam.get_function_configuration(FunctionName=deployed.events_function)
+    assert config["Handler"] == "app.on_ses_event"
+    env = config["Environment"]["Variables"]
+    assert env["POSTBAG_LEDGER_TABLE"] == "postbag-ci-ledger"
+    subscriptions = deployed.client("sns").list_subscriptions_by_topic(
+        TopicArn=deployed.events_topic
+    )["Subscriptions"]
+    assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [
+        ("lambda", config["FunctionArn"])
+    ]
+    (statement,) = json.loads(lam.get_policy(FunctionName=deployed.events_function)["Policy"])[
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == deployed.events_topic
 
 
 # -- the bucket ----------------------------------------------------------------
@@ -351,6 +430,15 @@ def snapshot(d: Deployed) -> dict[str, Any]:
         "wp_keys": iam.list_access_keys(UserName=f"postbag-{d.stage}-wordpress"),
         "function": lam.get_function_configuration(FunctionName=d.function),
         "invoke_config": lam.get_function_event_invoke_config(FunctionName=d.function),
+        "events_function": lam.get_function_configuration(FunctionName=d.events_function),
+        "events_invoke_config": lam.get_function_event_invoke_config(
+            FunctionName=d.events_function
+        ),
+        "events_topic": d.client("sns").get_topic_attributes(TopicArn=d.events_topic),
+        "configuration_set": d.client("ses").describe_configuration_set(
+            ConfigurationSetName=d.configuration_set,
+            ConfigurationSetAttributeNames=["eventDestinations"],
+        ),
         "files": {
             p.name: p.read_text() for p in (d.app_dir / ".chalice").glob("*.json")
         },
@@ -377,7 +465,7 @@ def allow_plain_http(d: Deployed) -> None:
     d.client("s3").delete_bucket_policy(Bucket=d.bucket)
 
 
-def provisioned(aws: HarnessAws, tmp: Path, stage: str, *args: str) -> Deployed:
+def provisioned(aws: DeployAws, tmp: Path, stage: str, *args: str) -> Deployed:
     """A stage provisioned but not deployed (enough for everything but the function)."""
     d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp, tmp),
                  stage, f"postbag-{stage}-mail", list(args), None)
@@ -402,7 +490,8 @@ def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
     sqs.send_message(QueueUrl=url, MessageBody="{}")
     counts = json.loads(d.postbag("status", "--json").stdout)
     assert 0 <= counts.pop("oldest_queued_seconds") < 60
-    assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1}
+    assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1,
+                      "ses_events": "enabled"}
 
 
 def test_redrive_puts_failed_mail_back_in_the_queue(aws, tmp_path):
@@ -469,6 +558,63 @@ def test_sse_kms_role_and_existing_topic(aws, tmp_path):
     assert sns.get_topic_attributes(TopicArn=topic)  # so is the topic
 
 
+def test_ses_events_default_to_the_stage_set_converge_and_go(aws, tmp_path):
+    """Without --configuration-set the stage gets its own set; what drifted is put
+    back; another stage may not take the set over; teardown removes it all."""
+    d = provisioned(aws, tmp_path / "own", "evidence", "--sender-identity", "example.org")
+    ses, sns = d.client("ses"), d.client("sns")
+    assert d.configuration_set == "postbag-evidence"
+    role_policy = json.loads((d.app_dir / ".chalice" / "policy-evidence.json").read_text())
+    set_arn = f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/postbag-evidence"
+    assert any(set_arn in s["Resource"] for s in role_policy["Statement"])
+
+    def destinations() -> list[dict]:
+        return ses.describe_configuration_set(
+            ConfigurationSetName="postbag-evidence",
+            ConfigurationSetAttributeNames=["eventDestinations"],
+        )["EventDestinations"]
+
+    def topic_policy() -> dict:
+        attributes = sns.get_topic_attributes(TopicArn=d.events_topic)["Attributes"]
+        return json.loads(attributes["Policy"])
+
+    wanted, wanted_policy = destinations(), topic_policy()
+    assert wanted == [{"Name": "postbag-ledger", "Enabled": True, "MatchingEventTypes": ["send"],
+                       "SNSDestination": {"TopicARN": d.events_topic}}]
+    assert wanted_policy["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] == set_arn
+
+    # Someone disables the destination and opens the topic: provision puts both back.
+    ses.update_configuration_set_event_destination(
+        ConfigurationSetName="postbag-evidence", EventDestination={**wanted[0], "Enabled": False}
+    )
+    sns.set_topic_attributes(TopicArn=d.events_topic, AttributeName="Policy", AttributeValue=(
+        json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "sns:Publish",
+            "Resource": d.events_topic}]})))
+    again = d.postbag("provision", "--region", REGION).stderr
+    assert re.search(r"^  updated +SES event destination postbag-evidence/postbag-ledger",
+                     again, re.MULTILINE)
+    assert re.search(r"^  updated +SNS topic postbag-evidence-ses-events policy",
+                     again, re.MULTILINE)
+    assert (destinations(), topic_policy()) == (wanted, wanted_policy)
+
+    # A set publishes to one stage's topic: another stage is refused, nothing made.
+    other = Deployed(aws, d.shell, copy_chalice_app(tmp_path / "other", tmp_path / "other"),
+                     "intruder", "postbag-intruder-mail", [], None)
+    refused = other.postbag("provision", "--bucket", other.bucket, "--region", REGION,
+                            "--sender-identity", "example.org",
+                            "--configuration-set", "postbag-evidence", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert "give each stage its own --configuration-set" in refused.stderr
+    assert gone(lambda: other.client("s3").head_bucket(Bucket=other.bucket), "404")
+    assert gone(lambda: sns.get_topic_attributes(TopicArn=other.events_topic), "NotFound")
+    assert destinations() == wanted
+
+    d.postbag("teardown")
+    assert gone(destinations, "ConfigurationSetDoesNotExist")
+    assert gone(topic_policy, "NotFound")
+
+
 def test_help_names_every_command(aws):
     done = shell_for(aws.client_env()).run("postbag", "--help")
     for command in ("provision", "wire", "status", "redrive", "teardown"):
@@ -501,7 +647,7 @@ def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, m
 
 
 @contextmanager
-def iam_enforced(aws: HarnessAws):
+def iam_enforced(aws: DeployAws):
     """moto checks signatures and IAM policies only while this is on."""
     def allow_unchecked(count: bytes) -> None:
         # text/plain: a form content type would hide the body from moto.
@@ -604,6 +750,10 @@ def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
     )
     assert cw.describe_alarms(AlarmNamePrefix="postbag-doomed-")["MetricAlarms"] == []
     assert not [t for t in d.client("sns").list_topics()["Topics"] if "doomed" in t["TopicArn"]]
+    assert gone(
+        lambda: d.client("ses").describe_configuration_set(ConfigurationSetName="site-doomed"),
+        "ConfigurationSetDoesNotExist",
+    )
     policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/postbag/postbag-doomed-wordpress"
     assert gone(lambda: iam.get_policy(PolicyArn=policy_arn), "NoSuchEntity")
     assert gone(lambda: iam.get_user(UserName="postbag-doomed-wordpress"), "NoSuchEntity")

@@ -1,5 +1,6 @@
-"""What the two IAM policies allow and refuse, asked of a small evaluator
-(tests/support/iam_eval.py), plus the committed example policy files."""
+"""What the IAM policies (WordPress, the sender, the SES event recorder) allow and
+refuse, asked of a small evaluator (tests/support/iam_eval.py), plus the
+committed example policy files."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from support.iam_eval import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
 from chalicelib.config import Settings
 from postbag import chalice_config
-from postbag.resources import policies
-from postbag.stack import Stack
+from postbag.resources import policies, ses_events
+from postbag.stack import EVENTS_HANDLER, HANDLER, Stack
 
 STACK = Stack("prod", "eu-west-1", "site-mail", "111122223333")
 SETTINGS = Settings.from_env(
@@ -201,21 +202,90 @@ def test_sender_reads_an_sse_kms_bucket_with_its_key():
     assert ask(LAMBDA, "kms:Decrypt", KEY) != ALLOW
 
 
+# -- the SES event recorder (its own role) ----------------------------------------------
+
+EVENTS = policies.events_policy(STACK, SETTINGS)
+EVENTS_LOGS = LOGS.replace("on_batch_uploaded", "on_ses_event")
+
+
+def test_event_recorder_may_record_send_events_and_report_failure():
+    assert ask(EVENTS, "dynamodb:PutItem", TABLE) == ALLOW
+    assert ask(EVENTS, "sqs:SendMessage", QUEUE) == ALLOW
+    assert ask(EVENTS, "logs:PutLogEvents", EVENTS_LOGS + ":log-stream:x") == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("ses:SendEmail", SES + "identity/example.org"),
+        ("ses:SendRawEmail", SES + "configuration-set/postbag"),
+        ("s3:GetObject", OBJ + "queue/b1.json"),
+        ("s3:PutObject", OBJ + "receipts/b1.json"),
+        ("dynamodb:UpdateItem", TABLE),
+        ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:BatchWriteItem", TABLE),
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:PutItem", TABLE.replace("prod", "dev")),
+        ("sns:Publish", "arn:aws:sns:eu-west-1:111122223333:postbag-prod-ses-events"),
+        ("lambda:GetFunctionConcurrency", "*"),
+        ("logs:PutLogEvents", LOGS + ":log-stream:x"),
+    ],
+    ids=[
+        "send", "send-raw", "read-batch", "write-receipt", "update-ledger", "delete-ledger",
+        "batch-write-ledger", "read-ledger", "other-table", "publish-events", "concurrency",
+        "sender-logs",
+    ],
+)
+def test_event_recorder_may_do_nothing_else(action, resource):
+    assert ask(EVENTS, action, resource) != ALLOW
+
+
+# -- the events topic (a resource policy: the principal is checked in test_deploy) ---------
+
+TOPIC = "arn:aws:sns:eu-west-1:111122223333:postbag-prod-ses-events"
+
+
+@pytest.mark.parametrize(
+    "source_account,source_set,expected",
+    [
+        ("111122223333", "postbag-prod", ALLOW),
+        ("111122223333", "postbag-dev", IMPLICIT_DENY),
+        ("444455556666", "postbag-prod", IMPLICIT_DENY),
+    ],
+    ids=["this-set", "another-set", "another-account"],
+)
+def test_ses_publishes_to_the_events_topic_only_for_the_stage_set(
+    source_account, source_set, expected
+):
+    policy = ses_events.topic_policy(STACK, "postbag-prod")
+    context = {
+        "AWS:SourceAccount": source_account,
+        "AWS:SourceArn": f"arn:aws:ses:eu-west-1:{source_account}:configuration-set/{source_set}",
+    }
+    assert evaluate(policy, "sns:Publish", TOPIC, context) == expected
+    assert evaluate(policy, "sns:Subscribe", TOPIC, context) != ALLOW
+
+
 def test_a_policy_without_sender_identities_is_refused():
     with pytest.raises(ValueError, match="--sender-identity"):
         policies.lambda_policy(STACK, Settings())
 
 
+@pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_committed_example_policies_are_what_provisioning_renders(stage):
+def test_committed_example_policies_are_what_provisioning_renders(stage, handler):
     """The files in chalice_app/.chalice are rendered, never hand-edited."""
     config = chalice_config.load(chalice_config.CHALICE_DIR)
     env = chalice_config.stage_env(config, stage)
     stack = Stack(stage, "us-east-1", env["POSTBAG_BUCKET"], "123456789012")
-    rendered = policies.lambda_policy(stack, chalice_config.stage_settings(config, stage))
-    path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage)
-    assert config["stages"][stage]["iam_policy_file"] == path.name
-    assert path.read_text() == json.dumps(rendered, indent=2) + "\n"
+    settings = chalice_config.stage_settings(config, stage)
+    render = {HANDLER: policies.lambda_policy, EVENTS_HANDLER: policies.events_policy}[handler]
+    path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage, handler)
+    stage_cfg = config["stages"][stage]
+    # How Chalice finds a function's policy file: its own entry first, then the stage's.
+    named = stage_cfg.get("lambda_functions", {}).get(handler, {}).get("iam_policy_file")
+    assert (named or stage_cfg["iam_policy_file"]) == path.name
+    assert path.read_text() == json.dumps(render(stack, settings), indent=2) + "\n"
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -228,4 +298,8 @@ def test_committed_stages_are_deployable(stage):
     assert all(isinstance(v, str) for v in env.values())
     reserved = config["stages"][stage].get("reserved_concurrency", config["reserved_concurrency"])
     assert reserved >= 1 and "POSTBAG_RESERVED_CONCURRENCY" not in env
-    assert env["POSTBAG_LEDGER_TABLE"] == Stack(stage, "us-east-1", "b").ledger_table
+    stack = Stack(stage, "us-east-1", "b")
+    assert env["POSTBAG_LEDGER_TABLE"] == stack.ledger_table
+    # Every mail goes through the stage's set, whose Send events reach on_ses_event.
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == stack.configuration_set
+    assert env["POSTBAG_SES_EVENTS_TOPIC"] == stack.ses_events_topic

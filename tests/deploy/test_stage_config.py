@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from chalicelib.config import Settings
 from postbag import chalice_config
 from postbag.cli import stage_name
-from postbag.resources import policies
+from postbag.report import Report
+from postbag.resources import policies, ses_events
 from postbag.resources.bucket import Retention, lifecycle_rules
 from postbag.stack import Stack
 
@@ -29,10 +33,37 @@ def test_a_new_stage_gets_its_values_and_inherits_the_rest():
     assert env["POSTBAG_LEDGER_TABLE"] == "postbag-staging-ledger"
     assert env["POSTBAG_ALLOWED_SENDERS"] == "example.org"
     assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag"
+    assert env["POSTBAG_SES_EVENTS_TOPIC"] == "postbag-staging-ses-events"
     assert "POSTBAG_RESERVED_CONCURRENCY" not in env  # the sender asks Lambda (ratelimit)
     stage = config["stages"]["staging"]
     assert (stage["reserved_concurrency"], stage["iam_policy_file"]) == (4, "policy-staging.json")
+    assert stage["lambda_functions"]["on_ses_event"] == {
+        "iam_policy_file": "policy-staging-on_ses_event.json"
+    }
     assert stage["tags"]["postbag-stage"] == "staging"
+
+
+def test_the_configuration_set_is_postbags_own_unless_named():
+    config = committed()
+    chalice_config.configure_stage(config, STACK, ["example.org"], None, None)
+    env = config["stages"]["staging"]["environment_variables"]
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "postbag-staging"
+    chalice_config.configure_stage(config, STACK, [], "site-mail", None)
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "site-mail"
+    chalice_config.configure_stage(config, STACK, [], None, None)  # a later run keeps it
+    assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == "site-mail"
+
+
+def test_every_name_of_the_ses_evidence_derives_from_the_stage():
+    assert (STACK.configuration_set, STACK.ses_events_topic, STACK.events_function_name) == (
+        "postbag-staging", "postbag-staging-ses-events", "postbag-staging-on_ses_event"
+    )
+    assert STACK.ses_events_topic_arn == (
+        "arn:aws:sns:eu-west-1:111122223333:postbag-staging-ses-events"
+    )
+    assert STACK.configuration_set_arn("site-mail") == (
+        "arn:aws:ses:eu-west-1:111122223333:configuration-set/site-mail"
+    )
 
 
 def test_configuring_again_with_no_options_keeps_everything():
@@ -107,3 +138,52 @@ def test_stage_names_that_fit_every_resource_name(good):
 def test_stage_names_refused(bad):
     with pytest.raises(argparse.ArgumentTypeError):
         stage_name(bad)
+
+
+# -- teardown of the SES events, where moto cannot show it (one destination per set) --
+
+
+def destination(name: str, topic: str) -> dict:
+    return {"Name": name, "Enabled": True, "MatchingEventTypes": ["send"],
+            "SNSDestination": {"TopicARN": topic}}
+
+
+def teardown_events(*destinations: dict, **expected_calls: dict) -> str:
+    """``ses_events.delete`` against stubbed SES and SNS; answers what it reported."""
+    ses = boto3.client("ses", region_name="eu-west-1")
+    sns = boto3.client("sns", region_name="eu-west-1")
+    out = io.StringIO()
+    with Stubber(ses) as ses_stub, Stubber(sns) as sns_stub:
+        ses_stub.add_response(
+            "describe_configuration_set",
+            {"ConfigurationSet": {"Name": "site-mail"}, "EventDestinations": list(destinations)},
+            {"ConfigurationSetName": "site-mail",
+             "ConfigurationSetAttributeNames": ["eventDestinations"]},
+        )
+        for operation, params in expected_calls.items():
+            ses_stub.add_response(operation, {}, params)
+        topic = {"TopicArn": STACK.ses_events_topic_arn}
+        sns_stub.add_response("get_topic_attributes", {"Attributes": {}}, topic)
+        sns_stub.add_response("delete_topic", {}, topic)
+        ses_events.delete(sns, ses, STACK, "site-mail", Report(out))
+        ses_stub.assert_no_pending_responses()
+        sns_stub.assert_no_pending_responses()
+    return out.getvalue()
+
+
+def test_teardown_keeps_a_set_that_holds_the_operators_own_destinations():
+    reported = teardown_events(
+        destination("postbag-ledger", STACK.ses_events_topic_arn),
+        destination("bounces", "arn:aws:sns:eu-west-1:111122223333:ops"),
+        delete_configuration_set_event_destination={
+            "ConfigurationSetName": "site-mail", "EventDestinationName": "postbag-ledger"},
+    )
+    assert "deleted   SES event destination site-mail/postbag-ledger" in reported
+    assert "kept      SES configuration set site-mail (holds bounces)" in reported
+
+
+def test_teardown_leaves_a_set_that_publishes_to_another_stage():
+    """Its stage would lose SES's evidence and resend every ambiguous mail."""
+    other = STACK.ses_events_topic_arn.replace("staging", "prod")
+    reported = teardown_events(destination("postbag-ledger", other))
+    assert "kept      SES configuration set site-mail (publishes to another topic)" in reported
