@@ -49,11 +49,12 @@ final class Postbag_Plugin {
 	 * @param object|null          $s3_client Anything with Postbag_S3_Client's put_objects(); default: made from $config on first upload.
 	 * @param callable|null        $clock     Returns the Unix time; default time().
 	 * @param Postbag_Spool|null   $spool     Default: POSTBAG_SPOOL_DIR or Postbag_Spool::default_dir().
+	 * @param Postbag_Memory_Budget|null $memory When to flush before the request ends; default: against memory_limit.
 	 */
-	public function __construct( ?Postbag_Config $config = null, ?object $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null ) {
+	public function __construct( ?Postbag_Config $config = null, ?object $s3_client = null, ?callable $clock = null, ?Postbag_Spool $spool = null, ?Postbag_Memory_Budget $memory = null ) {
 		$this->config = $config ?? Postbag_Config::from_constants();
 		$clock        = $clock ?? 'time';
-		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ) );
+		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ), 64 * 1024 * 1024, $memory ?? new Postbag_Memory_Budget() );
 		$this->spool  = $spool ?? new Postbag_Spool( $this->config->get( 'spool_dir' ) );
 
 		$this->interceptor = new Postbag_Interceptor(

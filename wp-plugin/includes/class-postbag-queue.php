@@ -13,12 +13,23 @@ if ( ! defined( 'ABSPATH' ) ) {
  * Buffers queued mails for the rest of the request, grouped by the meta they
  * share (site, From, content type, charset, Cc/Bcc/Reply-To, custom headers),
  * and cuts each group into batches by count and size. Adding a mail is an
- * array append: serialization happens once per batch, at drain time.
+ * array append: serialization happens once per batch, at drain time, one
+ * batch at a time (batches()), so draining never holds much more than the
+ * queue did. The queue asks to be flushed early when the request nears its
+ * memory_limit (Postbag_Memory_Budget) or holds `$full_at` bytes.
  */
 final class Postbag_Queue {
 
 	/** Bytes of a batch besides its mails and meta (version, ids, site, time). */
 	const ENVELOPE_BYTES = 512;
+
+	/**
+	 * Bytes held below which a low memory budget does not flush: flushing a
+	 * few mails frees next to nothing when the rest of the request is what
+	 * fills the memory, and would cut batches of one mail. A full batch's worth
+	 * of mails flushes too.
+	 */
+	const MIN_EARLY_FLUSH_BYTES = 1048576;
 
 	/** @var array<string, array{site: array, meta: array, mails: array[], bytes: int[], blobs: array<int, array<int, string>>}> */
 	private $groups = array();
@@ -44,17 +55,22 @@ final class Postbag_Queue {
 	/** @var Postbag_Batch_Format_V1 Writes the batch files. */
 	private $format;
 
+	/** @var Postbag_Memory_Budget|null */
+	private $memory;
+
 	/**
-	 * @param int $max_mails Most mails in one batch.
-	 * @param int $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
-	 * @param int $full_at   Bytes held at which to flush early: a script queueing
-	 *                       100,000 mails or many large attachments would run out
-	 *                       of memory before the request ends.
+	 * @param int                        $max_mails Most mails in one batch.
+	 * @param int                        $max_bytes Most bytes in one batch file (a single larger mail still gets its own batch).
+	 * @param int                        $full_at   Estimated bytes held at which to flush early, whatever
+	 *                                              the memory: the bound when memory_limit is -1.
+	 * @param Postbag_Memory_Budget|null $memory    Asks for a flush when the request nears its memory_limit;
+	 *                                              null: only `$full_at` does.
 	 */
-	public function __construct( int $max_mails, int $max_bytes, int $full_at = 64 * 1024 * 1024 ) {
+	public function __construct( int $max_mails, int $max_bytes, int $full_at = 64 * 1024 * 1024, ?Postbag_Memory_Budget $memory = null ) {
 		$this->max_mails = $max_mails;
 		$this->max_bytes = $max_bytes;
 		$this->full_at   = $full_at;
+		$this->memory    = $memory;
 		$this->format    = new Postbag_Batch_Format_V1();
 	}
 
@@ -91,9 +107,18 @@ final class Postbag_Queue {
 		}
 		++$this->count;
 		$this->held += $bytes + ( $blobs ? array_sum( array_map( 'strlen', $blobs ) ) : 0 );
-		if ( $this->held >= $this->full_at && null !== $this->on_full ) {
+		if ( null !== $this->on_full && $this->is_full() ) {
 			( $this->on_full )();
 		}
+	}
+
+	/** Whether to flush now, before the end of the request. */
+	private function is_full(): bool {
+		if ( $this->held >= $this->full_at ) {
+			return true;
+		}
+		$worth_it = $this->count >= $this->max_mails || $this->held >= self::MIN_EARLY_FLUSH_BYTES;
+		return $worth_it && null !== $this->memory && $this->memory->is_low();
 	}
 
 	/** Mails waiting. */
@@ -102,24 +127,41 @@ final class Postbag_Queue {
 	}
 
 	/**
-	 * Empties the queue into batches.
+	 * Empties the queue into batches, all at once.
 	 *
 	 * @param int $now Unix time the batches are made.
 	 * @return Postbag_Batch[]
 	 */
 	public function drain( int $now ): array {
+		return iterator_to_array( $this->batches( $now ), false );
+	}
+
+	/**
+	 * Empties the queue into batches, one at a time: each is serialized when
+	 * asked for, and its mails are let go once it is, so the memory a drain
+	 * needs is one batch, whatever the queue held. The queue is empty from
+	 * the first batch on (mail queued meanwhile waits for the next drain);
+	 * stop early and the mails not yet yielded are lost: consume them all.
+	 *
+	 * @param int $now Unix time the batches are made.
+	 * @return Generator<int, Postbag_Batch>
+	 */
+	public function batches( int $now ): Generator {
 		$groups       = $this->groups;
 		$this->groups = array();
 		$this->count  = 0;
 		$this->held   = 0;
 		$created_at   = gmdate( 'Y-m-d\TH:i:s\Z', $now );
-		$batches      = array();
-		foreach ( $groups as $key => $group ) {
+		foreach ( array_keys( $groups ) as $key ) {
+			$group = $groups[ $key ];
+			unset( $groups[ $key ] ); // $group holds the only reference: what it lets go is freed.
 			foreach ( $this->chunks( $group, self::ENVELOPE_BYTES + strlen( $key ) ) as $chunk ) {
-				array_push( $batches, ...$this->build( $group, $chunk, $created_at ) );
+				yield from $this->build( $group, $chunk, $created_at );
+				foreach ( $chunk as $index ) {
+					unset( $group['mails'][ $index ], $group['blobs'][ $index ] );
+				}
 			}
 		}
-		return $batches;
 	}
 
 	/**
