@@ -11,8 +11,18 @@ if ( ! defined( 'ABSPATH' ) ) {
 
 /**
  * On `shutdown` (which every request reaches, REST, AJAX, cron and admin
- * ones included, unlike `wp_footer`), finishes the response where the server
- * allows it, then uploads every batch; a batch that fails goes to the spool.
+ * ones included, unlike `wp_footer`): every batch is serialized and written
+ * to the spool one at a time, then the response is finished where the server
+ * allows it, then the batches are uploaded from the spool in waves and
+ * removed from it; a batch that fails stays there for the retry.
+ *
+ * The order is what makes "wp_mail() said true" hold: once the visitor has
+ * the page, all its mail is on disk, so a worker killed after the response
+ * (a php-fpm reload, the OOM killer, kill -9) leaves it to the retry instead
+ * of losing it. The visitor waits for the serialization, which had to happen
+ * anyway, and a local write per batch, not for S3. A batch re-uploaded by the
+ * retry after a crash is the same file with the same ids, which the sender
+ * deduplicates.
  */
 final class Postbag_Flusher {
 
@@ -31,11 +41,14 @@ final class Postbag_Flusher {
 	/** @var callable(): int */
 	private $clock;
 
+	/** @var bool A flush is running (mail queued by its hooks waits for the next one). */
+	private $flushing = false;
+
 	/**
 	 * @param Postbag_Queue          $queue    The request's queue.
-	 * @param Postbag_Batch_Uploader $uploader Uploads batches.
-	 * @param Postbag_Spool_Retry    $retry    Takes the batches that fail.
-	 * @param Postbag_Sync_Sender    $sync     Last resort when the spool cannot be written.
+	 * @param Postbag_Batch_Uploader $uploader Uploads batches the spool could not take.
+	 * @param Postbag_Spool_Retry    $retry    Keeps batches in the spool and uploads them.
+	 * @param Postbag_Sync_Sender    $sync     Last resort when neither the spool nor S3 takes a batch.
 	 * @param callable(): int        $clock    Current Unix time.
 	 */
 	public function __construct( Postbag_Queue $queue, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, Postbag_Sync_Sender $sync, callable $clock ) {
@@ -62,8 +75,7 @@ final class Postbag_Flusher {
 		if ( 0 === $this->queue->count() ) {
 			return;
 		}
-		self::finish_response();
-		$this->flush();
+		$this->run( true );
 	}
 
 	/** The last shutdown function: uploads what was queued after on_shutdown(). */
@@ -74,66 +86,95 @@ final class Postbag_Flusher {
 	}
 
 	/**
-	 * Uploads everything queued so far. Called on shutdown; callable directly
-	 * (tests, long-running scripts that send many mails).
+	 * Uploads everything queued so far. Called on shutdown and when the queue
+	 * fills up; callable directly (tests, long-running scripts that send many mails).
 	 *
-	 * @return array<string, string> Batch id => why its upload failed (it was spooled,
-	 *                               or sent through core when the spool could not take
-	 *                               it); a batch absent from it was uploaded.
+	 * @return array<string, string> Batch id => why its upload failed (it waits in the
+	 *                               spool, or was sent through core when the spool could
+	 *                               not take it); a batch absent from it was uploaded.
 	 */
 	public function flush(): array {
-		$batches = $this->queue->drain( ( $this->clock )() );
-		if ( ! $batches ) {
-			return array();
-		}
-		$failures = $this->uploader->upload( $batches );
-		$spooled  = false;
-		foreach ( $batches as $batch ) {
-			if ( ! isset( $failures[ $batch->id ] ) ) {
-				/**
-				 * Fires when a batch (and its attachments) is in the bucket.
-				 *
-				 * @param string   $batch_id Batch id.
-				 * @param string[] $mail_ids Ids of its mails.
-				 */
-				do_action( 'postbag_batch_uploaded', $batch->id, $batch->mail_ids );
-			} elseif ( $this->keep( $batch, $failures[ $batch->id ] ) ) {
-				$spooled = true;
-			}
-		}
-		if ( $spooled ) {
-			$this->retry->after_spooling();
-		}
-		return $failures;
+		return $this->run( false );
 	}
 
 	/**
-	 * Spools a batch that failed; if even that fails, sends it through core now.
-	 *
-	 * @param Postbag_Batch $batch  The batch.
-	 * @param string        $reason Why its upload failed.
-	 * @return bool Whether it was spooled.
+	 * @param bool $finish Finish the response between spooling and uploading.
+	 * @return array<string, string> See flush().
 	 */
-	private function keep( Postbag_Batch $batch, string $reason ): bool {
+	private function run( bool $finish ): array {
+		if ( $this->flushing ) {
+			return array();
+		}
+		$this->flushing = true;
 		try {
-			$this->retry->spool( $batch, $reason );
-		} catch ( Postbag_Spool_Exception $e ) {
+			list( $kept, $unspooled, $failures ) = $this->keep();
+			if ( $finish ) {
+				self::finish_response();
+			}
+			return $failures + $this->retry->upload_kept( $kept ) + $this->upload_unspooled( $unspooled );
+		} finally {
+			$this->flushing = false;
+		}
+	}
+
+	/**
+	 * Empties the queue into the spool, one batch at a time. A batch the spool
+	 * cannot take is uploaded from memory instead, a wave at a time, so even
+	 * then memory stays bounded.
+	 *
+	 * @return array{0: string[], 1: array<int, array{0: Postbag_Batch, 1: string}>, 2: array<string, string>}
+	 *         Ids of the batches spooled; batches still to upload from memory, with why the
+	 *         spool refused them; failures of those already uploaded from memory (see flush()).
+	 */
+	private function keep(): array {
+		$kept      = array();
+		$unspooled = array();
+		$failures  = array();
+		$bytes     = 0;
+		foreach ( $this->queue->batches( ( $this->clock )() ) as $batch ) {
+			try {
+				$this->retry->keep( $batch );
+				$kept[] = $batch->id;
+				continue;
+			} catch ( Throwable $e ) {
+				// Postbag_Spool_Exception mostly; whatever it is, the batch must go on (the queue let it go).
+				$unspooled[] = array( $batch, $e->getMessage() );
+			}
+			$bytes += strlen( $batch->body ) + array_sum( array_map( 'strlen', $batch->attachments ) );
+			if ( count( $unspooled ) >= Postbag_Spool_Retry::WAVE_BATCHES || $bytes >= Postbag_Spool_Retry::WAVE_BYTES ) {
+				$failures += $this->upload_unspooled( $unspooled );
+				$unspooled = array();
+				$bytes     = 0;
+			}
+		}
+		$this->retry->after_keeping();
+		return array( $kept, $unspooled, $failures );
+	}
+
+	/**
+	 * Uploads batches the spool refused; if S3 refuses them too, sends them through core now.
+	 *
+	 * @param array<int, array{0: Postbag_Batch, 1: string}> $unspooled Batches and why the spool refused them.
+	 * @return array<string, string> Batch id => why its upload failed.
+	 */
+	private function upload_unspooled( array $unspooled ): array {
+		if ( ! $unspooled ) {
+			return array();
+		}
+		$failures = $this->uploader->upload( array_column( $unspooled, 0 ) );
+		foreach ( $unspooled as list( $batch, $spool_error ) ) {
+			if ( ! isset( $failures[ $batch->id ] ) ) {
+				/** This action is documented in includes/class-postbag-spool-retry.php */
+				do_action( 'postbag_batch_uploaded', $batch->id, $batch->mail_ids );
+				continue;
+			}
 			$sent = $this->sync->send( $batch );
 			foreach ( array_diff( $batch->mail_ids, $sent ) as $mail_id ) {
 				/** This action is documented in wp-includes/pluggable.php */
-				do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', sprintf( 'Postbag lost mail %s: upload failed (%s), spooling failed (%s), sending failed.', $mail_id, $reason, $e->getMessage() ), array( 'postbag_batch_id' => $batch->id ) ) );
+				do_action( 'wp_mail_failed', new WP_Error( 'wp_mail_failed', sprintf( 'Postbag lost mail %s: spooling failed (%s), upload failed (%s), sending failed.', $mail_id, $spool_error, $failures[ $batch->id ] ), array( 'postbag_batch_id' => $batch->id ) ) );
 			}
-			return false;
 		}
-		/**
-		 * Fires when a batch could not be uploaded and waits in the spool for a retry.
-		 *
-		 * @param string   $batch_id Batch id.
-		 * @param string[] $mail_ids Ids of its mails.
-		 * @param string   $reason   Why the upload failed.
-		 */
-		do_action( 'postbag_batch_spooled', $batch->id, $batch->mail_ids, $reason );
-		return true;
+		return $failures;
 	}
 
 	/** Sends the response to the client now, where the server can, so uploads never delay it. */

@@ -171,9 +171,28 @@ final class Postbag_Plugin {
 		return new Postbag_S3_Client( $this->config->s3_options(), Postbag_Credential_Chain::default_chain() );
 	}
 
-	/** Activation: the hourly safety net that retries the spool even if a single event was lost. */
+	/**
+	 * Activation: the hourly safety net that retries the spool even if a
+	 * single event was lost, and the spool itself, made ready and rid of any
+	 * unprotected file an earlier version left (Site Health reports what
+	 * could not be done). WordPress passes whether the activation is
+	 * network-wide, which changes nothing here.
+	 */
 	public static function activate(): void {
 		Postbag_Spool_Retry::ensure_hourly();
+		self::prepare_spool( new Postbag_Spool( Postbag_Config::from_constants()->get( 'spool_dir' ) ) );
+	}
+
+	/**
+	 * @param Postbag_Spool $spool The spool to make ready.
+	 */
+	public static function prepare_spool( Postbag_Spool $spool ): void {
+		try {
+			$spool->prepare();
+			$spool->upgrade();
+		} catch ( Postbag_Spool_Exception $e ) {
+			unset( $e ); // Shown by Site Health; activation goes on: uploads work without a spool.
+		}
 	}
 
 	/**

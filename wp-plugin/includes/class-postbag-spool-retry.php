@@ -1,6 +1,6 @@
 <?php
 /**
- * Spools failed batches and retries them from WP-Cron.
+ * Keeps batches in the spool until S3 has them; retries failed ones from WP-Cron.
  *
  * @package Postbag
  */
@@ -10,10 +10,13 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 /**
- * Keeps a batch that could not be uploaded in the spool and retries it from
- * WP-Cron with exponential backoff (60 s doubling to an hour, plus jitter).
- * A site may opt in to sending through core after a while
- * (`postbag_sync_fallback_after`); otherwise mail waits until S3 takes it.
+ * Keeps every batch in the spool until S3 has it, and retries the ones that
+ * failed from WP-Cron with exponential backoff (60 s doubling to an hour,
+ * plus jitter). Uploads go in waves of a bounded size read back from the
+ * spool, so neither a flush of 100,000 mails nor a long outage's backlog
+ * holds more than a wave in memory. A site may opt in to sending through
+ * core after a while (`postbag_sync_fallback_after`); otherwise mail waits
+ * until S3 takes it.
  */
 final class Postbag_Spool_Retry {
 
@@ -27,8 +30,14 @@ final class Postbag_Spool_Retry {
 
 	const MAX_DELAY = 3600;
 
-	/** Batches per run, oldest first, so a long outage's backlog never exhausts memory; the rest follow at once. */
+	/** Batches per run, oldest first, so a run ends in bounded time; the rest follow at once. */
 	const BATCHES_PER_RUN = 100;
+
+	/** Most batches handed to the uploader at once (twice its default concurrency). */
+	const WAVE_BATCHES = 32;
+
+	/** Most bytes (batch files and attachments) read back from the spool for one wave. */
+	const WAVE_BYTES = 8 * 1024 * 1024;
 
 	/** @var Postbag_Spool */
 	private $spool;
@@ -41,6 +50,9 @@ final class Postbag_Spool_Retry {
 
 	/** @var callable(): int */
 	private $clock;
+
+	/** @var int|null When the earliest batch kept since the last after_keeping() is due. */
+	private $kept_due;
 
 	/**
 	 * @param Postbag_Spool          $spool    Where batches wait.
@@ -83,34 +95,79 @@ final class Postbag_Spool_Retry {
 	}
 
 	/**
-	 * Keeps a batch whose upload failed. Call after_spooling() once the
-	 * request's batches are spooled, so its retry is scheduled.
+	 * Writes a batch to the spool before its upload is tried. Its first
+	 * attempt counts as due after the first backoff: if the process dies
+	 * before uploading it, the retry takes it then. Call after_keeping() once
+	 * the flush has kept its batches, so that retry is scheduled.
 	 *
-	 * @param Postbag_Batch $batch  The batch.
-	 * @param string        $reason Why the upload failed.
+	 * @param Postbag_Batch $batch The batch.
 	 * @throws Postbag_Spool_Exception When the spool cannot be written.
 	 */
-	public function spool( Postbag_Batch $batch, string $reason ): void {
-		$now = ( $this->clock )();
+	public function keep( Postbag_Batch $batch ): void {
+		$now  = ( $this->clock )();
+		$next = $now + $this->delay( 1 );
 		$this->spool->write(
 			$batch,
 			array(
-				'attempts'         => 1,
+				'attempts'         => 0,
 				'first_spooled_at' => $now,
-				'next_attempt_at'  => $now + $this->delay( 1 ),
-				'last_error'       => $reason,
+				'next_attempt_at'  => $next,
+				'last_error'       => '',
 				'mails'            => count( $batch->mail_ids ),
 			)
 		);
+		$this->kept_due = min( $this->kept_due ?? $next, $next );
 	}
 
 	/**
-	 * Schedules the retries of what spool() kept: once per flush, not per
-	 * batch, since scheduling reads every state file of the spool.
+	 * Schedules the retry of what keep() wrote, once per flush (not per
+	 * batch): the event that uploads it if this process never does. Before the
+	 * response ends, so a worker killed after it still leaves a retry planned.
 	 */
-	public function after_spooling(): void {
+	public function after_keeping(): void {
+		if ( null === $this->kept_due ) {
+			return;
+		}
 		self::ensure_hourly();
-		$this->schedule();
+		// Refused when an event is already planned within ten minutes of it, which is as good.
+		wp_schedule_single_event( $this->kept_due, self::HOOK );
+		$this->kept_due = null;
+	}
+
+	/**
+	 * The first upload of batches keep() wrote: those S3 took leave the
+	 * spool; the others stay for the retry, and `postbag_batch_spooled` fires.
+	 *
+	 * @param string[] $ids Batch ids.
+	 * @return array<string, string> Batch id => why its upload failed; a batch absent from it was uploaded.
+	 */
+	public function upload_kept( array $ids ): array {
+		$failures = array();
+		$this->upload(
+			$ids,
+			function ( string $id, ?Postbag_Batch $batch, string $reason ) use ( &$failures ): void {
+				$failures[ $id ] = $reason;
+				$state           = $this->spool->state( $id );
+				if ( null !== $state ) {
+					$state['attempts']   = max( 1, (int) ( $state['attempts'] ?? 0 ) );
+					$state['last_error'] = $reason;
+					try {
+						$this->spool->save_state( $id, $state );
+					} catch ( Postbag_Spool_Exception $e ) {
+						unset( $e ); // The batch waits with its first state: retried all the same.
+					}
+				}
+				/**
+				 * Fires when a batch could not be uploaded and waits in the spool for a retry.
+				 *
+				 * @param string   $batch_id Batch id.
+				 * @param string[] $mail_ids Ids of its mails.
+				 * @param string   $reason   Why the upload failed.
+				 */
+				do_action( 'postbag_batch_spooled', $id, null === $batch ? array() : $batch->mail_ids, $reason );
+			}
+		);
+		return $failures;
 	}
 
 	/**
@@ -129,20 +186,22 @@ final class Postbag_Spool_Retry {
 			return $summary; // Another run is at it.
 		}
 		try {
-			$now = ( $this->clock )();
-			list( $batches, $states ) = $this->due( $now, true === $force, $summary );
-			$failures = $this->uploader->upload( array_values( $batches ) );
-			foreach ( $batches as $id => $batch ) {
-				if ( isset( $failures[ $id ] ) ) {
-					$summary['sent'] += $this->failed( $batch, $states[ $id ], $failures[ $id ], $now );
+			$this->spool->upgrade();
+			$now    = ( $this->clock )();
+			$states = $this->due( $now, true === $force );
+
+			$summary['uploaded'] = $this->upload(
+				array_keys( $states ),
+				function ( string $id, ?Postbag_Batch $batch, string $reason ) use ( $states, $now, &$summary ): void {
 					++$summary['failed'];
-				} else {
-					$this->spool->remove( $id );
-					/** This action is documented in includes/class-postbag-flusher.php */
-					do_action( 'postbag_batch_uploaded', $id, $batch->mail_ids );
-					++$summary['uploaded'];
+					if ( null === $batch ) {
+						// Left in place for an operator; the admin notice names it.
+						$this->spool->save_state( $id, $this->attempt_failed( $states[ $id ], $reason, $now ) );
+						return;
+					}
+					$summary['sent'] += $this->failed( $batch, $states[ $id ], $reason, $now );
 				}
-			}
+			);
 		} finally {
 			$this->spool->unlock();
 		}
@@ -151,33 +210,90 @@ final class Postbag_Spool_Retry {
 	}
 
 	/**
-	 * Loads the batches due for an attempt, oldest first, at most BATCHES_PER_RUN.
+	 * Uploads spooled batches in waves; a batch S3 took leaves the spool and
+	 * `postbag_batch_uploaded` fires.
 	 *
-	 * @param int   $now     Current time.
-	 * @param bool  $force   Ignore the backoff.
-	 * @param array $summary Counts a damaged batch as failed.
-	 * @return array{0: array<string, Postbag_Batch>, 1: array<string, array>} Batches and their states, by id.
+	 * @param string[] $ids        Batch ids.
+	 * @param callable $on_failure Called with the id, the batch (null when it could not be read) and the reason.
+	 * @return int Batches uploaded.
 	 */
-	private function due( int $now, bool $force, array &$summary ): array {
-		$batches = array();
-		$states  = array();
+	private function upload( array $ids, callable $on_failure ): int {
+		$uploaded = 0;
+		foreach ( $this->waves( $ids ) as $wave ) {
+			$batches = array();
+			foreach ( $wave as $id ) {
+				try {
+					$batches[ $id ] = $this->spool->load( $id );
+				} catch ( Postbag_Spool_Exception $e ) {
+					if ( $this->spool->has( $id ) ) {
+						$on_failure( $id, null, $e->getMessage() );
+					} // Else another process uploaded it meanwhile.
+				}
+			}
+			$failures = $this->uploader->upload( array_values( $batches ) );
+			foreach ( $batches as $id => $batch ) {
+				if ( isset( $failures[ $id ] ) ) {
+					$on_failure( (string) $id, $batch, $failures[ $id ] );
+					continue;
+				}
+				$this->spool->remove( (string) $id );
+				/**
+				 * Fires when a batch (and its attachments) is in the bucket.
+				 *
+				 * @param string   $batch_id Batch id.
+				 * @param string[] $mail_ids Ids of its mails.
+				 */
+				do_action( 'postbag_batch_uploaded', (string) $id, $batch->mail_ids );
+				++$uploaded;
+			}
+		}
+		return $uploaded;
+	}
+
+	/**
+	 * Cuts ids into waves of at most WAVE_BATCHES batches and WAVE_BYTES on
+	 * disk (a larger batch goes alone).
+	 *
+	 * @param string[] $ids Batch ids.
+	 * @return Generator<int, string[]>
+	 */
+	private function waves( array $ids ): Generator {
+		$wave  = array();
+		$bytes = 0;
+		foreach ( $ids as $id ) {
+			$size = $this->spool->size( (string) $id );
+			if ( $wave && ( count( $wave ) >= self::WAVE_BATCHES || $bytes + $size > self::WAVE_BYTES ) ) {
+				yield $wave;
+				$wave  = array();
+				$bytes = 0;
+			}
+			$wave[] = (string) $id;
+			$bytes += $size;
+		}
+		if ( $wave ) {
+			yield $wave;
+		}
+	}
+
+	/**
+	 * The batches due for an attempt, oldest first, at most BATCHES_PER_RUN.
+	 *
+	 * @param int  $now   Current time.
+	 * @param bool $force Ignore the backoff.
+	 * @return array<string, array> Batch id => state.
+	 */
+	private function due( int $now, bool $force ): array {
+		$due = array();
 		foreach ( $this->spool->states() as $id => $state ) {
 			if ( ! $force && $state['next_attempt_at'] > $now ) {
 				continue;
 			}
-			if ( count( $batches ) >= self::BATCHES_PER_RUN ) {
+			if ( count( $due ) >= self::BATCHES_PER_RUN ) {
 				break;
 			}
-			try {
-				$batches[ $id ] = $this->spool->load( $id );
-				$states[ $id ]  = $state;
-			} catch ( Postbag_Spool_Exception $e ) {
-				// Left in place for an operator; the admin notice names it.
-				$this->spool->save_state( $id, $this->attempt_failed( $state, $e->getMessage(), $now ) );
-				++$summary['failed'];
-			}
+			$due[ (string) $id ] = $state;
 		}
-		return array( $batches, $states );
+		return $due;
 	}
 
 	/**

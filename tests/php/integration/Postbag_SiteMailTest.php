@@ -134,7 +134,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 		$mail = reset( $batches )['emails'][0];
 		$this->assertSame( array( 'reader@example.net' ), $mail['to'] );
 		$this->assertSame( 'Sent from a real request', $mail['subject'] );
-		$this->assertSame( array(), glob( $this->spool_dir . '/*.batch' ) ?: array() );
+		$this->assertSame( array(), glob( $this->spool_dir . '/*.batch.php' ) ?: array() );
 	}
 
 	public function test_many_marked_mails_are_chunked_into_batches_uploaded_together(): void {
@@ -211,7 +211,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 		$states   = $this->plugin->spool()->states();
 		$this->assertSame( array( $batch_id ), array_keys( $states ) );
 		$this->assertSame( 1, $states[ $batch_id ]['attempts'] );
-		$this->assertFileExists( $this->spool_dir . "/$batch_id.batch" );
+		$this->assertFileExists( $this->spool_dir . "/$batch_id.batch.php" );
 		$this->assertSame( array(), Postbag_Test_Mailer::current()->sent, 'no fallback through core unless the site asks' );
 		$event = wp_get_scheduled_event( Postbag_Spool_Retry::HOOK );
 		$this->assertNotFalse( $event, 'a retry is scheduled with WP-Cron' );
@@ -235,7 +235,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 		$this->assertSame( $mail_ids, array_column( $batches[ "queue/$batch_id.json" ]['emails'], 'id' ) );
 		$this->assertCount( 2, $objects, 'batch and its attachment' );
 		$this->assertSame( array(), $this->plugin->spool()->states(), 'the spool is empty' );
-		$this->assertFileDoesNotExist( $this->spool_dir . "/$batch_id.batch" );
+		$this->assertFileDoesNotExist( $this->spool_dir . "/$batch_id.batch.php" );
 
 		// Running the retry again (cron fires the hourly event too) uploads nothing more.
 		do_action_ref_array( $event->hook, $event->args );

@@ -94,7 +94,7 @@ final class Postbag_AttachmentTest extends Postbag_Unit_Test_Case {
 		$failed = array_keys( array_filter( $outcome ) );
 		$this->assertCount( 1, $failed );
 		$this->assertStringContainsString( 'HTTP 503', $outcome[ $failed[0] ] );
-		$this->assertFileExists( "{$this->spool_dir}/{$failed[0]}.batch" );
+		$this->assertFileExists( "{$this->spool_dir}/{$failed[0]}.batch.php" );
 		$this->assertSame( str_repeat( 'x', 100 ), array_values( $this->plugin->spool()->load( $failed[0] )->attachments )[0] );
 	}
 

@@ -43,8 +43,8 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		$id = $this->spool_one();
 
 		$this->assertSame( array(), $this->s3->objects );
-		$this->assertFileExists( "{$this->spool_dir}/$id.batch" );
-		$this->assertSame( 0600, fileperms( "{$this->spool_dir}/$id.batch" ) & 0777 );
+		$this->assertFileExists( "{$this->spool_dir}/$id.batch.php" );
+		$this->assertSame( 0600, fileperms( "{$this->spool_dir}/$id.batch.php" ) & 0777 );
 		$this->assertSame( 0700, fileperms( $this->spool_dir ) & 0777 );
 		$this->assertStringContainsString( 'Require all denied', (string) file_get_contents( "{$this->spool_dir}/.htaccess" ) );
 		$this->assertStringContainsString( 'Deny from all', (string) file_get_contents( "{$this->spool_dir}/.htaccess" ) );
@@ -102,8 +102,8 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( "queue/$id.json" ), array_keys( $this->s3->objects ) );
 		$this->assertSame( $spooled->body, $this->s3->objects[ "queue/$id.json" ]['body'], 'Byte for byte the batch first tried: same batch and mail ids, so the sender never sends twice.' );
 		$this->assertSame( array( array( $id, $spooled->mail_ids ) ), $this->fired['postbag_batch_uploaded'] );
-		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.batch" );
-		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.state" );
+		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.batch.php" );
+		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.state.php" );
 		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'Nothing left to retry, nothing scheduled.' );
 	}
 
@@ -173,7 +173,7 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 
 		try {
 			$this->assertSame( 0, $this->plugin->retry_spool( true )['uploaded'] );
-			$this->assertFileExists( "{$this->spool_dir}/$id.batch" );
+			$this->assertFileExists( "{$this->spool_dir}/$id.batch.php" );
 		} finally {
 			$other->unlock();
 		}
@@ -255,7 +255,7 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 		$this->assertStringContainsString( 'X-Campaign: weekly', $sent[0]['mime'] );
 		$this->assertSame( 'notes.txt', $sent[0]['attachments'][0][2] );
 		$this->assertStringContainsString( base64_encode( 'attached' ), $sent[0]['mime'] );
-		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.batch" );
+		$this->assertFileDoesNotExist( "{$this->spool_dir}/$id.batch.php" );
 		$this->assertSame( $id, $this->fired['postbag_batch_sent_synchronously'][0][0] );
 		$this->assertSame( 0, $this->plugin->queue()->count(), 'Postbag did not intercept its own fallback.' );
 		$this->assertTrue( has_filter( 'pre_wp_mail', array( $this->plugin->interceptor(), 'pre_wp_mail' ) ) !== false, 'Interception is back on.' );
@@ -285,7 +285,7 @@ final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 	public function test_a_damaged_spool_file_is_reported_not_fatal(): void {
 		$good = $this->spool_one( 'Good' );
 		$bad  = $this->spool_one( 'Bad' );
-		file_put_contents( "{$this->spool_dir}/$bad.batch", '{"truncated' );
+		file_put_contents( "{$this->spool_dir}/$bad.batch.php", '{"truncated' );
 		$this->s3->fail_pattern = null;
 
 		$summary = $this->plugin->retry_spool( true );
