@@ -35,6 +35,7 @@ final class Postbag_Config {
 		'spool_dir'                   => array( 'POSTBAG_SPOOL_DIR', '' ),
 		'upload_timeout'              => array( 'POSTBAG_UPLOAD_TIMEOUT', 10 ),
 		'upload_concurrency'          => array( 'POSTBAG_UPLOAD_CONCURRENCY', 16 ),
+		'allowed_senders'             => array( 'POSTBAG_ALLOWED_SENDERS', '' ),
 	);
 
 	/** @var array<string, mixed> */

@@ -17,8 +17,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  *
  * `pre_wp_mail` runs before core applies its From, content-type and charset
  * filters, so they are applied here, at enqueue time, with core's defaults.
- * Whatever the sender would refuse later (Postbag_Mail_Rules) is refused
- * now, while the caller can still react.
+ * Whatever the sender would refuse later (Postbag_Mail_Rules, a From outside
+ * POSTBAG_ALLOWED_SENDERS) is refused now, while the caller can still react.
  */
 final class Postbag_Interceptor {
 
@@ -37,18 +37,23 @@ final class Postbag_Interceptor {
 	/** @var array<int, array{url: string, blog_id: int}> Site of each blog seen, by blog id. */
 	private $sites = array();
 
+	/** @var Postbag_Allowed_Senders */
+	private $senders;
+
 	/** @var string|null Core's default From address, computed once. */
 	private $default_from;
 
 	/**
-	 * @param Postbag_Queue             $queue       Where queued mail goes.
-	 * @param Postbag_Marker            $marker      The non-priority marks.
-	 * @param Postbag_Attachment_Reader $attachments Reads attachment files.
+	 * @param Postbag_Queue                $queue       Where queued mail goes.
+	 * @param Postbag_Marker               $marker      The non-priority marks.
+	 * @param Postbag_Attachment_Reader    $attachments Reads attachment files.
+	 * @param Postbag_Allowed_Senders|null $senders     The From addresses allowed; default: any.
 	 */
-	public function __construct( Postbag_Queue $queue, Postbag_Marker $marker, Postbag_Attachment_Reader $attachments ) {
+	public function __construct( Postbag_Queue $queue, Postbag_Marker $marker, Postbag_Attachment_Reader $attachments, ?Postbag_Allowed_Senders $senders = null ) {
 		$this->queue       = $queue;
 		$this->marker      = $marker;
 		$this->attachments = $attachments;
+		$this->senders     = $senders ?? new Postbag_Allowed_Senders( '' );
 	}
 
 	public function init(): void {
@@ -183,6 +188,9 @@ final class Postbag_Interceptor {
 			list( $draft, $sender['from_name'], $message ) = self::to_utf8( array( $draft, $sender['from_name'], $message ), $sender['charset'] );
 		}
 		self::check_header_fields( $draft, $sender['from_name'] );
+		if ( ! $this->senders->allows( $sender['from_email'] ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_sender_not_allowed', $this->senders->refusal( $sender['from_email'] ), 'From address' );
+		}
 		$to   = self::valid_mailboxes( $draft['to'] );
 		$meta = self::meta( $sender, $draft['headers'], count( $to ) );
 
@@ -357,6 +365,15 @@ final class Postbag_Interceptor {
 			);
 		}
 		return $this->sites[ $blog_id ];
+	}
+
+	/**
+	 * The From a mail without one gets: core's default through the wp_mail_from
+	 * filter, as sender() computes it (for Site Health).
+	 */
+	public function effective_default_from(): string {
+		/** This filter is documented in wp-includes/pluggable.php */
+		return (string) apply_filters( 'wp_mail_from', $this->default_from() );
 	}
 
 	/** Core's default From: wordpress@ the network's host, without `www.`. */

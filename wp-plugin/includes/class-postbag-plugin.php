@@ -44,6 +44,9 @@ final class Postbag_Plugin {
 	/** @var Postbag_Admin */
 	private $admin;
 
+	/** @var Postbag_Site_Health */
+	private $health;
+
 	/**
 	 * @param Postbag_Config|null  $config    Settings; default: wp-config.php constants.
 	 * @param object|null          $s3_client Anything with Postbag_S3_Client's put_objects(); default: made from $config on first upload.
@@ -56,11 +59,13 @@ final class Postbag_Plugin {
 		$clock        = $clock ?? 'time';
 		$this->queue  = new Postbag_Queue( $this->config->get( 'chunk_max_mails' ), $this->config->get( 'chunk_max_bytes' ), 64 * 1024 * 1024, $memory ?? new Postbag_Memory_Budget() );
 		$this->spool  = $spool ?? new Postbag_Spool( $this->config->get( 'spool_dir' ) );
+		$senders      = new Postbag_Allowed_Senders( $this->config->get( 'allowed_senders' ) );
 
 		$this->interceptor = new Postbag_Interceptor(
 			$this->queue,
 			new Postbag_Marker( $this->config->get( 'marker_address' ), $this->config->get( 'marker_prefix' ) ),
-			new Postbag_Attachment_Reader( $this->config->get( 'inline_attachment_max_bytes' ) )
+			new Postbag_Attachment_Reader( $this->config->get( 'inline_attachment_max_bytes' ) ),
+			$senders
 		);
 		$uploader = new Postbag_Batch_Uploader(
 			null === $s3_client ? array( $this, 'make_s3_client' ) : static function () use ( $s3_client ) {
@@ -73,6 +78,7 @@ final class Postbag_Plugin {
 		$this->queue->when_full( array( $this->flusher, 'flush' ) );
 		$this->detector = new Postbag_Override_Detector();
 		$this->admin    = new Postbag_Admin( $this->config, $this->spool, $this->retry, $this->detector );
+		$this->health   = new Postbag_Site_Health( $this->spool, $senders, $this->interceptor );
 	}
 
 	/** The plugin of this request, built from wp-config.php on first use. */
@@ -106,6 +112,7 @@ final class Postbag_Plugin {
 		$this->retry->init();
 		$this->detector->init();
 		$this->admin->init();
+		$this->health->init();
 	}
 
 	public function remove_hooks(): void {
@@ -114,6 +121,7 @@ final class Postbag_Plugin {
 		$this->retry->remove();
 		$this->detector->remove();
 		$this->admin->remove();
+		$this->health->remove();
 	}
 
 	/**
@@ -169,6 +177,10 @@ final class Postbag_Plugin {
 			throw new RuntimeException( 'POSTBAG_BUCKET is not defined in wp-config.php' );
 		}
 		return new Postbag_S3_Client( $this->config->s3_options(), Postbag_Credential_Chain::default_chain() );
+	}
+
+	public function site_health(): Postbag_Site_Health {
+		return $this->health;
 	}
 
 	/**
