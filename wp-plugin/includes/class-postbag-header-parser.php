@@ -197,7 +197,7 @@ final class Postbag_Header_Parser {
 	 */
 	public static function assert_single_line( string $field, string $value ): void {
 		if ( false !== strpbrk( $value, "\r\n" ) ) {
-			throw new Postbag_Mail_Exception( 'postbag_header_injection', sprintf( 'The %s holds a line break (CR or LF), refused as a header injection.', $field ) );
+			throw new Postbag_Mail_Exception( 'postbag_header_injection', sprintf( 'The %s holds a line break (CR or LF), refused as a header injection.', $field ), $field );
 		}
 	}
 }

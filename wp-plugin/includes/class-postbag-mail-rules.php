@@ -32,24 +32,17 @@ final class Postbag_Mail_Rules {
 		'vss', 'vst', 'vsw', 'vxd', 'ws', 'wsc', 'wsf', 'wsh', 'xnk',
 	);
 
-	/**
-	 * Custom headers a mail may not set, lower case: those the MIME builder
-	 * writes from the mail's own fields, and trace and authentication headers
-	 * that only the mail's path may add.
-	 */
-	const RESERVED_HEADERS = array(
-		'authentication-results',
+	/** Custom headers the MIME builder writes from the mail's own fields, lower case. */
+	const BUILDER_HEADERS = array(
 		'bcc',
 		'cc',
 		'content-disposition',
 		'content-transfer-encoding',
 		'content-type',
 		'date',
-		'dkim-signature',
 		'from',
 		'message-id',
 		'mime-version',
-		'received',
 		'reply-to',
 		'return-path',
 		'sender',
@@ -57,8 +50,23 @@ final class Postbag_Mail_Rules {
 		'to',
 	);
 
-	/** Header families reserved the same way: ARC signatures, resending, SES's own. */
-	const RESERVED_HEADER_PREFIXES = array( 'arc-', 'resent-', 'x-ses-' );
+	/** Headers only the hops a mail passes may write (trace, authentication), lower case. */
+	const TRACE_HEADERS = array(
+		'arc-authentication-results',
+		'arc-message-signature',
+		'arc-seal',
+		'authentication-results',
+		'delivered-to',
+		'dkim-signature',
+		'domainkey-signature',
+		'feedback-id',
+		'received',
+		'received-spf',
+		'x-original-to',
+	);
+
+	/** Header families reserved the same way: ARC signatures, resending, SES's and AWS's own. */
+	const TRACE_HEADER_PREFIXES = array( 'arc-', 'resent-', 'x-amz-', 'x-ses-' );
 
 	/** SendRawEmail's limit on the message, base64 included. */
 	const MAX_RAW_MESSAGE_BYTES = 10485760;
@@ -100,12 +108,15 @@ final class Postbag_Mail_Rules {
 	 */
 	public static function header_name( string $name ): void {
 		$lower = strtolower( $name );
-		$taken = in_array( $lower, self::RESERVED_HEADERS, true );
-		foreach ( self::RESERVED_HEADER_PREFIXES as $prefix ) {
-			$taken = $taken || 0 === strpos( $lower, $prefix );
+		if ( in_array( $lower, self::BUILDER_HEADERS, true ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_reserved_header', sprintf( 'The header %s is set by the sender from the mail\'s own fields, refused.', $name ), "header $name" );
 		}
-		if ( $taken ) {
-			throw new Postbag_Mail_Exception( 'postbag_reserved_header', sprintf( 'The header %s is reserved (set by the sender, SES or the mail\'s path), refused.', $name ), "header $name" );
+		$trace = in_array( $lower, self::TRACE_HEADERS, true );
+		foreach ( self::TRACE_HEADER_PREFIXES as $prefix ) {
+			$trace = $trace || 0 === strpos( $lower, $prefix );
+		}
+		if ( $trace ) {
+			throw new Postbag_Mail_Exception( 'postbag_reserved_header', sprintf( 'The header %s is a trace or authentication header, written only by the hops a mail passes, refused.', $name ), "header $name" );
 		}
 	}
 
