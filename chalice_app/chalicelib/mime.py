@@ -1,9 +1,17 @@
 """Build the raw MIME message for ``SendRawEmail`` with Python's ``email`` package.
 
-The batch stage has already refused CR/LF in header values and checked every
-address; here ``policy.SMTP`` encodes non-ASCII headers (RFC 2047/2231), picks
-transfer encodings that keep lines short (SES refuses lines over 1,000
-characters) and writes CRLF line endings.
+The batch stage has already refused line breaks, control characters and
+encoded words in header values and checked every address; here
+``policy.SMTP`` encodes non-ASCII headers (RFC 2047/2231), picks transfer
+encodings that keep lines short (SES refuses lines over 1,000 characters) and
+writes CRLF line endings.
+
+Two guards keep a batch's text from ever becoming a header of its own,
+whatever the Python patch level: unstructured values (Subject, custom headers)
+are taken literally, never decoded as encoded words (some versions decode
+``=?utf-8?b?DQpCY2M6...?=`` into a raw ``Bcc:`` line when they write the
+header again), and ``raw_message`` checks that the header lines written are
+exactly those set.
 """
 
 from __future__ import annotations
@@ -16,9 +24,14 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from email import policy
+from email._header_value_parser import (
+    UnstructuredTokenList,
+    ValueTerminal,
+    WhiteSpaceTerminal,
+)
 from email.generator import NLCRE, BytesGenerator  # type: ignore[attr-defined]
 from email.headerregistry import Address as HeaderAddress
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
@@ -64,6 +77,29 @@ class _Header(BaseHeader):
         return folded[1]
 
 
+_WORDS = re.compile(r"[ \t]+|[^ \t]+")
+
+
+def _literal_unstructured(value: str) -> UnstructuredTokenList:
+    """What ``get_unstructured`` makes of a value, without decoding encoded words:
+    words and the spaces between them, so folding encodes non-ASCII words itself."""
+    tokens = UnstructuredTokenList()
+    for run in _WORDS.findall(value):
+        is_space = run[0] in " \t"
+        tokens.append(WhiteSpaceTerminal(run, "fws") if is_space else ValueTerminal(run, "vtext"))
+    return tokens
+
+
+class _LiteralUnstructured(UnstructuredHeader):
+    """An unstructured header whose value is the text as given."""
+
+    value_parser = staticmethod(_literal_unstructured)
+
+
+class _LiteralSubject(_LiteralUnstructured):
+    max_count = 1
+
+
 class _HeaderClasses(HeaderRegistry):
     """``HeaderRegistry`` that builds each header class once, not on every lookup, and
     parses a header given as text once: most repeat from mail to mail
@@ -73,7 +109,11 @@ class _HeaderClasses(HeaderRegistry):
     """
 
     def __init__(self) -> None:
-        super().__init__(base_class=_Header)
+        # The stubs type header classes as parsers or BaseHeader; the registry mixes them in.
+        super().__init__(
+            base_class=_Header, default_class=_LiteralUnstructured  # type: ignore[arg-type]
+        )
+        self.map_to_type("subject", _LiteralSubject)  # type: ignore[arg-type]
         self._built: dict[str, type] = {}
         self._parsed = functools.lru_cache(maxsize=HEADER_CACHE_SIZE)(super().__call__)
 
@@ -132,7 +172,7 @@ def _charset_for(body: str, charset: str) -> str:
     """The batch's charset where it can hold the body, UTF-8 otherwise."""
     try:
         body.encode(charset)
-    except (LookupError, UnicodeEncodeError):
+    except (LookupError, UnicodeError):  # unknown, unusable ("undefined"), or too small
         return "utf-8"
     return charset
 
@@ -200,13 +240,33 @@ def build_message(
     return message
 
 
+def _header_names(raw: bytes) -> list[str]:
+    """The names of the top-level header lines in ``raw``, lower-cased, in order."""
+    head = raw[: raw.find(b"\r\n\r\n")].split(b"\r\n")
+    return [
+        line.partition(b":")[0].decode("ascii", "replace").lower()
+        for line in head if line[:1] not in (b" ", b"\t")
+    ]
+
+
+def check_headers(message: EmailMessage, raw: bytes) -> None:
+    """``ValueError`` unless ``raw`` has exactly the header lines set on ``message``:
+    nothing a value held became a header of its own (a ``Bcc:`` line above all)."""
+    written, built = _header_names(raw), [name.lower() for name in message.keys()]
+    if sorted(written) != sorted(built):
+        extra = sorted(set(written) - set(built)) or sorted(written)
+        raise ValueError(f"header lines written ({', '.join(extra)}) are not those set")
+
+
 def raw_message(
     mail: Mail, meta: Meta, files: Sequence[tuple[Attachment, str]], date: datetime
 ) -> bytes:
     """The wire bytes of the mail; ``MessageTooLarge`` past SES's 10 MB."""
+    message = build_message(mail, meta, files, date)
     buffer = io.BytesIO()
-    _Generator(buffer, policy=POLICY).flatten(build_message(mail, meta, files, date))
+    _Generator(buffer, policy=POLICY).flatten(message)
     raw = buffer.getvalue()
+    check_headers(message, raw)
     if len(raw) > SES_MAX_RAW_BYTES:
         raise MessageTooLarge(
             f"mail {mail.id}: the raw message is {len(raw):,} bytes; SES accepts at most "
