@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 from botocore.config import Config
@@ -17,11 +16,10 @@ from chalice.app import S3Event
 
 from chalicelib.config import QUEUE_PREFIX, Settings
 from chalicelib.dispatch import Dispatcher, pool_size
-from chalicelib.errors import TransientError
 from chalicelib.ledger import Ledger
-from chalicelib.observe import SendMetrics, logger, metrics
+from chalicelib.observe import SendMetrics, metrics
 from chalicelib.outcome import Recorder
-from chalicelib.pipeline import Stages, process_object
+from chalicelib.pipeline import Stages, process_record
 from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
 from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
@@ -69,19 +67,15 @@ def stages() -> Stages:
 )
 def on_batch_uploaded(event: S3Event) -> None:
     # Chalice's S3Event reads only the first record; S3 may deliver several.
+    # Each record is processed whatever another one does: only transient trouble
+    # makes the handler raise (so that Lambda retries), and only at the end.
     records = event.to_dict().get("Records", [])
     context: Any = event.context  # Lambda's context object (Chalice types it as a dict)
     remaining_ms = context.get_remaining_time_in_millis
     retry = None
     try:
         for record in records:
-            bucket = record["s3"]["bucket"]["name"]
-            key = unquote_plus(record["s3"]["object"]["key"])
-            try:
-                process_object(stages(), bucket, key, remaining_ms)
-            except TransientError as exc:
-                logger.warning("batch will be retried", extra={"key": key, "error": str(exc)})
-                retry = exc
+            retry = process_record(stages, record, remaining_ms) or retry
     finally:
         metrics.flush_metrics()
     if retry is not None:

@@ -77,3 +77,17 @@ class SendingPaused(TransientError):
 
 class RejectedBySes(PermanentError):
     """SES refused this message for good (MessageRejected, unverified identity...)."""
+
+
+class MailBuildError(BatchFormatError):
+    """A mail passed the format's checks but its MIME message could not be built: it fails
+    alone."""
+
+
+class BatchTooLarge(BatchFormatError):
+    """A batch file is larger than the sender reads (``store.MAX_BATCH_BYTES``)."""
+
+
+class BatchUnreadable(BatchFormatError):
+    """Reading a batch raised an error nothing else names; the batch is quarantined for a
+    person to look at."""

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,8 +36,29 @@ def object_name(batch_id: str, redrive: int, part: int) -> str:
     return batch_id + (f".redrive-{redrive}" if redrive else "") + (f".part-{part}" if part else "")
 
 
+# S3 keys hold at most 1,024 bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+ERROR_SUFFIX = ".error.json"
+# Where a batch goes whose key, moved under the quarantine prefix, would be too long.
+HASHED_QUARANTINE_PREFIX = QUARANTINE_PREFIX + "hashed/"
+
+
 def _json(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
+    text = json.dumps(document, ensure_ascii=False, indent=1)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" makes: keep it escaped
+        return json.dumps(document, indent=1).encode("ascii")
+
+
+def quarantine_name(key: str) -> tuple[str, bool]:
+    """Where ``key`` is quarantined, and whether under a hashed name: ``quarantine/``
+    is longer than ``queue/``, so a key near S3's limit would not fit there."""
+    target = QUARANTINE_PREFIX + key.removeprefix(QUEUE_PREFIX)
+    if len((target + ERROR_SUFFIX).encode("utf-8")) <= MAX_KEY_BYTES:
+        return target, False
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"{HASHED_QUARANTINE_PREFIX}{digest}.json", True
 
 
 class Recorder:
@@ -108,7 +130,7 @@ class Recorder:
 
     def quarantine(self, bucket: str, key: str, error: BatchFormatError) -> str:
         """Move an unreadable batch out of the queue, with a document saying why."""
-        target = QUARANTINE_PREFIX + key.removeprefix(QUEUE_PREFIX)
+        target, hashed = quarantine_name(key)
         s3_call(
             f"copying {key} to {target}",
             self._s3.copy_object,
@@ -116,17 +138,19 @@ class Recorder:
             Key=target,
             CopySource={"Bucket": bucket, "Key": key},
         )
-        self._put(
-            bucket,
-            target + ".error.json",
-            {
-                "batch": key,
-                "quarantined_as": target,
-                "field": error.field,
-                "reason": error.reason,
-                "error": str(error),
-                "quarantined_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        )
+        document = {
+            "batch": key,
+            "quarantined_as": target,
+            "field": error.field,
+            "reason": error.reason,
+            "error": str(error),
+            "quarantined_at": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if hashed:
+            document["note"] = (
+                f"the key is too long to keep under {QUARANTINE_PREFIX} (S3 keys hold "
+                f"{MAX_KEY_BYTES:,} bytes): quarantined under the SHA-256 of the key"
+            )
+        self._put(bucket, target + ERROR_SUFFIX, document)
         s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
         return target

@@ -8,11 +8,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.errors import AttachmentError, MessageTooLarge, StorageUnavailable
+from chalicelib.errors import AttachmentError, BatchTooLarge, MessageTooLarge, StorageUnavailable
 from chalicelib.mime import SES_MAX_RAW_BYTES, encode_attachment, estimated_size
 from chalicelib.model import Attachment, Mail
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# The largest batch file read (docs/batch-format.md). The plugin writes batches of
+# 5 MB (POSTBAG_CHUNK_MAX_BYTES) or one mail of at most SES's 10 MB; parsing and
+# sending a batch takes a few times its size, and the function has 512 MB.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
 def is_missing(exc: ClientError) -> bool:
@@ -42,9 +46,17 @@ class BatchStore:
         self._s3 = s3_client
 
     def read_batch(self, bucket: str, key: str) -> tuple[bytes, datetime]:
-        """The batch's bytes and upload time."""
+        """The batch's bytes and upload time; ``BatchTooLarge`` before reading a body over
+        ``MAX_BATCH_BYTES``."""
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key)
+            if response["ContentLength"] > MAX_BATCH_BYTES:
+                response["Body"].close()
+                raise BatchTooLarge(
+                    "(file)", key,
+                    f"{response['ContentLength']:,} bytes; the sender reads batches of at most "
+                    f"{MAX_BATCH_BYTES:,} (the plugin splits at POSTBAG_CHUNK_MAX_BYTES)",
+                )
             return response["Body"].read(), response["LastModified"]
         except ClientError as exc:
             if is_missing(exc):

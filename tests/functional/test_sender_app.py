@@ -16,11 +16,13 @@ from conftest import fixture_bytes, load_fixture
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-from support.bad_input import BAD_BATCHES
+from support.bad_input import BAD_BATCHES, FROM_NOT_ALLOWED
 from support.safe_env import prepare_sender_aws
 
 import app
 from chalicelib.pipeline import process_object
+from chalicelib.redrive import redrive
+from chalicelib.store import BatchStore
 
 BUCKET = os.environ["POSTBAG_BUCKET"]
 
@@ -227,3 +229,64 @@ def test_a_batch_the_plugin_wrote_is_sent_as_written(aws):
     assert digest["List-Unsubscribe"] == "<https://blog.example.org/unsubscribe>"
     mails = receipt(aws, document["batch_id"])
     assert {m["status"] for m in mails.values()} == {"sent"}
+
+
+def emf_counts(capsys, name):
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    return sum(value for record in emf for value in record.get(name, []))
+
+
+def test_a_from_not_allowed_fails_every_mail_loudly_and_can_be_redriven(aws, capsys):
+    # Issue 10: this used to quarantine the batch, with no metric and no way back.
+    name, field, reason = FROM_NOT_ALLOWED
+    key = upload(aws, f"batches/bad/{name}.json")
+    deliver(key)
+    assert sent() == []
+    assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")
+    document = load_fixture(f"batches/bad/{name}.json")
+    mails = receipt(aws, document["batch_id"])
+    assert {m["status"] for m in mails.values()} == {"failed"}
+    assert all(reason in m["reason"] and field in m["reason"] for m in mails.values())
+    assert emf_counts(capsys, "MailsFailed") == len(document["emails"]), "the alarm fires"
+    failed = read_json(aws, f"failed/{document['batch_id']}.json")
+    assert {m["id"] for m in failed["emails"]} == set(mails)
+
+    boto3.client("ses").verify_domain_identity(Domain="evil.example")
+    allowed = dataclasses.replace(app.SETTINGS, allowed_senders=("example.org", "evil.example"))
+    stages = dataclasses.replace(app.stages(), settings=allowed)
+    (queued,) = redrive(aws, BUCKET)
+    outcomes = process_object(stages, BUCKET, queued, lambda: 3000)
+    assert [o.status for o in outcomes] == ["sent"] * len(document["emails"])
+    assert len(sent()) == len(document["emails"])
+
+
+class CrashingStore(BatchStore):
+    """A store whose read of one key raises what no check names: stands in for a bug,
+    as no known input makes the sender raise any more."""
+
+    def read_batch(self, bucket, key):
+        if key == "queue/crash.json":
+            raise TypeError("a bug nobody wrote a check for")
+        return super().read_batch(bucket, key)
+
+
+def test_one_crashing_record_does_not_stop_the_others(aws, monkeypatch):
+    crashing = dataclasses.replace(app.stages(), store=CrashingStore(aws))
+    monkeypatch.setattr(app, "stages", lambda: crashing)
+    aws.put_object(Bucket=BUCKET, Key="queue/crash.json", Body=b"{}")
+    response = deliver("queue/crash.json", upload(aws, "batches/plain.json"))
+    assert response.payload is None, "the handler returned normally: Lambda does not retry"
+    assert len(sent()) == 2, "the record after the crash was processed"
+    error = read_json(aws, "quarantine/crash.json.error.json")
+    assert error["field"] == "(batch)"
+    assert "TypeError: a bug nobody wrote a check for" in error["reason"]
+
+
+def test_a_record_that_is_no_s3_object_is_skipped_and_the_rest_processed(aws):
+    key = upload(aws, "batches/plain.json")
+    with Client(app.app) as client:
+        event = client.events.generate_s3_event(BUCKET, quote_plus(key))
+        event["Records"].append({"eventName": "ObjectCreated:Put"})  # Chalice reads [0]
+        event["Records"].append({**event["Records"][0]})
+        client.lambda_.invoke("on_batch_uploaded", event)
+    assert len(sent()) == 2

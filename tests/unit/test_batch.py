@@ -12,6 +12,7 @@ from support.bad_input import BAD_BATCHES, BAD_MAILS
 from chalicelib.errors import SenderNotAllowed
 from chalicelib.fields import base64_size
 from chalicelib.formats import parse_batch
+from chalicelib.pipeline import sender_refused
 
 
 def test_version_1_batch(settings):
@@ -63,18 +64,24 @@ def test_idn_domain_is_encoded(settings):
     assert parse_batch(data, "idn", settings).mails[0].to[0][1] == "zoe@xn--bcher-kva.example"
 
 
+# A From not allowed is no format error: the batch parses, and the pipeline fails
+# each mail for re-drive (issue 10: quarantine could not be re-driven).
 def test_empty_allow_list_refuses_every_sender():
     from chalicelib.config import Settings
 
-    with pytest.raises(SenderNotAllowed, match="POSTBAG_ALLOWED_SENDERS"):
-        parse_fixture("batches/plain.json", Settings())
+    batch = parse_fixture("batches/plain.json", Settings())
+    refused = sender_refused(Settings(), batch)
+    assert isinstance(refused, SenderNotAllowed) and refused.field == "meta.from"
+    assert "From news@example.org is not in POSTBAG_ALLOWED_SENDERS" in refused.reason
 
 
 def test_an_allowed_address_need_not_be_a_whole_domain():
     from chalicelib.config import Settings
 
-    batch = parse_fixture("batches/plain.json", Settings(allowed_senders=("news@example.org",)))
+    settings = Settings(allowed_senders=("news@example.org",))
+    batch = parse_fixture("batches/plain.json", settings)
     assert len(batch.mails) == 2
+    assert sender_refused(settings, batch) is None
 
 
 @pytest.mark.parametrize(

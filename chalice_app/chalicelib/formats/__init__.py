@@ -51,15 +51,25 @@ def decode_batch(data: bytes, name: str) -> str:
         raise BatchFormatError("(file)", name, f"not UTF-8: byte {exc.start} is invalid") from exc
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which no JSON writer (PHP's included) emits.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _load(text: str, name: str) -> Document:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         # An upload cut short ends before its closing brace.
         hint = "" if text.rstrip().endswith("}") else " (the file looks truncated)"
         raise BatchFormatError(
             "(file)", name, f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
         ) from exc
+    except RecursionError as exc:
+        raise BatchFormatError("(file)", name, "not a batch: JSON nested too deeply") from exc
+    except ValueError as exc:
+        # Integers past Python's digit limit (sys.get_int_max_str_digits), NaN, Infinity.
+        raise BatchFormatError("(file)", name, f"not a batch: {exc}") from exc
     if not isinstance(doc, dict):
         raise BatchFormatError("(file)", name, f"expected a JSON object, got {type(doc).__name__}")
     return doc

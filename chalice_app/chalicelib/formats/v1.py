@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -20,25 +21,29 @@ import fastjsonschema
 
 from chalicelib import fields
 from chalicelib.config import ATTACHMENTS_PREFIX, Settings
-from chalicelib.errors import BatchFormatError, SenderNotAllowed
+from chalicelib.errors import BatchFormatError
 from chalicelib.model import Attachment, Batch, Mail, Meta, Rejected
 
 VERSION = 1
+# The largest ``redrive`` and ``continuation.part`` taken: far more than any
+# operator re-drives or any chain of continuations, short enough for object names.
+MAX_COUNTER = 1_000_000
 
 Document = dict[str, Any]
 
 
-def _compile_validators() -> tuple[Any, Any]:
+def _compile_validators() -> tuple[Any, Any, re.Pattern[str]]:
     text = resources.files(__package__).joinpath("batch-v1.schema.json").read_text("utf-8")
     schema = json.loads(text)
     envelope = copy.deepcopy(schema)
     # Mails are checked one by one, so a bad mail does not sink its batch.
     envelope["properties"]["emails"]["items"] = {"type": "object"}
     mail = {"definitions": schema["definitions"], "$ref": "#/definitions/mail"}
-    return fastjsonschema.compile(envelope), fastjsonschema.compile(mail)
+    ids = re.compile(schema["definitions"]["id"]["pattern"])
+    return fastjsonschema.compile(envelope), fastjsonschema.compile(mail), ids
 
 
-_validate_envelope, _validate_mail = _compile_validators()
+_validate_envelope, _validate_mail, _ID = _compile_validators()
 
 
 def _schema_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = "") -> str:
@@ -91,43 +96,50 @@ def _from_original_layout(doc: Document, text: str, received_at: str) -> Documen
 
 
 def _meta(doc: Document, batch: str, settings: Settings) -> Meta:
+    """The envelope's ``meta``. Whether its From may send is checked when the mails
+    go out (``pipeline``), so that a From not allowed fails each mail for re-drive."""
     meta = doc["meta"]
-    sender = fields.address(meta["from"], "meta.from", batch)
-    if not fields.sender_allowed(sender[1], settings.allowed_senders):
-        raise SenderNotAllowed("meta.from", batch, f"{sender[1]} is not in POSTBAG_ALLOWED_SENDERS")
     headers = tuple(
         fields.custom_header(h["name"], h["value"], f"meta.headers[{i}]", batch)
         for i, h in enumerate(meta.get("headers", ()))
     )
+    tags = tuple(
+        fields.tag(name, value, f"meta.tags.{name}", batch)
+        for name, value in sorted(meta.get("tags", {}).items())
+    )
+    configuration_set = meta.get("configuration_set") or settings.default_configuration_set
     return Meta(
-        sender=sender,
+        sender=fields.address(meta["from"], "meta.from", batch),
         reply_to=fields.addresses(meta.get("reply_to", []), "meta.reply_to", batch),
         cc=fields.addresses(meta.get("cc", []), "meta.cc", batch),
         bcc=fields.addresses(meta.get("bcc", []), "meta.bcc", batch),
         content_type=meta.get("content_type", "text/plain"),
-        charset=meta.get("charset", "utf-8").lower(),
+        charset=fields.charset(meta.get("charset", "utf-8")),
         headers=headers,
-        configuration_set=meta.get("configuration_set") or settings.default_configuration_set,
-        tags=tuple(sorted(meta.get("tags", {}).items())),
+        configuration_set=fields.header_value(configuration_set, "meta.configuration_set", batch),
+        tags=tags,
     )
 
 
 def _attachment(raw: Document, where: str, batch: str, mail: str) -> Attachment:
     filename = fields.attachment_name(raw["filename"], where + ".filename", batch, mail)
+    content_type = fields.content_type(raw["content_type"], where + ".content_type", batch, mail)
     if "s3_key" in raw:
         return fields.attachment_reference(
-            filename, raw["content_type"], raw["s3_key"], raw.get("size"),
+            filename, content_type, raw["s3_key"], raw.get("size"),
             ATTACHMENTS_PREFIX, where, batch, mail,
         )
     return fields.inline_attachment(
-        filename, raw["content_type"], raw["content_base64"], where, batch, mail
+        filename, content_type, raw["content_base64"], where, batch, mail
     )
 
 
 def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
     where = f"emails[{index}]"
     mail_id = raw.get("id") if isinstance(raw, dict) else None
-    mail_ref = mail_id if isinstance(mail_id, str) else f"#{index}"
+    # Only an id the schema would accept names the mail in receipts: anything else
+    # (a lone surrogate, 10 KB of text) is the mail's position.
+    mail_ref = mail_id if isinstance(mail_id, str) and _ID.fullmatch(mail_id) else f"#{index}"
     try:
         _validate_mail(raw)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -135,6 +147,7 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
         message = exc.message.removeprefix("data.")
         raise BatchFormatError(field_name, batch, message, mail_ref) from exc
     mail_id = raw["id"]  # a string, now that the schema held
+    _full_id(mail_id, where + ".id", batch, mail_ref)
     to = fields.addresses(raw["to"], where + ".to", batch, mail_id)
     fields.recipient_count(len(to) + len(meta.cc) + len(meta.bcc), where + ".to", batch, mail_id)
     attachments = tuple(
@@ -145,10 +158,55 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
         id=mail_id,
         to=to,
         subject=fields.header_value(raw["subject"], where + ".subject", batch, mail_id),
-        html=raw.get("html"),
-        text=raw.get("text"),
+        html=fields.body(raw.get("html"), where + ".html", batch, mail_id),
+        text=fields.body(raw.get("text"), where + ".text", batch, mail_id),
         attachments=attachments,
     )
+
+
+def _full_id(value: str, field: str, batch: str, mail: str | None = None) -> None:
+    # The schema's "$" also matches before a final newline (in Python and PCRE alike).
+    if not _ID.fullmatch(value):
+        raise BatchFormatError(field, batch, f"{value!r} is not an id", mail)
+
+
+def _created_at(value: str, batch: str) -> datetime:
+    """The schema's ``date-time`` as an aware datetime; its pattern lets through
+    dates that do not exist (``2026-02-30``) and times ``fromisoformat`` refuses."""
+    try:
+        created = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if created.tzinfo is None:
+            raise ValueError("no time zone")
+        created.astimezone(UTC)  # a time that UTC cannot hold (year 9999, -14:00)
+    except (ValueError, OverflowError) as exc:
+        raise BatchFormatError("created_at", batch, f"not a time: {value!r} ({exc})") from exc
+    return created
+
+
+def _counter(field: str, value: int, batch: str) -> int:
+    # Bounded here rather than by a schema "maximum": the plugin's schema
+    # checker refuses keywords it does not know. Part of object names (S3 keys
+    # hold at most 1,024 bytes), so a huge count would fail every write.
+    if value > MAX_COUNTER:
+        raise BatchFormatError(field, batch, f"{value} is above the most this sender takes, "
+                               f"{MAX_COUNTER:,}")
+    return value
+
+
+def _mails(doc: Document, label: str, meta: Meta) -> tuple[list[Mail], list[Rejected]]:
+    """Each mail on its own: a bad one is rejected with its reason, the others kept."""
+    mails, rejected, seen = [], [], set()
+    for index, raw in enumerate(doc["emails"]):
+        try:
+            mail = _mail(raw, index, label, meta)
+            if mail.id in seen:
+                raise BatchFormatError(f"emails[{index}].id", label, "duplicate mail id", mail.id)
+        except BatchFormatError as exc:
+            rejected.append(Rejected(exc.mail or f"#{index}", exc))
+            continue
+        seen.add(mail.id)
+        mails.append(mail)
+    return mails, rejected
 
 
 def parse(
@@ -162,28 +220,23 @@ def parse(
         _validate_envelope(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise BatchFormatError(_schema_error(exc), name, exc.message.removeprefix("data.")) from exc
+    _full_id(doc["batch_id"], "batch_id", name)
     label = f"{doc['batch_id']} ({name})"
+    created_at = _created_at(doc["created_at"], label)
+    continuation = doc.get("continuation", {})
+    redrive = _counter("redrive", doc.get("redrive", 0), label)
+    part = _counter("continuation.part", continuation.get("part", 0), label)
     meta = _meta(doc, label, settings)
-    mails, rejected, seen = [], [], set()
-    for index, raw in enumerate(doc["emails"]):
-        try:
-            mail = _mail(raw, index, label, meta)
-            if mail.id in seen:
-                raise BatchFormatError(f"emails[{index}].id", label, "duplicate mail id", mail.id)
-        except BatchFormatError as exc:
-            rejected.append(Rejected(exc.mail or f"#{index}", exc))
-            continue
-        seen.add(mail.id)
-        mails.append(mail)
+    mails, rejected = _mails(doc, label, meta)
     return Batch(
         batch_id=doc["batch_id"],
-        created_at=datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")),
+        created_at=created_at,
         meta=meta,
         mails=tuple(mails),
         rejected=tuple(rejected),
-        redrive=doc.get("redrive", 0),
-        part=doc.get("continuation", {}).get("part", 0),
-        continuation_of=doc.get("continuation", {}).get("of"),
+        redrive=redrive,
+        part=part,
+        continuation_of=continuation.get("of"),
         version=VERSION,
         document=doc,
     )
