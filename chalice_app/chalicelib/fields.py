@@ -108,9 +108,14 @@ def address(value: str, field: str, batch: str, mail: str | None = None) -> Addr
         reason = "expected one mailbox in" if several else "malformed address"
         raise BatchFormatError(field, batch, f"{reason} {value!r}", mail)
     name, addr = parsed[0]
+    if addr not in value:
+        # email.utils mends some text into an address ("bob@exa mple.net" becomes
+        # bob@example.net): send only to an address the batch spelled out.
+        raise BatchFormatError(field, batch, f"malformed address {value!r}", mail)
     local, _, domain = addr.rpartition("@")
     try:
-        domain = domain.encode("idna").decode("ascii")
+        # Domains are case-insensitive: lower case matches SES identities as written.
+        domain = domain.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
         raise BatchFormatError(field, batch, f"bad domain in {value!r}", mail) from exc
     addr = f"{local}@{domain}"

@@ -163,16 +163,15 @@ def _read(stages: Stages, bucket: str, key: str) -> Batch | None:
     """The parsed batch; ``None`` when it is gone or was quarantined."""
     try:
         data, uploaded = stages.store.read_batch(bucket, key)
-    except BatchGone:
-        logger.info("batch already gone")
-        return None
-    try:
         text = decode_batch(data, key)
         # Without the bytes before JSON makes the mails' strings, and without the text
         # after, a large batch is held once in memory while it is sent, not three times.
         del data
         batch = parse_batch(text, key, stages.settings, received_at=uploaded)
         del text
+    except BatchGone:
+        logger.info("batch already gone")
+        return None
     except BatchFormatError as exc:
         target = stages.recorder.quarantine(bucket, key, exc)
         logger.error("batch quarantined", extra={"to": target, "error": str(exc)})
