@@ -51,7 +51,7 @@ final class Postbag_Spool_Retry {
 	/** @var callable(): int */
 	private $clock;
 
-	/** @var int|null When the earliest batch kept since the last after_keeping() is due. */
+	/** @var int|null When the batches kept since the last after_keeping() are due. */
 	private $kept_due;
 
 	/**
@@ -97,15 +97,16 @@ final class Postbag_Spool_Retry {
 	/**
 	 * Writes a batch to the spool before its upload is tried. Its first
 	 * attempt counts as due after the first backoff: if the process dies
-	 * before uploading it, the retry takes it then. Call after_keeping() once
-	 * the flush has kept its batches, so that retry is scheduled.
+	 * before uploading it, the retry takes it then, with every other batch of
+	 * the same flush (they share the time). Call after_keeping() once the
+	 * flush has kept its batches, so that retry is scheduled.
 	 *
 	 * @param Postbag_Batch $batch The batch.
 	 * @throws Postbag_Spool_Exception When the spool cannot be written.
 	 */
 	public function keep( Postbag_Batch $batch ): void {
 		$now  = ( $this->clock )();
-		$next = $now + $this->delay( 1 );
+		$next = $this->kept_due ?? $now + $this->delay( 1 );
 		$this->spool->write(
 			$batch,
 			array(
@@ -116,7 +117,7 @@ final class Postbag_Spool_Retry {
 				'mails'            => count( $batch->mail_ids ),
 			)
 		);
-		$this->kept_due = min( $this->kept_due ?? $next, $next );
+		$this->kept_due = $next;
 	}
 
 	/**
