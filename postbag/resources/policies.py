@@ -66,11 +66,14 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
 
 
 def events_policy(stack: Stack, settings: Settings) -> Policy:
-    """The SES event recorder: one PutItem per Send event SNS delivers."""
+    """The SES event recorder: the Send events of a notification written in batches
+    (``Ledger.record_sent``; BatchWriteItem is authorised as itself, not as PutItem)."""
     return {
         "Version": VERSION,
         "Statement": [
-            _statement("RecordSendEvents", ["dynamodb:PutItem"], [_ledger_arn(stack, settings)]),
+            _statement(
+                "RecordSendEvents", ["dynamodb:BatchWriteItem"], [_ledger_arn(stack, settings)]
+            ),
             _failure_destination(stack),
             *_log_statements(stack, stack.events_function_name),
         ],

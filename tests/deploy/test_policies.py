@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+from chalice.test import Client
+from moto import mock_aws
 from support.iam_eval import ALLOW, DENY, IMPLICIT_DENY, evaluate
 
 from chalicelib.config import Settings
+from chalicelib.ledger import create_table
 from postbag import chalice_config
 from postbag.resources import policies, ses_events
 from postbag.stack import EVENTS_HANDLER, HANDLER, Stack
@@ -209,7 +213,7 @@ EVENTS_LOGS = LOGS.replace("on_batch_uploaded", "on_ses_event")
 
 
 def test_event_recorder_may_record_send_events_and_report_failure():
-    assert ask(EVENTS, "dynamodb:PutItem", TABLE) == ALLOW
+    assert ask(EVENTS, "dynamodb:BatchWriteItem", TABLE) == ALLOW
     assert ask(EVENTS, "sqs:SendMessage", QUEUE) == ALLOW
     assert ask(EVENTS, "logs:PutLogEvents", EVENTS_LOGS + ":log-stream:x") == ALLOW
 
@@ -223,21 +227,54 @@ def test_event_recorder_may_record_send_events_and_report_failure():
         ("s3:PutObject", OBJ + "receipts/b1.json"),
         ("dynamodb:UpdateItem", TABLE),
         ("dynamodb:DeleteItem", TABLE),
-        ("dynamodb:BatchWriteItem", TABLE),
+        ("dynamodb:BatchGetItem", TABLE),
         ("dynamodb:GetItem", TABLE),
-        ("dynamodb:PutItem", TABLE.replace("prod", "dev")),
+        ("dynamodb:BatchWriteItem", TABLE.replace("prod", "dev")),
         ("sns:Publish", "arn:aws:sns:eu-west-1:111122223333:postbag-prod-ses-events"),
         ("lambda:GetFunctionConcurrency", "*"),
         ("logs:PutLogEvents", LOGS + ":log-stream:x"),
     ],
     ids=[
         "send", "send-raw", "read-batch", "write-receipt", "update-ledger", "delete-ledger",
-        "batch-write-ledger", "read-ledger", "other-table", "publish-events", "concurrency",
+        "batch-read-ledger", "read-ledger", "other-table", "publish-events", "concurrency",
         "sender-logs",
     ],
 )
 def test_event_recorder_may_do_nothing_else(action, resource):
     assert ask(EVENTS, action, resource) != ALLOW
+
+
+def test_event_recorder_policy_allows_every_call_the_handler_makes():
+    """app.on_ses_event run under moto: each AWS call it makes, asked of its role policy
+    (so a handler that starts calling something else fails here, not in production)."""
+    import app
+
+    calls: list[tuple[str, dict]] = []
+
+    def record(model, params, **_):
+        calls.append((f"{model.service_model.endpoint_prefix}:{model.name}", params))
+
+    send_event = {"eventType": "Send", "send": {}, "mail": {
+        "messageId": "0100018c-ses-m1", "tags": {"postbag-key": ["d1g35t"]}}}
+    with mock_aws():
+        create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
+        app.ledger.cache_clear()  # its client must be made inside the mock
+        boto3.DEFAULT_SESSION.events.register("before-call", record)
+        try:
+            with Client(app.app) as client:
+                event = client.events.generate_sns_event(message=json.dumps(send_event))
+                client.lambda_.invoke("on_ses_event", event)
+        finally:
+            boto3.DEFAULT_SESSION.events.unregister("before-call", record)
+            app.ledger.cache_clear()
+    stack = Stack("test", "us-east-1", "b", "123456789012")
+    policy = policies.events_policy(stack, app.SETTINGS)
+    table = stack.arn("dynamodb", f"table/{app.SETTINGS.ledger_table}")
+    assert calls, "the handler recorded nothing"
+    for action, params in calls:
+        assert action.startswith("dynamodb:") and set(params.get("RequestItems", {})) <= {
+            app.SETTINGS.ledger_table}, action
+        assert ask(policy, action, table) == ALLOW, action
 
 
 # -- the events topic (a resource policy: the principal is checked in test_deploy) ---------
