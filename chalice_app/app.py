@@ -12,12 +12,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from chalice import Chalice
-from chalice.app import S3Event
+from chalice.app import S3Event, SNSEvent
 
+from chalicelib import feedback
 from chalicelib.config import QUEUE_PREFIX, Settings
 from chalicelib.dispatch import Dispatcher, pool_size
 from chalicelib.ledger import Ledger
-from chalicelib.observe import SendMetrics, metrics
+from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_record
 from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
@@ -28,11 +29,23 @@ from chalicelib.store import BatchStore
 app = Chalice(app_name="postbag")
 SETTINGS = Settings.from_env()
 
-# SES calls are retried by RetryPolicy alone, so attempts are counted once.
-SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
-S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
-DYNAMODB_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
-LAMBDA_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
+# Every call has a timeout well inside POSTBAG_DEADLINE_MARGIN_MS (botocore's
+# default read timeout is 60 s). SES calls are never retried by botocore: a
+# timed-out send may have been accepted (errors.SendAmbiguous), and
+# RetryPolicy retries only what certainly did not reach SES.
+TIMEOUTS = {"connect_timeout": 2, "read_timeout": 5}
+SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, **TIMEOUTS)
+S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, **TIMEOUTS)
+DYNAMODB_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, **TIMEOUTS)
+LAMBDA_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, **TIMEOUTS)
+
+
+@cache
+def ledger() -> Ledger:
+    """The instance's ledger; built on first use, like every client."""
+    return Ledger.from_settings(
+        SETTINGS, boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
+    )
 
 
 @cache
@@ -40,14 +53,13 @@ def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
-    dynamodb = boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
     rate = send_rate(SETTINGS, ses, lambda: reserved_concurrency(
         boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
         os.environ["AWS_LAMBDA_FUNCTION_NAME"],
     ))
     metrics = SendMetrics()
     dispatcher = Dispatcher(
-        ledger=Ledger.from_settings(SETTINGS, dynamodb),
+        ledger=ledger(),
         limiter=RateLimiter(rate),
         retry=RetryPolicy(),
         # Enough sends in flight to reach the rate while SES takes tens of ms.
@@ -80,3 +92,13 @@ def on_batch_uploaded(event: S3Event) -> None:
         metrics.flush_metrics()
     if retry is not None:
         raise retry
+
+
+@app.on_sns_message(topic=os.environ.get("POSTBAG_SES_EVENTS_TOPIC", "postbag-local-ses-events"))
+def on_ses_event(event: SNSEvent) -> None:
+    """SES's Send events, recorded as evidence in the ledger (see ledger.py)."""
+    # Read every record of the raw event, as for S3 (Chalice's SNSEvent reads the first).
+    sent = list(feedback.sends(event.to_dict().get("Records", [])))
+    if sent:
+        ledger().record_sent(sent)  # LedgerUnavailable: Lambda retries the notification
+        logger.info("SES send events recorded", extra={"count": len(sent)})

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 STATE_TAG = "postbag-state"
 STATE_DONE = "done"
 STATE_FAILED = "failed"
+# The SES message tag that carries a mail's ledger key digest to SES's events.
+LEDGER_KEY_TAG = "postbag-key"
 
 # Where everything lives in the bucket. Fixed: the plugin, the IAM policies and
 # the lifecycle rules all name them, and nobody needs them elsewhere.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,13 +34,20 @@ from chalicelib.errors import (
     LedgerUnavailable,
     PermanentError,
     PostbagError,
+    SendAmbiguous,
     SendingPaused,
     Throttled,
     TransientError,
 )
 from chalicelib.ledger import CLAIMED, IN_PROGRESS, MAX_TRANSACTION_ITEMS, Entry, Ledger, Result
 from chalicelib.model import Outcome, Status
-from chalicelib.observe import THROTTLED, SendMetrics, logger, queue_delay
+from chalicelib.observe import (
+    LEDGER_WRITES_UNRECORDED,
+    THROTTLED,
+    SendMetrics,
+    logger,
+    queue_delay,
+)
 from chalicelib.ratelimit import RateLimiter
 from chalicelib.retry import RetryPolicy
 
@@ -55,7 +63,14 @@ MIN_CHUNK = 25
 # How often the loop wakes while waiting for sends, to flush due ledger writes.
 TICK_SECONDS = 0.1
 
+# How often the evidence of sends whose answer was lost is read while waiting for it.
+EVIDENCE_POLL_SECONDS = 1.0
+
 DEADLINE_REASON = "stopped before the Lambda deadline"
+UNKNOWN_REASON = (
+    "SES may have sent it (its answer was lost) and no Send event came before the run "
+    "stopped: a later attempt settles it by that event, or sends it once the window has passed"
+)
 HELD_REASON = "claimed by another invocation"
 ABORTED_REASON = "aborted by an unexpected error"
 
@@ -168,6 +183,9 @@ class _Run:
         self.throttled = _Counter()
         self.claim_failure: str | None = None
         self.bug: BaseException | None = None
+        # Jobs whose send may or may not have reached SES: index → when they may be resent.
+        self.unknown: dict[int, float] = {}
+        self.evidence_read = -math.inf  # when it was last read
 
     def leave(self, indexes: range) -> None:
         """Jobs never claimed: for the next attempt, or for whatever stopped the run."""
@@ -190,8 +208,10 @@ class Dispatcher:
         workers: int,
         metrics: SendMetrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._ledger = ledger
+        self._clock = clock
         self._limiter = limiter
         self._retry = retry
         self._workers = max(1, workers)
@@ -226,11 +246,14 @@ class Dispatcher:
                 if run.stop.is_set() or not self._claim(run, indexes, pool):
                     run.leave(range(indexes.start, len(jobs)))
                     break
-            while run.unsettled:
+            while run.unsettled or (run.unknown and not run.stop.is_set()):
                 self._settle_next(run, pool)
         finally:
             pool.close()
-            self._write(self._ledger.flush)
+            self._flush_before(run.stop)
+        for index in run.unknown:  # still unknown at a stop: the claim stays, a retry settles it
+            run.outcomes[index] = Outcome(jobs[index].mail_id, Status.UNKNOWN,
+                                          reason=UNKNOWN_REASON)
         outcomes = [run.outcomes[index] for index in range(len(jobs))]
         if self._metrics is not None:
             self._metrics.outcomes(outcomes)
@@ -264,11 +287,63 @@ class Dispatcher:
             index, result, error = pool.done.get(timeout=TICK_SECONDS)
         except queue.Empty:
             self._write(self._ledger.flush_if_due)
+            self._resolve_unknown(run, pool)
             return
         run.unsettled -= 1
+        if isinstance(error, SendAmbiguous):
+            # Never sent again blind: keep the claim, wait for SES's Send event.
+            logger.warning("send outcome unknown, waiting for SES's evidence",
+                           extra={"mail_id": run.jobs[index].mail_id, "error": str(error)})
+            run.unknown[index] = self._clock() + self._ledger.evidence_window
+            return
         if error is not None and not isinstance(error, PostbagError):
             run.bug = run.bug or error
         run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
+
+    def _resolve_unknown(self, run: _Run, pool: _Pool) -> None:
+        """Settle sends whose answer was lost by SES's Send events; resend those that have none
+        once the evidence window has passed."""
+        now = self._clock()
+        if not run.unknown or now - run.evidence_read < EVIDENCE_POLL_SECONDS:
+            return
+        run.evidence_read = now
+        try:
+            sent = self._ledger.sent_by_ses([run.jobs[i].key for i in run.unknown])
+        except LedgerUnavailable as exc:
+            logger.warning("reading SES's evidence failed", extra={"error": str(exc)})
+            return
+        for index, resend_at in list(run.unknown.items()):
+            job = run.jobs[index]
+            if job.key in sent:
+                del run.unknown[index]
+                run.outcomes[index] = self._complete(job, Result(message_id=sent[job.key]), run)
+            elif now >= resend_at and not run.stop.is_set():
+                del run.unknown[index]
+                logger.warning("no Send event within the window: sending again",
+                               extra={"mail_id": job.mail_id})
+                pool.submit(index)
+                run.unsettled += 1
+
+    def _flush_before(self, stop: _Stop) -> None:
+        """Write every buffered completion, retrying until the deadline margin: a write that
+        cannot be made is reported, never dropped quietly."""
+        attempt = 0
+        while True:
+            try:
+                self._ledger.flush()
+                return
+            except LedgerUnavailable as exc:
+                if stop.seconds_left() <= 0:
+                    logger.error(
+                        "ledger writes not recorded by the deadline; their claims stay, and a "
+                        "later attempt settles them by SES's Send events",
+                        extra={"error": str(exc), "unwritten": self._ledger.unwritten},
+                    )
+                    if self._metrics is not None:
+                        self._metrics.count(LEDGER_WRITES_UNRECORDED, self._ledger.unwritten)
+                    return
+                self._retry.pause(attempt)
+                attempt += 1
 
     # --- the workers ------------------------------------------------------------------
 
@@ -324,10 +399,7 @@ class Dispatcher:
         if error is not None and not isinstance(error, Exception):
             return run.stop.outcome(job)  # the process is going down mid-send: keep the claim
         if result is not None:
-            self._write(lambda: self._ledger.complete(job.key, result))
-            if result.message_id is not None and run.queued_at is not None and self._metrics:
-                self._metrics.queue_delay(queue_delay(run.queued_at, self._now()))
-            return self._claimed(job, result)
+            return self._complete(job, result, run)
         self._write(lambda: self._ledger.release([job.key]))
         if isinstance(error, SendingPaused):
             logger.warning("SES stopped sending", extra={"mail_id": job.mail_id,
@@ -340,6 +412,13 @@ class Dispatcher:
                            reason=f"{type(error).__name__}: {error}")
         # Not started (_NotStarted), or a bug the run raises once the rest has settled.
         return run.stop.outcome(job)
+
+    def _complete(self, job: Job, result: Result, run: _Run) -> Outcome:
+        """Record what this run did with a job it held the claim of."""
+        self._write(lambda: self._ledger.complete(job.key, result))
+        if result.message_id is not None and run.queued_at is not None and self._metrics:
+            self._metrics.queue_delay(queue_delay(run.queued_at, self._now()))
+        return self._claimed(job, result)
 
     @staticmethod
     def _claimed(job: Job, result: Result) -> Outcome:

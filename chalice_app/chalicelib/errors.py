@@ -75,6 +75,11 @@ class SendingPaused(TransientError):
     """The account cannot send now (sending paused, daily quota used up)."""
 
 
+class SendAmbiguous(PostbagError):
+    """The request may have reached SES (a timeout or a lost answer): whether it sent the
+    mail is unknown until SES's own Send event says, so it is never simply retried."""
+
+
 class RejectedBySes(PermanentError):
     """SES refused this message for good (MessageRejected, unverified identity...)."""
 

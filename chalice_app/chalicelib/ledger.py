@@ -15,7 +15,15 @@ minted when the mail was queued) gets one record, ``id`` =
   meeting our own records;
 - **complete**: an unconditional put of a ``COMPLETED`` record with the SES
   MessageId, or the reason a permanent failure gave (never resent either);
-- **release**: a delete, so a retry or a continuation can claim the key at once.
+- **release**: a delete, so a retry or a continuation can claim the key at once;
+- **evidence**: what SES itself says it sent. ``on_ses_event`` records each
+  SES ``Send`` event (the mail carries its key's digest as a message tag) as
+  a record ``"<namespace>#ses#<md5>"``. A claim whose holder died, or a send
+  whose answer was lost (a timeout after the request left), is settled by
+  that evidence: sent if SES published a Send event for it, sent again only
+  when none arrived within ``evidence_window`` seconds. A claim past its
+  expiry is therefore never simply taken: it is taken over only once its
+  expiry plus the window has passed and no evidence was found.
 
 Completions and releases are buffered and written by ``BatchWriteItem``, 25
 at a time, at the latest ``flush_after`` seconds after the oldest was
@@ -52,6 +60,10 @@ from chalicelib.retry import RetryPolicy
 DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600
 # Bounds the window in which a sent mail is not yet recorded as sent.
 FLUSH_AFTER_SECONDS = 1.0
+# How long SES's Send event may take to reach the ledger (SES → SNS → Lambda →
+# DynamoDB, normally seconds): a mail whose fate is unknown is sent again only
+# after this long without one.
+EVIDENCE_WINDOW_SECONDS = 60.0
 MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems
 MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
 MAX_BATCH_GET_KEYS = 100  # BatchGetItem
@@ -67,14 +79,14 @@ CLAIMED = "claimed"  # this caller holds the claim now
 REPLAYED = "replayed"  # an earlier call completed this key: do nothing
 IN_PROGRESS = "in_progress"  # another invocation holds an unexpired claim
 
-_INPROGRESS, _COMPLETED = "INPROGRESS", "COMPLETED"
+_INPROGRESS, _COMPLETED, _SENT_BY_SES = "INPROGRESS", "COMPLETED", "SENT_BY_SES"
 # Cancellation codes that another try of the same transaction can get past.
 _RETRY_CODES = frozenset({"TransactionConflict", "ThrottlingError",
                           "ProvisionedThroughputExceeded"})
-_FREE = (
-    "attribute_not_exists(#id) OR #expiry < :now"
-    " OR (#status = :inprogress AND #in_progress_expiry < :now_ms)"
-)
+# A key nobody holds: never written, or expired by the TTL (DynamoDB deletes lazily).
+_FREE = "attribute_not_exists(#id) OR #expiry < :now"
+# A claim whose holder is gone, taken over only as it was read (no evidence had come).
+_ABANDONED = "#status = :inprogress AND #in_progress_expiry = :seen"
 
 
 @dataclass(frozen=True)
@@ -93,10 +105,25 @@ class Entry:
     result: Result | None = None
 
 
+def key_digest(key: str) -> str:
+    """The MD5 of the key as JSON: what record ids and the SES message tag carry."""
+    return hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()
+
+
 def record_id(namespace: str, key: str) -> str:
-    # powertools' key: a fixed prefix and the MD5 of the key as JSON.
-    digest = hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()
-    return f"{namespace}#{digest}"
+    # powertools' key: a fixed prefix and the key's digest.
+    return f"{namespace}#{key_digest(key)}"
+
+
+def evidence_id(namespace: str, digest: str) -> str:
+    return f"{namespace}#ses#{digest}"
+
+
+@dataclass(frozen=True)
+class _Abandoned:
+    """A claim past its expiry and the evidence window: taken over if SES has no record."""
+
+    seen_expiry: str  # its in_progress_expiration, as read
 
 
 def create_table(dynamodb_client: Any, table_name: str) -> None:
@@ -134,12 +161,14 @@ class Ledger:
         flush_after: float = FLUSH_AFTER_SECONDS,
         clock: Callable[[], float] = time.time,
         retry: RetryPolicy | None = None,
+        evidence_window: float = EVIDENCE_WINDOW_SECONDS,
     ):
         self._client = dynamodb_client
         self.table_name = table_name
         self.namespace = namespace
         self._ttl = record_ttl_seconds
         self._flush_after = flush_after
+        self.evidence_window = evidence_window
         self._clock = clock
         # Full jitter between attempts, as DynamoDB's guidance for unprocessed items asks.
         self._retry = retry or RetryPolicy(attempts=5, base_delay=0.05, max_delay=1.0)
@@ -163,18 +192,22 @@ class Ledger:
             raise ValueError(f"at most {MAX_TRANSACTION_ITEMS} keys per claim")
         entries: dict[str, Entry] = {}
         pending = list(keys)
+        abandoned: dict[str, _Abandoned] = {}
         for attempt in range(self._retry.attempts):
             now = self._clock()
-            failed = self._transact_claim(pending, now, int(now * 1000) + remaining_ms)
+            failed = self._transact_claim(pending, abandoned, now, int(now * 1000) + remaining_ms)
             if failed is None:  # every condition held, but the transaction may try again
                 self._retry.pause(attempt)
                 continue
             if not failed:
                 entries.update((key, Entry(CLAIMED)) for key in pending)
                 return [entries[key] for key in keys]
-            for key, item in self._read(failed).items():
-                held = self._held(item, now)
-                if held is not None:
+            abandoned = {}
+            for key, (item, sent) in self._read(failed).items():
+                held = self._held(item, sent, now, self.evidence_window)
+                if isinstance(held, _Abandoned):
+                    abandoned[key] = held
+                elif held is not None:
                     entries[key] = held
             # Keys read back free (released or expired meanwhile) are tried again.
             pending = [key for key in pending if key not in entries]
@@ -182,25 +215,19 @@ class Ledger:
                 return [entries[key] for key in keys]
         raise LedgerUnavailable(f"claims on {len(keys)} key(s) kept conflicting")
 
-    def _transact_claim(self, keys: list[str], now: float, expires_ms: int) -> set[str] | None:
+    def _transact_claim(
+        self, keys: list[str], abandoned: dict[str, _Abandoned], now: float, expires_ms: int
+    ) -> set[str] | None:
         """Keys whose condition failed (empty: all claimed); ``None``: cancelled, retry it all."""
         item = {
             "status": {"S": _INPROGRESS},
             "expiration": {"N": str(int(now) + self._ttl)},
             "in_progress_expiration": {"N": str(expires_ms)},
         }
-        values = {
-            ":now": {"N": str(int(now))},
-            ":now_ms": {"N": str(int(now * 1000))},
-            ":inprogress": {"S": _INPROGRESS},
-        }
-        names = {"#id": "id", "#expiry": "expiration", "#status": "status",
-                 "#in_progress_expiry": "in_progress_expiration"}
         puts = [
             {"Put": {"TableName": self.table_name,
                      "Item": {"id": {"S": record_id(self.namespace, key)}, **item},
-                     "ConditionExpression": _FREE, "ExpressionAttributeNames": names,
-                     "ExpressionAttributeValues": values}}
+                     **self._claim_condition(abandoned.get(key), now)}}
             for key in keys
         ]
         try:
@@ -212,6 +239,19 @@ class Ledger:
         except BotoCoreError as exc:
             raise LedgerUnavailable(f"claiming {len(keys)} key(s): {exc}") from exc
         return set()
+
+    @staticmethod
+    def _claim_condition(abandoned: _Abandoned | None, now: float) -> dict[str, Any]:
+        """A fresh key's condition, or an abandoned claim's: each names only what it uses."""
+        if abandoned is None:
+            return {"ConditionExpression": _FREE,
+                    "ExpressionAttributeNames": {"#id": "id", "#expiry": "expiration"},
+                    "ExpressionAttributeValues": {":now": {"N": str(int(now))}}}
+        return {"ConditionExpression": _ABANDONED,
+                "ExpressionAttributeNames": {"#status": "status",
+                                             "#in_progress_expiry": "in_progress_expiration"},
+                "ExpressionAttributeValues": {":inprogress": {"S": _INPROGRESS},
+                                              ":seen": {"N": abandoned.seen_expiry}}}
 
     @staticmethod
     def _cancelled(keys: list[str], exc: ClientError) -> set[str] | None:
@@ -226,50 +266,105 @@ class Ledger:
             raise LedgerUnavailable(f"claim cancelled: {sorted(other)}") from exc
         return None if other else failed
 
-    def _read(self, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        """The current record of each key (``None`` when absent), read consistently."""
-        by_id = {record_id(self.namespace, key): key for key in keys}
-        found: dict[str, dict[str, Any] | None] = dict.fromkeys(by_id.values())
-        wanted = [{"id": {"S": rid}} for rid in by_id]
-        for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
-            request = {self.table_name: {"Keys": wanted[start:start + MAX_BATCH_GET_KEYS],
-                                         "ConsistentRead": True}}
-            for attempt in range(self._retry.attempts):
-                response = self._call("batch_get_item", RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[by_id[item["id"]["S"]]] = item
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._retry.pause(attempt)
-            else:
-                raise LedgerUnavailable("ledger reads kept coming back unprocessed")
+    def _read(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+        """Each key's record (``None`` when absent) and SES's MessageId for it (``None`` when
+        no Send event came), read consistently, both in the same calls."""
+        wanted: dict[str, tuple[str, bool]] = {}  # item id → (key, is evidence)
+        for key in keys:
+            wanted[record_id(self.namespace, key)] = (key, False)
+            wanted[evidence_id(self.namespace, key_digest(key))] = (key, True)
+        found: dict[str, tuple[dict[str, Any] | None, str | None]] = {
+            key: (None, None) for key, _ in wanted.values()
+        }
+        ids = list(wanted)
+        for start in range(0, len(ids), MAX_BATCH_GET_KEYS):
+            for item in self._get(ids[start:start + MAX_BATCH_GET_KEYS]):
+                key, is_evidence = wanted[item["id"]["S"]]
+                record, sent = found[key]
+                if is_evidence:
+                    found[key] = record, json.loads(item["data"]["S"])["message_id"]
+                else:
+                    found[key] = item, sent
         return found
 
-    @staticmethod
-    def _held(item: dict[str, Any] | None, now: float) -> Entry | None:
-        """What a record that failed the claim condition says; ``None`` if it is free now."""
+    def _get(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The items with these record ids (at most 100), consistently read."""
+        items: list[dict[str, Any]] = []
+        request = {self.table_name: {"Keys": [{"id": {"S": rid}} for rid in ids],
+                                     "ConsistentRead": True}}
+        for attempt in range(self._retry.attempts):
+            response = self._call("batch_get_item", RequestItems=request)
+            items += response.get("Responses", {}).get(self.table_name, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+            self._retry.pause(attempt)
+        raise LedgerUnavailable("ledger reads kept coming back unprocessed")
+
+    def _held(
+        self, item: dict[str, Any] | None, sent: str | None, now: float, window: float
+    ) -> Entry | _Abandoned | None:
+        """What a record that failed the claim condition says; ``None`` if it is free now.
+
+        A claim past its expiry and the evidence window is abandoned: settled
+        as sent if SES has a Send event for it (and completed now), else
+        taken over. Until then it is in progress, whatever SES says: its
+        holder may still be completing it.
+        """
         if item is None or int(item["expiration"]["N"]) < int(now):
             return None
         if item["status"]["S"] == _COMPLETED:
             return Entry(REPLAYED, Result(**json.loads(item["data"]["S"])))
         expiry = item.get("in_progress_expiration")
-        if expiry is not None and int(expiry["N"]) < int(now * 1000):
-            return None
-        return Entry(IN_PROGRESS)
+        if expiry is None or int(expiry["N"]) + window * 1000 >= now * 1000:
+            return Entry(IN_PROGRESS)
+        if sent is None:
+            return _Abandoned(expiry["N"])
+        result = Result(message_id=sent)
+        self._buffer([self._completion(item["id"]["S"], result)])
+        return Entry(REPLAYED, result)
+
+    # --- SES's evidence ------------------------------------------------------------
+
+    def record_sent(self, sent: Iterable[tuple[str, str]]) -> None:
+        """Record SES Send events, as (key digest, SES MessageId). Raises ``LedgerUnavailable``."""
+        expiration = {"N": str(int(self._clock()) + self._ttl)}
+        writes = {
+            evidence_id(self.namespace, digest): {"PutRequest": {"Item": {
+                "id": {"S": evidence_id(self.namespace, digest)},
+                "status": {"S": _SENT_BY_SES},
+                "expiration": expiration,
+                "data": {"S": json.dumps({"message_id": message_id})},
+            }}}
+            for digest, message_id in sent
+        }
+        self._write(list(writes.values()))
+
+    def sent_by_ses(self, keys: Sequence[str]) -> dict[str, str]:
+        """The SES MessageId of each key SES published a Send event for (read consistently)."""
+        by_evidence = {evidence_id(self.namespace, key_digest(key)): key for key in keys}
+        found: dict[str, str] = {}
+        for start in range(0, len(by_evidence), MAX_BATCH_GET_KEYS):
+            ids = list(by_evidence)[start:start + MAX_BATCH_GET_KEYS]
+            for item in self._get(ids):
+                found[by_evidence[item["id"]["S"]]] = json.loads(item["data"]["S"])["message_id"]
+        return found
 
     # --- complete and release ------------------------------------------------------
 
     def complete(self, key: str, result: Result) -> None:
         """Record ``key`` as done with ``result`` (buffered). Raises ``LedgerUnavailable``
         when a flush it triggers fails."""
+        self._buffer([self._completion(record_id(self.namespace, key), result)])
+
+    def _completion(self, rid: str, result: Result) -> tuple[str, dict[str, Any]]:
         item = {
-            "id": {"S": record_id(self.namespace, key)},
+            "id": {"S": rid},
             "status": {"S": _COMPLETED},
             "expiration": {"N": str(int(self._clock()) + self._ttl)},
             "data": {"S": json.dumps(asdict(result), sort_keys=True)},
         }
-        self._buffer([(item["id"]["S"], {"PutRequest": {"Item": item}})])
+        return rid, {"PutRequest": {"Item": item}}
 
     def release(self, keys: Iterable[str]) -> None:
         """Give up the claims on ``keys`` (buffered), so another attempt may claim them."""
@@ -277,10 +372,25 @@ class Ledger:
         self._buffer([(rid, {"DeleteRequest": {"Key": {"id": {"S": rid}}}}) for rid in ids])
 
     def flush(self) -> None:
-        """Write every buffered completion and release. Raises ``LedgerUnavailable``."""
+        """Write every buffered completion and release. Raises ``LedgerUnavailable``, and
+        then keeps them buffered for the next flush: a write is never dropped."""
         with self._lock:
-            writes, self._pending = list(self._pending.values()), {}
-        self._write(writes)
+            pending, self._pending = self._pending, {}
+            oldest = self._oldest
+        try:
+            self._write(list(pending.values()))
+        except LedgerUnavailable:
+            with self._lock:
+                # Writing a record twice is harmless; newer writes to one record win.
+                self._pending = {**pending, **self._pending}
+                self._oldest = oldest
+            raise
+
+    @property
+    def unwritten(self) -> int:
+        """Completions and releases buffered and not written yet."""
+        with self._lock:
+            return len(self._pending)
 
     def _buffer(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
         with self._lock:

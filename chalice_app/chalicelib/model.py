@@ -27,10 +27,11 @@ class Status(StrEnum):
     HANDED_ON = "handed_on"  # not started before the deadline: goes on in a continuation
     PAUSED = "paused"  # the account stopped sending (paused, daily quota): re-drive it
     RETRY_LATER = "retry_later"  # transient trouble outlasted the retries: the batch is retried
+    UNKNOWN = "unknown"  # SES's answer was lost and no Send event came yet: a retry settles it
 
 
 # Statuses another attempt of the whole batch will settle.
-UNSETTLED = frozenset({Status.RETRY_LATER, Status.IN_PROGRESS})
+UNSETTLED = frozenset({Status.RETRY_LATER, Status.IN_PROGRESS, Status.UNKNOWN})
 # Statuses a re-drive can fix once the cause is gone.
 REDRIVABLE = frozenset({Status.FAILED, Status.PAUSED})
 # Statuses that need nothing more from this batch object.

@@ -25,6 +25,8 @@ MAILS_FAILED = "MailsFailed"
 THROTTLED = "Throttled"
 DUPLICATES_SKIPPED = "DuplicatesSkipped"
 QUEUE_DELAY = "QueueDelay"
+# Completions the ledger could not write before the deadline (an alarm-worthy DynamoDB outage).
+LEDGER_WRITES_UNRECORDED = "LedgerWritesUnrecorded"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

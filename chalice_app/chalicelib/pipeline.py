@@ -86,13 +86,14 @@ def idempotency_key(batch: Batch, mail: Mail) -> str:
 
 def deliver(stages: Stages, bucket: str, batch: Batch, mail: Mail) -> str:
     """Send one mail; returns its SES MessageId."""
+    key = idempotency_key(batch, mail)
     if not mail.attachments and not batch.meta.headers:
-        return stages.sender.send_simple(mail, batch.meta)
+        return stages.sender.send_simple(mail, batch.meta, ledger_key=key)
     with stages.memory.hold(raw_size(mail)):
         files = stages.store.load_attachments(bucket, mail)
         raw = build(batch, mail, files)
         del files  # the attachments' text is in ``raw`` now
-        return stages.sender.send_raw(mail, batch.meta, raw)
+        return stages.sender.send_raw(mail, batch.meta, raw, ledger_key=key)
 
 
 def raw_size(mail: Mail) -> int:

@@ -10,10 +10,19 @@ from collections.abc import Sequence
 from email.utils import formataddr
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
 
-from chalicelib.errors import PostbagError, RejectedBySes, SendingPaused, SesUnavailable, Throttled
+from chalicelib.config import LEDGER_KEY_TAG
+from chalicelib.errors import (
+    PostbagError,
+    RejectedBySes,
+    SendAmbiguous,
+    SendingPaused,
+    SesUnavailable,
+    Throttled,
+)
 from chalicelib.html_text import text_body
+from chalicelib.ledger import key_digest
 from chalicelib.model import Address, Mail, Meta
 
 THROTTLING_CODES = frozenset(
@@ -29,8 +38,13 @@ UNAVAILABLE_CODES = frozenset(
 
 def translate(exc: ClientError | BotoCoreError) -> PostbagError:
     """The Postbag error for a botocore error from SES."""
-    if isinstance(exc, BotoCoreError):  # network errors, timeouts: nothing reached SES
+    if isinstance(exc, ConnectionError):
+        # No connection was made (refused, DNS, connect timeout): nothing reached SES.
         return SesUnavailable(f"SES could not be reached: {exc}")
+    if isinstance(exc, BotoCoreError):
+        # A read timeout, a connection closed mid-answer, an answer that did not
+        # parse: the request may have been sent and accepted.
+        return SendAmbiguous(f"SES may have sent it: {exc}")
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -58,12 +72,16 @@ class SesSender:
     def __init__(self, ses_client: Any):
         self._ses = ses_client
 
-    def _common(self, meta: Meta) -> dict[str, Any]:
+    def _common(self, meta: Meta, ledger_key: str | None) -> dict[str, Any]:
         extra: dict[str, Any] = {"Source": _mailbox(meta.sender)}
         if meta.configuration_set:
             extra["ConfigurationSetName"] = meta.configuration_set
-        if meta.tags:
-            extra["Tags"] = [{"Name": name, "Value": value} for name, value in meta.tags]
+        tags = [{"Name": name, "Value": value} for name, value in meta.tags]
+        if ledger_key is not None:
+            # SES's Send event carries it back to the ledger (ledger.py, "evidence").
+            tags.append({"Name": LEDGER_KEY_TAG, "Value": key_digest(ledger_key)})
+        if tags:
+            extra["Tags"] = tags
         return extra
 
     def _call(self, method: Any, **params: Any) -> str:
@@ -72,7 +90,7 @@ class SesSender:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
 
-    def send_simple(self, mail: Mail, meta: Meta) -> str:
+    def send_simple(self, mail: Mail, meta: Meta, ledger_key: str | None = None) -> str:
         """``SendEmail``: HTML and text parts, Cc, Bcc and Reply-To without building MIME."""
         body: dict[str, Any] = {}
         text = text_body(mail.html, mail.text)
@@ -87,18 +105,20 @@ class SesSender:
             destination["CcAddresses"] = _mailboxes(meta.cc)
         if meta.bcc:
             destination["BccAddresses"] = _mailboxes(meta.bcc)
-        params = self._common(meta)
+        params = self._common(meta, ledger_key)
         if meta.reply_to:
             params["ReplyToAddresses"] = _mailboxes(meta.reply_to)
         message = {"Subject": {"Data": mail.subject, "Charset": "UTF-8"}, "Body": body}
         return self._call(self._ses.send_email, Destination=destination, Message=message, **params)
 
-    def send_raw(self, mail: Mail, meta: Meta, raw: bytes) -> str:
+    def send_raw(
+        self, mail: Mail, meta: Meta, raw: bytes, ledger_key: str | None = None
+    ) -> str:
         """``SendRawEmail``: every recipient, Bcc included, goes in ``Destinations``."""
         destinations = [addr for _, addr in (*mail.to, *meta.cc, *meta.bcc)]
         return self._call(
             self._ses.send_raw_email,
             Destinations=destinations,
             RawMessage={"Data": raw},
-            **self._common(meta),
+            **self._common(meta, ledger_key),
         )

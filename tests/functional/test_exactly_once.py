@@ -43,12 +43,33 @@ class World:
         self.s3, self.ses, self.clock, self.settings = s3, ses, clock, settings
         self.processed: set[str] = set()
         self.invocations = 0
+        self.wall_clock = time.time
+        self._published = 0
+        self._publishing = threading.Lock()
 
-    def instance(self, rate: float = 1000.0, workers: int = 8, attempts: int = 5) -> Stages:
-        """A fresh Lambda instance: its own clients, ledger, limiter and pool."""
+    def publish_send_events(self) -> None:
+        """What on_ses_event does with SES's Send events for the mails SES accepted since."""
+        with self._publishing:
+            events = self.ses.send_events()
+            fresh, self._published = events[self._published:], len(events)
+            if fresh:
+                ledger = Ledger.from_settings(
+                    self.settings, SerialClient(boto3.client("dynamodb"))
+                )
+                ledger.record_sent(fresh)
+
+    def instance(self, rate: float = 1000.0, workers: int = 8, attempts: int = 5,
+                 evidence_window: float = 0.0) -> Stages:
+        """A fresh Lambda instance: its own clients, ledger, limiter and pool.
+
+        Abandoned claims are taken over at their expiry unless a test gives the
+        ledger an evidence window; SES's Send events reach the ledger only when a
+        test publishes them (``publish_send_events``).
+        """
         s3 = SerialClient(boto3.client("s3", region_name="us-east-1"))
         ledger = Ledger.from_settings(
-            self.settings, dynamodb_client=SerialClient(boto3.client("dynamodb"))
+            self.settings, dynamodb_client=SerialClient(boto3.client("dynamodb")),
+            evidence_window=evidence_window, clock=self.wall_clock,
         )
         dispatch = dispatcher(ledger, self.clock, rate=rate, workers=workers, attempts=attempts)
         return Stages(self.settings, BatchStore(s3), SesSender(self.ses), dispatch,
@@ -236,3 +257,64 @@ def test_one_of_50_rejected_then_redriven_after_the_fix(aws, clock):
     world.drain()
     assert_each_once(world, ids)
     assert world.sent_counts()[ids[17]] == 1
+
+
+def test_lost_answers_are_settled_by_ses_send_events_never_resent_blind(aws, clock):
+    """A read timeout after SES took the mail: the claim is kept, the Send event settles it."""
+    ses = FakeSes(clock=clock, sleep=clock.sleep, lose_answer_share=0.1, seed=5)
+    world = World(aws, ses, clock)
+    ids = mail_ids(500)
+    key = upload(aws, "queue/lost.json", batch_document("lost", ids))
+    world.wall_clock = clock  # the evidence window passes in simulated time
+
+    class Publishing(SesSender):
+        """SES's events arrive while the sender waits: published after each send."""
+
+        def _call(self, method, **params):
+            try:
+                return super()._call(method, **params)
+            finally:
+                world.publish_send_events()
+
+    stages = world.instance(evidence_window=60.0)
+    stages = Stages(stages.settings, stages.store, Publishing(ses), stages.dispatcher,
+                    stages.recorder)
+    assert world.invoke(stages, key) is True
+    assert ses.lost_answers > 20
+    assert_each_once(world, ids)
+    receipt = {m["mail_id"]: m for m in world.receipt("lost")["mails"]}
+    by_subject = {a.subject: a.message_id for a in ses.accepted}
+    assert all(receipt[i]["status"] == "sent" for i in ids)
+    assert all(receipt[i]["message_id"] == by_subject[i] for i in ids)
+
+
+def test_a_lost_answer_with_no_send_event_is_resent_after_the_window(aws, clock):
+    """No Send event came (SES did not take it after all): sent once more, after the window."""
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    world = World(aws, ses, clock)
+    world.wall_clock = clock
+    ids = mail_ids(3)
+    key = upload(aws, "queue/nothing.json", batch_document("nothing", ids))
+
+    class AnswerLostBeforeSes(SesSender):
+        """The first call times out before reaching SES: nothing accepted, no event."""
+
+        calls = 0
+
+        def _call(self, method, **params):
+            AnswerLostBeforeSes.calls += 1
+            if AnswerLostBeforeSes.calls == 1:
+                from botocore.exceptions import ReadTimeoutError
+
+                from chalicelib.send import translate
+
+                raise translate(ReadTimeoutError(endpoint_url="https://ses"))
+            return super()._call(method, **params)
+
+    stages = world.instance(evidence_window=60.0)
+    stages = Stages(stages.settings, stages.store, AnswerLostBeforeSes(ses), stages.dispatcher,
+                    stages.recorder)
+    started = clock()
+    assert world.invoke(stages, key) is True
+    assert clock() - started >= 60.0  # it waited out the window before sending again
+    assert_each_once(world, ids)

@@ -44,10 +44,15 @@ def clock():
 
 
 def new_ledger(clock: FakeClock, client=None, random=None, **kwargs) -> Ledger:
-    """A ledger as one Lambda instance has it: its own client and buffer, a shared clock."""
+    """A ledger as one Lambda instance has it: its own client and buffer, a shared clock.
+
+    Abandoned claims are taken over right at their expiry unless a test gives
+    an evidence window (the window has tests of its own below).
+    """
     client = client or boto3.client("dynamodb", region_name="us-east-1")
     jitter = {"random": random} if random else {}
     retry = RetryPolicy(base_delay=0.05, max_delay=1.0, sleep=clock.sleep, **jitter)
+    kwargs.setdefault("evidence_window", 0.0)
     return Ledger.from_settings(SETTINGS, client, clock=clock, retry=retry, **kwargs)
 
 
@@ -298,3 +303,57 @@ def test_dynamodb_down_is_ledger_unavailable_for_claims_and_writes(clock):
     ledger.complete("b1:m1:0", Result(message_id="ses-1"))
     with pytest.raises(LedgerUnavailable, match="bad day"):
         ledger.flush()
+
+
+# --- SES's evidence: abandoned claims and the window ----------------------------------
+
+
+def test_an_abandoned_claim_waits_out_the_evidence_window(dynamodb, clock):
+    new_ledger(clock).claim(["b1:m1:0"], 600)  # dies: no release, no completion
+    retry = new_ledger(clock, evidence_window=30.0)
+    clock.sleep(0.65)
+    assert retry.claim(["b1:m1:0"], MINUTE_MS) == [Entry(IN_PROGRESS)]  # a Send event may come
+    clock.sleep(30)
+    assert retry.claim(["b1:m1:0"], MINUTE_MS) == [Entry(CLAIMED)]  # none came: send it
+
+
+def test_an_abandoned_claim_that_ses_sent_is_settled_by_its_send_event(dynamodb, clock):
+    from chalicelib.ledger import key_digest
+
+    new_ledger(clock).claim(["b1:m1:0", "b1:m2:0"], 600)  # dies after SES took m1
+    new_ledger(clock).record_sent([(key_digest("b1:m1:0"), "ses-m1")])  # on_ses_event
+    clock.sleep(31)
+    retry = new_ledger(clock, evidence_window=30.0)
+    assert retry.claim(["b1:m1:0", "b1:m2:0"], MINUTE_MS) == [
+        Entry(REPLAYED, Result(message_id="ses-m1")), Entry(CLAIMED),
+    ]
+    retry.flush()  # the evidence is written down as the mail's completion
+    assert status(dynamodb, "b1:m1:0") == "COMPLETED"
+    assert new_ledger(clock).claim(["b1:m1:0"], MINUTE_MS) == [
+        Entry(REPLAYED, Result(message_id="ses-m1"))
+    ]
+
+
+def test_evidence_is_read_back_per_key(dynamodb, clock):
+    from chalicelib.ledger import key_digest
+
+    ledger = new_ledger(clock)
+    ledger.record_sent([(key_digest(k), f"ses-{n}") for n, k in enumerate(keys(3))])
+    assert ledger.sent_by_ses([*keys(3), "b9:m0:0"]) == {
+        "b1:m000:0": "ses-0", "b1:m001:0": "ses-1", "b1:m002:0": "ses-2",
+    }
+
+
+def test_a_failed_flush_keeps_its_writes_for_the_next_one(dynamodb, clock):
+    broken = DynamoDown(boto3.client("dynamodb", region_name="us-east-1"), {"batch_write_item"})
+    ledger = new_ledger(clock, broken)
+    ledger.claim(keys(3), MINUTE_MS)
+    for key in keys(3):
+        ledger.complete(key, Result(message_id=f"ses-{key}"))
+    with pytest.raises(LedgerUnavailable):
+        ledger.flush()
+    assert ledger.unwritten == 3  # nothing dropped
+    broken._failing = set()  # DynamoDB is back
+    ledger.flush()
+    assert ledger.unwritten == 0
+    assert {status(dynamodb, k) for k in keys(3)} == {"COMPLETED"}

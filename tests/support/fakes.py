@@ -18,7 +18,7 @@ from email import message_from_bytes
 from email.utils import getaddresses
 from typing import Any
 
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 ENDPOINT = "https://email.us-east-1.amazonaws.com"
 
@@ -88,6 +88,7 @@ class FakeSes:
         paused: bool = False,
         daily_quota: int | None = None,
         max_send_rate: float = 14.0,
+        lose_answer_share: float = 0.0,
     ):
         self.latency = latency
         self.fail_after = fail_after
@@ -97,6 +98,10 @@ class FakeSes:
         self.paused = paused
         self.daily_quota = daily_quota
         self.max_send_rate = max_send_rate
+        # Share of accepted calls whose answer never arrives (a read timeout after SES
+        # took the mail): the ambiguous case.
+        self.lose_answer_share = lose_answer_share
+        self.lost_answers = 0
         self.accepted: list[Accepted] = []
         self.calls = 0
         self.throttled = 0
@@ -129,6 +134,17 @@ class FakeSes:
 
     # --- what happened ---------------------------------------------------------------
 
+    def send_events(self) -> list[tuple[str, str]]:
+        """(ledger key digest, MessageId) of every accepted mail that carried one: what
+        SES's Send events tell ``on_ses_event``."""
+        with self._lock:
+            accepted = list(self.accepted)
+        return [
+            (tag["Value"], a.message_id)
+            for a in accepted for tag in a.params.get("Tags", ())
+            if tag["Name"] == "postbag-key"
+        ]
+
     def subjects(self) -> list[str]:
         with self._lock:
             return [a.subject for a in self.accepted]
@@ -150,6 +166,9 @@ class FakeSes:
                 self.accepted.append(
                     Accepted(message_id, arrived, operation, recipients, subject, params)
                 )
+                if self.lose_answer_share and self._random.random() < self.lose_answer_share:
+                    self.lost_answers += 1
+                    error = ReadTimeoutError(endpoint_url=ENDPOINT)
         if self.latency:
             self._sleep(self.latency)
         if error is not None:

@@ -64,6 +64,7 @@ def dispatcher(
         RetryPolicy(attempts=attempts, sleep=clock.sleep),
         workers=workers,
         metrics=metrics,
+        clock=clock,
         **({"now": now} if now else {}),
     )
 
