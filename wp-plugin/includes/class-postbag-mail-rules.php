@@ -88,6 +88,13 @@ final class Postbag_Mail_Rules {
 	 * @throws Postbag_Mail_Exception When the sender would refuse it.
 	 */
 	public static function header_value( string $field, string $value ): void {
+		if ( ! preg_match( '/[^\x20-\x7E]/', $value ) ) {
+			// Most values: printable ASCII, where only an encoded word can hide anything.
+			if ( false !== strpos( $value, '=?' ) ) {
+				self::encoded_word( $field, $value );
+			}
+			return;
+		}
 		if ( ! preg_match( '//u', $value ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_utf8', sprintf( 'The %s is not valid UTF-8 (in the charset it declares), refused: the sender would refuse it.', $field ), $field );
 		}
@@ -97,6 +104,15 @@ final class Postbag_Mail_Rules {
 		if ( preg_match( '/[\x00-\x1F\x7F\x{80}-\x{9F}\x{2028}\x{2029}]/u', $value, $match ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_control_character', sprintf( 'The %s holds the control character U+%04X, refused: the sender would refuse it.', $field, self::code_point( $match[0] ) ), $field );
 		}
+		self::encoded_word( $field, $value );
+	}
+
+	/**
+	 * @param string $field Field name for the message.
+	 * @param string $value The value.
+	 * @throws Postbag_Mail_Exception When it holds an RFC 2047 encoded word.
+	 */
+	private static function encoded_word( string $field, string $value ): void {
 		if ( preg_match( '/=\?[^?]*\?[bq]\?[^?]*\?=/i', $value ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_header_injection', sprintf( 'The %s holds an RFC 2047 encoded word (=?charset?B|Q?...?=), refused as a header injection: pass the text itself, the sender encodes it.', $field ), $field );
 		}
