@@ -15,39 +15,16 @@
 final class Postbag_PhpFpmTest extends Postbag_Test_Live_Case {
 
 	public function test_the_response_is_complete_before_the_upload_goes_out(): void {
-		if ( null === Postbag_Test_Php_Fpm::binary() ) {
-			$reason = 'php-fpm is not installed (Debian package php-fpm)';
-			'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-		}
+		$this->require_php_fpm();
 		$sandbox = Postbag_Test_WordPress::$sandbox;
-		$fpm     = new Postbag_Test_Php_Fpm( $sandbox );
-		$gate    = new Postbag_Test_Process(
-			array( Postbag_Test_Python::binary(), '-m', 'standin.proxy', (string) parse_url( self::$aws->endpoint, PHP_URL_PORT ), '--gated' ),
-			$sandbox->path( 'gate-proxy.log' ),
-			null,
-			true
-		);
+		list( $gate, $port ) = $this->gated_proxy( 'gate-proxy' );
+		$fpm                 = null;
 		try {
-			$port = (string) $gate->read_line( 30 );
-			$this->assertMatchesRegularExpression( '/^\d+$/', $port, 'gate proxy port' );
-
+			$fpm      = new Postbag_Test_Php_Fpm( $sandbox );
 			$response = $fpm->request(
 				__DIR__ . '/requests/fpm-send-marked-mail.php',
-				array(
-					'POSTBAG_TEST_WP_CONFIG' => $sandbox->path( 'wp-config.php' ),
-					'POSTBAG_TEST_CONSTANTS' => json_encode(
-						array(
-							'POSTBAG_BUCKET'                => $this->bucket,
-							'POSTBAG_ENDPOINT'              => "http://127.0.0.1:$port",
-							'POSTBAG_PATH_STYLE'            => true,
-							'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-							'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-							'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
-							// Longer than the test holds the gate, so the upload waits rather than fails.
-							'POSTBAG_UPLOAD_TIMEOUT'        => 60,
-						)
-					),
-				),
+				// Longer than the test holds the gate, so the upload waits rather than fails.
+				$this->page_params( "http://127.0.0.1:$port", array( 'POSTBAG_UPLOAD_TIMEOUT' => 60 ) ),
 				30
 			);
 
@@ -63,7 +40,9 @@ final class Postbag_PhpFpmTest extends Postbag_Test_Live_Case {
 			$this->assertSame( 'Sent from a page', $mail['subject'] );
 		} finally {
 			$gate->stop();
-			$fpm->stop();
+			if ( null !== $fpm ) {
+				$fpm->stop();
+			}
 		}
 	}
 

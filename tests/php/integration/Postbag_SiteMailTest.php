@@ -218,16 +218,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 
 		// S3 is back (wp-config.php unchanged, the endpoint answers again) and the
 		// retry is due: run the scheduled event as wp-cron.php does.
-		$later = time() + Postbag_Spool_Retry::MAX_DELAY + 600;
-		$this->switch_to(
-			$this->plugin_for(
-				self::$aws->endpoint,
-				static function () use ( $later ): int {
-					return $later;
-				}
-			)
-		);
-		do_action_ref_array( $event->hook, $event->args );
+		$this->run_cron_event_at( $event, time() + Postbag_Spool_Retry::MAX_DELAY + 600 );
 
 		$objects = $this->objects();
 		$batches = self::batches( $objects );

@@ -48,10 +48,7 @@ final class Postbag_SpoolPrivacyTest extends Postbag_Test_Live_Case {
 	 * @return array<string, string> Request => response body.
 	 */
 	private function through_php_fpm( string $spool, array $files ): array {
-		if ( null === Postbag_Test_Php_Fpm::binary() ) {
-			$reason = 'php-fpm is not installed (Debian package php-fpm)';
-			'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-		}
+		$this->require_php_fpm();
 		$fpm    = new Postbag_Test_Php_Fpm( Postbag_Test_WordPress::$sandbox );
 		$served = array();
 		try {

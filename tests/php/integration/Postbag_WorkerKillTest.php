@@ -20,34 +20,13 @@ final class Postbag_WorkerKillTest extends Postbag_Test_Live_Case {
 
 	const BATCHES = 40;
 
-	protected function setUp(): void {
-		parent::setUp();
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-	}
-
-	protected function tearDown(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		parent::tearDown();
-	}
-
 	public function test_a_worker_killed_after_the_response_loses_no_mail_and_sends_none_twice(): void {
-		if ( null === Postbag_Test_Php_Fpm::binary() ) {
-			$reason = 'php-fpm is not installed (Debian package php-fpm)';
-			'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-		}
-		$sandbox = Postbag_Test_WordPress::$sandbox;
-		$fpm     = new Postbag_Test_Php_Fpm( $sandbox );
-		$gate    = new Postbag_Test_Process(
-			array( Postbag_Test_Python::binary(), '-m', 'standin.proxy', (string) parse_url( self::$aws->endpoint, PHP_URL_PORT ), '--gated' ),
-			$sandbox->path( 'kill-gate-proxy.log' ),
-			null,
-			true
-		);
+		$this->require_php_fpm();
+		list( $gate, $port ) = $this->gated_proxy( 'kill-gate-proxy' );
+		$fpm                 = null;
 		try {
-			$port = (int) $gate->read_line( 30 );
-			$this->assertGreaterThan( 0, $port, 'gate proxy port' );
-
-			$response = $fpm->request( __DIR__ . '/requests/fpm-queue-mails.php', $this->page_params( $port ), 60 );
+			$fpm      = new Postbag_Test_Php_Fpm( Postbag_Test_WordPress::$sandbox );
+			$response = $fpm->request( __DIR__ . '/requests/fpm-queue-mails.php', $this->page_params( "http://127.0.0.1:$port", array( 'POSTBAG_UPLOAD_TIMEOUT' => 120 ), array( 'POSTBAG_TEST_MAILS' => (string) self::MAILS ) ), 60 );
 			list( , $body ) = explode( "\r\n\r\n", $response['stdout'], 2 ) + array( 1 => '' );
 			$this->assertMatchesRegularExpression( '/^queued 1000 by \d+$/', $body, 'page body; php-fpm said: ' . $response['stderr'] . @file_get_contents( $fpm->log ) );
 			$worker = (int) substr( $body, strrpos( $body, ' ' ) + 1 );
@@ -71,23 +50,16 @@ final class Postbag_WorkerKillTest extends Postbag_Test_Live_Case {
 			$this->assertSame( $spooled, self::spooled_ids( $this->spool_dir ), 'the dead worker removed nothing from the spool' );
 		} finally {
 			$gate->stop();
-			$fpm->stop();
+			if ( null !== $fpm ) {
+				$fpm->stop();
+			}
 		}
 
 		// The retry the worker scheduled before it answered, run as wp-cron.php would once it is due.
 		wp_cache_flush(); // The worker wrote the cron option behind this process's cache.
 		$event = wp_get_scheduled_event( Postbag_Spool_Retry::HOOK );
 		$this->assertNotFalse( $event, 'the worker scheduled the retry before answering' );
-		$due = $event->timestamp;
-		$this->switch_to(
-			$this->plugin_for(
-				self::$aws->endpoint,
-				static function () use ( $due ): int {
-					return $due;
-				}
-			)
-		);
-		do_action_ref_array( $event->hook, $event->args );
+		$this->run_cron_event_at( $event, $event->timestamp );
 
 		$found = self::$aws->s3( array( 'mails', $this->bucket ) );
 		$this->assertSame( $spooled, $found['batch_ids'], "the very batches the worker spooled ($landed landed before the retry): no new ids" );
@@ -97,28 +69,6 @@ final class Postbag_WorkerKillTest extends Postbag_Test_Live_Case {
 		$this->assertSame( self::MAILS, $found['distinct_subjects'] );
 		$this->assertSame( array(), self::spooled_ids( $this->spool_dir ), 'the spool is empty' );
 		$this->assertSame( array(), $this->failures );
-	}
-
-	/**
-	 * FastCGI parameters of the page: the site's wp-config.php and constants,
-	 * S3 behind the gate, an upload timeout longer than the test holds it.
-	 */
-	private function page_params( int $port ): array {
-		return array(
-			'POSTBAG_TEST_WP_CONFIG' => Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ),
-			'POSTBAG_TEST_MAILS'     => (string) self::MAILS,
-			'POSTBAG_TEST_CONSTANTS' => json_encode(
-				array(
-					'POSTBAG_BUCKET'                => $this->bucket,
-					'POSTBAG_ENDPOINT'              => "http://127.0.0.1:$port",
-					'POSTBAG_PATH_STYLE'            => true,
-					'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-					'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-					'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
-					'POSTBAG_UPLOAD_TIMEOUT'        => 120,
-				)
-			),
-		);
 	}
 
 	/**

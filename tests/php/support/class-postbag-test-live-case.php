@@ -129,6 +129,83 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	}
 
 	/**
+	 * Skips a test that needs php-fpm where it is not installed (a failure when CI=true).
+	 */
+	protected function require_php_fpm(): void {
+		if ( null === Postbag_Test_Php_Fpm::binary() ) {
+			$reason = 'php-fpm is not installed (Debian package php-fpm)';
+			'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
+		}
+	}
+
+	/**
+	 * `standin.proxy --gated` in front of moto: lets no request through
+	 * until it gets SIGUSR1. Stop it in a `finally`.
+	 *
+	 * @param string $name Name of its log in the sandbox.
+	 * @return array{0: Postbag_Test_Process, 1: int} The proxy and its port.
+	 */
+	protected function gated_proxy( string $name ): array {
+		$gate = new Postbag_Test_Process(
+			array( Postbag_Test_Python::binary(), '-m', 'standin.proxy', (string) parse_url( self::$aws->endpoint, PHP_URL_PORT ), '--gated' ),
+			Postbag_Test_WordPress::$sandbox->path( "$name.log" ),
+			null,
+			true
+		);
+		$port = (string) $gate->read_line( 30 );
+		if ( ! preg_match( '/^\d+$/', $port ) ) {
+			$gate->stop();
+		}
+		$this->assertMatchesRegularExpression( '/^\d+$/', $port, 'gate proxy port' );
+		return array( $gate, (int) $port );
+	}
+
+	/**
+	 * FastCGI parameters of a page under integration/requests/ served by
+	 * PHP-FPM: the generated wp-config.php, and the constants of a site using
+	 * this test's bucket and spool, with S3 at `$endpoint` (behind a gate: give
+	 * an upload timeout longer than the test holds it).
+	 *
+	 * @param string $endpoint  S3 endpoint.
+	 * @param array  $constants More wp-config.php constants.
+	 * @param array  $params    More FastCGI parameters.
+	 */
+	protected function page_params( string $endpoint, array $constants, array $params = array() ): array {
+		return $params + array(
+			'POSTBAG_TEST_WP_CONFIG' => Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ),
+			'POSTBAG_TEST_CONSTANTS' => json_encode(
+				$constants + array(
+					'POSTBAG_BUCKET'                => $this->bucket,
+					'POSTBAG_ENDPOINT'              => $endpoint,
+					'POSTBAG_PATH_STYLE'            => true,
+					'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
+					'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
+					'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
+				)
+			),
+		);
+	}
+
+	/**
+	 * Runs a WP-Cron event as wp-cron.php would at `$time`, the site's plugin
+	 * rebuilt from its settings with S3 (moto) answering.
+	 *
+	 * @param object $event From wp_get_scheduled_event().
+	 * @param int    $time  Unix time the plugin sees.
+	 */
+	protected function run_cron_event_at( object $event, int $time ): void {
+		$this->switch_to(
+			$this->plugin_for(
+				self::$aws->endpoint,
+				static function () use ( $time ): int {
+					return $time;
+				}
+			)
+		);
+		do_action_ref_array( $event->hook, $event->args );
+	}
+
+	/**
 	 * An endpoint nothing listens on.
 	 */
 	protected static function closed_endpoint(): string {

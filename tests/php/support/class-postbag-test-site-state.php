@@ -9,7 +9,8 @@
  * Shared by Postbag_Unit_Test_Case and Postbag_Test_Live_Case: saves the
  * site's hooks, puts a test's plugin in place of the site's and records what
  * it reports (wp_mail_failed, the postbag_batch_* actions); afterwards the
- * previous plugin and the hooks come back.
+ * previous plugin and the hooks come back. No single retry event is planned
+ * when a test starts or after it ends (every flush plans one).
  */
 trait Postbag_Test_Site_State {
 
@@ -36,6 +37,7 @@ trait Postbag_Test_Site_State {
 			},
 			$GLOBALS['wp_filter']
 		);
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
 	}
 
 	/**
@@ -69,6 +71,7 @@ trait Postbag_Test_Site_State {
 	 * previous plugin and the saved hooks come back.
 	 */
 	protected function restore_site_state(): void {
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
 		if ( null !== $this->previous ) {
 			Postbag_Plugin::replace( $this->previous );
 		}

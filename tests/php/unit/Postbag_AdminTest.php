@@ -33,7 +33,6 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 	protected function tearDown(): void {
 		wp_set_current_user( 0 );
 		unset( $_REQUEST['_wpnonce'], $_POST['file'], $_GET['postbag_uploaded'], $_GET['postbag_failed'] );
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
 		parent::tearDown();
 	}
 

@@ -14,16 +14,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_SpoolSafetyTest extends Postbag_Unit_Test_Case {
 
-	protected function setUp(): void {
-		parent::setUp();
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-	}
-
-	protected function tearDown(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		parent::tearDown();
-	}
-
 	/**
 	 * Replaces the plugin with one whose S3 client is `$client`.
 	 */

@@ -15,16 +15,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_SpoolTest extends Postbag_Unit_Test_Case {
 
-	protected function setUp(): void {
-		parent::setUp();
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-	}
-
-	protected function tearDown(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		parent::tearDown();
-	}
-
 	/**
 	 * Queues one mail and flushes it while S3 fails.
 	 *
