@@ -59,6 +59,16 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 	}
 
 	/**
+	 * A mail whose one attachment, a harmless file, is named `$name`.
+	 */
+	private static function attached_as( string $name ): array {
+		return array(
+			'files'       => array( 'ok.txt' => 'fine' ),
+			'attachments' => array( $name => '{dir}/ok.txt' ),
+		);
+	}
+
+	/**
 	 * Each header-bearing field with `%s` where a hostile character goes:
 	 * field name => mail.
 	 */
@@ -71,10 +81,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'Bcc address'       => array( 'headers' => array( 'Bcc: Arch%sive <archive@example.org>' ) ),
 			'Reply-To address'  => array( 'headers' => array( 'Reply-To: Edi%stors <editors@example.org>' ) ),
 			'header X-Campaign' => array( 'headers' => array( 'X-Campaign: week%sly' ) ),
-			'name of attachment 1' => array(
-				'files'       => array( 'ok.txt' => 'fine' ),
-				'attachments' => array( 'na%sme.txt' => '{dir}/ok.txt' ),
-			),
+			'name of attachment 1' => self::attached_as( 'na%sme.txt' ),
 			'From name (filter)' => array( 'filters' => array( 'wp_mail_from_name' => 'Blo%sg' ) ),
 		);
 	}
@@ -118,14 +125,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'CRLF: lone CR in string headers' => self::refused( array( 'headers' => "X-A: 1\rBcc: evil@example.com" ), 'postbag_header_injection', 'header' ),
 			'CRLF: to string'                 => self::refused( array( 'to' => "a@example.net$evil, " . self::MARKER ), 'postbag_header_injection', 'address' ),
 			'CRLF: to array element'          => self::refused( array( 'to' => array( "a@example.net\nBcc: evil@example.com", self::MARKER ) ), 'postbag_header_injection', 'address' ),
-			'CRLF: attachment name'           => self::refused(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( "ok.txt$evil" => '{dir}/ok.txt' ),
-				),
-				'postbag_header_injection',
-				'attachment name'
-			),
+			'CRLF: attachment name'           => self::refused( self::attached_as( "ok.txt$evil" ), 'postbag_header_injection', 'attachment name' ),
 		);
 
 		// Bytes that are not UTF-8 in a UTF-8 mail.
@@ -135,14 +135,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'UTF-8: From name lone byte'        => self::refused( array( 'headers' => array( "From: \xFF <news@example.org>" ) ), 'postbag_invalid_utf8', 'From name' ),
 			'UTF-8: To name bad continuation'   => self::refused( array( 'to' => array( "Zo\xC3\x28 <zoe@example.net>", self::MARKER ) ), 'postbag_invalid_utf8', 'To address' ),
 			'UTF-8: custom header lone surrogate' => self::refused( array( 'headers' => array( "X-Campaign: \xED\xA0\x80" ) ), 'postbag_invalid_utf8', 'header X-Campaign' ),
-			'UTF-8: attachment name in Latin-1' => self::refused(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( "r\xE9sum\xE9.pdf" => '{dir}/ok.txt' ),
-				),
-				'postbag_invalid_utf8',
-				'name of attachment 1'
-			),
+			'UTF-8: attachment name in Latin-1' => self::refused( self::attached_as( "r\xE9sum\xE9.pdf" ), 'postbag_invalid_utf8', 'name of attachment 1' ),
 		);
 
 		// RFC 2047 encoded words: decoded by a MIME parser into whatever they hide.
@@ -156,14 +149,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'encoded word: Cc display name'     => self::refused( array( 'headers' => array( 'Cc: ' . self::ENCODED_BCC . ' <ann@example.net>' ) ), 'postbag_header_injection', 'Cc address' ),
 			'encoded word: Reply-To'            => self::refused( array( 'headers' => array( 'Reply-To: ' . self::ENCODED_BCC . ' <r@example.org>' ) ), 'postbag_header_injection', 'Reply-To address' ),
 			'encoded word: custom header value' => self::refused( array( 'headers' => array( 'X-Campaign: ' . self::ENCODED_BCC ) ), 'postbag_header_injection', 'header X-Campaign' ),
-			'encoded word: attachment name'     => self::refused(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( '=?utf-8?b?ZXZpbC5leGU=?=' => '{dir}/ok.txt' ),
-				),
-				'postbag_header_injection',
-				'name of attachment 1'
-			),
+			'encoded word: attachment name'     => self::refused( self::attached_as( '=?utf-8?b?ZXZpbC5leGU=?=' ), 'postbag_header_injection', 'name of attachment 1' ),
 		);
 
 		// Headers that only the sender, SES or a mail's path may write.
@@ -226,15 +212,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'ps1'                       => 'fix.ps1',
 			'lnk'                       => 'shortcut.lnk',
 		) as $name => $filename ) {
-			$cases[ "attachment type: $name" ] = self::refused(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( $filename => '{dir}/ok.txt' ),
-				),
-				'postbag_attachment_type',
-				'name of attachment 1',
-				'SES refuses .'
-			);
+			$cases[ "attachment type: $name" ] = self::refused( self::attached_as( $filename ), 'postbag_attachment_type', 'name of attachment 1', 'SES refuses .' );
 		}
 		$cases['attachment type: from the path']      = self::refused(
 			array(
@@ -245,14 +223,7 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'name of attachment 1',
 			'evil.bat'
 		);
-		$cases['attachment type: NUL before .pdf'] = self::refused(
-			array(
-				'files'       => array( 'ok.txt' => 'fine' ),
-				'attachments' => array( "setup.exe\0.pdf" => '{dir}/ok.txt' ),
-			),
-			'postbag_control_character',
-			'name of attachment 1'
-		);
+		$cases['attachment type: NUL before .pdf'] = self::refused( self::attached_as( "setup.exe\0.pdf" ), 'postbag_control_character', 'name of attachment 1' );
 
 		// More than SES takes: 10 MB a message after base64.
 		$cases += array(
@@ -340,22 +311,8 @@ final class Postbag_HostileInputTest extends Postbag_Unit_Test_Case {
 			'verbatim: non-ASCII To name'         => self::kept( array( 'to' => array( 'Åsa Berg <asa@example.net>', self::MARKER ) ), 'emails.0.to.0', 'Åsa Berg <asa@example.net>' ),
 			'verbatim: non-ASCII Cc name'         => self::kept( array( 'headers' => array( 'Cc: Jürgen <j@example.net>' ) ), 'meta.cc.0', 'Jürgen <j@example.net>' ),
 			'verbatim: non-ASCII custom header'   => self::kept( array( 'headers' => array( 'X-Campaign: Grüße aus Köln' ) ), 'meta.headers.0.value', 'Grüße aus Köln' ),
-			'verbatim: non-ASCII attachment name' => self::kept(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( 'Résumé 2026.pdf' => '{dir}/ok.txt' ),
-				),
-				'emails.0.attachments.0.filename',
-				'Résumé 2026.pdf'
-			),
-			'verbatim: .exe inside, .pdf last'    => self::kept(
-				array(
-					'files'       => array( 'ok.txt' => 'fine' ),
-					'attachments' => array( 'setup.exe.pdf' => '{dir}/ok.txt' ),
-				),
-				'emails.0.attachments.0.filename',
-				'setup.exe.pdf'
-			),
+			'verbatim: non-ASCII attachment name' => self::kept( self::attached_as( 'Résumé 2026.pdf' ), 'emails.0.attachments.0.filename', 'Résumé 2026.pdf' ),
+			'verbatim: .exe inside, .pdf last'    => self::kept( self::attached_as( 'setup.exe.pdf' ), 'emails.0.attachments.0.filename', 'setup.exe.pdf' ),
 			'verbatim: control characters in the body' => self::kept( array( 'message' => "Line 1\tcol\x0Bvt\x00nul" ), 'emails.0.text', "Line 1\tcol\x0Bvt\x00nul" ),
 			'verbatim: HTML body with markup'     => self::kept(
 				array(

@@ -16,6 +16,18 @@ final class Postbag_SiteHealthTest extends Postbag_Unit_Test_Case {
 	/** WordPress's default From on the test site (blog.example.org). */
 	const DEFAULT_FROM = 'wordpress@blog.example.org';
 
+	/**
+	 * Makes `$address` the default From through the wp_mail_from filter.
+	 */
+	private static function send_from( string $address ): void {
+		add_filter(
+			'wp_mail_from',
+			static function () use ( $address ): string {
+				return $address;
+			}
+		);
+	}
+
 	public function test_both_tests_are_listed(): void {
 		$tests = apply_filters( 'site_status_tests', array( 'direct' => array() ) );
 
@@ -44,12 +56,7 @@ final class Postbag_SiteHealthTest extends Postbag_Unit_Test_Case {
 
 	public function test_the_default_from_after_wp_mail_from_counts(): void {
 		$this->use_settings( array( 'allowed_senders' => 'news@example.org, example.net' ) );
-		add_filter(
-			'wp_mail_from',
-			static function (): string {
-				return 'News@Example.org';
-			}
-		);
+		self::send_from( 'News@Example.org' );
 
 		$this->assertSame( 'good', $this->plugin->site_health()->sender_result()['status'] );
 	}
@@ -88,12 +95,7 @@ final class Postbag_SiteHealthTest extends Postbag_Unit_Test_Case {
 
 	public function test_descriptions_are_escaped(): void {
 		$this->use_settings( array( 'allowed_senders' => 'example.org' ) );
-		add_filter(
-			'wp_mail_from',
-			static function (): string {
-				return '<script>x</script>@evil.example';
-			}
-		);
+		self::send_from( '<script>x</script>@evil.example' );
 
 		$result = $this->plugin->site_health()->sender_result();
 
