@@ -19,9 +19,9 @@ from email import policy
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from chalicelib.formats import parse_batch
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
+from chalicelib.formats import parse_batch
 from chalicelib.mime import encode_attachment, raw_message
 
 
