@@ -67,6 +67,9 @@ final class Postbag_Spool {
 	/** @var resource|null Handle holding the retry lock. */
 	private $lock;
 
+	/** @var bool prepare() found everything in place (a flush writes many batches). */
+	private $prepared = false;
+
 	/**
 	 * @param string $dir Spool directory (created on first write); '' for default_dir().
 	 */
@@ -296,6 +299,7 @@ final class Postbag_Spool {
 
 	/** Removes every spooled batch and the directory itself (uninstall). */
 	public function destroy(): void {
+		$this->prepared = false;
 		foreach ( glob( $this->dir() . '/{,.}*', GLOB_BRACE ) ?: array() as $file ) {
 			if ( is_file( $file ) ) {
 				unlink( $file );
@@ -312,6 +316,9 @@ final class Postbag_Spool {
 	 * @throws Postbag_Spool_Exception When it cannot.
 	 */
 	public function prepare(): void {
+		if ( $this->prepared ) {
+			return;
+		}
 		if ( ! is_dir( $this->dir() ) ) {
 			if ( ! wp_mkdir_p( $this->dir() ) ) {
 				throw new Postbag_Spool_Exception( sprintf( 'Cannot create the spool directory %s.', $this->dir() ) );
@@ -323,6 +330,7 @@ final class Postbag_Spool {
 				$this->put( $name, array( $contents ) );
 			}
 		}
+		$this->prepared = true;
 	}
 
 	/**
