@@ -52,7 +52,7 @@ class LocalAws:
         return self._process.pid if self._process else None
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+        return [sys.executable, "-m", "standin.server", HOST, str(self.port)]
 
     def start(self) -> LocalAws:
         env = dict(os.environ)

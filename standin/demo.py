@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 
 from standin.aws import LocalAws
-from standin.lambda_runtime import LocalDispatcher
+from standin.lambda_runtime import LocalDispatcher, LocalSesEvents
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -131,6 +131,9 @@ def main() -> int:
             state = f"failed: {delivery.error}" if delivery.error else "ok"
             print(f"event for {delivery.key}: {state}")
         _quarantined(s3)
+        # SES's Send events, recorded in the ledger: what settles a send whose answer was lost.
+        recorded = LocalSesEvents(aws.endpoint, app.on_ses_event).deliver()
+        print(f"SES Send events recorded in the ledger: {recorded}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
     return 0 if delivered else 1
 

@@ -7,12 +7,16 @@ with a Lambda-like context and Lambda's asynchronous retry count.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
+
+from standin.server import EVENTS_PATH
 
 # Lambda retries a failed asynchronous invocation twice.
 ASYNC_RETRIES = 2
@@ -115,3 +119,74 @@ class LocalDispatcher:
                 self._delivered.add((obj["Key"], obj["ETag"]))
                 deliveries.append(self._invoke(obj))
         return deliveries
+
+
+def sns_event(message: dict[str, Any], topic: str) -> dict[str, Any]:
+    """An SNS notification as Lambda receives it: one message a record."""
+    return {"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": f"arn:aws:sns:us-east-1:123456789012:{topic}",
+            "Subject": None,
+            "Message": json.dumps(message),
+            "MessageAttributes": {},
+            "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        },
+    }]}
+
+
+class LocalSesEvents:
+    """Delivers the Send events the stand-in's SES published (``standin.server``) to
+    ``on_ses_event``, each as its own SNS notification, as SNS would."""
+
+    def __init__(self, endpoint: str, handler: Callable[[dict[str, Any], Any], Any],
+                 topic: str = "postbag-local-ses-events"):
+        self._url = endpoint + EVENTS_PATH
+        self._handler = handler
+        self._topic = topic
+        self.delivered = 0
+
+    def deliver(self) -> int:
+        """Deliver the events published since the last call; returns how many."""
+        with urllib.request.urlopen(f"{self._url}?after={self.delivered}", timeout=10) as answer:
+            events = json.load(answer)
+        for event in events:
+            self._handler(sns_event(event, self._topic), LambdaContext())
+            self.delivered += 1
+        return len(events)
+
+
+def main() -> int:
+    """Deliver one S3 event for ``KEY`` to the sender's handler in this process, as one
+    Lambda invocation would (no retries); for tests that kill or race real processes.
+
+        python -m standin.lambda_runtime BUCKET KEY [--timeout SECONDS]
+
+    The environment says where AWS is and how the sender is set (``LocalAws.sender_env``).
+    Exits 0 when the handler returned, 1 when it raised.
+    """
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("bucket")
+    parser.add_argument("key")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "chalice_app"))
+    import app  # after the environment: app.py reads its settings at import
+
+    try:
+        app.on_batch_uploaded(s3_event(args.bucket, args.key, 0, ""), LambdaContext(args.timeout))
+    except Exception as exc:  # noqa: BLE001 - reported, as Lambda's runtime would
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,6 +44,9 @@ class Settings:
     send_concurrency: int = 8
     # Stop taking new mail this long before Lambda's deadline.
     deadline_margin_ms: int = 15000
+    # How long SES's Send event may take to reach the ledger before a mail whose
+    # send went unanswered is sent again (ledger.py, "evidence").
+    evidence_window_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,4 +64,7 @@ class Settings:
             max_send_rate=float(get("max_send_rate", str(d.max_send_rate))),
             send_concurrency=int(get("send_concurrency", str(d.send_concurrency))),
             deadline_margin_ms=int(get("deadline_margin_ms", str(d.deadline_margin_ms))),
+            evidence_window_seconds=float(
+                get("evidence_window_seconds", str(d.evidence_window_seconds))
+            ),
         )

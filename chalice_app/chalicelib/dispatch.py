@@ -209,9 +209,11 @@ class Dispatcher:
         metrics: SendMetrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self._ledger = ledger
         self._clock = clock
+        self._sleep = sleep
         self._limiter = limiter
         self._retry = retry
         self._workers = max(1, workers)
@@ -283,6 +285,11 @@ class Dispatcher:
 
     def _settle_next(self, run: _Run, pool: _Pool) -> None:
         """Settle the next job the pool finished; meanwhile flush the ledger's writes when due."""
+        if not run.unsettled:  # only sends whose answer was lost: wait for their evidence
+            self._write(self._ledger.flush)
+            self._sleep(EVIDENCE_POLL_SECONDS)
+            self._resolve_unknown(run, pool)
+            return
         try:
             index, result, error = pool.done.get(timeout=TICK_SECONDS)
         except queue.Empty:

@@ -62,8 +62,8 @@ DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600
 FLUSH_AFTER_SECONDS = 1.0
 # How long SES's Send event may take to reach the ledger (SES → SNS → Lambda →
 # DynamoDB, normally seconds): a mail whose fate is unknown is sent again only
-# after this long without one.
-EVIDENCE_WINDOW_SECONDS = 60.0
+# after this long without one (POSTBAG_EVIDENCE_WINDOW_SECONDS).
+EVIDENCE_WINDOW_SECONDS = Settings.evidence_window_seconds
 MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems
 MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
 MAX_BATCH_GET_KEYS = 100  # BatchGetItem
@@ -178,6 +178,7 @@ class Ledger:
 
     @classmethod
     def from_settings(cls, settings: Settings, dynamodb_client: Any, **kwargs: Any) -> Ledger:
+        kwargs.setdefault("evidence_window", settings.evidence_window_seconds)
         return cls(dynamodb_client, settings.ledger_table, settings.idempotency_namespace, **kwargs)
 
     # --- claim --------------------------------------------------------------------

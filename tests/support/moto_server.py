@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from standin.aws import HOST, LocalAws
+from standin.server import application, serve
 
 _FILTER_NAME = re.compile(rb"<Name>\s*(Prefix|Suffix)\s*</Name>")
 
@@ -52,18 +53,7 @@ class HarnessAws(LocalAws):
 
 
 def main(host: str, port: int) -> None:
-    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import run_simple
-
-    os.environ.setdefault("MOTO_PORT", str(port))
-    app = DomainDispatcherApplication(create_backend_app)
-    run_simple(
-        host,
-        port,
-        LowerCaseFilterRules(app),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    serve(host, port, LowerCaseFilterRules(application()))
 
 
 if __name__ == "__main__":

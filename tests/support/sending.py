@@ -65,6 +65,7 @@ def dispatcher(
         workers=workers,
         metrics=metrics,
         clock=clock,
+        sleep=clock.sleep,
         **({"now": now} if now else {}),
     )
 
