@@ -19,6 +19,7 @@ Run as ``python -m standin.server HOST PORT``; ``standin.aws.LocalAws`` does.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -27,6 +28,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,9 +49,19 @@ def send_event(message_id: str, form: dict[str, list[str]]) -> dict[str, Any]:
             value = form.get(f"Tags.member.{match.group(1)}.Value", [""])[0]
             tags.setdefault(values[0], []).append(value)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    return {"eventType": "Send", "mail": {"messageId": message_id, "timestamp": stamp,
-                                          "source": form.get("Source", [""])[0], "tags": tags},
+    return {"eventType": "Send",
+            "mail": {"messageId": message_id, "timestamp": stamp,
+                     "source": form.get("Source", [""])[0], "tags": tags,
+                     "commonHeaders": {"subject": _subject(form)}},
             "send": {}}
+
+
+def _subject(form: dict[str, list[str]]) -> str:
+    """The Subject, as SES's events carry it in ``mail.commonHeaders``."""
+    if "Message.Subject.Data" in form:
+        return form["Message.Subject.Data"][0]
+    raw = base64.b64decode(form.get("RawMessage.Data", [""])[0])
+    return str(BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)["Subject"])
 
 
 class SesEventTap:

@@ -89,6 +89,7 @@ class FakeSes:
         daily_quota: int | None = None,
         max_send_rate: float = 14.0,
         lose_answer_share: float = 0.0,
+        hang_seconds: float = 0.0,
     ):
         self.latency = latency
         self.fail_after = fail_after
@@ -101,6 +102,8 @@ class FakeSes:
         # Share of accepted calls whose answer never arrives (a read timeout after SES
         # took the mail): the ambiguous case.
         self.lose_answer_share = lose_answer_share
+        # How long a call whose answer is lost hangs first (the client's read timeout).
+        self.hang_seconds = hang_seconds
         self.lost_answers = 0
         self.accepted: list[Accepted] = []
         self.calls = 0
@@ -171,6 +174,8 @@ class FakeSes:
                     error = ReadTimeoutError(endpoint_url=ENDPOINT)
         if self.latency:
             self._sleep(self.latency)
+        if isinstance(error, ReadTimeoutError) and self.hang_seconds:
+            self._sleep(self.hang_seconds)
         if error is not None:
             raise error
         return {

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import boto3
 from conftest import load_fixture
@@ -52,7 +53,7 @@ class World:
                 ledger.record_sent(fresh)
 
     def instance(self, rate: float = 1000.0, workers: int = 8, attempts: int = 5,
-                 evidence_window: float = 0.0) -> Stages:
+                 evidence_window: float = 0.0, dynamodb: Any = None) -> Stages:
         """A fresh Lambda instance: its own clients, ledger, limiter and pool.
 
         Abandoned claims are taken over at their expiry unless a test gives the
@@ -61,7 +62,8 @@ class World:
         """
         s3 = SerialClient(boto3.client("s3", region_name="us-east-1"))
         ledger = Ledger.from_settings(
-            self.settings, dynamodb_client=SerialClient(boto3.client("dynamodb")),
+            self.settings,
+            dynamodb_client=dynamodb or SerialClient(boto3.client("dynamodb")),
             evidence_window=evidence_window, clock=self.wall_clock,
         )
         dispatch = dispatcher(ledger, self.clock, rate=rate, workers=workers, attempts=attempts)
@@ -88,8 +90,9 @@ class World:
         )
 
     def drain(self, make_stages: Callable[[], Stages] | None = None, budget_s: float = 900.0,
-              limit: int = 100) -> None:
-        """Deliver every unprocessed queue object, retrying failures, until none is left."""
+              limit: int = 100, retry_delay: float = 0.0) -> None:
+        """Deliver every unprocessed queue object, retrying failures (``retry_delay``
+        simulated seconds later, as Lambda waits), until none is left."""
         make_stages = make_stages or self.instance
         for _ in range(limit):
             pending = [k for k in self.queued() if k not in self.processed]
@@ -97,7 +100,8 @@ class World:
                 return
             for key in pending:
                 remaining = Invocation(self.clock, budget_s).get_remaining_time_in_millis
-                self.invoke(make_stages(), key, remaining)
+                if not self.invoke(make_stages(), key, remaining):
+                    self.clock.sleep(retry_delay)
         raise AssertionError(f"queue not drained after {limit} rounds")
 
     def sent_counts(self) -> Counter:
