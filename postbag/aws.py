@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 
@@ -32,6 +33,11 @@ def exists(look: Callable[[], Any], *missing: str) -> bool:
     return True
 
 
+# Every call has a timeout: a command never hangs on a network that went quiet
+# (botocore's own default read timeout is a minute per try).
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+
+
 class Aws:
     """One session per command; clients are made on first use."""
 
@@ -47,7 +53,7 @@ class Aws:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self._session.client(service)
+            self._clients[service] = self._session.client(service, config=CLIENT_CONFIG)
         return self._clients[service]
 
     def account(self) -> str:
