@@ -33,11 +33,14 @@ SETTINGS = Settings.from_env()
 # default read timeout is 60 s). SES calls are never retried by botocore: a
 # timed-out send may have been accepted (errors.SendAmbiguous), and
 # RetryPolicy retries only what certainly did not reach SES.
-TIMEOUTS = {"connect_timeout": 2, "read_timeout": 5}
-SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, **TIMEOUTS)
-S3_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, **TIMEOUTS)
-DYNAMODB_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, **TIMEOUTS)
-LAMBDA_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, **TIMEOUTS)
+# Three tries of one second to connect and three to read, with backoff, stay
+# within the margin too.
+TIMEOUTS = {"connect_timeout": 1, "read_timeout": 3}
+RETRIES = {"mode": "standard", "max_attempts": 3}
+SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+S3_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
+DYNAMODB_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
+LAMBDA_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
 
 
 @cache
@@ -86,8 +89,11 @@ def on_batch_uploaded(event: S3Event) -> None:
     remaining_ms = context.get_remaining_time_in_millis
     retry = None
     try:
+        # Built before any record: a cold start that cannot reach SES or Lambda is
+        # Lambda's to retry, not a reason to quarantine a batch.
+        built = stages()
         for record in records:
-            retry = process_record(stages, record, remaining_ms) or retry
+            retry = process_record(built, record, remaining_ms) or retry
     finally:
         metrics.flush_metrics()
     if retry is not None:

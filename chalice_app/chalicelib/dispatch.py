@@ -15,9 +15,12 @@ coming near, or the account refusing to send, sets it; a worker that sees
 it starts nothing, and the loop claims nothing more.
 
 Each job gets one ``Outcome`` (``model.Status``), in job order. The ledger's
-buffered writes are flushed before ``run`` returns or raises, so a
-continuation or a retry finds every claim released or completed. Counts are
-derived from the outcomes at the end; only throttling is counted as it happens.
+buffered writes are flushed before ``run`` returns or raises (retried until
+the deadline margin), so a continuation or a retry finds every claim
+released or completed, but for mails whose SES answer was lost (``unknown``)
+and writes DynamoDB would not take: those claims stay, to be settled by
+SES's evidence once they expire. Counts are derived from the outcomes at the
+end; only throttling is counted as it happens.
 """
 
 from __future__ import annotations
@@ -242,16 +245,15 @@ class Dispatcher:
         bound = workers + chunk + chunk // 2
         pool = _Pool(workers, lambda index: self._send(jobs[index], run.stop, run.throttled))
         try:
-            for indexes in _chunks(len(jobs), chunk):
-                while run.unsettled + len(indexes) > bound and not run.stop.is_set():
-                    self._settle_next(run, pool)
-                if run.stop.is_set() or not self._claim(run, indexes, pool):
-                    run.leave(range(indexes.start, len(jobs)))
-                    break
-            while run.unsettled or (run.unknown and not run.stop.is_set()):
-                self._settle_next(run, pool)
+            self._loop(run, pool, chunk, bound)
+        except BaseException:
+            # Trouble on this thread: the workers start nothing more, and what they
+            # finished is still settled below, so no claim is left behind for nothing.
+            run.stop.set(Status.RETRY_LATER, ABORTED_REASON)
+            raise
         finally:
             pool.close()
+            self._settle_finished(run, pool)
             self._flush_before(run.stop)
         for index in run.unknown:  # still unknown at a stop: the claim stays, a retry settles it
             run.outcomes[index] = Outcome(jobs[index].mail_id, Status.UNKNOWN,
@@ -264,6 +266,17 @@ class Dispatcher:
         if run.bug is not None:
             raise run.bug
         return outcomes
+
+    def _loop(self, run: _Run, pool: _Pool, chunk: int, bound: int) -> None:
+        """Claim chunk by chunk while the pool sends; settle until nothing is left."""
+        for indexes in _chunks(len(run.jobs), chunk):
+            while run.unsettled + len(indexes) > bound and not run.stop.is_set():
+                self._settle_next(run, pool)
+            if run.stop.is_set() or not self._claim(run, indexes, pool):
+                run.leave(range(indexes.start, len(run.jobs)))
+                break
+        while run.unsettled or (run.unknown and not run.stop.is_set()):
+            self._settle_next(run, pool)
 
     def _claim(self, run: _Run, indexes: range, pool: _Pool) -> bool:
         """Claim a chunk, hand what this run holds to the pool; ``False`` if the ledger failed."""
@@ -306,6 +319,20 @@ class Dispatcher:
         if error is not None and not isinstance(error, PostbagError):
             run.bug = run.bug or error
         run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
+
+    def _settle_finished(self, run: _Run, pool: _Pool) -> None:
+        """Settle what the workers finished after the loop stopped early (its own error)."""
+        while run.unsettled:
+            try:
+                index, result, error = pool.done.get_nowait()
+            except queue.Empty:
+                return
+            run.unsettled -= 1
+            try:
+                run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
+            except Exception:  # noqa: BLE001 - the loop's own error is what propagates
+                logger.exception("settling after an error failed",
+                                 extra={"mail_id": run.jobs[index].mail_id})
 
     def _resolve_unknown(self, run: _Run, pool: _Pool) -> None:
         """Settle sends whose answer was lost by SES's Send events; resend those that have none
@@ -454,16 +481,14 @@ class Dispatcher:
 
     @staticmethod
     def _write(write: Callable[[], None]) -> None:
-        """Completions and releases that fail keep their claims until the deadline.
-
-        Only a takeover after the deadline can then send those mails again (or,
-        for a release, send them later): logged, not raised, as the mails went out.
+        """A completion or release DynamoDB would not take stays buffered in the ledger,
+        and is tried again at the next flush: logged here, not raised, as the mail went out.
         """
         try:
             write()
         except LedgerUnavailable as exc:
-            logger.error("ledger writes lost; their claims stay until the deadline",
-                         extra={"error": str(exc)})
+            logger.warning("ledger writes deferred; they stay buffered for the next flush",
+                           extra={"error": str(exc)})
 
 
 def _chunks(count: int, size: int) -> Iterator[range]:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from email.utils import getaddresses
 
+from chalicelib.config import LEDGER_KEY_TAG
 from chalicelib.errors import BatchFormatError, HeaderInjectionError
 from chalicelib.model import Address, Attachment
 
@@ -160,7 +161,10 @@ def custom_header(name: str, value: str, where: str, batch: str) -> tuple[str, s
 
 
 def tag(name: str, value: str, where: str, batch: str) -> tuple[str, str]:
-    """An SES message tag: both parts go to SES as they are."""
+    """An SES message tag: both parts go to SES as they are. Postbag's own tag is refused:
+    SES's Send event would carry the batch's value back as another mail's evidence."""
+    if name == LEDGER_KEY_TAG:
+        raise BatchFormatError(f"{where}.name", batch, f"{name} is set by the sender")
     return header_value(name, f"{where}.name", batch), header_value(value, f"{where}.value", batch)
 
 

@@ -5,14 +5,13 @@ minted when the mail was queued) gets one record, ``id`` =
 ``"<namespace>#<md5 of the key>"``:
 
 - **claim**: one ``TransactWriteItems`` puts ``INPROGRESS`` records for up to
-  100 keys, each on condition that the key is free (absent, past its TTL, or
-  an ``INPROGRESS`` claim past its expiry). Claims expire at the Lambda's
-  deadline, so a crashed attempt's mails are taken over by the next
-  invocation. A cancelled transaction writes nothing: the keys whose
-  condition failed are read (``BatchGetItem``, consistent) and the rest are
-  claimed again. botocore gives each transaction a ``ClientRequestToken``,
-  so its own retry of a claim whose answer was lost succeeds rather than
-  meeting our own records;
+  100 keys, each on condition that the key is free (absent, or past its
+  TTL). Claims expire at the Lambda's deadline. A cancelled transaction
+  writes nothing: the keys whose condition failed are read with their
+  evidence (``BatchGetItem``, consistent), abandoned claims are settled or
+  taken over (below), and the rest are claimed again. botocore gives each
+  transaction a ``ClientRequestToken``, so its own retry of a claim whose
+  answer was lost succeeds rather than meeting our own records;
 - **complete**: an unconditional put of a ``COMPLETED`` record with the SES
   MessageId, or the reason a permanent failure gave (never resent either);
 - **release**: a delete, so a retry or a continuation can claim the key at once;
@@ -117,6 +116,21 @@ def record_id(namespace: str, key: str) -> str:
 
 def evidence_id(namespace: str, digest: str) -> str:
     return f"{namespace}#ses#{digest}"
+
+
+class _Unwritten(LedgerUnavailable):
+    """Writes that failed, and every one after them: what a flush keeps for the next."""
+
+    def __init__(self, message: str, writes: list[dict[str, Any]]):
+        super().__init__(message)
+        self.writes = writes
+
+
+def _request_id(write: dict[str, Any]) -> str:
+    """The record id a BatchWriteItem request writes or deletes."""
+    if "PutRequest" in write:
+        return str(write["PutRequest"]["Item"]["id"]["S"])
+    return str(write["DeleteRequest"]["Key"]["id"]["S"])
 
 
 @dataclass(frozen=True)
@@ -380,10 +394,12 @@ class Ledger:
             oldest = self._oldest
         try:
             self._write(list(pending.values()))
-        except LedgerUnavailable:
+        except _Unwritten as exc:
             with self._lock:
-                # Writing a record twice is harmless; newer writes to one record win.
-                self._pending = {**pending, **self._pending}
+                # Only what was not written goes back: a release written twice could
+                # delete a claim another invocation took in between. Newer writes win.
+                left = {_request_id(w): w for w in exc.writes}
+                self._pending = {**left, **self._pending}
                 self._oldest = oldest
             raise
 
@@ -412,18 +428,23 @@ class Ledger:
             self.flush()
 
     def _write(self, writes: list[dict[str, Any]]) -> None:
+        """Write ``writes`` 25 at a time; ``_Unwritten`` names those not written."""
         for start in range(0, len(writes), MAX_BATCH_WRITE_ITEMS):
             request = {self.table_name: writes[start:start + MAX_BATCH_WRITE_ITEMS]}
+            later = writes[start + MAX_BATCH_WRITE_ITEMS:]
             for attempt in range(self._retry.attempts):
-                request = self._call("batch_write_item", RequestItems=request).get(
-                    "UnprocessedItems"
-                ) or {}
+                try:
+                    answer = self._call("batch_write_item", RequestItems=request)
+                except LedgerUnavailable as exc:
+                    raise _Unwritten(str(exc), request[self.table_name] + later) from exc
+                request = answer.get("UnprocessedItems") or {}
                 if not request:
                     break
                 self._retry.pause(attempt)
             else:
-                left = len(request.get(self.table_name, []))
-                raise LedgerUnavailable(f"{left} ledger write(s) kept coming back unprocessed")
+                left = request[self.table_name]
+                raise _Unwritten(f"{len(left)} ledger write(s) kept coming back unprocessed",
+                                 left + later)
 
     # --- DynamoDB calls --------------------------------------------------------------
 

@@ -214,7 +214,7 @@ def quarantine_after_error(stages: Stages, bucket: str, key: str, error: Excepti
 
 
 def process_record(
-    stages: Callable[[], Stages], record: Any, remaining_ms: Callable[[], int]
+    stages: Stages, record: Any, remaining_ms: Callable[[], int]
 ) -> TransientError | None:
     """One record of an S3 event, whatever the others do; returns the transient error
     that asks Lambda to retry the event, raises nothing else."""
@@ -225,14 +225,14 @@ def process_record(
         logger.error("not an S3 object record, skipped", extra={"error": repr(exc)})
         return None
     try:
-        process_object(stages(), bucket, key, remaining_ms)
+        process_object(stages, bucket, key, remaining_ms)
     except TransientError as exc:
         logger.warning("batch will be retried", extra={"key": key, "error": str(exc)})
         return exc
     except Exception as exc:
         # A bug, or input nothing checks for yet: a retry would meet it again.
         logger.exception("unexpected error; quarantining the batch", extra={"key": key})
-        return _quarantine(stages(), bucket, key, exc)
+        return _quarantine(stages, bucket, key, exc)
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
-from chalicelib.errors import ConfigurationError
+from chalicelib.errors import ConfigurationError, SendAmbiguous, SesUnavailable
 from chalicelib.send import translate
 
 
@@ -53,7 +53,9 @@ def send_rate(settings: Settings, ses_client: Any, concurrency: Callable[[], int
     try:
         quota = ses_client.get_send_quota()
     except (ClientError, BotoCoreError) as exc:
-        raise translate(exc) from exc
+        error = translate(exc)
+        # A read: a lost answer is no more than SES being unavailable.
+        raise (SesUnavailable(str(error)) if isinstance(error, SendAmbiguous) else error) from exc
     return float(quota["MaxSendRate"]) / concurrency()
 
 

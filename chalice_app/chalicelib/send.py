@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from email.utils import formataddr
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
 
 from chalicelib.config import LEDGER_KEY_TAG
 from chalicelib.errors import (
@@ -38,13 +38,14 @@ UNAVAILABLE_CODES = frozenset(
 
 def translate(exc: ClientError | BotoCoreError) -> PostbagError:
     """The Postbag error for a botocore error from SES."""
-    if isinstance(exc, ConnectionError):
-        # No connection was made (refused, DNS, connect timeout): nothing reached SES.
-        return SesUnavailable(f"SES could not be reached: {exc}")
-    if isinstance(exc, BotoCoreError):
-        # A read timeout, a connection closed mid-answer, an answer that did not
-        # parse: the request may have been sent and accepted.
+    if isinstance(exc, HTTPClientError | SSLError):
+        # A read timeout, a connection closed or a TLS error mid-answer: the
+        # request may have been sent and accepted.
         return SendAmbiguous(f"SES may have sent it: {exc}")
+    if isinstance(exc, BotoCoreError):
+        # No connection was made (refused, DNS, connect timeout), or the request
+        # never left (credentials, parameters): nothing reached SES.
+        return SesUnavailable(f"SES could not be reached: {exc}")
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -263,3 +263,28 @@ def test_completions_lost_after_sending_keep_the_message_ids_and_the_claims(ledg
     again = run(dispatcher(ledger, clock), jobs(ses, ids), clock)  # not resent meanwhile
     assert statuses(again) == {"in_progress": 5}
     assert ses.calls == 5
+
+
+class BuggyLedger(Ledger):
+    """A ledger whose third completion raises a bug (not a DynamoDB error)."""
+
+    completions = 0
+
+    def complete(self, key, result):
+        self.completions += 1
+        if self.completions == 3:
+            raise KeyError("a bug while completing")
+        super().complete(key, result)
+
+
+def test_trouble_on_the_invoking_thread_stops_the_workers_and_settles_what_they_did(ledger,
+                                                                                      clock):
+    buggy = BuggyLedger.from_settings(SETTINGS, ledger._client)
+    ses = FakeSes(clock=clock, sleep=clock.sleep, latency=0.01)
+    with pytest.raises(KeyError):
+        run(dispatcher(buggy, clock, workers=4), jobs(ses, mail_ids(60)), clock)
+    statuses_now = ledger_statuses(ledger)
+    # Every mail SES took is recorded, but the one whose completion raised (its claim
+    # stays, for SES's evidence); no other claim is left behind.
+    assert statuses_now == {"COMPLETED": len(ses.accepted) - 1, "INPROGRESS": 1}
+    assert len(ses.accepted) < 60  # the workers stopped

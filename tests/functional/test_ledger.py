@@ -357,3 +357,35 @@ def test_a_failed_flush_keeps_its_writes_for_the_next_one(dynamodb, clock):
     ledger.flush()
     assert ledger.unwritten == 0
     assert {status(dynamodb, k) for k in keys(3)} == {"COMPLETED"}
+
+
+class SecondBatchWriteFails:
+    """A DynamoDB client whose second BatchWriteItem call fails; the rest passes through."""
+
+    def __init__(self, client):
+        self._client, self.batch_writes = client, 0
+
+    def __getattr__(self, name):
+        if name != "batch_write_item":
+            return getattr(self._client, name)
+
+        def write(**params):
+            self.batch_writes += 1
+            if self.batch_writes == 2:
+                raise client_error("InternalServerError", "down", "BatchWriteItem", 500)
+            return self._client.batch_write_item(**params)
+
+        return write
+
+
+def test_a_flush_failing_half_way_keeps_only_what_was_not_written(dynamodb, clock):
+    client = SecondBatchWriteFails(boto3.client("dynamodb", region_name="us-east-1"))
+    ledger = new_ledger(clock, client)
+    ledger.claim(keys(30)[:25], MINUTE_MS)
+    ledger.claim(keys(30)[25:], MINUTE_MS)
+    with pytest.raises(LedgerUnavailable):
+        ledger.release(keys(30))  # one flush of 30 writes: two BatchWriteItem calls
+    # The first 25 were written; only the 5 after them wait for the next flush (writing
+    # the first ones again could undo what another invocation did meanwhile).
+    assert ledger.unwritten == 5
+    assert [status(dynamodb, k) for k in keys(30)] == [None] * 25 + ["INPROGRESS"] * 5

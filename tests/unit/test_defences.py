@@ -100,3 +100,20 @@ def test_html_to_text_keeps_tables_pre_and_skips_scripts():
     html = ("<table><tr><td>a</td><td>b</td></tr></table><pre>x = 1\ny = 2</pre>"
             "<script>if (a<b) {}</script><p>ok &lt;3</p>")
     assert html_to_text(html) == "a  b\n\nx = 1\ny = 2\n\nok <3\n"
+
+
+def test_a_batch_cannot_set_the_tag_that_carries_the_ledger_key(settings):
+    """SES's Send event would bring the batch's value back as another mail's evidence."""
+    import json
+
+    from conftest import load_fixture
+
+    from chalicelib.errors import BatchFormatError
+    from chalicelib.formats import parse_batch
+
+    doc = load_fixture("batches/plain.json")
+    doc["meta"]["tags"] = {"postbag-key": "0" * 32}
+    with pytest.raises(BatchFormatError) as caught:
+        parse_batch(json.dumps(doc).encode(), "queue/tag.json", settings)
+    assert caught.value.field == "meta.tags.postbag-key.name"
+    assert "set by the sender" in caught.value.reason
