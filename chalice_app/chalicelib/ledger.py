@@ -44,6 +44,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -200,17 +201,21 @@ class Ledger:
     def claim(self, keys: Sequence[str], remaining_ms: int) -> list[Entry]:
         """Claim ``keys`` (distinct, at most 100) until ``remaining_ms`` from now; entries in order.
 
-        Raises ``LedgerUnavailable`` when DynamoDB fails: then nothing was claimed
-        by this call.
+        Raises ``LedgerUnavailable`` when DynamoDB fails; a claim whose answer was
+        lost then stays until its expiry and the evidence window.
         """
         if len(keys) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"at most {MAX_TRANSACTION_ITEMS} keys per claim")
+        # Marks this call's own records: a try whose answer was lost wrote them, and a
+        # later try that meets them must see its claims, not another invocation's.
+        claimant = uuid.uuid4().hex
         entries: dict[str, Entry] = {}
         pending = list(keys)
         abandoned: dict[str, _Abandoned] = {}
         for attempt in range(self._retry.attempts):
             now = self._clock()
-            failed = self._transact_claim(pending, abandoned, now, int(now * 1000) + remaining_ms)
+            failed = self._transact_claim(pending, abandoned, now, int(now * 1000) + remaining_ms,
+                                          claimant)
             if failed is None:  # every condition held, but the transaction may try again
                 self._retry.pause(attempt)
                 continue
@@ -219,7 +224,7 @@ class Ledger:
                 return [entries[key] for key in keys]
             abandoned = {}
             for key, (item, sent) in self._read(failed).items():
-                held = self._held(item, sent, now, self.evidence_window)
+                held = self._held(item, sent, now, claimant)
                 if isinstance(held, _Abandoned):
                     abandoned[key] = held
                 elif held is not None:
@@ -231,13 +236,15 @@ class Ledger:
         raise LedgerUnavailable(f"claims on {len(keys)} key(s) kept conflicting")
 
     def _transact_claim(
-        self, keys: list[str], abandoned: dict[str, _Abandoned], now: float, expires_ms: int
+        self, keys: list[str], abandoned: dict[str, _Abandoned], now: float, expires_ms: int,
+        claimant: str,
     ) -> set[str] | None:
         """Keys whose condition failed (empty: all claimed); ``None``: cancelled, retry it all."""
         item = {
             "status": {"S": _INPROGRESS},
             "expiration": {"N": str(int(now) + self._ttl)},
             "in_progress_expiration": {"N": str(expires_ms)},
+            "claimant": {"S": claimant},
         }
         puts = [
             {"Put": {"TableName": self.table_name,
@@ -317,7 +324,7 @@ class Ledger:
         raise LedgerUnavailable("ledger reads kept coming back unprocessed")
 
     def _held(
-        self, item: dict[str, Any] | None, sent: str | None, now: float, window: float
+        self, item: dict[str, Any] | None, sent: str | None, now: float, claimant: str
     ) -> Entry | _Abandoned | None:
         """What a record that failed the claim condition says; ``None`` if it is free now.
 
@@ -330,8 +337,10 @@ class Ledger:
             return None
         if item["status"]["S"] == _COMPLETED:
             return Entry(REPLAYED, Result(**json.loads(item["data"]["S"])))
+        if item.get("claimant", {}).get("S") == claimant:
+            return Entry(CLAIMED)  # this call's own, from a try whose answer was lost
         expiry = item.get("in_progress_expiration")
-        if expiry is None or int(expiry["N"]) + window * 1000 >= now * 1000:
+        if expiry is None or int(expiry["N"]) + self.evidence_window * 1000 >= now * 1000:
             return Entry(IN_PROGRESS)
         if sent is None:
             return _Abandoned(expiry["N"])
