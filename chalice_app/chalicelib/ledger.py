@@ -288,12 +288,15 @@ class Ledger:
             raise LedgerUnavailable(f"claim cancelled: {sorted(other)}") from exc
         return None if other else failed
 
-    def _read(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
-        """Each key's record (``None`` when absent) and SES's MessageId for it (``None`` when
-        no Send event came), read consistently, both in the same calls."""
+    def _read(
+        self, keys: Iterable[str], records: bool = True
+    ) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+        """Each key's record (``None`` when absent, or not asked for) and SES's MessageId for
+        it (``None`` when no Send event came), read consistently, both in the same calls."""
         wanted: dict[str, tuple[str, bool]] = {}  # item id → (key, is evidence)
         for key in keys:
-            wanted[record_id(self.namespace, key)] = (key, False)
+            if records:
+                wanted[record_id(self.namespace, key)] = (key, False)
             wanted[evidence_id(self.namespace, key_digest(key))] = (key, True)
         found: dict[str, tuple[dict[str, Any] | None, str | None]] = {
             key: (None, None) for key, _ in wanted.values()
@@ -366,13 +369,8 @@ class Ledger:
 
     def sent_by_ses(self, keys: Sequence[str]) -> dict[str, str]:
         """The SES MessageId of each key SES published a Send event for (read consistently)."""
-        by_evidence = {evidence_id(self.namespace, key_digest(key)): key for key in keys}
-        found: dict[str, str] = {}
-        for start in range(0, len(by_evidence), MAX_BATCH_GET_KEYS):
-            ids = list(by_evidence)[start:start + MAX_BATCH_GET_KEYS]
-            for item in self._get(ids):
-                found[by_evidence[item["id"]["S"]]] = json.loads(item["data"]["S"])["message_id"]
-        return found
+        read = self._read(keys, records=False)
+        return {key: sent for key, (_, sent) in read.items() if sent is not None}
 
     # --- complete and release ------------------------------------------------------
 

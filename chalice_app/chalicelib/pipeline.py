@@ -204,15 +204,6 @@ def process_object(
     return outcomes
 
 
-def quarantine_after_error(stages: Stages, bucket: str, key: str, error: Exception) -> str:
-    """Quarantine a batch whose processing raised ``error``, an exception Postbag did not
-    expect, so that the event is not retried into the same error; returns where it went."""
-    unreadable = BatchUnreadable(
-        "(batch)", key, f"processing it raised {type(error).__name__}: {error}"
-    )
-    return stages.recorder.quarantine(bucket, key, unreadable)
-
-
 def process_record(
     stages: Stages, record: Any, remaining_ms: Callable[[], int]
 ) -> TransientError | None:
@@ -237,8 +228,13 @@ def process_record(
 
 
 def _quarantine(stages: Stages, bucket: str, key: str, error: Exception) -> TransientError | None:
+    """Quarantine a batch whose processing raised ``error``, an exception Postbag did not
+    expect, so that the event is not retried into the same error."""
+    unreadable = BatchUnreadable(
+        "(batch)", key, f"processing it raised {type(error).__name__}: {error}"
+    )
     try:
-        target = quarantine_after_error(stages, bucket, key, error)
+        target = stages.recorder.quarantine(bucket, key, unreadable)
     except TransientError as exc:  # S3 failed: the retry finds the batch where it was
         logger.warning("could not quarantine; batch will be retried",
                        extra={"key": key, "error": str(exc)})
