@@ -121,3 +121,69 @@ class Batch:
     @property
     def mail_ids(self) -> frozenset[str]:
         return frozenset(mail.id for mail in self.mails)
+
+
+# Version-2 notify jobs (docs/job-format.md): one notification, many recipients.
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    subject: str
+    html: str
+    text: str | None = None  # generated from the rendered HTML when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One recipients file of a job, as the manifest describes it."""
+
+    key: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class NotifyJob:
+    """A parsed, validated job manifest."""
+
+    job_id: str
+    created_at: datetime
+    meta: Meta  # cc, bcc, content_type and charset stay at their defaults
+    template: Template
+    context: dict[str, Any]
+    parts: tuple[Part, ...]
+    recipients: int
+    attachments: tuple[Attachment, ...] = ()
+    list_name: str = ""
+    send_at: datetime | None = None
+    redrive: int = 0
+    site_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One valid row of a part file. ``row`` is its 0-based place in its part:
+    with the part's index it names the recipient in outcomes."""
+
+    row: int
+    email: str  # bare addr-spec, as sent
+    name: str = ""
+    user_id: int | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One SQS message: rows ``start``..``end`` (exclusive) of part ``part`` of a
+    job, or, for a re-drive, the failed rows themselves in ``rows`` (raw lines)."""
+
+    bucket: str
+    job_id: str
+    manifest_key: str
+    part: int = 0
+    start: int = 0
+    end: int = 0
+    rows: tuple[str, ...] = ()
+    redrive: int = 0
+    attempt: int = 0  # how many times the rest of this item was handed back
