@@ -15,16 +15,20 @@ from chalice import Chalice
 from chalice.app import S3Event, SNSEvent
 
 from chalicelib import feedback
-from chalicelib.config import QUEUE_PREFIX, Settings
+from chalicelib.config import JOBS_PREFIX, QUEUE_PREFIX, Settings
 from chalicelib.dispatch import Dispatcher, pool_size
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_record
+from chalicelib.progress import JobProgress
 from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
+from chalicelib.records import handle_record
 from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
+from chalicelib.split import Splitter
 from chalicelib.store import BatchStore
+from chalicelib.workqueue import WorkQueue
 
 app = Chalice(app_name="postbag")
 SETTINGS = Settings.from_env()
@@ -41,6 +45,8 @@ SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2,
 S3_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
 DYNAMODB_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
 LAMBDA_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
+# A work item sent twice sends nothing twice (the ledger): botocore may retry SQS.
+SQS_CLIENT_CONFIG = Config(retries=RETRIES, **TIMEOUTS)
 
 
 @cache
@@ -74,6 +80,29 @@ def stages() -> Stages:
     )
 
 
+@cache
+def work_queue() -> WorkQueue:
+    """Notify jobs' work items; the queue's URL is looked up from its name on first send."""
+    sqs = boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+    return WorkQueue(sqs, lambda: sqs.get_queue_url(QueueName=SETTINGS.work_queue)["QueueUrl"])
+
+
+@cache
+def job_progress() -> JobProgress:
+    """Notify jobs' counts (in the ledger's table) and their status.json."""
+    return JobProgress(
+        boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG), SETTINGS.ledger_table,
+        SETTINGS.idempotency_namespace, boto3.client("s3", config=S3_CLIENT_CONFIG),
+    )
+
+
+@cache
+def splitter() -> Splitter:
+    """Built on first use, like ``stages()``."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    return Splitter(BatchStore(s3), work_queue(), job_progress(), Recorder(s3), SETTINGS)
+
+
 @app.on_s3_event(
     bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
     prefix=QUEUE_PREFIX,
@@ -96,6 +125,24 @@ def on_batch_uploaded(event: S3Event) -> None:
             retry = process_record(built, record, remaining_ms) or retry
     finally:
         metrics.flush_metrics()
+    if retry is not None:
+        raise retry
+
+
+@app.on_s3_event(
+    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    prefix=JOBS_PREFIX,
+    suffix="/manifest.json",
+    events=["s3:ObjectCreated:*"],
+)
+def on_job_uploaded(event: S3Event) -> None:
+    """A notify job's manifest (uploaded after its parts): split into work items on SQS."""
+    # Every record, whatever the others do, as for batches; only transient trouble
+    # raises, at the end. Built before any record: a cold start's trouble is retried.
+    split = splitter()
+    retry = None
+    for record in event.to_dict().get("Records", []):
+        retry = handle_record(record, split.split, split.recorder) or retry
     if retry is not None:
         raise retry
 

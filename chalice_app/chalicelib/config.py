@@ -22,6 +22,7 @@ ATTACHMENTS_PREFIX = QUEUE_PREFIX + "attachments/"
 RECEIPTS_PREFIX = "receipts/"  # one receipt per batch: each mail's SES MessageId or reason
 FAILED_PREFIX = "failed/"  # mails that failed for good, as batches `postbag redrive` re-queues
 QUARANTINE_PREFIX = "quarantine/"  # unreadable batches and their error documents
+JOBS_PREFIX = "jobs/"  # version-2 notify jobs: jobs/<job_id>/manifest.json, parts, status
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -47,6 +48,10 @@ class Settings:
     # How long SES's Send event may take to reach the ledger before a mail whose
     # send went unanswered is sent again (ledger.py, "evidence").
     evidence_window_seconds: float = 60.0
+    # Recipients per work item of a notify job: one SQS message, sent by one invocation.
+    chunk_rows: int = 500
+    # The SQS queue (its name) that carries notify jobs' work items.
+    work_queue: str = "postbag-local-work"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,4 +72,6 @@ class Settings:
             evidence_window_seconds=float(
                 get("evidence_window_seconds", str(d.evidence_window_seconds))
             ),
+            chunk_rows=int(get("chunk_rows", str(d.chunk_rows))),
+            work_queue=get("work_queue", d.work_queue),
         )

@@ -89,6 +89,15 @@ class MailBuildError(BatchFormatError):
     alone."""
 
 
+class RenderError(MailBuildError):
+    """A notify job's template failed for one recipient (undefined variable, sandbox
+    refusal, a rendered subject that is no header value): that recipient fails alone."""
+
+
+class QueueUnavailable(TransientError):
+    """SQS could not be reached or did not take every work item."""
+
+
 class BatchTooLarge(BatchFormatError):
     """A batch file is larger than the sender reads (``store.MAX_BATCH_BYTES``)."""
 

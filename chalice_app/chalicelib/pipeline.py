@@ -11,16 +11,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
-from urllib.parse import unquote_plus
 
 from chalicelib import fields
 from chalicelib.config import Settings
 from chalicelib.dispatch import Dispatcher, Job
 from chalicelib.errors import (
     BatchFormatError,
-    BatchUnreadable,
     MailBuildError,
     PostbagError,
     SenderNotAllowed,
@@ -28,9 +27,10 @@ from chalicelib.errors import (
 )
 from chalicelib.formats import decode_batch, parse_batch
 from chalicelib.mime import estimated_size, raw_message
-from chalicelib.model import UNSETTLED, Attachment, Batch, Mail, Outcome, Status
+from chalicelib.model import UNSETTLED, Attachment, Batch, Mail, Meta, Outcome, Status
 from chalicelib.observe import MAILS_FAILED, SendMetrics, logger
 from chalicelib.outcome import Recorder
+from chalicelib.records import handle_record
 from chalicelib.send import SesSender
 from chalicelib.store import BatchGone, BatchStore
 
@@ -85,15 +85,23 @@ def idempotency_key(batch: Batch, mail: Mail) -> str:
 
 
 def deliver(stages: Stages, bucket: str, batch: Batch, mail: Mail) -> str:
-    """Send one mail; returns its SES MessageId."""
-    key = idempotency_key(batch, mail)
-    if not mail.attachments and not batch.meta.headers:
-        return stages.sender.send_simple(mail, batch.meta, ledger_key=key)
+    """Send one mail of a batch; returns its SES MessageId."""
+    return send_mail(stages, bucket, batch.meta, batch.created_at, batch.batch_id, mail,
+                     idempotency_key(batch, mail))
+
+
+def send_mail(
+    stages: Stages, bucket: str, meta: Meta, date: datetime, source: str, mail: Mail, key: str
+) -> str:
+    """Send one mail, a batch's or a notify job's (``source`` names it in errors): without
+    MIME when SES takes it as it is, else as a raw message. Returns the SES MessageId."""
+    if stages.sender.simple_fits(mail, meta):
+        return stages.sender.send_simple(mail, meta, ledger_key=key)
     with stages.memory.hold(raw_size(mail)):
         files = stages.store.load_attachments(bucket, mail)
-        raw = build(batch, mail, files)
+        raw = build(meta, date, source, mail, files)
         del files  # the attachments' text is in ``raw`` now
-        return stages.sender.send_raw(mail, batch.meta, raw, ledger_key=key)
+        return stages.sender.send_raw(mail, meta, raw, ledger_key=key)
 
 
 def raw_size(mail: Mail) -> int:
@@ -102,7 +110,9 @@ def raw_size(mail: Mail) -> int:
     return attachments + 3 * (len(mail.html or "") + len(mail.text or "") + len(mail.subject))
 
 
-def build(batch: Batch, mail: Mail, files: list[tuple[Attachment, str]]) -> bytes:
+def build(
+    meta: Meta, date: datetime, source: str, mail: Mail, files: list[tuple[Attachment, str]]
+) -> bytes:
     """The raw message; whatever the email package raises fails this mail alone.
 
     The engine takes an exception that is not Postbag's for a bug and stops the
@@ -110,31 +120,31 @@ def build(batch: Batch, mail: Mail, files: list[tuple[Attachment, str]]) -> byte
     not stop the other mails.
     """
     try:
-        return raw_message(mail, batch.meta, files, batch.created_at)
+        return raw_message(mail, meta, files, date)
     except PostbagError:
         raise
     except Exception as exc:
         raise MailBuildError(
-            "(MIME message)", batch.batch_id, f"cannot build it: {type(exc).__name__}: {exc}",
-            mail.id,
+            "(MIME message)", source, f"cannot build it: {type(exc).__name__}: {exc}", mail.id,
         ) from exc
 
 
-def _margin_ms(stages: Stages, remaining_ms: Callable[[], int]) -> int:
+def margin_ms(stages: Stages, remaining_ms: Callable[[], int]) -> int:
+    """How long before Lambda's deadline a run stops starting mails."""
     # A margin as long as the whole invocation would hand every mail on to a
     # continuation, forever: then keep half of the time for sending.
     margin, remaining = stages.settings.deadline_margin_ms, remaining_ms()
     return margin if margin < remaining else remaining // 2
 
 
-def sender_refused(settings: Settings, batch: Batch) -> SenderNotAllowed | None:
-    """Why ``batch``'s From may not send, checked against the settings in force now
-    (so a re-drive after the identity is allowed goes out)."""
-    sender = batch.meta.sender[1]
+def sender_refused(settings: Settings, meta: Meta, source: str) -> SenderNotAllowed | None:
+    """Why the From of ``source`` (a batch, a job) may not send, checked against the
+    settings in force now (so a re-drive after the identity is allowed goes out)."""
+    sender = meta.sender[1]
     if fields.sender_allowed(sender, settings.allowed_senders):
         return None
     return SenderNotAllowed(
-        "meta.from", batch.batch_id,
+        "meta.from", source,
         f"From {sender} is not in POSTBAG_ALLOWED_SENDERS (allow it, then `postbag redrive`)",
     )
 
@@ -143,7 +153,7 @@ def _send(
     stages: Stages, bucket: str, batch: Batch, remaining_ms: Callable[[], int]
 ) -> list[Outcome]:
     """Each mail's outcome: sent by the engine, or failed as a whole when the From may not send."""
-    refused = sender_refused(stages.settings, batch)
+    refused = sender_refused(stages.settings, batch.meta, batch.batch_id)
     if refused is not None:
         # Failed, not quarantined: counted in MailsFailed and written to failed/ for re-drive.
         logger.error("From not allowed: every mail failed", extra={"error": str(refused)})
@@ -156,7 +166,7 @@ def _send(
         for mail in batch.mails
     ]
     return stages.dispatcher.run(
-        jobs, remaining_ms, _margin_ms(stages, remaining_ms), queued_at=batch.created_at
+        jobs, remaining_ms, margin_ms(stages, remaining_ms), queued_at=batch.created_at
     )
 
 
@@ -207,40 +217,8 @@ def process_object(
 def process_record(
     stages: Stages, record: Any, remaining_ms: Callable[[], int]
 ) -> TransientError | None:
-    """One record of an S3 event, whatever the others do; returns the transient error
-    that asks Lambda to retry the event, raises nothing else."""
-    try:
-        bucket = record["s3"]["bucket"]["name"]
-        key = unquote_plus(record["s3"]["object"]["key"])
-    except (KeyError, TypeError) as exc:
-        logger.error("not an S3 object record, skipped", extra={"error": repr(exc)})
-        return None
-    try:
-        process_object(stages, bucket, key, remaining_ms)
-    except TransientError as exc:
-        logger.warning("batch will be retried", extra={"key": key, "error": str(exc)})
-        return exc
-    except Exception as exc:
-        # A bug, or input nothing checks for yet: a retry would meet it again.
-        logger.exception("unexpected error; quarantining the batch", extra={"key": key})
-        return _quarantine(stages, bucket, key, exc)
-    return None
-
-
-def _quarantine(stages: Stages, bucket: str, key: str, error: Exception) -> TransientError | None:
-    """Quarantine a batch whose processing raised ``error``, an exception Postbag did not
-    expect, so that the event is not retried into the same error."""
-    unreadable = BatchUnreadable(
-        "(batch)", key, f"processing it raised {type(error).__name__}: {error}"
+    """One record of an S3 event, whatever the others do (``records.handle_record``)."""
+    return handle_record(
+        record, lambda bucket, key: process_object(stages, bucket, key, remaining_ms),
+        stages.recorder,
     )
-    try:
-        target = stages.recorder.quarantine(bucket, key, unreadable)
-    except TransientError as exc:  # S3 failed: the retry finds the batch where it was
-        logger.warning("could not quarantine; batch will be retried",
-                       extra={"key": key, "error": str(exc)})
-        return exc
-    except Exception:
-        logger.exception("could not quarantine the batch", extra={"key": key})
-        return None
-    logger.error("batch quarantined", extra={"key": key, "to": target})
-    return None

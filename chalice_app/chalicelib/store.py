@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,8 @@ from chalicelib.mime import SES_MAX_RAW_BYTES, encode_attachment, estimated_size
 from chalicelib.model import Attachment, Mail
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Bytes of an object read at a time when it is streamed (job parts).
+STREAM_CHUNK_BYTES = 1024 * 1024
 # The largest batch file read (docs/batch-format.md). The plugin writes batches of
 # 5 MB (POSTBAG_CHUNK_MAX_BYTES) or one mail of at most SES's 10 MB; parsing and
 # sending a batch takes a few times its size, and the function has 512 MB.
@@ -64,6 +66,24 @@ class BatchStore:
             raise unavailable(exc, f"reading {key}") from exc
         except BotoCoreError as exc:
             raise unavailable(exc, f"reading {key}") from exc
+
+    def stream(self, bucket: str, key: str) -> Iterator[bytes]:
+        """An object's body a chunk at a time (job parts: hashed and counted without
+        holding them whole); ``BatchGone`` when it does not exist."""
+        try:
+            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if is_missing(exc):
+                raise BatchGone(key) from exc
+            raise unavailable(exc, f"reading {key}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"reading {key}") from exc
+        try:
+            yield from body.iter_chunks(STREAM_CHUNK_BYTES)
+        except BotoCoreError as exc:  # the connection dropped while reading
+            raise unavailable(exc, f"reading {key}") from exc
+        finally:
+            body.close()
 
     def load_attachments(self, bucket: str, mail: Mail) -> list[tuple[Attachment, str]]:
         """Every attachment with its content as base64 text; refuses before reading past

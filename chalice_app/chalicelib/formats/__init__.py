@@ -6,16 +6,16 @@ Adding a format is adding a module (and its schema and fixtures) to ``FORMATS``.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError
-from chalicelib.formats import v1
+from chalicelib.formats import v1, v2
+from chalicelib.formats.document import Document, decode_batch, load_object
 from chalicelib.model import Batch
 
-Document = dict[str, Any]
+__all__ = ["Document", "decode_batch", "merge", "parse_batch", "subset"]
 
 
 class BatchFormat(Protocol):
@@ -43,38 +43,6 @@ class BatchFormat(Protocol):
 FORMATS: dict[int, BatchFormat] = {v1.VERSION: v1}
 
 
-def decode_batch(data: bytes, name: str) -> str:
-    """The text of a batch file; ``BatchFormatError`` unless it is UTF-8."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BatchFormatError("(file)", name, f"not UTF-8: byte {exc.start} is invalid") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json reads NaN and Infinity, which no JSON writer (PHP's included) emits.
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _load(text: str, name: str) -> Document:
-    try:
-        doc = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        # An upload cut short ends before its closing brace.
-        hint = "" if text.rstrip().endswith("}") else " (the file looks truncated)"
-        raise BatchFormatError(
-            "(file)", name, f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
-        ) from exc
-    except RecursionError as exc:
-        raise BatchFormatError("(file)", name, "not a batch: JSON nested too deeply") from exc
-    except ValueError as exc:
-        # Integers past Python's digit limit (sys.get_int_max_str_digits), NaN, Infinity.
-        raise BatchFormatError("(file)", name, f"not a batch: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise BatchFormatError("(file)", name, f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
 def _unknown(version: Any, name: str) -> BatchFormatError:
     known = " and ".join(f"version {v}" for v in FORMATS)
     return BatchFormatError(
@@ -96,10 +64,16 @@ def parse_batch(
     mails come back in ``Batch.rejected``.
     """
     text = data if isinstance(data, str) else decode_batch(data, name)
-    doc = _load(text, name)
+    doc = load_object(text, name)
     for module in FORMATS.values():
         if module.matches(doc):
             return module.parse(doc, text, name, settings, received_at)
+    if v2.matches(doc):
+        # Not a batch: a job is split into work items, never sent from the queue.
+        raise BatchFormatError(
+            "version", name,
+            "a version-2 notify job belongs at jobs/<id>/manifest.json, not under the queue",
+        )
     raise _unknown(doc.get("version"), name)
 
 

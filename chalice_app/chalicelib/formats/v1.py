@@ -164,7 +164,7 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
     )
 
 
-def _created_at(value: str, batch: str) -> datetime:
+def _created_at(value: str, batch: str, field: str = "created_at") -> datetime:
     """The schema's ``date-time`` as an aware datetime; its pattern lets through
     dates that do not exist (``2026-02-30``) and times ``fromisoformat`` refuses."""
     try:
@@ -173,7 +173,7 @@ def _created_at(value: str, batch: str) -> datetime:
             raise ValueError("no time zone")
         created.astimezone(UTC)  # a time that UTC cannot hold (year 9999, -14:00)
     except (ValueError, OverflowError) as exc:
-        raise BatchFormatError("created_at", batch, f"not a time: {value!r} ({exc})") from exc
+        raise BatchFormatError(field, batch, f"not a time: {value!r} ({exc})") from exc
     return created
 
 

@@ -1,0 +1,258 @@
+"""How far a notify job has got: one DynamoDB item per job, and ``status.json`` beside it.
+
+The item lives in the ledger's table (key ``<namespace>#job#<job_id>``, the
+same TTL attribute): counters that the splitter and every fan-out chunk ADD
+to atomically, so concurrent chunks never lose each other's counts. After each
+chunk the whole status is written to ``jobs/<job_id>/status.json`` for
+WordPress and ``postbag status`` to read without DynamoDB credentials.
+Costs: one UpdateItem and one PutObject per chunk (500 mails by default),
+never per mail.
+
+Counts are at least once, like SQS's delivery: a chunk delivered twice adds
+its counts twice (its mails come out as ``duplicate`` the second time), so
+``remaining`` is never below zero and a job can read ``done`` a little early.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.config import JOBS_PREFIX
+from chalicelib.errors import LedgerUnavailable
+from chalicelib.formats.document import load_object
+from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from chalicelib.model import NotifyJob
+from chalicelib.outcome import _json
+from chalicelib.store import is_missing, s3_call, unavailable
+
+# What a chunk's mails came to; counted per job (statuses as receipts spell them).
+STATUSES = ("sent", "duplicate", "failed", "suppressed", "cancelled")
+QUEUED, SENDING, DONE, CANCELLED = "queued", "sending", "done", "cancelled"
+# How long a job's item outlives its start: long after any retry, re-drive or look.
+ITEM_TTL_SECONDS = 30 * 24 * 3600
+# How long an instance trusts its last look for a job's cancel object: a cancel
+# takes effect within this, and a chunk costs no HEAD request of its own.
+CANCEL_CHECK_SECONDS = 5.0
+_COUNTERS = ("total", "chunks", "enqueued", "chunks_done", *STATUSES)
+
+
+def status_key(job_id: str) -> str:
+    return f"{JOBS_PREFIX}{job_id}/status.json"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{JOBS_PREFIX}{job_id}/cancel"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(value: float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item's numbers and strings as Python values."""
+    plain: dict[str, Any] = {}
+    for name, value in item.items():
+        if "N" in value:
+            number = float(value["N"])
+            plain[name] = int(number) if number.is_integer() else number
+        elif "S" in value:
+            plain[name] = value["S"]
+    return plain
+
+
+def _filled(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: 0 for name in _COUNTERS} | dict(item)
+
+
+def _state(item: Mapping[str, Any]) -> str:
+    """``item`` as ``_filled`` makes it."""
+    if item["chunks_done"] >= item["chunks"]:
+        return CANCELLED if item["cancelled"] else DONE
+    started = item["chunks_done"] or any(item[status] for status in STATUSES)
+    return SENDING if started else QUEUED
+
+
+def document(item: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The status document of a job's item (as ``_plain`` makes it) at ``now``."""
+    item = _filled(item)
+    state = _state(item)
+    settled = sum(item[status] for status in STATUSES)
+    remaining = 0 if state in (DONE, CANCELLED) else max(item["total"] - settled, 0)
+    started = item.get("started_at", now)
+    mailed = settled - item["cancelled"]
+    rate = mailed / (now - started) if now > started else 0.0
+    doc = {
+        "job_id": item.get("job_id"),
+        "state": state,
+        "recipients": item["total"],
+        **{status: item[status] for status in STATUSES},
+        "remaining": remaining,
+        "rate": round(rate, 2),
+        "started_at": _iso(started),
+        "updated_at": _iso(now),
+        "estimated_end": _iso(now + remaining / rate) if remaining and rate else None,
+    }
+    if state in (DONE, CANCELLED):
+        doc["finished_at"] = _iso(item.get("finished_at", now))
+    return doc
+
+
+class JobProgress:
+    """Counts and publishes each job's progress; one per Lambda instance."""
+
+    def __init__(
+        self, dynamodb_client: Any, table: str, namespace: str, s3_client: Any,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._dynamodb = dynamodb_client
+        self._table = table
+        self._namespace = namespace
+        self._s3 = s3_client
+        self._clock = clock
+        self._cancel_seen: dict[str, tuple[float, bool]] = {}  # job → (checked at, cancelled)
+
+    def _key(self, job_id: str) -> dict[str, Any]:
+        return {KEY_ATTRIBUTE: {"S": f"{self._namespace}#job#{job_id}"}}
+
+    def _call(self, what: str, method: str, **params: Any) -> Any:
+        try:
+            return getattr(self._dynamodb, method)(TableName=self._table, **params)
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"job progress: {what}: {exc}") from exc
+
+    def _item(self, job_id: str) -> dict[str, Any] | None:
+        found = self._call(f"reading job {job_id}", "get_item", Key=self._key(job_id),
+                           ConsistentRead=True).get("Item")
+        return _plain(found) if found else None
+
+    def _publish(self, bucket: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        doc = document(item, self._clock())
+        key = status_key(doc["job_id"])
+        s3_call(f"writing {key}", self._s3.put_object, Bucket=bucket, Key=key,
+                Body=_json(doc), ContentType="application/json")
+        return doc
+
+    def begin(self, bucket: str, job: NotifyJob, chunks: int, cancelled: bool = False) -> int:
+        """Start counting ``job`` split into ``chunks`` work items; returns how many were
+        enqueued already (a replayed split goes on from there). A job cancelled before
+        it was split starts with every recipient counted ``cancelled`` and no chunk."""
+        now = self._clock()
+        item = {
+            **self._key(job.job_id),
+            "job_id": {"S": job.job_id},
+            "started_at": _number(now),
+            TTL_ATTRIBUTE: _number(int(now) + ITEM_TTL_SECONDS),
+            **{name: _number(0) for name in _COUNTERS},
+            "total": _number(job.recipients),
+            "chunks": _number(0 if cancelled else chunks),
+            "cancelled": _number(job.recipients if cancelled else 0),
+        }
+        try:
+            self._dynamodb.put_item(TableName=self._table, Item=item,
+                                    ConditionExpression="attribute_not_exists(#id)",
+                                    ExpressionAttributeNames={"#id": KEY_ATTRIBUTE})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise LedgerUnavailable(f"job progress: starting {job.job_id}: {exc}") from exc
+            existing = self._item(job.job_id)
+            if existing is None:  # expired between the two calls: start afresh
+                return self.begin(bucket, job, chunks, cancelled)
+            self._publish(bucket, existing)
+            return int(existing["enqueued"])
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"job progress: starting {job.job_id}: {exc}") from exc
+        self._publish(bucket, _plain(item))
+        return 0
+
+    def enqueued(self, job_id: str, count: int) -> None:
+        """``count`` more work items of ``job_id`` are on the queue."""
+        self._call(f"counting work items of {job_id}", "update_item", Key=self._key(job_id),
+                   UpdateExpression="ADD enqueued :n",
+                   ExpressionAttributeValues={":n": _number(count)})
+
+    def record(
+        self, bucket: str, job_id: str, counts: Mapping[str, int], chunks_done: int = 1
+    ) -> dict[str, Any]:
+        """Add one chunk's ``counts`` (status → mails) and publish the job's status; returns
+        the status document. ``chunks_done=0`` for part of a chunk whose rest was handed
+        back (the rest reports its chunk done)."""
+        unknown = set(counts) - set(STATUSES)
+        if unknown:
+            raise ValueError(f"not job statuses: {sorted(unknown)}")
+        adds = {status: n for status, n in counts.items() if n} | {"chunks_done": chunks_done}
+        names = {f"#c{i}": name for i, name in enumerate(adds)}
+        values = {f":c{i}": _number(n) for i, n in enumerate(adds.values())}
+        expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
+        response = self._call(
+            f"recording a chunk of {job_id}", "update_item", Key=self._key(job_id),
+            UpdateExpression=expression, ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+        )
+        item = _plain(response["Attributes"])
+        item.setdefault("job_id", job_id)
+        if "finished_at" not in item and _state(_filled(item)) in (DONE, CANCELLED):
+            item["finished_at"] = self._finish(job_id)
+        return self._publish(bucket, item)
+
+    def _finish(self, job_id: str) -> float:
+        """Note when the job finished, once: the first chunk to see it done writes it."""
+        now = self._clock()
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table, Key=self._key(job_id),
+                UpdateExpression="SET finished_at = :now",
+                ConditionExpression="attribute_not_exists(finished_at)",
+                ExpressionAttributeValues={":now": _number(now)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise LedgerUnavailable(f"job progress: finishing {job_id}: {exc}") from exc
+            item = self._item(job_id) or {}
+            return float(item.get("finished_at", now))
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"job progress: finishing {job_id}: {exc}") from exc
+        return now
+
+    def cancelled(self, bucket: str, job_id: str) -> bool:
+        """Whether ``jobs/<job_id>/cancel`` exists; looked up at most every few seconds."""
+        now = self._clock()
+        checked, cancelled = self._cancel_seen.get(job_id, (float("-inf"), False))
+        if cancelled or now - checked < CANCEL_CHECK_SECONDS:
+            return cancelled
+        key = cancel_key(job_id)
+        try:
+            self._s3.head_object(Bucket=bucket, Key=key)
+            cancelled = True
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise unavailable(exc, f"looking for {key}") from exc
+            cancelled = False
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"looking for {key}") from exc
+        self._cancel_seen[job_id] = (now, cancelled)
+        return cancelled
+
+    def status(self, bucket: str, job_id: str) -> dict[str, Any] | None:
+        """The job's status now, from its item (or, once the item has expired, the last
+        ``status.json``); ``None`` for a job never started."""
+        item = self._item(job_id)
+        if item is not None:
+            return document(item, self._clock())
+        try:
+            body = self._s3.get_object(Bucket=bucket, Key=status_key(job_id))["Body"].read()
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise unavailable(exc, f"reading {status_key(job_id)}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"reading {status_key(job_id)}") from exc
+        return load_object(body.decode("utf-8"), status_key(job_id))
