@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The PHP half: the CLI and PHPUnit, plus a real WordPress, MariaDB and the
 # extensions the plugin and its integration tests use (php-fpm: the page must
-# answer before the upload, which only FastCGI can show).
-PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql php-fpm wordpress mariadb-server
+# answer before the upload, which only FastCGI can show; nginx: the production
+# stack bench/notify.php measures, which Postbag_NginxTest keeps working).
+PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql php-fpm nginx wordpress mariadb-server
 
 .PHONY: demo test test-python test-php venv php-deps lint bench plugin-zip clean
 
@@ -41,6 +42,7 @@ bench: venv php-deps
 	$(PY) bench/sender.py
 	$(PY) bench/throughput.py
 	php bench/enqueue.php
+	php bench/notify.php
 
 # The plugin as WordPress's "Upload Plugin" screen wants it: one top folder named postbag/.
 # The standard library's zipfile is all it takes: no venv.

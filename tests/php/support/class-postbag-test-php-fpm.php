@@ -37,7 +37,12 @@ final class Postbag_Test_Php_Fpm {
 		return $found ? $found[0] : null;
 	}
 
-	public function __construct( Postbag_Test_Sandbox $sandbox ) {
+	/**
+	 * @param Postbag_Test_Sandbox $sandbox Where the socket, config and logs go.
+	 * @param string[]             $pool    More lines for the pool section, e.g.
+	 *                                      `php_admin_value[memory_limit] = 128M`.
+	 */
+	public function __construct( Postbag_Test_Sandbox $sandbox, array $pool = array() ) {
 		$binary = self::binary();
 		if ( null === $binary ) {
 			throw new RuntimeException( 'php-fpm is not installed (Debian package php-fpm).' );
@@ -65,6 +70,7 @@ final class Postbag_Test_Php_Fpm {
 					'catch_workers_output = yes',
 					'php_admin_flag[log_errors] = on',
 					"php_admin_value[error_log] = $dir/php-errors.log",
+					implode( "\n", $pool ),
 					'',
 				)
 			)
