@@ -1,0 +1,228 @@
+<?php
+/**
+ * What a visitor waits for when a page notifies many users, served the way a
+ * production WordPress is: nginx, PHP-FPM (pm = static, 2 workers,
+ * memory_limit 128M), MariaDB, Debian's WordPress, the plugin uploading to
+ * the local stand-in's S3 (moto on 127.0.0.1). Boots the same throwaway site
+ * as the PHPUnit harness and fills it with subscribers first.
+ *
+ * For each size, a request to a page calling postbag_notify() for the users
+ * of a role holding that many: time to first byte and total as curl sees
+ * them (best and median of --rounds), then the work after the response
+ * (until the worker's shutdown work ends: the recipients streamed to part
+ * files and the manifest uploaded), the worker's peak memory and the objects
+ * of the job in the bucket. Then the same page sending N single wp_mail()
+ * calls instead, for comparison. Prints Markdown tables; asserts nothing.
+ *
+ * Usage: php bench/notify.php [--sizes=0,1000,100000,1000000] [--rounds=3]
+ *                             [--mails=0,1000,20000,100000]
+ *
+ * @package Postbag\Bench
+ */
+
+require dirname( __DIR__ ) . '/tests/php/support/boot.php';
+
+Postbag_Test_WordPress::require_plugin();
+if ( null === Postbag_Test_Nginx::binary() || null === Postbag_Test_Php_Fpm::binary() ) {
+	fwrite( STDERR, "bench/notify.php needs nginx and php-fpm (Debian packages nginx php-fpm; `make bench` installs them as root).\n" );
+	exit( 1 );
+}
+$postbag_options = getopt( '', array( 'sizes:', 'rounds:', 'mails:' ) );
+$postbag_sizes   = postbag_bench_list( $postbag_options['sizes'] ?? '0,1000,100000,1000000' );
+$postbag_mails   = postbag_bench_list( $postbag_options['mails'] ?? '0,1000,20000,100000' );
+$postbag_rounds  = max( 1, (int) ( $postbag_options['rounds'] ?? 3 ) );
+
+$postbag_aws  = new Postbag_Test_Local_Aws();
+$postbag_site = null;
+try {
+	Postbag_Test_Subscribers::tune( $GLOBALS['wpdb'] );
+	$postbag_start = microtime( true );
+	$postbag_roles = Postbag_Test_Subscribers::create( $GLOBALS['wpdb'], max( $postbag_sizes ), $postbag_sizes );
+	$postbag_made  = microtime( true ) - $postbag_start;
+
+	$postbag_bucket = 'postbag-bench-' . bin2hex( random_bytes( 4 ) );
+	$postbag_aws->s3( array( 'create-bucket', $postbag_bucket ) );
+	$postbag_site = new Postbag_Test_Notify_Site( $postbag_aws, $postbag_bucket, Postbag_Test_WordPress::$sandbox->path( 'bench-spool' ) );
+	postbag_bench_header( max( $postbag_sizes ), $postbag_made, $postbag_rounds );
+	postbag_bench_warm_up( $postbag_site );
+	if ( function_exists( 'postbag_notify' ) ) {
+		postbag_bench_notify( $postbag_site, $postbag_roles, $postbag_rounds );
+	} else {
+		echo "postbag_notify() does not exist in this plugin: only the wp_mail() comparison is measured.\n\n";
+	}
+	postbag_bench_wp_mail( $postbag_site, $postbag_mails, $postbag_rounds );
+	printf( "Load average at the end: %s\n", postbag_bench_load() );
+} finally {
+	if ( null !== $postbag_site ) {
+		$postbag_site->stop();
+	}
+	$postbag_aws->stop();
+}
+
+/**
+ * The load averages, e.g. "1.22 0.75 0.74".
+ */
+function postbag_bench_load(): string {
+	return vsprintf( '%.2f %.2f %.2f', sys_getloadavg() );
+}
+
+/**
+ * @return int[] The comma-separated counts of `$value`, ascending.
+ */
+function postbag_bench_list( string $value ): array {
+	$list = array_map( 'intval', explode( ',', $value ) );
+	sort( $list );
+	return array_values( array_unique( array_map( 'abs', $list ) ) );
+}
+
+/**
+ * What was measured on what.
+ */
+function postbag_bench_header( int $users, float $made, int $rounds ): void {
+	printf( "Postbag: a request that notifies many users, through nginx %s and PHP-FPM %s\n", trim( (string) preg_replace( '~^.*nginx/~s', '', (string) shell_exec( '/usr/sbin/nginx -v 2>&1' ) ) ), PHP_VERSION );
+	printf( "%s, WordPress %s, %d CPUs, load average %s at the start\n", gmdate( 'j M Y H:i' ) . ' UTC', get_bloginfo( 'version' ), (int) shell_exec( 'nproc' ), postbag_bench_load() );
+	printf( "PHP-FPM pool: pm = static, 2 workers; %s\n", implode( '; ', Postbag_Test_Notify_Site::POOL ) );
+	printf( "%s subscribers made in %.1f s (MariaDB's buffer pool: %d MB)\n", number_format( $users ), $made, Postbag_Test_Subscribers::BUFFER_POOL_BYTES / 1048576 );
+	printf( "TTFB and total: best / median of %d rounds; the rest: median (peak memory: highest)\n\n", $rounds );
+}
+
+/**
+ * A few requests first, so both workers have WordPress in the opcode cache.
+ */
+function postbag_bench_warm_up( Postbag_Test_Notify_Site $site ): void {
+	for ( $n = 0; $n < 4; $n++ ) {
+		$site->request( array( 'mails' => 0 ), 'warm-up-' . $n, 30 );
+	}
+}
+
+/**
+ * One request and the work its worker does after the response.
+ *
+ * @param array<string, string|int> $query  The page's query.
+ * @param string                    $report Name of the worker's report.
+ * @return array{http: array, report: ?array, after: ?float} The response, the worker's report,
+ *         seconds from the end of the response to the end of the worker's shutdown work.
+ */
+function postbag_bench_request( Postbag_Test_Notify_Site $site, array $query, string $report ): array {
+	$http   = $site->request( $query, $report, 600 );
+	$worker = $site->report( $report, 900 );
+	return array(
+		'http'   => $http,
+		'report' => $worker,
+		// Without work after the response the report can beat curl's return by a hair.
+		'after'  => null === $worker ? null : max( 0.0, $worker['ended_at'] - $http['ended_at'] ),
+	);
+}
+
+/**
+ * postbag_notify() to the users of each role, and what the worker did after the response.
+ *
+ * @param array<int, string> $roles  Role by number of users holding it.
+ * @param int                $rounds Requests per size.
+ */
+function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int $rounds ): void {
+	echo "One request calling postbag_notify() for the users of a role:\n\n";
+	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | peak memory | objects in jobs/<id>/ | manifest |\n";
+	echo "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- |\n";
+	foreach ( $roles as $size => $role ) {
+		$runs = array();
+		for ( $round = 0; $round < $rounds; $round++ ) {
+			$run     = postbag_bench_request( $site, array( 'role' => $role ), "notify-$size-$round" );
+			$job     = preg_match( '/^job (\S+)$/', $run['http']['body'], $match ) ? $match[1] : null;
+			$run    += array(
+				'objects'  => null === $job ? 0 : $site->count( "jobs/$job/" ),
+				'manifest' => null !== $job && 1 === $site->count( "jobs/$job/manifest.json" ),
+			);
+			$runs[] = $run;
+		}
+		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
+		$last  = end( $runs );
+		printf(
+			"| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+			number_format( $size ),
+			postbag_bench_ms( $runs, 'ttfb' ),
+			postbag_bench_ms( $runs, 'total' ),
+			postbag_bench_answer( $last['http'] ),
+			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
+			null === $after || 0 === $size ? '' : number_format( $size / max( $after, 1e-6 ) ),
+			postbag_bench_peak( $runs ),
+			$last['objects'],
+			$last['manifest'] ? 'uploaded' : 'missing'
+		);
+	}
+	echo "\n";
+}
+
+/**
+ * The same page sending N single wp_mail() calls.
+ *
+ * @param int[] $counts Numbers of calls.
+ * @param int   $rounds Requests per count.
+ */
+function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, int $rounds ): void {
+	echo "The same request sending N single marked wp_mail() calls instead:\n\n";
+	echo "| wp_mail() calls | TTFB best / median | total best / median | answer | after the response | peak memory | batches uploaded |\n";
+	echo "| ---: | --- | --- | --- | --- | ---: | ---: |\n";
+	foreach ( $counts as $count ) {
+		$runs = array();
+		for ( $round = 0; $round < $rounds; $round++ ) {
+			$runs[] = postbag_bench_request( $site, array( 'mails' => $count ), "mails-$count-$round" );
+		}
+		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
+		$last  = end( $runs );
+		printf(
+			"| %s | %s | %s | %s | %s | %s | %s |\n",
+			number_format( $count ),
+			postbag_bench_ms( $runs, 'ttfb' ),
+			postbag_bench_ms( $runs, 'total' ),
+			postbag_bench_answer( $last['http'] ),
+			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
+			postbag_bench_peak( $runs ),
+			null === $last['report'] ? '' : number_format( count( wp_list_filter( $last['report']['actions'], array( 'action' => 'postbag_batch_uploaded' ) ) ) )
+		);
+	}
+	echo "\n";
+}
+
+/**
+ * "best / median" of a curl time, in milliseconds.
+ *
+ * @param array  $runs  From postbag_bench_request().
+ * @param string $field ttfb or total.
+ */
+function postbag_bench_ms( array $runs, string $field ): string {
+	$times = array_column( array_column( $runs, 'http' ), $field );
+	return sprintf( '%.1f / %.1f ms', min( $times ) * 1000, postbag_bench_median( $times ) * 1000 );
+}
+
+/**
+ * @param float[] $values
+ */
+function postbag_bench_median( array $values ): ?float {
+	if ( ! $values ) {
+		return null;
+	}
+	sort( $values );
+	$middle = intdiv( count( $values ), 2 );
+	return count( $values ) % 2 ? $values[ $middle ] : ( $values[ $middle - 1 ] + $values[ $middle ] ) / 2;
+}
+
+/**
+ * The highest peak memory the workers reported, in MB.
+ *
+ * @param array $runs From postbag_bench_request().
+ */
+function postbag_bench_peak( array $runs ): string {
+	$peaks = array_column( array_filter( array_column( $runs, 'report' ) ), 'peak_bytes' );
+	return $peaks ? sprintf( '%.0f MB', max( $peaks ) / 1048576 ) : '';
+}
+
+/**
+ * The HTTP status and the page's line (or curl's error), short.
+ *
+ * @param array $http From Postbag_Test_Nginx::get().
+ */
+function postbag_bench_answer( array $http ): string {
+	$text = '' !== $http['error'] ? $http['error'] : preg_replace( '/^job \S+$/', 'job id', trim( strip_tags( $http['body'] ) ) );
+	return $http['status'] . ' ' . str_replace( '|', '/', mb_strimwidth( (string) preg_replace( '/\s+/', ' ', $text ), 0, 60, '…' ) );
+}
