@@ -28,6 +28,7 @@ function postbag_autoload( $class_name ) {
 		// Batch formats: what they share, then one class per version.
 		'Postbag_Batch_Format'          => 'format/',
 		'Postbag_Batch_Format_V1'       => 'format/',
+		'Postbag_Job_Format_V2'         => 'format/',
 	);
 	if ( 0 !== strpos( $class_name, 'Postbag_' ) ) {
 		return;

@@ -23,6 +23,8 @@ final class Postbag_Admin {
 
 	const DISMISS_ACTION = 'postbag_dismiss_override';
 
+	const FORGET_JOB_ACTION = 'postbag_forget_job';
+
 	/** User meta: the overriding file the user dismissed the notice for. */
 	const DISMISS_META = 'postbag_dismissed_override';
 
@@ -38,17 +40,22 @@ final class Postbag_Admin {
 	/** @var Postbag_Override_Detector */
 	private $detector;
 
+	/** @var Postbag_Jobs|null */
+	private $jobs;
+
 	/**
 	 * @param Postbag_Config            $config   Settings.
 	 * @param Postbag_Spool             $spool    The spool, for its state.
 	 * @param Postbag_Spool_Retry       $retry    Runs "Retry now".
 	 * @param Postbag_Override_Detector $detector Finds a replaced wp_mail().
+	 * @param Postbag_Jobs|null         $jobs     Notify jobs, for their notices.
 	 */
-	public function __construct( Postbag_Config $config, Postbag_Spool $spool, Postbag_Spool_Retry $retry, Postbag_Override_Detector $detector ) {
+	public function __construct( Postbag_Config $config, Postbag_Spool $spool, Postbag_Spool_Retry $retry, Postbag_Override_Detector $detector, ?Postbag_Jobs $jobs = null ) {
 		$this->config   = $config;
 		$this->spool    = $spool;
 		$this->retry    = $retry;
 		$this->detector = $detector;
+		$this->jobs     = $jobs;
 	}
 
 	public function init(): void {
@@ -56,6 +63,7 @@ final class Postbag_Admin {
 		add_action( 'network_admin_notices', array( $this, 'render_notices' ) );
 		add_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
 		add_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		add_action( 'admin_post_' . self::FORGET_JOB_ACTION, array( $this, 'forget_job_request' ) );
 		add_filter( 'debug_information', array( $this, 'debug_information' ) );
 	}
 
@@ -64,6 +72,7 @@ final class Postbag_Admin {
 		remove_action( 'network_admin_notices', array( $this, 'render_notices' ) );
 		remove_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
 		remove_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		remove_action( 'admin_post_' . self::FORGET_JOB_ACTION, array( $this, 'forget_job_request' ) );
 		remove_filter( 'debug_information', array( $this, 'debug_information' ) );
 	}
 
@@ -120,7 +129,7 @@ final class Postbag_Admin {
 		if ( ! $this->config->is_configured() ) {
 			$html .= self::notice( 'error', esc_html__( 'Postbag: POSTBAG_BUCKET is not defined in wp-config.php. Non-priority mail waits in the spool until it is.', 'postbag' ) );
 		}
-		$html .= $this->retried_notice() . $this->spool_notice() . $this->override_notice();
+		$html .= $this->retried_notice() . $this->spool_notice() . $this->jobs_notices() . $this->override_notice();
 		return $html;
 	}
 
@@ -142,6 +151,11 @@ final class Postbag_Admin {
 	public function handle_retry(): string {
 		self::authorize( self::RETRY_ACTION );
 		$summary = $this->retry->run( true );
+		if ( null !== $this->jobs ) {
+			$jobs                 = $this->jobs->stream_pending( null, true );
+			$summary['uploaded'] += count( $jobs['uploaded'] );
+			$summary['failed']   += count( array_unique( $jobs['waiting'] ) );
+		}
 		return add_query_arg(
 			array(
 				'postbag_uploaded' => $summary['uploaded'],
@@ -149,6 +163,24 @@ final class Postbag_Admin {
 			),
 			self::back()
 		);
+	}
+
+	/** Removes a failed notify job, then goes back. */
+	public function forget_job_request(): void {
+		wp_safe_redirect( $this->handle_forget_job() );
+		exit;
+	}
+
+	/**
+	 * @return string Where to send the admin afterwards.
+	 */
+	public function handle_forget_job(): string {
+		self::authorize( self::FORGET_JOB_ACTION );
+		$job_id = isset( $_POST['job'] ) ? sanitize_key( wp_unslash( $_POST['job'] ) ) : '';
+		if ( null !== $this->jobs && '' !== $job_id ) {
+			$this->jobs->forget_failed( $job_id );
+		}
+		return self::back();
 	}
 
 	/**
@@ -188,6 +220,33 @@ final class Postbag_Admin {
 			(string) $latest['last_error']
 		);
 		return self::notice( 'error', esc_html( $text ), self::action_form( self::RETRY_ACTION, esc_html__( 'Retry now', 'postbag' ), 'button' ) );
+	}
+
+	/**
+	 * Notify jobs waiting for S3 (after a failed upload, or without a bucket),
+	 * and each failed job with its reason and a button that removes it.
+	 */
+	private function jobs_notices(): string {
+		if ( null === $this->jobs ) {
+			return '';
+		}
+		$waiting = 0;
+		$html    = '';
+		foreach ( $this->jobs->states() as $job_id => $state ) {
+			if ( 'failed' === $state['status'] ) {
+				/* translators: 1: job id, 2: reason */
+				$text  = sprintf( __( 'Postbag notify job %1$s failed and was not sent: %2$s', 'postbag' ), $job_id, (string) $state['last_error'] );
+				$html .= self::notice( 'error', esc_html( $text ), self::action_form( self::FORGET_JOB_ACTION, esc_html__( 'Dismiss', 'postbag' ), 'button-link', array( 'job' => (string) $job_id ) ) );
+			} elseif ( $state['attempts'] > 0 || ! $this->config->is_configured() ) {
+				++$waiting;
+			}
+		}
+		if ( $waiting ) {
+			/* translators: %d: number of jobs */
+			$text = sprintf( _n( '%d notify job is waiting for S3 (notify jobs never fall back to wp_mail).', '%d notify jobs are waiting for S3 (they never fall back to wp_mail).', $waiting, 'postbag' ), $waiting );
+			$html = self::notice( 'warning', esc_html( $text ), self::action_form( self::RETRY_ACTION, esc_html__( 'Retry now', 'postbag' ), 'button' ) ) . $html;
+		}
+		return $html;
 	}
 
 	/** The outcome of "Retry now", on the page the admin comes back to. */

@@ -77,6 +77,35 @@ final class Postbag_Batch_Uploader {
 	}
 
 	/**
+	 * Puts objects of one content type in parallel (a notify job's parts, its manifest).
+	 *
+	 * @param array<string, string> $bodies       Key => body.
+	 * @param string                $content_type Their Content-Type.
+	 * @return array<string, string> Key => why it was not stored; a key absent from it was.
+	 */
+	public function put( array $bodies, string $content_type ): array {
+		if ( ! $bodies ) {
+			return array();
+		}
+		$failures = array();
+		try {
+			$results = $this->client()->put_objects( $bodies, $content_type );
+			foreach ( array_keys( $bodies ) as $key ) {
+				$failure = self::first_failure( $results, array( (string) $key ) );
+				if ( null !== $failure ) {
+					$failures[ $key ] = $failure;
+				}
+			}
+		} catch ( Throwable $e ) {
+			// As in upload(): no error of the client may lose a job.
+			foreach ( array_keys( $bodies ) as $key ) {
+				$failures[ $key ] = sprintf( 'upload failed: %s', $e->getMessage() );
+			}
+		}
+		return $failures;
+	}
+
+	/**
 	 * @param array<string, object> $results Key => result from put_objects().
 	 * @param string[]              $keys    Keys that must have succeeded.
 	 * @return string|null The first failure, or null when all succeeded.

@@ -14,7 +14,9 @@ if ( ! defined( 'ABSPATH' ) ) {
  * ones included, unlike `wp_footer`): every batch is serialized and written
  * to the spool one at a time, then the response is finished where the server
  * allows it, then the batches are uploaded from the spool in waves and
- * removed from it; a batch that fails stays there for the retry.
+ * removed from it; a batch that fails stays there for the retry. Last, the
+ * notify jobs the request queued read their recipients (Postbag_Jobs): their
+ * records were on disk before the response too.
  *
  * The order is what makes "wp_mail() said true" hold: once the visitor has
  * the page, all its mail is on disk, so a worker killed after the response
@@ -41,6 +43,9 @@ final class Postbag_Flusher {
 	/** @var callable(): int */
 	private $clock;
 
+	/** @var Postbag_Jobs|null Notify jobs to stream once the response is sent. */
+	private $jobs;
+
 	/** @var bool A flush is running (mail queued by its hooks waits for the next one). */
 	private $flushing = false;
 
@@ -50,13 +55,15 @@ final class Postbag_Flusher {
 	 * @param Postbag_Spool_Retry    $retry    Keeps batches in the spool and uploads them.
 	 * @param Postbag_Sync_Sender    $sync     Last resort when neither the spool nor S3 takes a batch.
 	 * @param callable(): int        $clock    Current Unix time.
+	 * @param Postbag_Jobs|null      $jobs     Notify jobs queued by the request, streamed after the response.
 	 */
-	public function __construct( Postbag_Queue $queue, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, Postbag_Sync_Sender $sync, callable $clock ) {
+	public function __construct( Postbag_Queue $queue, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, Postbag_Sync_Sender $sync, callable $clock, ?Postbag_Jobs $jobs = null ) {
 		$this->queue    = $queue;
 		$this->uploader = $uploader;
 		$this->retry    = $retry;
 		$this->sync     = $sync;
 		$this->clock    = $clock;
+		$this->jobs     = $jobs;
 	}
 
 	public function init(): void {
@@ -72,7 +79,7 @@ final class Postbag_Flusher {
 		// Mail sent by later shutdown work (a higher priority, a shutdown function
 		// registered after WordPress's) would otherwise stay in the queue.
 		register_shutdown_function( array( $this, 'flush_stragglers' ) );
-		if ( 0 === $this->queue->count() ) {
+		if ( 0 === $this->queue->count() && ( null === $this->jobs || ! $this->jobs->has_pending() ) ) {
 			return;
 		}
 		$this->run( true );
@@ -111,7 +118,12 @@ final class Postbag_Flusher {
 			if ( $finish ) {
 				self::finish_response();
 			}
-			return $failures + $this->retry->upload_kept( $kept ) + $this->upload_unspooled( $unspooled );
+			$failures += $this->retry->upload_kept( $kept ) + $this->upload_unspooled( $unspooled );
+			if ( $finish && null !== $this->jobs ) {
+				// Only now, the visitor gone: notify jobs read their recipients here, never during the request.
+				$this->jobs->after_response();
+			}
+			return $failures;
 		} finally {
 			$this->flushing = false;
 		}

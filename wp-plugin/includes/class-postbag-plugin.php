@@ -38,6 +38,9 @@ final class Postbag_Plugin {
 	/** @var Postbag_Flusher */
 	private $flusher;
 
+	/** @var Postbag_Jobs */
+	private $jobs;
+
 	/** @var Postbag_Override_Detector */
 	private $detector;
 
@@ -74,10 +77,17 @@ final class Postbag_Plugin {
 		);
 		$sync           = new Postbag_Sync_Sender( $this->interceptor );
 		$this->retry    = new Postbag_Spool_Retry( $this->spool, $uploader, $sync, $clock );
-		$this->flusher  = new Postbag_Flusher( $this->queue, $uploader, $this->retry, $sync, $clock );
+		$this->jobs     = new Postbag_Jobs(
+			$this->spool,
+			new Postbag_Notify_Args( $senders, $this->interceptor, new Postbag_Attachment_Reader( $this->config->get( 'inline_attachment_max_bytes' ) ) ),
+			$uploader,
+			$this->retry,
+			$clock
+		);
+		$this->flusher  = new Postbag_Flusher( $this->queue, $uploader, $this->retry, $sync, $clock, $this->jobs );
 		$this->queue->when_full( array( $this->flusher, 'flush' ) );
 		$this->detector = new Postbag_Override_Detector();
-		$this->admin    = new Postbag_Admin( $this->config, $this->spool, $this->retry, $this->detector );
+		$this->admin    = new Postbag_Admin( $this->config, $this->spool, $this->retry, $this->detector, $this->jobs );
 		$this->health   = new Postbag_Site_Health( $this->spool, $senders, $this->interceptor );
 	}
 
@@ -110,6 +120,7 @@ final class Postbag_Plugin {
 		$this->interceptor->init();
 		$this->flusher->init();
 		$this->retry->init();
+		$this->jobs->init();
 		$this->detector->init();
 		$this->admin->init();
 		$this->health->init();
@@ -119,6 +130,7 @@ final class Postbag_Plugin {
 		$this->interceptor->remove();
 		$this->flusher->remove();
 		$this->retry->remove();
+		$this->jobs->remove();
 		$this->detector->remove();
 		$this->admin->remove();
 		$this->health->remove();
@@ -161,6 +173,11 @@ final class Postbag_Plugin {
 
 	public function flusher(): Postbag_Flusher {
 		return $this->flusher;
+	}
+
+	/** Notify jobs: postbag_notify() and the streaming after the response (stream_pending()). */
+	public function jobs(): Postbag_Jobs {
+		return $this->jobs;
 	}
 
 	public function admin(): Postbag_Admin {
@@ -208,8 +225,8 @@ final class Postbag_Plugin {
 	}
 
 	/**
-	 * Uninstall: cron events on every site, the spool (batches never uploaded
-	 * go with it) and per-user notice dismissals. Postbag keeps no options or
+	 * Uninstall: cron events on every site, the spool (batches and notify jobs
+	 * never uploaded go with it) and per-user notice dismissals. Postbag keeps no options or
 	 * transients: its settings live in wp-config.php.
 	 *
 	 * @param Postbag_Spool|null $spool Default: the configured or default spool of each site.
@@ -237,11 +254,13 @@ final class Postbag_Plugin {
 	 */
 	private static function uninstall_site( ?Postbag_Spool $spool ): void {
 		Postbag_Spool_Retry::unschedule();
+		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 		( $spool ?? new Postbag_Spool( Postbag_Config::from_constants()->get( 'spool_dir' ) ) )->destroy();
 	}
 
-	/** Deactivation: no more retries; spooled batches stay on disk for a reactivation. */
+	/** Deactivation: no more retries; spooled batches and notify jobs stay on disk for a reactivation. */
 	public static function deactivate(): void {
 		Postbag_Spool_Retry::unschedule();
+		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 	}
 }

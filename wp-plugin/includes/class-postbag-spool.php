@@ -213,6 +213,103 @@ final class Postbag_Spool {
 	}
 
 	/**
+	 * Writes a guarded file of another kind (a notify job's record, progress
+	 * or part) atomically, like a batch.
+	 *
+	 * @param string   $name  File name, ending in .php.
+	 * @param string[] $parts Its contents after the guard, in order.
+	 * @throws Postbag_Spool_Exception When the directory cannot be written.
+	 */
+	public function write_file( string $name, array $parts ): void {
+		$this->prepare();
+		$this->put( $name, array_merge( array( self::GUARD ), $parts ) );
+	}
+
+	/**
+	 * @param string $name File name written by write_file() or moved in by adopt().
+	 * @return string|null Its contents after the guard; null when it is gone or unguarded.
+	 */
+	public function read_file( string $name ): ?string {
+		$contents = @file_get_contents( $this->path( $name ) ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- gone is null.
+		if ( false === $contents || 0 !== strpos( $contents, self::GUARD ) ) {
+			return null;
+		}
+		return substr( $contents, strlen( self::GUARD ) );
+	}
+
+	/**
+	 * A temporary file in the spool, guarded and owner-only, for content too
+	 * large to hold in memory; adopt() gives it its name.
+	 *
+	 * @return array{0: string, 1: resource} Its path and a handle positioned after the guard.
+	 * @throws Postbag_Spool_Exception When it cannot be made.
+	 */
+	public function temp_file(): array {
+		$this->prepare();
+		$temp   = $this->path( '.' . bin2hex( random_bytes( 8 ) ) . '.tmp.php' );
+		$handle = @fopen( $temp, 'xb' ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- the exception carries the failure.
+		if ( false === $handle || ! chmod( $temp, 0600 ) || strlen( self::GUARD ) !== fwrite( $handle, self::GUARD ) ) {
+			if ( false !== $handle ) {
+				fclose( $handle );
+				unlink( $temp );
+			}
+			throw new Postbag_Spool_Exception( sprintf( 'Cannot write in the spool directory %s.', $this->dir() ) );
+		}
+		return array( $temp, $handle );
+	}
+
+	/**
+	 * Renames a finished temp_file() (closed) to `$name`, atomically.
+	 *
+	 * @param string $temp Its path.
+	 * @param string $name File name in the spool.
+	 * @throws Postbag_Spool_Exception When it cannot.
+	 */
+	public function adopt( string $temp, string $name ): void {
+		if ( ! rename( $temp, $this->path( $name ) ) ) {
+			@unlink( $temp ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- best effort; upgrade() removes it later.
+			throw new Postbag_Spool_Exception( sprintf( 'Cannot write %s in the spool directory %s.', $name, $this->dir() ) );
+		}
+	}
+
+	/**
+	 * @param string $name File name in the spool; gone already is fine.
+	 */
+	public function delete_file( string $name ): void {
+		$this->delete( $name );
+	}
+
+	/**
+	 * Names of the spool's files matching a glob pattern, sorted.
+	 *
+	 * @param string $pattern E.g. `*.job.php`.
+	 * @return string[]
+	 */
+	public function names( string $pattern ): array {
+		return array_map( 'basename', glob( $this->dir() . '/' . $pattern ) ?: array() );
+	}
+
+	/**
+	 * Takes an exclusive lock named `$name` without waiting; the operating
+	 * system releases it when the process ends, however it ends.
+	 *
+	 * @param string $name Lock file name in the spool.
+	 * @return resource|null The handle holding it (keep it open), or null when another process holds it.
+	 */
+	public function try_lock( string $name ) {
+		$this->prepare();
+		$handle = @fopen( $this->path( $name ), 'c' ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- null says it.
+		if ( false === $handle ) {
+			return null;
+		}
+		if ( ! flock( $handle, LOCK_EX | LOCK_NB ) ) {
+			fclose( $handle );
+			return null;
+		}
+		return $handle;
+	}
+
+	/**
 	 * Rewrites the unguarded files of earlier versions in the guarded format
 	 * and removes temporary files a crash left behind. Run on activation, by
 	 * each retry run and by Site Health.

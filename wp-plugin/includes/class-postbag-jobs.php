@@ -1,0 +1,828 @@
+<?php
+/**
+ * Notify jobs: queued by postbag_notify(), streamed after the response, uploaded.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * One notification to many recipients, from the call to the bucket.
+ *
+ * postbag_notify() checks the arguments (Postbag_Notify_Args), mints the job
+ * id, writes the job's record to the spool and returns: the recipients are
+ * not read during the request, so it costs the same for any number of them.
+ * After the response (the flusher's shutdown work, after
+ * fastcgi_finish_request()) the job's recipients are read a page at a time
+ * (Postbag_Recipient_Source) into gzip NDJSON part files in the spool
+ * (Postbag_Part_Writer), the job's progress (cursor, parts with their sizes
+ * and checksums) rewritten atomically after each page. Parts are uploaded in
+ * parallel waves as they accumulate; the manifest goes last, once the source
+ * is exhausted and every part is in the bucket, so the sender never sees a
+ * job whose parts are missing.
+ *
+ * Spool files per job: `<id>.job.php` (the record: what the caller asked,
+ * never rewritten), `<id>.progress.php` (status, cursor, parts, attempts),
+ * `<id>.part-<n>.php` (a part until it is uploaded), `<id>.att-<n>.php` (a
+ * large attachment), `<id>.lock.php` (held by the process working on it:
+ * the system releases it when that process dies, however it dies).
+ *
+ * Time: a worker stops at a page boundary when its budget is spent
+ * (`postbag_notify_time_budget`, 20 s; less when max_execution_time is
+ * closer) and a WP-Cron event (plus spawn_cron()) continues from the stored
+ * cursor. Rows are only ever written for pages past the stored cursor, and a
+ * page's parts are recorded with the cursor in one atomic write, so a crash
+ * anywhere neither drops a recipient nor writes one twice: a part file
+ * written but not recorded is rewritten under the same number. Failed
+ * uploads back off like spooled batches (Postbag_Spool_Retry::delay()) and
+ * are retried by its cron events; a job never falls back to wp_mail().
+ *
+ * Recipients held in memory (an array, an iterable, a Closure) cannot be
+ * continued elsewhere: such a job is streamed to the end by the process
+ * that queued it, whatever the budget, and a continuation that finds it
+ * unfinished and unlocked (its worker died) marks it failed, with the reason,
+ * and fires `postbag_job_failed`.
+ */
+final class Postbag_Jobs {
+
+	/** WP-Cron hook that continues jobs (planned when a job is queued, and at each pause). */
+	const HOOK = 'postbag_stream_jobs';
+
+	/** Seconds after a job is queued when its safety continuation runs, in case its worker dies. */
+	const SAFETY_DELAY = 60;
+
+	/** Default seconds of streaming per worker (`postbag_notify_time_budget`). */
+	const TIME_BUDGET = 20;
+
+	/** Seconds kept back from max_execution_time, for the last page and the uploads. */
+	const TIME_MARGIN = 5;
+
+	/** Parts uploaded at once, and most bytes read back from the spool for one wave. */
+	const WAVE_PARTS = 16;
+	const WAVE_BYTES = 8 * 1024 * 1024;
+
+	/** Text bytes a part may take before compression (its stored size stays under the schema's 64 MiB). */
+	const PART_TEXT_BYTES = 60 * 1024 * 1024;
+
+	/** Longest row, as a JSON line: a recipient is not a payload. */
+	const ROW_BYTES = 1024 * 1024;
+
+	const JOB_SUFFIX      = '.job.php';
+	const PROGRESS_SUFFIX = '.progress.php';
+	const LOCK_SUFFIX     = '.lock.php';
+
+	/** @var Postbag_Spool */
+	private $spool;
+
+	/** @var Postbag_Notify_Args */
+	private $args;
+
+	/** @var Postbag_Batch_Uploader */
+	private $uploader;
+
+	/** @var Postbag_Spool_Retry Its backoff is the jobs' too. */
+	private $retry;
+
+	/** @var callable(): int */
+	private $clock;
+
+	/** @var array<string, resource> Job id => lock held by this process. */
+	private $locks = array();
+
+	/** @var array<string, iterable|Closure|Iterator> Job id => recipients held in memory (an Iterator once reading began). */
+	private $memory = array();
+
+	/** @var array<string, true> Jobs queued by this request, streamed after its response. */
+	private $pending = array();
+
+	/**
+	 * @param Postbag_Spool          $spool    Where jobs wait.
+	 * @param Postbag_Notify_Args    $args     Checks postbag_notify()'s arguments.
+	 * @param Postbag_Batch_Uploader $uploader Puts objects in the bucket.
+	 * @param Postbag_Spool_Retry    $retry    Backoff, and the cron events that retry.
+	 * @param callable(): int        $clock    Current Unix time.
+	 */
+	public function __construct( Postbag_Spool $spool, Postbag_Notify_Args $args, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock ) {
+		$this->spool    = $spool;
+		$this->args     = $args;
+		$this->uploader = $uploader;
+		$this->retry    = $retry;
+		$this->clock    = $clock;
+	}
+
+	public function init(): void {
+		add_action( self::HOOK, array( $this, 'run' ) );
+		// The spool's retry events retry jobs too: one mechanism for everything waiting for S3.
+		add_action( Postbag_Spool_Retry::HOOK, array( $this, 'run' ) );
+		add_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'run' ) );
+		// Last, so the keyset's order and limit stand whatever another filter did.
+		add_action( 'pre_user_query', array( 'Postbag_Recipient_Source', 'keyset' ), PHP_INT_MAX );
+	}
+
+	public function remove(): void {
+		remove_action( self::HOOK, array( $this, 'run' ) );
+		remove_action( Postbag_Spool_Retry::HOOK, array( $this, 'run' ) );
+		remove_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'run' ) );
+		remove_action( 'pre_user_query', array( 'Postbag_Recipient_Source', 'keyset' ), PHP_INT_MAX );
+	}
+
+	/**
+	 * postbag_notify(): checks, records and returns; never reads the recipients.
+	 *
+	 * @param array $args See postbag_notify().
+	 * @return string|WP_Error The job id, or the error naming the argument at fault (`data['field']`).
+	 */
+	public function notify( array $args ) {
+		/**
+		 * Filters a notify job's arguments before they are checked.
+		 *
+		 * @param array $args postbag_notify() arguments.
+		 */
+		$args = apply_filters( 'postbag_notify_args', $args );
+		try {
+			$job = $this->args->check( is_array( $args ) ? $args : array() );
+		} catch ( Postbag_Mail_Exception $e ) {
+			return new WP_Error( $e->reason, $e->getMessage(), array( 'field' => $e->field ) );
+		}
+		$job_id = wp_generate_uuid4();
+		try {
+			$this->create( $job_id, $job );
+		} catch ( Postbag_Spool_Exception $e ) {
+			// No synchronous fallback: a job that cannot be kept is refused while the caller can react.
+			return new WP_Error( 'postbag_spool_unavailable', $e->getMessage(), array( 'field' => 'spool' ) );
+		}
+		if ( 'memory' === $job['source']['kind'] ) {
+			$this->memory[ $job_id ] = $job['source']['rows'];
+		}
+		$this->pending[ $job_id ] = true;
+		// Planned before the response, so a worker killed after it still leaves the job a continuation.
+		Postbag_Spool_Retry::ensure_hourly();
+		wp_schedule_single_event( ( $this->clock )() + self::SAFETY_DELAY, self::HOOK );
+
+		/**
+		 * Fires when a notify job is recorded in the spool (its recipients are read after the response).
+		 *
+		 * @param string $job_id Job id.
+		 * @param array  $args   Its arguments, after `postbag_notify_args`.
+		 */
+		do_action( 'postbag_job_queued', $job_id, $args );
+		return $job_id;
+	}
+
+	/**
+	 * Writes the job's record and first progress, holding its lock from now
+	 * until this process streams it (so no continuation elsewhere takes it first).
+	 *
+	 * @param string $job_id Job id.
+	 * @param array  $job    See Postbag_Notify_Args::check().
+	 * @throws Postbag_Spool_Exception When the spool cannot be written.
+	 */
+	private function create( string $job_id, array $job ): void {
+		$lock = $this->spool->try_lock( $job_id . self::LOCK_SUFFIX );
+		if ( null === $lock ) {
+			throw new Postbag_Spool_Exception( sprintf( 'Cannot lock a job in the spool directory %s.', $this->spool->dir() ) );
+		}
+		$this->locks[ $job_id ] = $lock;
+		foreach ( $job['blobs'] as $n => $blob ) {
+			$job['attachments'][ $n ]['s3_key'] = Postbag_Batch::attachment_key( $job_id, 'job', (int) $n );
+			$this->spool->write_file( self::attachment_file( $job_id, (int) $n ), array( $blob ) );
+		}
+		$source = $job['source'];
+		unset( $source['rows'] );
+		$now    = ( $this->clock )();
+		$record = array(
+			'job_id'       => $job_id,
+			'site'         => array(
+				'url'     => home_url(),
+				'blog_id' => get_current_blog_id(),
+			),
+			'created_at'   => gmdate( 'Y-m-d\TH:i:s\Z', $now ),
+			'source'       => $source,
+			'meta'         => $job['meta'],
+			'template'     => $job['template'],
+			'context_json' => $job['context_json'],
+			'attachments'  => $job['attachments'],
+			'blobs'        => array_keys( $job['blobs'] ),
+		);
+		$this->spool->write_file( $job_id . self::JOB_SUFFIX, array( Postbag_Batch::encode( $record ) ) );
+		$this->save_progress(
+			$job_id,
+			array(
+				'status'           => 'streaming',
+				'kind'             => $source['kind'],
+				'cursor'           => null,
+				'next_part'        => 1,
+				'rows'             => 0,
+				'dropped'          => 0,
+				'last_dropped'     => '',
+				'parts'            => array(),
+				'blobs_uploaded'   => false,
+				'attempts'         => 0,
+				'first_spooled_at' => $now,
+				'next_attempt_at'  => $now,
+				'last_error'       => '',
+			)
+		);
+	}
+
+	/** Whether this request queued jobs to stream after its response. */
+	public function has_pending(): bool {
+		return (bool) $this->pending;
+	}
+
+	/**
+	 * The flusher's after-response work: this request's jobs, within the time budget.
+	 *
+	 * @return array See stream_pending().
+	 */
+	public function after_response(): array {
+		$ids           = array_keys( $this->pending );
+		$this->pending = array();
+		return $this->advance_all( $ids, $this->deadline(), false );
+	}
+
+	/** The cron events' work: every job in the spool, within the time budget. */
+	public function run(): void {
+		$this->stream_pending();
+	}
+
+	/**
+	 * Advances every job in the spool that no other process holds: streams
+	 * its recipients until the deadline, uploads what is due, the manifest
+	 * last. For the cron events, benchmarks and tests.
+	 *
+	 * @param float|null $deadline Unix time (microtime) to stop streaming at a page boundary; default: the time budget.
+	 * @param bool       $force    Ignore upload backoff.
+	 * @return array{jobs: int, rows: int, parts: int, uploaded: string[], paused: string[], waiting: string[], failed: string[]}
+	 *         What it did: rows and parts written, jobs whose manifest is in the bucket, jobs stopped by
+	 *         the deadline, jobs waiting for S3, jobs that failed.
+	 */
+	public function stream_pending( ?float $deadline = null, bool $force = false ): array {
+		$ids = array_unique( array_merge( array_keys( $this->pending ), $this->ids() ) );
+		return $this->advance_all( $ids, $deadline ?? $this->deadline(), $force );
+	}
+
+	/**
+	 * Ids of the jobs in the spool, oldest record first.
+	 *
+	 * @return string[]
+	 */
+	public function ids(): array {
+		$ids = array();
+		foreach ( $this->spool->names( '*' . self::JOB_SUFFIX ) as $name ) {
+			$ids[] = substr( $name, 0, -strlen( self::JOB_SUFFIX ) );
+		}
+		return $ids;
+	}
+
+	/**
+	 * Every job's progress (status, rows, parts, attempts, last_error), for notices and Site Health.
+	 *
+	 * @return array<string, array> Job id => progress.
+	 */
+	public function states(): array {
+		$states = array();
+		foreach ( $this->ids() as $id ) {
+			$progress = $this->progress( $id );
+			if ( null !== $progress ) {
+				$states[ $id ] = $progress;
+			}
+		}
+		return $states;
+	}
+
+	/**
+	 * Removes a failed job's files (the admin's "Dismiss").
+	 *
+	 * @param string $job_id Job id.
+	 * @return bool Whether it was a failed job.
+	 */
+	public function forget_failed( string $job_id ): bool {
+		$progress = $this->progress( $job_id );
+		if ( null === $progress || 'failed' !== $progress['status'] ) {
+			return false;
+		}
+		$this->remove_files( $job_id );
+		return true;
+	}
+
+	/**
+	 * The time budget's end: `postbag_notify_time_budget` seconds from now,
+	 * less when max_execution_time (as set_time_limit() left it) ends first.
+	 */
+	private function deadline(): float {
+		/**
+		 * Filters how many seconds a worker streams notify jobs before it
+		 * leaves the rest to a WP-Cron continuation.
+		 *
+		 * @param int $seconds Default 20.
+		 */
+		$budget = max( 1, (int) apply_filters( 'postbag_notify_time_budget', self::TIME_BUDGET ) );
+		$limit  = (int) ini_get( 'max_execution_time' );
+		if ( $limit > 0 ) {
+			$started = (float) ( $_SERVER['REQUEST_TIME_FLOAT'] ?? microtime( true ) );
+			if ( function_exists( 'set_time_limit' ) && set_time_limit( $budget + 60 ) ) {
+				$limit   = $budget + 60; // The count starts again now: the budget alone decides.
+				$started = microtime( true );
+			}
+			return min( microtime( true ) + $budget, $started + $limit - self::TIME_MARGIN );
+		}
+		return microtime( true ) + $budget;
+	}
+
+	/**
+	 * @param string[] $ids      Job ids.
+	 * @param float    $deadline When to stop streaming.
+	 * @param bool     $force    Ignore upload backoff.
+	 * @return array See stream_pending().
+	 */
+	private function advance_all( array $ids, float $deadline, bool $force ): array {
+		$summary = array(
+			'jobs'     => 0,
+			'rows'     => 0,
+			'parts'    => 0,
+			'uploaded' => array(),
+			'paused'   => array(),
+			'waiting'  => array(),
+			'failed'   => array(),
+		);
+		foreach ( $ids as $id ) {
+			$this->advance( (string) $id, $deadline, $force, $summary );
+		}
+		if ( $summary['paused'] ) {
+			$this->continue_soon();
+		}
+		return $summary;
+	}
+
+	/**
+	 * One job, as far as it goes now; nothing it meets escapes (another job must go on).
+	 *
+	 * @param string $id       Job id.
+	 * @param float  $deadline When to stop streaming.
+	 * @param bool   $force    Ignore upload backoff.
+	 * @param array  $summary  See stream_pending(), added to.
+	 */
+	private function advance( string $id, float $deadline, bool $force, array &$summary ): void {
+		$lock = $this->locks[ $id ] ?? $this->spool->try_lock( $id . self::LOCK_SUFFIX );
+		if ( null === $lock ) {
+			return; // Another process is at it.
+		}
+		$this->locks[ $id ] = $lock;
+		$record             = $this->record( $id );
+		$progress           = $this->progress( $id );
+		$switched           = false;
+		try {
+			if ( null === $record || null === $progress || 'failed' === $progress['status'] ) {
+				return; // Gone (finished by another process), or failed and waiting for the admin.
+			}
+			++$summary['jobs'];
+			$blog_id = (int) ( $record['site']['blog_id'] ?? 0 );
+			if ( is_multisite() && $blog_id && get_current_blog_id() !== $blog_id ) {
+				$switched = switch_to_blog( $blog_id ); // A user_query reads the users of the job's site.
+			}
+			if ( 'streaming' === $progress['status'] && 'memory' !== $progress['kind'] && ! $this->due( $progress, $force ) ) {
+				$summary['waiting'][] = $id; // Its source or an upload failed: backed off.
+				return;
+			}
+			if ( 'streaming' === $progress['status'] ) {
+				$this->stream( $id, $record, $progress, $deadline, $force, $summary );
+			}
+			if ( 'uploading' === $progress['status'] ) {
+				$this->upload( $id, $record, $progress, $force, $summary );
+			}
+		} catch ( Throwable $e ) {
+			// A fault of the source or the spool: kept with its reason and retried after a backoff.
+			if ( null !== $progress && isset( $this->memory[ $id ] ) && 'streaming' === $progress['status'] ) {
+				$this->fail( $id, $progress, sprintf( 'Reading its recipients failed: %s', $e->getMessage() ), $summary );
+			} elseif ( null !== $progress ) {
+				$this->attempt_failed( $id, $progress, $e->getMessage(), $summary );
+			}
+		} finally {
+			if ( $switched ) {
+				restore_current_blog();
+			}
+			if ( null === $progress || 'streaming' !== $progress['status'] ) {
+				unset( $this->memory[ $id ] ); // Read to the end, or failed: the rows can go.
+			}
+			flock( $lock, LOCK_UN );
+			fclose( $lock );
+			unset( $this->locks[ $id ] );
+		}
+	}
+
+	/**
+	 * Reads pages into parts until the source ends or the deadline passes.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $record   Its record.
+	 * @param array  $progress Its progress, updated.
+	 * @param float  $deadline When to stop, at a page boundary.
+	 * @param bool   $force    Ignore upload backoff.
+	 * @param array  $summary  See stream_pending().
+	 */
+	private function stream( string $id, array $record, array &$progress, float $deadline, bool $force, array &$summary ): void {
+		$rows = null;
+		if ( 'memory' === $record['source']['kind'] ) {
+			if ( ! isset( $this->memory[ $id ] ) ) {
+				$this->fail( $id, $progress, sprintf( 'Its recipients were held in the memory of the PHP worker that queued it, which ended after writing %d of them (killed, or out of time or memory): only a user_query or a callback source survives the worker. Queue it again.', $progress['rows'] ), $summary );
+				return;
+			}
+			if ( ! $this->memory[ $id ] instanceof Iterator ) {
+				$this->memory[ $id ] = Postbag_Recipient_Source::iterator( $this->memory[ $id ] );
+			}
+			$rows = $this->memory[ $id ];
+		}
+		while ( 'streaming' === $progress['status'] ) {
+			// Memory rows cannot be continued elsewhere: they are streamed to the end here.
+			if ( null === $rows && microtime( true ) >= $deadline ) {
+				$summary['paused'][] = $id;
+				return;
+			}
+			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
+			$parts = $this->write( $id, $page['rows'], $progress );
+
+			// The page's parts and the cursor past it, in one atomic write.
+			$progress['parts']  = array_merge( $progress['parts'], $parts );
+			$progress['cursor'] = $page['cursor'];
+			if ( $page['done'] ) {
+				$progress['status'] = 'uploading';
+			}
+			$this->save_progress( $id, $progress );
+			$summary['parts'] += count( $parts );
+			$summary['rows']  += array_sum( array_column( $parts, 'rows' ) );
+
+			if ( 'streaming' === $progress['status'] && count( self::not_uploaded( $progress ) ) >= self::WAVE_PARTS && $this->due( $progress, $force ) ) {
+				$this->upload_parts( $id, $progress, $summary );
+			}
+		}
+	}
+
+	/**
+	 * Writes a page's rows into as many parts as they need.
+	 *
+	 * @param string   $id       Job id.
+	 * @param iterable $rows     The page.
+	 * @param array    $progress Its progress: `next_part`, `rows`, `dropped` are updated (saved by the caller).
+	 * @return array[] The parts written.
+	 * @throws Postbag_Spool_Exception When the spool cannot be written.
+	 */
+	private function write( string $id, iterable $rows, array &$progress ): array {
+		$filtered = has_filter( 'postbag_notify_recipient' );
+		$parts    = array();
+		$writer   = null;
+		try {
+			foreach ( $rows as $row ) {
+				if ( $filtered ) {
+					/**
+					 * Filters one recipient row of a notify job; false leaves it out.
+					 *
+					 * @param array|false $row    `email`, `name`, `user_id`, `vars`.
+					 * @param string      $job_id Job id.
+					 */
+					$row = apply_filters( 'postbag_notify_recipient', $row, $id );
+					if ( false === $row ) {
+						continue;
+					}
+				}
+				$row  = Postbag_Job_Format_V2::recipient( $row );
+				$line = is_array( $row ) ? Postbag_Job_Format_V2::line( $row ) : false;
+				if ( false === $line || strlen( $line ) > self::ROW_BYTES ) {
+					// One bad row never stops the others; the sender never sees it.
+					++$progress['dropped'];
+					$progress['last_dropped'] = is_string( $row ) ? $row : 'a row that cannot be encoded as JSON, or larger than 1 MB';
+					continue;
+				}
+				$writer = $writer ?? new Postbag_Part_Writer( $this->spool );
+				$writer->add( $line );
+				if ( $writer->rows() >= Postbag_Job_Format_V2::PART_ROWS || $writer->text_bytes() >= self::PART_TEXT_BYTES ) {
+					$parts[] = $this->finish_part( $id, $writer, $progress );
+					$writer  = null;
+				}
+			}
+			if ( null !== $writer ) {
+				$parts[] = $this->finish_part( $id, $writer, $progress );
+				$writer  = null;
+			}
+		} finally {
+			if ( null !== $writer ) {
+				$writer->discard();
+			}
+		}
+		return $parts;
+	}
+
+	/**
+	 * @param string              $id       Job id.
+	 * @param Postbag_Part_Writer $writer   A part with rows.
+	 * @param array               $progress Updated: the next part number, rows written.
+	 * @throws Postbag_Spool_Exception When the spool cannot be written.
+	 */
+	private function finish_part( string $id, Postbag_Part_Writer $writer, array &$progress ): array {
+		$n    = (int) $progress['next_part'];
+		$part = $writer->finish( self::part_file( $id, $n ), Postbag_Job_Format_V2::part_key( $id, $n ) );
+		$progress['next_part'] = $n + 1;
+		$progress['rows']     += $part['rows'];
+		return $part;
+	}
+
+	/**
+	 * Uploads what is due: the parts, large attachments, then the manifest.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $record   Its record.
+	 * @param array  $progress Its progress, updated.
+	 * @param bool   $force    Ignore the backoff.
+	 * @param array  $summary  See stream_pending().
+	 */
+	private function upload( string $id, array $record, array &$progress, bool $force, array &$summary ): void {
+		if ( ! $this->due( $progress, $force ) ) {
+			$summary['waiting'][] = $id;
+			return;
+		}
+		if ( ! $this->upload_parts( $id, $progress, $summary ) || ! $this->upload_blobs( $id, $record, $progress, $summary ) ) {
+			return;
+		}
+		$key      = Postbag_Job_Format_V2::manifest_key( $id );
+		$failures = $this->uploader->put( array( $key => Postbag_Job_Format_V2::manifest( $record, $progress['parts'], (int) $progress['rows'] ) ), 'application/json' );
+		if ( isset( $failures[ $key ] ) ) {
+			$this->attempt_failed( $id, $progress, $failures[ $key ], $summary );
+			return;
+		}
+		$this->remove_files( $id );
+		$summary['uploaded'][] = $id;
+
+		/**
+		 * Fires when a notify job's manifest is in the bucket, after all its parts: the sender takes it from here.
+		 *
+		 * @param string $job_id  Job id.
+		 * @param int    $rows    Recipients in its parts.
+		 * @param int    $dropped Rows left out as invalid.
+		 */
+		do_action( 'postbag_job_uploaded', $id, (int) $progress['rows'], (int) $progress['dropped'] );
+	}
+
+	/**
+	 * Uploads the parts not yet in the bucket, in parallel waves read back from the spool.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $progress Its progress, updated and saved.
+	 * @param array  $summary  See stream_pending().
+	 * @return bool Whether every part is in the bucket now.
+	 */
+	private function upload_parts( string $id, array &$progress, array &$summary ): bool {
+		foreach ( self::waves( $progress['parts'], self::not_uploaded( $progress ) ) as $wave ) {
+			$bodies = array();
+			foreach ( $wave as $index ) {
+				$body = $this->spool->read_file( self::part_file( $id, self::part_number( $progress['parts'][ $index ]['key'] ) ) );
+				if ( null === $body || strlen( $body ) !== $progress['parts'][ $index ]['bytes'] ) {
+					$this->fail( $id, $progress, sprintf( 'Its part file %s is missing from the spool or damaged.', $progress['parts'][ $index ]['key'] ), $summary );
+					return false;
+				}
+				$bodies[ $progress['parts'][ $index ]['key'] ] = $body;
+			}
+			// Gzip files, not gzip-encoded JSON: no Content-Encoding, so S3 hands out the bytes the checksum covers.
+			$failures = $this->uploader->put( $bodies, 'application/x-ndjson' );
+			unset( $bodies );
+			foreach ( $wave as $index ) {
+				if ( ! isset( $failures[ $progress['parts'][ $index ]['key'] ] ) ) {
+					$progress['parts'][ $index ]['uploaded'] = true;
+				}
+			}
+			$this->save_progress( $id, $progress );
+			foreach ( $wave as $index ) {
+				if ( $progress['parts'][ $index ]['uploaded'] ) {
+					$this->spool->delete_file( self::part_file( $id, self::part_number( $progress['parts'][ $index ]['key'] ) ) );
+				}
+			}
+			if ( $failures ) {
+				$this->attempt_failed( $id, $progress, (string) reset( $failures ), $summary );
+				return false;
+			}
+		}
+		return true;
+	}
+
+	/**
+	 * Large attachments, before the manifest that names them.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $record   Its record.
+	 * @param array  $progress Its progress, updated.
+	 * @param array  $summary  See stream_pending().
+	 * @return bool Whether they are all in the bucket.
+	 */
+	private function upload_blobs( string $id, array $record, array &$progress, array &$summary ): bool {
+		if ( $progress['blobs_uploaded'] || ! $record['blobs'] ) {
+			return true;
+		}
+		$bodies = array();
+		foreach ( $record['blobs'] as $n ) {
+			$body = $this->spool->read_file( self::attachment_file( $id, (int) $n ) );
+			if ( null === $body ) {
+				$this->fail( $id, $progress, sprintf( 'Its attachment %s is missing from the spool.', $record['attachments'][ $n ]['filename'] ), $summary );
+				return false;
+			}
+			$bodies[ $record['attachments'][ $n ]['s3_key'] ] = $body;
+		}
+		$failures = $this->uploader->put( $bodies, 'application/octet-stream' );
+		if ( $failures ) {
+			$this->attempt_failed( $id, $progress, (string) reset( $failures ), $summary );
+			return false;
+		}
+		$progress['blobs_uploaded'] = true;
+		$this->save_progress( $id, $progress );
+		return true;
+	}
+
+	/**
+	 * Indexes of parts in waves of at most WAVE_PARTS and WAVE_BYTES (a larger part goes alone).
+	 *
+	 * @param array[] $parts   A job's parts.
+	 * @param int[]   $indexes Those to upload.
+	 * @return Generator<int, int[]>
+	 */
+	private static function waves( array $parts, array $indexes ): Generator {
+		$wave  = array();
+		$bytes = 0;
+		foreach ( $indexes as $index ) {
+			$size = (int) $parts[ $index ]['bytes'];
+			if ( $wave && ( count( $wave ) >= self::WAVE_PARTS || $bytes + $size > self::WAVE_BYTES ) ) {
+				yield $wave;
+				$wave  = array();
+				$bytes = 0;
+			}
+			$wave[] = $index;
+			$bytes += $size;
+		}
+		if ( $wave ) {
+			yield $wave;
+		}
+	}
+
+	/**
+	 * @param array $progress A job's progress.
+	 * @return int[] Indexes of its parts not in the bucket yet.
+	 */
+	private static function not_uploaded( array $progress ): array {
+		return array_keys(
+			array_filter(
+				$progress['parts'],
+				static function ( array $part ): bool {
+					return ! $part['uploaded'];
+				}
+			)
+		);
+	}
+
+	/**
+	 * @param array $progress A job's progress.
+	 * @param bool  $force    Ignore the backoff.
+	 */
+	private function due( array $progress, bool $force ): bool {
+		return $force || (int) $progress['next_attempt_at'] <= ( $this->clock )();
+	}
+
+	/**
+	 * An upload or a read failed: the job waits in the spool, backed off like
+	 * a batch, retried by the spool's cron event.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $progress Its progress, updated and saved.
+	 * @param string $reason   Why.
+	 * @param array  $summary  See stream_pending().
+	 */
+	private function attempt_failed( string $id, array &$progress, string $reason, array &$summary ): void {
+		$now                         = ( $this->clock )();
+		$progress['attempts']        = (int) $progress['attempts'] + 1;
+		$progress['last_error']      = $reason;
+		$progress['next_attempt_at'] = $now + $this->retry->delay( $progress['attempts'] );
+		try {
+			$this->save_progress( $id, $progress );
+		} catch ( Postbag_Spool_Exception $e ) {
+			unset( $e ); // The job waits with its last saved progress: retried all the same.
+		}
+		$summary['waiting'][] = $id;
+		Postbag_Spool_Retry::ensure_hourly();
+		// Refused when a retry is already planned within ten minutes of it, which is as good.
+		wp_schedule_single_event( $progress['next_attempt_at'], Postbag_Spool_Retry::HOOK );
+
+		/**
+		 * Fires when a notify job could not go on (an upload failed, its source
+		 * failed) and waits in the spool for a retry. It never falls back to wp_mail().
+		 *
+		 * @param string $job_id Job id.
+		 * @param string $reason Why.
+		 */
+		do_action( 'postbag_job_spooled', $id, $reason );
+	}
+
+	/**
+	 * A job that can never finish: kept, marked failed with the reason (the
+	 * admin notice shows it), its part files dropped, `postbag_job_failed` fired.
+	 *
+	 * @param string $id       Job id.
+	 * @param array  $progress Its progress, updated and saved.
+	 * @param string $reason   Why.
+	 * @param array  $summary  See stream_pending().
+	 */
+	private function fail( string $id, array &$progress, string $reason, array &$summary ): void {
+		$progress['status']     = 'failed';
+		$progress['last_error'] = $reason;
+		$progress['failed_at']  = ( $this->clock )();
+		try {
+			$this->save_progress( $id, $progress );
+		} catch ( Postbag_Spool_Exception $e ) {
+			unset( $e ); // Found failed again by the next run.
+		}
+		foreach ( $this->spool->names( $id . '.part-*.php' ) as $name ) {
+			$this->spool->delete_file( $name );
+		}
+		$summary['failed'][] = $id;
+
+		/**
+		 * Fires when a notify job failed for good; its manifest was never uploaded, so nobody got it.
+		 *
+		 * @param string $job_id Job id.
+		 * @param string $reason Why.
+		 */
+		do_action( 'postbag_job_failed', $id, $reason );
+	}
+
+	/** Plans the continuation of paused jobs now, and wakes WP-Cron. */
+	private function continue_soon(): void {
+		// A safety event planned minutes ahead would make WordPress refuse one now: this one replaces it.
+		wp_clear_scheduled_hook( self::HOOK );
+		wp_schedule_single_event( ( $this->clock )(), self::HOOK );
+		if ( ! ( defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON ) ) {
+			spawn_cron();
+		}
+	}
+
+	/**
+	 * @param string $id Job id.
+	 */
+	private function remove_files( string $id ): void {
+		// The record first: a job without its record is gone; the lock file last.
+		$this->spool->delete_file( $id . self::JOB_SUFFIX );
+		foreach ( $this->spool->names( $id . '.*.php' ) as $name ) {
+			if ( $id . self::LOCK_SUFFIX !== $name ) {
+				$this->spool->delete_file( $name );
+			}
+		}
+		$this->spool->delete_file( $id . self::LOCK_SUFFIX );
+	}
+
+	/**
+	 * @param string $id Job id.
+	 */
+	private function record( string $id ): ?array {
+		$json   = $this->spool->read_file( $id . self::JOB_SUFFIX );
+		$record = null === $json ? null : json_decode( $json, true );
+		return is_array( $record ) ? $record : null;
+	}
+
+	/**
+	 * @param string $id Job id.
+	 */
+	private function progress( string $id ): ?array {
+		$json     = $this->spool->read_file( $id . self::PROGRESS_SUFFIX );
+		$progress = null === $json ? null : json_decode( $json, true );
+		return is_array( $progress ) && isset( $progress['status'], $progress['parts'] ) ? $progress : null;
+	}
+
+	/**
+	 * @param string $id       Job id.
+	 * @param array  $progress Its progress.
+	 * @throws Postbag_Spool_Exception When the spool cannot be written.
+	 */
+	private function save_progress( string $id, array $progress ): void {
+		$this->spool->write_file( $id . self::PROGRESS_SUFFIX, array( Postbag_Batch::encode( $progress ) ) );
+	}
+
+	/**
+	 * @param string $id Job id.
+	 * @param int    $n  Part number.
+	 */
+	private static function part_file( string $id, int $n ): string {
+		return sprintf( '%s.part-%05d.php', $id, $n );
+	}
+
+	/**
+	 * @param string $key A part's object key.
+	 */
+	private static function part_number( string $key ): int {
+		return (int) preg_replace( '/^.*part-(\d+)\.ndjson\.gz$/', '$1', $key );
+	}
+
+	/**
+	 * @param string $id Job id.
+	 * @param int    $n  Index among the job's attachments.
+	 */
+	private static function attachment_file( string $id, int $n ): string {
+		return sprintf( '%s.att-%d.php', $id, $n );
+	}
+}
