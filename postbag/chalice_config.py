@@ -1,9 +1,10 @@
 """Reads and updates ``chalice_app/.chalice/config.json`` and renders the role policy.
 
 ``postbag provision`` owns a stage's concrete values (bucket, ledger table,
-sender identities, configuration set, events topic, policy files); everything
-shared by all stages (memory, timeout, reserved concurrency, log retention)
-stays as written in the file.
+sender identities, configuration set, events topic, work queue, the fan-out
+sender's concurrency, policy files); everything shared by all stages (memory,
+timeouts, the other functions' reserved concurrency, log retention) stays as
+written in the file.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from typing import Any
 
 from chalicelib.config import Settings
 from postbag.aws import CommandError
-from postbag.stack import EVENTS_HANDLER, HANDLER, Stack
+from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / "chalice_app"
 Config = dict[str, Any]
+# The functions with a role of their own (the sender's is the stage's policy file).
+OWN_POLICY_HANDLERS = (EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER)
+# Concurrent fan-out senders SQS may run (Chalice's maximum_concurrency: 2-1000).
+MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1000
+DEFAULT_CONCURRENCY = 2
+DEFAULT_CHUNK_ROWS = "500"
+CHALICE_DEFAULT_TIMEOUT = 60
 
 
 def config_path(chalice_dir: Path) -> Path:
@@ -70,12 +78,64 @@ def stage_settings(config: Config, stage: str) -> Settings:
     return Settings.from_env(stage_env(config, stage))
 
 
+def function_setting(config: Config, stage: str, handler: str, name: str) -> Any:
+    """A function's setting where Chalice finds it: the stage's entry for the
+    function, the stage, the function's top-level entry, then the top level."""
+    stage_cfg = config.get("stages", {}).get(stage, {})
+    for scope in (
+        stage_cfg.get("lambda_functions", {}).get(handler, {}),
+        stage_cfg,
+        config.get("lambda_functions", {}).get(handler, {}),
+        config,
+    ):
+        if name in scope:
+            return scope[name]
+    return None
+
+
+def function_timeout(config: Config, stage: str, handler: str) -> int:
+    """The function's timeout in seconds (Chalice's default is 60)."""
+    found = function_setting(config, stage, handler, "lambda_timeout")
+    return CHALICE_DEFAULT_TIMEOUT if found is None else int(found)
+
+
+def _max_concurrency(value: int) -> str:
+    if not MIN_CONCURRENCY <= value <= MAX_CONCURRENCY:
+        raise CommandError(
+            f"--max-concurrency must be {MIN_CONCURRENCY}-{MAX_CONCURRENCY} "
+            f"(SQS's maximum concurrency for a Lambda), not {value}"
+        )
+    return str(value)
+
+
+def _configure_fanout(stage_cfg: Config, stack: Stack, max_concurrency: int | None) -> None:
+    """The notify jobs' queue and how many fan-out senders may run at once.
+
+    The sender's reserved concurrency equals its maximum concurrency: SQS's
+    pollers invoke at most that many, and fewer reserved would throttle them
+    (a throttled invocation returns its message to the queue and counts a
+    receive, a step towards the dead-letter queue). Without a maximum
+    concurrency Lambda starts five pollers at once, hence AWS's advice to
+    reserve five at least; with one, its value is what must be reserved.
+    """
+    env = stage_cfg.setdefault("environment_variables", {})
+    env["POSTBAG_WORK_QUEUE"] = stack.work_queue
+    env.setdefault("POSTBAG_CHUNK_ROWS", DEFAULT_CHUNK_ROWS)
+    current = int(env.get("POSTBAG_MAX_CONCURRENCY", DEFAULT_CONCURRENCY))
+    env["POSTBAG_MAX_CONCURRENCY"] = _max_concurrency(
+        current if max_concurrency is None else max_concurrency
+    )
+    work_cfg = stage_cfg["lambda_functions"].setdefault(WORK_HANDLER, {})
+    work_cfg["reserved_concurrency"] = int(env["POSTBAG_MAX_CONCURRENCY"])
+
+
 def configure_stage(
     config: Config,
     stack: Stack,
     senders: list[str],
     configuration_set: str | None,
     reserved_concurrency: int | None,
+    max_concurrency: int | None = None,
 ) -> None:
     """Put the stage's concrete values into ``config`` (in place).
 
@@ -84,9 +144,10 @@ def configure_stage(
     """
     stage_cfg = config.setdefault("stages", {}).setdefault(stack.stage, {})
     stage_cfg["iam_policy_file"] = policy_name(stack.stage)
-    # Chalice gives each function its own role; the event recorder's policy is narrower.
-    events_cfg = stage_cfg.setdefault("lambda_functions", {}).setdefault(EVENTS_HANDLER, {})
-    events_cfg["iam_policy_file"] = policy_name(stack.stage, EVENTS_HANDLER)
+    # Chalice gives each function its own role; the others' policies are narrower.
+    functions = stage_cfg.setdefault("lambda_functions", {})
+    for handler in OWN_POLICY_HANDLERS:
+        functions.setdefault(handler, {})["iam_policy_file"] = policy_name(stack.stage, handler)
     if reserved_concurrency is not None:
         stage_cfg["reserved_concurrency"] = reserved_concurrency
     current_set = stage_env(config, stack.stage).get("POSTBAG_DEFAULT_CONFIGURATION_SET")
@@ -99,4 +160,5 @@ def configure_stage(
         configuration_set or current_set or stack.configuration_set
     )
     env["POSTBAG_SES_EVENTS_TOPIC"] = stack.ses_events_topic
+    _configure_fanout(stage_cfg, stack, max_concurrency)
     stage_cfg.setdefault("tags", {}).update(stack.tags)

@@ -1,10 +1,12 @@
 """postbag: the operator's tool. Provision a stage, wire it after `chalice deploy`,
-look at it, re-drive failed mail, tear it down.
+look at it, re-drive failed mail, send and follow notify jobs, tear it down.
 
     postbag provision --stage prod --bucket my-site-mail --region eu-west-1 \\
         --sender-identity example.org --alarm-email ops@example.org --create-wp-user
     (cd chalice_app && chalice deploy --stage prod)
     postbag wire --stage prod
+    postbag notify new-post.json --stage prod      # prints the job id
+    postbag status --stage prod --job JOB_ID
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from postbag.resources.bucket import Retention
 from postbag.stack import Stack
 
 STAGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+# Skipped rows of `postbag notify` printed one by one; the rest are counted.
+SHOW_SKIPPED = 20
 
 
 def stage_name(value: str) -> str:
@@ -67,14 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(wire)
     status = commands.add_parser(
-        "status", help="count queued, failed and quarantined batches; SES events on or off"
+        "status",
+        help="count queued, failed and quarantined batches, notify work items; SES events "
+        "on or off; or one job's progress",
     )
     _common(status)
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--job", type=_job_id, help="print this notify job's status document")
+    _job_parsers(commands)
     redrive = commands.add_parser("redrive", help="send failed mail again, once the cause is fixed")
     _common(redrive)
-    redrive.add_argument("--batch", help="only this batch id (default: every failed batch)")
-    redrive.add_argument(
+    which = redrive.add_mutually_exclusive_group()
+    which.add_argument("--batch", help="only this batch id (default: every failed batch)")
+    which.add_argument(
         "--failed-invocations",
         action="store_true",
         help="instead, deliver again the events in the failure queue (invocations Lambda "
@@ -86,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also delete a bucket that holds unsent batches"
     )
     return parser
+
+
+def _job_id(value: str) -> str:
+    from postbag.jobs import job_id
+
+    try:
+        return job_id(value)
+    except CommandError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _job_parsers(commands: argparse._SubParsersAction) -> None:
+    notify = commands.add_parser(
+        "notify", help="send one notification to many recipients (a job spec file)"
+    )
+    notify.add_argument(
+        "file", type=Path, metavar="FILE",
+        help="job spec: meta, template, context and recipients (a list, or a CSV or NDJSON "
+        "file's path); see docs/deploy.md",
+    )
+    _common(notify)
+    cancel = commands.add_parser("cancel", help="stop a notify job (mail already sent stays sent)")
+    _common(cancel)
+    cancel.add_argument("--job", type=_job_id, required=True, help="the job id")
 
 
 def _provision_parser(commands: argparse._SubParsersAction) -> None:
@@ -104,6 +137,11 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
         "events to the stage's topic (default: as before, else postbag-<stage>)",
     )
     p.add_argument("--reserved-concurrency", type=int, help="the function's reserved concurrency")
+    p.add_argument(
+        "--max-concurrency", type=int,
+        help="notify jobs: fan-out senders SQS may run at once, also their reserved "
+        "concurrency (2-1000; default: as before, else 2)",
+    )
     p.add_argument("--kms-key", default="", help="SSE-KMS key id, alias or ARN (default: SSE-S3)")
     p.add_argument("--processed-days", type=int, default=7, help="keep sent batches (days)")
     p.add_argument("--failed-days", type=int, default=30,
@@ -111,8 +149,12 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--receipts-days", type=int, default=30, help="keep receipts (days)")
     p.add_argument("--failure-queue-days", type=int, default=14,
                    help="keep messages in the failure queue (days, at most 14)")
+    p.add_argument("--work-queue-days", type=int, default=4,
+                   help="keep notify work items in the work queue (days, 1-13)")
     p.add_argument("--max-wait-minutes", type=int, default=15,
                    help="alarm when a batch waits longer than this")
+    p.add_argument("--max-job-hours", type=int, default=6,
+                   help="alarm when a notify job's work waits longer than this in the queue")
     alarm = p.add_mutually_exclusive_group()
     alarm.add_argument("--alarm-email", default="", help="create an SNS topic mailing this address")
     alarm.add_argument("--sns-topic", default="", help="notify this existing SNS topic ARN")
@@ -152,10 +194,13 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
         senders=[s.strip().lower() for s in args.sender_identity],
         configuration_set=args.configuration_set,
         reserved_concurrency=args.reserved_concurrency,
+        max_concurrency=args.max_concurrency,
         kms_key=args.kms_key,
         retention=Retention(args.processed_days, args.failed_days, args.receipts_days),
         failure_queue_days=args.failure_queue_days,
+        work_queue_days=args.work_queue_days,
         max_wait_minutes=args.max_wait_minutes,
+        max_job_hours=args.max_job_hours,
         alarm_email=args.alarm_email,
         sns_topic=args.sns_topic,
         create_wp_user=args.create_wp_user,
@@ -185,6 +230,15 @@ def run_wire(args: argparse.Namespace, aws: Aws) -> None:
 def run_status(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.status import status
 
+    if args.job:
+        from postbag import jobs
+
+        settings = chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
+        document = jobs.status(
+            aws.client("s3"), aws.client("dynamodb"), settings, _stage_bucket(args), args.job
+        )
+        print(json.dumps(document, indent=None if args.json else 2, ensure_ascii=False))
+        return
     stack = _stack(args, aws)
     counts = status(
         aws.client("s3"), aws.client("sqs"), aws.client("ses"), stack,
@@ -194,7 +248,7 @@ def run_status(args: argparse.Namespace, aws: Aws) -> None:
         print(json.dumps(counts))
         return
     for name, count in counts.items():
-        print(f"{name.replace('_', ' '):<14} {'-' if count is None else count}")
+        print(f"{name.replace('_', ' '):<18} {'-' if count is None else count}")
 
 
 def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
@@ -216,6 +270,35 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
     print(f"re-driven: {len(keys)}", file=sys.stderr)
 
 
+def run_notify(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag.notify import notify, sender_checks
+
+    # Which bucket first: a stage without one fails before the file is read.
+    bucket = _stage_bucket(args)
+    checks = sender_checks(chalice_config.stage_settings(
+        chalice_config.load(args.chalice_dir), args.stage))
+    outcome = notify(aws.client("s3"), bucket, args.file, *checks)
+    for reason in outcome.skipped[:SHOW_SKIPPED]:
+        print(f"skipped {reason}", file=sys.stderr)
+    if len(outcome.skipped) > SHOW_SKIPPED:
+        print(f"... and {len(outcome.skipped) - SHOW_SKIPPED} more", file=sys.stderr)
+    print(
+        f"job {outcome.job_id}: {outcome.recipients} recipient(s) in {outcome.parts} part(s), "
+        f"{len(outcome.skipped)} row(s) skipped; s3://{bucket}/{outcome.manifest_key}\n"
+        f"follow it: postbag status --stage {args.stage} --job {outcome.job_id}",
+        file=sys.stderr,
+    )
+    print(outcome.job_id)
+
+
+def run_cancel(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag import jobs
+
+    bucket = _stage_bucket(args)
+    key = jobs.cancel(aws.client("s3"), bucket, args.job)
+    print(f"cancelled: s3://{bucket}/{key} (mail already sent stays sent)", file=sys.stderr)
+
+
 def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
     from postbag.teardown import teardown
 
@@ -229,6 +312,8 @@ COMMANDS = {
     "wire": run_wire,
     "status": run_status,
     "redrive": run_redrive,
+    "notify": run_notify,
+    "cancel": run_cancel,
     "teardown": run_teardown,
 }
 

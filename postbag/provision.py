@@ -1,8 +1,9 @@
 """``postbag provision``: everything a stage needs before ``chalice deploy``.
 
-Order: the bucket, the ledger table, the failure queue, the SES events
-(topic, configuration set, event destination), the alarms, the WordPress
-credentials, then the stage's Chalice settings and role policies (files).
+Order: the bucket, the ledger table, the failure queue, the notify jobs'
+work queue and its dead-letter queue, the SES events (topic, configuration
+set, event destination), the alarms, the WordPress credentials, then the
+stage's Chalice settings and role policies (files).
 The policies are rendered and the configuration set is read first, so a bad
 option or a set another stage uses changes nothing. Every step compares
 before it writes, so a second run changes nothing.
@@ -17,11 +18,11 @@ from typing import Any
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
 from postbag.report import CREATED, UNCHANGED, UPDATED, Report
-from postbag.resources import alarms, bucket, policies, ses_events, wordpress
+from postbag.resources import alarms, bucket, policies, ses_events, wordpress, work_queue
 from postbag.resources.bucket import Retention
 from postbag.resources.failure_queue import ensure_failure_queue
 from postbag.resources.ledger_table import ensure_ledger
-from postbag.stack import EVENTS_HANDLER, Stack
+from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,13 @@ class Options:
     senders: list[str] = field(default_factory=list)
     configuration_set: str | None = None
     reserved_concurrency: int | None = None
+    max_concurrency: int | None = None
     kms_key: str = ""
     retention: Retention = Retention()
     failure_queue_days: int = 14
+    work_queue_days: int = 4
     max_wait_minutes: int = 15
+    max_job_hours: int = 6
     alarm_email: str = ""
     sns_topic: str = ""
     create_wp_user: bool = False
@@ -60,11 +64,20 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         kms_key_arn = bucket.current_kms_key(s3, stack, has_bucket)
     config = chalice_config.load(opts.chalice_dir)
     chalice_config.configure_stage(
-        config, stack, opts.senders, opts.configuration_set, opts.reserved_concurrency
+        config, stack, opts.senders, opts.configuration_set, opts.reserved_concurrency,
+        opts.max_concurrency,
     )
     settings = chalice_config.stage_settings(config, opts.stage)
+    timeout = chalice_config.function_timeout(config, opts.stage, WORK_HANDLER)
     try:
-        role_policy = policies.lambda_policy(stack, settings, kms_key_arn)
+        role_policies = {
+            HANDLER: policies.lambda_policy(stack, settings, kms_key_arn),
+            EVENTS_HANDLER: policies.events_policy(stack, settings),
+            JOB_HANDLER: policies.splitter_policy(stack, settings, kms_key_arn),
+            WORK_HANDLER: policies.fanout_policy(stack, settings, kms_key_arn),
+        }
+        # Checked here, before anything changes.
+        work_queue.queue_attributes(stack, timeout, opts.work_queue_days, kms_key_arn)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     events = ses_events.read(aws.client("ses"), settings.default_configuration_set)
@@ -74,6 +87,9 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     bucket.ensure_bucket(s3, stack, opts.retention, kms_key_arn, has_bucket, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
+    work_queue.ensure(
+        aws.client("sqs"), stack, timeout, opts.work_queue_days, kms_key_arn, report
+    )
     ses_events.ensure(aws.client("sns"), aws.client("ses"), stack, events, report)
     _ensure_alarms(aws, stack, opts, report)
 
@@ -86,12 +102,8 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
     constants = wordpress.wp_config(stack, kms_key_arn, key)
     # Files last: `chalice deploy` then sees a stage only once its resources exist.
     _write(report, chalice_config.config_path(opts.chalice_dir), config)
-    _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage), role_policy)
-    _write(
-        report,
-        chalice_config.policy_path(opts.chalice_dir, opts.stage, EVENTS_HANDLER),
-        policies.events_policy(stack, settings),
-    )
+    for handler, document in role_policies.items():
+        _write(report, chalice_config.policy_path(opts.chalice_dir, opts.stage, handler), document)
     return Outcome(wp_policy, constants)
 
 
@@ -118,5 +130,5 @@ def _ensure_alarms(aws: Aws, stack: Stack, opts: Options, report: Report) -> Non
     existing = alarms.existing_alarms(cloudwatch, stack)
     # Without a topic option, keep notifying whatever an earlier run set up.
     actions = [topic] if topic else alarms.current_actions(existing)
-    definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes)
+    definitions = alarms.alarm_definitions(stack, opts.max_wait_minutes, opts.max_job_hours)
     alarms.ensure_alarms(cloudwatch, definitions, actions, existing, report)

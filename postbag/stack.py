@@ -14,6 +14,9 @@ APP_NAME = "postbag"
 HANDLER = "on_batch_uploaded"
 # The handler that records SES's Send events in the ledger (subscribed to the events topic).
 EVENTS_HANDLER = "on_ses_event"
+# Notify jobs: the splitter (a job's manifest uploaded) and the fan-out sender (SQS).
+JOB_HANDLER = "on_job_uploaded"
+WORK_HANDLER = "on_work_item"
 # The configuration set's event destination that publishes Send events to the topic.
 SES_EVENT_DESTINATION = "postbag-ledger"
 # Every resource carries this tag, so a console search finds a stage's resources.
@@ -39,10 +42,25 @@ class Stack:
     def events_function_name(self) -> str:
         return f"{self.prefix}-{EVENTS_HANDLER}"
 
+    def handler_function(self, handler: str) -> str:
+        return f"{self.prefix}-{handler}"
+
     @property
-    def function_names(self) -> tuple[str, str]:
-        """Both functions Chalice deploys: the sender, then the SES event recorder."""
-        return self.function_name, self.events_function_name
+    def async_function_names(self) -> tuple[str, str, str]:
+        """The functions invoked asynchronously (S3 and SNS events), whose failed
+        invocations go to the failure queue: the sender, the SES event recorder,
+        the job splitter."""
+        return (
+            self.function_name,
+            self.events_function_name,
+            self.handler_function(JOB_HANDLER),
+        )
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        """Every function Chalice deploys: the fan-out sender too, which SQS invokes
+        (its failed work items go to the work queue's dead-letter queue)."""
+        return (*self.async_function_names, self.handler_function(WORK_HANDLER))
 
     @property
     def ledger_table(self) -> str:
@@ -51,6 +69,15 @@ class Stack:
     @property
     def failure_queue(self) -> str:
         return f"{self.prefix}-failures"
+
+    @property
+    def work_queue(self) -> str:
+        """The notify jobs' work items (one message per chunk of recipients)."""
+        return f"{self.prefix}-work"
+
+    @property
+    def work_dlq(self) -> str:
+        return f"{self.prefix}-work-dlq"
 
     @property
     def alarm_topic(self) -> str:
@@ -90,6 +117,14 @@ class Stack:
     @property
     def queue_arn(self) -> str:
         return self.arn("sqs", self.failure_queue)
+
+    @property
+    def work_queue_arn(self) -> str:
+        return self.arn("sqs", self.work_queue)
+
+    @property
+    def work_dlq_arn(self) -> str:
+        return self.arn("sqs", self.work_dlq)
 
     @property
     def ses_events_topic_arn(self) -> str:

@@ -1,5 +1,6 @@
-"""``postbag status``: how many batches wait, failed or were quarantined, and
-whether SES still publishes its Send events."""
+"""``postbag status``: how many batches wait, failed or were quarantined, how
+many notify work items wait, are being sent or died, and whether SES still
+publishes its Send events."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from chalicelib.config import (
     QUEUE_PREFIX,
     STATE_TAG,
 )
-from postbag.resources import failure_queue, ses_events
+from postbag.resources import failure_queue, ses_events, work_queue
 from postbag.stack import Stack
 
 
@@ -54,6 +55,7 @@ def status(
         "failed": sum(1 for _ in _objects(s3, stack.bucket, FAILED_PREFIX)),
         "quarantined": sum(1 for _ in _objects(s3, stack.bucket, QUARANTINE_PREFIX)),
         "failure_queue": failure_queue.depth(sqs, stack),
+        **work_queue.status(sqs, stack),
         # Without the events, an ambiguous send cannot be settled by SES's evidence.
         "ses_events": ses_events.destination_state(ses, stack, configuration_set),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from chalicelib.config import QUEUE_PREFIX
 from postbag.aws import Aws, CommandError
 from postbag.report import ABSENT, DELETED, Report
-from postbag.resources import alarms, ses_events, wordpress
+from postbag.resources import alarms, ses_events, wordpress, work_queue
 from postbag.resources.bucket import bucket_exists, empty_and_delete_bucket
 from postbag.resources.failure_queue import delete_failure_queue
 from postbag.resources.ledger_table import delete_ledger
@@ -33,6 +33,7 @@ def teardown(
     alarms.delete_topic(aws.client("sns"), stack, report)
     wordpress.delete_all(aws.client("iam"), stack, report)
     delete_failure_queue(aws.client("sqs"), stack, report)
+    work_queue.delete(aws.client("sqs"), stack, report)
     delete_ledger(aws.client("dynamodb"), stack, report)
     if has_bucket:
         empty_and_delete_bucket(s3, stack.bucket)
@@ -49,10 +50,24 @@ def _refuse_if_unsafe(aws: Aws, stack: Stack, has_bucket: bool, force: bool) -> 
                 f"{QUEUE_PREFIX} (e.g. {unsent[0]['Key']}): wait for the sender "
                 "(`postbag status`), or pass --force to delete them unsent"
             )
+    if not force:
+        _refuse_unsent_work(aws, stack)
     lambda_client = aws.client("lambda")
     left = [n for n in stack.function_names if function_exists(lambda_client, n)]
     if left:
         raise CommandError(
             f"still deployed: {', '.join(left)}: run "
             f"`chalice delete --stage {stack.stage}` in chalice_app/ first"
+        )
+
+
+def _refuse_unsent_work(aws: Aws, stack: Stack) -> None:
+    """Work items still queued or being sent are mail not yet sent."""
+    counts = work_queue.status(aws.client("sqs"), stack)
+    waiting = (counts["work_queued"] or 0) + (counts["work_in_flight"] or 0)
+    if waiting:
+        raise CommandError(
+            f"{stack.work_queue} still holds {waiting} notify work item(s): wait for the "
+            "sender (`postbag status`), cancel the job (`postbag cancel --job`), or pass "
+            "--force to delete them unsent"
         )

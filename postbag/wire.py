@@ -2,9 +2,11 @@
 
 Chalice has no setting for an asynchronous invocation's on-failure
 destination, so each function's event-invoke config (retries, maximum event
-age, failure queue) is put here: the sender's (S3 events) and the SES event
-recorder's (SNS deliveries), so that neither a batch nor SES's evidence of a
-send vanishes when its function keeps failing.
+age, failure queue) is put here: the sender's and the job splitter's (S3
+events) and the SES event recorder's (SNS deliveries), so that neither a
+batch, a job nor SES's evidence of a send vanishes when its function keeps
+failing. The fan-out sender is invoked by SQS, not asynchronously: its failed
+work items go to the work queue's dead-letter queue instead.
 """
 
 from __future__ import annotations
@@ -64,14 +66,14 @@ def current_invoke_config(lambda_client: Any, name: str) -> dict[str, Any] | Non
 
 
 def wire(lambda_client: Any, stack: Stack, report: Report) -> None:
-    missing = [n for n in stack.function_names if not function_exists(lambda_client, n)]
+    missing = [n for n in stack.async_function_names if not function_exists(lambda_client, n)]
     if missing:
         raise CommandError(
             f"not deployed: {', '.join(missing)}: "
             f"run `chalice deploy --stage {stack.stage}` first"
         )
     desired = desired_invoke_config(stack)
-    for name in stack.function_names:
+    for name in stack.async_function_names:
         report.converge(
             f"Lambda {name} on-failure destination {stack.failure_queue}",
             partial(current_invoke_config, lambda_client, name),

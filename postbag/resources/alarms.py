@@ -12,6 +12,14 @@ Four questions an operator wants a page for:
 - ``mail-late``: does mail reach SES late, end to end? (the sender's
   ``QueueDelay``, from the batch's creation in WordPress to the send: also
   counts a plugin spooling uploads, Lambda retries and continuations)
+
+and two about notify jobs:
+
+- ``work-dead-letters``: did a work item (a chunk of a job's recipients) fail
+  on every delivery? (messages visible in the work queue's dead-letter queue)
+- ``work-queue-age``: is a job's work waiting longer than a job should take?
+  (``ApproximateAgeOfOldestMessage`` of the work queue; a large job at SES's
+  rate legitimately waits hours, hence its own threshold in hours)
 """
 
 from __future__ import annotations
@@ -25,10 +33,15 @@ from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
 
 PERIOD = 300
-ALARMS = ("mails-failed", "failure-queue", "batches-waiting", "mail-late")
+ALARMS = (
+    "mails-failed", "failure-queue", "batches-waiting", "mail-late",
+    "work-dead-letters", "work-queue-age",
+)
 
 
-def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any]]:
+def alarm_definitions(
+    stack: Stack, max_wait_minutes: int, max_job_hours: int
+) -> list[dict[str, Any]]:
     def alarm(what: str, description: str, **metric: Any) -> dict[str, Any]:
         return {
             "AlarmName": stack.alarm(what),
@@ -77,6 +90,25 @@ def alarm_definitions(stack: Stack, max_wait_minutes: int) -> list[dict[str, Any
             Dimensions=[{"Name": "service", "Value": observe.SERVICE}],
             Statistic="Maximum",
             Threshold=float(max_wait_minutes * 60),  # seconds
+        ),
+        alarm(
+            "work-dead-letters",
+            "A notify job's work item failed on every delivery: see the work queue's "
+            "dead-letter queue and the sender's log.",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[{"Name": "QueueName", "Value": stack.work_dlq}],
+            Statistic="Maximum",
+            Threshold=0.0,
+        ),
+        alarm(
+            "work-queue-age",
+            f"A notify job's work waited more than {max_job_hours} hours in the work queue.",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateAgeOfOldestMessage",
+            Dimensions=[{"Name": "QueueName", "Value": stack.work_queue}],
+            Statistic="Maximum",
+            Threshold=float(max_job_hours * 3600),  # seconds
         ),
     ]
 

@@ -6,59 +6,31 @@ import json
 import sys
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from postbag.aws import error_code
-from postbag.report import ABSENT, CREATED, DELETED, Report
+from postbag.report import Report
+from postbag.resources import queues
 from postbag.stack import Stack
 
 
 def queue_url(sqs: Any, stack: Stack) -> str | None:
-    try:
-        return sqs.get_queue_url(QueueName=stack.failure_queue)["QueueUrl"]
-    except ClientError as exc:
-        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return None
-        raise
+    return queues.find_url(sqs, stack.failure_queue)
 
 
 def ensure_failure_queue(sqs: Any, stack: Stack, days: int, report: Report) -> None:
     attributes = {
-        "MessageRetentionPeriod": str(days * 24 * 3600),
+        "MessageRetentionPeriod": str(days * queues.DAY),
         "SqsManagedSseEnabled": "true",
     }
-    what = f"SQS queue {stack.failure_queue}"
-    url = queue_url(sqs, stack)
-    if url is None:
-        sqs.create_queue(QueueName=stack.failure_queue, Attributes=attributes, tags=stack.tags)
-        report.add(what, CREATED)
-        return
-    report.converge(
-        what + " attributes",
-        lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(attributes))[
-            "Attributes"
-        ],
-        attributes,
-        lambda: sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes),
-    )
+    queues.ensure(sqs, stack, stack.failure_queue, attributes, report)
 
 
 def depth(sqs: Any, stack: Stack) -> int | None:
     """Messages waiting in the queue; None when there is no queue."""
-    url = queue_url(sqs, stack)
-    if url is None:
-        return None
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
+    found = queues.counts(sqs, stack.failure_queue, queues.VISIBLE)
+    return None if found is None else found[queues.VISIBLE]
 
 
 def delete_failure_queue(sqs: Any, stack: Stack, report: Report) -> None:
-    url = queue_url(sqs, stack)
-    if url:
-        sqs.delete_queue(QueueUrl=url)
-    report.add(f"SQS queue {stack.failure_queue}", DELETED if url else ABSENT)
+    queues.delete(sqs, stack.failure_queue, report)
 
 
 def _failed_invocation(body: str, stack: Stack) -> tuple[str, dict[str, Any]] | None:
@@ -76,7 +48,7 @@ def _failed_invocation(body: str, stack: Stack) -> tuple[str, dict[str, Any]] | 
     # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
     parts = arn.split(":") if isinstance(arn, str) else []
     function = parts[6] if len(parts) > 6 else ""
-    if function not in stack.function_names:
+    if function not in stack.async_function_names:
         return None
     return (function, payload) if isinstance(payload, dict) and "Records" in payload else None
 

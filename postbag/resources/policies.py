@@ -7,8 +7,16 @@
   gives each function its own role, so the handler that reads what SNS
   delivers may write ledger records and nothing else — it can neither send
   mail nor touch the bucket;
+- the notify job splitter's role (``policy-<stage>-on_job_uploaded.json``):
+  reads a job's files, checks it was not cancelled, sends work items to the
+  work queue, quarantines a bad manifest;
+- the fan-out sender's role (``policy-<stage>-on_work_item.json``): takes work
+  items from the work queue (and hands the rest of one back), reads the job's
+  parts and attachments, sends through SES, writes the job's status and its
+  failed recipients — and can write neither a manifest nor a part;
 - the WordPress side, which may only drop batches and attachments under the
-  queue prefix.
+  queue prefix, drop a job's parts, manifest and cancel marker, and read a
+  job's status.
 
 Both are plain data built from the same :class:`~postbag.stack.Stack` and
 :class:`chalicelib.config.Settings` the Lambda runs with.
@@ -21,12 +29,13 @@ from typing import Any
 from chalicelib.config import (
     ATTACHMENTS_PREFIX,
     FAILED_PREFIX,
+    JOBS_PREFIX,
     QUARANTINE_PREFIX,
     QUEUE_PREFIX,
     RECEIPTS_PREFIX,
     Settings,
 )
-from postbag.stack import Stack
+from postbag.stack import JOB_HANDLER, WORK_HANDLER, Stack
 
 Policy = dict[str, Any]
 VERSION = "2012-10-17"
@@ -57,11 +66,92 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         ),
         _failure_destination(stack),
         *_log_statements(stack, f"{stack.prefix}-*"),
+        *_key_statements(kms_key_arn),
     ]
-    if kms_key_arn:
-        statements.append(
-            _statement("BucketKey", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn])
-        )
+    return {"Version": VERSION, "Statement": statements}
+
+
+def _key_statements(kms_key_arn: str) -> list[dict]:
+    """The stage's KMS key, if it has one, encrypts the bucket and the work queues:
+    reading needs Decrypt, writing an object or sending a message GenerateDataKey."""
+    if not kms_key_arn:
+        return []
+    return [_statement("BucketKey", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn])]
+
+
+# The ledger table calls each job function makes. The splitter starts a job's
+# progress item once (a conditional PutItem, so a replayed manifest event
+# queues nothing twice; GetItem to go on from a replay) and counts what it
+# enqueued (UpdateItem); the fan-out sender claims recipients in
+# TransactWriteItems (authorised as PutItem), reads settled claims
+# (BatchGetItem), completes them in batch writes, and adds each chunk's counts
+# to the job's progress and its sends to the shared per-second rate (UpdateItem).
+SPLITTER_LEDGER = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+FANOUT_LEDGER = [
+    "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
+]
+
+
+def _job_files(stack: Stack, name: str) -> str:
+    """``name`` in every job's folder: ``jobs/<job_id>/<name>``."""
+    return f"{stack.bucket_arn}/{JOBS_PREFIX}*/{name}"
+
+
+def splitter_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``on_job_uploaded``: a manifest's upload event in, work items out."""
+    statements = [
+        # ListBucket only so that a job without a cancel marker (or a missing
+        # part) answers 404, not 403.
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        # Manifests, parts (their checksums) and the cancel marker (a HEAD is a GetObject).
+        _statement("ReadJobs", ["s3:GetObject"], [stack.objects_arn(JOBS_PREFIX)]),
+        # The job's first status; a bad manifest is copied to quarantine, then deleted.
+        _statement(
+            "WriteStatusAndQuarantine",
+            ["s3:PutObject"],
+            [_job_files(stack, "status.json"), stack.objects_arn(QUARANTINE_PREFIX + JOBS_PREFIX)],
+        ),
+        _statement("MoveBadManifests", ["s3:DeleteObject"], [_job_files(stack, "manifest.json")]),
+        _statement("QueueWork", ["sqs:SendMessage", "sqs:GetQueueUrl"], [stack.work_queue_arn]),
+        _statement("Ledger", SPLITTER_LEDGER, [_ledger_arn(stack, settings)]),
+        _failure_destination(stack),
+        *_log_statements(stack, stack.handler_function(JOB_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
+    return {"Version": VERSION, "Statement": statements}
+
+
+def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``on_work_item``: one work item from SQS in, one mail per recipient out."""
+    statements = [
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        _statement(
+            "ReadJobsAndAttachments",
+            ["s3:GetObject"],
+            [stack.objects_arn(JOBS_PREFIX), stack.objects_arn(ATTACHMENTS_PREFIX)],
+        ),
+        # Its own outputs only: never a manifest, a part or a cancel marker.
+        _statement(
+            "WriteStatusAndFailures",
+            ["s3:PutObject"],
+            [_job_files(stack, "status.json"), stack.objects_arn(FAILED_PREFIX + JOBS_PREFIX)],
+        ),
+        # What Lambda's SQS poller does with the function's role, and the hand-back
+        # of a work item's unsent rest (SendMessage).
+        _statement(
+            "TakeWork",
+            [
+                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueUrl",
+            ],
+            [stack.work_queue_arn],
+        ),
+        *_ses_statements(stack, settings),
+        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        _statement("Ledger", FANOUT_LEDGER, [_ledger_arn(stack, settings)]),
+        *_log_statements(stack, stack.handler_function(WORK_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
     return {"Version": VERSION, "Statement": statements}
 
 
@@ -168,8 +258,28 @@ def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
         _statement("DropBatchesAndAttachments", ["s3:PutObject"], [
             stack.objects_arn(QUEUE_PREFIX)
         ]),
+        # A job: its parts, then its manifest (whose upload starts the send), and
+        # the marker that cancels it. It may not read any of them back.
+        _statement("DropJobs", ["s3:PutObject"], [
+            _job_files(stack, "part-*.ndjson.gz"),
+            _job_files(stack, "manifest.json"),
+            _job_files(stack, "cancel"),
+        ]),
+        # How far a job got. Without ListBucket a job with no status yet answers
+        # 403 AccessDenied rather than 404: the plugin reads both as "not yet".
+        _statement("ReadJobStatus", ["s3:GetObject"], [_job_files(stack, "status.json")]),
     ]
     if kms_key_arn:
-        # SSE-KMS uploads need a data key; reading (kms:Decrypt) is not needed.
-        statements.append(_statement("EncryptUploads", ["kms:GenerateDataKey"], [kms_key_arn]))
+        # SSE-KMS uploads need a data key. Reading a job's status needs Decrypt,
+        # through S3 only: S3 lets it read nothing but status documents, and it
+        # cannot ask KMS to decrypt anything directly.
+        statements += [
+            _statement("EncryptUploads", ["kms:GenerateDataKey"], [kms_key_arn]),
+            _statement(
+                "DecryptJobStatus",
+                ["kms:Decrypt"],
+                [kms_key_arn],
+                Condition={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            ),
+        ]
     return {"Version": VERSION, "Statement": statements}

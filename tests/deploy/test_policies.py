@@ -16,7 +16,7 @@ from chalicelib.config import Settings
 from chalicelib.ledger import create_table
 from postbag import chalice_config
 from postbag.resources import policies, ses_events
-from postbag.stack import EVENTS_HANDLER, HANDLER, Stack
+from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
 
 STACK = Stack("prod", "eu-west-1", "site-mail", "111122223333")
 SETTINGS = Settings.from_env(
@@ -277,6 +277,230 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
         assert ask(policy, action, table) == ALLOW, action
 
 
+# -- notify jobs: WordPress, the splitter, the fan-out sender ----------------------------
+
+JOB = "jobs/7d3f0c2a-9b1e-4f5a-8c6d-2e4b1a0f9c01/"
+WORK_QUEUE = "arn:aws:sqs:eu-west-1:111122223333:postbag-prod-work"
+WORK_DLQ = WORK_QUEUE + "-dlq"
+S3_VIA = {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+
+
+@pytest.mark.parametrize(
+    "action,key",
+    [
+        ("s3:PutObject", JOB + "part-00001.ndjson.gz"),
+        ("s3:PutObject", JOB + "part-12345.ndjson.gz"),
+        ("s3:PutObject", JOB + "manifest.json"),
+        ("s3:PutObject", JOB + "cancel"),
+        ("s3:GetObject", JOB + "status.json"),
+    ],
+    ids=["part", "part-many", "manifest", "cancel", "read-status"],
+)
+def test_wordpress_may_post_a_job_cancel_it_and_read_its_status(action, key):
+    assert ask(WP, action, OBJ + key) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:GetObject", OBJ + JOB + "manifest.json"),
+        ("s3:GetObject", OBJ + JOB + "part-00001.ndjson.gz"),
+        ("s3:GetObject", OBJ + JOB + "cancel"),
+        ("s3:PutObject", OBJ + JOB + "status.json"),
+        ("s3:PutObject", OBJ + JOB + "part-00001.ndjson"),
+        ("s3:PutObject", OBJ + JOB + "notes.txt"),
+        ("s3:PutObject", OBJ + "jobs/manifest.json"),
+        ("s3:DeleteObject", OBJ + JOB + "manifest.json"),
+        ("s3:DeleteObject", OBJ + JOB + "cancel"),
+        ("s3:GetObject", OBJ + "failed/" + JOB + "0.json"),
+        ("s3:PutObject", OBJ + "failed/" + JOB + "0.json"),
+        ("s3:GetObject", "arn:aws:s3:::site-mail-other/" + JOB + "status.json"),
+        ("sqs:SendMessage", WORK_QUEUE),
+    ],
+    ids=[
+        "read-manifest", "read-part", "read-cancel", "forge-status", "uncompressed-part",
+        "other-file", "manifest-outside-a-job", "delete-manifest", "delete-cancel",
+        "read-failed", "write-failed", "other-bucket", "queue-work",
+    ],
+)
+def test_wordpress_may_do_nothing_else_with_jobs(action, resource):
+    assert ask(WP, action, resource) != ALLOW
+
+
+def test_wordpress_decrypts_job_status_through_s3_only():
+    assert evaluate(WP_KMS, "kms:Decrypt", KEY, S3_VIA) == ALLOW
+    assert evaluate(WP_KMS, "kms:Decrypt", KEY, {"kms:ViaService": "sqs.eu-west-1.amazonaws.com"}
+                    ) != ALLOW
+    assert ask(WP_KMS, "kms:Decrypt", KEY) != ALLOW  # asking KMS itself
+    assert ask(WP, "kms:Decrypt", KEY) != ALLOW
+
+
+SPLITTER = policies.splitter_policy(STACK, SETTINGS)
+FANOUT = policies.fanout_policy(STACK, SETTINGS)
+SPLITTER_LOGS = LOGS.replace("on_batch_uploaded", "on_job_uploaded")
+FANOUT_LOGS = LOGS.replace("on_batch_uploaded", "on_work_item")
+
+SPLITTER_MAY = [
+    ("s3:GetObject", OBJ + JOB + "manifest.json"),
+    ("s3:GetObject", OBJ + JOB + "part-00001.ndjson.gz"),
+    ("s3:GetObject", OBJ + JOB + "cancel"),
+    ("s3:ListBucket", "arn:aws:s3:::site-mail"),
+    ("s3:PutObject", OBJ + JOB + "status.json"),
+    ("s3:PutObject", OBJ + "quarantine/" + JOB + "manifest.json"),
+    ("s3:PutObject", OBJ + "quarantine/" + JOB + "manifest.json.error.json"),
+    ("s3:DeleteObject", OBJ + JOB + "manifest.json"),
+    ("sqs:SendMessage", WORK_QUEUE),
+    ("sqs:GetQueueUrl", WORK_QUEUE),
+    ("dynamodb:PutItem", TABLE),
+    ("dynamodb:GetItem", TABLE),
+    ("dynamodb:UpdateItem", TABLE),
+    ("sqs:SendMessage", QUEUE),
+    ("logs:PutLogEvents", SPLITTER_LOGS + ":log-stream:x"),
+]
+
+
+@pytest.mark.parametrize(
+    "action,resource", SPLITTER_MAY, ids=[f"{a}-{_short(r)}" for a, r in SPLITTER_MAY]
+)
+def test_splitter_may_do_its_job(action, resource):
+    assert ask(SPLITTER, action, resource) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:PutObject", OBJ + JOB + "manifest.json"),
+        ("s3:PutObject", OBJ + JOB + "part-00001.ndjson.gz"),
+        ("s3:PutObject", OBJ + JOB + "cancel"),
+        ("s3:DeleteObject", OBJ + JOB + "part-00001.ndjson.gz"),
+        ("s3:DeleteObject", OBJ + JOB + "cancel"),
+        ("s3:PutObject", OBJ + "quarantine/b1.json"),
+        ("s3:GetObject", OBJ + "queue/b1.json"),
+        ("s3:PutObject", OBJ + "failed/" + JOB + "0.json"),
+        ("sqs:ReceiveMessage", WORK_QUEUE),
+        ("sqs:DeleteMessage", WORK_QUEUE),
+        ("sqs:SendMessage", WORK_DLQ),
+        ("sqs:PurgeQueue", WORK_QUEUE),
+        ("ses:SendEmail", SES + "identity/example.org"),
+        ("ses:SendRawEmail", SES + "identity/example.org"),
+        ("dynamodb:Scan", TABLE),
+        ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:PutItem", TABLE.replace("prod", "dev")),
+        ("logs:PutLogEvents", FANOUT_LOGS + ":log-stream:x"),
+    ],
+    ids=[
+        "write-manifest", "write-part", "write-cancel", "delete-part", "delete-cancel",
+        "quarantine-batch", "read-batch", "write-failed", "receive-work", "delete-work",
+        "send-dead-letter", "purge", "send", "send-raw", "scan-ledger", "delete-ledger",
+        "other-table", "sender-logs",
+    ],
+)
+def test_splitter_may_do_nothing_else(action, resource):
+    assert ask(SPLITTER, action, resource) != ALLOW
+
+
+FANOUT_MAY = [
+    ("s3:GetObject", OBJ + JOB + "manifest.json"),
+    ("s3:GetObject", OBJ + JOB + "part-00001.ndjson.gz"),
+    ("s3:GetObject", OBJ + JOB + "cancel"),
+    ("s3:GetObject", OBJ + "queue/attachments/j1/0"),
+    ("s3:ListBucket", "arn:aws:s3:::site-mail"),
+    ("s3:PutObject", OBJ + JOB + "status.json"),
+    ("s3:PutObject", OBJ + "failed/" + JOB + "0.json"),
+    ("sqs:ReceiveMessage", WORK_QUEUE),
+    ("sqs:DeleteMessage", WORK_QUEUE),
+    ("sqs:GetQueueAttributes", WORK_QUEUE),
+    ("sqs:ChangeMessageVisibility", WORK_QUEUE),
+    ("sqs:SendMessage", WORK_QUEUE),
+    ("sqs:GetQueueUrl", WORK_QUEUE),
+    ("ses:GetSendQuota", "*"),
+    ("dynamodb:PutItem", TABLE),
+    ("dynamodb:BatchGetItem", TABLE),
+    ("dynamodb:BatchWriteItem", TABLE),
+    ("dynamodb:UpdateItem", TABLE),
+    ("logs:PutLogEvents", FANOUT_LOGS + ":log-stream:x"),
+]
+
+
+@pytest.mark.parametrize(
+    "action,resource", FANOUT_MAY, ids=[f"{a}-{_short(r)}" for a, r in FANOUT_MAY]
+)
+def test_fanout_sender_may_do_its_job(action, resource):
+    assert ask(FANOUT, action, resource) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:PutObject", OBJ + JOB + "manifest.json"),
+        ("s3:PutObject", OBJ + JOB + "part-00001.ndjson.gz"),
+        ("s3:PutObject", OBJ + JOB + "cancel"),
+        ("s3:DeleteObject", OBJ + JOB + "manifest.json"),
+        ("s3:DeleteObject", OBJ + JOB + "cancel"),
+        ("s3:PutObject", OBJ + "queue/attachments/j1/0"),
+        ("s3:PutObject", OBJ + "failed/b1.json"),
+        ("s3:PutObject", OBJ + "quarantine/" + JOB + "manifest.json"),
+        ("s3:GetObject", OBJ + "queue/b1.json"),
+        ("s3:GetObject", OBJ + "failed/" + JOB + "0.json"),
+        ("sqs:ReceiveMessage", WORK_DLQ),
+        ("sqs:SendMessage", WORK_DLQ),
+        ("sqs:SendMessage", QUEUE),
+        ("sqs:PurgeQueue", WORK_QUEUE),
+        ("sqs:SetQueueAttributes", WORK_QUEUE),
+        ("sqs:ReceiveMessage", WORK_QUEUE.replace("prod", "dev")),
+        ("dynamodb:Scan", TABLE),
+        ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE.replace("prod", "dev")),
+        ("lambda:GetFunctionConcurrency", "*"),
+        ("logs:PutLogEvents", SPLITTER_LOGS + ":log-stream:x"),
+    ],
+    ids=[
+        "write-manifest", "write-part", "write-cancel", "delete-manifest", "delete-cancel",
+        "write-attachment", "write-failed-batch", "quarantine", "read-batch",
+        "read-failed", "receive-dead-letters", "send-dead-letter", "failure-queue", "purge",
+        "set-attributes", "other-stage-queue", "scan-ledger", "delete-ledger", "other-table",
+        "concurrency", "splitter-logs",
+    ],
+)
+def test_fanout_sender_may_do_nothing_else(action, resource):
+    assert ask(FANOUT, action, resource) != ALLOW
+
+
+@pytest.mark.parametrize(
+    "identity,sender,expected",
+    [
+        ("identity/example.org", "anyone@example.org", ALLOW),
+        ("identity/example.com", "news@example.com", ALLOW),
+        ("identity/example.com", "ceo@example.com", IMPLICIT_DENY),
+        ("identity/evil.org", "news@evil.org", IMPLICIT_DENY),
+        ("configuration-set/postbag", "anyone@example.org", ALLOW),
+        ("configuration-set/other", "anyone@example.org", IMPLICIT_DENY),
+    ],
+    ids=["listed-domain", "address-via-its-domain", "unlisted-address", "unlisted-domain",
+         "configured-set", "other-set"],
+)
+@pytest.mark.parametrize("action", ["ses:SendEmail", "ses:SendRawEmail"])
+def test_fanout_sender_sends_only_as_the_configured_identities(action, identity, sender, expected):
+    """SES v2 SendEmail is authorised as ses:SendEmail on the same identity and set ARNs."""
+    assert ask(FANOUT, action, SES + identity, sender=sender) == expected
+
+
+@pytest.mark.parametrize("render", [policies.splitter_policy, policies.fanout_policy],
+                         ids=["splitter", "fanout"])
+def test_job_functions_use_the_stage_key_only(render):
+    policy = render(STACK, SETTINGS, KEY)
+    assert ask(policy, "kms:Decrypt", KEY) == ALLOW
+    assert ask(policy, "kms:GenerateDataKey", KEY) == ALLOW
+    assert ask(policy, "kms:Decrypt", KEY.replace("1234abcd", "ffffffff")) != ALLOW
+    assert ask(render(STACK, SETTINGS), "kms:Decrypt", KEY) != ALLOW
+
+
+def test_only_the_send_quota_is_asked_of_every_resource_by_the_job_functions():
+    for policy in (SPLITTER, FANOUT):
+        wide = [s for s in policy["Statement"] if "*" in s["Resource"]]
+        assert [s["Action"] for s in wide] in ([], [["ses:GetSendQuota"]])
+
+
 # -- the events topic (a resource policy: the principal is checked in test_deploy) ---------
 
 TOPIC = "arn:aws:sns:eu-west-1:111122223333:postbag-prod-ses-events"
@@ -308,7 +532,7 @@ def test_a_policy_without_sender_identities_is_refused():
         policies.lambda_policy(STACK, Settings())
 
 
-@pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER])
+@pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_committed_example_policies_are_what_provisioning_renders(stage, handler):
     """The files in chalice_app/.chalice are rendered, never hand-edited."""
@@ -316,7 +540,12 @@ def test_committed_example_policies_are_what_provisioning_renders(stage, handler
     env = chalice_config.stage_env(config, stage)
     stack = Stack(stage, "us-east-1", env["POSTBAG_BUCKET"], "123456789012")
     settings = chalice_config.stage_settings(config, stage)
-    render = {HANDLER: policies.lambda_policy, EVENTS_HANDLER: policies.events_policy}[handler]
+    render = {
+        HANDLER: policies.lambda_policy,
+        EVENTS_HANDLER: policies.events_policy,
+        JOB_HANDLER: policies.splitter_policy,
+        WORK_HANDLER: policies.fanout_policy,
+    }[handler]
     path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage, handler)
     stage_cfg = config["stages"][stage]
     # How Chalice finds a function's policy file: its own entry first, then the stage's.

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import json
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from support.iam_eval import DENY, evaluate
 
 from chalicelib.config import Settings
 from postbag import chalice_config
+from postbag.aws import CommandError
 from postbag.cli import stage_name
 from postbag.report import Report
-from postbag.resources import policies, ses_events
+from postbag.resources import alarms, policies, ses_events, work_queue
 from postbag.resources.bucket import Retention, lifecycle_rules
 from postbag.stack import Stack
 
@@ -187,3 +190,140 @@ def test_teardown_leaves_a_set_that_publishes_to_another_stage():
     other = STACK.ses_events_topic_arn.replace("staging", "prod")
     reported = teardown_events(destination("postbag-ledger", other))
     assert "kept      SES configuration set site-mail (publishes to another topic)" in reported
+
+
+# -- notify jobs: the work queue, the fan-out sender's concurrency -----------------------
+
+
+def test_a_new_stage_gets_its_work_queue_and_job_functions():
+    config = committed()
+    chalice_config.configure_stage(config, STACK, ["example.org"], None, None)
+    env = chalice_config.stage_env(config, "staging")
+    assert env["POSTBAG_WORK_QUEUE"] == STACK.work_queue == "postbag-staging-work"
+    assert env["POSTBAG_CHUNK_ROWS"] == "500"
+    assert env["POSTBAG_MAX_CONCURRENCY"] == "2"  # Chalice's least
+    settings = chalice_config.stage_settings(config, "staging")
+    assert (settings.work_queue, settings.chunk_rows) == ("postbag-staging-work", 500)
+    functions = config["stages"]["staging"]["lambda_functions"]
+    assert functions["on_job_uploaded"] == {
+        "iam_policy_file": "policy-staging-on_job_uploaded.json"
+    }
+    assert functions["on_work_item"] == {
+        "iam_policy_file": "policy-staging-on_work_item.json", "reserved_concurrency": 2
+    }
+
+
+def test_max_concurrency_is_also_the_fanout_senders_reserved_concurrency():
+    config = committed()
+    chalice_config.configure_stage(config, STACK, ["example.org"], None, None, 8)
+    stage = config["stages"]["staging"]
+    assert stage["environment_variables"]["POSTBAG_MAX_CONCURRENCY"] == "8"
+    assert stage["lambda_functions"]["on_work_item"]["reserved_concurrency"] == 8
+    chalice_config.configure_stage(config, STACK, [], None, None)  # a later run keeps it
+    assert stage["lambda_functions"]["on_work_item"]["reserved_concurrency"] == 8
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1001], ids=["zero", "one", "above-lambda"])
+def test_max_concurrency_outside_what_sqs_takes_is_refused(bad):
+    with pytest.raises(CommandError, match="--max-concurrency must be 2-1000"):
+        chalice_config.configure_stage(committed(), STACK, ["example.org"], None, None, bad)
+
+
+def test_an_operators_chunk_size_is_kept():
+    config = committed()
+    config["stages"]["prod"]["environment_variables"]["POSTBAG_CHUNK_ROWS"] = "200"
+    chalice_config.configure_stage(config, Stack("prod", "r", "b", "1"), [], None, None)
+    assert chalice_config.stage_env(config, "prod")["POSTBAG_CHUNK_ROWS"] == "200"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_committed_stages_run_job_functions_as_chalice_will(stage):
+    """Chalice's order: the stage's function entry, the stage, the top-level function
+    entry, the top level. The fan-out sender's reserved concurrency must be at least
+    its maximum concurrency (fewer would throttle SQS's pollers, and each throttled
+    delivery counts towards the dead-letter queue)."""
+    config = committed()
+    env = chalice_config.stage_env(config, stage)
+    maximum = int(env["POSTBAG_MAX_CONCURRENCY"])
+    assert maximum >= 2
+    reserved = chalice_config.function_setting(config, stage, "on_work_item",
+                                               "reserved_concurrency")
+    assert reserved >= maximum
+    assert chalice_config.function_timeout(config, stage, "on_work_item") == 300
+    assert chalice_config.function_timeout(config, stage, "on_job_uploaded") == 300
+    assert env["POSTBAG_WORK_QUEUE"] == Stack(stage, "us-east-1", "b").work_queue
+    for handler in ("on_job_uploaded", "on_work_item"):
+        assert chalice_config.function_setting(config, stage, handler, "iam_policy_file") == (
+            f"policy-{stage}-{handler}.json"
+        )
+
+
+def test_function_settings_follow_chalices_order():
+    config = {
+        "lambda_timeout": 60, "lambda_functions": {"f": {"lambda_timeout": 120}},
+        "stages": {"a": {}, "b": {"lambda_timeout": 200},
+                   "c": {"lambda_timeout": 200, "lambda_functions": {"f": {"lambda_timeout": 30}}}},
+    }
+    assert [chalice_config.function_timeout(config, s, "f") for s in "abc"] == [120, 200, 30]
+    assert chalice_config.function_timeout(config, "a", "g") == 60
+    assert chalice_config.function_timeout({}, "a", "g") == 60  # Chalice's default
+
+
+def test_work_queue_waits_six_function_timeouts_and_dies_after_five_receives():
+    attributes = work_queue.queue_attributes(STACK, 300, 4, "")
+    assert attributes["VisibilityTimeout"] == "1800"
+    assert attributes["MessageRetentionPeriod"] == str(4 * 24 * 3600)
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": "arn:aws:sqs:eu-west-1:111122223333:postbag-staging-work-dlq",
+        "maxReceiveCount": 5,
+    }
+    dlq = work_queue.dlq_attributes(STACK, "")
+    assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert json.loads(dlq["RedriveAllowPolicy"]) == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": ["arn:aws:sqs:eu-west-1:111122223333:postbag-staging-work"],
+    }
+
+
+@pytest.mark.parametrize("days", [0, 14, 15], ids=["none", "as-long-as-the-dlq", "longer"])
+def test_work_queue_keeps_messages_less_long_than_its_dead_letter_queue(days):
+    with pytest.raises(ValueError, match="less than its dead-letter queue"):
+        work_queue.queue_attributes(STACK, 300, days, "")
+
+
+@pytest.mark.parametrize(
+    "kms_key,expected",
+    [
+        ("", {"KmsMasterKeyId": "", "SqsManagedSseEnabled": "true"}),
+        ("arn:aws:kms:eu-west-1:111122223333:key/k1",
+         {"KmsMasterKeyId": "arn:aws:kms:eu-west-1:111122223333:key/k1",
+          "SqsManagedSseEnabled": "false"}),
+    ],
+    ids=["sqs-managed", "stage-key"],
+)
+def test_both_queues_are_encrypted_with_the_stage_key_if_any(kms_key, expected):
+    for attributes in (work_queue.queue_attributes(STACK, 300, 4, kms_key),
+                       work_queue.dlq_attributes(STACK, kms_key)):
+        assert {k: attributes[k] for k in expected} == expected
+
+
+def test_both_queues_refuse_plain_http():
+    for arn, attributes in ((STACK.work_queue_arn, work_queue.queue_attributes(STACK, 300, 4, "")),
+                            (STACK.work_dlq_arn, work_queue.dlq_attributes(STACK, ""))):
+        policy = json.loads(attributes["Policy"])
+        plain = {"aws:SecureTransport": "false"}
+        assert evaluate(policy, "sqs:SendMessage", arn, plain) == DENY
+        assert evaluate(policy, "sqs:ReceiveMessage", arn, plain) == DENY
+        assert evaluate(policy, "sqs:SendMessage", arn, {"aws:SecureTransport": "true"}) != DENY
+
+
+def test_job_alarms_watch_the_dead_letters_and_the_oldest_work():
+    found = {a["AlarmName"]: a for a in alarms.alarm_definitions(STACK, 15, 6)}
+    dead = found["postbag-staging-work-dead-letters"]
+    assert (dead["Namespace"], dead["MetricName"], dead["Threshold"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", 0.0)
+    assert dead["Dimensions"] == [{"Name": "QueueName", "Value": "postbag-staging-work-dlq"}]
+    age = found["postbag-staging-work-queue-age"]
+    assert (age["MetricName"], age["Threshold"]) == ("ApproximateAgeOfOldestMessage", 6 * 3600.0)
+    assert age["Dimensions"] == [{"Name": "QueueName", "Value": "postbag-staging-work"}]
+    assert set(found) == {STACK.alarm(what) for what in alarms.ALARMS}
