@@ -51,7 +51,7 @@ from chalicelib.observe import (
     logger,
     queue_delay,
 )
-from chalicelib.ratelimit import RateLimiter
+from chalicelib.ratelimit import Limiter
 from chalicelib.retry import RetryPolicy
 
 # A mail spends about this long in flight (SES's answer, a share of a
@@ -206,7 +206,7 @@ class Dispatcher:
     def __init__(
         self,
         ledger: Ledger,
-        limiter: RateLimiter,
+        limiter: Limiter,
         retry: RetryPolicy,
         workers: int,
         metrics: SendMetrics | None = None,
@@ -350,7 +350,9 @@ class Dispatcher:
             job = run.jobs[index]
             if job.key in sent:
                 del run.unknown[index]
-                run.outcomes[index] = self._complete(job, Result(message_id=sent[job.key]), run)
+                run.outcomes[index] = self._complete(
+                    job, Result(message_id=sent[job.key], mail_id=job.mail_id), run
+                )
             elif now >= resend_at and not run.stop.is_set():
                 del run.unknown[index]
                 logger.warning("no Send event within the window: sending again",
@@ -405,14 +407,14 @@ class Dispatcher:
             stop.set(Status.PAUSED, f"account stopped sending: {exc}")
             raise
         except PermanentError as exc:
-            return Result(reason=f"{type(exc).__name__}: {exc}")
+            return Result(reason=f"{type(exc).__name__}: {exc}", mail_id=job.mail_id)
         except PostbagError:
             raise
         except BaseException:
             # A bug or the process going down, not a send error: start nothing new.
             stop.set(Status.RETRY_LATER, ABORTED_REASON)
             raise
-        return Result(message_id=message_id)
+        return Result(message_id=message_id, mail_id=job.mail_id)
 
     def _send_once(self, job: Job, stop: _Stop, throttled: _Counter) -> str:
         if self._limiter.acquire(timeout=stop.seconds_left()) is None:
@@ -474,10 +476,13 @@ class Dispatcher:
         result = entry.result
         assert result is not None  # a completed record always carries one
         logger.info("mail already handled, skipped", extra=extra)
+        # Settled for this very mail by an earlier attempt, or for another mail with the
+        # same key (a recipient listed twice in a notify job): only the latter is news.
+        replayed = result.mail_id in (None, job.mail_id)
         if result.reason is not None:
-            return Outcome(job.mail_id, Status.FAILED, reason=result.reason, replayed=True)
+            return Outcome(job.mail_id, Status.FAILED, reason=result.reason, replayed=replayed)
         return Outcome(job.mail_id, Status.DUPLICATE, message_id=result.message_id,
-                       replayed=True)
+                       replayed=replayed)
 
     @staticmethod
     def _write(write: Callable[[], None]) -> None:

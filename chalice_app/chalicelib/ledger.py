@@ -95,6 +95,10 @@ class Result:
 
     message_id: str | None = None
     reason: str | None = None
+    # The mail that settled the key. A notify job's key is the recipient's address,
+    # which several rows may share: a replay tells its own row from another's by it.
+    # ``None`` in records written before it existed and in those SES's evidence settled.
+    mail_id: str | None = None
 
 
 @dataclass(frozen=True)

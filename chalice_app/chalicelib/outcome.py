@@ -68,7 +68,8 @@ class Recorder:
         self._s3 = s3_client
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def _put(self, bucket: str, key: str, document: Any) -> None:
+    def put(self, bucket: str, key: str, document: Any) -> None:
+        """Write ``document`` as JSON at ``key``."""
         s3_call(
             f"writing {key}",
             self._s3.put_object,
@@ -90,8 +91,8 @@ class Recorder:
             o.mail_id for o in outcomes if o.status in REDRIVABLE and o.mail_id in batch.mail_ids
         }
         if redrivable:
-            self._put(bucket, f"{FAILED_PREFIX}{name}.json", formats.subset(batch, redrivable))
-        self._put(bucket, f"{RECEIPTS_PREFIX}{name}.json", self._receipt(key, batch, outcomes))
+            self.put(bucket, f"{FAILED_PREFIX}{name}.json", formats.subset(batch, redrivable))
+        self.put(bucket, f"{RECEIPTS_PREFIX}{name}.json", self._receipt(key, batch, outcomes))
         # Only a batch whose every mail is settled may expire early; anything
         # else is kept longer for an operator.
         state = STATE_DONE if all(o.status in SETTLED for o in outcomes) else STATE_FAILED
@@ -117,7 +118,7 @@ class Recorder:
         origin = batch.continuation_of or key
         document = formats.subset(batch, mail_ids, continuation={"of": origin, "part": part})
         name = object_name(batch.batch_id, batch.redrive, part)
-        self._put(bucket, f"{QUEUE_PREFIX}{name}.json", document)
+        self.put(bucket, f"{QUEUE_PREFIX}{name}.json", document)
 
     def tag(self, bucket: str, key: str, state: str) -> None:
         s3_call(
@@ -151,6 +152,6 @@ class Recorder:
                 f"the key is too long to keep under {QUARANTINE_PREFIX} (S3 keys hold "
                 f"{MAX_KEY_BYTES:,} bytes): quarantined under the SHA-256 of the key"
             )
-        self._put(bucket, target + ERROR_SUFFIX, document)
+        self.put(bucket, target + ERROR_SUFFIX, document)
         s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
         return target

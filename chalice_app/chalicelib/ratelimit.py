@@ -1,7 +1,9 @@
-"""How fast one function instance may send, and a limiter that holds it to that.
+"""How fast the sender may send, and the limiters that hold it to that.
 
-SES counts its maximum send rate per second over the whole account; every
-concurrent instance of the function gets an equal share of it.
+SES counts its maximum send rate per second over the whole account.
+``SharedRateLimiter`` shares it between every instance that sends, through
+DynamoDB; ``RateLimiter`` paces one instance, and ``send_rate`` is one
+instance's equal share, the fallback when DynamoDB cannot be asked.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.errors import ConfigurationError, SendAmbiguous, SesUnavailable
+from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from chalicelib.observe import logger
 from chalicelib.send import translate
 
 
@@ -121,3 +125,146 @@ class RateLimiter:
             self._planned = slot
             self._granted.append(now)
             return now
+
+
+class Limiter(Protocol):
+    """What the engine asks of a limiter: a send slot, or ``None`` past ``timeout`` seconds."""
+
+    def acquire(self, timeout: float | None = None) -> float | None: ...
+
+
+def account_rate(settings: Settings, ses_client: Any) -> float:
+    """Mails per second for the whole account, whatever sends: ``POSTBAG_MAX_SEND_RATE``
+    when set, else SES's ``MaxSendRate``."""
+    return send_rate(settings, ses_client, lambda: 1)
+
+
+# The shared limiter's leases: about this many DynamoDB calls a second, all instances
+# together, at the full rate (10 tokens a lease at 500 mails/s).
+LEASES_PER_SECOND = 50
+# After DynamoDB fails, the local share is used this long before asking it again.
+FALLBACK_SECONDS = 10.0
+# Lease items outlive their second only to be cleaned up by the table's TTL.
+LEASE_TTL_SECONDS = 3600
+
+
+class SharedRateLimiter:
+    """The account's send rate, shared by every instance of every path that sends.
+
+    SES counts ``MaxSendRate`` over the whole account, so instances lease send
+    tokens from one DynamoDB item per wall-clock second in the ledger table:
+    ``UpdateItem ADD used :n`` on condition that ``used`` stays within the
+    rate. A lease holds a few tokens (``rate / LEASES_PER_SECOND``), so calls
+    stay at tens a second; tokens left at the end of their second are lost
+    (which only slows, never speeds). Within a lease a local ``RateLimiter``
+    paces the slots, so no instance bursts above the rate either. A job thus
+    reaches the account's rate once enough instances run, and the rate holds
+    whatever runs.
+
+    When DynamoDB fails the instance falls back to ``fallback_rate`` (a
+    conservative share of the rate, given by the caller) for
+    ``FALLBACK_SECONDS``, then asks DynamoDB again. Instances' clocks are
+    NTP-synchronised to milliseconds: the guard of the local limiter covers that.
+    """
+
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table: str,
+        namespace: str,
+        rate: float,
+        fallback_rate: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        lease: int | None = None,
+    ):
+        self._client = dynamodb_client
+        self._table = table
+        self._namespace = namespace
+        self.rate = rate
+        self.per_second = max(1, math.floor(rate))
+        self.lease_size = lease or max(1, math.ceil(rate / LEASES_PER_SECOND))
+        self._clock = clock
+        self._sleep = sleep
+        self._pace = RateLimiter(rate, clock=clock, sleep=sleep)
+        self._fallback = RateLimiter(min(fallback_rate, rate), clock=clock, sleep=sleep)
+        self._second = -1  # the second the tokens in hand belong to
+        self._tokens = 0
+        self._used_up = False
+        self._fallback_until = -math.inf
+        self._lock = threading.Lock()
+        self.leases = 0  # DynamoDB calls made (for tests and benchmarks)
+
+    def acquire(self, timeout: float | None = None) -> float | None:
+        """A send slot within this second's share of the account's rate; ``None`` if none
+        comes within ``timeout`` seconds."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            slot = self._pace.acquire(timeout=self._left(deadline))
+            if slot is None:
+                return None
+            with self._lock:
+                if slot < self._fallback_until:
+                    shared = None
+                else:
+                    shared = self._take(int(slot))
+            if shared is None:
+                return self._fallback.acquire(timeout=self._left(deadline))
+            if shared:
+                return slot
+            # The second is used up, by this instance or others: wait for the next one.
+            wait = int(slot) + 1 - self._clock()
+            if deadline is not None and self._clock() + wait > deadline:
+                return None
+            self._sleep(max(0.0, wait))
+
+    def _left(self, deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - self._clock())
+
+    def _take(self, second: int) -> bool | None:
+        """A token of ``second`` (lock held): True, False when the second is used up, None
+        when DynamoDB failed (the caller falls back)."""
+        if self._second != second:
+            self._second, self._tokens, self._used_up = second, 0, False
+        if not self._tokens and not self._used_up:
+            try:
+                self._tokens = self._lease(second)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("rate lease failed; using the local share",
+                               extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
+                self._fallback_until = self._clock() + FALLBACK_SECONDS
+                return None
+            self._used_up = not self._tokens  # asked once: the rest of the second waits
+        if not self._tokens:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _lease(self, second: int) -> int:
+        """Tokens leased for ``second``: ``lease_size``, what is left of it, or 0."""
+        want = self.lease_size
+        for _ in range(2):  # the full lease, then what the condition's answer says is left
+            self.leases += 1
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={KEY_ATTRIBUTE: {"S": f"{self._namespace}#rate#{second}"}},
+                    UpdateExpression="ADD #used :n SET #expiry = :expiry",
+                    ConditionExpression="attribute_not_exists(#used) OR #used <= :room",
+                    ExpressionAttributeNames={"#used": "used", "#expiry": TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={
+                        ":n": {"N": str(want)},
+                        ":room": {"N": str(self.per_second - want)},
+                        ":expiry": {"N": str(second + LEASE_TTL_SECONDS)},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return want
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                used = int(exc.response.get("Item", {}).get("used", {}).get("N", self.per_second))
+                want = self.per_second - used
+                if want <= 0:
+                    return 0
+        return 0

@@ -1,5 +1,7 @@
 """Re-drive: put mails that failed for good back in the queue, once the cause is fixed.
 
+(Notify jobs' failed recipients: ``redrive_job``, at the end.)
+
 The outcome stage writes them as version 1 batches under the failed prefix
 (``failed/<batch_id>[.redrive-N][.part-N].json``, reasons in the receipt).
 Re-driving one generation of a batch (the failed files with the same batch id
@@ -20,11 +22,14 @@ import json
 from typing import Any
 
 from chalicelib import formats
-from chalicelib.config import FAILED_PREFIX, QUEUE_PREFIX
+from chalicelib.config import FAILED_PREFIX, JOBS_PREFIX, QUEUE_PREFIX
 from chalicelib.errors import BatchFormatError
+from chalicelib.formats.document import decode_batch, load_object
+from chalicelib.model import WorkItem
 from chalicelib.observe import logger
 from chalicelib.outcome import object_name
 from chalicelib.store import s3_call
+from chalicelib.workqueue import WorkQueue
 
 Document = dict[str, Any]
 
@@ -53,6 +58,8 @@ def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[st
     """Re-drive every failed batch (or only ``batch_id``'s); returns the queue keys written."""
     generations: dict[tuple[str, int], list[tuple[str, Document]]] = {}
     for key in _failed_keys(s3_client, bucket, FAILED_PREFIX + (batch_id or "")):
+        if key.startswith(FAILED_PREFIX + JOBS_PREFIX):  # notify jobs': redrive_job's
+            continue
         doc = _read(s3_client, bucket, key)
         if batch_id is None or doc["batch_id"] == batch_id:  # the prefix also matches b10 for b1
             generations.setdefault((doc["batch_id"], doc.get("redrive", 0)), []).append((key, doc))
@@ -71,3 +78,67 @@ def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[st
                                         "from": [key for key, _ in files]})
         written.append(target)
     return written
+
+
+# --- notify jobs --------------------------------------------------------------------
+
+# Rows per re-drive work item: their text travels inline, within SQS's 256 KiB.
+REDRIVE_ITEM_BYTES = 192 * 1024
+
+
+def _row_items(bucket: str, first: Document, rows: list[str], redrive: int) -> list[WorkItem]:
+    """``rows`` as work items of inline rows, each under ``REDRIVE_ITEM_BYTES``."""
+    items: list[list[str]] = []
+    batch: list[str] = []
+    size = 0
+    for row in rows:
+        if batch and size + len(row) > REDRIVE_ITEM_BYTES:
+            items.append(batch)
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row) + 8  # JSON escaping and the comma, about
+    if batch:
+        items.append(batch)
+    return [
+        WorkItem(bucket=bucket, job_id=first["job_id"], manifest_key=first["manifest_key"],
+                 start=0, end=len(chunk), rows=tuple(chunk), redrive=redrive)
+        for chunk in items
+    ]
+
+
+def redrive_job(s3_client: Any, queue: WorkQueue, bucket: str, job_id: str) -> list[WorkItem]:
+    """Put a notify job's failed recipients back on the work queue; returns the items sent.
+
+    The fan-out sender writes them under ``failed/jobs/<job_id>/redrive-<N>/``;
+    each generation N goes back as work items of inline rows with ``redrive``
+    N+1 (part of each recipient's ledger key, so they are sent once more, and
+    only once: re-driving again after a crash left the documents behind
+    makes the same items, the same keys and the same tally). The documents
+    are deleted once their items are on the queue.
+    """
+    generations: dict[int, list[tuple[str, Document]]] = {}
+    prefix = f"{FAILED_PREFIX}{JOBS_PREFIX}{job_id}/"
+    for key in sorted(_failed_keys(s3_client, bucket, prefix)):
+        doc = _read_failed_rows(s3_client, bucket, key, job_id)
+        generations.setdefault(doc["redrive"], []).append((key, doc))
+    sent: list[WorkItem] = []
+    for count, files in sorted(generations.items()):
+        rows = [row for _, doc in files for row in doc["rows"]]
+        items = _row_items(bucket, files[0][1], rows, count + 1)
+        queue.enqueue(items)
+        for key, _ in files:
+            s3_call(f"deleting {key}", s3_client.delete_object, Bucket=bucket, Key=key)
+        logger.info("job re-driven", extra={"job_id": job_id, "redrive": count + 1,
+                                            "rows": len(rows), "items": len(items)})
+        sent += items
+    return sent
+
+
+def _read_failed_rows(s3_client: Any, bucket: str, key: str, job_id: str) -> Document:
+    body = s3_call(f"reading {key}", s3_client.get_object, Bucket=bucket, Key=key)["Body"].read()
+    doc = load_object(decode_batch(body, key), key)
+    if doc.get("job_id") != job_id or not isinstance(doc.get("rows"), list) \
+            or not isinstance(doc.get("redrive"), int) \
+            or not isinstance(doc.get("manifest_key"), str):
+        raise BatchFormatError("(document)", key, "not a failed-recipients document of the job")
+    return doc

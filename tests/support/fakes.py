@@ -1,4 +1,5 @@
-"""A fake SES (v1) client for tests and benchmarks, with faults on demand.
+"""A fake SES client (v1, and v2's ``SendEmail``) for tests and benchmarks, with faults on
+demand.
 
 moto's SES never throttles, never pauses and cannot fail half-way, which is
 exactly what the exactly-once tests need; this fake does, and raises the same
@@ -39,7 +40,7 @@ class Accepted:
 
     message_id: str
     at: float  # clock() when the call arrived: what SES's rate limit counts
-    operation: str  # "SendEmail" or "SendRawEmail"
+    operation: str  # "SendEmail", "SendRawEmail" or "SendEmailV2" (SES v2's SendEmail)
     recipients: tuple[str, ...]  # addr-specs, lower case
     subject: str
     params: dict[str, Any] = field(repr=False)
@@ -117,6 +118,10 @@ class FakeSes:
     # --- the SES API ---------------------------------------------------------------
 
     def send_email(self, **params: Any) -> dict[str, Any]:
+        """v1's ``SendEmail``, or v2's (its ``Content``): one fake serves both clients."""
+        if "Content" in params:
+            subject = params["Content"]["Simple"]["Subject"]["Data"]
+            return self._send("SendEmailV2", params, _simple_recipients(params), subject)
         subject = params.get("Message", {}).get("Subject", {}).get("Data", "")
         return self._send("SendEmail", params, _simple_recipients(params), subject)
 
@@ -144,7 +149,7 @@ class FakeSes:
             accepted = list(self.accepted)
         return [
             (tag["Value"], a.message_id)
-            for a in accepted for tag in a.params.get("Tags", ())
+            for a in accepted for tag in a.params.get("Tags", a.params.get("EmailTags", ()))
             if tag["Name"] == "postbag-key"
         ]
 

@@ -70,7 +70,7 @@ def test_empty_allow_list_refuses_every_sender():
     from chalicelib.config import Settings
 
     batch = parse_fixture("batches/plain.json", Settings())
-    refused = sender_refused(Settings(), batch)
+    refused = sender_refused(Settings(), batch.meta, batch.batch_id)
     assert isinstance(refused, SenderNotAllowed) and refused.field == "meta.from"
     assert "From news@example.org is not in POSTBAG_ALLOWED_SENDERS" in refused.reason
 
@@ -81,7 +81,7 @@ def test_an_allowed_address_need_not_be_a_whole_domain():
     settings = Settings(allowed_senders=("news@example.org",))
     batch = parse_fixture("batches/plain.json", settings)
     assert len(batch.mails) == 2
-    assert sender_refused(settings, batch) is None
+    assert sender_refused(settings, batch.meta, batch.batch_id) is None
 
 
 @pytest.mark.parametrize(

@@ -39,18 +39,16 @@ def test_an_encoded_word_in_an_unstructured_header_stays_text():
 def test_an_encoded_word_in_a_display_name_fails_the_mail_by_name():
     meta = Meta(sender=(EW_BCC, "news@example.org"))
     mail = Mail(id="m", to=(("", "bob@example.net"),), subject="Hi", text="x")
-    batch = type("B", (), {"meta": meta, "batch_id": "b1", "created_at": DATE})()
     with pytest.raises(MailBuildError) as caught:
-        build(batch, mail, [])
+        build(meta, DATE, "b1", mail, [])
     assert caught.value.mail == "m" and "are not those set" in caught.value.reason
 
 
 def test_whatever_the_email_package_raises_fails_that_mail_alone():
     meta = Meta(sender=("Blog", "news@example.org"))
     mail = Mail(id="m", to=(("", "bob@example.net"),), subject="lone \ud800", text="x")
-    batch = type("B", (), {"meta": meta, "batch_id": "b1", "created_at": DATE})()
     with pytest.raises(MailBuildError, match="batch b1, mail m: field \\(MIME message\\)"):
-        build(batch, mail, [])
+        build(meta, DATE, "b1", mail, [])
 
 
 @pytest.mark.parametrize("value", ["undefined", "UTF-16", "rot13", "base64", "idna", "utf-7",

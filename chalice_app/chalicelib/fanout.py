@@ -1,0 +1,372 @@
+"""One work item of a notify job: its rows become personalised mails, each sent once.
+
+cancelled? → room in the daily quota? → the job (manifest, cached per instance)
+→ the item's rows → per recipient: claim → render → send → complete, on the
+batch path's engine (``dispatch.Dispatcher``: the same shared rate limiter,
+retries, outcomes and SES-evidence machinery) → count the settled rows once
+(``tally``) → write the failed ones for re-drive → hand the rest back.
+
+Nothing about one recipient fails the item: a bad row or a template that fails
+for one recipient fails that row alone. Rows the run did not settle go back
+to the queue as the item's rest: at once when the deadline came, after about
+SES's evidence window when another invocation holds them or SES's answer was
+lost, after SQS's longest delay when the account stopped sending. Only
+trouble that must redeliver the whole message (S3, DynamoDB or SQS failing
+where nothing can be handed back) escapes as ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.config import FAILED_PREFIX, JOBS_PREFIX
+from chalicelib.dispatch import Job
+from chalicelib.errors import BatchFormatError, PostbagError
+from chalicelib.formats.v2 import parse_manifest, read_rows
+from chalicelib.model import UNSETTLED, NotifyJob, Outcome, Recipient, Status, WorkItem
+from chalicelib.observe import logger
+from chalicelib.pipeline import Stages, margin_ms, send_mail, sender_refused
+from chalicelib.progress import JobProgress
+from chalicelib.quota import QuotaWatch
+from chalicelib.render import Renderer
+from chalicelib.store import MAX_BATCH_BYTES, BatchGone, is_missing, unavailable
+from chalicelib.tally import Tally, chunk_name
+from chalicelib.workqueue import MAX_DELAY_SECONDS, WorkQueue
+
+# The account stopped sending (paused, daily quota): come back after SQS's longest delay.
+PAUSE_DELAY_SECONDS = MAX_DELAY_SECONDS
+# Bytes of part files an instance keeps: consecutive chunks of a part read it once.
+PART_CACHE_BYTES = 96 * 1024 * 1024
+# Manifests an instance keeps parsed (a few jobs at a time, each checked by ETag).
+JOBS_CACHED = 8
+FINAL = frozenset({Status.SENT, Status.DUPLICATE, Status.FAILED})
+LISTED_EARLIER = "the address is listed earlier in the same work item"
+MISSING_ROW = "field (row): no such row in the part"
+
+
+@dataclass(frozen=True)
+class FanoutStages:
+    """The fan-out's stages, built once per Lambda instance by ``app.py``; ``mail`` is the
+    batch path's bundle (store, sender, dispatcher with the shared limiter, recorder)."""
+
+    mail: Stages
+    queue: WorkQueue
+    progress: JobProgress
+    renderer: Renderer
+    quota: QuotaWatch
+    tally: Tally
+    jobs: JobCache
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What one work item came to."""
+
+    counts: Mapping[str, int]  # what this run added to the job's progress
+    handed_back: WorkItem | None = None  # the rest, put back on the queue
+    delay: int = 0  # seconds before the rest is delivered again
+    dropped: str | None = None  # why the item was dropped (its job is gone or unreadable)
+
+
+class JobCache:
+    """Parsed manifests (checked by ETag at each use) and part files, per instance."""
+
+    def __init__(self, s3_client: Any, part_bytes: int = PART_CACHE_BYTES):
+        self._s3 = s3_client
+        self._jobs: OrderedDict[tuple[str, str], tuple[str, NotifyJob]] = OrderedDict()
+        self._parts: OrderedDict[str, bytes] = OrderedDict()  # sha256 → bytes
+        self._part_bytes = part_bytes
+        self._lock = threading.Lock()
+
+    def job(self, bucket: str, key: str, settings: Any) -> NotifyJob:
+        """The job at ``key``, parsed once per version of the manifest. Raises ``BatchGone``,
+        ``BatchFormatError`` and ``StorageUnavailable``."""
+        cached = self._jobs.get((bucket, key))
+        params = {"IfNoneMatch": cached[0]} if cached else {}
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key, **params)
+        except ClientError as exc:
+            if cached and exc.response.get("Error", {}).get("Code") in ("304", "NotModified"):
+                self._jobs.move_to_end((bucket, key))
+                return cached[1]
+            if is_missing(exc):
+                raise BatchGone(key) from exc
+            raise unavailable(exc, f"reading {key}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"reading {key}") from exc
+        if response["ContentLength"] > MAX_BATCH_BYTES:
+            response["Body"].close()
+            raise BatchFormatError("(file)", key, f"{response['ContentLength']:,} bytes")
+        job = parse_manifest(response["Body"].read(), key, settings)
+        self._jobs[(bucket, key)] = (response["ETag"], job)
+        while len(self._jobs) > JOBS_CACHED:
+            self._jobs.popitem(last=False)
+        return job
+
+    def part(self, stages: Stages, bucket: str, job: NotifyJob, index: int) -> bytes:
+        """Part ``index`` of ``job``, as stored; ``BatchFormatError`` when it is not the
+        part the job was split from."""
+        if not 0 <= index < len(job.parts):
+            raise BatchFormatError("part", job.job_id, f"the job has no part {index}")
+        part = job.parts[index]
+        with self._lock:
+            data = self._parts.get(part.sha256)
+            if data is not None:
+                self._parts.move_to_end(part.sha256)
+                return data
+        data = b"".join(stages.store.stream(bucket, part.key))
+        if hashlib.sha256(data).hexdigest() != part.sha256:
+            raise BatchFormatError(f"parts[{index}]", job.job_id,
+                                   "the stored part changed since the job was split")
+        with self._lock:
+            self._parts[part.sha256] = data
+            while sum(map(len, self._parts.values())) > self._part_bytes and len(self._parts) > 1:
+                self._parts.popitem(last=False)
+        return data
+
+
+def ledger_key(job: NotifyJob, email: str, redrive: int) -> str:
+    # docs/job-format.md: an address listed twice in a job gets one mail.
+    return f"{job.job_id}:{email.lower()}:{redrive}"
+
+
+def mail_id(item: WorkItem, row: int) -> str:
+    """A recipient's name in outcomes and the ledger: its part and row (a re-drive's rows
+    by their chunk)."""
+    return f"{chunk_name(item)}:{row}" if item.rows else f"{item.part}:{row}"
+
+
+def _rows(stages: FanoutStages, item: WorkItem, job: NotifyJob
+          ) -> tuple[list[Recipient], list[tuple[int, str]]]:
+    """The item's valid recipients and its bad rows with their reasons."""
+    if item.rows:  # a re-drive: the failed rows themselves
+        data = gzip.compress("\n".join(item.rows).encode("utf-8"), compresslevel=1)
+        name = f"re-driven rows of job {job.job_id}"
+    else:
+        data = stages.jobs.part(stages.mail, item.bucket, job, item.part)
+        name = job.parts[item.part].key
+    recipients, bad = read_rows(data, item.part, item.start, item.end, name)
+    seen = {r.row for r in recipients} | {row for row, _ in bad}
+    bad += [(row, MISSING_ROW) for row in range(item.start, item.end) if row not in seen]
+    return recipients, bad
+
+
+def _deliver(stages: FanoutStages, bucket: str, job: NotifyJob, recipient: Recipient,
+             mail: str, key: str) -> str:
+    """Render the recipient's mail and send it (a ``RenderError`` fails it alone)."""
+    rendered = stages.renderer.render(job, recipient, mail)
+    return send_mail(stages.mail, bucket, job.meta, job.created_at, job.job_id, rendered, key)
+
+
+def _send(stages: FanoutStages, item: WorkItem, job: NotifyJob, recipients: list[Recipient],
+          remaining_ms: Callable[[], int]) -> dict[int, Outcome]:
+    """Each recipient's outcome by row: the ledger's engine for the first of each address,
+    ``duplicate`` for the later ones (one transaction cannot hold one key twice)."""
+    outcomes: dict[int, Outcome] = {}
+    jobs, rows, keys = [], [], set()
+    for recipient in recipients:
+        key, name = ledger_key(job, recipient.email, item.redrive), mail_id(item, recipient.row)
+        if key in keys:
+            outcomes[recipient.row] = Outcome(name, Status.DUPLICATE, reason=LISTED_EARLIER)
+            continue
+        keys.add(key)
+        rows.append(recipient.row)
+        jobs.append(Job(name, key, partial(_deliver, stages, item.bucket, job, recipient, name,
+                                           key)))
+    refused = sender_refused(stages.mail.settings, job.meta, job.job_id)
+    if refused is not None:
+        logger.error("From not allowed: the work item's recipients failed",
+                     extra={"error": str(refused)})
+        reason = f"{type(refused).__name__}: {refused}"
+        sent = [Outcome(j.mail_id, Status.FAILED, reason=reason) for j in jobs]
+    else:
+        sent = stages.mail.dispatcher.run(jobs, remaining_ms, margin_ms(stages.mail, remaining_ms),
+                                          queued_at=job.created_at)
+    outcomes.update(zip(rows, sent, strict=True))
+    return outcomes
+
+
+def count_as(outcome: Outcome) -> str:
+    """The job status a settled row counts as."""
+    if outcome.status is Status.DUPLICATE:
+        # Sent for this very row by an earlier delivery, or for another row of the address.
+        return "sent" if outcome.replayed else "duplicate"
+    return outcome.status.value
+
+
+def _cut(item: WorkItem, outcomes: Mapping[int, Outcome]) -> int:
+    """The first row not settled: rows before it are counted, it and the rest handed back."""
+    for row in range(item.start, item.end):
+        if outcomes[row].status not in FINAL:
+            return row
+    return item.end
+
+
+def _delay(stages: FanoutStages, outcomes: Sequence[Outcome]) -> int:
+    statuses = {o.status for o in outcomes}
+    if Status.PAUSED in statuses:
+        return PAUSE_DELAY_SECONDS
+    if statuses & UNSETTLED:  # held elsewhere, or SES unknown or unavailable
+        return int(stages.mail.settings.evidence_window_seconds)
+    return 0  # handed on at the deadline
+
+
+def failed_key(item: WorkItem, low: int) -> str:
+    return (f"{FAILED_PREFIX}{JOBS_PREFIX}{item.job_id}/redrive-{item.redrive}/"
+            f"{chunk_name(item)}.{low}.json")
+
+
+def _row_line(recipient: Recipient) -> str:
+    """The recipient as a part file's line, for re-drive."""
+    doc: dict[str, Any] = {"email": recipient.email}
+    if recipient.name:
+        doc["name"] = recipient.name
+    if recipient.user_id is not None:
+        doc["user_id"] = recipient.user_id
+    if recipient.vars:
+        doc["vars"] = recipient.vars
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _record_failed(stages: FanoutStages, item: WorkItem, low: int, cut: int,
+                   recipients: Mapping[int, Recipient], outcomes: Mapping[int, Outcome]) -> None:
+    """Rows ``low``..``cut`` that failed, as the document ``redrive.redrive_job`` re-queues:
+    recipients SES refused or whose mail failed to render or build, and (for the operator,
+    never re-driven) rows that break the format."""
+    failed = [row for row in range(low, cut) if outcomes[row].status is Status.FAILED]
+    if not failed:
+        return
+    redrivable = [row for row in failed if row in recipients]
+    document = {
+        "version": 2, "kind": "failed-recipients", "job_id": item.job_id,
+        "manifest_key": item.manifest_key, "redrive": item.redrive,
+        "rows": [_row_line(recipients[row]) for row in redrivable],
+        "reasons": [{"mail_id": outcomes[row].mail_id, "email": recipients[row].email,
+                     "reason": outcomes[row].reason} for row in redrivable],
+        "rejected": [{"mail_id": outcomes[row].mail_id, "reason": outcomes[row].reason}
+                     for row in failed if row not in recipients],
+    }
+    stages.mail.recorder.put(item.bucket, failed_key(item, low), document)
+
+
+def _counts(item: WorkItem, outcomes: Mapping[int, Outcome], low: int, cut: int
+            ) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in range(low, cut):
+        status = count_as(outcomes[row])
+        counts[status] = counts.get(status, 0) + 1
+    if item.redrive and item.rows:
+        # Re-driven rows were counted failed once: what they come to now replaces that.
+        counts["failed"] = counts.get("failed", 0) - (cut - low)
+    return {status: n for status, n in counts.items() if n}
+
+
+def _settle(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome],
+            recipients: Mapping[int, Recipient], cut: int) -> dict[str, int]:
+    """Count rows ``start``..``cut`` in the job's progress, those nobody counted yet, and
+    write down the failed ones; a failure gives the claim back and raises."""
+    low = stages.tally.claim(item, cut)
+    if low is None:
+        return {}
+    counts = _counts(item, outcomes, low, cut)
+    chunk_done = int(cut == item.end and not item.rows)
+    try:
+        _record_failed(stages, item, low, cut, recipients, outcomes)
+        stages.progress.record(item.bucket, item.job_id, counts, chunks_done=chunk_done)
+    except PostbagError:
+        stages.tally.undo(item, low, cut)
+        raise
+    return counts
+
+
+def _hand_back(stages: FanoutStages, item: WorkItem, start: int, delay: int) -> WorkItem:
+    rest = replace(item, start=start, attempt=item.attempt + 1)
+    stages.queue.hand_back(rest, delay)
+    logger.info("work item handed back", extra={"start": start, "end": item.end,
+                                                "delay": delay})
+    return rest
+
+
+def _cancelled(stages: FanoutStages, item: WorkItem) -> Handled:
+    """A cancelled job's item: its rows counted ``cancelled``, nothing sent."""
+    low = stages.tally.claim(item, item.end)
+    if low is None:
+        return Handled({})
+    counts = {"cancelled": item.end - low}
+    if item.redrive and item.rows:
+        counts["failed"] = -(item.end - low)
+    try:
+        stages.progress.record(item.bucket, item.job_id, counts,
+                               chunks_done=int(not item.rows))
+    except PostbagError:
+        stages.tally.undo(item, low, item.end)
+        raise
+    return Handled(counts)
+
+
+def _job(stages: FanoutStages, item: WorkItem) -> NotifyJob | str:
+    """The item's job, or why the item is dropped."""
+    try:
+        job = stages.jobs.job(item.bucket, item.manifest_key, stages.mail.settings)
+    except BatchGone:
+        return f"the job's manifest {item.manifest_key} is gone"
+    except BatchFormatError as exc:
+        return f"the job's manifest is unreadable: {exc}"
+    if job.job_id != item.job_id:
+        return f"the manifest at {item.manifest_key} is job {job.job_id}, not {item.job_id}"
+    return job
+
+
+def process_work_item(
+    stages: FanoutStages, item: WorkItem, remaining_ms: Callable[[], int]
+) -> Handled:
+    """Send one work item's mails; raises ``TransientError`` when the message must be
+    delivered again (nothing could be counted or handed back)."""
+    logger.append_keys(job_id=item.job_id, part=item.part, start=item.start, end=item.end)
+    if stages.progress.cancelled(item.bucket, item.job_id):
+        logger.info("job cancelled: the item's rows are counted cancelled")
+        return _cancelled(stages, item)
+    if not stages.quota.allows(item.end - item.start):
+        logger.warning("the daily sending quota has no room for the item: handed back")
+        rest = _hand_back(stages, item, item.start, PAUSE_DELAY_SECONDS)
+        return Handled({}, rest, PAUSE_DELAY_SECONDS)
+    job = _job(stages, item)
+    if isinstance(job, str):
+        logger.error("work item dropped", extra={"reason": job})
+        return Handled({}, dropped=job)
+    try:
+        recipients, bad = _rows(stages, item, job)
+    except (BatchGone, BatchFormatError) as exc:
+        reason = f"the item's rows cannot be read: {exc}"
+        logger.error("work item dropped", extra={"reason": reason})
+        return Handled({}, dropped=reason)
+    outcomes = _send(stages, item, job, recipients, remaining_ms)
+    outcomes.update((row, Outcome(mail_id(item, row), Status.FAILED, reason=reason))
+                    for row, reason in bad)
+    return _finish(stages, item, outcomes, {r.row: r for r in recipients})
+
+
+def _finish(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome],
+            recipients: Mapping[int, Recipient]) -> Handled:
+    """Count what is settled, note what was sent against the quota, hand the rest back."""
+    sent = sum(1 for o in outcomes.values() if o.status is Status.SENT)
+    stages.quota.sent(sent)
+    if any(o.status is Status.PAUSED for o in outcomes.values()):
+        stages.quota.exhausted()
+    cut = _cut(item, outcomes)
+    counts = _settle(stages, item, outcomes, recipients, cut)
+    if cut == item.end:
+        return Handled(counts)
+    rest = [outcomes[row] for row in range(cut, item.end)]
+    delay = _delay(stages, rest)
+    return Handled(counts, _hand_back(stages, item, cut, delay), delay)
