@@ -44,7 +44,7 @@ try {
 	$postbag_aws->s3( array( 'create-bucket', $postbag_bucket ) );
 	$postbag_site = new Postbag_Test_Notify_Site( $postbag_aws, $postbag_bucket, Postbag_Test_WordPress::$sandbox->path( 'bench-spool' ) );
 	postbag_bench_header( max( $postbag_sizes ), $postbag_made, $postbag_rounds );
-	postbag_bench_warm_up( $postbag_site );
+	postbag_bench_warm_up( $postbag_site, function_exists( 'postbag_notify' ) ? Postbag_Test_Subscribers::role( 0 ) : null );
 	if ( function_exists( 'postbag_notify' ) ) {
 		postbag_bench_notify( $postbag_site, $postbag_roles, $postbag_rounds );
 	} else {
@@ -87,11 +87,18 @@ function postbag_bench_header( int $users, float $made, int $rounds ): void {
 }
 
 /**
- * A few requests first, so both workers have WordPress in the opcode cache.
+ * A few requests first, so the opcode cache holds WordPress and the plugin's
+ * classes for both paths (a job to nobody, no mail) before anything is timed.
+ *
+ * @param string|null $role A role nobody holds, or null when postbag_notify() is missing.
  */
-function postbag_bench_warm_up( Postbag_Test_Notify_Site $site ): void {
-	for ( $n = 0; $n < 4; $n++ ) {
-		$site->request( array( 'mails' => 0 ), 'warm-up-' . $n, 30 );
+function postbag_bench_warm_up( Postbag_Test_Notify_Site $site, ?string $role ): void {
+	for ( $n = 0; $n < 2; $n++ ) {
+		$site->request( array( 'mails' => 0 ), "warm-up-$n", 30 );
+		$http = $site->request( null === $role ? array( 'mails' => 1 ) : array( 'role' => $role ), "warm-up-job-$n", 30 );
+		if ( null !== $role && preg_match( '/^job (\S+)$/', $http['body'], $match ) ) {
+			$site->follow( $match[1], "warm-up-job-$n", 120 );
+		}
 	}
 }
 
@@ -100,54 +107,72 @@ function postbag_bench_warm_up( Postbag_Test_Notify_Site $site ): void {
  *
  * @param array<string, string|int> $query  The page's query.
  * @param string                    $report Name of the worker's report.
- * @return array{http: array, report: ?array, after: ?float} The response, the worker's report,
- *         seconds from the end of the response to the end of the worker's shutdown work.
+ * @return array{http: array, reports: array[], after: ?float} The response, the worker's report
+ *         (none if it never came), seconds from the end of the response to the end of its shutdown work.
  */
 function postbag_bench_request( Postbag_Test_Notify_Site $site, array $query, string $report ): array {
 	$http   = $site->request( $query, $report, 600 );
 	$worker = $site->report( $report, 900 );
 	return array(
-		'http'   => $http,
-		'report' => $worker,
-		// Without work after the response the report can beat curl's return by a hair.
-		'after'  => null === $worker ? null : max( 0.0, $worker['ended_at'] - $http['ended_at'] ),
+		'http'    => $http,
+		'reports' => array_filter( array( $worker ) ),
+		'after'   => postbag_bench_after( $http, array_filter( array( $worker ) ) ),
 	);
 }
 
 /**
- * postbag_notify() to the users of each role, and what the worker did after the response.
+ * Seconds from the end of the response to the end of the last worker's shutdown work.
+ *
+ * @param array   $http    From Postbag_Test_Nginx::get().
+ * @param array[] $reports The workers' reports.
+ */
+function postbag_bench_after( array $http, array $reports ): ?float {
+	// Without work after the response a report can beat curl's return by a hair.
+	return $reports ? max( 0.0, max( array_column( $reports, 'ended_at' ) ) - $http['ended_at'] ) : null;
+}
+
+/**
+ * postbag_notify() to the users of each role, and what the workers did after the response.
  *
  * @param array<int, string> $roles  Role by number of users holding it.
  * @param int                $rounds Requests per size.
  */
 function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int $rounds ): void {
 	echo "One request calling postbag_notify() for the users of a role:\n\n";
-	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | peak memory | objects in jobs/<id>/ | manifest |\n";
-	echo "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- |\n";
+	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | workers | peak memory | objects in jobs/<id>/ | job |\n";
+	echo "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n";
 	foreach ( $roles as $size => $role ) {
 		$runs = array();
 		for ( $round = 0; $round < $rounds; $round++ ) {
-			$run     = postbag_bench_request( $site, array( 'role' => $role ), "notify-$size-$round" );
-			$job     = preg_match( '/^job (\S+)$/', $run['http']['body'], $match ) ? $match[1] : null;
-			$run    += array(
-				'objects'  => null === $job ? 0 : $site->count( "jobs/$job/" ),
-				'manifest' => null !== $job && 1 === $site->count( "jobs/$job/manifest.json" ),
+			$report = "notify-$size-$round";
+			$http   = $site->request( array( 'role' => $role ), $report, 600 );
+			$job    = preg_match( '/^job (\S+)$/', $http['body'], $match ) ? $match[1] : null;
+			$follow = null === $job ? array(
+				'outcome' => 'no job',
+				'reports' => array_filter( array( $site->report( $report, 60 ) ) ),
+			) : $site->follow( $job, $report, 900 );
+			$runs[] = array(
+				'http'    => $http,
+				'reports' => $follow['reports'],
+				'after'   => postbag_bench_after( $http, $follow['reports'] ),
+				'outcome' => $follow['outcome'],
+				'objects' => null === $job ? 0 : $site->count( "jobs/$job/" ),
 			);
-			$runs[] = $run;
 		}
 		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
 		$last  = end( $runs );
 		printf(
-			"| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+			"| %s | %s | %s | %s | %s | %s | %d | %s | %d | %s |\n",
 			number_format( $size ),
 			postbag_bench_ms( $runs, 'ttfb' ),
 			postbag_bench_ms( $runs, 'total' ),
 			postbag_bench_answer( $last['http'] ),
 			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
 			null === $after || 0 === $size ? '' : number_format( $size / max( $after, 1e-6 ) ),
+			count( $last['reports'] ),
 			postbag_bench_peak( $runs ),
 			$last['objects'],
-			$last['manifest'] ? 'uploaded' : 'missing'
+			str_replace( '|', '/', $last['outcome'] )
 		);
 	}
 	echo "\n";
@@ -170,6 +195,7 @@ function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, i
 		}
 		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
 		$last  = end( $runs );
+		$batch = wp_list_filter( $last['reports'] ? $last['reports'][0]['actions'] : array(), array( 'action' => 'postbag_batch_uploaded' ) );
 		printf(
 			"| %s | %s | %s | %s | %s | %s | %s |\n",
 			number_format( $count ),
@@ -178,7 +204,7 @@ function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, i
 			postbag_bench_answer( $last['http'] ),
 			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
 			postbag_bench_peak( $runs ),
-			null === $last['report'] ? '' : number_format( count( wp_list_filter( $last['report']['actions'], array( 'action' => 'postbag_batch_uploaded' ) ) ) )
+			$last['reports'] ? number_format( count( $batch ) ) : ''
 		);
 	}
 	echo "\n";
@@ -213,7 +239,7 @@ function postbag_bench_median( array $values ): ?float {
  * @param array $runs From postbag_bench_request().
  */
 function postbag_bench_peak( array $runs ): string {
-	$peaks = array_column( array_filter( array_column( $runs, 'report' ) ), 'peak_bytes' );
+	$peaks = array_column( array_merge( ...array_column( $runs, 'reports' ) ), 'peak_bytes' );
 	return $peaks ? sprintf( '%.0f MB', max( $peaks ) / 1048576 ) : '';
 }
 

@@ -110,6 +110,46 @@ final class Postbag_Test_Notify_Site {
 	}
 
 	/**
+	 * Follows a job from the request that queued it to its manifest: waits
+	 * for that worker's report and, each time a worker stopped with the job
+	 * unfinished (its time budget spent), requests wp-cron.php at once, as a
+	 * system cron or WordPress's loopback would, and waits for that one.
+	 *
+	 * @param string $job     Job id.
+	 * @param string $report  Report name the queueing request was given.
+	 * @param float  $timeout Seconds for the whole job.
+	 * @return array{outcome: string, reports: array[]} `uploaded`, or what stopped it
+	 *         (`failed: <reason>`, `spooled: <reason>`, `no report`); each worker's report.
+	 */
+	public function follow( string $job, string $report, float $timeout ): array {
+		$deadline = microtime( true ) + $timeout;
+		$reports  = array();
+		for ( $n = 0; microtime( true ) < $deadline; $n++ ) {
+			$name = 0 === $n ? $report : "$report-cron-$n";
+			if ( $n > 0 ) {
+				$this->nginx->get( Postbag_Test_Nginx::PAGES_PATH . "nginx-wp-cron.php?report=$name", 30 );
+			}
+			$worker = $this->report( $name, max( 1.0, $deadline - microtime( true ) ) );
+			if ( null === $worker ) {
+				break;
+			}
+			$reports[] = $worker;
+			foreach ( $worker['actions'] as $action ) {
+				if ( $job === $action['first_arg'] && preg_match( '/^postbag_job_(uploaded|failed|spooled)$/', $action['action'], $match ) ) {
+					return array(
+						'outcome' => $match[1] . ( 'uploaded' === $match[1] ? '' : ': ' . $action['second_arg'] ),
+						'reports' => $reports,
+					);
+				}
+			}
+		}
+		return array(
+			'outcome' => 'no report',
+			'reports' => $reports,
+		);
+	}
+
+	/**
 	 * How many objects the bucket holds under `$prefix`.
 	 */
 	public function count( string $prefix ): int {
