@@ -38,12 +38,16 @@ class LocalAws:
 
     ``check_signatures`` makes the server verify SigV4 signatures (moto checks
     only once ``INITIAL_NO_AUTH_ACTION_COUNT`` unsigned calls have been made).
+    ``ses_latency_ms`` holds every SES send that long, as SES's own answer
+    time would (``standin.server``).
     """
 
-    def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0):
+    def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0,
+                 ses_latency_ms: float = 0.0):
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self._check_signatures = check_signatures
+        self._ses_latency_ms = ses_latency_ms
         self._timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -52,7 +56,8 @@ class LocalAws:
         return self._process.pid if self._process else None
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "standin.server", HOST, str(self.port)]
+        return [sys.executable, "-m", "standin.server", HOST, str(self.port),
+                "--ses-latency-ms", str(self._ses_latency_ms)]
 
     def start(self) -> LocalAws:
         env = dict(os.environ)
@@ -127,8 +132,10 @@ def main() -> None:
     """
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--check-signatures", action="store_true")
+    parser.add_argument("--ses-latency-ms", type=float, default=0.0)
     args = parser.parse_args()
-    server = LocalAws(check_signatures=args.check_signatures).start()
+    server = LocalAws(check_signatures=args.check_signatures,
+                      ses_latency_ms=args.ses_latency_ms).start()
     print(server.endpoint, server.pid, flush=True)
 
     def stop(*_: object) -> None:

@@ -2,81 +2,161 @@
 
 - **SES's Send events.** moto's SES accepts mail but publishes no
   configuration-set events (PITFALLS.md). ``SesEventTap`` watches every
-  ``SendEmail`` and ``SendRawEmail`` the server accepts and keeps the Send
-  event SES would publish (its MessageId and message tags, as if every mail
-  went through Postbag's configuration set). They are kept in the server, so
-  a sender process that dies does not take them with it, as with SES; the
-  stand-in's Lambda part (``lambda_runtime``) fetches them from
-  ``GET /_standin/ses-events?after=N`` and delivers them to ``on_ses_event``
-  as SNS notifications.
-- **DynamoDB one request at a time.** moto 5.2's ``TransactWriteItems`` is not
-  atomic under concurrent requests (PITFALLS.md): the server takes them in turn,
-  as real DynamoDB's atomicity would, so that tests racing two senders test
-  Postbag rather than that gap.
+  send the server accepts (v1 ``SendEmail`` and ``SendRawEmail``, v2
+  ``SendEmail`` on ``/v2/email/outbound-emails``) and keeps the Send event
+  SES would publish (its MessageId, timestamp to the millisecond,
+  destinations and message tags, as if every mail went through Postbag's
+  configuration set). They are kept in the server, so a sender process that
+  dies does not take them with it, as with SES; the stand-in's Lambda part
+  (``lambda_runtime``) fetches them from ``GET /_standin/ses-events?after=N``
+  and delivers them to ``on_ses_event`` as SNS notifications. What each mail
+  said (To, Subject, text part) is at ``GET /_standin/ses-mails?after=N``:
+  moto keeps only the HTML of a mail that has both.
+- **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
+  moto takes it, each in its own thread, so that concurrent senders wait
+  side by side as they do on SES, not in turn.
+- **DynamoDB one request at a time, transactions undone item by item.**
+  moto 5.2's ``TransactWriteItems`` is not atomic under concurrent requests
+  and deep-copies the whole table once per item of every transaction, to
+  restore it if a condition fails (PITFALLS.md): with 30,000 ledger items a
+  server grew past 19 GB. The server takes DynamoDB requests in turn, as real
+  DynamoDB's atomicity would, and ``undo_log_transactions`` makes a cancelled
+  transaction put back only the items it touched, copied before it wrote.
 
-Run as ``python -m standin.server HOST PORT``; ``standin.aws.LocalAws`` does.
+Run as ``python -m standin.server HOST PORT [--ses-latency-ms N]``;
+``standin.aws.LocalAws`` does.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import copy
 import io
 import json
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 EVENTS_PATH = "/_standin/ses-events"
-_SEND_ACTIONS = (b"Action=SendEmail", b"Action=SendRawEmail")
-_MESSAGE_ID = re.compile(rb"<MessageId>([^<]+)</MessageId>")
+MAILS_PATH = "/_standin/ses-mails"
+SESV2_SEND_PATH = "/v2/email/outbound-emails"
+_V1_SEND_ACTIONS = (b"Action=SendEmail", b"Action=SendRawEmail")
+_V1_MESSAGE_ID = re.compile(rb"<MessageId>([^<]+)</MessageId>")
+# What the tap keeps of a mail's text part: enough to show it, not the whole mail.
+TEXT_KEPT = 400
 
 Wsgi = Callable[..., Iterable[bytes]]
 
 
-def send_event(message_id: str, form: dict[str, list[str]]) -> dict[str, Any]:
-    """The Send event SES publishes for an accepted mail, from the request's form fields."""
+@dataclass
+class Send:
+    """What a send request asked SES for, whichever API it came through."""
+
+    source: str
+    destinations: list[str]
+    subject: str
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    text: str = ""
+
+
+def v1_send(form: dict[str, list[str]]) -> Send:
+    """A v1 ``SendEmail`` or ``SendRawEmail`` request, from its form fields."""
     tags: dict[str, list[str]] = {}
-    for field, values in form.items():
-        match = re.fullmatch(r"Tags\.member\.(\d+)\.Name", field)
+    for name, values in form.items():
+        match = re.fullmatch(r"Tags\.member\.(\d+)\.Name", name)
         if match:
             value = form.get(f"Tags.member.{match.group(1)}.Value", [""])[0]
             tags.setdefault(values[0], []).append(value)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    destinations = [
+        values[0] for name, values in sorted(form.items())
+        if re.fullmatch(r"(Destination\.(To|Cc|Bcc)Addresses|Destinations)\.member\.\d+", name)
+    ]
+    source = form.get("Source", [""])[0]
+    if "Message.Subject.Data" in form:
+        text = form.get("Message.Body.Text.Data", [""])[0]
+        return Send(source, destinations, form["Message.Subject.Data"][0], tags, text)
+    return _raw(source, destinations, base64.b64decode(form.get("RawMessage.Data", [""])[0]), tags)
+
+
+def v2_send(body: dict[str, Any]) -> Send:
+    """A v2 ``SendEmail`` request, from its JSON body."""
+    tags: dict[str, list[str]] = {}
+    for tag in body.get("EmailTags", []):
+        tags.setdefault(tag["Name"], []).append(tag["Value"])
+    destination = body.get("Destination", {})
+    destinations = [a for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+                    for a in destination.get(kind, [])]
+    source = body.get("FromEmailAddress", "")
+    content = body.get("Content", {})
+    if "Raw" in content:
+        return _raw(source, destinations, base64.b64decode(content["Raw"]["Data"]), tags)
+    simple = content.get("Simple", {})
+    text = simple.get("Body", {}).get("Text", {}).get("Data", "")
+    return Send(source, destinations, simple.get("Subject", {}).get("Data", ""), tags, text)
+
+
+def _raw(source: str, destinations: list[str], raw: bytes, tags: dict[str, list[str]]) -> Send:
+    """A raw MIME send: SES reads the subject and recipients from the headers."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    listed = [str(a.addr_spec) for name in ("To", "Cc", "Bcc")
+              for header in message.get_all(name, []) for a in header.addresses]
+    part = message.get_body(("plain",))
+    text = part.get_content() if part is not None else ""
+    return Send(source or str(message["From"]), listed + destinations,
+                str(message["Subject"] or ""), tags, text)
+
+
+def _stamp(when: float) -> str:
+    """SES's timestamps: ISO 8601, UTC, to the millisecond."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return f"{seconds}.{int(when * 1000) % 1000:03d}Z"
+
+
+def send_event(message_id: str, send: Send, when: float) -> dict[str, Any]:
+    """The Send event SES publishes for an accepted mail."""
     return {"eventType": "Send",
-            "mail": {"messageId": message_id, "timestamp": stamp,
-                     "source": form.get("Source", [""])[0], "tags": tags,
-                     "commonHeaders": {"subject": _subject(form)}},
+            "mail": {"messageId": message_id, "timestamp": _stamp(when),
+                     "source": send.source, "destination": send.destinations,
+                     "tags": send.tags, "commonHeaders": {"subject": send.subject}},
             "send": {}}
 
 
-def _subject(form: dict[str, list[str]]) -> str:
-    """The Subject, as SES's events carry it in ``mail.commonHeaders``."""
-    if "Message.Subject.Data" in form:
-        return form["Message.Subject.Data"][0]
-    raw = base64.b64decode(form.get("RawMessage.Data", [""])[0])
-    return str(BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)["Subject"])
+def sent_mail(message_id: str, send: Send, when: float) -> dict[str, Any]:
+    """What the stand-in shows of a mail: To, Subject and the start of its text part."""
+    return {"messageId": message_id, "timestamp": _stamp(when), "destination": send.destinations,
+            "subject": send.subject, "text": send.text[:TEXT_KEPT]}
+
+
+def _after(environ: dict[str, Any]) -> int:
+    return int(parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0])
 
 
 class SesEventTap:
-    """WSGI middleware keeping the Send event of every mail moto's SES accepted."""
+    """WSGI middleware keeping the Send event of every mail moto's SES accepted,
+    each send held ``latency_s`` first (outside any lock: sends wait side by side)."""
 
-    def __init__(self, app: Wsgi):
+    def __init__(self, app: Wsgi, latency_s: float = 0.0):
         self.app = app
+        self.latency_s = latency_s
         self.events: list[dict[str, Any]] = []
+        self.mails: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == EVENTS_PATH:
-            after = int(parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0])
+        path = environ.get("PATH_INFO")
+        if path in (EVENTS_PATH, MAILS_PATH):
             with self._lock:
-                body = json.dumps(self.events[after:]).encode()
+                kept = self.events if path == EVENTS_PATH else self.mails
+                body = json.dumps(kept[_after(environ):]).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         if environ.get("REQUEST_METHOD") != "POST":
@@ -84,8 +164,11 @@ class SesEventTap:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(request)
-        if not any(action in request for action in _SEND_ACTIONS):
+        v2 = path == SESV2_SEND_PATH
+        if not v2 and not any(action in request for action in _V1_SEND_ACTIONS):
             return self.app(environ, start_response)
+        if self.latency_s:
+            time.sleep(self.latency_s)
         status: list[str] = []
 
         def remember(code: str, headers: list, exc_info: Any = None) -> Any:
@@ -93,12 +176,24 @@ class SesEventTap:
             return start_response(code, headers, exc_info)
 
         body = b"".join(self.app(environ, remember))
-        match = _MESSAGE_ID.search(body)
-        if status and status[0].startswith("200") and match:
-            event = send_event(match.group(1).decode(), parse_qs(request.decode("utf-8")))
-            with self._lock:
-                self.events.append(event)
+        if status and status[0].startswith("200"):
+            self._keep(request, body, v2)
         return [body]
+
+    def _keep(self, request: bytes, answer: bytes, v2: bool) -> None:
+        when = time.time()
+        if v2:
+            message_id = json.loads(answer).get("MessageId")
+            send = v2_send(json.loads(request))
+        else:
+            match = _V1_MESSAGE_ID.search(answer)
+            message_id = match.group(1).decode() if match else None
+            send = v1_send(parse_qs(request.decode("utf-8")))
+        if not message_id:
+            return
+        with self._lock:
+            self.events.append(send_event(message_id, send, when))
+            self.mails.append(sent_mail(message_id, send, when))
 
 
 class SerialDynamoDb:
@@ -115,11 +210,82 @@ class SerialDynamoDb:
             return [b"".join(self.app(environ, start_response))]
 
 
-def application() -> Wsgi:
+class _UndoLog:
+    """The items one transaction touches, each copied before it writes: what a
+    cancelled transaction puts back (nothing else in the table is touched)."""
+
+    def __init__(self, backend: Any, transact_items: list[dict[str, Any]]):
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        self._saved: list[tuple[Any, Any, Any, Any]] = []  # (table, hash, range, item or None)
+        for entry in transact_items:
+            op: dict[str, Any] = next(iter(entry.values()), {})
+            table = backend.tables.get(op.get("TableName", ""))
+            if table is None:
+                continue  # moto refuses the transaction before it writes anything
+            attrs: dict[str, Any] = op["Item"] if "Item" in op else op.get("Key", {})
+            if table.hash_key_attr not in attrs:
+                continue  # refused too: nothing written for this entry
+            hash_key = DynamoType(attrs[table.hash_key_attr])
+            range_key = None
+            if table.range_key_attr is not None:
+                if table.range_key_attr not in attrs:
+                    continue
+                range_key = DynamoType(attrs[table.range_key_attr])
+            current = table.get_item(hash_key, range_key)
+            self._saved.append((table, hash_key, range_key, copy.deepcopy(current)))
+
+    def restore(self) -> None:
+        for table, hash_key, range_key, item in reversed(self._saved):
+            items = table.items[hash_key] if range_key is not None else table.items
+            key = range_key if range_key is not None else hash_key
+            if item is None:
+                items.pop(key, None)
+            else:
+                items[key] = item
+            if range_key is not None and not table.items[hash_key]:
+                del table.items[hash_key]
+
+
+def undo_log_transactions() -> None:
+    """Make moto's ``TransactWriteItems`` undo a cancelled transaction from an undo log
+    of the items it touched, instead of from a deep copy of the whole table per item.
+
+    moto's own rollback then puts back the same table object (its "copy" is
+    the table itself), and the undo log puts back the items. Safe only with one
+    DynamoDB request at a time (``SerialDynamoDb``), which the stand-in ensures.
+    """
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    if getattr(models.DynamoDBBackend.transact_write_items, "undo_logged", False):
+        return
+    original = models.DynamoDBBackend.transact_write_items
+
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        undo = _UndoLog(self, transact_items)
+        try:
+            original(self, transact_items)
+        except Exception:
+            undo.restore()
+            raise
+
+    transact_write_items.undo_logged = True  # type: ignore[attr-defined]
+    # moto's module copies tables through its ``copy`` name; an item is still copied.
+    models.copy = SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def application(ses_latency_s: float = 0.0) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    return SesEventTap(SerialDynamoDb(DomainDispatcherApplication(create_backend_app)))
+    undo_log_transactions()
+    moto = DomainDispatcherApplication(create_backend_app)
+    return SesEventTap(SerialDynamoDb(moto), ses_latency_s)
 
 
 def serve(host: str, port: int, app: Wsgi) -> None:
@@ -130,5 +296,15 @@ def serve(host: str, port: int, app: Wsgi) -> None:
     run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="moto's server with the stand-in's additions")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--ses-latency-ms", type=float, default=0.0,
+                        help="hold every SES send this long before it is taken")
+    args = parser.parse_args()
+    serve(args.host, args.port, application(args.ses_latency_ms / 1000))
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), application())
+    main()
