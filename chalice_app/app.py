@@ -12,26 +12,32 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from chalice import Chalice
-from chalice.app import S3Event, SNSEvent
+from chalice.app import S3Event, SNSEvent, SQSEvent
 
 from chalicelib import feedback
 from chalicelib.config import JOBS_PREFIX, QUEUE_PREFIX, Settings
 from chalicelib.dispatch import Dispatcher, pool_size
+from chalicelib.fanout import FanoutStages, JobCache, handle_message
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_record
 from chalicelib.progress import JobProgress
-from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
+from chalicelib.quota import QuotaWatch
+from chalicelib.ratelimit import SharedRateLimiter, account_rate, reserved_concurrency, send_rate
 from chalicelib.records import handle_record
+from chalicelib.render import Renderer
 from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
 from chalicelib.split import Splitter
 from chalicelib.store import BatchStore
+from chalicelib.tally import Tally
 from chalicelib.workqueue import WorkQueue
 
 app = Chalice(app_name="postbag")
 SETTINGS = Settings.from_env()
+# Instances of on_work_item at most (its SQS event source's maximum concurrency).
+MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
 
 # Every call has a timeout well inside POSTBAG_DEADLINE_MARGIN_MS (botocore's
 # default read timeout is 60 s). SES calls are never retried by botocore: a
@@ -57,26 +63,59 @@ def ledger() -> Ledger:
     )
 
 
-@cache
-def stages() -> Stages:
-    """Built on first use, never at import (moto intercepts only clients made after it starts)."""
+def _stages(ses: Any, rate: float, fallback_rate: float) -> Stages:
+    """The sending stages of either function: ``rate`` is the account's, shared with every
+    instance through the ledger's table; ``fallback_rate`` this instance's share when
+    DynamoDB cannot be asked."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
-    rate = send_rate(SETTINGS, ses, lambda: reserved_concurrency(
-        boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-    ))
     metrics = SendMetrics()
+    limiter = SharedRateLimiter(
+        boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG), SETTINGS.ledger_table,
+        SETTINGS.idempotency_namespace, rate, fallback_rate,
+    )
     dispatcher = Dispatcher(
         ledger=ledger(),
-        limiter=RateLimiter(rate),
+        limiter=limiter,
         retry=RetryPolicy(),
         # Enough sends in flight to reach the rate while SES takes tens of ms.
         workers=pool_size(rate, SETTINGS.send_concurrency),
         metrics=metrics,
     )
+    sesv2 = boto3.client("sesv2", config=SES_CLIENT_CONFIG)
     return Stages(
-        SETTINGS, BatchStore(s3), SesSender(ses), dispatcher, Recorder(s3), metrics
+        SETTINGS, BatchStore(s3), SesSender(ses, sesv2), dispatcher, Recorder(s3), metrics
+    )
+
+
+@cache
+def stages() -> Stages:
+    """Built on first use, never at import (moto intercepts only clients made after it starts)."""
+    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    # Without DynamoDB, the batch function's instances and the fan-out's take half of the
+    # account's rate each: here, half of this instance's equal share.
+    share = send_rate(SETTINGS, ses, lambda: reserved_concurrency(
+        boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+    ))
+    return _stages(ses, account_rate(SETTINGS, ses), share / 2)
+
+
+@cache
+def fanout_stages() -> FanoutStages:
+    """The fan-out function's stages, built on first use like ``stages()``."""
+    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    rate = account_rate(SETTINGS, ses)
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    return FanoutStages(
+        # Without DynamoDB: half of the account's rate, shared by at most MAX_CONCURRENCY.
+        mail=_stages(ses, rate, rate / (2 * MAX_CONCURRENCY)),
+        queue=work_queue(),
+        progress=job_progress(),
+        renderer=Renderer(),
+        quota=QuotaWatch(ses),
+        tally=Tally(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
+                    SETTINGS.ledger_table, SETTINGS.idempotency_namespace),
+        jobs=JobCache(s3),
     )
 
 
@@ -145,6 +184,27 @@ def on_job_uploaded(event: S3Event) -> None:
         retry = handle_record(record, split.split, split.recorder) or retry
     if retry is not None:
         raise retry
+
+
+@app.on_sqs_message(
+    queue=os.environ.get("POSTBAG_WORK_QUEUE", "postbag-local-work"),
+    batch_size=1,
+    maximum_concurrency=MAX_CONCURRENCY,
+)
+def on_work_item(event: SQSEvent) -> None:
+    """One work item of a notify job: its recipients' mails, each sent once.
+
+    One message per invocation: Chalice reports no partial batch, so the rows a
+    run does not settle go back to the queue as a new message, and only trouble
+    that must redeliver this message raises.
+    """
+    context: Any = event.context  # Lambda's context object (Chalice types it as a dict)
+    built = fanout_stages()  # a cold start's trouble raises: the message comes again
+    try:
+        for record in event:
+            handle_message(built, record.body, context.get_remaining_time_in_millis)
+    finally:
+        metrics.flush_metrics()
 
 
 @app.on_sns_message(topic=os.environ.get("POSTBAG_SES_EVENTS_TOPIC", "postbag-local-ses-events"))

@@ -41,7 +41,7 @@ from chalicelib.quota import QuotaWatch
 from chalicelib.render import Renderer
 from chalicelib.store import MAX_BATCH_BYTES, BatchGone, is_missing, unavailable
 from chalicelib.tally import Tally, chunk_name
-from chalicelib.workqueue import MAX_DELAY_SECONDS, WorkQueue
+from chalicelib.workqueue import MAX_DELAY_SECONDS, WorkQueue, decode
 
 # The account stopped sending (paused, daily quota): come back after SQS's longest delay.
 PAUSE_DELAY_SECONDS = MAX_DELAY_SECONDS
@@ -370,3 +370,19 @@ def _finish(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome
     rest = [outcomes[row] for row in range(cut, item.end)]
     delay = _delay(stages, rest)
     return Handled(counts, _hand_back(stages, item, cut, delay), delay)
+
+
+def handle_message(
+    stages: FanoutStages, body: str, remaining_ms: Callable[[], int]
+) -> Handled | None:
+    """One SQS message: its work item processed, or, when the body is no work item,
+    logged and dropped (redelivering it would meet the same error). Raises only
+    ``TransientError``, for the queue to deliver the message again, and bugs, which the
+    queue's redrive policy moves to the dead-letter queue after a few tries."""
+    try:
+        item = decode(body)
+    except BatchFormatError as exc:
+        logger.error("not a work item: message dropped", extra={"error": str(exc),
+                                                                 "body": body[:200]})
+        return None
+    return process_work_item(stages, item, remaining_ms)

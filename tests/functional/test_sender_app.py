@@ -221,9 +221,14 @@ def test_a_mail_refused_by_the_format_counts_as_failed(aws, capsys):
 def test_a_batch_the_plugin_wrote_is_sent_as_written(aws):
     document = load_fixture("batches/from-plugin.json")
     deliver(upload(aws, "batches/from-plugin.json"))
-    messages = [email.message_from_string(m.raw_data, policy=policy.default) for m in sent()]
-    by_subject = {str(m["Subject"]): m for m in messages}
-    assert set(by_subject) == {m["subject"] for m in document["emails"]}
+    # Mails with attachments go as MIME; the others through SES v2's Simple content (its
+    # custom headers are checked against the request in tests/unit/test_send_v2.py, as
+    # moto's sesv2 drops them).
+    raw = [email.message_from_string(m.raw_data, policy=policy.default)
+           for m in sent() if hasattr(m, "raw_data")]
+    by_subject = {str(m["Subject"]): m for m in raw}
+    simple = [m.subject for m in sent() if not hasattr(m, "raw_data")]
+    assert sorted([*by_subject, *simple]) == sorted(m["subject"] for m in document["emails"])
     digest = by_subject["Neuer Beitrag: Grüße aus Köln"]
     assert [a.get_filename() for a in digest.iter_attachments()] == ["pixel.png", "Notizen.txt"]
     assert digest["List-Unsubscribe"] == "<https://blog.example.org/unsubscribe>"
