@@ -30,7 +30,7 @@ if ( ! defined( 'ABSPATH' ) ) {
  * large attachment), `<id>.lock.php` (held by the process working on it:
  * the system releases it when that process dies, however it dies).
  *
- * Time: a worker stops at a page boundary when its budget is spent
+ * Time: a worker stops at a page boundary (after one page at least) when its budget is spent
  * (`postbag_notify_time_budget`, 20 s; less when max_execution_time is
  * closer) and a WP-Cron event (plus spawn_cron()) continues from the stored
  * cursor. Rows are only ever written for pages past the stored cursor, and a
@@ -261,7 +261,8 @@ final class Postbag_Jobs {
 	 *         the deadline, jobs waiting for S3, jobs that failed.
 	 */
 	public function stream_pending( ?float $deadline = null, bool $force = false ): array {
-		$ids = array_unique( array_merge( array_keys( $this->pending ), $this->ids() ) );
+		$ids           = array_unique( array_merge( array_keys( $this->pending ), $this->ids() ) );
+		$this->pending = array();
 		return $this->advance_all( $ids, $deadline ?? $this->deadline(), $force );
 	}
 
@@ -367,6 +368,9 @@ final class Postbag_Jobs {
 	 * @param array  $summary  See stream_pending(), added to.
 	 */
 	private function advance( string $id, float $deadline, bool $force, array &$summary ): void {
+		if ( ! isset( $this->locks[ $id ] ) && null === $this->spool->read_file( $id . self::JOB_SUFFIX ) ) {
+			return; // Finished meanwhile: no lock file to make.
+		}
 		$lock = $this->locks[ $id ] ?? $this->spool->try_lock( $id . self::LOCK_SUFFIX );
 		if ( null === $lock ) {
 			return; // Another process is at it.
@@ -376,8 +380,12 @@ final class Postbag_Jobs {
 		$progress           = $this->progress( $id );
 		$switched           = false;
 		try {
-			if ( null === $record || null === $progress || 'failed' === $progress['status'] ) {
-				return; // Gone (finished by another process), or failed and waiting for the admin.
+			if ( null === $record ) {
+				$this->spool->delete_file( $id . self::LOCK_SUFFIX ); // Finished by the process that held it.
+				return;
+			}
+			if ( null === $progress || 'failed' === $progress['status'] ) {
+				return; // Failed, waiting for the admin (a damaged progress too: the notice shows the record).
 			}
 			++$summary['jobs'];
 			$blog_id = (int) ( $record['site']['blog_id'] ?? 0 );
@@ -436,9 +444,11 @@ final class Postbag_Jobs {
 			}
 			$rows = $this->memory[ $id ];
 		}
+		$pages = 0;
 		while ( 'streaming' === $progress['status'] ) {
-			// Memory rows cannot be continued elsewhere: they are streamed to the end here.
-			if ( null === $rows && microtime( true ) >= $deadline ) {
+			// At least a page each time, so continuations always progress; memory rows
+			// cannot be continued elsewhere: they are streamed to the end here.
+			if ( null === $rows && $pages++ > 0 && microtime( true ) >= $deadline ) {
 				$summary['paused'][] = $id;
 				return;
 			}

@@ -287,21 +287,23 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 				)
 			)
 		);
-		// Each run may read one page: the deadline has passed when the next would start.
+		// A spent budget: each run reads one page, the least a run does.
 		$runs = 0;
 		do {
-			$summary = $this->plugin->jobs()->stream_pending( microtime( true ) + ( 0 === $runs ? -1 : 0.0001 ) );
+			$summary = $this->plugin->jobs()->stream_pending( microtime( true ) - 1 );
 			++$runs;
 			if ( 1 === $runs ) {
-				$this->assertSame( array( $job_id ), $summary['paused'], 'a spent budget stops before the first page' );
-				$this->assertSame( 0, Postbag_Notify_Test_Source::$calls );
+				$this->assertSame( array( $job_id ), $summary['paused'], 'stopped at the page boundary' );
+				$this->assertSame( 1, Postbag_Notify_Test_Source::$calls );
+				$this->assertSame( 7000, $summary['rows'] );
 				$this->assertNotFalse( wp_next_scheduled( Postbag_Jobs::HOOK ), 'a continuation is planned' );
 				$this->assertArrayNotHasKey( "jobs/$job_id/manifest.json", $this->s3->objects );
 			}
 		} while ( ! $summary['uploaded'] && $runs < 20 );
 
 		$this->assertSame( array( $job_id ), $summary['uploaded'] );
-		$this->assertGreaterThan( 3, $runs, 'it took several continuations' );
+		$this->assertSame( 5, $runs, 'a continuation per page' );
+		$this->assertSame( 5, Postbag_Notify_Test_Source::$calls, 'no page read twice' );
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
 		$emails   = array();
 		foreach ( $manifest['parts'] as $part ) {
