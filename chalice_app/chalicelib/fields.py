@@ -47,6 +47,13 @@ _MIME_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}
 _CONTAINER_TYPES = ("multipart/", "message/")
 # A mailbox's address part: an ASCII local part (SES does not send SMTPUTF8) at a domain.
 _ADDR_SPEC = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# A dot-atom local part (RFC 5322 section 3.4.1) at a domain of ASCII labels: the
+# addresses ``email.utils`` reads back exactly as written.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_ADDRESS = re.compile(
+    rf"^{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 # Characters no header may hold: C0 controls but TAB, DEL, C1 controls (NEL among
 # them), the Unicode line and paragraph separators, and lone surrogates (JSON's
 # "\ud800" escapes make them). Python's email package splits lines on some of
@@ -123,6 +130,25 @@ def address(value: str, field: str, batch: str, mail: str | None = None) -> Addr
     if not _ADDR_SPEC.fullmatch(addr) or ".." in addr:
         raise BatchFormatError(field, batch, f"malformed address {value!r}", mail)
     return header_value(name, field, batch, mail), addr
+
+
+def bare_address(value: str, field: str, batch: str, mail: str | None = None) -> str:
+    """An addr-spec alone, no display name, as ``address`` returns it (notify jobs' rows).
+
+    A plain dot-atom at an ASCII domain, nearly every row, is checked by one regular
+    expression: ``address`` parses with ``email.utils`` at ~60 µs a call, which a
+    million-recipient job would pay a million times. Anything else goes through it.
+    """
+    if _DOT_ATOM_ADDRESS.fullmatch(value):
+        local, _, domain = value.rpartition("@")
+        if all(len(label) <= 63 for label in domain.split(".")):  # what IDNA checks
+            return f"{local}@{domain.lower()}"
+    name, addr = address(value, field, batch, mail)
+    if name or "<" in value:
+        raise BatchFormatError(
+            field, batch, "expected a bare address (user@example.org), without a name", mail
+        )
+    return addr
 
 
 def addresses(

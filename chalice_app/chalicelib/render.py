@@ -112,17 +112,24 @@ def compile_templates(template: Template, job: str) -> Compiled:
     )
 
 
+# What templates see before any variable: range, dict, cycler, joiner, namespace.
+_GLOBALS = dict(_PLAIN.globals)
+
+
 def _variables(job: NotifyJob, recipient: Recipient) -> dict[str, Any]:
-    # Later names win: the job's context, the recipient's own, then who they are.
+    # Later names win: the globals, the job's context, the recipient's own, then who they are.
     person = {"email": recipient.email, "name": recipient.name, "user_id": recipient.user_id}
-    return {**job.context, **recipient.vars, "recipient": person}
+    return {**_GLOBALS, **job.context, **recipient.vars, "recipient": person}
 
 
 def _run(template: jinja2.Template, variables: dict[str, Any], field: str, job: str,
          mail_id: str) -> str:
     """One template rendered; whatever it raises fails this recipient alone."""
     try:
-        return template.render(variables)
+        # Template.render without its copy of the globals into every context (a third of
+        # the render time): ``variables`` holds them already, and no template writes it.
+        context = template.new_context(variables, shared=True)
+        return str(template.environment.concat(template.root_render_func(context)))
     except jinja2.TemplateError as exc:  # undefined variable, sandbox refusal, raise()
         reason = f"{type(exc).__name__}: {exc.message or exc}"
     except Exception as exc:  # the template's own code failing: 1/0, int('x'), recursion

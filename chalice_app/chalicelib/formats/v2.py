@@ -17,6 +17,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -82,7 +83,7 @@ def _schema(doc: Document, key: str) -> None:
     try:
         _validate_manifest(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        field = v1._schema_error(exc)
+        field = v1._schema_error(exc).replace("(batch)", "(manifest)")
         raise BatchFormatError(field, key, exc.message.removeprefix("data.")) from exc
 
 
@@ -219,20 +220,31 @@ def _recipient(line: bytes, row: int, name: str) -> Recipient:
         _validate_recipient(raw)
     except fastjsonschema.JsonSchemaValueException as exc:
         field = v1._schema_error(exc) if exc.name != "data" else "(row)"
-        raise BatchFormatError(field, name, exc.message.removeprefix("data."), where) from exc
-    display, email = fields.address(raw["email"], "email", name, where)
-    if display or "<" in raw["email"]:
-        raise BatchFormatError(
-            "email", name, "expected a bare address (user@example.org): the name goes in name",
-            where,
-        )
+        reason = exc.message.removeprefix("data.").removeprefix("data ")
+        raise BatchFormatError(field, name, reason, where) from exc
     return Recipient(
         row=row,
-        email=email,
+        email=fields.bare_address(raw["email"], "email", name, where),
         name=fields.header_value(raw.get("name", ""), "name", name, where),
         user_id=raw.get("user_id"),
         vars=raw.get("vars", {}),
     )
+
+
+def _lines_from(data: Iterable[bytes], start: int) -> Iterator[bytes]:
+    """Lines from line ``start`` on. Whole pieces before it are skipped by counting their
+    newlines, so the lines before ``start`` are never cut out one by one."""
+    pieces, seen = iter(data), 0
+    for piece in pieces:
+        newlines = piece.count(b"\n")
+        if seen + newlines < start:
+            seen += newlines
+            continue
+        cut = 0
+        for _ in range(start - seen):
+            cut = piece.index(b"\n", cut) + 1
+        yield from _lines(chain([piece[cut:]], pieces))
+        return
 
 
 def read_rows(
@@ -241,12 +253,12 @@ def read_rows(
     """Rows ``start``..``end`` (exclusive, 0-based) of a stored part: the valid ones as
     ``Recipient``s, and ``(row, reason)`` for each bad one. Lines outside the range are
     neither decoded nor parsed; inflating stops at line ``end``."""
-    recipients, bad = [], []
-    for row, line in enumerate(_lines(inflate([data], part, name))):
-        if row >= end:
-            break
-        if row < start:
-            continue
+    recipients: list[Recipient] = []
+    bad: list[tuple[int, str]] = []
+    if end <= start:
+        return recipients, bad
+    lines = _lines_from(inflate([data], part, name), start)
+    for row, line in zip(range(start, end), lines, strict=False):
         try:
             recipients.append(_recipient(line, row, name))
         except BatchFormatError as exc:
