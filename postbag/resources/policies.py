@@ -64,6 +64,9 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
             ["dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
             [_ledger_arn(stack, settings)],
         ),
+        # SES's rate is shared with the notify jobs' sender through per-second
+        # counters in the same table: it may update those items, never a claim.
+        _items(stack, settings, "LeaseSendRate", ["dynamodb:UpdateItem"], [RATE_ITEMS]),
         _failure_destination(stack),
         *_log_statements(stack, f"{stack.prefix}-*"),
         *_key_statements(kms_key_arn),
@@ -79,17 +82,22 @@ def _key_statements(kms_key_arn: str) -> list[dict]:
     return [_statement("BucketKey", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn])]
 
 
-# The ledger table calls each job function makes. The splitter starts a job's
-# progress item once (a conditional PutItem, so a replayed manifest event
-# queues nothing twice; GetItem to go on from a replay) and counts what it
-# enqueued (UpdateItem); the fan-out sender claims recipients in
-# TransactWriteItems (authorised as PutItem), reads settled claims
-# (BatchGetItem), completes them in batch writes, and adds each chunk's counts
-# to the job's progress and its sends to the shared per-second rate (UpdateItem).
-SPLITTER_LEDGER = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
-FANOUT_LEDGER = [
-    "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
-]
+# Items of the ledger's table other than claims, by the first part of their key
+# (after the namespace): counters the functions update in place. A claim's key
+# is a digest, so none of these patterns matches one.
+RATE_ITEMS, JOB_ITEMS, TALLY_ITEMS = "rate", "job", "tally"
+
+
+def _items(
+    stack: Stack, settings: Settings, sid: str, actions: list[str], kinds: list[str]
+) -> dict:
+    """``actions`` on the ledger's table, for items of ``kinds`` only (their partition
+    key, ``<namespace>#<kind>#...``, is what IAM calls ``dynamodb:LeadingKeys``)."""
+    keys = [f"{settings.idempotency_namespace}#{kind}#*" for kind in kinds]
+    return _statement(
+        sid, actions, [_ledger_arn(stack, settings)],
+        Condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}},
+    )
 
 
 def _job_files(stack: Stack, name: str) -> str:
@@ -113,7 +121,13 @@ def splitter_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> 
         ),
         _statement("MoveBadManifests", ["s3:DeleteObject"], [_job_files(stack, "manifest.json")]),
         _statement("QueueWork", ["sqs:SendMessage", "sqs:GetQueueUrl"], [stack.work_queue_arn]),
-        _statement("Ledger", SPLITTER_LEDGER, [_ledger_arn(stack, settings)]),
+        # A job's progress item: started once (a conditional PutItem, so a replayed
+        # manifest event queues nothing twice; GetItem to go on after a replay),
+        # then counted (UpdateItem).
+        _items(
+            stack, settings, "JobProgress",
+            ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [JOB_ITEMS],
+        ),
         _failure_destination(stack),
         *_log_statements(stack, stack.handler_function(JOB_HANDLER)),
         *_key_statements(kms_key_arn),
@@ -148,7 +162,19 @@ def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         ),
         *_ses_statements(stack, settings),
         _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
-        _statement("Ledger", FANOUT_LEDGER, [_ledger_arn(stack, settings)]),
+        # Claims are conditional puts inside TransactWriteItems (authorised as
+        # PutItem), settled claims are read with BatchGetItem, completions and
+        # releases written with BatchWriteItem, as for batches.
+        _statement(
+            "Ledger",
+            ["dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+            [_ledger_arn(stack, settings)],
+        ),
+        # Counters: the shared send rate, each job's progress, each chunk's tally.
+        _items(
+            stack, settings, "Counters", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [RATE_ITEMS, JOB_ITEMS, TALLY_ITEMS],
+        ),
         *_log_statements(stack, stack.handler_function(WORK_HANDLER)),
         *_key_statements(kms_key_arn),
     ]

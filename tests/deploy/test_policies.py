@@ -31,8 +31,17 @@ OBJ = "arn:aws:s3:::site-mail/"
 SES = "arn:aws:ses:eu-west-1:111122223333:"
 
 
-def ask(policy: dict, action: str, resource: str, sender: str | None = None) -> str:
-    return evaluate(policy, action, resource, {"ses:FromAddress": sender} if sender else {})
+# A claim's key in the ledger: the namespace and a digest (what IAM calls the
+# item's dynamodb:LeadingKeys, which every single-table request carries).
+CLAIM = "postbag-sender#4e1f0c"
+
+
+def ask(policy: dict, action: str, resource: str, sender: str | None = None,
+        key: str = CLAIM) -> str:
+    context: dict = {"ses:FromAddress": sender} if sender else {}
+    if action.startswith("dynamodb:"):
+        context["dynamodb:LeadingKeys"] = key
+    return evaluate(policy, action, resource, context)
 
 
 # -- the evaluator itself ---------------------------------------------------------
@@ -50,6 +59,19 @@ def test_evaluator_explicit_deny_beats_allow_and_wildcards_stop_at_the_pattern()
     assert evaluate(policy, "s3:PutObject", "arn:aws:s3:::b/x12") == ALLOW
     assert evaluate(policy, "s3:GetObject", "arn:aws:s3:::b-other/k") == IMPLICIT_DENY
     assert evaluate(policy, "sqs:SendMessage", "arn:aws:s3:::b/k") == IMPLICIT_DENY
+
+
+def test_evaluator_for_all_values_checks_every_value_and_passes_a_missing_key():
+    policy = {"Statement": [{
+        "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": "t",
+        "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["n#rate#*"]}},
+    }]}
+    rate = {"dynamodb:LeadingKeys": "n#rate#1"}
+    assert evaluate(policy, "dynamodb:UpdateItem", "t", rate) == ALLOW
+    assert evaluate(policy, "dynamodb:UpdateItem", "t",
+                    {"dynamodb:LeadingKeys": ["n#rate#1", "n#abc"]}) == IMPLICIT_DENY
+    # As in IAM: a request without the key passes (hence ask() always gives one).
+    assert evaluate(policy, "dynamodb:UpdateItem", "t") == ALLOW
 
 
 # -- WordPress ----------------------------------------------------------------------
@@ -351,9 +373,6 @@ SPLITTER_MAY = [
     ("s3:DeleteObject", OBJ + JOB + "manifest.json"),
     ("sqs:SendMessage", WORK_QUEUE),
     ("sqs:GetQueueUrl", WORK_QUEUE),
-    ("dynamodb:PutItem", TABLE),
-    ("dynamodb:GetItem", TABLE),
-    ("dynamodb:UpdateItem", TABLE),
     ("sqs:SendMessage", QUEUE),
     ("logs:PutLogEvents", SPLITTER_LOGS + ":log-stream:x"),
 ]
@@ -385,6 +404,8 @@ def test_splitter_may_do_its_job(action, resource):
         ("ses:SendRawEmail", SES + "identity/example.org"),
         ("dynamodb:Scan", TABLE),
         ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
         ("dynamodb:PutItem", TABLE.replace("prod", "dev")),
         ("logs:PutLogEvents", FANOUT_LOGS + ":log-stream:x"),
     ],
@@ -392,7 +413,7 @@ def test_splitter_may_do_its_job(action, resource):
         "write-manifest", "write-part", "write-cancel", "delete-part", "delete-cancel",
         "quarantine-batch", "read-batch", "write-failed", "receive-work", "delete-work",
         "send-dead-letter", "purge", "send", "send-raw", "scan-ledger", "delete-ledger",
-        "other-table", "sender-logs",
+        "claim", "update-claim", "other-table", "sender-logs",
     ],
 )
 def test_splitter_may_do_nothing_else(action, resource):
@@ -417,7 +438,6 @@ FANOUT_MAY = [
     ("dynamodb:PutItem", TABLE),
     ("dynamodb:BatchGetItem", TABLE),
     ("dynamodb:BatchWriteItem", TABLE),
-    ("dynamodb:UpdateItem", TABLE),
     ("logs:PutLogEvents", FANOUT_LOGS + ":log-stream:x"),
 ]
 
@@ -450,6 +470,7 @@ def test_fanout_sender_may_do_its_job(action, resource):
         ("sqs:ReceiveMessage", WORK_QUEUE.replace("prod", "dev")),
         ("dynamodb:Scan", TABLE),
         ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
         ("dynamodb:UpdateItem", TABLE.replace("prod", "dev")),
         ("lambda:GetFunctionConcurrency", "*"),
         ("logs:PutLogEvents", SPLITTER_LOGS + ":log-stream:x"),
@@ -458,12 +479,60 @@ def test_fanout_sender_may_do_its_job(action, resource):
         "write-manifest", "write-part", "write-cancel", "delete-manifest", "delete-cancel",
         "write-attachment", "write-failed-batch", "quarantine", "read-batch",
         "read-failed", "receive-dead-letters", "send-dead-letter", "failure-queue", "purge",
-        "set-attributes", "other-stage-queue", "scan-ledger", "delete-ledger", "other-table",
+        "set-attributes", "other-stage-queue", "scan-ledger", "delete-ledger", "update-claim",
+        "other-table",
         "concurrency", "splitter-logs",
     ],
 )
 def test_fanout_sender_may_do_nothing_else(action, resource):
     assert ask(FANOUT, action, resource) != ALLOW
+
+
+def _counter(kind: str) -> str:
+    return {"claim": CLAIM, "evidence": "postbag-sender#ses#4e1f0c"}.get(
+        kind, f"postbag-sender#{kind}#j1:0:p1-0")
+
+
+COUNTERS = [
+    # The batch sender: the shared send rate only.
+    ("batch", "dynamodb:UpdateItem", "rate", ALLOW),
+    ("batch", "dynamodb:UpdateItem", "claim", IMPLICIT_DENY),
+    ("batch", "dynamodb:UpdateItem", "job", IMPLICIT_DENY),
+    ("batch", "dynamodb:GetItem", "rate", IMPLICIT_DENY),
+    # The splitter: its jobs' progress items only.
+    ("splitter", "dynamodb:PutItem", "job", ALLOW),
+    ("splitter", "dynamodb:GetItem", "job", ALLOW),
+    ("splitter", "dynamodb:UpdateItem", "job", ALLOW),
+    ("splitter", "dynamodb:PutItem", "claim", IMPLICIT_DENY),
+    ("splitter", "dynamodb:UpdateItem", "rate", IMPLICIT_DENY),
+    ("splitter", "dynamodb:UpdateItem", "tally", IMPLICIT_DENY),
+    ("splitter", "dynamodb:DeleteItem", "job", IMPLICIT_DENY),
+    # The fan-out sender: claims as the batch sender does, and the three counters.
+    ("fanout", "dynamodb:PutItem", "claim", ALLOW),
+    ("fanout", "dynamodb:UpdateItem", "rate", ALLOW),
+    ("fanout", "dynamodb:UpdateItem", "job", ALLOW),
+    ("fanout", "dynamodb:UpdateItem", "tally", ALLOW),
+    ("fanout", "dynamodb:GetItem", "job", ALLOW),
+    ("fanout", "dynamodb:GetItem", "tally", ALLOW),
+    ("fanout", "dynamodb:UpdateItem", "claim", IMPLICIT_DENY),
+    ("fanout", "dynamodb:UpdateItem", "evidence", IMPLICIT_DENY),
+    ("fanout", "dynamodb:GetItem", "claim", IMPLICIT_DENY),
+    ("fanout", "dynamodb:DeleteItem", "tally", IMPLICIT_DENY),
+]
+
+
+@pytest.mark.parametrize(
+    "who,action,kind,expected", COUNTERS,
+    ids=[f"{w}-{a.split(':')[1]}-{k}" for w, a, k, _ in COUNTERS],
+)
+def test_counters_in_the_ledger_table_are_each_updated_by_their_functions(
+    who, action, kind, expected
+):
+    policy = {"batch": LAMBDA, "splitter": SPLITTER, "fanout": FANOUT}[who]
+    assert ask(policy, action, TABLE, key=_counter(kind)) == expected
+    # Another stage's namespace is not this one's, even for the same kind of item.
+    other = _counter(kind).replace("postbag-sender", "postbag-other")
+    assert ask(policy, action, TABLE, key=other) != ALLOW or kind == "claim"
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 Identity policies only: explicit Deny beats Allow, no Allow means denied.
 Action and Resource (lists or strings, ``*``/``?`` wildcards; actions
 case-insensitive), and the condition operators our policies use
-(StringEquals, StringLike, Bool; a key missing from the request fails them).
+(StringEquals, StringLike, Bool; a key missing from the request fails them;
+``ForAllValues:`` before one of them: every value of the key, given as a
+string or a list, must pass, and as in IAM a key missing passes).
 NotAction, NotResource and policy variables are refused rather than guessed.
 """
 
@@ -27,26 +29,32 @@ def _like(pattern: str, value: str, ignore_case: bool = False) -> bool:
     return fnmatchcase(value, pattern)
 
 
-def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
+def _passes(operator: str, got: str, wanted: Any) -> bool:
+    if operator == "StringEquals":
+        return got in _list(wanted)
+    if operator == "StringLike":
+        return any(_like(p, got) for p in _list(wanted))
+    if operator == "Bool":
+        return got.lower() in [str(w).lower() for w in _list(wanted)]
+    raise NotImplementedError(operator)
+
+
+def _condition_holds(condition: dict, context: dict[str, Any]) -> bool:
     for operator, tests in condition.items():
+        every = operator.startswith("ForAllValues:")
+        operator = operator.removeprefix("ForAllValues:")
         for key, wanted in tests.items():
             if key not in context:
+                if every:
+                    continue
                 return False
-            got = context[key]
-            if operator == "StringEquals":
-                ok = got in _list(wanted)
-            elif operator == "StringLike":
-                ok = any(_like(p, got) for p in _list(wanted))
-            elif operator == "Bool":
-                ok = got.lower() in [str(w).lower() for w in _list(wanted)]
-            else:
-                raise NotImplementedError(operator)
-            if not ok:
+            values = _list(context[key]) if every else [context[key]]
+            if not all(_passes(operator, got, wanted) for got in values):
                 return False
     return True
 
 
-def _applies(statement: dict, action: str, resource: str, context: dict[str, str]) -> bool:
+def _applies(statement: dict, action: str, resource: str, context: dict[str, Any]) -> bool:
     unsupported = {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
     if unsupported:
         raise NotImplementedError(sorted(unsupported))
@@ -57,7 +65,7 @@ def _applies(statement: dict, action: str, resource: str, context: dict[str, str
     )
 
 
-def evaluate(policy: dict, action: str, resource: str, context: dict[str, str] | None = None):
+def evaluate(policy: dict, action: str, resource: str, context: dict[str, Any] | None = None):
     effects = {
         s["Effect"]
         for s in _list(policy["Statement"])
