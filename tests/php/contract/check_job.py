@@ -35,9 +35,15 @@ def _load(uri: str) -> dict:
 
 def _validators():
     schema = _load("job-v2.schema.json")
-    row = {"$id": schema["$id"], "definitions": schema["definitions"], "$ref": "#/definitions/recipient"}
+    row = {
+        "$id": schema["$id"],
+        "definitions": schema["definitions"],
+        "$ref": "#/definitions/recipient",
+    }
     handlers = {"https": _load}
-    return fastjsonschema.compile(schema, handlers=handlers), fastjsonschema.compile(row, handlers=handlers)
+    return fastjsonschema.compile(schema, handlers=handlers), fastjsonschema.compile(
+        row, handlers=handlers
+    )
 
 
 def _schema_errors(validate, doc) -> list[str]:
@@ -83,7 +89,11 @@ def check(manifest_key: str, objects: dict[str, bytes], settings: Settings) -> d
         "reply_to": [list(address) for address in job.meta.reply_to],
         "headers": [list(header) for header in job.meta.headers],
         "list": job.list_name,
-        "template": {"subject": job.template.subject, "html": job.template.html, "text": job.template.text},
+        "template": {
+            "subject": job.template.subject,
+            "html": job.template.html,
+            "text": job.template.text,
+        },
         "context": job.context,
         "recipients": recipients,
         "bad": bad,
