@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 
 from standin.aws import LocalAws
-from standin.lambda_runtime import LocalDispatcher, LocalSesEvents
+from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -126,7 +126,8 @@ def main() -> int:
         _prepare(s3)
         import app  # after the environment is set: app.py reads its settings at import
 
-        deliveries = LocalDispatcher(s3, BUCKET, QUEUE, app.on_batch_uploaded).run()
+        batches = Route(QUEUE, ".json", app.on_batch_uploaded)
+        deliveries = LocalDispatcher(s3, BUCKET, [batches]).run()
         for delivery in deliveries:
             state = f"failed: {delivery.error}" if delivery.error else "ok"
             print(f"event for {delivery.key}: {state}")

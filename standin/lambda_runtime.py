@@ -1,8 +1,10 @@
-"""Lambda's part, played locally: deliver S3 object-created events to the handler.
+"""Lambda's part, played locally: deliver S3 object-created events to the handlers.
 
 moto cannot run Lambda functions without Docker, so the demo and the tests
-list new batch objects themselves and call the same handler code in-process,
-with a Lambda-like context and Lambda's asynchronous retry count.
+list new batch objects and job manifests themselves and call the same
+handler code in-process, with a Lambda-like context and Lambda's asynchronous
+retry count. SQS's part (the fan-out sender's work items) is in
+``sqs_runtime``, in processes of their own.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -68,8 +70,18 @@ class Delivery:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Route:
+    """Which new objects go to which handler: S3's notification filter (prefix, suffix)."""
+
+    prefix: str
+    suffix: str
+    handler: Callable[[dict[str, Any], Any], Any]
+
+
 class LocalDispatcher:
-    """Delivers one event per new ``.json`` object under ``prefix`` until none is new.
+    """Delivers one event per new object a route matches (batches: ``queue/`` + ``.json``;
+    jobs: ``jobs/`` + ``/manifest.json``) until none is new.
 
     Continuations the sender writes back to the queue are new objects too, so
     they are delivered in a later round, as S3 would.
@@ -79,34 +91,35 @@ class LocalDispatcher:
         self,
         s3_client: Any,
         bucket: str,
-        prefix: str,
-        handler: Callable[[dict[str, Any], Any], Any],
+        routes: Sequence[Route],
         context_factory: Callable[[], Any] = LambdaContext,
     ):
         self._s3 = s3_client
         self._bucket = bucket
-        self._prefix = prefix
-        self._handler = handler
+        self._routes = routes
         self._context_factory = context_factory
         self._delivered: set[tuple[str, str]] = set()
 
-    def _new_objects(self) -> list[dict[str, Any]]:
-        pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=self._prefix
-        )
-        objects = [obj for page in pages for obj in page.get("Contents", [])]
-        return [
-            obj
-            for obj in sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
-            if obj["Key"].endswith(".json") and (obj["Key"], obj["ETag"]) not in self._delivered
-        ]
+    def _new_objects(self) -> list[tuple[dict[str, Any], Route]]:
+        fresh = []
+        for route in self._routes:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=route.prefix
+            )
+            fresh += [
+                (obj, route)
+                for page in pages for obj in page.get("Contents", [])
+                if obj["Key"].endswith(route.suffix)
+                and (obj["Key"], obj["ETag"]) not in self._delivered
+            ]
+        return sorted(fresh, key=lambda pair: (pair[0]["LastModified"], pair[0]["Key"]))
 
-    def _invoke(self, obj: dict[str, Any]) -> Delivery:
+    def _invoke(self, obj: dict[str, Any], route: Route) -> Delivery:
         event = s3_event(self._bucket, obj["Key"], obj["Size"], obj["ETag"].strip('"'))
         error = None
         for _ in range(ASYNC_RETRIES + 1):
             try:
-                self._handler(event, self._context_factory())
+                route.handler(event, self._context_factory())
                 return Delivery(obj["Key"])
             except Exception as exc:  # noqa: BLE001 - Lambda's runtime catches everything too
                 error = f"{type(exc).__name__}: {exc}"
@@ -115,9 +128,9 @@ class LocalDispatcher:
     def run(self) -> list[Delivery]:
         deliveries = []
         while fresh := self._new_objects():
-            for obj in fresh:
+            for obj, route in fresh:
                 self._delivered.add((obj["Key"], obj["ETag"]))
-                deliveries.append(self._invoke(obj))
+                deliveries.append(self._invoke(obj, route))
         return deliveries
 
 
