@@ -53,15 +53,17 @@ class QuotaWatch:
         self._lock = threading.Lock()
 
     def allows(self, count: int) -> bool:
-        """Whether ``count`` more mails fit in the quota as last read (a quota that cannot
-        be read allows them: SES's own refusal still pauses the run)."""
+        """Whether ``count`` more mails fit in the quota as last read. A quota that cannot
+        be read allows them, and so does any room at all for more than the whole quota
+        holds (a sandbox's 200 a day): SES's own refusal still pauses the run."""
         with self._lock:
             reading = self._read()
             if self._exhausted:
                 return False
             if reading is None or reading.limit < 0:
                 return True
-            return reading.sent + self._since + count <= reading.limit
+            need = count if count <= reading.limit else 1
+            return reading.sent + self._since + need <= reading.limit
 
     def sent(self, count: int) -> None:
         """Count mails this instance sent since the reading."""
