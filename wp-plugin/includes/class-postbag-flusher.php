@@ -85,10 +85,13 @@ final class Postbag_Flusher {
 		$this->run( true );
 	}
 
-	/** The last shutdown function: uploads what was queued after on_shutdown(). */
+	/** The last shutdown function: uploads what was queued after on_shutdown(), streams jobs queued after it. */
 	public function flush_stragglers(): void {
 		if ( 0 !== $this->queue->count() ) {
 			$this->flush();
+		}
+		if ( null !== $this->jobs && $this->jobs->has_pending() ) {
+			$this->jobs->after_response();
 		}
 	}
 

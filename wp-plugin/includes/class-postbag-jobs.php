@@ -152,6 +152,8 @@ final class Postbag_Jobs {
 			$this->create( $job_id, $job );
 		} catch ( Postbag_Spool_Exception $e ) {
 			// No synchronous fallback: a job that cannot be kept is refused while the caller can react.
+			$this->remove_files( $job_id );
+			$this->release( $job_id );
 			return new WP_Error( 'postbag_spool_unavailable', $e->getMessage(), array( 'field' => 'spool' ) );
 		}
 		if ( 'memory' === $job['source']['kind'] ) {
@@ -416,8 +418,19 @@ final class Postbag_Jobs {
 			if ( null === $progress || 'streaming' !== $progress['status'] ) {
 				unset( $this->memory[ $id ] ); // Read to the end, or failed: the rows can go.
 			}
-			flock( $lock, LOCK_UN );
-			fclose( $lock );
+			$this->release( $id );
+		}
+	}
+
+	/**
+	 * Lets go of a job's lock, if this process holds it.
+	 *
+	 * @param string $id Job id.
+	 */
+	private function release( string $id ): void {
+		if ( isset( $this->locks[ $id ] ) ) {
+			flock( $this->locks[ $id ], LOCK_UN );
+			fclose( $this->locks[ $id ] );
 			unset( $this->locks[ $id ] );
 		}
 	}

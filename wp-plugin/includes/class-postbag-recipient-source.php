@@ -58,6 +58,7 @@ final class Postbag_Recipient_Source {
 	 * @param array $query_args WP_User_Query arguments as the caller gave them.
 	 * @param int   $after      Last ID read; 0 before the first page.
 	 * @param int   $limit      Page size.
+	 * @throws RuntimeException When the database answers with an error.
 	 */
 	public static function users( array $query_args, int $after, int $limit ): array {
 		$query = new WP_User_Query(
@@ -69,10 +70,16 @@ final class Postbag_Recipient_Source {
 					'orderby'        => 'ID',
 					'order'          => 'ASC',
 					'count_total'    => false,
+					// WordPress 6.3+ caches query results: a million users would pile up in a non-persistent cache.
+					'cache_results'  => false,
 					self::KEYSET_VAR => $after,
 				)
 			)
 		);
+		if ( '' !== $GLOBALS['wpdb']->last_error ) {
+			// No rows because the query failed is not the end of the users: the job waits and retries.
+			throw new RuntimeException( sprintf( 'Reading users failed: %s', $GLOBALS['wpdb']->last_error ) );
+		}
 		$rows = array();
 		$last = $after;
 		foreach ( $query->get_results() as $user ) {

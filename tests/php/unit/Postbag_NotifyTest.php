@@ -422,6 +422,61 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		return 'rows';
 	}
 
+	public function test_a_database_error_is_no_end_of_the_users_the_job_waits(): void {
+		$ids = array();
+		foreach ( array( 'ann', 'ben', 'cem' ) as $name ) {
+			$ids[] = wp_insert_user(
+				array(
+					'user_login' => "postbag_unit_$name",
+					'user_pass'  => wp_generate_password(),
+					'user_email' => "$name@example.net",
+				)
+			);
+		}
+		try {
+			$job_id = postbag_notify( self::valid( array( 'recipients' => array( 'user_query' => array( 'include' => $ids ) ) ) ) );
+			$break  = static function ( string $sql ): string {
+				return false !== strpos( $sql, 'ORDER BY' ) && false !== strpos( $sql, '.ID > ' ) ? str_replace( 'ORDER BY', 'ORDER BY no_such_column,', $sql ) : $sql;
+			};
+			add_filter( 'query', $break );
+			$suppressed = $GLOBALS['wpdb']->suppress_errors( true );
+			try {
+				$summary = $this->plugin->jobs()->stream_pending();
+			} finally {
+				$GLOBALS['wpdb']->suppress_errors( $suppressed );
+				remove_filter( 'query', $break );
+			}
+			$this->assertSame( array( $job_id ), $summary['waiting'] );
+			$this->assertStringContainsString( 'Reading users failed', $this->job_events['postbag_job_spooled'][0][1] );
+			$this->assertSame( array(), $this->s3->objects, 'not taken for the end of the users' );
+
+			$this->now += 3600;
+			$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['uploaded'] );
+			$part = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true )['parts'][0];
+			$this->assertSame(
+				array( 'ann@example.net', 'ben@example.net', 'cem@example.net' ),
+				array_column( array_map( 'json_decode', explode( "\n", trim( gzdecode( $this->s3->objects[ $part['key'] ]['body'] ) ) ), array_fill( 0, 3, true ) ), 'email' )
+			);
+		} finally {
+			require_once ABSPATH . 'wp-admin/includes/user.php';
+			foreach ( $ids as $id ) {
+				wp_delete_user( $id );
+			}
+		}
+	}
+
+	public function test_no_other_process_takes_a_job_before_its_request_streams_it(): void {
+		$job_id = postbag_notify( self::valid() );
+		$other  = new Postbag_Plugin( new Postbag_Config( array( 'bucket' => 'postbag-test' ) ), $this->s3, null, new Postbag_Spool( $this->spool_dir ) );
+
+		$this->assertSame( 0, $other->jobs()->stream_pending()['jobs'], 'a cron run elsewhere meets the lock' );
+		$this->assertSame( array(), $this->s3->objects );
+
+		$this->assertSame( array( $job_id ), $this->plugin->jobs()->after_response()['uploaded'] );
+		$this->assertSame( 0, $other->jobs()->stream_pending()['jobs'], 'and then finds nothing left' );
+		$this->assertSame( array(), glob( $this->spool_dir . '/' . $job_id . '.*' ) );
+	}
+
 	public function test_uninstall_removes_jobs_and_deactivation_keeps_them(): void {
 		$job_id = postbag_notify( self::valid() );
 		Postbag_Plugin::deactivate();
