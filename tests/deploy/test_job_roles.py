@@ -1,0 +1,258 @@
+"""The notify job functions' roles against what their handlers really call.
+
+``app.on_job_uploaded`` and ``app.on_work_item`` run under moto on the example
+job (fixtures/jobs/new-post/); every AWS call they make is recorded (botocore's
+``provide-client-params`` event) and asked of the role policy provisioning renders for
+that function, with the resource and the item keys IAM would see. A handler
+that starts calling something else fails here, not in production. Then the
+same for a job that is cancelled, and one whose manifest is quarantined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+from support.iam_eval import ALLOW, evaluate
+from support.safe_env import prepare_sender_aws
+
+from chalicelib.ledger import KEY_ATTRIBUTE
+from postbag.resources import policies
+from postbag.stack import Stack
+
+JOB_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "jobs" / "new-post"
+REGION, ACCOUNT = "us-east-1", "123456789012"
+
+Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
+
+
+def new_instances(app) -> None:
+    """Forget the app's clients and stages, as a new Lambda instance starts without them."""
+    for built in (app.ledger, app.stages, app.fanout_stages, app.work_queue,
+                  app.job_progress, app.splitter):
+        built.cache_clear()
+
+
+@pytest.fixture
+def app():
+    import app
+
+    with mock_aws():
+        prepare_sender_aws(app)
+        new_instances(app)  # every client made inside the mock
+        test_session = boto3.session.Session()  # the test's own calls are not recorded
+        test_session.client("sqs").create_queue(QueueName=app.SETTINGS.work_queue)
+        yield app, test_session
+        new_instances(app)
+
+
+@pytest.fixture
+def calls() -> Iterator[list[Call]]:
+    made: list[Call] = []
+
+    def record(model, params, **_):
+        made.append((model.service_model.endpoint_prefix, model.name, params))
+
+    boto3.DEFAULT_SESSION or boto3.setup_default_session()
+    # The parameters as the caller gave them (before-call sees the serialised request).
+    boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
+    try:
+        yield made
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("provide-client-params", record)
+
+
+def upload(session: boto3.session.Session, bucket: str, manifest: dict | None = None) -> str:
+    s3 = session.client("s3")
+    manifest_key = ""
+    for path in sorted(JOB_DIR.rglob("*")):
+        key = str(path.relative_to(JOB_DIR))
+        if key.endswith(".gz"):
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+        elif key.endswith("manifest.json"):
+            manifest_key = key
+    body = manifest if manifest is not None else json.loads((JOB_DIR / manifest_key).read_text())
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(body).encode())
+    return manifest_key
+
+
+def split(app, bucket: str, key: str) -> None:
+    with Client(app.app) as client:
+        event = client.events.generate_s3_event(bucket, urllib.parse.quote_plus(key))
+        client.lambda_.invoke("on_job_uploaded", event)
+
+
+def send_work(app, session: boto3.session.Session) -> int:
+    """Deliver every work item on the queue to on_work_item, as Lambda's poller would."""
+    sqs = session.client("sqs")
+    url = sqs.get_queue_url(QueueName=app.SETTINGS.work_queue)["QueueUrl"]
+    delivered = 0
+    with Client(app.app) as client:
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages")
+            if not messages:
+                return delivered
+            for message in messages:
+                event = client.events.generate_sqs_event(
+                    message_bodies=[message["Body"]], queue_name=app.SETTINGS.work_queue)
+                client.lambda_.invoke("on_work_item", event)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                delivered += 1
+
+
+# -- what IAM sees of a call ---------------------------------------------------------
+
+
+def _keys(items: list[dict]) -> list[str]:
+    return [item[KEY_ATTRIBUTE]["S"] for item in items]
+
+
+def _dynamodb(operation: str, params: dict) -> Iterator[tuple[str, str, dict]]:
+    table = params.get("TableName", "")
+    if operation == "TransactWriteItems":
+        for entry in params["TransactItems"]:
+            (kind, item), = entry.items()
+            name = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                    "ConditionCheck": "ConditionCheckItem"}[kind]
+            key = item.get("Item") or item["Key"]
+            yield f"dynamodb:{name}", item["TableName"], {"dynamodb:LeadingKeys": _keys([key])}
+    elif operation in ("BatchGetItem", "BatchWriteItem"):
+        for table, request in params["RequestItems"].items():
+            if operation == "BatchGetItem":
+                keys = _keys(request["Keys"])
+            else:
+                keys = _keys([next(iter(r.values())).get("Item") or next(iter(r.values()))["Key"]
+                              for r in request])
+            yield f"dynamodb:{operation}", table, {"dynamodb:LeadingKeys": keys}
+    elif "Key" in params or "Item" in params:
+        key = params.get("Key") or params["Item"]
+        yield f"dynamodb:{operation}", table, {"dynamodb:LeadingKeys": _keys([key])}
+    else:  # a table-level call (DescribeTable...): no item key
+        yield f"dynamodb:{operation}", table, {}
+
+
+def requests(call: Call, stack: Stack) -> Iterator[tuple[str, str, dict]]:
+    """The (action, resource, condition context) requests IAM authorises for ``call``."""
+    service, operation, params = call
+    if service == "s3":
+        obj = f"arn:aws:s3:::{params.get('Bucket')}/{params.get('Key')}"
+        if operation == "HeadObject":
+            yield "s3:GetObject", obj, {}
+        elif operation == "CopyObject":
+            source = params["CopySource"]
+            if isinstance(source, dict):
+                source = f"{source['Bucket']}/{source['Key']}"
+            yield "s3:GetObject", f"arn:aws:s3:::{source}", {}
+            yield "s3:PutObject", obj, {}
+        elif operation.startswith("ListObjects"):
+            yield "s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", {}
+        else:
+            yield f"s3:{operation}", obj, {}
+    elif service == "sqs":
+        name = params.get("QueueName") or params["QueueUrl"].rsplit("/", 1)[1]
+        action = "SendMessage" if operation == "SendMessageBatch" else operation
+        yield f"sqs:{action}", stack.arn("sqs", name), {}
+    elif service == "dynamodb":
+        for action, table, context in _dynamodb(operation, params):
+            yield action, stack.arn("dynamodb", f"table/{table}"), context
+    elif service == "email" and operation in ("SendEmail", "SendRawEmail"):
+        sender = params.get("FromEmailAddress") or params.get("Source")
+        context = {"ses:FromAddress": sender.rpartition("<")[2].rstrip(">")}
+        yield f"ses:{operation}", stack.arn("ses", f"identity/{sender.rpartition('@')[2]}"
+                                           .rstrip(">")), context
+        if params.get("ConfigurationSetName"):
+            yield f"ses:{operation}", stack.configuration_set_arn(
+                params["ConfigurationSetName"]), context
+    elif service == "email":  # SES, v1 and v2 alike
+        yield f"ses:{operation}", "*", {}
+    else:
+        yield f"{service}:{operation}", "*", {}
+
+
+def refused(calls: list[Call], policy: dict, stack: Stack) -> list[str]:
+    """Each request of ``calls`` that ``policy`` does not allow."""
+    return [
+        f"{action} {resource} {context}"
+        for call in calls for action, resource, context in requests(call, stack)
+        if evaluate(policy, action, resource, context) != ALLOW
+    ]
+
+
+def stack_of(app) -> Stack:
+    """The stage whose names the app under test was given (its work queue's prefix)."""
+    stage = app.SETTINGS.work_queue.removeprefix("postbag-").removesuffix("-work")
+    stack = Stack(stage, REGION, os.environ["POSTBAG_BUCKET"], ACCOUNT)
+    assert stack.work_queue == app.SETTINGS.work_queue
+    return stack
+
+
+def stage_settings(app) -> Any:
+    """The settings provisioning renders the roles from: the example job sends with the
+    configuration set ``postbag``, which the role allows only as the stage's own set
+    (a job naming another set is refused by SES: see the policy tests)."""
+    return dataclasses.replace(app.SETTINGS, default_configuration_set="postbag")
+
+
+def operations(calls: list[Call]) -> set[str]:
+    return {f"{service}:{operation}" for service, operation, _ in calls}
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def test_splitter_and_fanout_roles_allow_every_call_a_job_makes(app, calls):
+    app, session = app
+    stack = stack_of(app)
+    split(app, stack.bucket, upload(session, stack.bucket))
+    split_calls = list(calls)
+    calls.clear()
+    assert send_work(app, session) >= 1
+    send_calls = list(calls)
+    splitter = policies.splitter_policy(stack, stage_settings(app))
+    fanout = policies.fanout_policy(stack, stage_settings(app))
+    # The job went through: parts read, work queued, mail sent, status written.
+    assert {"s3:GetObject", "sqs:SendMessageBatch", "s3:PutObject"} <= operations(split_calls)
+    assert {"email:SendEmail", "s3:PutObject"} & operations(send_calls) == {
+        "email:SendEmail", "s3:PutObject"}
+    assert refused(split_calls, splitter, stack) == []
+    assert refused(send_calls, fanout, stack) == []
+    # The splitter's role could not have sent the mail.
+    assert any(r.startswith("ses:SendEmail ") for r in refused(send_calls, splitter, stack))
+
+
+def test_splitter_role_allows_quarantining_a_bad_manifest(app, calls):
+    app, session = app
+    stack = stack_of(app)
+    manifest = json.loads(next(JOB_DIR.rglob("manifest.json")).read_text())
+    manifest["recipients"] += 1  # the parts hold fewer rows
+    key = upload(session, stack.bucket, manifest)
+    calls.clear()
+    split(app, stack.bucket, key)
+    assert "s3:CopyObject" in operations(calls) and "s3:DeleteObject" in operations(calls)
+    assert refused(calls, policies.splitter_policy(stack, stage_settings(app)), stack) == []
+    # Moving a manifest out of the way is the splitter's alone.
+    fanout = policies.fanout_policy(stack, stage_settings(app))
+    assert any(r.startswith("s3:DeleteObject ") for r in refused(calls, fanout, stack))
+
+
+def test_roles_allow_what_a_cancelled_job_calls(app, calls):
+    app, session = app
+    stack = stack_of(app)
+    key = upload(session, stack.bucket)
+    split(app, stack.bucket, key)
+    session.client("s3").put_object(Bucket=stack.bucket, Key=key.replace("manifest.json",
+                                                                          "cancel"), Body=b"")
+    new_instances(app)  # the fan-out runs in instances of its own, which never saw the job
+    calls.clear()
+    send_work(app, session)
+    assert "email:SendEmail" not in operations(calls)
+    assert refused(calls, policies.fanout_policy(stack, stage_settings(app)), stack) == []
