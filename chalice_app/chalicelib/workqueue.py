@@ -88,8 +88,8 @@ def decode(body: str) -> WorkItem:
     except fastjsonschema.JsonSchemaValueException as exc:
         job = doc.get("job_id")
         name = f"{BODY_NAME} of job {job}" if isinstance(job, str) else BODY_NAME
-        raise BatchFormatError(_schema_error(exc), name, exc.message.removeprefix("data.")) \
-            from exc
+        field = _schema_error(exc).replace("(batch)", "(body)")
+        raise BatchFormatError(field, name, exc.message.removeprefix("data.")) from exc
     if doc.get("end", 0) < doc.get("start", 0):
         raise BatchFormatError("end", f"{BODY_NAME} of job {doc['job_id']}", "before start")
     doc["rows"] = tuple(doc.get("rows", ()))
