@@ -140,23 +140,27 @@ def _dynamodb(operation: str, params: dict) -> Iterator[tuple[str, str, dict]]:
         yield f"dynamodb:{operation}", table, {}
 
 
+def _s3(operation: str, params: dict) -> Iterator[tuple[str, str, dict]]:
+    obj = f"arn:aws:s3:::{params.get('Bucket')}/{params.get('Key')}"
+    if operation == "HeadObject":
+        yield "s3:GetObject", obj, {}
+    elif operation == "CopyObject":
+        source = params["CopySource"]
+        if isinstance(source, dict):
+            source = f"{source['Bucket']}/{source['Key']}"
+        yield "s3:GetObject", f"arn:aws:s3:::{source}", {}
+        yield "s3:PutObject", obj, {}
+    elif operation.startswith("ListObjects"):
+        yield "s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", {}
+    else:
+        yield f"s3:{operation}", obj, {}
+
+
 def requests(call: Call, stack: Stack) -> Iterator[tuple[str, str, dict]]:
     """The (action, resource, condition context) requests IAM authorises for ``call``."""
     service, operation, params = call
     if service == "s3":
-        obj = f"arn:aws:s3:::{params.get('Bucket')}/{params.get('Key')}"
-        if operation == "HeadObject":
-            yield "s3:GetObject", obj, {}
-        elif operation == "CopyObject":
-            source = params["CopySource"]
-            if isinstance(source, dict):
-                source = f"{source['Bucket']}/{source['Key']}"
-            yield "s3:GetObject", f"arn:aws:s3:::{source}", {}
-            yield "s3:PutObject", obj, {}
-        elif operation.startswith("ListObjects"):
-            yield "s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", {}
-        else:
-            yield f"s3:{operation}", obj, {}
+        yield from _s3(operation, params)
     elif service == "sqs":
         name = params.get("QueueName") or params["QueueUrl"].rsplit("/", 1)[1]
         action = "SendMessage" if operation == "SendMessageBatch" else operation
