@@ -260,3 +260,20 @@ def test_roles_allow_what_a_cancelled_job_calls(app, calls):
     send_work(app, session)
     assert "email:SendEmail" not in operations(calls)
     assert refused(calls, policies.fanout_policy(stack, stage_settings(app)), stack) == []
+
+
+def test_the_batch_senders_role_allows_every_call_a_batch_makes(app, calls):
+    """The batch sender now shares SES's rate with the fan-out through the ledger's table:
+    its role allows that (rate items only), and everything else a batch calls."""
+    app, session = app
+    stack = stack_of(app)
+    batch = Path(__file__).resolve().parents[2] / "fixtures" / "batches" / "plain.json"
+    session.client("s3").put_object(Bucket=stack.bucket, Key="queue/plain.json",
+                                    Body=batch.read_bytes())
+    with Client(app.app) as client:
+        event = client.events.generate_s3_event(stack.bucket, "queue/plain.json")
+        client.lambda_.invoke("on_batch_uploaded", event)
+    made = operations(calls)
+    assert "dynamodb:UpdateItem" in made  # the rate lease
+    assert {"email:SendEmail", "email:SendRawEmail"} & made
+    assert refused(calls, policies.lambda_policy(stack, stage_settings(app)), stack) == []
