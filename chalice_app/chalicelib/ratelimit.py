@@ -155,16 +155,20 @@ class SharedRateLimiter:
     tokens from one DynamoDB item per wall-clock second in the ledger table:
     ``UpdateItem ADD used :n`` on condition that ``used`` stays within the
     rate. A lease holds a few tokens (``rate / LEASES_PER_SECOND``), so calls
-    stay at tens a second; tokens left at the end of their second are lost
-    (which only slows, never speeds). Within a lease a local ``RateLimiter``
-    paces the slots, so no instance bursts above the rate either. A job thus
-    reaches the account's rate once enough instances run, and the rate holds
-    whatever runs.
+    stay at tens a second whatever the number of instances.
+
+    Token ``u`` of second ``S`` is a slot at ``S + u / rate``, never earlier,
+    and is lost at ``S + 1``: the account's sends follow one schedule, evenly
+    spaced, so no one-second window, aligned or not, holds more than the rate
+    (two instances using up one second's tokens at its end and the next
+    second's at its start would otherwise send twice the rate in between).
+    Tokens an instance holds when their second ends are lost, which only
+    slows, never speeds.
 
     When DynamoDB fails the instance falls back to ``fallback_rate`` (a
     conservative share of the rate, given by the caller) for
     ``FALLBACK_SECONDS``, then asks DynamoDB again. Instances' clocks are
-    NTP-synchronised to milliseconds: the guard of the local limiter covers that.
+    NTP-synchronised to a few milliseconds, which the schedule does not cover.
     """
 
     def __init__(
@@ -178,6 +182,8 @@ class SharedRateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         lease: int | None = None,
     ):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
         self._client = dynamodb_client
         self._table = table
         self._namespace = namespace
@@ -186,67 +192,64 @@ class SharedRateLimiter:
         self.lease_size = lease or max(1, math.ceil(rate / LEASES_PER_SECOND))
         self._clock = clock
         self._sleep = sleep
-        self._pace = RateLimiter(rate, clock=clock, sleep=sleep)
         self._fallback = RateLimiter(min(fallback_rate, rate), clock=clock, sleep=sleep)
         self._second = -1  # the second the tokens in hand belong to
-        self._tokens = 0
-        self._used_up = False
+        self._tokens: deque[int] = deque()
+        self._used_up = False  # the second has no tokens left for anyone
         self._fallback_until = -math.inf
         self._lock = threading.Lock()
         self.leases = 0  # DynamoDB calls made (for tests and benchmarks)
 
     def acquire(self, timeout: float | None = None) -> float | None:
-        """A send slot within this second's share of the account's rate; ``None`` if none
-        comes within ``timeout`` seconds."""
+        """A send slot on the account's schedule; ``None`` if none comes within ``timeout``
+        seconds."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
-            slot = self._pace.acquire(timeout=self._left(deadline))
-            if slot is None:
-                return None
+            now = self._clock()
+            second = int(now)
             with self._lock:
-                if slot < self._fallback_until:
-                    shared = None
-                else:
-                    shared = self._take(int(slot))
-            if shared is None:
+                token = None if now < self._fallback_until else self._take(second)
+            if token is None:
                 return self._fallback.acquire(timeout=self._left(deadline))
-            if shared:
+            if token < 0:  # the second is used up, by this instance or others
+                wait = second + 1 - now
+            else:
+                slot = second + token / self.rate
+                if deadline is not None and slot > deadline:
+                    return None
+                self._sleep(max(0.0, slot - now))
                 return slot
-            # The second is used up, by this instance or others: wait for the next one.
-            wait = int(slot) + 1 - self._clock()
-            if deadline is not None and self._clock() + wait > deadline:
+            if deadline is not None and now + wait > deadline:
                 return None
-            self._sleep(max(0.0, wait))
+            self._sleep(wait)
 
     def _left(self, deadline: float | None) -> float | None:
         return None if deadline is None else max(0.0, deadline - self._clock())
 
-    def _take(self, second: int) -> bool | None:
-        """A token of ``second`` (lock held): True, False when the second is used up, None
-        when DynamoDB failed (the caller falls back)."""
+    def _take(self, second: int) -> int | None:
+        """A token of ``second`` (lock held); -1 when the second is used up, ``None`` when
+        DynamoDB failed (the caller falls back)."""
         if self._second != second:
-            self._second, self._tokens, self._used_up = second, 0, False
+            self._second, self._used_up = second, False
+            self._tokens.clear()
         if not self._tokens and not self._used_up:
             try:
-                self._tokens = self._lease(second)
+                self._tokens.extend(self._lease(second))
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("rate lease failed; using the local share",
                                extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
                 self._fallback_until = self._clock() + FALLBACK_SECONDS
                 return None
             self._used_up = not self._tokens  # asked once: the rest of the second waits
-        if not self._tokens:
-            return False
-        self._tokens -= 1
-        return True
+        return self._tokens.popleft() if self._tokens else -1
 
-    def _lease(self, second: int) -> int:
-        """Tokens leased for ``second``: ``lease_size``, what is left of it, or 0."""
+    def _lease(self, second: int) -> range:
+        """Token numbers leased for ``second``: ``lease_size`` of them, what is left, or none."""
         want = self.lease_size
         for _ in range(2):  # the full lease, then what the condition's answer says is left
             self.leases += 1
             try:
-                self._client.update_item(
+                answer = self._client.update_item(
                     TableName=self._table,
                     Key={KEY_ATTRIBUTE: {"S": f"{self._namespace}#rate#{second}"}},
                     UpdateExpression="ADD #used :n SET #expiry = :expiry",
@@ -257,14 +260,16 @@ class SharedRateLimiter:
                         ":room": {"N": str(self.per_second - want)},
                         ":expiry": {"N": str(second + LEASE_TTL_SECONDS)},
                     },
+                    ReturnValues="UPDATED_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-                return want
+                used = int(answer["Attributes"]["used"]["N"])
+                return range(used - want, used)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 used = int(exc.response.get("Item", {}).get("used", {}).get("N", self.per_second))
                 want = self.per_second - used
                 if want <= 0:
-                    return 0
-        return 0
+                    break
+        return range(0)
