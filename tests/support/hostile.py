@@ -458,8 +458,12 @@ def _envelope_cases() -> list[Case]:
              _set("version", 1.0)),
         Case("version-true", "envelope", Quarantined("version", "unknown format version True"),
              _set("version", True)),
-        Case("version-2", "envelope", Quarantined("version", "unknown format version 2"),
+        # Version 2 is a notify job's manifest, which never belongs under the queue.
+        Case("version-2", "envelope",
+             Quarantined("version", "a version-2 notify job belongs at jobs/<id>/manifest.json"),
              _set("version", 2)),
+        Case("version-3", "envelope", Quarantined("version", "unknown format version 3"),
+             _set("version", 3)),
         Case("extra-property", "envelope", Quarantined("(batch)", "must not contain"),
              _set("bcc", ["evil@bad.net"])),
         Case("meta-extra-property", "envelope", Quarantined("meta", "must not contain"),
