@@ -5,7 +5,12 @@ domain and the ledger table, uploads the example batches from ``fixtures/``
 (one in the original layout, one with attachments, one that references an
 attachment object, one to a Bcc list, one broken), delivers their S3 events to the Lambda
 handler in-process, then prints what SES delivered and writes each mail to
-``outbox/`` as an ``.eml`` file. The server is stopped on the way out.
+``outbox/`` as an ``.eml`` file. Then a notify job: 1,000 recipients, each
+with a mail of their own, written as ``postbag notify`` writes it, split by
+``on_job_uploaded`` and sent by ``on_work_item`` in ``JOB_CONCURRENCY``
+worker processes (``standin.job_run``); it prints the job's status, a few
+of the mails and a check that each recipient got exactly one. The server is
+stopped on the way out.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import urllib.request
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,6 +29,7 @@ from typing import Any
 import boto3
 
 from standin.aws import LocalAws
+from standin.job_run import JobRun, run_job, write_spec
 from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +50,12 @@ UPLOADS = [
     ("queue/original-layout.json", "batches/legacy-layout.json"),
     ("queue/cut-short.json", "batches/bad/truncated.json"),
 ]
+JOB_RECIPIENTS = 1000
+# Instances of on_work_item (its SQS event source's maximum concurrency), and rows per
+# work item: small enough that the job's ten items keep every instance busy.
+JOB_CONCURRENCY = 4
+JOB_CHUNK_ROWS = 100
+MAILS_SHOWN = 3
 
 
 def _environment(aws: LocalAws) -> None:
@@ -52,7 +65,11 @@ def _environment(aws: LocalAws) -> None:
             BUCKET,
             "postbag-demo-on_batch_uploaded",
             POSTBAG_LEDGER_TABLE="postbag-demo-ledger",
-            POSTBAG_MAX_SEND_RATE="50",
+            # The account's rate, shared by every instance (the ledger table's limiter).
+            POSTBAG_MAX_SEND_RATE="200",
+            POSTBAG_WORK_QUEUE="postbag-demo-work",
+            POSTBAG_MAX_CONCURRENCY=str(JOB_CONCURRENCY),
+            POSTBAG_CHUNK_ROWS=str(JOB_CHUNK_ROWS),
             POWERTOOLS_METRICS_NAMESPACE="Postbag",
         )
     )
@@ -117,9 +134,38 @@ def _quarantined(s3: Any) -> None:
             print(f"quarantined {error['batch']}: field {error['field']}: {error['reason']}")
 
 
+def _job(aws: LocalAws, s3: Any, app: Any) -> bool:
+    """The notify job, end to end; prints what it came to. True when every recipient
+    got exactly one mail."""
+    print(f"\nNotify job: {JOB_RECIPIENTS:,} recipients, on_work_item in "
+          f"{JOB_CONCURRENCY} worker processes")
+    with tempfile.TemporaryDirectory(prefix="postbag-demo-job-") as folder:
+        spec = write_spec(Path(folder), JOB_RECIPIENTS)
+        run = run_job(aws.endpoint, s3, boto3.client("sqs"), app, spec, dict(os.environ),
+                      JOB_CONCURRENCY, stats_path=str(Path(folder) / "invocations.ndjson"),
+                      timeout_s=120)
+    print(f"job {run.job_id}: {len(run.invocations)} invocations, "
+          f"{run.finished - run.started:.1f} s from its manifest to an empty queue")
+    print("status.json:", json.dumps(run.status, indent=2, ensure_ascii=False))
+    for mail in run.mails[:MAILS_SHOWN]:
+        text = "\n".join("    " + line for line in mail["text"].splitlines()[:4])
+        print(f"\nTo: {', '.join(mail['destination'])}\nSubject: {mail['subject']}\n{text}")
+    return _check(run)
+
+
+def _check(run: JobRun) -> bool:
+    counts = run.counts
+    once = len(counts) == run.recipients and set(counts.values()) == {1}
+    verdict = "each once" if once else \
+        f"NOT each once: {sum(1 for n in counts.values() if n > 1)} got more than one"
+    print(f"\ncheck: {run.recipients:,} recipients, {len(run.mails):,} mails, {verdict}")
+    return once
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT / "chalice_app"))
-    with LocalAws() as aws:
+    # A production account's quota (moto's is a sandbox's 200 a day), at the demo's rate.
+    with LocalAws(ses_quota=(50_000, 200)) as aws:
         print(f"Local stand-in for AWS (moto) on {aws.endpoint}, pid {aws.pid}")
         _environment(aws)
         s3 = boto3.client("s3")
@@ -133,10 +179,12 @@ def main() -> int:
             print(f"event for {delivery.key}: {state}")
         _quarantined(s3)
         # SES's Send events, recorded in the ledger: what settles a send whose answer was lost.
-        recorded = LocalSesEvents(aws.endpoint, app.on_ses_event).deliver()
-        print(f"SES Send events recorded in the ledger: {recorded}")
+        events = LocalSesEvents(aws.endpoint, app.on_ses_event)
+        print(f"SES Send events recorded in the ledger: {events.deliver()}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
-    return 0 if delivered else 1
+        job_ok = _job(aws, s3, app)
+        print(f"the job's SES Send events recorded in the ledger: {events.deliver():,}")
+    return 0 if delivered and job_ok else 1
 
 
 if __name__ == "__main__":

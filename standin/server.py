@@ -15,6 +15,9 @@
 - **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
   moto takes it, each in its own thread, so that concurrent senders wait
   side by side as they do on SES, not in turn.
+- **SES's quota.** moto's ``GetSendQuota`` answers a sandbox's 200 mails a day
+  at 1/s whatever was sent; ``--ses-quota MAX24H,RATE`` makes it answer a
+  production account's (``SentLast24Hours`` still counts what was sent).
 - **DynamoDB one request at a time, transactions undone item by item.**
   moto 5.2's ``TransactWriteItems`` is not atomic under concurrent requests
   and deep-copies the whole table once per item of every transaction, to
@@ -23,7 +26,7 @@
   DynamoDB's atomicity would, and ``undo_log_transactions`` makes a cancelled
   transaction put back only the items it touched, copied before it wrote.
 
-Run as ``python -m standin.server HOST PORT [--ses-latency-ms N]``;
+Run as ``python -m standin.server HOST PORT [--ses-latency-ms N] [--ses-quota MAX24H,RATE]``;
 ``standin.aws.LocalAws`` does.
 """
 
@@ -279,6 +282,18 @@ def undo_log_transactions() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def send_quota(max_24_hours: float, max_rate: float) -> None:
+    """Make moto's ``GetSendQuota`` answer this quota (moto fixes 200 a day at 1/s)."""
+    from moto.ses import models
+
+    def quota(self: Any, sent: int) -> None:
+        self.sent_last24_hours = sent
+        self.max24_hour_send = max_24_hours
+        self.max_send_rate = max_rate
+
+    models.SESQuota.__init__ = quota  # type: ignore[method-assign]
+
+
 def application(ses_latency_s: float = 0.0) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     from moto.server import DomainDispatcherApplication, create_backend_app
@@ -302,7 +317,11 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--ses-latency-ms", type=float, default=0.0,
                         help="hold every SES send this long before it is taken")
+    parser.add_argument("--ses-quota", help="MAX24H,RATE: what GetSendQuota answers")
     args = parser.parse_args()
+    if args.ses_quota:
+        max_24_hours, max_rate = (float(n) for n in args.ses_quota.split(","))
+        send_quota(max_24_hours, max_rate)
     serve(args.host, args.port, application(args.ses_latency_ms / 1000))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import json
+import re
 import subprocess
 import sys
 from email import policy
@@ -10,7 +12,7 @@ from email import policy
 from conftest import ROOT
 
 
-def test_demo_delivers_every_example_and_quarantines_the_broken_one():
+def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job():
     done = subprocess.run(
         [sys.executable, "-m", "standin.demo"],
         cwd=ROOT,
@@ -26,3 +28,13 @@ def test_demo_delivers_every_example_and_quarantines_the_broken_one():
     raw = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in outbox]
     attachments = [a.get_filename() for m in raw for a in m.iter_attachments()]
     assert sorted(attachments) == ["notes.txt", "notes.txt", "pixel.png"]
+    # The notify job: every recipient's own mail, each sent once, the job done.
+    assert "check: 1,000 recipients, 1,000 mails, each once" in done.stdout
+    status = json.loads(re.search(r"^status.json: (\{.*?^\})", done.stdout, re.M | re.S)[1])
+    assert (status["state"], status["recipients"], status["sent"], status["failed"]) \
+        == ("done", 1000, 1000, 0)
+    mails = re.findall(r"^To: Reader (\d+) <reader-0*(\d+)@example\.net>\n"
+                       r"Subject: Reader (\d+), a new post: .*\n    Hi Reader (\d+),$",
+                       done.stdout, re.M)
+    assert len(mails) == 3 and all(len(set(numbers)) == 1 for numbers in mails)
+    assert "the job's SES Send events recorded in the ledger: 1,000" in done.stdout

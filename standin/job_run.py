@@ -1,0 +1,121 @@
+"""A notify job end to end on the stand-in: written, split, fanned out, counted.
+
+The job is written as an operator writes one (``postbag notify``'s writer:
+parts, then the manifest), the manifest's S3 event is delivered to
+``on_job_uploaded`` in this process (the splitter puts the work items on the
+SQS work queue), and ``sqs_runtime.LocalSqsMapping`` runs ``on_work_item`` in
+worker processes until the queue is empty. Used by ``make demo`` and
+``bench/fanout.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from standin.lambda_runtime import LocalDispatcher, Route
+from standin.server import MAILS_PATH
+from standin.sqs_runtime import LocalSqsMapping, create_queue
+
+# What the demo and the benchmark send: every recipient's own name, subject and followers.
+TEMPLATE = {
+    "subject": "{{ recipient.name }}, a new post: {{ post.title }}",
+    "html": "<p>Hi {{ recipient.name }},</p><p><a href=\"{{ post.url }}\">{{ post.title }}</a>"
+            " is out.</p>{% if new_followers %}<p>New followers since your last visit: "
+            "{{ new_followers | join(', ') }}</p>{% endif %}",
+    "text": "Hi {{ recipient.name }},\n\n{{ post.title }} is out: {{ post.url }}\n"
+            "{% if new_followers %}New followers since your last visit: "
+            "{{ new_followers | join(', ') }}\n{% endif %}",
+}
+CONTEXT = {"new_followers": [],
+           "post": {"title": "Café culture & <tags>", "url": "https://blog.example.org/?p=42"}}
+META = {"from": "Blog <news@example.org>", "reply_to": ["Editors <editors@example.org>"],
+        "tags": {"source": "new-post"}, "list": "new-posts"}
+FOLLOWERS = ("Ana", "Bo", "Chen", "Dara", "Émile", "Farah")
+
+
+def address(number: int) -> str:
+    return f"reader-{number:06d}@example.net"
+
+
+def recipients(count: int, seed: int = 42) -> list[dict[str, Any]]:
+    """``count`` distinct recipients, each with a name and some followers of their own."""
+    pick = random.Random(seed)
+    return [{"email": address(i), "name": f"Reader {i}", "user_id": i + 1,
+             "vars": {"new_followers": pick.sample(FOLLOWERS, pick.randint(0, 3))}}
+            for i in range(count)]
+
+
+def write_spec(directory: Path, count: int) -> Path:
+    """A ``postbag notify`` spec for ``count`` recipients, with its NDJSON recipients file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = directory / "recipients.ndjson"
+    rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recipients(count)),
+                    encoding="utf-8")
+    spec = directory / "job.json"
+    spec.write_text(json.dumps({
+        "site": {"url": "https://blog.example.org", "blog_id": 1}, "meta": META,
+        "template": TEMPLATE, "context": CONTEXT, "recipients": rows.name,
+    }, ensure_ascii=False), encoding="utf-8")
+    return spec
+
+
+def sent_mails(endpoint: str, after: int = 0) -> list[dict[str, Any]]:
+    """What the stand-in's SES accepted since the ``after``-th send: To, Subject, text."""
+    with urllib.request.urlopen(f"{endpoint}{MAILS_PATH}?after={after}", timeout=60) as answer:
+        mails: list[dict[str, Any]] = json.load(answer)
+    return mails
+
+
+def per_address(mails: list[dict[str, Any]]) -> Counter[str]:
+    """How many mails each address got."""
+    return Counter(parseaddr(to)[1].lower() for mail in mails for to in mail["destination"])
+
+
+@dataclass
+class JobRun:
+    job_id: str
+    recipients: int
+    started: float  # the manifest's upload (epoch seconds)
+    finished: float  # the work queue found empty
+    status: dict[str, Any] | None
+    mails: list[dict[str, Any]] = field(default_factory=list)
+    invocations: list[dict[str, Any]] = field(default_factory=list)
+    drained: bool = True
+
+    @property
+    def counts(self) -> Counter[str]:
+        return per_address(self.mails)
+
+
+def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping[str, str],
+            concurrency: int, stats_path: str | None = None, timeout_s: float = 900.0,
+            function_timeout: int = 300) -> JobRun:
+    """Upload the job ``spec`` describes and run it to the end; ``app`` is the sender's
+    ``app`` module imported with ``env`` set, ``env`` the workers' environment."""
+    from postbag.notify import notify, sender_checks
+
+    queue_url = create_queue(sqs, app.SETTINGS.work_queue, function_timeout)
+    bucket = env["POSTBAG_BUCKET"]
+    mails_before = len(sent_mails(endpoint))
+    with LocalSqsMapping(queue_url, env, concurrency, timeout_s=function_timeout,
+                         stats_path=stats_path) as mapping:
+        outcome = notify(s3, bucket, spec, *sender_checks(app.SETTINGS))
+        started = time.time()  # the manifest is uploaded last: the job starts now
+        jobs = Route("jobs/", "/manifest.json", app.on_job_uploaded)
+        for delivery in LocalDispatcher(s3, bucket, [jobs]).run():
+            if delivery.error:
+                raise RuntimeError(f"{delivery.key}: {delivery.error}")
+        drained = mapping.wait_until_drained(sqs, timeout_s)
+        finished = time.time()
+    return JobRun(outcome.job_id, outcome.recipients, started, finished,
+                  app.job_progress().status(bucket, outcome.job_id),
+                  sent_mails(endpoint, mails_before), mapping.invocations(), drained)
