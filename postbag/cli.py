@@ -24,7 +24,7 @@ from chalicelib.errors import PostbagError
 from postbag import chalice_config
 from postbag.aws import Aws, CommandError
 from postbag.report import Report
-from postbag.resources import failure_queue
+from postbag.resources import failure_queue, queues
 from postbag.resources.bucket import Retention
 from postbag.stack import Stack
 
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(redrive)
     which = redrive.add_mutually_exclusive_group()
     which.add_argument("--batch", help="only this batch id (default: every failed batch)")
+    which.add_argument(
+        "--job", type=_job_id, help="instead, queue this notify job's failed recipients again"
+    )
     which.add_argument(
         "--failed-invocations",
         action="store_true",
@@ -259,15 +262,39 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
     # carries the re-driven keys, so its log goes to stderr.
     handler = logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(sys.stderr)
-    if args.failed_invocations:
-        stack = _stack(args, aws)
-        keys = failure_queue.redrive_invocations(aws.client("sqs"), aws.client("lambda"), stack)
-    else:
-        keys = redrive(aws.client("s3"), _stage_bucket(args), batch_id=args.batch)
+    previous = handler.setStream(sys.stderr)
+    try:
+        if args.failed_invocations:
+            stack = _stack(args, aws)
+            keys = failure_queue.redrive_invocations(
+                aws.client("sqs"), aws.client("lambda"), stack
+            )
+        elif args.job:
+            keys = _redrive_job(args, aws)
+        else:
+            keys = redrive(aws.client("s3"), _stage_bucket(args), batch_id=args.batch)
+    finally:
+        # The logger is the process's: leave it as it was (a caller may close stderr).
+        handler.setStream(previous)
     for key in keys:
         print(key)
     print(f"re-driven: {len(keys)}", file=sys.stderr)
+
+
+def _redrive_job(args: argparse.Namespace, aws: Aws) -> list[str]:
+    """The job's failed recipients back on the stage's work queue, one line per work item."""
+    from chalicelib.redrive import redrive_job
+    from chalicelib.workqueue import WorkQueue
+
+    bucket = _stage_bucket(args)
+    sqs = aws.client("sqs")
+    name = Stack(args.stage, aws.region, bucket).work_queue
+    url = queues.find_url(sqs, name)
+    if url is None:
+        raise CommandError(f"no work queue {name}: run `postbag provision` first")
+    items = redrive_job(aws.client("s3"), WorkQueue(sqs, url), bucket, args.job)
+    return [f"{item.job_id} redrive {item.redrive}: {len(item.rows)} recipient(s)"
+            for item in items]
 
 
 def run_notify(args: argparse.Namespace, aws: Aws) -> None:

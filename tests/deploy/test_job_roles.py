@@ -277,3 +277,53 @@ def test_the_batch_senders_role_allows_every_call_a_batch_makes(app, calls):
     assert "dynamodb:UpdateItem" in made  # the rate lease
     assert {"email:SendEmail", "email:SendRawEmail"} & made
     assert refused(calls, policies.lambda_policy(stack, stage_settings(app)), stack) == []
+
+
+def test_notify_then_redrive_job_puts_the_failed_recipients_back_on_the_work_queue(
+    app, tmp_path, capsys
+):
+    """A job posted with ``postbag notify`` is split and sent by the handlers; the
+    recipient without the template's variable fails (StrictUndefined) and is kept under
+    failed/jobs/; ``postbag redrive --job`` queues it again, as redrive 1."""
+    from postbag import cli
+
+    app, session = app
+    stack = stack_of(app)
+    spec = tmp_path / "code.json"
+    spec.write_text(json.dumps({
+        "meta": {"from": "news@example.org"},
+        "template": {"subject": "Your code", "html": "<p>{{ code }}</p>"},
+        "recipients": [{"email": "ann@example.net", "vars": {"code": "A1"}},
+                       {"email": "bob@example.net"}],
+    }))
+    region = ["--stage", stack.stage, "--bucket", stack.bucket, "--region", REGION]
+    assert cli.main(["notify", str(spec), *region]) == 0
+    job_id = capsys.readouterr().out.strip()
+    split(app, stack.bucket, f"jobs/{job_id}/manifest.json")
+    send_work(app, session)
+    capsys.readouterr()  # the handlers' log lines
+    s3, sqs = session.client("s3"), session.client("sqs")
+    failed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"failed/jobs/{job_id}/")
+    assert failed["KeyCount"] == 1
+    assert cli.main(["status", "--job", job_id, "--json", *region]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["state"], status["sent"], status["failed"]) == ("done", 1, 1)
+    assert cli.main(["redrive", "--job", job_id, *region]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{job_id} redrive 1: 1 recipient(s)"]
+    url = sqs.get_queue_url(QueueName=stack.work_queue)["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert "bob@example.net" in message["Body"] and "ann@" not in message["Body"]
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix="failed/jobs/")["KeyCount"] == 0
+    # Nothing failed is left: a second run queues nothing.
+    assert cli.main(["redrive", "--job", job_id, *region]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_redrive_job_without_a_work_queue_says_to_provision(app, capsys):
+    from postbag import cli
+
+    app, _ = app
+    code = cli.main(["redrive", "--job", "j1", "--stage", "other", "--bucket", "b",
+                     "--region", REGION])
+    assert code == 1
+    assert "no work queue postbag-other-work" in capsys.readouterr().err
