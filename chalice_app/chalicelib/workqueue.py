@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import BatchFormatError, QueueUnavailable
 from chalicelib.formats.document import load_object
-from chalicelib.formats.v1 import _schema_error
+from chalicelib.formats.v1 import schema_field
 from chalicelib.model import WorkItem
 from chalicelib.retry import RetryPolicy
 
@@ -88,7 +88,7 @@ def decode(body: str) -> WorkItem:
     except fastjsonschema.JsonSchemaValueException as exc:
         job = doc.get("job_id")
         name = f"{BODY_NAME} of job {job}" if isinstance(job, str) else BODY_NAME
-        field = _schema_error(exc).replace("(batch)", "(body)")
+        field = schema_field(exc, whole="(body)")
         raise BatchFormatError(field, name, exc.message.removeprefix("data.")) from exc
     if doc.get("end", 0) < doc.get("start", 0):
         raise BatchFormatError("end", f"{BODY_NAME} of job {doc['job_id']}", "before start")

@@ -47,9 +47,12 @@ def _compile_validators() -> tuple[Any, Any, re.Pattern[str]]:
 _validate_envelope, _validate_mail, _ID = _compile_validators()
 
 
-def _schema_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = "") -> str:
+def schema_field(
+    exc: fastjsonschema.JsonSchemaValueException, prefix: str = "", whole: str = "(batch)"
+) -> str:
+    """The field a schema error is about; ``whole`` when it is the document itself."""
     name = (exc.name or "data").removeprefix("data").lstrip(".")
-    return prefix + name if name else prefix.rstrip(".") or "(batch)"
+    return prefix + name if name else prefix.rstrip(".") or whole
 
 
 def _is_original_layout(doc: Document) -> bool:
@@ -96,7 +99,7 @@ def _from_original_layout(doc: Document, text: str, received_at: str) -> Documen
     }
 
 
-def _meta(doc: Document, batch: str, settings: Settings) -> Meta:
+def parse_meta(doc: Document, batch: str, settings: Settings) -> Meta:
     """The envelope's ``meta``. Whether its From may send is checked when the mails
     go out (``pipeline``), so that a From not allowed fails each mail for re-drive."""
     meta = doc["meta"]
@@ -122,7 +125,7 @@ def _meta(doc: Document, batch: str, settings: Settings) -> Meta:
     )
 
 
-def _attachment(raw: Document, where: str, batch: str, mail: str) -> Attachment:
+def parse_attachment(raw: Document, where: str, batch: str, mail: str) -> Attachment:
     filename = fields.attachment_name(raw["filename"], where + ".filename", batch, mail)
     content_type = fields.content_type(raw["content_type"], where + ".content_type", batch, mail)
     if "s3_key" in raw:
@@ -144,14 +147,14 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
     try:
         _validate_mail(raw)
     except fastjsonschema.JsonSchemaValueException as exc:
-        field_name = _schema_error(exc, where + ".")
+        field_name = schema_field(exc, where + ".")
         message = exc.message.removeprefix("data.")
         raise BatchFormatError(field_name, batch, message, mail_ref) from exc
     mail_id = raw["id"]  # a string, now that the schema held
     to = fields.addresses(raw["to"], where + ".to", batch, mail_id)
     fields.recipient_count(len(to) + len(meta.cc) + len(meta.bcc), where + ".to", batch, mail_id)
     attachments = tuple(
-        _attachment(a, f"{where}.attachments[{i}]", batch, mail_id)
+        parse_attachment(a, f"{where}.attachments[{i}]", batch, mail_id)
         for i, a in enumerate(raw.get("attachments", ()))
     )
     return Mail(
@@ -164,7 +167,7 @@ def _mail(raw: Any, index: int, batch: str, meta: Meta) -> Mail:
     )
 
 
-def _created_at(value: str, batch: str, field: str = "created_at") -> datetime:
+def parse_time(value: str, batch: str, field: str = "created_at") -> datetime:
     """The schema's ``date-time`` as an aware datetime; its pattern lets through
     dates that do not exist (``2026-02-30``) and times ``fromisoformat`` refuses."""
     try:
@@ -213,13 +216,13 @@ def parse(
     try:
         _validate_envelope(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise BatchFormatError(_schema_error(exc), name, exc.message.removeprefix("data.")) from exc
+        raise BatchFormatError(schema_field(exc), name, exc.message.removeprefix("data.")) from exc
     label = f"{doc['batch_id']} ({name})"
-    created_at = _created_at(doc["created_at"], label)
+    created_at = parse_time(doc["created_at"], label)
     continuation = doc.get("continuation", {})
     redrive = _counter("redrive", doc.get("redrive", 0), label)
     part = _counter("continuation.part", continuation.get("part", 0), label)
-    meta = _meta(doc, label, settings)
+    meta = parse_meta(doc, label, settings)
     mails, rejected = _mails(doc, label, meta)
     return Batch(
         batch_id=doc["batch_id"],

@@ -83,7 +83,7 @@ def _schema(doc: Document, key: str) -> None:
     try:
         _validate_manifest(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        field = v1._schema_error(exc).replace("(batch)", "(manifest)")
+        field = v1.schema_field(exc, whole="(manifest)")
         raise BatchFormatError(field, key, exc.message.removeprefix("data.")) from exc
 
 
@@ -138,15 +138,15 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
     send_at = doc.get("send_at")
     return NotifyJob(
         job_id=job_id,
-        created_at=v1._created_at(doc["created_at"], label),
-        send_at=None if send_at is None else v1._created_at(send_at, label, "send_at"),
-        meta=v1._meta(doc, label, settings),
+        created_at=v1.parse_time(doc["created_at"], label),
+        send_at=None if send_at is None else v1.parse_time(send_at, label, "send_at"),
+        meta=v1.parse_meta(doc, label, settings),
         template=_template(doc, label),
         context=doc.get("context", {}),
         parts=_parts(doc, job_id, label),
         recipients=doc["recipients"],
         attachments=tuple(
-            v1._attachment(raw, f"attachments[{i}]", label, "")
+            v1.parse_attachment(raw, f"attachments[{i}]", label, "")
             for i, raw in enumerate(doc.get("attachments", ()))
         ),
         list_name=doc["meta"].get("list", ""),
@@ -219,7 +219,7 @@ def _recipient(line: bytes, row: int, name: str) -> Recipient:
     try:
         _validate_recipient(raw)
     except fastjsonschema.JsonSchemaValueException as exc:
-        field = v1._schema_error(exc) if exc.name != "data" else "(row)"
+        field = v1.schema_field(exc, whole="(row)")
         reason = exc.message.removeprefix("data.").removeprefix("data ")
         raise BatchFormatError(field, name, reason, where) from exc
     return Recipient(
