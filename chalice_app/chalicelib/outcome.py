@@ -43,7 +43,8 @@ ERROR_SUFFIX = ".error.json"
 HASHED_QUARANTINE_PREFIX = QUARANTINE_PREFIX + "hashed/"
 
 
-def _json(document: Any) -> bytes:
+def json_bytes(document: Any) -> bytes:
+    """``document`` as the UTF-8 JSON every object the sender writes is."""
     text = json.dumps(document, ensure_ascii=False, indent=1)
     try:
         return text.encode("utf-8")
@@ -75,7 +76,7 @@ class Recorder:
             self._s3.put_object,
             Bucket=bucket,
             Key=key,
-            Body=_json(document),
+            Body=json_bytes(document),
             ContentType="application/json",
         )
 

@@ -27,7 +27,7 @@ from chalicelib.errors import LedgerUnavailable
 from chalicelib.formats.document import load_object
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import NotifyJob
-from chalicelib.outcome import _json
+from chalicelib.outcome import json_bytes
 from chalicelib.store import is_missing, s3_call, unavailable
 
 # What a chunk's mails came to; counted per job (statuses as receipts spell them).
@@ -138,7 +138,7 @@ class JobProgress:
         doc = document(item, self._clock())
         key = status_key(doc["job_id"])
         s3_call(f"writing {key}", self._s3.put_object, Bucket=bucket, Key=key,
-                Body=_json(doc), ContentType="application/json")
+                Body=json_bytes(doc), ContentType="application/json")
         return doc
 
     def begin(self, bucket: str, job: NotifyJob, chunks: int, cancelled: bool = False) -> int:
