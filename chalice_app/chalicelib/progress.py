@@ -189,9 +189,16 @@ class JobProgress:
         if unknown:
             raise ValueError(f"not job statuses: {sorted(unknown)}")
         adds = {status: n for status, n in counts.items() if n} | {"chunks_done": chunks_done}
-        names = {f"#c{i}": name for i, name in enumerate(adds)}
-        values = {f":c{i}": _number(n) for i, n in enumerate(adds.values())}
-        expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
+        names = {f"#c{i}": name for i, name in enumerate(adds)} | {"#ttl": TTL_ATTRIBUTE}
+        now = self._clock()
+        values = {f":c{i}": _number(n) for i, n in enumerate(adds.values())} | {
+            ":now": _number(now), ":ttl": _number(int(now) + ITEM_TTL_SECONDS),
+        }
+        # A chunk of a job whose item is gone (a re-drive after its TTL) starts a new one
+        # that expires too, rather than one that stays for ever.
+        expression = ("ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
+                      + " SET #ttl = if_not_exists(#ttl, :ttl),"
+                      " started_at = if_not_exists(started_at, :now)")
         response = self._call(
             f"recording a chunk of {job_id}", "update_item", Key=self._key(job_id),
             UpdateExpression=expression, ExpressionAttributeNames=names,

@@ -166,3 +166,11 @@ def test_cancel_is_looked_up_every_few_seconds_and_then_kept(aws, clock):
     clock.sleep(60)
     assert progress.cancelled(BUCKET, JOB_ID) is True, "a cancel is for good"
     assert progress.cancelled(BUCKET, "another-job") is False
+
+
+def test_a_chunk_of_a_job_never_begun_makes_an_item_that_expires(aws, clock):
+    progress = _progress(aws, clock)
+    document = progress.record(BUCKET, "lost-job", {"sent": 2})
+    assert (document["sent"], document["started_at"]) == (2, "2026-11-18T11:06:40Z")
+    item = aws[1].get_item(TableName=TABLE, Key={"id": {"S": "postbag-test#job#lost-job"}})
+    assert item["Item"]["expiration"]["N"] == str(int(START) + 30 * 24 * 3600)

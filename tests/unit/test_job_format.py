@@ -180,3 +180,11 @@ def test_the_fast_bare_address_path_agrees_with_the_full_parse(value):
     except BatchFormatError:
         got = None
     assert got == expected
+
+
+def test_inline_rows_parse_like_stored_ones():
+    from chalicelib.formats.v2 import parse_rows
+
+    rows, bad = parse_rows([_row(7), b"{nope", _row(9)], 7, "re-drive")
+    assert [(r.row, r.email) for r in rows] == [(7, "r7@example.net"), (9, "r9@example.net")]
+    assert [row for row, _ in bad] == [8]

@@ -17,7 +17,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -247,21 +247,29 @@ def _lines_from(data: Iterable[bytes], start: int) -> Iterator[bytes]:
         return
 
 
-def read_rows(
-    data: bytes, part: int, start: int, end: int, name: str
+def parse_rows(
+    lines: Iterable[bytes], first: int, name: str
 ) -> tuple[list[Recipient], list[tuple[int, str]]]:
-    """Rows ``start``..``end`` (exclusive, 0-based) of a stored part: the valid ones as
-    ``Recipient``s, and ``(row, reason)`` for each bad one. Lines outside the range are
-    neither decoded nor parsed; inflating stops at line ``end``."""
+    """Each line a row, numbered from ``first``: the valid ones as ``Recipient``s, and
+    ``(row, reason)`` for each bad one (a re-drive's inline rows come this way)."""
     recipients: list[Recipient] = []
     bad: list[tuple[int, str]] = []
-    if end <= start:
-        return recipients, bad
-    lines = _lines_from(inflate([data], part, name), start)
-    for row, line in zip(range(start, end), lines, strict=False):
+    for row, line in enumerate(lines, start=first):
         try:
             recipients.append(_recipient(line, row, name))
         except BatchFormatError as exc:
             field = "(row)" if exc.field == "(file)" else exc.field
             bad.append((row, f"field {field}: {exc.reason}"))
     return recipients, bad
+
+
+def read_rows(
+    data: bytes, part: int, start: int, end: int, name: str
+) -> tuple[list[Recipient], list[tuple[int, str]]]:
+    """Rows ``start``..``end`` (exclusive, 0-based) of a stored part, as ``parse_rows``
+    gives them. Lines outside the range are neither decoded nor parsed; inflating stops
+    at line ``end``."""
+    if end <= start:
+        return [], []
+    lines = _lines_from(inflate([data], part, name), start)
+    return parse_rows(islice(lines, end - start), start, name)
