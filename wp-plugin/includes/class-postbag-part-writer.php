@@ -53,10 +53,10 @@ final class Postbag_Part_Writer {
 	 * @throws Postbag_Spool_Exception When it cannot be.
 	 */
 	public function __construct( Postbag_Spool $spool ) {
-		$this->spool                  = $spool;
+		$this->spool = $spool;
 		list( $this->temp, $this->handle ) = $spool->temp_file();
-		$this->deflate                = deflate_init( ZLIB_ENCODING_GZIP, array( 'level' => 6 ) );
-		$this->hash                   = hash_init( 'sha256' );
+		$this->deflate = deflate_init( ZLIB_ENCODING_GZIP, array( 'level' => 6 ) );
+		$this->hash    = hash_init( 'sha256' );
 	}
 
 	/**

@@ -42,7 +42,6 @@ final class Postbag_NotifyStreamTest extends Postbag_Test_Live_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 		foreach ( array( 'postbag_job_uploaded', 'postbag_job_spooled', 'postbag_job_failed' ) as $action ) {
 			add_action(
 				$action,
@@ -53,11 +52,6 @@ final class Postbag_NotifyStreamTest extends Postbag_Test_Live_Case {
 				3
 			);
 		}
-	}
-
-	protected function tearDown(): void {
-		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
-		parent::tearDown();
 	}
 
 	/**

@@ -10,7 +10,7 @@
  * site's hooks, puts a test's plugin in place of the site's and records what
  * it reports (wp_mail_failed, the postbag_batch_* actions); afterwards the
  * previous plugin and the hooks come back. No single retry event is planned
- * when a test starts or after it ends (every flush plans one).
+ * when a test starts or after it ends (every flush and every notify job plans one).
  */
 trait Postbag_Test_Site_State {
 
@@ -38,6 +38,7 @@ trait Postbag_Test_Site_State {
 			$GLOBALS['wp_filter']
 		);
 		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 	}
 
 	/**
@@ -72,6 +73,7 @@ trait Postbag_Test_Site_State {
 	 */
 	protected function restore_site_state(): void {
 		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 		if ( null !== $this->previous ) {
 			Postbag_Plugin::replace( $this->previous );
 		}
