@@ -47,24 +47,27 @@ final class Postbag_JobContractTest extends Postbag_Test_Live_Case {
 	}
 
 	public function test_the_sender_reads_every_recipient_of_a_plugin_job_as_given(): void {
+		$this->switch_to( $this->plugin_for( self::$aws->endpoint, null, array( 'inline_attachment_max_bytes' => 100 ) ) );
+		$report = random_bytes( 1000 );
 		$rows   = self::rows();
 		$job_id = postbag_notify(
 			array(
-				'recipients' => $rows,
-				'subject'    => 'New post: {{ post.title }}',
-				'html'       => "<p>Hi {{ recipient.name or 'there' }},</p><p><a href=\"{{ post.url }}\">{{ post.title }}</a> is out.</p>{% if new_followers %}<p>{{ new_followers | join(', ') }}</p>{% endif %}",
-				'text'       => "Hi {{ recipient.name or 'there' }},\n\n{{ post.title }} is out: {{ post.url }}\n",
-				'context'    => array(
+				'recipients'  => $rows,
+				'subject'     => 'New post: {{ post.title }}',
+				'html'        => "<p>Hi {{ recipient.name or 'there' }},</p><p><a href=\"{{ post.url }}\">{{ post.title }}</a> is out.</p>{% if new_followers %}<p>{{ new_followers | join(', ') }}</p>{% endif %}",
+				'text'        => "Hi {{ recipient.name or 'there' }},\n\n{{ post.title }} is out: {{ post.url }}\n",
+				'context'     => array(
 					'post'  => array(
 						'title' => 'Café culture & <tags>',
 						'url'   => 'https://blog.example.org/?p=42',
 					),
 					'empty' => new stdClass(),
 				),
-				'list'       => 'new-posts',
-				'from'       => 'Blog <news@example.org>',
-				'reply_to'   => array( 'Editors <editors@example.org>' ),
-				'headers'    => array( 'X-Postbag-Campaign' => 'new-post 42' ),
+				'list'        => 'new-posts',
+				'from'        => 'Blog <news@example.org>',
+				'reply_to'    => array( 'Editors <editors@example.org>' ),
+				'headers'     => array( 'X-Postbag-Campaign' => 'new-post 42' ),
+				'attachments' => array( 'Report.pdf' => self::file( 'report.pdf', $report ) ),
 			)
 		);
 		$this->assertIsString( $job_id );
@@ -84,6 +87,9 @@ final class Postbag_JobContractTest extends Postbag_Test_Live_Case {
 		$this->assertSame( array(), $checked['context']['empty'] );
 		$this->assertSame( "Hi {{ recipient.name or 'there' }},\n\n{{ post.title }} is out: {{ post.url }}\n", $checked['template']['text'] );
 		$this->assertSame( $this->fixture_keys(), $checked['keys'], 'the manifest has the fields of the committed example' );
+		$key = "queue/attachments/$job_id/job/0";
+		$this->assertSame( array( array( 'filename' => 'Report.pdf', 'content_type' => 'application/pdf', 's3_key' => $key ) ), $checked['attachments'] );
+		$this->assertSame( $report, $this->objects( $key )[ $key ]['body'], 'a large attachment is in the bucket with its job' );
 
 		$this->assertCount( count( $rows ), $checked['recipients'] );
 		foreach ( $rows as $i => $row ) {

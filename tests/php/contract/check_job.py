@@ -95,6 +95,10 @@ def check(manifest_key: str, objects: dict[str, bytes], settings: Settings) -> d
             "text": job.template.text,
         },
         "context": job.context,
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "s3_key": a.s3_key}
+            for a in job.attachments
+        ],
         "recipients": recipients,
         "bad": bad,
         "keys": sorted(json.loads(data)),
