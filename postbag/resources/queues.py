@@ -2,8 +2,8 @@
 the attributes wanted, counted, deleted.
 
 SQS answers every attribute as a string and the JSON ones (``Policy``,
-``RedrivePolicy``, ``RedriveAllowPolicy``) re-serialised its own way, so both
-sides are compared as values, never as text.
+``RedrivePolicy``) re-serialised its own way, so both sides are compared as
+values, never as text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from postbag.report import ABSENT, CREATED, DELETED, Report
 from postbag.stack import Stack
 
 MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
-JSON_ATTRIBUTES = ("Policy", "RedrivePolicy", "RedriveAllowPolicy")
+JSON_ATTRIBUTES = ("Policy", "RedrivePolicy")
 DAY = 24 * 3600
 
 # What ``counts`` reads: waiting, being worked on (received, not yet deleted).

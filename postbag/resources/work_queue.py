@@ -48,11 +48,8 @@ def queue_attributes(
 
 
 def dlq_attributes(stack: Stack, kms_key_arn: str) -> dict[str, str]:
-    # Only the stage's work queue may send its dead messages here.
-    allow = {"redrivePermission": "byQueue", "sourceQueueArns": [stack.work_queue_arn]}
     return {
         "MessageRetentionPeriod": str(DLQ_RETENTION_DAYS * queues.DAY),
-        "RedriveAllowPolicy": queues.json_attribute(allow),
         "Policy": queues.json_attribute(queues.tls_only_policy(stack.work_dlq_arn)),
         **queues.encryption(kms_key_arn),
     }

@@ -97,6 +97,7 @@ def deploy(aws: DeployAws, tmp: Path, cache: Path, stage: str, bucket: str) -> D
         # Named by the option (each stage its own: a set publishes to one stage's topic).
         "--configuration-set", f"site-{stage}",
         "--reserved-concurrency", "3",
+        "--max-concurrency", "3",
         "--processed-days", "5", "--failed-days", "40", "--receipts-days", "60",
         "--alarm-email", "ops@example.org",
         "--create-wp-user",
@@ -163,34 +164,42 @@ def test_reserved_concurrency_is_what_the_sender_reads(deployed):
     assert reserved_concurrency(deployed.client("lambda"), deployed.function) == 3
 
 
-def test_bucket_notification_has_prefix_and_suffix(deployed):
+def test_bucket_notifications_have_prefix_and_suffix(deployed):
+    """Batches to the sender, jobs' manifests (uploaded last) to the splitter."""
     config = deployed.client("s3").get_bucket_notification_configuration(Bucket=deployed.bucket)
-    (target,) = config["LambdaFunctionConfigurations"]
-    assert target["LambdaFunctionArn"].endswith(f":function:{deployed.function}")
-    assert target["Events"] == ["s3:ObjectCreated:*"]
-    # Names compared case-insensitively: the harness lower-cased them for moto.
-    rules = {r["Name"].lower(): r["Value"] for r in target["Filter"]["Key"]["FilterRules"]}
-    assert rules == {"prefix": "queue/", "suffix": ".json"}
+    found = {}
+    for target in config["LambdaFunctionConfigurations"]:
+        assert target["Events"] == ["s3:ObjectCreated:*"]
+        # Names compared case-insensitively: the harness lower-cased them for moto.
+        rules = {r["Name"].lower(): r["Value"] for r in target["Filter"]["Key"]["FilterRules"]}
+        found[target["LambdaFunctionArn"].rsplit(":", 1)[1]] = rules
+    assert found == {
+        deployed.function: {"prefix": "queue/", "suffix": ".json"},
+        f"postbag-{deployed.stage}-on_job_uploaded": {"prefix": "jobs/",
+                                                      "suffix": "/manifest.json"},
+    }
 
 
-def test_s3_may_invoke_the_function_for_this_bucket_only(deployed):
-    policy = json.loads(
-        deployed.client("lambda").get_policy(FunctionName=deployed.function)["Policy"]
-    )
+@pytest.mark.parametrize("handler", ["on_batch_uploaded", "on_job_uploaded"])
+def test_s3_may_invoke_the_function_for_this_bucket_only(deployed, handler):
+    policy = json.loads(deployed.client("lambda").get_policy(
+        FunctionName=f"postbag-{deployed.stage}-{handler}")["Policy"])
     (statement,) = policy["Statement"]
     assert statement["Action"] == "lambda:InvokeFunction"
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == f"arn:aws:s3:::{deployed.bucket}"
 
 
-HANDLERS = ["on_batch_uploaded", "on_ses_event"]
+HANDLERS = ["on_batch_uploaded", "on_ses_event", "on_job_uploaded"]  # invoked asynchronously
+ROLES = [
+    ("on_batch_uploaded", "policy-ci.json"),
+    ("on_ses_event", "policy-ci-on_ses_event.json"),
+    ("on_job_uploaded", "policy-ci-on_job_uploaded.json"),
+    ("on_work_item", "policy-ci-on_work_item.json"),
+]
 
 
-@pytest.mark.parametrize(
-    "handler,policy_file",
-    [("on_batch_uploaded", "policy-ci.json"), ("on_ses_event", "policy-ci-on_ses_event.json")],
-    ids=HANDLERS,
-)
+@pytest.mark.parametrize("handler,policy_file", ROLES, ids=[h for h, _ in ROLES])
 def test_each_role_carries_exactly_its_rendered_policy(deployed, handler, policy_file):
     """Chalice makes one role per function; the event recorder's policy is its own."""
     iam = deployed.client("iam")
@@ -338,6 +347,57 @@ def test_failure_queue_keeps_messages_fourteen_days(deployed):
     assert attributes["SqsManagedSseEnabled"] == "true"
 
 
+# -- notify jobs: the work queue, its dead-letter queue, the fan-out sender ---------
+
+
+def queue_attributes(d: Deployed, name: str) -> dict[str, str]:
+    sqs = d.client("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def test_work_queue_hides_a_message_six_timeouts_and_gives_up_after_five(deployed):
+    work = queue_attributes(deployed, "postbag-ci-work")
+    dlq = queue_attributes(deployed, "postbag-ci-work-dlq")
+    assert work["VisibilityTimeout"] == str(6 * 300)
+    assert work["MessageRetentionPeriod"] == str(4 * 24 * 3600)
+    assert json.loads(work["RedrivePolicy"]) in (
+        {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5},
+        {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": "5"},
+    )
+    assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    for attributes in (work, dlq):
+        assert attributes["SqsManagedSseEnabled"] == "true"
+        [statement] = json.loads(attributes["Policy"])["Statement"]
+        assert (statement["Effect"], statement["Condition"]) == (
+            "Deny", {"Bool": {"aws:SecureTransport": "false"}})
+        assert statement["Resource"] == attributes["QueueArn"]
+
+
+def work_mappings(d: Deployed) -> list[dict[str, Any]]:
+    """The fan-out sender's SQS event sources (moto filters by function name poorly)."""
+    function = f":function:postbag-{d.stage}-on_work_item"
+    found = d.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    return [m for m in found if m["FunctionArn"].endswith(function)]
+
+
+def test_fanout_sender_takes_one_work_item_at_a_time_within_its_concurrency(deployed):
+    lam = deployed.client("lambda")
+    name = f"postbag-{deployed.stage}-on_work_item"
+    config = lam.get_function_configuration(FunctionName=name)
+    assert (config["Timeout"], config["MemorySize"]) == (300, 512)
+    assert config["Environment"]["Variables"]["POSTBAG_WORK_QUEUE"] == "postbag-ci-work"
+    maximum = int(config["Environment"]["Variables"]["POSTBAG_MAX_CONCURRENCY"])
+    assert lam.get_function_concurrency(FunctionName=name)[
+        "ReservedConcurrentExecutions"] == maximum == 3
+    [mapping] = work_mappings(deployed)
+    assert mapping["EventSourceArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:postbag-ci-work"
+    assert mapping["BatchSize"] == 1
+    splitter = lam.get_function_configuration(
+        FunctionName=f"postbag-{deployed.stage}-on_job_uploaded")
+    assert (splitter["Timeout"], splitter["MemorySize"]) == (300, 1024)
+
+
 def test_alarms_watch_failures_the_queue_and_late_mail(deployed):
     alarms = deployed.client("cloudwatch").describe_alarms(AlarmNamePrefix="postbag-ci-")[
         "MetricAlarms"
@@ -358,10 +418,17 @@ def test_alarms_watch_failures_the_queue_and_late_mail(deployed):
         "postbag-ci-mail-late": ("Postbag", "QueueDelay", [
             {"Name": "service", "Value": "postbag"}
         ]),
+        "postbag-ci-work-dead-letters": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", [
+            {"Name": "QueueName", "Value": "postbag-ci-work-dlq"}
+        ]),
+        "postbag-ci-work-queue-age": ("AWS/SQS", "ApproximateAgeOfOldestMessage", [
+            {"Name": "QueueName", "Value": "postbag-ci-work"}
+        ]),
     }
     thresholds = {a["AlarmName"]: a["Threshold"] for a in alarms}
     assert thresholds["postbag-ci-batches-waiting"] == 15 * 60 * 1000  # ms
     assert thresholds["postbag-ci-mail-late"] == 15 * 60  # s
+    assert thresholds["postbag-ci-work-queue-age"] == 6 * 3600  # s
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:postbag-ci-alarms"
     assert all(a["AlarmActions"] == [topic] for a in alarms)
     subscriptions = deployed.client("sns").list_subscriptions_by_topic(TopicArn=topic)
@@ -420,6 +487,8 @@ def snapshot(d: Deployed) -> dict[str, Any]:
         "table": ddb.describe_table(TableName=f"postbag-{d.stage}-ledger")["Table"],
         "ttl": ddb.describe_time_to_live(TableName=f"postbag-{d.stage}-ledger"),
         "queue": sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"],
+        "work_queue": queue_attributes(d, f"postbag-{d.stage}-work"),
+        "work_dlq": queue_attributes(d, f"postbag-{d.stage}-work-dlq"),
         "alarms": d.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"postbag-{d.stage}-")[
             "MetricAlarms"
         ],
@@ -435,6 +504,12 @@ def snapshot(d: Deployed) -> dict[str, Any]:
             FunctionName=d.events_function
         ),
         "events_topic": d.client("sns").get_topic_attributes(TopicArn=d.events_topic),
+        "job_functions": [
+            {k: v for k, v in lam.get_function_configuration(
+                FunctionName=f"postbag-{d.stage}-{h}").items() if k != "ResponseMetadata"}
+            for h in ("on_job_uploaded", "on_work_item")
+        ],
+        "work_mappings": work_mappings(d),
         "configuration_set": d.client("ses").describe_configuration_set(
             ConfigurationSetName=d.configuration_set,
             ConfigurationSetAttributeNames=["eventDestinations"],
@@ -488,9 +563,16 @@ def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
     sqs = d.client("sqs")
     url = sqs.get_queue_url(QueueName="postbag-watched-failures")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="{}")
+    work = sqs.get_queue_url(QueueName="postbag-watched-work")["QueueUrl"]
+    for body in ("w1", "w2", "w3"):
+        sqs.send_message(QueueUrl=work, MessageBody=body)
+    sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=1)  # one being sent
+    dead = sqs.get_queue_url(QueueName="postbag-watched-work-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=dead, MessageBody="w0")
     counts = json.loads(d.postbag("status", "--json").stdout)
     assert 0 <= counts.pop("oldest_queued_seconds") < 60
     assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1,
+                      "work_queued": 2, "work_in_flight": 1, "work_dead_letters": 1,
                       "ses_events": "enabled"}
 
 
@@ -617,7 +699,7 @@ def test_ses_events_default_to_the_stage_set_converge_and_go(aws, tmp_path):
 
 def test_help_names_every_command(aws):
     done = shell_for(aws.client_env()).run("postbag", "--help")
-    for command in ("provision", "wire", "status", "redrive", "teardown"):
+    for command in ("provision", "wire", "status", "redrive", "notify", "cancel", "teardown"):
         assert re.search(rf"^    {command}\b", done.stdout, re.MULTILINE), command
 
 
@@ -744,10 +826,11 @@ def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
         lambda: d.client("dynamodb").describe_table(TableName="postbag-doomed-ledger"),
         "ResourceNotFoundException",
     )
-    assert gone(
-        lambda: d.client("sqs").get_queue_url(QueueName="postbag-doomed-failures"),
-        "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
-    )
+    for queue in ("failures", "work", "work-dlq"):
+        assert gone(
+            lambda q=queue: d.client("sqs").get_queue_url(QueueName=f"postbag-doomed-{q}"),
+            "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
+        )
     assert cw.describe_alarms(AlarmNamePrefix="postbag-doomed-")["MetricAlarms"] == []
     assert not [t for t in d.client("sns").list_topics()["Topics"] if "doomed" in t["TopicArn"]]
     assert gone(
@@ -760,3 +843,20 @@ def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
     # A second teardown finds nothing to do and says so.
     again = d.postbag("teardown")
     assert set(re.findall(r"^  (\w+) ", again.stderr, re.MULTILINE)) == {"absent"}
+
+
+def test_teardown_refuses_while_notify_work_waits(aws, tmp_path):
+    """Not deployed: moto would run the fan-out sender on each message sent to its queue
+    (and keeps running a deleted mapping), so the work is queued to a stage without it."""
+    d = provisioned(aws, tmp_path, "busy", "--sender-identity", "example.org")
+    sqs = d.client("sqs")
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName="postbag-busy-work")["QueueUrl"],
+                     MessageBody="w1")
+    done = d.postbag("teardown", check=False)
+    assert done.returncode == 1
+    assert "postbag-busy-work still holds 1 notify work item(s)" in done.stderr
+    assert "postbag cancel --job" in done.stderr
+    assert sqs.get_queue_url(QueueName="postbag-busy-work")  # nothing removed
+    d.postbag("teardown", "--force")
+    assert gone(lambda: sqs.get_queue_url(QueueName="postbag-busy-work"),
+                "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
