@@ -139,7 +139,7 @@ function postbag_bench_after( array $http, array $reports ): ?float {
  */
 function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int $rounds ): void {
 	echo "One request calling postbag_notify() for the users of a role:\n\n";
-	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | workers | peak memory | objects in jobs/<id>/ | job |\n";
+	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | workers | peak memory used / allocated | objects in jobs/<id>/ | job |\n";
 	echo "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n";
 	foreach ( $roles as $size => $role ) {
 		$runs = array();
@@ -186,7 +186,7 @@ function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int
  */
 function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, int $rounds ): void {
 	echo "The same request sending N single marked wp_mail() calls instead:\n\n";
-	echo "| wp_mail() calls | TTFB best / median | total best / median | answer | after the response | peak memory | batches uploaded |\n";
+	echo "| wp_mail() calls | TTFB best / median | total best / median | answer | after the response | peak memory used / allocated | batches uploaded |\n";
 	echo "| ---: | --- | --- | --- | --- | ---: | ---: |\n";
 	foreach ( $counts as $count ) {
 		$runs = array();
@@ -234,13 +234,15 @@ function postbag_bench_median( array $values ): ?float {
 }
 
 /**
- * The highest peak memory the workers reported, in MB.
+ * The highest peak memory the workers reported, in MB: "used / allocated"
+ * (allocated is what memory_limit counts; a worker keeps some of its last
+ * request's, so it may exceed what this request used).
  *
  * @param array $runs From postbag_bench_request().
  */
 function postbag_bench_peak( array $runs ): string {
-	$peaks = array_column( array_merge( ...array_column( $runs, 'reports' ) ), 'peak_bytes' );
-	return $peaks ? sprintf( '%.0f MB', max( $peaks ) / 1048576 ) : '';
+	$reports = array_merge( ...array_column( $runs, 'reports' ) );
+	return $reports ? sprintf( '%.1f / %.0f MB', max( array_column( $reports, 'peak_used' ) ) / 1048576, max( array_column( $reports, 'peak_bytes' ) ) / 1048576 ) : '';
 }
 
 /**

@@ -47,6 +47,8 @@ final class Postbag_Test_MariaDB {
 					'--datadir=' . $datadir,
 					'--socket=' . $this->socket,
 					'--pid-file=' . $dir . '/mysqld.pid',
+					// Its temporary tables and sort files too: another program cleaning /tmp cannot pull them away.
+					'--tmpdir=' . $sandbox->path( 'mariadb/tmp', true ),
 					'--skip-networking',
 					'--skip-log-bin',
 					'--innodb-buffer-pool-size=16M',

@@ -18,6 +18,9 @@
  */
 final class Postbag_Test_Subscribers {
 
+	/** From this many users on, rebuilding the indexes after the rows beats updating them (without_indexes()). */
+	const REBUILD_INDEXES_FROM = 100000;
+
 	/** InnoDB's buffer pool for a million users (tune()): the harness's 16 MB would make it disk-bound. */
 	const BUFFER_POOL_BYTES = 512 * 1024 * 1024;
 
@@ -42,10 +45,19 @@ final class Postbag_Test_Subscribers {
 			return $roles; // seq_1_to_0 would count down: 1, 0.
 		}
 		$first = 1 + (int) $db->get_var( "SELECT COALESCE(MAX(ID), 0) FROM {$db->users}" );
-		self::query( $db, 'START TRANSACTION' );
-		self::query( $db, self::users_sql( $db, $first, $count ) );
-		self::query( $db, self::meta_sql( $db, $first, $count, array_keys( $roles ) ) );
-		self::query( $db, 'COMMIT' );
+		$statements = array_merge( array( self::users_sql( $db, $first, $count ) ), self::meta_sql( $db, $first, $count, array_keys( $roles ) ) );
+		$fill       = static function () use ( $db, $statements ): void {
+			self::query( $db, 'START TRANSACTION' );
+			foreach ( $statements as $sql ) {
+				self::query( $db, $sql );
+			}
+			self::query( $db, 'COMMIT' );
+		};
+		if ( $count < self::REBUILD_INDEXES_FROM ) {
+			$fill();
+		} else {
+			self::without_indexes( $db, array( $db->users, $db->usermeta ), $fill );
+		}
 		return $roles;
 	}
 
@@ -98,8 +110,9 @@ final class Postbag_Test_Subscribers {
 	 * @param int   $first ID of user 1.
 	 * @param int   $count Users.
 	 * @param int[] $sizes The first `$size` users also hold role( $size ).
+	 * @return string[] Statements.
 	 */
-	private static function meta_sql( wpdb $db, int $first, int $count, array $sizes ): string {
+	private static function meta_sql( wpdb $db, int $first, int $count, array $sizes ): array {
 		$offset = $first - 1;
 		$held   = '1';
 		$roles  = "'s:10:\"subscriber\";b:1;'";
@@ -110,11 +123,52 @@ final class Postbag_Test_Subscribers {
 		}
 		$capabilities = $db->get_blog_prefix() . 'capabilities';
 		$level        = $db->get_blog_prefix() . 'user_level';
-		// The same serialized array update_user_meta() stores: a:<n>:{s:10:"subscriber";b:1;...}.
-		return "INSERT INTO {$db->usermeta} (user_id, meta_key, meta_value)
-			SELECT seq + $offset, '$capabilities', CONCAT('a:', $held, ':{', $roles, '}') FROM seq_1_to_$count
-			UNION ALL
-			SELECT seq + $offset, '$level', '0' FROM seq_1_to_$count";
+		return array(
+			// The same serialized array update_user_meta() stores: a:<n>:{s:10:"subscriber";b:1;...}.
+			"INSERT INTO {$db->usermeta} (user_id, meta_key, meta_value)
+				SELECT seq + $offset, '$capabilities', CONCAT('a:', $held, ':{', $roles, '}') FROM seq_1_to_$count",
+			"INSERT INTO {$db->usermeta} (user_id, meta_key, meta_value)
+				SELECT seq + $offset, '$level', '0' FROM seq_1_to_$count",
+		);
+	}
+
+	/**
+	 * Runs `$fill` with the secondary indexes of `$tables` dropped, then
+	 * builds them again as they were: InnoDB builds an index from sorted rows
+	 * much faster than it updates it row by row (a million users: 19 to 21 s
+	 * instead of 30 s, measured on the 2-core CI machine under load).
+	 *
+	 * @param wpdb     $db     The site's database.
+	 * @param string[] $tables Tables.
+	 * @param callable $fill   Fills them.
+	 */
+	private static function without_indexes( wpdb $db, array $tables, callable $fill ): void {
+		$indexes = array();
+		foreach ( $tables as $table ) {
+			foreach ( $db->get_results( "SHOW INDEX FROM $table", ARRAY_A ) as $column ) {
+				if ( 'PRIMARY' !== $column['Key_name'] ) {
+					$index = &$indexes[ $table ][ $column['Key_name'] ];
+					$index['unique'] = '0' === (string) $column['Non_unique'];
+					$index['columns'][ (int) $column['Seq_in_index'] ] = "`{$column['Column_name']}`" . ( null === $column['Sub_part'] ? '' : "({$column['Sub_part']})" );
+					unset( $index );
+				}
+			}
+		}
+		foreach ( $indexes as $table => $by_name ) {
+			self::query( $db, "ALTER TABLE $table " . implode( ', ', array_map( static function ( string $name ): string { return "DROP INDEX `$name`"; }, array_keys( $by_name ) ) ) );
+		}
+		try {
+			$fill();
+		} finally {
+			foreach ( $indexes as $table => $by_name ) {
+				$adds = array();
+				foreach ( $by_name as $name => $index ) {
+					ksort( $index['columns'] );
+					$adds[] = ( $index['unique'] ? 'ADD UNIQUE INDEX' : 'ADD INDEX' ) . " `$name` (" . implode( ', ', $index['columns'] ) . ')';
+				}
+				self::query( $db, "ALTER TABLE $table " . implode( ', ', $adds ) );
+			}
+		}
 	}
 
 	private static function query( wpdb $db, string $sql ): void {

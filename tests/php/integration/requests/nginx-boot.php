@@ -8,8 +8,10 @@
  *
  * With `?report=<name>`, the worker writes <name>.json into that directory as
  * the last thing it does, after the plugin's work at shutdown (which follows
- * the response): `peak_bytes` (memory_get_peak_usage( true )), `ended_at`
- * (microtime), `pid`, and the plugin's job and batch actions meanwhile
+ * the response): `peak_bytes` (memory_get_peak_usage( true ): what PHP took
+ * from the system, counted against memory_limit; it includes chunks a worker
+ * kept from its previous request), `peak_used` (memory_get_peak_usage(): this
+ * request's own), `ended_at` (microtime), `pid`, and the plugin's job and batch actions meanwhile
  * (`action`, `at`, `peak_bytes`, `first_arg`, `second_arg`).
  *
  * @package Postbag\Tests
@@ -57,6 +59,7 @@ function postbag_test_report_at_the_end( string $file ): void {
 					$report = array(
 						'pid'        => getmypid(),
 						'peak_bytes' => memory_get_peak_usage( true ),
+						'peak_used'  => memory_get_peak_usage(),
 						'ended_at'   => microtime( true ),
 						'actions'    => $actions,
 					);
