@@ -622,8 +622,15 @@ def test_sse_kms_role_and_existing_topic(aws, tmp_path):
     statements = document["PolicyVersion"]["Document"]["Statement"]
     assert {"Sid": "EncryptUploads", "Effect": "Allow", "Action": ["kms:GenerateDataKey"],
             "Resource": [key_arn]} in statements
-    role_policy = json.loads((d.app_dir / ".chalice" / "policy-sealed.json").read_text())
-    assert any(s["Resource"] == [key_arn] for s in role_policy["Statement"])
+    for role in ("policy-sealed.json", "policy-sealed-on_job_uploaded.json",
+                 "policy-sealed-on_work_item.json"):
+        role_policy = json.loads((d.app_dir / ".chalice" / role).read_text())
+        assert any(s["Resource"] == [key_arn] for s in role_policy["Statement"]), role
+    # The notify jobs' queues are encrypted with the stage's key too.
+    for queue in ("postbag-sealed-work", "postbag-sealed-work-dlq"):
+        attributes = queue_attributes(d, queue)
+        assert (attributes["KmsMasterKeyId"], attributes["SqsManagedSseEnabled"]) == (
+            key_arn, "false")
     assert f"define( 'POSTBAG_KMS_KEY_ID', '{key_arn}' );" in d.first_run.stdout
     assert "define( 'POSTBAG_SSE', 'aws:kms' );" in d.first_run.stdout
     assert "ACCESS_KEY" not in d.first_run.stdout  # no user was asked for
