@@ -148,7 +148,7 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--kms-key", default="", help="SSE-KMS key id, alias or ARN (default: SSE-S3)")
     p.add_argument("--processed-days", type=int, default=7, help="keep sent batches (days)")
     p.add_argument("--failed-days", type=int, default=30,
-                   help="keep failed and quarantined batches (days)")
+                   help="keep failed and quarantined batches, and notify jobs (days)")
     p.add_argument("--receipts-days", type=int, default=30, help="keep receipts (days)")
     p.add_argument("--failure-queue-days", type=int, default=14,
                    help="keep messages in the failure queue (days, at most 14)")

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from chalicelib.config import (
     ATTACHMENTS_PREFIX,
     FAILED_PREFIX,
+    JOBS_PREFIX,
     QUARANTINE_PREFIX,
     RECEIPTS_PREFIX,
     STATE_DONE,
@@ -76,8 +77,11 @@ def lifecycle_rules(days: Retention) -> list[dict]:
         expire("postbag-failed-mail", {"Prefix": FAILED_PREFIX}, days.failed),
         expire("postbag-quarantine", {"Prefix": QUARANTINE_PREFIX}, days.failed),
         expire("postbag-receipts", {"Prefix": RECEIPTS_PREFIX}, days.receipts),
-        # Attachments are kept as long as a failed batch may still be re-driven.
+        # Attachments are kept as long as a failed batch may still be re-driven,
+        # and so are notify jobs (their recipients, status and cancel marker): a
+        # re-drive of a job's failed recipients reads its manifest again.
         expire("postbag-attachments", {"Prefix": ATTACHMENTS_PREFIX}, days.failed),
+        expire("postbag-jobs", {"Prefix": JOBS_PREFIX}, days.failed),
         {"ID": "postbag-abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
     ]

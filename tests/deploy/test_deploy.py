@@ -323,6 +323,7 @@ def test_lifecycle_rules_follow_the_options(deployed):
     assert expiry("postbag-quarantine") == ({"Prefix": "quarantine/"}, 40)
     assert expiry("postbag-receipts") == ({"Prefix": "receipts/"}, 60)
     assert expiry("postbag-attachments") == ({"Prefix": "queue/attachments/"}, 40)
+    assert expiry("postbag-jobs") == ({"Prefix": "jobs/"}, 40)
     abort = by_id["postbag-abort-multipart"]["AbortIncompleteMultipartUpload"]
     assert abort == {"DaysAfterInitiation": 1}
 

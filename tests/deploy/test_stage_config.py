@@ -101,7 +101,7 @@ def test_stage_values_win_over_the_top_level():
 def test_the_fixed_prefixes_reach_the_rules_and_both_policies():
     settings = Settings.from_env({"POSTBAG_ALLOWED_SENDERS": "example.org"})
     prefixes = {r["Filter"].get("Prefix") for r in lifecycle_rules(Retention())}
-    assert {"failed/", "quarantine/", "receipts/", "queue/attachments/"} <= prefixes
+    assert {"failed/", "quarantine/", "receipts/", "queue/attachments/", "jobs/"} <= prefixes
     resources = [
         r for s in policies.lambda_policy(STACK, settings)["Statement"] for r in s["Resource"]
     ]
