@@ -109,6 +109,12 @@ final class Postbag_Admin {
 			/* translators: 1: directory, 2: number of batches, 3: number of mails */
 			'value' => sprintf( __( '%1$s: %2$d batch(es), %3$d mail(s) waiting', 'postbag' ), $this->spool->dir(), count( $states ), array_sum( array_column( $states, 'mails' ) ) ),
 		);
+		if ( null !== $this->jobs ) {
+			$fields['postbag_jobs'] = array(
+				'label' => __( 'Notify jobs in the spool', 'postbag' ),
+				'value' => (string) count( $this->jobs->ids() ),
+			);
+		}
 		$info['postbag'] = array(
 			'label'  => __( 'Postbag', 'postbag' ),
 			'fields' => $fields,

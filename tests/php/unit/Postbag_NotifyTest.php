@@ -328,6 +328,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'the spool retry is planned' );
 		$this->assertSame( array(), Postbag_Test_Mailer::current()->sent, 'never sent through wp_mail()' );
 		$this->assertStringContainsString( '1 notify job is waiting for S3', $this->admin_notices() );
+		$this->assertSame( '1', $this->plugin->admin()->debug_information( array() )['postbag']['fields']['postbag_jobs']['value'], 'Site Health counts it' );
 
 		$this->s3->fail_pattern = null;
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['waiting'], 'backed off' );
@@ -475,6 +476,73 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->after_response()['uploaded'] );
 		$this->assertSame( 0, $other->jobs()->stream_pending()['jobs'], 'and then finds nothing left' );
 		$this->assertSame( array(), glob( $this->spool_dir . '/' . $job_id . '.*' ) );
+	}
+
+	public function test_a_failed_job_is_shown_until_an_administrator_dismisses_it(): void {
+		$job_id  = postbag_notify(
+			self::valid(
+				array(
+					'recipients' => static function (): Generator {
+						yield array( 'email' => 'a@example.net' );
+						throw new RuntimeException( 'the list went away' );
+					},
+				)
+			)
+		);
+		$summary = $this->plugin->jobs()->stream_pending();
+
+		$this->assertSame( array( $job_id ), $summary['failed'] );
+		$this->assertSame( array( $job_id, 'Reading its recipients failed: the list went away' ), $this->job_events['postbag_job_failed'][0] );
+		$this->assertSame( array(), $this->s3->objects, 'nothing of it uploaded' );
+		$notices = $this->admin_notices();
+		$this->assertStringContainsString( "notify job $job_id failed and was not sent: Reading its recipients failed", $notices );
+		$this->assertStringContainsString( 'value="' . Postbag_Admin::FORGET_JOB_ACTION . '"', $notices );
+
+		add_filter(
+			'wp_die_handler',
+			static function () {
+				return static function ( $message ) {
+					throw new RuntimeException( 'wp_die: ' . wp_strip_all_tags( (string) $message ) );
+				};
+			}
+		);
+		$_POST['job'] = $job_id;
+		wp_set_current_user( 1 );
+		try {
+			$_REQUEST['_wpnonce'] = 'forged';
+			try {
+				$this->plugin->admin()->handle_forget_job();
+				$this->fail( 'A forged nonce was accepted.' );
+			} catch ( RuntimeException $e ) {
+				$this->assertStringStartsWith( 'wp_die:', $e->getMessage() );
+			}
+			$this->assertSame( array( $job_id ), $this->plugin->jobs()->ids() );
+
+			$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::FORGET_JOB_ACTION );
+			$this->plugin->admin()->handle_forget_job();
+		} finally {
+			unset( $_POST['job'], $_REQUEST['_wpnonce'] );
+			wp_set_current_user( 0 );
+		}
+		$this->assertSame( array(), $this->plugin->jobs()->ids() );
+		$this->assertStringNotContainsString( 'notify job', $this->admin_notices() );
+	}
+
+	public function test_retry_now_uploads_waiting_jobs_at_once(): void {
+		$this->s3->fail_pattern = '/^jobs\//';
+		$job_id                 = postbag_notify( self::valid() );
+		$this->plugin->jobs()->stream_pending();
+		$this->s3->fail_pattern = null;
+		wp_set_current_user( 1 );
+		$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::RETRY_ACTION );
+		try {
+			$url = $this->plugin->admin()->handle_retry();
+		} finally {
+			unset( $_REQUEST['_wpnonce'] );
+			wp_set_current_user( 0 );
+		}
+		$this->assertStringContainsString( 'postbag_uploaded=1', $url );
+		$this->assertArrayHasKey( "jobs/$job_id/manifest.json", $this->s3->objects, 'the backoff is ignored' );
 	}
 
 	public function test_uninstall_removes_jobs_and_deactivation_keeps_them(): void {
