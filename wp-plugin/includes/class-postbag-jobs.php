@@ -60,6 +60,9 @@ final class Postbag_Jobs {
 	/** Seconds kept back from max_execution_time, for the last page and the uploads. */
 	const TIME_MARGIN = 5;
 
+	/** Seconds of max_execution_time granted past the budget, where set_time_limit() is allowed. */
+	const UPLOAD_ROOM = 300;
+
 	/** Parts uploaded at once, and most bytes read back from the spool for one wave. */
 	const WAVE_PARTS = 16;
 	const WAVE_BYTES = 8 * 1024 * 1024;
@@ -327,8 +330,9 @@ final class Postbag_Jobs {
 		$limit  = (int) ini_get( 'max_execution_time' );
 		if ( $limit > 0 ) {
 			$started = (float) ( $_SERVER['REQUEST_TIME_FLOAT'] ?? microtime( true ) );
-			if ( function_exists( 'set_time_limit' ) && set_time_limit( $budget + 60 ) ) {
-				$limit   = $budget + 60; // The count starts again now: the budget alone decides.
+			// Room after the budget for the last page and the uploads (each with its own timeout).
+			if ( function_exists( 'set_time_limit' ) && set_time_limit( $budget + self::UPLOAD_ROOM ) ) {
+				$limit   = $budget + self::UPLOAD_ROOM; // The count starts again now: the budget alone decides.
 				$started = microtime( true );
 			}
 			return min( microtime( true ) + $budget, $started + $limit - self::TIME_MARGIN );
@@ -454,6 +458,9 @@ final class Postbag_Jobs {
 			}
 			if ( ! $this->memory[ $id ] instanceof Iterator ) {
 				$this->memory[ $id ] = Postbag_Recipient_Source::iterator( $this->memory[ $id ] );
+			}
+			if ( function_exists( 'set_time_limit' ) && (int) ini_get( 'max_execution_time' ) > 0 ) {
+				set_time_limit( 0 ); // These rows die with this worker: no time limit may cut them short.
 			}
 			$rows = $this->memory[ $id ];
 		}

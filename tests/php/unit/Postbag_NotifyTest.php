@@ -28,6 +28,7 @@ final class Postbag_Notify_Test_Source {
 		++self::$calls;
 		$from = (int) $cursor;
 		$to   = min( self::$total, $from + ( $args['page'] ?? $limit ) ); // A page may hold more rows than asked.
+		usleep( $args['sleep_us'] ?? 0 );
 		$rows = array();
 		for ( $n = $from; $n < $to; $n++ ) {
 			$rows[] = array(
@@ -313,6 +314,38 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		}
 		$this->assertSame( 30000, $manifest['recipients'] );
 		$this->assertCount( 30000, array_unique( $emails ), 'no row dropped, none twice' );
+	}
+
+	public function test_the_time_budget_filter_sets_how_long_a_worker_streams(): void {
+		Postbag_Notify_Test_Source::$total = 100000;
+		add_filter(
+			'postbag_notify_time_budget',
+			static function (): int {
+				return 1;
+			}
+		);
+		$job_id  = postbag_notify(
+			self::valid(
+				array(
+					'recipients' => array(
+						'callback' => 'Postbag_Notify_Test_Source::page',
+						'args'     => array(
+							'domain'   => 'example.net',
+							'page'     => 1000,
+							'sleep_us' => 200000,
+						),
+					),
+				)
+			)
+		);
+		$started = microtime( true );
+		$summary = $this->plugin->jobs()->after_response();
+
+		$this->assertSame( array( $job_id ), $summary['paused'] );
+		$this->assertGreaterThanOrEqual( 1.0, microtime( true ) - $started );
+		$this->assertLessThan( 2.0, microtime( true ) - $started, 'stopped at the first page boundary after 1 s' );
+		$this->assertGreaterThan( 1, Postbag_Notify_Test_Source::$calls, 'pages until the budget is spent' );
+		$this->assertLessThanOrEqual( 6, Postbag_Notify_Test_Source::$calls, 'and none after' );
 	}
 
 	public function test_an_s3_outage_leaves_the_job_spooled_and_the_retry_uploads_it(): void {
