@@ -13,11 +13,13 @@ import threading
 
 import boto3
 import pytest
+from chalice.test import Client
 from moto import mock_aws
 from support.fakes import FakeSes
 from support.jobs import BUCKET, SETTINGS, JobWorld, assert_each_once, recipients, wait_real
 from support.sending import Invocation
 
+import app
 from chalicelib.fanout import PAUSE_DELAY_SECONDS, handle_message
 from chalicelib.ledger import create_table
 from chalicelib.redrive import redrive_job
@@ -268,3 +270,13 @@ def test_a_job_whose_manifest_is_gone_drops_its_items(world):
                          ids=["empty", "array", "fields-missing", "deep", "bucket-number"])
 def test_a_message_that_is_no_work_item_is_dropped(world, body):
     assert handle_message(world.instance(), body, lambda: 60_000) is None
+
+
+def test_the_handler_drops_a_message_that_is_no_work_item_without_raising(aws):
+    app.fanout_stages.cache_clear()  # its clients must be made inside the mock
+    try:
+        with Client(app.app) as client:
+            event = client.events.generate_sqs_event(["not json"], queue_name="work")
+            assert client.lambda_.invoke("on_work_item", event).payload is None
+    finally:
+        app.fanout_stages.cache_clear()
