@@ -91,6 +91,7 @@ final class Postbag_Flusher {
 			$this->flush();
 		}
 		if ( null !== $this->jobs && $this->jobs->has_pending() ) {
+			self::finish_response(); // Perhaps not done yet: on_shutdown() had nothing to do then.
 			$this->jobs->after_response();
 		}
 	}

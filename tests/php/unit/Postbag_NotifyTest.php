@@ -212,6 +212,13 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), $this->plugin->jobs()->ids(), 'the spool is empty again' );
 	}
 
+	public function test_a_job_queued_by_later_shutdown_work_is_streamed_by_the_last_shutdown_function(): void {
+		$this->plugin->flusher()->on_shutdown(); // Nothing to do yet.
+		$job_id = postbag_notify( self::valid() );
+		$this->plugin->flusher()->flush_stragglers();
+		$this->assertSame( array( $job_id ), array_column( $this->job_events['postbag_job_uploaded'], 0 ) );
+	}
+
 	public function test_parts_then_the_manifest_last_every_row_once(): void {
 		Postbag_Notify_Test_Source::$total = 25001;
 		$job_id                            = postbag_notify(
