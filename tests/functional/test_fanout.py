@@ -23,6 +23,7 @@ import app
 from chalicelib.fanout import PAUSE_DELAY_SECONDS, handle_message
 from chalicelib.ledger import create_table
 from chalicelib.redrive import redrive_job
+from chalicelib.send import SesSender
 
 
 @pytest.fixture
@@ -280,3 +281,27 @@ def test_the_handler_drops_a_message_that_is_no_work_item_without_raising(aws):
             assert client.lambda_.invoke("on_work_item", event).payload is None
     finally:
         app.fanout_stages.cache_clear()
+
+
+def test_lost_answers_are_settled_by_send_events_and_counted_once(aws, clock):
+    world = JobWorld(aws, FakeSes(clock=clock, sleep=clock.sleep, lose_answer_share=0.15,
+                                  seed=3), clock)
+    world.wall_clock = clock  # the evidence window passes in simulated time
+
+    class Publishing(SesSender):
+        """SES's events arrive while the sender waits: published after each send."""
+
+        def _call(self, method, **params):
+            try:
+                return super()._call(method, **params)
+            finally:
+                world.publish_send_events()
+
+    rows = recipients(40)
+    job = world.upload_job([rows])
+    world.drain(lambda: world.instance(evidence_window=60.0,
+                                       sender=Publishing(world.ses, world.ses)))
+    assert world.ses.lost_answers > 3
+    assert_each_once(world, emails(rows))
+    status = world.status(job)
+    assert (status["state"], status["sent"], status["duplicate"]) == ("done", 40, 0)

@@ -97,6 +97,7 @@ class JobWorld:
     def __init__(self, s3, ses: FakeSes, clock: FakeClock, settings: Settings = SETTINGS):
         self.s3, self.ses, self.clock, self.settings = s3, ses, clock, settings
         self.sqs = FakeSqs()
+        self.wall_clock = time.time  # the ledger's: claims are compared across instances
         self.queue = WorkQueue(self.sqs, QUEUE_URL)
         self._ids = itertools.count(1)
         self._published = 0
@@ -141,20 +142,22 @@ class JobWorld:
     # --- instances -----------------------------------------------------------------------
 
     def instance(self, rate: float = 1000.0, workers: int = 4, attempts: int = 5,
-                 evidence_window: float = 0.0, quota_refresh: float = 60.0) -> FanoutStages:
-        """A fresh Lambda instance of the fan-out function."""
+                 evidence_window: float = 0.0, quota_refresh: float = 60.0,
+                 sender: SesSender | None = None) -> FanoutStages:
+        """A fresh Lambda instance of the fan-out function (SES v1 and v2 both the fake,
+        unless ``sender`` says otherwise)."""
         s3 = SerialClient(boto3.client("s3", region_name="us-east-1"))
         dynamodb = SerialClient(boto3.client("dynamodb", region_name="us-east-1"))
         ledger = Ledger.from_settings(self.settings, dynamodb_client=dynamodb,
-                                      evidence_window=evidence_window)
+                                      evidence_window=evidence_window, clock=self.wall_clock)
         limiter = SharedRateLimiter(dynamodb, self.settings.ledger_table,
                                     self.settings.idempotency_namespace, rate, rate / 4,
                                     clock=self.clock, sleep=self.clock.sleep)
         dispatcher = Dispatcher(ledger, limiter, RetryPolicy(attempts=attempts,
                                                              sleep=self.clock.sleep),
                                 workers=workers, clock=self.clock, sleep=self.clock.sleep)
-        mail = Stages(self.settings, BatchStore(s3), SesSender(self.ses, self.ses), dispatcher,
-                      Recorder(s3))
+        mail = Stages(self.settings, BatchStore(s3), sender or SesSender(self.ses, self.ses),
+                      dispatcher, Recorder(s3))
         progress = JobProgress(dynamodb, self.settings.ledger_table,
                                self.settings.idempotency_namespace, s3)
         return FanoutStages(mail, self.queue, progress, Renderer(),
