@@ -121,9 +121,14 @@ def _configure_fanout(stage_cfg: Config, stack: Stack, max_concurrency: int | No
     env = stage_cfg.setdefault("environment_variables", {})
     env["POSTBAG_WORK_QUEUE"] = stack.work_queue
     env.setdefault("POSTBAG_CHUNK_ROWS", DEFAULT_CHUNK_ROWS)
-    current = int(env.get("POSTBAG_MAX_CONCURRENCY", DEFAULT_CONCURRENCY))
+    current = str(env.get("POSTBAG_MAX_CONCURRENCY", DEFAULT_CONCURRENCY))
+    if max_concurrency is None and not current.isdigit():
+        raise CommandError(
+            f"POSTBAG_MAX_CONCURRENCY of stage {stack.stage} is {current!r}, not a number: "
+            "pass --max-concurrency"
+        )
     env["POSTBAG_MAX_CONCURRENCY"] = _max_concurrency(
-        current if max_concurrency is None else max_concurrency
+        int(current) if max_concurrency is None else max_concurrency
     )
     work_cfg = stage_cfg["lambda_functions"].setdefault(WORK_HANDLER, {})
     work_cfg["reserved_concurrency"] = int(env["POSTBAG_MAX_CONCURRENCY"])

@@ -229,6 +229,13 @@ def test_max_concurrency_outside_what_sqs_takes_is_refused(bad):
         chalice_config.configure_stage(committed(), STACK, ["example.org"], None, None, bad)
 
 
+def test_a_max_concurrency_that_is_no_number_is_refused():
+    config = committed()
+    config["stages"]["prod"]["environment_variables"]["POSTBAG_MAX_CONCURRENCY"] = "lots"
+    with pytest.raises(CommandError, match="'lots', not a number"):
+        chalice_config.configure_stage(config, Stack("prod", "r", "b", "1"), [], None, None)
+
+
 def test_an_operators_chunk_size_is_kept():
     config = committed()
     config["stages"]["prod"]["environment_variables"]["POSTBAG_CHUNK_ROWS"] = "200"
