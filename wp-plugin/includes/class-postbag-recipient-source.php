@@ -80,21 +80,29 @@ final class Postbag_Recipient_Source {
 			// No rows because the query failed is not the end of the users: the job waits and retries.
 			throw new RuntimeException( sprintf( 'Reading users failed: %s', $GLOBALS['wpdb']->last_error ) );
 		}
-		$rows = array();
-		$last = $after;
-		foreach ( $query->get_results() as $user ) {
-			$last   = (int) $user->ID;
-			$rows[] = array(
+		$users = $query->get_results();
+		$last  = $users ? end( $users ) : null;
+		return array(
+			'rows'   => self::user_rows( $users ),
+			'cursor' => null === $last ? $after : (int) $last->ID,
+			'done'   => count( $users ) < $limit,
+		);
+	}
+
+	/**
+	 * Rows made one at a time as they are written: a page is never held twice.
+	 *
+	 * @param object[] $users Users with ID, user_email, display_name.
+	 * @return Generator<int, array>
+	 */
+	private static function user_rows( array $users ): Generator {
+		foreach ( $users as $user ) {
+			yield array(
 				'email'   => $user->user_email,
 				'name'    => $user->display_name,
-				'user_id' => $last,
+				'user_id' => (int) $user->ID,
 			);
 		}
-		return array(
-			'rows'   => $rows,
-			'cursor' => $last,
-			'done'   => count( $rows ) < $limit,
-		);
 	}
 
 	/**
