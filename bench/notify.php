@@ -83,7 +83,7 @@ function postbag_bench_header( int $users, float $made, int $rounds ): void {
 	printf( "%s, WordPress %s, %d CPUs, load average %s at the start\n", gmdate( 'j M Y H:i' ) . ' UTC', get_bloginfo( 'version' ), (int) shell_exec( 'nproc' ), postbag_bench_load() );
 	printf( "PHP-FPM pool: pm = static, 2 workers; %s\n", implode( '; ', Postbag_Test_Notify_Site::POOL ) );
 	printf( "%s subscribers made in %.1f s (MariaDB's buffer pool: %d MB)\n", number_format( $users ), $made, Postbag_Test_Subscribers::BUFFER_POOL_BYTES / 1048576 );
-	printf( "TTFB and total: best / median of %d rounds; the rest: median (peak memory: highest)\n\n", $rounds );
+	printf( "Best / median of %d rounds, each round every size in turn; peak memory: the highest\n\n", $rounds );
 }
 
 /**
@@ -132,26 +132,43 @@ function postbag_bench_after( array $http, array $reports ): ?float {
 }
 
 /**
+ * Runs `$run( $key, $round )` for every key in each round, rounds outermost,
+ * so load from other programs spreads over every key rather than landing on one.
+ *
+ * @param array    $keys   Sizes.
+ * @param int      $rounds Rounds.
+ * @param callable $run    Returns one run's figures.
+ * @return array<int|string, array[]> Runs by key.
+ */
+function postbag_bench_interleaved( array $keys, int $rounds, callable $run ): array {
+	$runs = array_fill_keys( $keys, array() );
+	for ( $round = 0; $round < $rounds; $round++ ) {
+		foreach ( $keys as $key ) {
+			$runs[ $key ][] = $run( $key, $round );
+		}
+	}
+	return $runs;
+}
+
+/**
  * postbag_notify() to the users of each role, and what the workers did after the response.
  *
  * @param array<int, string> $roles  Role by number of users holding it.
  * @param int                $rounds Requests per size.
  */
 function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int $rounds ): void {
-	echo "One request calling postbag_notify() for the users of a role:\n\n";
-	echo "| recipients | TTFB best / median | total best / median | answer | after the response | recipients/s | workers | peak memory used / allocated | objects in jobs/<id>/ | job |\n";
-	echo "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n";
-	foreach ( $roles as $size => $role ) {
-		$runs = array();
-		for ( $round = 0; $round < $rounds; $round++ ) {
+	$by_size = postbag_bench_interleaved(
+		array_keys( $roles ),
+		$rounds,
+		static function ( int $size, int $round ) use ( $site, $roles ): array {
 			$report = "notify-$size-$round";
-			$http   = $site->request( array( 'role' => $role ), $report, 600 );
+			$http   = $site->request( array( 'role' => $roles[ $size ] ), $report, 600 );
 			$job    = preg_match( '/^job (\S+)$/', $http['body'], $match ) ? $match[1] : null;
 			$follow = null === $job ? array(
 				'outcome' => 'no job',
 				'reports' => array_filter( array( $site->report( $report, 60 ) ) ),
 			) : $site->follow( $job, $report, 900 );
-			$runs[] = array(
+			return array(
 				'http'    => $http,
 				'reports' => $follow['reports'],
 				'after'   => postbag_bench_after( $http, $follow['reports'] ),
@@ -159,7 +176,12 @@ function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int
 				'objects' => null === $job ? 0 : $site->count( "jobs/$job/" ),
 			);
 		}
-		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
+	);
+	echo "One request calling postbag_notify() for the users of a role:\n\n";
+	echo "| recipients | TTFB best / median | total best / median | answer | after the response best / median | recipients/s best / median | workers | peak memory used / allocated | objects in jobs/<id>/ | job |\n";
+	echo "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |\n";
+	foreach ( $by_size as $size => $runs ) {
+		$after = array_filter( array_column( $runs, 'after' ), 'is_float' );
 		$last  = end( $runs );
 		printf(
 			"| %s | %s | %s | %s | %s | %s | %d | %s | %d | %s |\n",
@@ -167,8 +189,8 @@ function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int
 			postbag_bench_ms( $runs, 'ttfb' ),
 			postbag_bench_ms( $runs, 'total' ),
 			postbag_bench_answer( $last['http'] ),
-			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
-			null === $after || 0 === $size ? '' : number_format( $size / max( $after, 1e-6 ) ),
+			$after ? sprintf( '%.2f / %.2f s', min( $after ), postbag_bench_median( $after ) ) : 'no report',
+			! $after || 0 === $size ? '' : number_format( $size / max( min( $after ), 1e-6 ) ) . ' / ' . number_format( $size / max( postbag_bench_median( $after ), 1e-6 ) ),
 			count( $last['reports'] ),
 			postbag_bench_peak( $runs ),
 			$last['objects'],
@@ -185,15 +207,18 @@ function postbag_bench_notify( Postbag_Test_Notify_Site $site, array $roles, int
  * @param int   $rounds Requests per count.
  */
 function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, int $rounds ): void {
-	echo "The same request sending N single marked wp_mail() calls instead:\n\n";
-	echo "| wp_mail() calls | TTFB best / median | total best / median | answer | after the response | peak memory used / allocated | batches uploaded |\n";
-	echo "| ---: | --- | --- | --- | --- | ---: | ---: |\n";
-	foreach ( $counts as $count ) {
-		$runs = array();
-		for ( $round = 0; $round < $rounds; $round++ ) {
-			$runs[] = postbag_bench_request( $site, array( 'mails' => $count ), "mails-$count-$round" );
+	$by_count = postbag_bench_interleaved(
+		$counts,
+		$rounds,
+		static function ( int $count, int $round ) use ( $site ): array {
+			return postbag_bench_request( $site, array( 'mails' => $count ), "mails-$count-$round" );
 		}
-		$after = postbag_bench_median( array_filter( array_column( $runs, 'after' ), 'is_float' ) );
+	);
+	echo "The same request sending N single marked wp_mail() calls instead:\n\n";
+	echo "| wp_mail() calls | TTFB best / median | total best / median | answer | after the response best / median | peak memory used / allocated | batches uploaded |\n";
+	echo "| ---: | --- | --- | --- | --- | ---: | ---: |\n";
+	foreach ( $by_count as $count => $runs ) {
+		$after = array_filter( array_column( $runs, 'after' ), 'is_float' );
 		$last  = end( $runs );
 		$batch = wp_list_filter( $last['reports'] ? $last['reports'][0]['actions'] : array(), array( 'action' => 'postbag_batch_uploaded' ) );
 		printf(
@@ -202,7 +227,7 @@ function postbag_bench_wp_mail( Postbag_Test_Notify_Site $site, array $counts, i
 			postbag_bench_ms( $runs, 'ttfb' ),
 			postbag_bench_ms( $runs, 'total' ),
 			postbag_bench_answer( $last['http'] ),
-			null === $after ? 'no report' : sprintf( '%.2f s', $after ),
+			$after ? sprintf( '%.2f / %.2f s', min( $after ), postbag_bench_median( $after ) ) : 'no report',
 			postbag_bench_peak( $runs ),
 			$last['reports'] ? number_format( count( $batch ) ) : ''
 		);
