@@ -473,15 +473,17 @@ final class Postbag_Jobs {
 				return;
 			}
 			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
-			$parts = $this->write( $id, $page['rows'], $progress );
+			$next  = $progress; // Until it is saved, a fault leaves the job as it was.
+			$parts = $this->write( $id, $page['rows'], $next );
 
 			// The page's parts and the cursor past it, in one atomic write.
-			$progress['parts']  = array_merge( $progress['parts'], $parts );
-			$progress['cursor'] = $page['cursor'];
+			$next['parts']  = array_merge( $next['parts'], $parts );
+			$next['cursor'] = $page['cursor'];
 			if ( $page['done'] ) {
-				$progress['status'] = 'uploading';
+				$next['status'] = 'uploading';
 			}
-			$this->save_progress( $id, $progress );
+			$this->save_progress( $id, $next );
+			$progress = $next;
 			$summary['parts'] += count( $parts );
 			$summary['rows']  += array_sum( array_column( $parts, 'rows' ) );
 

@@ -355,6 +355,44 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertLessThanOrEqual( 6, Postbag_Notify_Test_Source::$calls, 'and none after' );
 	}
 
+	public function test_a_fault_in_the_middle_of_a_page_leaves_the_job_as_it_was_saved(): void {
+		Postbag_Notify_Test_Source::$total = 25000;
+		$faults                            = 1;
+		add_filter(
+			'postbag_notify_recipient',
+			static function ( $row ) use ( &$faults ) {
+				if ( 'r15000@example.net' === $row['email'] && $faults-- > 0 ) {
+					throw new Postbag_Spool_Exception( 'disk full' ); // After the page's first part was written.
+				}
+				return $row;
+			}
+		);
+		$job_id  = postbag_notify(
+			self::valid(
+				array(
+					'recipients' => array(
+						'callback' => 'Postbag_Notify_Test_Source::page',
+						'args'     => array(
+							'domain' => 'example.net',
+							'page'   => 25000,
+						),
+					),
+				)
+			)
+		);
+		$summary = $this->plugin->jobs()->stream_pending();
+		$this->assertSame( array( $job_id ), $summary['waiting'] );
+		$this->assertSame( 'disk full', $this->job_events['postbag_job_spooled'][0][1] );
+		$this->assertSame( 0, $this->plugin->jobs()->states()[ $job_id ]['rows'], 'nothing of the page counted' );
+
+		$this->now += 3600;
+		$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['uploaded'] );
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( 25000, $manifest['recipients'] );
+		$this->assertSame( array( 10000, 10000, 5000 ), array_column( $manifest['parts'], 'rows' ) );
+		$this->assertSame( sprintf( 'jobs/%s/part-00001.ndjson.gz', $job_id ), $manifest['parts'][0]['key'], 'the part written before the fault is written again under its number' );
+	}
+
 	public function test_an_s3_outage_leaves_the_job_spooled_and_the_retry_uploads_it(): void {
 		$this->s3->fail_pattern = '/^jobs\//';
 		$job_id                 = postbag_notify( self::valid( array( 'recipients' => array( array( 'email' => 'a@example.net' ), array( 'email' => 'b@example.net' ) ) ) ) );
