@@ -394,6 +394,7 @@ def test_fanout_sender_takes_one_work_item_at_a_time_within_its_concurrency(depl
     [mapping] = work_mappings(deployed)
     assert mapping["EventSourceArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:postbag-ci-work"
     assert mapping["BatchSize"] == 1
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": maximum}
     splitter = lam.get_function_configuration(
         FunctionName=f"postbag-{deployed.stage}-on_job_uploaded")
     assert (splitter["Timeout"], splitter["MemorySize"]) == (300, 1024)
