@@ -501,7 +501,12 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		return 'rows';
 	}
 
-	public function test_a_database_error_is_no_end_of_the_users_the_job_waits(): void {
+	/**
+	 * Runs `$test` with three users (ann, ben, cem, in ID order), removed afterwards.
+	 *
+	 * @param callable $test Gets their ids.
+	 */
+	private static function with_users( callable $test ): void {
 		$ids = array();
 		foreach ( array( 'ann', 'ben', 'cem' ) as $name ) {
 			$ids[] = wp_insert_user(
@@ -513,35 +518,71 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 			);
 		}
 		try {
-			$job_id = postbag_notify( self::valid( array( 'recipients' => array( 'user_query' => array( 'include' => $ids ) ) ) ) );
-			$break  = static function ( string $sql ): string {
-				return false !== strpos( $sql, 'ORDER BY' ) && false !== strpos( $sql, '.ID > ' ) ? str_replace( 'ORDER BY', 'ORDER BY no_such_column,', $sql ) : $sql;
-			};
-			add_filter( 'query', $break );
-			$suppressed = $GLOBALS['wpdb']->suppress_errors( true );
-			try {
-				$summary = $this->plugin->jobs()->stream_pending();
-			} finally {
-				$GLOBALS['wpdb']->suppress_errors( $suppressed );
-				remove_filter( 'query', $break );
-			}
-			$this->assertSame( array( $job_id ), $summary['waiting'] );
-			$this->assertStringContainsString( 'Reading users failed', $this->job_events['postbag_job_spooled'][0][1] );
-			$this->assertSame( array(), $this->s3->objects, 'not taken for the end of the users' );
-
-			$this->now += 3600;
-			$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['uploaded'] );
-			$part = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true )['parts'][0];
-			$this->assertSame(
-				array( 'ann@example.net', 'ben@example.net', 'cem@example.net' ),
-				array_column( array_map( 'json_decode', explode( "\n", trim( gzdecode( $this->s3->objects[ $part['key'] ]['body'] ) ) ), array_fill( 0, 3, true ) ), 'email' )
-			);
+			$test( $ids );
 		} finally {
 			require_once ABSPATH . 'wp-admin/includes/user.php';
 			foreach ( $ids as $id ) {
 				wp_delete_user( $id );
 			}
 		}
+	}
+
+	/**
+	 * The addresses in a job's parts, in order.
+	 *
+	 * @return string[]
+	 */
+	private function emails_of( string $job_id ): array {
+		$emails = array();
+		foreach ( json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true )['parts'] as $part ) {
+			foreach ( explode( "\n", trim( gzdecode( $this->s3->objects[ $part['key'] ]['body'] ) ) ) as $line ) {
+				$emails[] = json_decode( $line, true )['email'];
+			}
+		}
+		return $emails;
+	}
+
+	public function test_another_plugins_user_query_filter_cannot_break_the_keyset(): void {
+		self::with_users(
+			function ( array $ids ): void {
+				add_action(
+					'pre_user_query',
+					static function ( WP_User_Query $query ): void {
+						$query->query_orderby = 'ORDER BY user_login DESC';
+						$query->query_limit   = 'LIMIT 1, 1';
+					}
+				);
+				$job_id = postbag_notify( self::valid( array( 'recipients' => array( 'user_query' => array( 'include' => $ids ) ) ) ) );
+				$this->plugin->jobs()->stream_pending();
+				$this->assertSame( array( 'ann@example.net', 'ben@example.net', 'cem@example.net' ), $this->emails_of( $job_id ) );
+			}
+		);
+	}
+
+	public function test_a_database_error_is_no_end_of_the_users_the_job_waits(): void {
+		self::with_users(
+			function ( array $ids ): void {
+				$job_id = postbag_notify( self::valid( array( 'recipients' => array( 'user_query' => array( 'include' => $ids ) ) ) ) );
+				$break  = static function ( string $sql ): string {
+					return false !== strpos( $sql, 'ORDER BY' ) && false !== strpos( $sql, '.ID > ' ) ? str_replace( 'ORDER BY', 'ORDER BY no_such_column,', $sql ) : $sql;
+				};
+				add_filter( 'query', $break );
+				$suppressed = $GLOBALS['wpdb']->suppress_errors( true );
+				try {
+					$summary = $this->plugin->jobs()->stream_pending();
+				} finally {
+					$GLOBALS['wpdb']->suppress_errors( $suppressed );
+					remove_filter( 'query', $break );
+				}
+				$this->assertSame( array( $job_id ), $summary['waiting'] );
+				$this->assertStringContainsString( 'Reading users failed', $this->job_events['postbag_job_spooled'][0][1] );
+				$this->assertSame( array(), $this->s3->objects, 'not taken for the end of the users' );
+
+				$this->now += 3600;
+				$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['uploaded'] );
+				$this->assertSame( array( 'ann@example.net', 'ben@example.net', 'cem@example.net' ), $this->emails_of( $job_id ) );
+			}
+		);
 	}
 
 	public function test_no_other_process_takes_a_job_before_its_request_streams_it(): void {
