@@ -281,21 +281,22 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
     with mock_aws():
         create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
         app.ledger.cache_clear()  # its client must be made inside the mock
-        boto3.DEFAULT_SESSION.events.register("before-call", record)
+        # The call's parameters as the handler gave them (before-call sees them serialised).
+        boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
         try:
             with Client(app.app) as client:
                 event = client.events.generate_sns_event(message=json.dumps(send_event))
                 client.lambda_.invoke("on_ses_event", event)
         finally:
-            boto3.DEFAULT_SESSION.events.unregister("before-call", record)
+            boto3.DEFAULT_SESSION.events.unregister("provide-client-params", record)
             app.ledger.cache_clear()
     stack = Stack("test", "us-east-1", "b", "123456789012")
     policy = policies.events_policy(stack, app.SETTINGS)
     table = stack.arn("dynamodb", f"table/{app.SETTINGS.ledger_table}")
     assert calls, "the handler recorded nothing"
     for action, params in calls:
-        assert action.startswith("dynamodb:") and set(params.get("RequestItems", {})) <= {
-            app.SETTINGS.ledger_table}, action
+        assert action == "dynamodb:BatchWriteItem", action
+        assert set(params["RequestItems"]) == {app.SETTINGS.ledger_table}, params
         assert ask(policy, action, table) == ALLOW, action
 
 
