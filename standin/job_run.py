@@ -90,6 +90,7 @@ class JobRun:
     mails: list[dict[str, Any]] = field(default_factory=list)
     invocations: list[dict[str, Any]] = field(default_factory=list)
     drained: bool = True
+    split_seconds: float = 0.0  # on_job_uploaded's invocation
 
     @property
     def counts(self) -> Counter[str]:
@@ -114,8 +115,10 @@ def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping
         for delivery in LocalDispatcher(s3, bucket, [jobs]).run():
             if delivery.error:
                 raise RuntimeError(f"{delivery.key}: {delivery.error}")
+        split_seconds = time.time() - started
         drained = mapping.wait_until_drained(sqs, timeout_s)
         finished = time.time()
     return JobRun(outcome.job_id, outcome.recipients, started, finished,
                   app.job_progress().status(bucket, outcome.job_id),
-                  sent_mails(endpoint, mails_before), mapping.invocations(), drained)
+                  sent_mails(endpoint, mails_before), mapping.invocations(), drained,
+                  split_seconds)

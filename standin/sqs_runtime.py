@@ -90,16 +90,35 @@ def queue_counts(sqs: Any, queue_url: str) -> dict[str, int]:
     return {name: int(got.get(name, 0)) for name in names}
 
 
+def items(operation: str, params: Mapping[str, Any]) -> int:
+    """Items one call carries, for the calls that carry several (what DynamoDB bills by)."""
+    if operation == "TransactWriteItems":
+        return len(params.get("TransactItems", ()))
+    if operation == "BatchWriteItem":
+        return sum(len(requests) for requests in params.get("RequestItems", {}).values())
+    if operation == "BatchGetItem":
+        return sum(len(table["Keys"]) for table in params.get("RequestItems", {}).values())
+    if operation == "SendMessageBatch":
+        return len(params.get("Entries", ()))
+    return 0
+
+
 class CallCounter:
-    """Counts the AWS calls this process makes, by ``service.Operation``."""
+    """Counts the AWS calls this process makes, by ``service.Operation``, and the items
+    of those that carry several (``service.Operation:items``). A botocore
+    ``before-parameter-build`` handler."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def __call__(self, model: Any, **_: Any) -> None:
+    def __call__(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        carried = items(model.name, params)
         with self._lock:
-            self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+            self.calls[name] += 1
+            if carried:
+                self.calls[f"{name}:items"] += carried
 
     def take(self) -> dict[str, int]:
         with self._lock:
@@ -200,7 +219,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     counter = CallCounter()
     # Clients copy the session's hooks when made: register before the handler makes any.
     boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-call", counter)
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build", counter)
     worker = Worker(args.queue_url, _handler(args.handler), args.timeout, args.function_name,
                     args.batch_size, args.stats, counter)
 
@@ -232,6 +251,7 @@ class LocalSqsMapping:
         self.queue_url = queue_url
         self.concurrency = concurrency
         self.stats_path = stats_path
+        # What the workers print: the handler's logs, failed invocations.
         self.log_path = log_path or tempfile.mkstemp(prefix="sqs-runtime-", suffix=".log")[1]
         self._env = {**env, "PYTHONPATH": os.pathsep.join(
             filter(None, (REPO_ROOT, env.get("PYTHONPATH"))))}
@@ -254,7 +274,7 @@ class LocalSqsMapping:
     def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(self._command, env=self._env, cwd=REPO_ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=log)
+                                    stdout=log, stderr=log)
 
     def start(self) -> LocalSqsMapping:
         self._running = True

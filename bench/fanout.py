@@ -1,0 +1,408 @@
+"""Notify jobs' fan-out: CPU per personalised mail, a job end to end, and a cost model.
+
+    .venv/bin/python bench/fanout.py cpu [--recipients 3000]
+    .venv/bin/python bench/fanout.py e2e [--recipients 100000] [--rate 500] [--concurrency 4]
+    .venv/bin/python bench/fanout.py model [--measured bench/fanout-measured.json]
+
+``cpu``: the real ``on_work_item`` in this process on work items the real
+splitter made, S3, SQS and the DynamoDB ledger in the stand-in's server
+(another process, so its CPU is not counted), SES a fake that answers at
+once. CPU (user + kernel) of the warm invocations divided by their mails:
+read rows, claim, render, send, complete, count. Target 0.3 ms.
+
+``e2e``: a job written as ``postbag notify`` writes it, split by
+``on_job_uploaded``, sent by ``on_work_item`` in ``--concurrency`` worker
+processes (``standin.sqs_runtime``), SES answering after 50 ms, the account's
+rate (the shared limiter's) ``--rate``. Prints the time from the manifest's
+upload to the last send against N/R (target at most 1.05 N/R), the busiest
+second of sends from SES's own timestamps (never above R) and whether each
+recipient got exactly one mail; writes what each chunk cost (invocation time,
+AWS calls and items) to ``--measured``, which ``model`` reads.
+
+``model``: one million recipients at 14, 100, 500 and 1,000 mails/s from those
+per-chunk costs: time, Lambda invocations and GB-seconds (memory from
+``.chalice/config.json``), SQS requests, DynamoDB write and read units, S3
+requests, and the cost of each per million mails (``model()`` holds every
+formula; ``tests/unit/test_cost_model.py`` checks them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests"), str(ROOT), str(ROOT / "bench")]
+
+MEASURED = ROOT / "bench" / "fanout-measured.json"
+CHALICE_CONFIG = ROOT / "chalice_app" / ".chalice" / "config.json"
+BUCKET = "postbag-bench"
+RATES = (14, 100, 500, 1000)
+MODEL_RECIPIENTS = 1_000_000
+SES_LATENCY_MS = 50
+CPU_TARGET_MS = 0.3
+# What each request costs (us-east-1, on-demand, Nov 2026).
+PRICES = {
+    "ses_per_mail": 0.10 / 1000,
+    "lambda_per_gb_second": 0.0000166667,
+    "lambda_per_request": 0.20 / 1_000_000,
+    "sqs_per_request": 0.40 / 1_000_000,
+    "dynamodb_per_wru": 0.625 / 1_000_000,
+    "dynamodb_per_rru": 0.125 / 1_000_000,
+    "s3_per_put": 0.005 / 1000,
+    "s3_per_get": 0.0004 / 1000,
+}
+# S3's request classes: PUT, COPY, POST, LIST at the PUT price; GET, HEAD and the rest at GET's.
+S3_PUT_CLASS = ("PutObject", "CopyObject", "PostObject", "ListObjects", "ListObjectsV2",
+                "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+# Lambda gives a function one vCPU's worth of CPU at 1,769 MB, in proportion below.
+MB_PER_VCPU = 1769
+DYNAMODB_READS = ("GetItem", "Query", "Scan")
+
+
+# ---------------------------------------------------------------- the cost model
+
+
+def model(recipients: int, rate: float, measured: Mapping[str, Any],
+          prices: Mapping[str, float] = PRICES) -> dict[str, float]:
+    """Time, requests and cost of a job of ``recipients`` at ``rate`` mails/s, from what
+    one chunk (a work item of ``chunk_rows`` recipients) cost in a measured run.
+
+    - time = N / R + the measured start-up and tail (``overhead_seconds``);
+    - instances = the fewest that reach R: ceil(R / one instance's top rate), which
+      is the lower of what its send pool keeps in flight (``pool_size(R)`` sends
+      of SES's latency each) and what its CPU share allows (Lambda gives
+      ``memory / 1,769 MB`` of a vCPU, over the measured CPU per mail). Each
+      instance is busy the whole time, waiting for the shared limiter's tokens
+      when its share is below what it could send;
+    - Lambda: ceil(N / chunk) × the measured invocations per chunk (hand-backs add
+      some), + the splitter's one, + one ``on_ses_event`` per mail (SES's Send
+      event, one SNS notification each); GB-s = memory × (instances × time, +
+      the splitter's and the events' measured durations);
+    - SQS, DynamoDB, S3: per chunk as measured (the splitter's share included),
+      + per mail what recording its Send event costs; DynamoDB bills a
+      transactional write as 2 write units per item, any other write as 1 per
+      item (items under 1 KB), a consistent read as 1 read unit per item;
+      S3 also gets the job's upload: a part per ``part_rows`` rows and the manifest;
+    - SES: every mail.
+    """
+    chunk = measured["chunk_rows"]
+    chunks = math.ceil(recipients / chunk)
+    per_chunk, per_event = measured["per_chunk"], measured["per_event"]
+    seconds = recipients / rate + measured["overhead_seconds"]
+    memory_gb = measured["memory_mb"] / 1024
+    pool_rate = pool_size(rate) / (measured["ses_latency_ms"] / 1000)
+    cpu_rate = (measured["memory_mb"] / MB_PER_VCPU) / measured["cpu_seconds_per_mail"]
+    instances = max(1, math.ceil(rate / min(pool_rate, cpu_rate)))
+    invocations = math.ceil(chunks * per_chunk["invocations"]) + 1 + recipients
+    gb_seconds = memory_gb * (instances * seconds + chunks * per_chunk["split_seconds"]
+                              + recipients * per_event["seconds"])
+    parts = math.ceil(recipients / measured["part_rows"])
+
+    def total(name: str) -> float:
+        return float(chunks * per_chunk[name] + recipients * per_event[name])
+
+    sqs, wru, rru = total("sqs_requests"), total("dynamodb_wru"), total("dynamodb_rru")
+    s3_put, s3_get = parts + 1 + total("s3_put"), total("s3_get")
+    cost = {
+        "ses": recipients * prices["ses_per_mail"],
+        "lambda": gb_seconds * prices["lambda_per_gb_second"]
+        + invocations * prices["lambda_per_request"],
+        "sqs": sqs * prices["sqs_per_request"],
+        "dynamodb": wru * prices["dynamodb_per_wru"] + rru * prices["dynamodb_per_rru"],
+        "s3": s3_put * prices["s3_per_put"] + s3_get * prices["s3_per_get"],
+    }
+    per_million = 1_000_000 / recipients
+    return {
+        "rate": rate, "seconds": seconds, "instances": instances, "invocations": invocations,
+        "gb_seconds": gb_seconds, "sqs_requests": sqs, "dynamodb_wru": wru,
+        "dynamodb_rru": rru, "s3_put": s3_put, "s3_get": s3_get,
+        **{f"cost_{name}": value * per_million for name, value in cost.items()},
+        "cost_total": sum(cost.values()) * per_million,
+    }
+
+
+def pool_size(rate: float) -> int:
+    """Sends one instance keeps in flight at ``rate`` (the sender's own rule)."""
+    from chalicelib.config import Settings
+    from chalicelib.dispatch import pool_size as sender_pool_size
+
+    return sender_pool_size(rate, Settings().send_concurrency)
+
+
+def units(calls: Mapping[str, float]) -> dict[str, float]:
+    """What AWS bills for these calls (``CallCounter``'s names): SQS requests, DynamoDB
+    write and read units, S3 PUT- and GET-class requests."""
+
+    def total(service: str, names: Iterable[str], items: bool = False) -> float:
+        return sum(calls.get(f"{service}.{n}{':items' if items else ''}", 0) for n in names)
+
+    s3_calls = sum(n for name, n in calls.items() if name.startswith("s3.") and ":" not in name)
+    s3_put = total("s3", S3_PUT_CLASS)
+    return {
+        "sqs_requests": sum(n for name, n in calls.items()
+                            if name.startswith("sqs.") and ":" not in name),
+        "dynamodb_wru": 2 * total("dynamodb", ["TransactWriteItems"], items=True)
+        + total("dynamodb", ["BatchWriteItem"], items=True) + total("dynamodb", DYNAMODB_WRITES),
+        "dynamodb_rru": total("dynamodb", ["BatchGetItem"], items=True)
+        + total("dynamodb", DYNAMODB_READS),
+        "s3_put": s3_put,
+        "s3_get": s3_calls - s3_put,
+    }
+
+
+def chunk_costs(invocations: Iterable[Mapping[str, Any]], splitter: Mapping[str, int],
+                split_seconds: float, chunks: int) -> dict[str, Any]:
+    """What a chunk cost: the measured invocations of ``on_work_item`` and the splitter's
+    calls, over the job's chunks. The poller's ReceiveMessage and DeleteMessageBatch
+    are SQS requests too."""
+    calls: Counter[str] = Counter(splitter)
+    runs = 0
+    seconds = 0.0
+    for run in invocations:
+        calls.update(run["calls"])
+        calls["sqs.(poller)"] += run["poller_calls"]
+        seconds += run["end"] - run["start"]
+        runs += 1
+    return {"invocations": runs / chunks, "seconds": seconds / chunks,
+            "split_seconds": split_seconds / chunks,
+            **{name: n / chunks for name, n in units(calls).items()},
+            "calls": {name: n / chunks for name, n in sorted(calls.items())}}
+
+
+# ---------------------------------------------------------------- the stand-in
+
+
+def _prepare(aws: Any, counter: Any = None, **settings: str) -> Any:
+    """The sender's environment and resources on the stand-in; returns the ``app`` module.
+    ``counter`` counts the calls of every client the sender makes in this process."""
+    import boto3
+
+    os.environ.update(aws.sender_env(BUCKET, "postbag-bench-on_work_item", **settings))
+    from chalicelib.ledger import create_table
+
+    harness = boto3.session.Session()  # the benchmark's own calls are not the sender's
+    harness.client("s3").create_bucket(Bucket=BUCKET)
+    harness.client("ses").verify_domain_identity(Domain="example.org")
+    create_table(harness.client("dynamodb"), os.environ["POSTBAG_LEDGER_TABLE"])
+    if counter is not None:
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", counter)
+    import app
+
+    return app
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def cpu(recipients: int, chunk_rows: int) -> dict[str, float]:
+    """CPU per personalised mail of warm ``on_work_item`` invocations, SES answering at once."""
+    import boto3
+    from sender import InstantSes
+
+    from chalicelib.send import SesSender
+    from postbag.notify import notify, sender_checks
+    from standin.aws import LocalAws
+    from standin.job_run import write_spec
+    from standin.lambda_runtime import LambdaContext, s3_event
+    from standin.sqs_runtime import create_queue, sqs_event
+
+    with LocalAws(ses_quota=(1e9, 1e6)) as aws, tempfile.TemporaryDirectory() as folder:
+        app = _prepare(aws, POSTBAG_LEDGER_TABLE="postbag-bench-ledger",
+                       POSTBAG_MAX_SEND_RATE="1000000", POSTBAG_WORK_QUEUE="postbag-bench-work",
+                       POSTBAG_CHUNK_ROWS=str(chunk_rows), POWERTOOLS_LOG_LEVEL="CRITICAL")
+        sqs, s3 = boto3.client("sqs"), boto3.client("s3")
+        queue_url = create_queue(sqs, "postbag-bench-work", 900)
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        fake = InstantSes()
+        built = app.fanout_stages()
+        swapped = dataclasses.replace(
+            built, mail=dataclasses.replace(built.mail, sender=SesSender(fake, fake)))
+        app.fanout_stages = lambda: swapped
+        job = notify(s3, BUCKET, write_spec(Path(folder), recipients),
+                     *sender_checks(app.SETTINGS))
+        app.on_job_uploaded(s3_event(BUCKET, job.manifest_key, 0, ""), LambdaContext(900))
+        messages = []
+        while got := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                         AttributeNames=["All"]).get("Messages"):
+            messages += got
+        user = kernel = cold = 0.0
+        warm_from = 0
+        for number, message in enumerate(messages):
+            event = sqs_event([message], arn["Attributes"]["QueueArn"])
+            before = _cpu_seconds()
+            with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
+                app.on_work_item(event, LambdaContext(900))
+            after = _cpu_seconds()
+            if number == 0:  # the cold start: clients, templates, the part's first read
+                cold = (after[0] + after[1] - before[0] - before[1]) * 1000
+                warm_from = len(fake.message_ids)
+                continue
+            user += after[0] - before[0]
+            kernel += after[1] - before[1]
+        mails = len(fake.message_ids) - warm_from
+        assert len(fake.message_ids) == recipients, f"{len(fake.message_ids)} of {recipients}"
+    return {"mails": mails, "ms_per_mail": (user + kernel) * 1000 / mails,
+            "kernel_ms_per_mail": kernel * 1000 / mails, "cold_start_ms": cold}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timestamp(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
+        measured_path: Path | None) -> dict[str, Any]:
+    """A job of ``recipients`` end to end on the stand-in; what it came to."""
+    import boto3
+    from support.clock import busiest_second
+
+    from postbag.notify import PART_ROWS
+    from standin.aws import LocalAws
+    from standin.job_run import run_job, write_spec
+    from standin.lambda_runtime import LocalSesEvents
+    from standin.sqs_runtime import CallCounter
+
+    counter = CallCounter()
+    quota = (10 * recipients + 1e6, rate)
+    # SES in a stand-in server of its own, as it is a service of its own: each server
+    # is one Python process, and one alone cannot take S3, SQS, DynamoDB and SES at R.
+    with LocalAws() as aws, LocalAws(ses_latency_ms=SES_LATENCY_MS, ses_quota=quota) as ses, \
+            tempfile.TemporaryDirectory() as folder:
+        app = _prepare(aws, counter, AWS_ENDPOINT_URL_SES=ses.endpoint,
+                       AWS_ENDPOINT_URL_SESV2=ses.endpoint,
+                       POSTBAG_LEDGER_TABLE="postbag-bench-ledger",
+                       POSTBAG_MAX_SEND_RATE=str(rate), POSTBAG_WORK_QUEUE="postbag-bench-work",
+                       POSTBAG_MAX_CONCURRENCY=str(concurrency),
+                       POSTBAG_CHUNK_ROWS=str(chunk_rows))
+        harness = boto3.session.Session()
+        spec = write_spec(Path(folder), recipients)
+        server_cpu = process_cpu_seconds(aws.pid) + process_cpu_seconds(ses.pid)
+        run = run_job(ses.endpoint, harness.client("s3"), harness.client("sqs"), app, spec,
+                      dict(os.environ), concurrency, stats_path=str(Path(folder) / "stats"),
+                      timeout_s=max(600.0, 3 * recipients / rate))
+        server_cpu = process_cpu_seconds(aws.pid) + process_cpu_seconds(ses.pid) - server_cpu
+        splitter = counter.take()  # the splitter's calls (and one status read)
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            events = LocalSesEvents(ses.endpoint, app.on_ses_event).deliver()
+        event_seconds = (time.perf_counter() - started) / max(events, 1)
+        event_calls = counter.take()
+    stamps = sorted(_timestamp(m["timestamp"]) for m in run.mails)
+    counts = run.counts
+    chunks = math.ceil(recipients / chunk_rows)
+    total = stamps[-1] - run.started if stamps else float("nan")
+    worker_cpu = sum(invocation["cpu"] for invocation in run.invocations)
+    result = {
+        "recipients": recipients, "rate": rate, "concurrency": concurrency,
+        "chunk_rows": chunk_rows, "part_rows": PART_ROWS, "ses_latency_ms": SES_LATENCY_MS,
+        "seconds": total, "ideal_seconds": recipients / rate,
+        "busiest_second": busiest_second(stamps),
+        "mails": len(run.mails), "addresses": len(counts),
+        "each_once": len(counts) == recipients and set(counts.values()) == {1},
+        "status": run.status, "drained": run.drained,
+        "overhead_seconds": max(0.0, total - recipients / rate),
+        "cpu_seconds_per_mail": worker_cpu / max(len(run.mails), 1),
+        "standin_cpu_seconds_per_mail": server_cpu / max(len(run.mails), 1),
+        "load_average": os.getloadavg()[0],
+        "memory_mb": json.loads(CHALICE_CONFIG.read_text())["lambda_memory_size"],
+        "per_chunk": chunk_costs(run.invocations, splitter, run.split_seconds, chunks),
+        "per_event": {"seconds": event_seconds,
+                      **{name: n / max(events, 1) for name, n in units(event_calls).items()}},
+    }
+    if measured_path is not None:
+        measured_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- printing
+
+
+def print_cpu(result: Mapping[str, float]) -> None:
+    print(f"cpu: {result['ms_per_mail']:.3f} ms per personalised mail (target "
+          f"{CPU_TARGET_MS}), of which kernel {result['kernel_ms_per_mail']:.3f}; "
+          f"{result['mails']:,} warm mails; the cold invocation {result['cold_start_ms']:.0f} ms")
+
+
+def print_e2e(result: Mapping[str, Any]) -> None:
+    ratio = result["seconds"] / result["ideal_seconds"]
+    print(f"e2e: {result['recipients']:,} recipients at R = {result['rate']:g}/s, "
+          f"{result['concurrency']} instances, SES answering after {SES_LATENCY_MS} ms")
+    print(f"  manifest to last send {result['seconds']:.1f} s, N/R {result['ideal_seconds']:.1f} s:"
+          f" {ratio:.3f}× (target ≤ 1.05)")
+    print(f"  busiest second of sends: {result['busiest_second']} (R = {result['rate']:g})")
+    verdict = "each once" if result["each_once"] else "NOT each once"
+    print(f"  {result['recipients']:,} recipients, {result['mails']:,} mails to "
+          f"{result['addresses']:,} addresses: {verdict}; job {result['status']['state']}")
+    chunk = result["per_chunk"]
+    print(f"  per chunk of {result['chunk_rows']}: {chunk['invocations']:.2f} invocations, "
+          f"{chunk['seconds']:.2f} s, SQS {chunk['sqs_requests']:.1f}, DynamoDB WRU "
+          f"{chunk['dynamodb_wru']:.0f} RRU {chunk['dynamodb_rru']:.1f}, S3 PUT "
+          f"{chunk['s3_put']:.2f} GET {chunk['s3_get']:.2f}; the workers' CPU "
+          f"{result['cpu_seconds_per_mail'] * 1000:.2f} ms per mail")
+    print(f"  the stand-in servers' CPU {result['standin_cpu_seconds_per_mail'] * 1000:.2f} ms "
+          f"per mail; load average at the end {result['load_average']:.1f} (2 cores)")
+
+
+def print_model(measured: Mapping[str, Any], recipients: int = MODEL_RECIPIENTS) -> None:
+    rows = [model(recipients, rate, measured) for rate in RATES]
+    print(f"model: {recipients:,} recipients, chunks of {measured['chunk_rows']}, "
+          f"{measured['memory_mb']} MB (from a measured run of "
+          f"{measured['recipients']:,} at {measured['rate']:g}/s)")
+    print("| R (mails/s) | time | instances | Lambda invocations | GB-s | SQS requests "
+          "| DynamoDB WRU / RRU | S3 PUT / GET | SES $ | Lambda $ | SQS $ | DynamoDB $ "
+          "| S3 $ | total $ |")
+    print("|" + " --- |" * 14)
+    for row in rows:
+        hours = row["seconds"] / 3600
+        print(f"| {row['rate']:g} | {hours:.1f} h | {row['instances']} "
+              f"| {row['invocations']:,.0f} | {row['gb_seconds']:,.0f} "
+              f"| {row['sqs_requests']:,.0f} | {row['dynamodb_wru']:,.0f} / "
+              f"{row['dynamodb_rru']:,.0f} | {row['s3_put']:,.0f} / {row['s3_get']:,.0f} "
+              f"| {row['cost_ses']:.2f} | {row['cost_lambda']:.2f} | {row['cost_sqs']:.2f} "
+              f"| {row['cost_dynamodb']:.2f} | {row['cost_s3']:.4f} | {row['cost_total']:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("cpu", "e2e", "model", "all"), nargs="?", default="all")
+    parser.add_argument("--recipients", type=int)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--chunk-rows", type=int, default=500)
+    parser.add_argument("--measured", type=Path, default=MEASURED)
+    args = parser.parse_args()
+    if args.what in ("cpu", "all"):
+        print_cpu(cpu(args.recipients or 3000, args.chunk_rows))
+    if args.what in ("e2e", "all"):
+        print_e2e(e2e(args.recipients or 100_000, args.rate, args.concurrency, args.chunk_rows,
+                      args.measured))
+    if args.what in ("model", "all"):
+        print_model(json.loads(args.measured.read_text()))
+
+
+if __name__ == "__main__":
+    main()
