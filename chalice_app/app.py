@@ -24,7 +24,12 @@ from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_record
 from chalicelib.progress import JobProgress
 from chalicelib.quota import QuotaWatch
-from chalicelib.ratelimit import SharedRateLimiter, account_rate, reserved_concurrency, send_rate
+from chalicelib.ratelimit import (
+    SharedRateLimiter,
+    account_rate,
+    instance_share,
+    reserved_concurrency,
+)
 from chalicelib.records import handle_record
 from chalicelib.render import Renderer
 from chalicelib.retry import RetryPolicy
@@ -94,13 +99,14 @@ def _stages(ses: Any, rate: float, fallback_rate: float) -> Stages:
 def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    rate = account_rate(SETTINGS, ses)  # one GetSendQuota: SES allows one a second
     # Without DynamoDB, the batch function's instances and the fan-out's take half of the
     # account's rate each: here, half of this instance's equal share.
-    share = send_rate(SETTINGS, ses, lambda: reserved_concurrency(
+    share = instance_share(SETTINGS, rate, lambda: reserved_concurrency(
         boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
         os.environ["AWS_LAMBDA_FUNCTION_NAME"],
     ))
-    return _stages(ses, account_rate(SETTINGS, ses), share / 2)
+    return _stages(ses, rate, share / 2)
 
 
 @cache

@@ -39,8 +39,8 @@ class Settings:
     ledger_table: str = "postbag-ledger"
     # Fixed part of every ledger key, so keys survive a rename of the function.
     idempotency_namespace: str = "postbag-sender"
-    # Mails per second for one function instance; 0 shares SES's rate between the
-    # instances the function's reserved concurrency allows (ratelimit.send_rate).
+    # Mails per second for the whole account, shared by every instance that sends
+    # (ratelimit.SharedRateLimiter); 0 takes SES's MaxSendRate (ratelimit.account_rate).
     max_send_rate: float = 0.0
     send_concurrency: int = 8
     # Stop taking new mail this long before Lambda's deadline.

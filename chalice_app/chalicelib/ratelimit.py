@@ -2,7 +2,7 @@
 
 SES counts its maximum send rate per second over the whole account.
 ``SharedRateLimiter`` shares it between every instance that sends, through
-DynamoDB; ``RateLimiter`` paces one instance, and ``send_rate`` is one
+DynamoDB; ``RateLimiter`` paces one instance, and ``instance_share`` is one
 instance's equal share, the fallback when DynamoDB cannot be asked.
 """
 
@@ -46,12 +46,9 @@ def reserved_concurrency(lambda_client: Any, function_name: str) -> int:
     return int(got["ReservedConcurrentExecutions"])
 
 
-def send_rate(settings: Settings, ses_client: Any, concurrency: Callable[[], int]) -> float:
-    """Mails per second for one instance: the configured rate, or SES's shared by the instances.
-
-    ``POSTBAG_MAX_SEND_RATE=0`` means "derive it": SES's ``MaxSendRate`` divided
-    by ``concurrency()``, the instances that may run at once (asked only then).
-    """
+def account_rate(settings: Settings, ses_client: Any) -> float:
+    """Mails per second for the whole account, whatever sends: ``POSTBAG_MAX_SEND_RATE``
+    when set, else SES's ``MaxSendRate`` (one ``GetSendQuota`` call)."""
     if settings.max_send_rate > 0:
         return settings.max_send_rate
     try:
@@ -60,7 +57,13 @@ def send_rate(settings: Settings, ses_client: Any, concurrency: Callable[[], int
         error = translate(exc)
         # A read: a lost answer is no more than SES being unavailable.
         raise (SesUnavailable(str(error)) if isinstance(error, SendAmbiguous) else error) from exc
-    return float(quota["MaxSendRate"]) / concurrency()
+    return float(quota["MaxSendRate"])
+
+
+def instance_share(settings: Settings, rate: float, concurrency: Callable[[], int]) -> float:
+    """One instance's equal share of ``rate``: a configured rate is taken as it is, SES's
+    is divided by ``concurrency()`` (asked only then)."""
+    return rate if settings.max_send_rate > 0 else rate / concurrency()
 
 
 class RateLimiter:
@@ -131,12 +134,6 @@ class Limiter(Protocol):
     """What the engine asks of a limiter: a send slot, or ``None`` past ``timeout`` seconds."""
 
     def acquire(self, timeout: float | None = None) -> float | None: ...
-
-
-def account_rate(settings: Settings, ses_client: Any) -> float:
-    """Mails per second for the whole account, whatever sends: ``POSTBAG_MAX_SEND_RATE``
-    when set, else SES's ``MaxSendRate``."""
-    return send_rate(settings, ses_client, lambda: 1)
 
 
 # The shared limiter's leases: about this many DynamoDB calls a second, all instances

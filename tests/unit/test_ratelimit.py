@@ -12,7 +12,7 @@ from support.fakes import FakeSes, client_error
 
 from chalicelib.config import Settings
 from chalicelib.errors import ConfigurationError, Throttled
-from chalicelib.ratelimit import RateLimiter, reserved_concurrency, send_rate
+from chalicelib.ratelimit import RateLimiter, account_rate, instance_share, reserved_concurrency
 
 
 def limiter(rate: float, clock: FakeClock) -> RateLimiter:
@@ -103,7 +103,8 @@ def never_asked() -> int:
 
 def test_configured_rate_wins_without_asking_ses():
     ses = QuotaThrottled(max_send_rate=50)  # asking would raise
-    assert send_rate(Settings(max_send_rate=7.0), ses, never_asked) == 7.0
+    settings = Settings(max_send_rate=7.0)
+    assert instance_share(settings, account_rate(settings, ses), never_asked) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -112,12 +113,13 @@ def test_configured_rate_wins_without_asking_ses():
 def test_rate_zero_shares_ses_max_send_rate_between_instances(ses_rate, concurrency, expected):
     ses = FakeSes(max_send_rate=ses_rate)
     settings = Settings(max_send_rate=0.0)
-    assert send_rate(settings, ses, lambda: concurrency) == expected
+    assert account_rate(settings, ses) == ses_rate
+    assert instance_share(settings, account_rate(settings, ses), lambda: concurrency) == expected
 
 
 def test_quota_lookup_errors_are_translated():
     with pytest.raises(Throttled):
-        send_rate(Settings(max_send_rate=0.0), QuotaThrottled(), never_asked)
+        account_rate(Settings(max_send_rate=0.0), QuotaThrottled())
 
 
 def lambda_stub(response=None, error_code=None):
