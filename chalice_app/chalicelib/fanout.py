@@ -13,6 +13,12 @@ SES's evidence window when another invocation holds them or SES's answer was
 lost, after SQS's longest delay when the account stopped sending. Only
 trouble that must redeliver the whole message (S3, DynamoDB or SQS failing
 where nothing can be handed back) escapes as ``TransientError``.
+
+CPU per personalised mail (read rows, claim, render, send, complete, count):
+``bench/fanout.py cpu`` runs ``app.on_work_item`` (→ ``handle_message`` →
+``process_work_item``) on the splitter's work items with an SES that answers
+at once; about 0.4 ms a mail on these machines, of which the ledger's
+botocore calls take about half.
 """
 
 from __future__ import annotations
