@@ -305,3 +305,14 @@ def test_lost_answers_are_settled_by_send_events_and_counted_once(aws, clock):
     assert_each_once(world, emails(rows))
     status = world.status(job)
     assert (status["state"], status["sent"], status["duplicate"]) == ("done", 40, 0)
+
+
+def test_an_instance_parses_a_manifest_once_per_version(world):
+    job = world.upload_job([recipients(2)])
+    key = f"jobs/{job}/manifest.json"
+    jobs = world.instance().jobs
+    first = jobs.job(BUCKET, key, SETTINGS)
+    assert jobs.job(BUCKET, key, SETTINGS) is first  # S3 answered 304 Not Modified
+    body = world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=body + b"\n")  # a new version
+    assert jobs.job(BUCKET, key, SETTINGS) is not first
