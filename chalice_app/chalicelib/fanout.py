@@ -392,7 +392,8 @@ def handle_message(
     try:
         item = decode(body)
     except BatchFormatError as exc:
+        # The reason names the field; the body itself may hold recipients' addresses.
         logger.error("not a work item: message dropped", extra={"error": str(exc),
-                                                                 "body": body[:200]})
+                                                                 "bytes": len(body)})
         return None
     return process_work_item(stages, item, remaining_ms)
