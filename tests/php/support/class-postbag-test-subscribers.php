@@ -7,9 +7,10 @@
 
 /**
  * Users made by MariaDB itself, not by wp_insert_user() (a password hash and
- * a dozen queries per user): one `INSERT … SELECT` from MariaDB's sequence
- * engine into `wp_users`, one into `wp_usermeta` for `wp_capabilities` and
- * `wp_user_level`, as wp_insert_user() would leave them. User n (1-based) is
+ * a dozen queries per user): `INSERT … SELECT` from MariaDB's sequence
+ * engine into `wp_users`, and into `wp_usermeta` for `wp_capabilities` and
+ * `wp_user_level` as wp_insert_user() would leave them, in one transaction;
+ * for many users, with the indexes rebuilt afterwards. User n (1-based) is
  * `reader<n>`, `reader<n>@example.net`, "Reader <n>". Every user is a
  * subscriber; for each size S asked for, the first S users also hold the role
  * `bench_<S>`, so `array( 'role' => 'bench_1000' )` selects exactly 1,000 of
@@ -44,7 +45,7 @@ final class Postbag_Test_Subscribers {
 		if ( $count < 1 ) {
 			return $roles; // seq_1_to_0 would count down: 1, 0.
 		}
-		$first = 1 + (int) $db->get_var( "SELECT COALESCE(MAX(ID), 0) FROM {$db->users}" );
+		$first      = 1 + (int) $db->get_var( "SELECT COALESCE(MAX(ID), 0) FROM {$db->users}" );
 		$statements = array_merge( array( self::users_sql( $db, $first, $count ) ), self::meta_sql( $db, $first, $count, array_keys( $roles ) ) );
 		$fill       = static function () use ( $db, $statements ): void {
 			self::query( $db, 'START TRANSACTION' );
