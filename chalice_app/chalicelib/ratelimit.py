@@ -144,6 +144,12 @@ LEASES_PER_SECOND = 20
 FALLBACK_SECONDS = 10.0
 # Lease items outlive their second only to be cleaned up by the table's TTL.
 LEASE_TTL_SECONDS = 3600
+# How late after its slot a token may still be used (seconds); later, it is forfeit.
+LATE_SECONDS = 0.01
+# Slots are spaced (1 + LATE_SECONDS + GUARD) / rate seconds apart: lateness cannot add
+# up to more than the rate in any one-second window, and GUARD leaves room for the
+# jitter between a grant and the request reaching SES (as RateLimiter's guard does).
+GUARD = 0.01
 
 
 class SharedRateLimiter:
@@ -152,16 +158,19 @@ class SharedRateLimiter:
     SES counts ``MaxSendRate`` over the whole account, so instances lease send
     tokens from one DynamoDB item per wall-clock second in the ledger table:
     ``UpdateItem ADD used :n`` on condition that ``used`` stays within the
-    rate. A lease holds a few tokens (``rate / LEASES_PER_SECOND``), so calls
-    stay at tens a second whatever the number of instances.
+    second's tokens. A lease holds a few tokens (``rate / LEASES_PER_SECOND``),
+    so calls stay at tens a second whatever the number of instances.
 
-    Token ``u`` of second ``S`` is a slot at ``S + u / rate``, never earlier,
-    and is lost at ``S + 1``: the account's sends follow one schedule, evenly
-    spaced, so no one-second window, aligned or not, holds more than the rate
-    (two instances using up one second's tokens at its end and the next
-    second's at its start would otherwise send twice the rate in between).
-    Tokens an instance holds when their second ends are lost, which only
-    slows, never speeds.
+    Token ``u`` of second ``S`` is a slot at ``S + u * (1 + LATE + GUARD) / rate``:
+    never used before it, and forfeit ``LATE_SECONDS`` after it (or at ``S + 1``).
+    The account's sends thus follow one evenly spaced schedule, and no
+    one-second window, aligned or not, holds more than the rate: without the
+    lateness bound, tokens nobody used early in a second (a job starting at
+    its end) would all go at once, just before the next second's. A lease
+    that finds the schedule behind the clock asks for the tokens whose slots
+    have passed too, and forfeits them, so it catches up in one call. Tokens
+    an instance holds when they go stale are lost, which only slows, never
+    speeds.
 
     When DynamoDB fails the instance falls back to ``fallback_rate`` (a
     conservative share of the rate, given by the caller) for
@@ -186,13 +195,15 @@ class SharedRateLimiter:
         self._table = table
         self._namespace = namespace
         self.rate = rate
-        self.per_second = max(1, math.floor(rate))
+        self._interval = (1 + LATE_SECONDS + GUARD) / rate
+        self.per_second = max(1, math.floor(1 / self._interval))
         self.lease_size = lease or max(1, math.ceil(rate / LEASES_PER_SECOND))
         self._clock = clock
         self._sleep = sleep
         self._fallback = RateLimiter(min(fallback_rate, rate), clock=clock, sleep=sleep)
         self._second = -1  # the second the tokens in hand belong to
         self._tokens: deque[int] = deque()
+        self._seen = 0  # the second's tokens leased by anyone, as last seen
         self._used_up = False  # the second has no tokens left for anyone
         self._fallback_until = -math.inf
         self._lock = threading.Lock()
@@ -206,45 +217,60 @@ class SharedRateLimiter:
             with self._lock:  # the clock read inside: a thread never takes a past second
                 now = self._clock()
                 second = int(now)
-                token = None if now < self._fallback_until else self._take(second)
+                token = None if now < self._fallback_until else self._take(second, now)
             if token is None:
                 return self._fallback.acquire(timeout=self._left(deadline))
             if token < 0:  # the second is used up, by this instance or others
                 wait = second + 1 - now
             else:
-                slot = second + token / self.rate
+                slot = self._slot(second, token)
                 if deadline is not None and slot > deadline:
                     return None
-                self._sleep(max(0.0, slot - now))
-                return slot
+                self._sleep(max(0.0, slot - self._clock()))
+                granted = self._clock()
+                if granted <= slot + LATE_SECONDS:
+                    return granted
+                continue  # woken too late for its slot: forfeit, take the next token
             if deadline is not None and now + wait > deadline:
                 return None
-            self._sleep(wait)
+            self._sleep(max(0.0, wait))
+
+    def _slot(self, second: int, token: int) -> float:
+        return second + token * self._interval
 
     def _left(self, deadline: float | None) -> float | None:
         return None if deadline is None else max(0.0, deadline - self._clock())
 
-    def _take(self, second: int) -> int | None:
+    def _fresh(self, second: int, now: float) -> None:
+        """Drop the tokens in hand whose slots are too long past (lock held)."""
+        while self._tokens and self._slot(second, self._tokens[0]) + LATE_SECONDS < now:
+            self._tokens.popleft()
+
+    def _take(self, second: int, now: float) -> int | None:
         """A token of ``second`` (lock held); -1 when the second is used up, ``None`` when
         DynamoDB failed (the caller falls back)."""
         if self._second != second:
-            self._second, self._used_up = second, False
+            self._second, self._seen, self._used_up = second, 0, False
             self._tokens.clear()
+        self._fresh(second, now)
         if not self._tokens and not self._used_up:
             try:
-                self._tokens.extend(self._lease(second))
+                self._tokens.extend(self._lease(second, now))
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("rate lease failed; using the local share",
                                extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
                 self._fallback_until = self._clock() + FALLBACK_SECONDS
                 return None
+            self._fresh(second, self._clock())  # the lease may have taken a while
             self._used_up = not self._tokens  # asked once: the rest of the second waits
         return self._tokens.popleft() if self._tokens else -1
 
-    def _lease(self, second: int) -> range:
-        """Token numbers leased for ``second``: ``lease_size`` of them, what is left, or none."""
-        want = self.lease_size
-        for _ in range(2):  # the full lease, then what the condition's answer says is left
+    def _lease(self, second: int, now: float) -> range:
+        """Token numbers leased for ``second``: ``lease_size`` of them after those whose slots
+        have passed (asked for too, to be forfeit), what is left, or none."""
+        behind = math.floor((now - LATE_SECONDS - second) / self._interval) + 1
+        want = min(self.per_second, max(0, behind - self._seen) + self.lease_size)
+        for _ in range(2):  # the lease, then what the condition's answer says is left
             self.leases += 1
             try:
                 answer = self._client.update_item(
@@ -261,12 +287,13 @@ class SharedRateLimiter:
                     ReturnValues="UPDATED_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-                used = int(answer["Attributes"]["used"]["N"])
-                return range(used - want, used)
+                self._seen = int(answer["Attributes"]["used"]["N"])
+                return range(self._seen - want, self._seen)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 used = int(exc.response.get("Item", {}).get("used", {}).get("N", self.per_second))
+                self._seen = used
                 want = self.per_second - used
                 if want <= 0:
                     break
