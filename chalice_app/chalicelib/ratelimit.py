@@ -202,7 +202,7 @@ class SharedRateLimiter:
         self._sleep = sleep
         self._fallback = RateLimiter(min(fallback_rate, rate), clock=clock, sleep=sleep)
         self._second = -1  # the second the tokens in hand belong to
-        self._tokens: deque[int] = deque()
+        self._tokens = range(0)  # those tokens, in order (a range: a lease may hold many)
         self._seen = 0  # the second's tokens leased by anyone, as last seen
         self._used_up = False  # the second has no tokens left for anyone
         self._fallback_until = -math.inf
@@ -243,19 +243,20 @@ class SharedRateLimiter:
 
     def _fresh(self, second: int, now: float) -> None:
         """Drop the tokens in hand whose slots are too long past (lock held)."""
-        while self._tokens and self._slot(second, self._tokens[0]) + LATE_SECONDS < now:
-            self._tokens.popleft()
+        first = math.ceil((now - LATE_SECONDS - second) / self._interval)
+        if self._tokens and self._tokens[0] < first:
+            self._tokens = range(max(first, self._tokens.start), self._tokens.stop)
 
     def _take(self, second: int, now: float) -> int | None:
         """A token of ``second`` (lock held); -1 when the second is used up, ``None`` when
         DynamoDB failed (the caller falls back)."""
         if self._second != second:
             self._second, self._seen, self._used_up = second, 0, False
-            self._tokens.clear()
+            self._tokens = range(0)
         self._fresh(second, now)
         if not self._tokens and not self._used_up:
             try:
-                self._tokens.extend(self._lease(second, now))
+                self._tokens = self._lease(second, now)
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("rate lease failed; using the local share",
                                extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
@@ -263,7 +264,10 @@ class SharedRateLimiter:
                 return None
             self._fresh(second, self._clock())  # the lease may have taken a while
             self._used_up = not self._tokens  # asked once: the rest of the second waits
-        return self._tokens.popleft() if self._tokens else -1
+        if not self._tokens:
+            return -1
+        token, self._tokens = self._tokens[0], self._tokens[1:]
+        return token
 
     def _lease(self, second: int, now: float) -> range:
         """Token numbers leased for ``second``: ``lease_size`` of them after those whose slots

@@ -119,3 +119,16 @@ def test_tokens_whose_lease_answered_after_their_second_are_not_used(dynamodb):
 
     shared = limiter(SlowOnce(), clock, 10, lease=5)
     assert shared.acquire() >= 1001.7  # a token of second 1001, granted after the call
+
+
+def test_a_huge_rate_costs_no_more_per_slot(dynamodb):
+    """A stand-in's quota of a million a second: a lease of 50,000 tokens is a range, never
+    a list, and catching up after idle time drops tokens without counting them out."""
+    clock = FakeClock()
+    shared = limiter(dynamodb, clock, 1_000_000)
+    started = time.process_time()
+    grants = [shared.acquire() for _ in range(2000)]
+    clock.sleep(0.5)
+    grants += [shared.acquire() for _ in range(2000)]
+    assert time.process_time() - started < 2.0
+    assert shared.leases <= 4
