@@ -134,22 +134,25 @@ def _quarantined(s3: Any) -> None:
             print(f"quarantined {error['batch']}: field {error['field']}: {error['reason']}")
 
 
-def _job(aws: LocalAws, s3: Any, app: Any) -> bool:
+def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
     """The notify job, end to end; prints what it came to. True when every recipient
     got exactly one mail."""
     print(f"\nNotify job: {JOB_RECIPIENTS:,} recipients, on_work_item in "
           f"{JOB_CONCURRENCY} worker processes")
     with tempfile.TemporaryDirectory(prefix="postbag-demo-job-") as folder:
         spec = write_spec(Path(folder), JOB_RECIPIENTS)
+        recorded = events.delivered
         run = run_job(aws.endpoint, s3, boto3.client("sqs"), app, spec, dict(os.environ),
-                      JOB_CONCURRENCY, stats_path=str(Path(folder) / "invocations.ndjson"),
-                      timeout_s=120)
+                      JOB_CONCURRENCY, events,
+                      stats_path=str(Path(folder) / "invocations.ndjson"), timeout_s=120)
     print(f"job {run.job_id}: {len(run.invocations)} invocations, "
           f"{run.finished - run.started:.1f} s from its manifest to an empty queue")
     print("status.json:", json.dumps(run.status, indent=2, ensure_ascii=False))
     for mail in run.mails[:MAILS_SHOWN]:
         text = "\n".join("    " + line for line in mail["text"].splitlines()[:4])
         print(f"\nTo: {', '.join(mail['destination'])}\nSubject: {mail['subject']}\n{text}")
+    print(f"the job's SES Send events recorded in the ledger as they came: "
+          f"{events.delivered - recorded:,}")
     return _check(run)
 
 
@@ -182,8 +185,7 @@ def main() -> int:
         events = LocalSesEvents(aws.endpoint, app.on_ses_event)
         print(f"SES Send events recorded in the ledger: {events.deliver()}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
-        job_ok = _job(aws, s3, app)
-        print(f"the job's SES Send events recorded in the ledger: {events.deliver():,}")
+        job_ok = _job(aws, s3, app, events)
     return 0 if delivered and job_ok else 1
 
 

@@ -21,7 +21,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from standin.lambda_runtime import LocalDispatcher, Route
+from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
 from standin.server import MAILS_PATH
 from standin.sqs_runtime import LocalSqsMapping, create_queue
 
@@ -98,17 +98,22 @@ class JobRun:
 
 
 def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping[str, str],
-            concurrency: int, stats_path: str | None = None, timeout_s: float = 900.0,
-            function_timeout: int = 300) -> JobRun:
+            concurrency: int, events: LocalSesEvents, stats_path: str | None = None,
+            timeout_s: float = 900.0, function_timeout: int = 300) -> JobRun:
     """Upload the job ``spec`` describes and run it to the end; ``app`` is the sender's
-    ``app`` module imported with ``env`` set, ``env`` the workers' environment."""
+    ``app`` module imported with ``env`` set, ``env`` the workers' environment.
+
+    SES's Send events go to ``on_ses_event`` (``events``) while the job runs: they
+    settle the sends whose answer was lost, which are otherwise sent again once
+    the evidence window has passed (ledger.py), as they would be on AWS.
+    """
     from postbag.notify import notify, sender_checks
 
     queue_url = create_queue(sqs, app.SETTINGS.work_queue, function_timeout)
     bucket = env["POSTBAG_BUCKET"]
     mails_before = len(sent_mails(endpoint))
     with LocalSqsMapping(queue_url, env, concurrency, timeout_s=function_timeout,
-                         stats_path=stats_path) as mapping:
+                         stats_path=stats_path) as mapping, events.pumping():
         outcome = notify(s3, bucket, spec, *sender_checks(app.SETTINGS))
         started = time.time()  # the manifest is uploaded last: the job starts now
         jobs = Route("jobs/", "/manifest.json", app.on_job_uploaded)

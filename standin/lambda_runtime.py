@@ -10,10 +10,12 @@ retry count. SQS's part (the fan-out sender's work items) is in
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -136,6 +138,11 @@ class LocalDispatcher:
 
 def sns_event(message: dict[str, Any], topic: str) -> dict[str, Any]:
     """An SNS notification as Lambda receives it: one message a record."""
+    return sns_records([message], topic)
+
+
+def sns_records(messages: list[dict[str, Any]], topic: str) -> dict[str, Any]:
+    """An event of one record per message (SNS itself sends one)."""
     return {"Records": [{
         "EventSource": "aws:sns",
         "EventVersion": "1.0",
@@ -148,28 +155,64 @@ def sns_event(message: dict[str, Any], topic: str) -> dict[str, Any]:
             "MessageAttributes": {},
             "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         },
-    }]}
+    } for message in messages]}
 
 
 class LocalSesEvents:
     """Delivers the Send events the stand-in's SES published (``standin.server``) to
-    ``on_ses_event``, each as its own SNS notification, as SNS would."""
+    ``on_ses_event``, each as its own SNS notification, as SNS would.
+
+    ``per_call`` above 1 puts that many notifications in one invocation. SNS never
+    does, but ``on_ses_event`` reads every record, and so one process keeps up with
+    hundreds of sends a second, as SNS's many concurrent invocations do
+    (``bench/fanout.py``). An invocation that raises is delivered again on the
+    next call, as SNS retries.
+    """
 
     def __init__(self, endpoint: str, handler: Callable[[dict[str, Any], Any], Any],
-                 topic: str = "postbag-local-ses-events"):
+                 topic: str = "postbag-local-ses-events", per_call: int = 1):
         self._url = endpoint + EVENTS_PATH
         self._handler = handler
         self._topic = topic
+        self._per_call = per_call
         self.delivered = 0
+        self.invocations = 0
+        self.failures = 0
 
-    def deliver(self) -> int:
-        """Deliver the events published since the last call; returns how many."""
-        with urllib.request.urlopen(f"{self._url}?after={self.delivered}", timeout=10) as answer:
-            events = json.load(answer)
-        for event in events:
-            self._handler(sns_event(event, self._topic), LambdaContext())
-            self.delivered += 1
+    def deliver(self, limit: int | None = None) -> int:
+        """Deliver the events published since the last call (at most ``limit``); returns
+        how many."""
+        with urllib.request.urlopen(f"{self._url}?after={self.delivered}", timeout=60) as answer:
+            events = json.load(answer)[:limit]
+        for start in range(0, len(events), self._per_call):
+            group = events[start:start + self._per_call]
+            self.invocations += 1
+            try:
+                self._handler(sns_records(group, self._topic), LambdaContext())
+            except Exception:  # noqa: BLE001 - SNS retries; so does the next call
+                self.failures += 1
+                return start
+            self.delivered += len(group)
         return len(events)
+
+    @contextmanager
+    def pumping(self, interval_s: float = 0.5) -> Iterator[LocalSesEvents]:
+        """Deliver events in a thread every ``interval_s`` while the block runs (as SNS
+        does while mail goes out), then the rest."""
+        stop = threading.Event()
+
+        def pump() -> None:
+            while not stop.wait(interval_s):
+                self.deliver()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            self.deliver()
 
 
 def main() -> int:

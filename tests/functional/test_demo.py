@@ -37,4 +37,4 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
                        r"Subject: Reader (\d+), a new post: .*\n    Hi Reader (\d+),$",
                        done.stdout, re.M)
     assert len(mails) == 3 and all(len(set(numbers)) == 1 for numbers in mails)
-    assert "the job's SES Send events recorded in the ledger: 1,000" in done.stdout
+    assert "the job's SES Send events recorded in the ledger as they came: 1,000" in done.stdout
