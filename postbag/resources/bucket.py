@@ -20,6 +20,7 @@ from chalicelib.config import (
 )
 from postbag.aws import CommandError, error_code
 from postbag.report import CREATED, UNCHANGED, Report
+from postbag.resources.policies import deny_insecure_transport
 from postbag.stack import Stack
 
 PUBLIC_ACCESS_BLOCK = {
@@ -41,19 +42,7 @@ class Retention:
 
 
 def tls_only_policy(stack: Stack) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [stack.bucket_arn, f"{stack.bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
+    return deny_insecure_transport("s3:*", [stack.bucket_arn, f"{stack.bucket_arn}/*"])
 
 
 def encryption_rule(kms_key_arn: str) -> dict:

@@ -41,6 +41,23 @@ Policy = dict[str, Any]
 VERSION = "2012-10-17"
 
 
+def deny_insecure_transport(action: str, resource: str | list[str]) -> dict[str, Any]:
+    """A resource policy refusing every request that does not come over TLS (bucket, queues)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": action,
+                "Resource": resource,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
 def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources, **extra}
 

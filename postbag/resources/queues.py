@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from postbag.aws import error_code
 from postbag.report import ABSENT, CREATED, DELETED, Report
+from postbag.resources.policies import deny_insecure_transport
 from postbag.stack import Stack
 
 MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
@@ -46,19 +47,7 @@ def encryption(kms_key_arn: str) -> dict[str, str]:
 
 def tls_only_policy(queue_arn: str) -> dict[str, Any]:
     """Refuse every request that does not come over TLS (as the bucket does)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": queue_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
+    return deny_insecure_transport("sqs:*", queue_arn)
 
 
 def _value(name: str, value: Any) -> Any:
