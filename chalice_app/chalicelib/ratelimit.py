@@ -210,8 +210,8 @@ class SharedRateLimiter:
         self.leases = 0  # DynamoDB calls made (for tests and benchmarks)
 
     def acquire(self, timeout: float | None = None) -> float | None:
-        """A send slot on the account's schedule; ``None`` if none comes within ``timeout``
-        seconds."""
+        """Wait for a send slot on the account's schedule and return its time; ``None`` if
+        none comes within ``timeout`` seconds."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:  # the clock read inside: a thread never takes a past second
@@ -226,11 +226,11 @@ class SharedRateLimiter:
                 slot = self._slot(second, token)
                 if deadline is not None and slot > deadline:
                     return None
+                # Taken at most LATE_SECONDS after its slot; waking up late from here on is
+                # jitter, as between any grant and SES (GUARD), never a reason to drop it:
+                # a CPU-starved instance would forfeit every token.
                 self._sleep(max(0.0, slot - self._clock()))
-                granted = self._clock()
-                if granted <= slot + LATE_SECONDS:
-                    return granted
-                continue  # woken too late for its slot: forfeit, take the next token
+                return slot
             if deadline is not None and now + wait > deadline:
                 return None
             self._sleep(max(0.0, wait))
