@@ -12,8 +12,9 @@ use PHPUnit\Framework\TestCase;
 /**
  * Uploads batch files in parallel to moto's server on 127.0.0.1 (which checks
  * every SigV4 signature against an IAM key it issued), reads them back with
- * boto3 and compares the bytes; a wrong secret and an unreachable endpoint
- * give failed results, not exceptions.
+ * boto3 and compares the bytes; reads objects back with get_object(); a
+ * wrong secret, a missing object and an unreachable endpoint give failed
+ * results, not exceptions.
  */
 final class Postbag_S3ClientMotoTest extends TestCase {
 
@@ -74,6 +75,35 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 		$attachment = $stored['queue/attachments/b1/m1/0'];
 		$this->assertSame( $binary, base64_decode( $attachment['body_base64'] ) );
 		$this->assertSame( 'application/octet-stream', $attachment['content_type'] );
+	}
+
+	public function test_get_object_reads_back_what_was_put_and_names_what_is_missing(): void {
+		$client = $this->client( self::$key['secret_access_key'], array( 'sse' => 'AES256' ) );
+		$status = '{"job_id":"j1","state":"sending","sent":3,"note":"ünïcødé ✉"}';
+		$binary = random_bytes( 5000 );
+		$this->assertTrue( $client->put_object( 'jobs/j1/status.json', $status )->ok );
+		$this->assertTrue( $client->put_object( 'jobs/j 1+/status.json', $binary, 'application/octet-stream' )->ok );
+
+		$read = $client->get_object( 'jobs/j1/status.json' );
+		$this->assertTrue( $read->ok, $read->error );
+		$this->assertSame( 200, $read->status );
+		$this->assertSame( $status, $read->body, 'an SSE-S3 object reads back without encryption headers on the GET' );
+		$this->assertSame( $binary, $client->get_object( 'jobs/j 1+/status.json' )->body, 'a key to encode, bytes as they are' );
+
+		$missing = $client->get_object( 'jobs/no-such-job/status.json' );
+		$this->assertFalse( $missing->ok );
+		$this->assertSame( 404, $missing->status );
+		$this->assertStringContainsString( 'NoSuchKey', $missing->error );
+		$this->assertSame( '', $missing->body, 'no error document in the body' );
+
+		$large = $client->get_object( 'jobs/j 1+/status.json', 1000 );
+		$this->assertFalse( $large->ok, 'larger than asked for: refused, not read' );
+		$this->assertStringStartsWith( 'curl error 63: ', $large->error );
+
+		$refused = $this->client( 'not-the-secret' )->get_object( 'jobs/j1/status.json' );
+		$this->assertSame( 403, $refused->status );
+		$this->assertStringContainsString( 'SignatureDoesNotMatch', $refused->error );
+		$this->assertSame( '', $refused->body );
 	}
 
 	public function test_wrong_secret_is_refused(): void {

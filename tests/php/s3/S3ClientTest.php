@@ -199,6 +199,57 @@ final class Postbag_S3ClientTest extends TestCase {
 		}
 	}
 
+	public function test_get_object_fails_as_a_result_like_an_upload(): void {
+		$closed = $this->client( array( 'endpoint' => 'http://127.0.0.1:' . Postbag_Test_Process::free_port() ) )->get_object( 'jobs/j/status.json' );
+		$this->assertFalse( $closed->ok );
+		$this->assertSame( 0, $closed->status );
+		$this->assertStringStartsWith( 'curl error 7: ', $closed->error );
+
+		$silent = stream_socket_server( 'tcp://127.0.0.1:0' );
+		$port   = (int) substr( (string) strrchr( (string) stream_socket_get_name( $silent, false ), ':' ), 1 );
+		$start  = microtime( true );
+		$slow   = $this->client(
+			array(
+				'endpoint' => "http://127.0.0.1:$port",
+				'timeout'  => 0.5,
+			)
+		)->get_object( 'jobs/j/status.json' );
+		fclose( $silent );
+		$this->assertStringStartsWith( 'curl error 28: ', $slow->error, 'the upload timeout bounds a read too' );
+		$this->assertLessThan( 3.0, microtime( true ) - $start );
+
+		$nobody = new Postbag_S3_Client(
+			array(
+				'bucket' => 'postbag-bucket',
+				'region' => 'eu-west-1',
+			),
+			new Postbag_Credential_Chain(
+				array(
+					'nothing' => static function (): Postbag_Credentials {
+						throw new Postbag_Credentials_Exception( 'not set' );
+					},
+				)
+			)
+		);
+		$this->assertSame( 'No AWS credentials found. Tried: nothing (not set).', $nobody->get_object( 'jobs/j/status.json' )->error );
+	}
+
+	/**
+	 * @dataProvider bad_keys
+	 */
+	public function test_get_object_refuses_bad_keys( string $key ): void {
+		$this->expectException( InvalidArgumentException::class );
+		$this->client()->get_object( $key );
+	}
+
+	public function test_get_request_has_no_body_headers(): void {
+		$request = $this->client( array( 'sse' => 'aws:kms' ) )->signed_get( 'jobs/a b/status.json', new Postbag_Credentials( 'AKIA', 'secret' ) );
+		$this->assertSame( 'https://postbag-bucket.s3.eu-west-1.amazonaws.com/jobs/a%20b/status.json', $request['url'] );
+		$this->assertArrayNotHasKey( 'Content-Type', $request['headers'] );
+		$this->assertArrayNotHasKey( 'x-amz-server-side-encryption', $request['headers'] );
+		$this->assertSame( hash( 'sha256', '' ), $request['headers']['x-amz-content-sha256'] );
+	}
+
 	public function test_parallel_uploads_stay_within_the_concurrency_cap(): void {
 		$fake = new Postbag_S3_Test_Fake_Aws( array( 's3_delay_ms' => 150 ), 6 );
 		try {

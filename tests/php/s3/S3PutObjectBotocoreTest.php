@@ -1,6 +1,6 @@
 <?php
 /**
- * S3 PutObject requests against what botocore sends for the same object.
+ * S3 PutObject and GetObject requests against what botocore sends for the same object.
  *
  * @package Postbag\Tests
  */
@@ -10,9 +10,10 @@ require_once __DIR__ . '/support.php';
 use PHPUnit\Framework\TestCase;
 
 /**
- * For each case, boto3's own put_object (run by botocore-s3-reference.py,
- * caught before it leaves) and Postbag_S3_Client::signed_request() build the
- * request for the same time, credentials, bucket, key and body: the URL, the
+ * For each case, boto3's own put_object or get_object (run by
+ * botocore-s3-reference.py, caught before it leaves) and
+ * Postbag_S3_Client::signed_request() or signed_get() build the request for
+ * the same time, credentials, bucket, key and body: the URL, the
  * Authorization header and every signed header must be identical.
  */
 final class Postbag_S3PutObjectBotocoreTest extends TestCase {
@@ -41,6 +42,7 @@ final class Postbag_S3PutObjectBotocoreTest extends TestCase {
 			'token'        => null,
 			'path_style'   => false,
 			'endpoint'     => '',
+			'operation'    => 'PutObject',
 		);
 		$cases     = array(
 			'nested key, virtual-hosted'     => array(),
@@ -76,6 +78,26 @@ final class Postbag_S3PutObjectBotocoreTest extends TestCase {
 				'region'     => 'us-east-1',
 			),
 			'custom endpoint, virtual-hosted' => array( 'endpoint' => 'http://localhost:4566' ),
+			// A job's status, as postbag_job_status() reads it; encryption settings never reach a GET.
+			'get, virtual-hosted'            => array(
+				'operation' => 'GetObject',
+				'key'       => 'jobs/0b7c5a2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b/status.json',
+			),
+			'get, path-style, session token' => array(
+				'operation'  => 'GetObject',
+				'key'        => 'jobs/job 1/status.json',
+				'path_style' => true,
+				'token'      => 'FwoGZXIvYXdzEXAMPLETOKEN',
+			),
+			'get, aws:kms, custom endpoint'  => array(
+				'operation'  => 'GetObject',
+				'key'        => 'jobs/ünïcødé+id/status.json',
+				'sse'        => 'aws:kms',
+				'kms_key_id' => 'alias/postbag',
+				'endpoint'   => 'http://127.0.0.1:9000',
+				'path_style' => true,
+				'region'     => 'us-east-1',
+			),
 		);
 		return array_map(
 			static function ( array $overrides ) use ( $base ): array {
@@ -141,7 +163,9 @@ final class Postbag_S3PutObjectBotocoreTest extends TestCase {
 		);
 		$credentials = new Postbag_Credentials( $case['access_key'], $case['secret'], $case['token'] );
 
-		$actual  = $client->signed_request( $case['key'], $case['body'], $case['content_type'], $credentials );
+		$actual  = 'GetObject' === $case['operation']
+			? $client->signed_get( $case['key'], $credentials )
+			: $client->signed_request( $case['key'], $case['body'], $case['content_type'], $credentials );
 		$ours    = array_change_key_case( $actual['headers'] );
 		$theirs  = array_change_key_case( $expected['headers'] );
 		$signed  = preg_match( '/SignedHeaders=([^,]+),/', $theirs['authorization'], $match ) ? explode( ';', $match[1] ) : array();
@@ -154,5 +178,8 @@ final class Postbag_S3PutObjectBotocoreTest extends TestCase {
 			$this->assertSame( $theirs[ $header ], $ours[ $header ], "signed header $header" );
 		}
 		$this->assertSame( $theirs['authorization'], $ours['authorization'], 'Authorization' );
+		if ( 'GetObject' === $case['operation'] ) {
+			$this->assertArrayNotHasKey( 'x-amz-server-side-encryption', $ours, 'S3 refuses encryption headers on a GET' );
+		}
 	}
 }

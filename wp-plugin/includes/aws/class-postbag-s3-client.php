@@ -1,6 +1,6 @@
 <?php
 /**
- * PutObject to S3, many at once, signed with SigV4.
+ * PutObject to S3, many at once, and GetObject, signed with SigV4.
  *
  * @package Postbag
  */
@@ -11,11 +11,11 @@ if ( ! defined( 'ABSPATH' ) ) {
 
 /**
  * Uploads objects to one bucket in parallel through curl_multi, at most
- * `concurrency` at a time.
+ * `concurrency` at a time, and reads small objects back (a job's status).
  *
  * Failure is data, not an exception: a network error, a timeout or a 4xx/5xx
  * answer gives a Postbag_S3_Result with ok = false and the reason, so the
- * caller can spool the batch and retry later. Only a programming error (an
+ * caller can spool the batch and retry later (or say "not yet" for a 404). Only a programming error (an
  * invalid key, content type or option) throws InvalidArgumentException.
  *
  * Options:
@@ -42,6 +42,9 @@ final class Postbag_S3_Client {
 
 	/** Longest S3 error message kept in a result. */
 	private const MAX_MESSAGE_CHARS = 200;
+
+	/** Most bytes get_object() reads by default: it reads status documents, never payloads. */
+	public const MAX_GET_BYTES = 1024 * 1024;
 
 	/** @var string */
 	private $bucket;
@@ -130,7 +133,54 @@ final class Postbag_S3_Client {
 				$bodies
 			);
 		}
-		return $this->transfer( $bodies, $content_type, $credentials );
+		return $this->transfer(
+			array_keys( $bodies ),
+			function ( string $key ) use ( $bodies, $content_type, $credentials ) {
+				$request = $this->signed_request( $key, $bodies[ $key ], $content_type, $credentials );
+				return $this->handle(
+					$request,
+					array(
+						CURLOPT_CUSTOMREQUEST => 'PUT',
+						CURLOPT_POSTFIELDS    => $bodies[ $key ],
+					)
+				);
+			}
+		);
+	}
+
+	/**
+	 * Reads one object, with the same timeout, signing and failure results as
+	 * an upload. A missing object answers 404, or 403 where the credentials
+	 * may not list the bucket (S3 then hides whether it exists).
+	 *
+	 * @param string $key       Object key.
+	 * @param int    $max_bytes Larger objects fail (curl error 63) rather than fill memory.
+	 * @return Postbag_S3_Result Its `body` holds the object when ok.
+	 * @throws InvalidArgumentException For an invalid key or limit.
+	 */
+	public function get_object( string $key, int $max_bytes = self::MAX_GET_BYTES ): Postbag_S3_Result {
+		self::check_key( $key );
+		if ( $max_bytes < 1 ) {
+			throw new InvalidArgumentException( 'get_object() needs a positive size limit.' );
+		}
+		try {
+			$credentials = $this->credentials->get();
+		} catch ( Postbag_Credentials_Exception $e ) {
+			return new Postbag_S3_Result( false, 0, $e->getMessage() );
+		}
+		return $this->transfer(
+			array( $key ),
+			function ( string $key ) use ( $credentials, $max_bytes ) {
+				return $this->handle(
+					$this->signed_get( $key, $credentials ),
+					array(
+						CURLOPT_HTTPGET     => true,
+						// S3 always sends Content-Length, which curl checks before reading the body.
+						CURLOPT_MAXFILESIZE => $max_bytes,
+					)
+				);
+			}
+		)[ $key ];
 	}
 
 	/**
@@ -155,20 +205,38 @@ final class Postbag_S3_Client {
 	 * @return array{url: string, headers: array<string, string>}
 	 */
 	public function signed_request( string $key, string $body, string $content_type, Postbag_Credentials $credentials ): array {
+		$headers = array_merge( array( 'Content-Type' => $content_type ), $this->sse_headers );
+		return $this->sign( 'PUT', $key, $headers, $body, $credentials );
+	}
+
+	/**
+	 * The URL and signed headers of a GetObject, as get_object() sends it
+	 * (no encryption headers: S3 refuses them on a GET of an SSE-S3 or SSE-KMS object).
+	 *
+	 * @param string              $key         Object key.
+	 * @param Postbag_Credentials $credentials Who signs.
+	 * @return array{url: string, headers: array<string, string>}
+	 */
+	public function signed_get( string $key, Postbag_Credentials $credentials ): array {
+		return $this->sign( 'GET', $key, array(), '', $credentials );
+	}
+
+	/**
+	 * @param string                $method      HTTP method.
+	 * @param string                $key         Object key.
+	 * @param array<string, string> $headers     Headers besides Host.
+	 * @param string                $body        Request body.
+	 * @param Postbag_Credentials   $credentials Who signs.
+	 * @return array{url: string, headers: array<string, string>}
+	 */
+	private function sign( string $method, string $key, array $headers, string $body, Postbag_Credentials $credentials ): array {
 		$path    = $this->base_path . '/' . self::encode_key( $key );
-		$headers = array_merge(
-			array(
-				'Host'         => $this->host,
-				'Content-Type' => $content_type,
-			),
-			$this->sse_headers
-		);
 		$headers = $this->signer->sign(
 			$credentials,
-			'PUT',
+			$method,
 			$path,
 			array(),
-			$headers,
+			array_merge( array( 'Host' => $this->host ), $headers ),
 			Postbag_SigV4_Signer::payload_hash( $body ),
 			(int) ( $this->clock )()
 		);
@@ -188,22 +256,21 @@ final class Postbag_S3_Client {
 	}
 
 	/**
-	 * Runs the uploads through curl_multi, starting a new one as each ends.
+	 * Runs the requests through curl_multi, starting a new one as each ends.
 	 *
-	 * @param array<string, string> $bodies       Key => body.
-	 * @param string                $content_type Content-Type.
-	 * @param Postbag_Credentials   $credentials  Who signs.
+	 * @param string[]                          $keys        Object keys, one request each.
+	 * @param callable(string): CurlHandle|resource $make_handle A ready curl handle for a key.
 	 * @return array<string, Postbag_S3_Result>
 	 */
-	private function transfer( array $bodies, string $content_type, Postbag_Credentials $credentials ): array {
-		$results = array_fill_keys( array_keys( $bodies ), null );
-		$waiting = array_keys( $bodies );
+	private function transfer( array $keys, callable $make_handle ): array {
+		$results = array_fill_keys( $keys, null );
+		$waiting = $keys;
 		$active  = array(); // spl_object_id( handle ) => array( key, handle ).
 		$multi   = curl_multi_init();
 		do {
 			while ( $waiting && count( $active ) < $this->concurrency ) {
 				$key    = array_shift( $waiting );
-				$handle = $this->handle( (string) $key, $bodies[ $key ], $content_type, $credentials );
+				$handle = $make_handle( (string) $key );
 				curl_multi_add_handle( $multi, $handle );
 				$active[ spl_object_id( $handle ) ] = array( $key, $handle );
 			}
@@ -224,17 +291,14 @@ final class Postbag_S3_Client {
 	}
 
 	/**
-	 * A curl handle for one signed PutObject.
+	 * A curl handle for one signed request, with the client's timeout.
 	 *
-	 * @param string              $key          Object key.
-	 * @param string              $body         Object bytes.
-	 * @param string              $content_type Content-Type.
-	 * @param Postbag_Credentials $credentials  Who signs.
+	 * @param array{url: string, headers: array<string, string>} $request From sign().
+	 * @param array<int, mixed>                                  $options The method's own curl options.
 	 * @return CurlHandle|resource
 	 */
-	private function handle( string $key, string $body, string $content_type, Postbag_Credentials $credentials ) {
-		$request = $this->signed_request( $key, $body, $content_type, $credentials );
-		$lines   = array();
+	private function handle( array $request, array $options ) {
+		$lines = array();
 		foreach ( $request['headers'] as $name => $value ) {
 			$lines[] = $name . ': ' . $value;
 		}
@@ -244,9 +308,7 @@ final class Postbag_S3_Client {
 		$timeout = (int) ceil( $this->timeout * 1000 );
 		curl_setopt_array(
 			$handle,
-			array(
-				CURLOPT_CUSTOMREQUEST     => 'PUT',
-				CURLOPT_POSTFIELDS        => $body,
+			$options + array(
 				CURLOPT_HTTPHEADER        => $lines,
 				CURLOPT_RETURNTRANSFER    => true,
 				CURLOPT_CONNECTTIMEOUT_MS => $timeout,
@@ -271,7 +333,7 @@ final class Postbag_S3_Client {
 			return new Postbag_S3_Result( false, $status, sprintf( 'curl error %d: %s', $errno, '' === $message ? curl_strerror( $errno ) : $message ) );
 		}
 		if ( $status >= 200 && $status < 300 ) {
-			return new Postbag_S3_Result( true, $status );
+			return new Postbag_S3_Result( true, $status, '', (string) curl_multi_getcontent( $handle ) );
 		}
 		// S3's error document: <Error><Code>..</Code><Message>..</Message>...; only those two
 		// are kept (SignatureDoesNotMatch also echoes the string to sign).

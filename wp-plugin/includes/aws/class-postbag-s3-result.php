@@ -1,6 +1,6 @@
 <?php
 /**
- * The outcome of one S3 upload.
+ * The outcome of one S3 request.
  *
  * @package Postbag
  */
@@ -10,8 +10,9 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 /**
- * Whether one PutObject worked, and if not, why: the HTTP status, S3's error
- * code and message, or curl's error. Never holds credentials.
+ * Whether one PutObject or GetObject worked, and if not, why: the HTTP
+ * status, S3's error code and message, or curl's error; a GetObject that
+ * worked carries the object's bytes. Never holds credentials.
  */
 final class Postbag_S3_Result {
 
@@ -24,9 +25,13 @@ final class Postbag_S3_Result {
 	/** @var string Why it failed ('' when ok), e.g. "HTTP 403 SignatureDoesNotMatch: ...". */
 	public $error;
 
-	public function __construct( bool $ok, int $status, string $error = '' ) {
+	/** @var string The object's bytes, for a GetObject that worked ('' otherwise). */
+	public $body;
+
+	public function __construct( bool $ok, int $status, string $error = '', string $body = '' ) {
 		$this->ok     = $ok;
 		$this->status = $status;
 		$this->error  = $error;
+		$this->body   = $body;
 	}
 }
