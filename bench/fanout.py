@@ -87,7 +87,8 @@ def model(recipients: int, rate: float, measured: Mapping[str, Any],
     """Time, requests and cost of a job of ``recipients`` at ``rate`` mails/s, from what
     one chunk (a work item of ``chunk_rows`` recipients) cost in a measured run.
 
-    - time = N / R + the measured start-up and tail (``overhead_seconds``);
+    - time = N / R + the measured start-up (``overhead_seconds``: the manifest's upload
+      to the first send);
     - instances = the fewest that reach R: ceil(R / one instance's top rate), which
       is the lower of what its send pool keeps in flight (``pool_size(R)`` sends
       of SES's latency each) and what its CPU share allows (Lambda gives
@@ -310,7 +311,7 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
         run = run_job(ses.endpoint, harness.client("s3"), harness.client("sqs"), app, spec,
                       dict(os.environ), concurrency, pump,
                       stats_path=str(Path(folder) / "stats"),
-                      timeout_s=max(600.0, 3 * recipients / rate))
+                      timeout_s=max(600.0, 10 * recipients / rate))
         server_cpu = process_cpu_seconds(aws.pid) + process_cpu_seconds(ses.pid) - server_cpu
         # The splitter's calls, one status read, and the Send events' writes: one
         # BatchWriteItem an invocation (at most 25 records), timed apart below.
@@ -339,7 +340,8 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
                            for address, n in counts.most_common(5) if n > 1},
         "send_events_recorded": pump.delivered, "send_event_failures": pump.failures,
         "status": run.status, "drained": run.drained,
-        "overhead_seconds": max(0.0, total - recipients / rate),
+        # The start-up: the split and the instances' cold starts, before the first send.
+        "overhead_seconds": stamps[0] - run.started if stamps else float("nan"),
         "cpu_seconds_per_mail": worker_cpu / max(len(run.mails), 1),
         "standin_cpu_seconds_per_mail": server_cpu / max(len(run.mails), 1),
         "load_average": os.getloadavg()[0],
@@ -371,6 +373,8 @@ def print_e2e(result: Mapping[str, Any]) -> None:
     print(f"  busiest second of sends: {result['busiest_second']} (R = {result['rate']:g})")
     verdict = "each once" if result["each_once"] else \
         f"NOT each once: {json.dumps(result['more_than_once'])}"
+    if not result["drained"]:
+        verdict += " (the run timed out with work left on the queue)"
     print(f"  {result['recipients']:,} recipients, {result['mails']:,} mails to "
           f"{result['addresses']:,} addresses: {verdict}; job {result['status']['state']}")
     chunk = result["per_chunk"]
