@@ -11,6 +11,7 @@ from support.safe_env import use_safe_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+LEDGER_TABLE = "postbag-ledger"
 
 use_safe_env(bucket="postbag-test", function_name="postbag-test-on_batch_uploaded")
 
@@ -43,3 +44,17 @@ def settings():
     from chalicelib.config import Settings
 
     return Settings(allowed_senders=("example.org",))
+
+
+@pytest.fixture
+def dynamodb():
+    """A moto DynamoDB client (in process) with the ledger's table, ``LEDGER_TABLE``."""
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib.ledger import create_table
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, LEDGER_TABLE)
+        yield client

@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import FAILED_PREFIX, JOBS_PREFIX
 from chalicelib.dispatch import Job
-from chalicelib.errors import BatchFormatError, PostbagError
+from chalicelib.errors import BatchFormatError
 from chalicelib.formats.v2 import parse_manifest, read_rows
 from chalicelib.model import UNSETTLED, NotifyJob, Outcome, Recipient, Status, WorkItem
 from chalicelib.observe import logger, queue_delay
@@ -281,22 +281,36 @@ def _counts(item: WorkItem, outcomes: Mapping[int, Outcome], low: int, cut: int
     return {status: n for status, n in counts.items() if n}
 
 
+def _count(stages: FanoutStages, item: WorkItem, cut: int,
+           counts_from: Callable[[int], dict[str, int]], chunk_done: int) -> dict[str, int]:
+    """Count rows ``start``..``cut`` that nobody counted yet (``counts_from(low)`` says what
+    they came to) in one transaction with the tally's mark, then publish the status (also
+    when a delivery before counted them: its publishing may be what failed)."""
+    counted: dict[str, int] = {}
+
+    def counting(low: int) -> Mapping[str, Any]:
+        counted.clear()
+        counted.update(counts_from(low))
+        return stages.progress.counting(item.job_id, counted, chunks_done=chunk_done)
+
+    if cut <= item.start:
+        return {}
+    if stages.tally.claim(item, cut, counting) is None:
+        counted.clear()
+    stages.progress.publish(item.bucket, item.job_id)
+    return counted
+
+
 def _settle(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome],
             recipients: Mapping[int, Recipient], cut: int) -> dict[str, int]:
-    """Count rows ``start``..``cut`` in the job's progress, those nobody counted yet, and
-    write down the failed ones; a failure gives the claim back and raises."""
-    low = stages.tally.claim(item, cut)
-    if low is None:
-        return {}
-    counts = _counts(item, outcomes, low, cut)
-    chunk_done = int(cut == item.end and not item.rows)
-    try:
+    """Count rows ``start``..``cut`` that nobody counted yet, their failed ones written down
+    first: a fault in between leaves them uncounted, and the redelivery writes the same
+    documents again."""
+    def counts_from(low: int) -> dict[str, int]:
         _record_failed(stages, item, low, cut, recipients, outcomes)
-        stages.progress.record(item.bucket, item.job_id, counts, chunks_done=chunk_done)
-    except PostbagError:
-        stages.tally.undo(item, low, cut)
-        raise
-    return counts
+        return _counts(item, outcomes, low, cut)
+
+    return _count(stages, item, cut, counts_from, int(cut == item.end and not item.rows))
 
 
 def _hand_back(stages: FanoutStages, item: WorkItem, start: int, delay: int) -> WorkItem:
@@ -309,19 +323,13 @@ def _hand_back(stages: FanoutStages, item: WorkItem, start: int, delay: int) -> 
 
 def _cancelled(stages: FanoutStages, item: WorkItem) -> Handled:
     """A cancelled job's item: its rows counted ``cancelled``, nothing sent."""
-    low = stages.tally.claim(item, item.end)
-    if low is None:
-        return Handled({})
-    counts = {"cancelled": item.end - low}
-    if item.redrive and item.rows:
-        counts["failed"] = -(item.end - low)
-    try:
-        stages.progress.record(item.bucket, item.job_id, counts,
-                               chunks_done=int(not item.rows))
-    except PostbagError:
-        stages.tally.undo(item, low, item.end)
-        raise
-    return Handled(counts)
+    def counts_from(low: int) -> dict[str, int]:
+        counts = {"cancelled": item.end - low}
+        if item.redrive and item.rows:
+            counts["failed"] = -(item.end - low)
+        return counts
+
+    return Handled(_count(stages, item, item.end, counts_from, int(not item.rows)))
 
 
 def _job(stages: FanoutStages, item: WorkItem) -> NotifyJob | str:

@@ -2,15 +2,17 @@
 
 The item lives in the ledger's table (key ``<namespace>#job#<job_id>``, the
 same TTL attribute): counters that the splitter and every fan-out chunk ADD
-to atomically, so concurrent chunks never lose each other's counts. After each
-chunk the whole status is written to ``jobs/<job_id>/status.json`` for
-WordPress and ``postbag status`` to read without DynamoDB credentials.
-Costs: one UpdateItem and one PutObject per chunk (500 mails by default),
-never per mail.
-
-Counts are at least once, like SQS's delivery: a chunk delivered twice adds
-its counts twice (its mails come out as ``duplicate`` the second time), so
-``remaining`` is never below zero and a job can read ``done`` a little early.
+to atomically, so concurrent chunks never lose each other's counts. A chunk's
+counts are added in the same transaction as its tally mark (``tally.py``), so
+every row is counted once however often its work item is delivered, and a
+count is never given back. After each chunk the whole status is written to
+``jobs/<job_id>/status.json`` for WordPress and ``postbag status`` to read
+without DynamoDB credentials: each transaction raises the item's ``revision``,
+and a status is written only over an older one (S3's conditional writes), so
+the file never goes back. A failed write undoes no count: the fan-out's
+message is delivered again, counts nothing twice and writes the status.
+Costs per chunk (500 mails by default), never per mail: the tally's read and
+transaction, one GetItem, one HeadObject and one PutObject.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import JOBS_PREFIX
-from chalicelib.errors import LedgerUnavailable
+from chalicelib.errors import LedgerUnavailable, StorageUnavailable
 from chalicelib.formats.document import load_object
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import NotifyJob
 from chalicelib.outcome import json_bytes
-from chalicelib.store import is_missing, s3_call, unavailable
+from chalicelib.store import is_missing, unavailable
 
 # What a chunk's mails came to; counted per job (statuses as receipts spell them).
 STATUSES = ("sent", "duplicate", "failed", "suppressed", "cancelled")
@@ -38,7 +40,10 @@ ITEM_TTL_SECONDS = 30 * 24 * 3600
 # How long an instance trusts its last look for a job's cancel object: a cancel
 # takes effect within this, and a chunk costs no HEAD request of its own.
 CANCEL_CHECK_SECONDS = 5.0
-_COUNTERS = ("total", "chunks", "enqueued", "chunks_done", *STATUSES)
+# Tries at writing status.json over the one read, when another chunk wrote it meanwhile.
+PUBLISH_ATTEMPTS = 5
+_WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_COUNTERS = ("total", "chunks", "enqueued", "chunks_done", "revision", *STATUSES)
 
 
 def status_key(job_id: str) -> str:
@@ -135,11 +140,39 @@ class JobProgress:
         return _plain(found) if found else None
 
     def _publish(self, bucket: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``item``'s status unless a later revision is there already."""
         doc = document(item, self._clock())
         key = status_key(doc["job_id"])
-        s3_call(f"writing {key}", self._s3.put_object, Bucket=bucket, Key=key,
-                Body=json_bytes(doc), ContentType="application/json")
-        return doc
+        revision = int(item.get("revision", 0))
+        for _ in range(PUBLISH_ATTEMPTS):
+            if self._put_newer(bucket, key, revision, json_bytes(doc)):
+                return doc
+        raise StorageUnavailable(f"{key} kept changing while it was written")
+
+    def _put_newer(self, bucket: str, key: str, revision: int, body: bytes) -> bool:
+        """Whether the stored status is now at ``revision`` or later (``False``: another
+        writer came in between the look and the write)."""
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+            condition = {"IfMatch": head["ETag"]}
+            if int(head.get("Metadata", {}).get("revision", "0")) >= revision:
+                return True
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise unavailable(exc, f"looking at {key}") from exc
+            condition = {"IfNoneMatch": "*"}
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"looking at {key}") from exc
+        try:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+                                Metadata={"revision": str(revision)}, **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _WRITTEN_MEANWHILE:
+                return False
+            raise unavailable(exc, f"writing {key}") from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc, f"writing {key}") from exc
+        return True
 
     def begin(self, bucket: str, job: NotifyJob, chunks: int, cancelled: bool = False) -> int:
         """Start counting ``job`` split into ``chunks`` work items; returns how many were
@@ -173,22 +206,35 @@ class JobProgress:
         self._publish(bucket, _plain(item))
         return 0
 
-    def enqueued(self, job_id: str, count: int) -> None:
-        """``count`` more work items of ``job_id`` are on the queue."""
-        self._call(f"counting work items of {job_id}", "update_item", Key=self._key(job_id),
-                   UpdateExpression="ADD enqueued :n",
-                   ExpressionAttributeValues={":n": _number(count)})
+    def enqueued(self, job_id: str, upto: int) -> None:
+        """The job's first ``upto`` work items are on the queue. A SET on condition, never
+        an ADD: a write whose answer was lost and is retried cannot count items twice."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table, Key=self._key(job_id),
+                UpdateExpression="SET enqueued = :n",
+                ConditionExpression="attribute_not_exists(enqueued) OR enqueued < :n",
+                ExpressionAttributeValues={":n": _number(upto)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise LedgerUnavailable(f"job progress: counting work items of {job_id}: {exc}"
+                                        ) from exc
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"job progress: counting work items of {job_id}: {exc}"
+                                    ) from exc
 
-    def record(
-        self, bucket: str, job_id: str, counts: Mapping[str, int], chunks_done: int = 1
-    ) -> dict[str, Any]:
-        """Add one chunk's ``counts`` (status → mails) and publish the job's status; returns
-        the status document. ``chunks_done=0`` for part of a chunk whose rest was handed
-        back (the rest reports its chunk done)."""
+    def counting(self, job_id: str, counts: Mapping[str, int], chunks_done: int = 1
+                 ) -> dict[str, Any]:
+        """The write adding one chunk's ``counts`` (status → mails), as a
+        ``TransactWriteItems`` entry for the tally's transaction (``Tally.claim``);
+        ``chunks_done=0`` for part of a chunk whose rest was handed back (the rest
+        reports its chunk done). ``publish`` afterwards."""
         unknown = set(counts) - set(STATUSES)
         if unknown:
             raise ValueError(f"not job statuses: {sorted(unknown)}")
-        adds = {status: n for status, n in counts.items() if n} | {"chunks_done": chunks_done}
+        adds = ({status: n for status, n in counts.items() if n}
+                | {"chunks_done": chunks_done, "revision": 1})
         names = {f"#c{i}": name for i, name in enumerate(adds)} | {"#ttl": TTL_ATTRIBUTE}
         now = self._clock()
         values = {f":c{i}": _number(n) for i, n in enumerate(adds.values())} | {
@@ -199,12 +245,14 @@ class JobProgress:
         expression = ("ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
                       + " SET #ttl = if_not_exists(#ttl, :ttl),"
                       " started_at = if_not_exists(started_at, :now)")
-        response = self._call(
-            f"recording a chunk of {job_id}", "update_item", Key=self._key(job_id),
-            UpdateExpression=expression, ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
-        )
-        item = _plain(response["Attributes"])
+        return {"Update": {
+            "TableName": self._table, "Key": self._key(job_id), "UpdateExpression": expression,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+        }}
+
+    def publish(self, bucket: str, job_id: str) -> dict[str, Any]:
+        """Write the job's status as its item says now (dated once done) and return it."""
+        item = self._item(job_id) or {}
         item.setdefault("job_id", job_id)
         if "finished_at" not in item and _state(_filled(item)) in (DONE, CANCELLED):
             item["finished_at"] = self._finish(job_id)

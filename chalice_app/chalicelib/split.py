@@ -152,7 +152,7 @@ class Splitter:
         for first in range(done, len(items), MAX_BATCH_ENTRIES):
             batch = items[first:first + MAX_BATCH_ENTRIES]
             self.queue.enqueue(batch)
-            self.progress.enqueued(job.job_id, len(batch))
+            self.progress.enqueued(job.job_id, first + len(batch))
         logger.info("job split", extra={"work_items": len(items), "enqueued_now":
                                         max(len(items) - done, 0)})
         return max(len(items) - done, 0)

@@ -8,6 +8,13 @@ chunk's rows are counted. A run that settled rows ``start``..``cut`` counts
 ``max(start, upto)``..``cut`` and moves ``upto`` to ``cut`` in the same
 conditional write, so two deliveries of one item never count a row twice.
 
+The counts themselves (``progress.JobProgress.counting``) are added in the same
+``TransactWriteItems`` as the mark: both happen or neither does, so nothing
+has to be given back when one of them fails, and a transaction whose answer
+was lost is never counted twice (botocore's own retry carries the same
+``ClientRequestToken``, which DynamoDB answers as the first time; a
+redelivery reads the moved mark and counts nothing).
+
 A chunk is named by what stays the same when its rest is handed back: its
 part and end row (or, for a re-drive's inline rows, their digest).
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,7 +31,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import LedgerUnavailable
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import WorkItem
-from chalicelib.observe import logger
 
 # As long as the job's progress item lives (progress.ITEM_TTL_SECONDS).
 MARK_TTL_SECONDS = 30 * 24 * 3600
@@ -54,18 +60,24 @@ class Tally:
         return {KEY_ATTRIBUTE: {"S": name}}
 
     def _call(self, method: str, **params: Any) -> Any:
+        """``TransactionCanceledException`` passes through (the caller reads the mark again)."""
+        if method != "transact_write_items":
+            params["TableName"] = self._table
         try:
-            return getattr(self._client, method)(TableName=self._table, **params)
+            return getattr(self._client, method)(**params)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 raise
             raise LedgerUnavailable(f"tally: {method}: {exc}") from exc
         except BotoCoreError as exc:
             raise LedgerUnavailable(f"tally: {method}: {exc}") from exc
 
-    def claim(self, item: WorkItem, cut: int) -> int | None:
+    def claim(self, item: WorkItem, cut: int,
+              counting: Callable[[int], Mapping[str, Any]] | None = None) -> int | None:
         """The first row of ``item``'s settled rows (up to ``cut``) that nobody counted
-        yet, now marked as counted by this caller; ``None`` when all were counted."""
+        yet, now marked as counted by this caller; ``None`` when all were counted.
+        ``counting(low)`` is the write (a ``TransactWriteItems`` entry) that counts rows
+        ``low``..``cut``: made in the mark's transaction, or not at all."""
         key = self._key(item)
         for _ in range(ATTEMPTS):
             found = self._call("get_item", Key=key, ConsistentRead=True).get("Item")
@@ -73,38 +85,30 @@ class Tally:
             low = item.start if upto is None else max(item.start, upto)
             if cut <= low:
                 return None
-            if upto is None:
-                condition = {"ConditionExpression": "attribute_not_exists(#id)",
-                             "ExpressionAttributeNames": {"#id": KEY_ATTRIBUTE,
-                                                          "#expiry": TTL_ATTRIBUTE}}
-                values: dict[str, Any] = {}
-            else:
-                condition = {"ConditionExpression": "upto = :seen",
-                             "ExpressionAttributeNames": {"#expiry": TTL_ATTRIBUTE}}
-                values = {":seen": {"N": str(upto)}}
+            writes: list[Mapping[str, Any]] = [self._mark(key, upto, cut)]
+            if counting is not None:
+                writes.append(counting(low))
             try:
-                self._call(
-                    "update_item", Key=key, UpdateExpression="SET upto = :cut, #expiry = :expiry",
-                    ExpressionAttributeValues={
-                        ":cut": {"N": str(cut)},
-                        ":expiry": {"N": str(int(self._clock()) + MARK_TTL_SECONDS)}, **values,
-                    },
-                    **condition,
-                )
-            except ClientError:  # another delivery counted meanwhile: read again
-                continue
+                self._call("transact_write_items", TransactItems=writes)
+            except ClientError:  # cancelled, nothing written: another delivery counted
+                continue  # meanwhile (or the transaction conflicted); read the mark again
             return low
         raise LedgerUnavailable(f"tally of job {item.job_id}: the mark kept changing")
 
-    def undo(self, item: WorkItem, low: int, cut: int) -> None:
-        """Give back a claim whose counts could not be recorded, so a redelivery counts them."""
-        try:
-            self._call(
-                "update_item", Key=self._key(item), UpdateExpression="SET upto = :low",
-                ConditionExpression="upto = :cut",
-                ExpressionAttributeValues={":low": {"N": str(low)}, ":cut": {"N": str(cut)}},
-            )
-        except (ClientError, LedgerUnavailable) as exc:
-            logger.error("could not give back a tally claim: those rows stay uncounted",
-                         extra={"job_id": item.job_id, "low": low, "cut": cut,
-                                "error": str(exc)})
+    def _mark(self, key: Mapping[str, Any], upto: int | None, cut: int) -> dict[str, Any]:
+        """The write moving the mark from ``upto`` (as read; ``None``: no mark) to ``cut``."""
+        names = {"#expiry": TTL_ATTRIBUTE}
+        values = {":cut": {"N": str(cut)},
+                  ":expiry": {"N": str(int(self._clock()) + MARK_TTL_SECONDS)}}
+        if upto is None:
+            condition = "attribute_not_exists(#id)"
+            names["#id"] = KEY_ATTRIBUTE
+        else:
+            condition = "upto = :seen"
+            values[":seen"] = {"N": str(upto)}
+        return {"Update": {
+            "TableName": self._table, "Key": key,
+            "UpdateExpression": "SET upto = :cut, #expiry = :expiry",
+            "ConditionExpression": condition, "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }}

@@ -17,7 +17,7 @@ from chalice.test import Client
 from moto import mock_aws
 from support.fakes import FakeSes
 from support.jobs import BUCKET, SETTINGS, JobWorld, assert_each_once, recipients, wait_real
-from support.sending import Invocation
+from support.sending import AnswerLost, FailsOnce, Invocation
 
 import app
 from chalicelib.fanout import PAUSE_DELAY_SECONDS, handle_message
@@ -316,3 +316,37 @@ def test_an_instance_parses_a_manifest_once_per_version(world):
     body = world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     world.s3.put_object(Bucket=BUCKET, Key=key, Body=body + b"\n")  # a new version
     assert jobs.job(BUCKET, key, SETTINGS) is not first
+
+
+def _status_put(params) -> bool:
+    return params.get("Key", "").endswith("/status.json")
+
+
+def _counting(params) -> bool:
+    """A write to a job's counts or to a chunk's tally, whichever call makes it."""
+    writes = [entry["Update"] for entry in params.get("TransactItems", ()) if "Update" in entry]
+    keys = [write["Key"]["id"]["S"] for write in [params, *writes] if "Key" in write]
+    return any("#tally#" in key or "#job#" in key for key in keys)
+
+
+COUNTING_WRITES = ("transact_write_items", "update_item")
+
+
+@pytest.mark.parametrize("fault", [
+    lambda service, client: FailsOnce(client, "put_object", _status_put)
+    if service == "s3" else client,
+    lambda service, client: AnswerLost(client, COUNTING_WRITES, False, _counting)
+    if service == "dynamodb" else client,
+    lambda service, client: AnswerLost(client, COUNTING_WRITES, True, _counting)
+    if service == "dynamodb" else client,
+], ids=["status-json-write-failed", "count-answer-lost", "count-answer-lost-and-retried"])
+def test_a_fault_after_the_counts_were_written_never_counts_rows_twice(world, fault):
+    rows = recipients(4)
+    job = world.upload_job([rows])
+    faulty = world.instance(faults=fault)
+    world.drain(lambda: faulty)
+    assert_each_once(world, emails(rows))
+    status = world.status(job)
+    assert (status["state"], status["sent"], status["recipients"]) == ("done", 4, 4)
+    progress = world.progress().status(BUCKET, job)
+    assert (progress["sent"], progress["state"]) == (4, "done")

@@ -6,10 +6,10 @@ import time
 
 import boto3
 import pytest
-from moto import mock_aws
+from conftest import LEDGER_TABLE
 from support.clock import FakeClock
 from support.fakes import client_error
-from support.sending import Calls, DynamoDown
+from support.sending import AnswerLost, Calls, DynamoDown
 
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable
@@ -20,22 +20,13 @@ from chalicelib.ledger import (
     Entry,
     Ledger,
     Result,
-    create_table,
     record_id,
 )
 from chalicelib.retry import RetryPolicy
 
-TABLE = "postbag-ledger"
+TABLE = LEDGER_TABLE
 SETTINGS = Settings(idempotency_namespace="postbag-test")
 MINUTE_MS = 60_000
-
-
-@pytest.fixture
-def dynamodb():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        yield client
 
 
 @pytest.fixture
@@ -391,28 +382,8 @@ def test_a_flush_failing_half_way_keeps_only_what_was_not_written(dynamodb, cloc
     assert [status(dynamodb, k) for k in keys(30)] == [None] * 25 + ["INPROGRESS"] * 5
 
 
-class AnswerLostThenRetried:
-    """A DynamoDB client whose first TransactWriteItems goes through twice, as botocore's
-    own retry does after a lost answer (moto, unlike DynamoDB, ignores the request token)."""
-
-    def __init__(self, client):
-        self._client, self._lost = client, False
-
-    def __getattr__(self, name):
-        if name != "transact_write_items":
-            return getattr(self._client, name)
-
-        def transact(**params):
-            if not self._lost:
-                self._lost = True
-                self._client.transact_write_items(**params)  # written; the answer is lost
-            return self._client.transact_write_items(**params)
-
-        return transact
-
-
 def test_a_claim_whose_answer_was_lost_is_recognised_as_ours(dynamodb, clock):
-    client = AnswerLostThenRetried(boto3.client("dynamodb", region_name="us-east-1"))
+    client = AnswerLost(boto3.client("dynamodb", region_name="us-east-1"), "transact_write_items")
     assert new_ledger(clock, client).claim(keys(3), MINUTE_MS) == [Entry(CLAIMED)] * 3
     # Another invocation still sees them held.
     assert new_ledger(clock).claim(keys(3), MINUTE_MS) == [Entry(IN_PROGRESS)] * 3

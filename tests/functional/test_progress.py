@@ -45,6 +45,12 @@ def _progress(aws, clock):
     return JobProgress(dynamodb, TABLE, "postbag-test", s3, clock=clock)
 
 
+def record(aws, progress, job_id, counts, chunks_done=1):
+    """A chunk's counts added (as the tally's transaction adds them) and published."""
+    aws[1].transact_write_items(TransactItems=[progress.counting(job_id, counts, chunks_done)])
+    return progress.publish(BUCKET, job_id)
+
+
 def _published(s3, job_id=JOB_ID):
     return json.loads(s3.get_object(Bucket=BUCKET, Key=status_key(job_id))["Body"].read())
 
@@ -67,7 +73,9 @@ def test_a_replayed_begin_says_how_many_chunks_are_enqueued(aws, job, clock):
     progress = _progress(aws, clock)
     progress.begin(BUCKET, job, chunks=30)
     progress.enqueued(JOB_ID, 10)
-    progress.enqueued(JOB_ID, 10)
+    progress.enqueued(JOB_ID, 20)
+    progress.enqueued(JOB_ID, 20)  # a retry of a write whose answer was lost
+    progress.enqueued(JOB_ID, 10)  # a late retry of the first
     clock.sleep(60)
     again = _progress(aws, clock)  # another instance
     assert again.begin(BUCKET, job, chunks=30) == 20
@@ -78,7 +86,7 @@ def test_chunks_add_up_to_done(aws, job, clock):
     progress = _progress(aws, clock)
     progress.begin(BUCKET, job, chunks=2)
     clock.sleep(10)
-    first = progress.record(BUCKET, JOB_ID, {"sent": 2, "failed": 1})
+    first = record(aws, progress, JOB_ID, {"sent": 2, "failed": 1})
     assert first["state"] == "sending"
     assert (first["sent"], first["failed"], first["remaining"]) == (2, 1, 2)
     assert first["rate"] == 0.3
@@ -86,7 +94,7 @@ def test_chunks_add_up_to_done(aws, job, clock):
     assert "finished_at" not in first
     assert _published(aws[0]) == first
     clock.sleep(10)
-    done = progress.record(BUCKET, JOB_ID, {"duplicate": 1, "suppressed": 1, "sent": 0})
+    done = record(aws, progress, JOB_ID, {"duplicate": 1, "suppressed": 1, "sent": 0})
     assert done["state"] == "done"
     assert (done["duplicate"], done["suppressed"], done["remaining"]) == (1, 1, 0)
     assert done["finished_at"] == "2026-11-18T11:07:00Z"
@@ -97,10 +105,10 @@ def test_the_first_chunk_to_finish_the_job_dates_it(aws, job, clock):
     progress = _progress(aws, clock)
     progress.begin(BUCKET, job, chunks=1)
     clock.sleep(5)
-    assert progress.record(BUCKET, JOB_ID, {"sent": 5})["finished_at"] == "2026-11-18T11:06:45Z"
+    assert record(aws, progress, JOB_ID, {"sent": 5})["finished_at"] == "2026-11-18T11:06:45Z"
     clock.sleep(100)
-    # SQS delivered the chunk again: counted again (at least once), finished when it was.
-    replay = progress.record(BUCKET, JOB_ID, {"duplicate": 5})
+    # Counts after the job finished (a re-drive's): finished when it was.
+    replay = record(aws, progress, JOB_ID, {"duplicate": 5})
     assert replay["finished_at"] == "2026-11-18T11:06:45Z"
     assert replay["remaining"] == 0 and replay["state"] == "done"
 
@@ -108,15 +116,15 @@ def test_the_first_chunk_to_finish_the_job_dates_it(aws, job, clock):
 def test_part_of_a_chunk_counts_without_finishing_it(aws, job, clock):
     progress = _progress(aws, clock)
     progress.begin(BUCKET, job, chunks=1)
-    assert progress.record(BUCKET, JOB_ID, {"sent": 3}, chunks_done=0)["state"] == "sending"
-    assert progress.record(BUCKET, JOB_ID, {"sent": 2})["state"] == "done"
+    assert record(aws, progress, JOB_ID, {"sent": 3}, chunks_done=0)["state"] == "sending"
+    assert record(aws, progress, JOB_ID, {"sent": 2})["state"] == "done"
 
 
 def test_a_cancelled_job_ends_cancelled(aws, job, clock):
     progress = _progress(aws, clock)
     progress.begin(BUCKET, job, chunks=2)
-    progress.record(BUCKET, JOB_ID, {"sent": 3})
-    last = progress.record(BUCKET, JOB_ID, {"cancelled": 2})
+    record(aws, progress, JOB_ID, {"sent": 3})
+    last = record(aws, progress, JOB_ID, {"cancelled": 2})
     assert (last["state"], last["cancelled"], last["remaining"]) == ("cancelled", 2, 0)
     assert "finished_at" in last
 
@@ -141,14 +149,14 @@ def test_a_job_without_recipients_is_done_at_once(aws, job, clock):
 
 def test_unknown_statuses_are_a_programming_error(aws, job, clock):
     with pytest.raises(ValueError, match="in_progress"):
-        _progress(aws, clock).record(BUCKET, JOB_ID, {"in_progress": 1})
+        _progress(aws, clock).counting(JOB_ID, {"in_progress": 1})
 
 
 def test_status_reads_the_item_then_the_last_published_document(aws, job, clock):
     progress = _progress(aws, clock)
     assert progress.status(BUCKET, JOB_ID) is None
     progress.begin(BUCKET, job, chunks=1)
-    progress.record(BUCKET, JOB_ID, {"sent": 5})
+    record(aws, progress, JOB_ID, {"sent": 5})
     assert progress.status(BUCKET, JOB_ID)["sent"] == 5
     aws[1].delete_item(TableName=TABLE, Key={"id": {"S": f"postbag-test#job#{JOB_ID}"}})
     assert progress.status(BUCKET, JOB_ID)["state"] == "done", "expired item: status.json"
@@ -170,7 +178,7 @@ def test_cancel_is_looked_up_every_few_seconds_and_then_kept(aws, clock):
 
 def test_a_chunk_of_a_job_never_begun_makes_an_item_that_expires(aws, clock):
     progress = _progress(aws, clock)
-    document = progress.record(BUCKET, "lost-job", {"sent": 2})
+    document = record(aws, progress, "lost-job", {"sent": 2})
     assert (document["sent"], document["started_at"]) == (2, "2026-11-18T11:06:40Z")
     item = aws[1].get_item(TableName=TABLE, Key={"id": {"S": "postbag-test#job#lost-job"}})
     assert item["Item"]["expiration"]["N"] == str(int(START) + 30 * 24 * 3600)

@@ -5,27 +5,17 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-import boto3
 import pytest
-from moto import mock_aws
-from support.sending import DynamoDown, SerialClient
+from conftest import LEDGER_TABLE
+from support.sending import AnswerLost, DynamoDown, SerialClient
 
 from chalicelib.errors import LedgerUnavailable
-from chalicelib.ledger import create_table
 from chalicelib.model import WorkItem
 from chalicelib.tally import Tally, chunk_name
 
-TABLE = "postbag-ledger"
+TABLE = LEDGER_TABLE
 ITEM = WorkItem(bucket="b", job_id="job-1", manifest_key="jobs/job-1/manifest.json", part=2,
                 start=0, end=10)
-
-
-@pytest.fixture
-def dynamodb():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        yield client
 
 
 def tally(client) -> Tally:
@@ -41,11 +31,37 @@ def test_settled_rows_are_counted_once_and_the_rest_from_where_they_stopped(dyna
     assert counter.claim(rest, 10) is None
 
 
-def test_a_claim_given_back_is_counted_by_the_next_delivery(dynamodb):
-    counter = tally(dynamodb)
-    low = counter.claim(ITEM, 6)
-    counter.undo(ITEM, low, 6)
-    assert counter.claim(ITEM, 6) == 0
+COUNTER = {"id": {"S": "counter"}}
+
+
+def counting(low: int) -> dict:
+    """A stand-in for the job's counts: rows low..10 added to one number."""
+    return {"Update": {"TableName": TABLE, "Key": COUNTER, "UpdateExpression": "ADD n :n",
+                       "ExpressionAttributeValues": {":n": {"N": str(10 - low)}}}}
+
+
+def counted(client) -> int:
+    item = client.get_item(TableName=TABLE, Key=COUNTER).get("Item")
+    return int(item["n"]["N"]) if item else 0
+
+
+def test_rows_whose_counts_could_not_be_written_are_counted_by_the_next_delivery(dynamodb):
+    with pytest.raises(LedgerUnavailable):
+        tally(DynamoDown(dynamodb, {"transact_write_items"})).claim(ITEM, 10, counting)
+    assert counted(dynamodb) == 0
+    assert tally(dynamodb).claim(ITEM, 10, counting) == 0, "the mark did not move either"
+    assert counted(dynamodb) == 10
+
+
+@pytest.mark.parametrize("retried", [True, False], ids=["botocore-retried", "raised"])
+def test_a_count_whose_answer_was_lost_is_counted_once(dynamodb, retried):
+    lossy = AnswerLost(dynamodb, "transact_write_items", retried=retried)
+    try:
+        tally(lossy).claim(ITEM, 10, counting)
+    except LedgerUnavailable:
+        assert not retried  # the message is delivered again
+    assert tally(dynamodb).claim(ITEM, 10, counting) is None  # the redelivery
+    assert lossy.lost == 1 and counted(dynamodb) == 10
 
 
 def test_chunks_are_told_apart_by_part_end_and_inline_rows():

@@ -143,11 +143,15 @@ class JobWorld:
 
     def instance(self, rate: float = 1000.0, workers: int = 4, attempts: int = 5,
                  evidence_window: float = 0.0, quota_refresh: float = 60.0,
-                 sender: SesSender | None = None) -> FanoutStages:
+                 sender: SesSender | None = None,
+                 faults: Callable[[str, Any], Any] = lambda service, client: client,
+                 ) -> FanoutStages:
         """A fresh Lambda instance of the fan-out function (SES v1 and v2 both the fake,
-        unless ``sender`` says otherwise)."""
-        s3 = SerialClient(boto3.client("s3", region_name="us-east-1"))
-        dynamodb = SerialClient(boto3.client("dynamodb", region_name="us-east-1"))
+        unless ``sender`` says otherwise); ``faults(service, client)`` may wrap its S3 and
+        DynamoDB clients."""
+        s3 = faults("s3", SerialClient(boto3.client("s3", region_name="us-east-1")))
+        dynamodb = faults("dynamodb",
+                          SerialClient(boto3.client("dynamodb", region_name="us-east-1")))
         ledger = Ledger.from_settings(self.settings, dynamodb_client=dynamodb,
                                       evidence_window=evidence_window, clock=self.wall_clock)
         limiter = SharedRateLimiter(dynamodb, self.settings.ledger_table,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from botocore.exceptions import ReadTimeoutError
 from support.clock import FakeClock
 from support.fakes import FakeSes, client_error
 
@@ -122,3 +124,52 @@ class SerialClient:
                 return attr(*args, **kwargs)
 
         return serial
+
+
+class AnswerLost:
+    """A client whose first call of ``method`` (a name, or several) that ``matches`` its
+    parameters is made but
+    its answer lost: made again at once when ``retried`` (as botocore's own retry does;
+    moto, unlike AWS, ignores the request token), else the caller gets a read timeout."""
+
+    def __init__(self, client, method: str | tuple[str, ...], retried: bool = True,
+                 matches: Callable[[dict], bool] = lambda params: True):
+        self._client, self._retried, self._matches = client, retried, matches
+        self._methods = (method,) if isinstance(method, str) else method
+        self.lost = 0
+
+    def __getattr__(self, name):
+        if name not in self._methods:
+            return getattr(self._client, name)
+
+        def call(**params):
+            if self.lost or not self._matches(params):
+                return getattr(self._client, name)(**params)
+            self.lost += 1
+            getattr(self._client, name)(**params)  # done; the answer never arrives
+            if not self._retried:
+                raise ReadTimeoutError(endpoint_url="https://aws.invalid")
+            return getattr(self._client, name)(**params)
+
+        return call
+
+
+class FailsOnce:
+    """A client whose first call of ``method`` that ``matches`` its parameters answers
+    with a server error without doing anything."""
+
+    def __init__(self, client, method: str, matches: Callable[[dict], bool] = lambda p: True):
+        self._client, self._method, self._matches = client, method, matches
+        self.failed = 0
+
+    def __getattr__(self, name):
+        if name != self._method:
+            return getattr(self._client, name)
+
+        def call(**params):
+            if not self.failed and self._matches(params):
+                self.failed += 1
+                raise client_error("InternalError", "a bad moment", name, 500)
+            return getattr(self._client, name)(**params)
+
+        return call
