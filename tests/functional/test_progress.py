@@ -182,3 +182,30 @@ def test_a_chunk_of_a_job_never_begun_makes_an_item_that_expires(aws, clock):
     assert (document["sent"], document["started_at"]) == (2, "2026-11-18T11:06:40Z")
     item = aws[1].get_item(TableName=TABLE, Key={"id": {"S": "postbag-test#job#lost-job"}})
     assert item["Item"]["expiration"]["N"] == str(int(START) + 30 * 24 * 3600)
+
+
+class Stale:
+    """A DynamoDB client whose GetItem answers what it read earlier: a chunk whose publish
+    is overtaken by a later chunk's."""
+
+    def __init__(self, client, answer):
+        self._client, self._answer = client, answer
+
+    def __getattr__(self, name):
+        if name == "get_item":
+            return lambda **_: self._answer
+        return getattr(self._client, name)
+
+
+def test_a_late_publish_of_older_counts_never_takes_the_status_back(aws, job, clock):
+    s3, dynamodb = aws
+    progress = _progress(aws, clock)
+    progress.begin(BUCKET, job, chunks=2)
+    record(aws, progress, JOB_ID, {"sent": 3})
+    seen_by_a = dynamodb.get_item(TableName=TABLE,
+                                  Key={"id": {"S": f"postbag-test#job#{JOB_ID}"}})
+    assert record(aws, progress, JOB_ID, {"sent": 2})["state"] == "done"  # chunk B
+    late = JobProgress(Stale(dynamodb, seen_by_a), TABLE, "postbag-test", s3, clock=clock)
+    assert late.publish(BUCKET, JOB_ID)["state"] == "sending"  # what chunk A saw
+    published = _published(s3)
+    assert (published["state"], published["sent"], published["remaining"]) == ("done", 5, 0)
