@@ -82,7 +82,7 @@ class Handled:
     counts: Mapping[str, int]  # what this run added to the job's progress
     handed_back: WorkItem | None = None  # the rest, put back on the queue
     delay: int = 0  # seconds before the rest is delivered again
-    dropped: str | None = None  # why the item was dropped (its job is gone or unreadable)
+    dropped: str | None = None  # why its rows failed unsent (its job is gone or unreadable)
 
 
 class JobCache:
@@ -153,16 +153,21 @@ def mail_id(item: WorkItem, row: int) -> str:
     return f"{chunk_name(item)}:{row}" if item.rows else f"{item.part}:{row}"
 
 
+def _inline_rows(item: WorkItem) -> tuple[list[Recipient], list[tuple[int, str]]]:
+    """A re-drive item's rows, read as a part's."""
+    data = gzip.compress("\n".join(item.rows).encode("utf-8"), compresslevel=1)
+    return read_rows(data, item.part, item.start, item.end, f"re-driven rows of job {item.job_id}")
+
+
 def _rows(stages: FanoutStages, item: WorkItem, job: NotifyJob
           ) -> tuple[list[Recipient], list[tuple[int, str]]]:
     """The item's valid recipients and its bad rows with their reasons."""
     if item.rows:  # a re-drive: the failed rows themselves
-        data = gzip.compress("\n".join(item.rows).encode("utf-8"), compresslevel=1)
-        name = f"re-driven rows of job {job.job_id}"
+        recipients, bad = _inline_rows(item)
     else:
         data = stages.jobs.part(stages.mail, item.bucket, job, item.part)
-        name = job.parts[item.part].key
-    recipients, bad = read_rows(data, item.part, item.start, item.end, name)
+        recipients, bad = read_rows(data, item.part, item.start, item.end,
+                                    job.parts[item.part].key)
     seen = {r.row for r in recipients} | {row for row, _ in bad}
     bad += [(row, MISSING_ROW) for row in range(item.start, item.end) if row not in seen]
     return recipients, bad
@@ -345,6 +350,19 @@ def _job(stages: FanoutStages, item: WorkItem) -> NotifyJob | str:
     return job
 
 
+def _dropped(stages: FanoutStages, item: WorkItem, reason: str) -> Handled:
+    """An item whose job or rows cannot be read (its manifest expired or was replaced, its
+    part changed): every row counted ``failed`` with ``reason`` and written down (a
+    re-drive's inline rows can be re-driven again; a part's rows are listed as
+    ``rejected``), so the job still reaches its end."""
+    logger.error("work item dropped: its rows are counted failed", extra={"reason": reason})
+    recipients = _inline_rows(item)[0] if item.rows else []
+    outcomes = {row: Outcome(mail_id(item, row), Status.FAILED, reason=reason)
+                for row in range(item.start, item.end)}
+    counts = _settle(stages, item, outcomes, {r.row: r for r in recipients}, item.end)
+    return Handled(counts, dropped=reason)
+
+
 def process_work_item(
     stages: FanoutStages, item: WorkItem, remaining_ms: Callable[[], int]
 ) -> Handled:
@@ -360,14 +378,11 @@ def process_work_item(
         return Handled({}, rest, PAUSE_DELAY_SECONDS)
     job = _job(stages, item)
     if isinstance(job, str):
-        logger.error("work item dropped", extra={"reason": job})
-        return Handled({}, dropped=job)
+        return _dropped(stages, item, job)
     try:
         recipients, bad = _rows(stages, item, job)
     except (BatchGone, BatchFormatError) as exc:
-        reason = f"the item's rows cannot be read: {exc}"
-        logger.error("work item dropped", extra={"reason": reason})
-        return Handled({}, dropped=reason)
+        return _dropped(stages, item, f"the item's rows cannot be read: {exc}")
     outcomes = _send(stages, item, job, recipients, remaining_ms)
     outcomes.update((row, Outcome(mail_id(item, row), Status.FAILED, reason=reason))
                     for row, reason in bad)

@@ -267,6 +267,21 @@ def test_a_job_whose_manifest_is_gone_drops_its_items(world):
     assert "is gone" in handled.dropped and world.ses.calls == 0
 
 
+def test_a_manifest_gone_mid_job_fails_the_rest_for_the_record_and_the_job_ends(world):
+    rows = recipients(8)
+    job = world.upload_job([rows])  # two chunks of four
+    world.deliver(world.instance(), world.sqs.take())
+    world.s3.delete_object(Bucket=BUCKET, Key=f"jobs/{job}/manifest.json")  # expired
+    world.drain()
+    assert_each_once(world, emails(rows[:4]))
+    status = world.status(job)
+    assert (status["state"], status["sent"], status["failed"]) == ("done", 4, 4)
+    [key] = failed_documents(world)
+    document = json.loads(world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert [r["mail_id"] for r in document["rejected"]] == ["0:4", "0:5", "0:6", "0:7"]
+    assert all("is gone" in r["reason"] for r in document["rejected"])
+
+
 @pytest.mark.parametrize("body", ["", "[]", '{"job_id": "j"}', "{" * 5000, '{"bucket": 1}'],
                          ids=["empty", "array", "fields-missing", "deep", "bucket-number"])
 def test_a_message_that_is_no_work_item_is_dropped(world, body):
