@@ -16,7 +16,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  *
  * The client is any object with Postbag_S3_Client's
  * `put_objects( array $bodies, string $content_type ): array` (key => result with
- * `bool $ok`, `int $status`, `string $error`), so tests pass a fake.
+ * `bool $ok`, `int $status`, `string $error`) and `get_object( string $key )`
+ * (one such result, with `string $body`), so tests pass a fake.
  */
 final class Postbag_Batch_Uploader {
 
@@ -103,6 +104,21 @@ final class Postbag_Batch_Uploader {
 			}
 		}
 		return $failures;
+	}
+
+	/**
+	 * Reads one small object (a notify job's status).
+	 *
+	 * @param string $key Object key.
+	 * @return Postbag_S3_Result Failed, with the reason, for any error of the client too.
+	 */
+	public function get( string $key ): Postbag_S3_Result {
+		try {
+			return $this->client()->get_object( $key );
+		} catch ( Throwable $e ) {
+			// As in put(): the client's errors are answers (no bucket configured, a bad key).
+			return new Postbag_S3_Result( false, 0, sprintf( 'read failed: %s', $e->getMessage() ) );
+		}
 	}
 
 	/**

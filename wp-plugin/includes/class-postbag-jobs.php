@@ -45,6 +45,14 @@ if ( ! defined( 'ABSPATH' ) ) {
  * that queued it, whatever the budget, and a continuation that finds it
  * unfinished and unlocked (its worker died) marks it failed, with the reason,
  * and fires `postbag_job_failed`.
+ *
+ * postbag_cancel_job() records the cancel first (Postbag_Job_Cancels), then
+ * drops a job still in the spool under its lock; a worker holding the lock
+ * checks for a cancel at each page and before the manifest, so a cancelled
+ * job's manifest never leaves. A job whose manifest left, or may have (its
+ * upload was tried: an error does not prove S3 did not store it), gets the
+ * cancel object in the bucket instead. postbag_job_status() answers from the
+ * spool while the job is there, then from the sender's `status.json`.
  */
 final class Postbag_Jobs {
 
@@ -89,6 +97,9 @@ final class Postbag_Jobs {
 	/** @var Postbag_Spool_Retry Its backoff is the jobs' too. */
 	private $retry;
 
+	/** @var Postbag_Job_Cancels */
+	private $cancels;
+
 	/** @var callable(): int */
 	private $clock;
 
@@ -101,19 +112,24 @@ final class Postbag_Jobs {
 	/** @var array<string, true> Jobs queued by this request, streamed after its response. */
 	private $pending = array();
 
+	/** @var string|null The job advance() works on now (a recipients callback may cancel it). */
+	private $current;
+
 	/**
 	 * @param Postbag_Spool          $spool    Where jobs wait.
 	 * @param Postbag_Notify_Args    $args     Checks postbag_notify()'s arguments.
 	 * @param Postbag_Batch_Uploader $uploader Puts objects in the bucket.
 	 * @param Postbag_Spool_Retry    $retry    Backoff, and the cron events that retry.
 	 * @param callable(): int        $clock    Current Unix time.
+	 * @param Postbag_Job_Cancels    $cancels  Cancel requests; default: kept in the same spool.
 	 */
-	public function __construct( Postbag_Spool $spool, Postbag_Notify_Args $args, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock ) {
+	public function __construct( Postbag_Spool $spool, Postbag_Notify_Args $args, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock, ?Postbag_Job_Cancels $cancels = null ) {
 		$this->spool    = $spool;
 		$this->args     = $args;
 		$this->uploader = $uploader;
 		$this->retry    = $retry;
 		$this->clock    = $clock;
+		$this->cancels  = $cancels ?? new Postbag_Job_Cancels( $spool, $uploader, $retry, $clock );
 	}
 
 	public function init(): void {
@@ -259,16 +275,138 @@ final class Postbag_Jobs {
 	 * its recipients until the deadline, uploads what is due, the manifest
 	 * last. For the cron events, benchmarks and tests.
 	 *
+	 * Cancels of jobs no longer in the spool are put in the bucket first.
+	 *
 	 * @param float|null $deadline Unix time (microtime) to stop streaming at a page boundary; default: the time budget.
 	 * @param bool       $force    Ignore upload backoff.
-	 * @return array{jobs: int, rows: int, parts: int, uploaded: string[], paused: string[], waiting: string[], failed: string[]}
+	 * @return array{jobs: int, rows: int, parts: int, uploaded: string[], paused: string[], waiting: string[], failed: string[], cancelled: string[]}
 	 *         What it did: rows and parts written, jobs whose manifest is in the bucket, jobs stopped by
-	 *         the deadline, jobs waiting for S3, jobs that failed.
+	 *         the deadline, jobs waiting for S3, jobs that failed, jobs dropped from the spool as cancelled.
 	 */
 	public function stream_pending( ?float $deadline = null, bool $force = false ): array {
+		foreach ( $this->cancels->requested_ids() as $id ) {
+			if ( null === $this->spool->read_file( $id . self::JOB_SUFFIX ) ) {
+				$this->cancels->send( $id, $force );
+			}
+		}
+		$this->cancels->prune();
 		$ids           = array_unique( array_merge( array_keys( $this->pending ), $this->ids() ) );
 		$this->pending = array();
 		return $this->advance_all( $ids, $deadline ?? $this->deadline(), $force );
+	}
+
+	/**
+	 * postbag_cancel_job(): recorded, then settled as far as it can be now.
+	 *
+	 * @param mixed $job_id A job id.
+	 * @return true|WP_Error True once the cancel is recorded (an S3 failure leaves it
+	 *                       spooled and retried); an error for a bad id or an unwritable spool.
+	 */
+	public function cancel( $job_id ) {
+		if ( ! Postbag_Job_Format_V2::is_job_id( $job_id ) ) {
+			return self::bad_job_id();
+		}
+		try {
+			$this->cancels->request( $job_id );
+		} catch ( Postbag_Spool_Exception $e ) {
+			return new WP_Error( 'postbag_spool_unavailable', $e->getMessage(), array( 'field' => 'spool' ) );
+		}
+		// Called from inside this job's own streaming (its recipients callback): recorded
+		// only, for the loop drops it at its next page.
+		if ( $this->current !== $job_id && $this->cancels->requested( $job_id ) && null !== $this->spool->read_file( $job_id . self::JOB_SUFFIX ) ) {
+			$summary = self::summary();
+			$this->advance( $job_id, microtime( true ), false, $summary ); // Finds the request under the job's lock and drops it.
+		}
+		if ( $this->cancels->requested( $job_id ) ) {
+			if ( null === $this->spool->read_file( $job_id . self::JOB_SUFFIX ) ) {
+				$this->cancels->send( $job_id, true );
+			} elseif ( $this->current !== $job_id ) {
+				// Another process holds the job: it drops it at its next page or before its
+				// manifest; this retry event settles it if that process dies first.
+				wp_schedule_single_event( ( $this->clock )(), Postbag_Spool_Retry::HOOK );
+			}
+		}
+		return true;
+	}
+
+	/**
+	 * postbag_job_status(): the spool's view while the job is in it, then the sender's `status.json`.
+	 *
+	 * @param mixed $job_id A job id.
+	 * @return array|WP_Error See postbag_job_status(); an error for a bad id, an S3 failure, a damaged status.
+	 */
+	public function status( $job_id ) {
+		if ( ! Postbag_Job_Format_V2::is_job_id( $job_id ) ) {
+			return self::bad_job_id();
+		}
+		$cancel = $this->cancels->get( $job_id );
+		if ( null !== $cancel && Postbag_Job_Cancels::DROPPED === $cancel['state'] ) {
+			return array(
+				'job_id'       => $job_id,
+				'state'        => 'cancelled',
+				'source'       => 'spool',
+				'cancel'       => Postbag_Job_Cancels::DROPPED,
+				'cancelled_at' => gmdate( 'Y-m-d\TH:i:s\Z', (int) $cancel['settled_at'] ),
+			);
+		}
+		$view     = array(
+			'job_id' => $job_id,
+			'cancel' => null === $cancel ? null : $cancel['state'],
+		);
+		$progress = $this->progress( $job_id );
+		if ( null !== $progress ) {
+			return $view + $this->spool_view( $progress );
+		}
+		$key    = Postbag_Job_Format_V2::status_key( $job_id );
+		$result = $this->uploader->get( $key );
+		if ( $result->ok ) {
+			$doc = json_decode( $result->body, true );
+			if ( ! is_array( $doc ) || ! isset( $doc['state'] ) || ! is_string( $doc['state'] ) ) {
+				return new WP_Error( 'postbag_invalid_status', sprintf( '%s is not a job status document.', $key ), array( 'field' => 'job_id' ) );
+			}
+			return array_merge( $doc, $view, array( 'source' => 'sender' ) );
+		}
+		// Not written yet: 404, or 403 AccessDenied where the site may not list the bucket
+		// (its IAM policy). Other 403s (a bad signature or key) are errors like a 5xx.
+		if ( 404 === $result->status || ( 403 === $result->status && preg_match( '/^HTTP 403 AccessDenied\b/', $result->error ) ) ) {
+			return $view + array(
+				'state'  => 'uploaded',
+				'source' => 'sender',
+			);
+		}
+		return new WP_Error(
+			'postbag_s3_unavailable',
+			sprintf( 'Cannot read %s: %s', $key, $result->error ),
+			array(
+				'field'  => 'job_id',
+				'status' => $result->status,
+			)
+		);
+	}
+
+	/**
+	 * What the spool knows of a job it holds.
+	 *
+	 * @param array $progress Its progress.
+	 */
+	private function spool_view( array $progress ): array {
+		$now     = ( $this->clock )();
+		$waiting = 'failed' !== $progress['status'] && (int) $progress['attempts'] > 0 && (int) $progress['next_attempt_at'] > $now;
+		return array(
+			'state'           => $waiting ? 'waiting' : (string) $progress['status'],
+			'source'          => 'spool',
+			'rows'            => (int) $progress['rows'],
+			'dropped'         => (int) $progress['dropped'],
+			'parts'           => count( $progress['parts'] ),
+			'parts_uploaded'  => count( $progress['parts'] ) - count( self::not_uploaded( $progress ) ),
+			'attempts'        => (int) $progress['attempts'],
+			'last_error'      => (string) $progress['last_error'],
+			'next_attempt_at' => $waiting ? gmdate( 'Y-m-d\TH:i:s\Z', (int) $progress['next_attempt_at'] ) : null,
+		);
+	}
+
+	private static function bad_job_id(): WP_Error {
+		return new WP_Error( 'postbag_invalid_job_id', 'A job id is 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit.', array( 'field' => 'job_id' ) );
 	}
 
 	/**
@@ -347,15 +485,7 @@ final class Postbag_Jobs {
 	 * @return array See stream_pending().
 	 */
 	private function advance_all( array $ids, float $deadline, bool $force ): array {
-		$summary = array(
-			'jobs'     => 0,
-			'rows'     => 0,
-			'parts'    => 0,
-			'uploaded' => array(),
-			'paused'   => array(),
-			'waiting'  => array(),
-			'failed'   => array(),
-		);
+		$summary = self::summary();
 		foreach ( $ids as $id ) {
 			$this->advance( (string) $id, $deadline, $force, $summary );
 		}
@@ -363,6 +493,20 @@ final class Postbag_Jobs {
 			$this->continue_soon();
 		}
 		return $summary;
+	}
+
+	/** An empty summary, see stream_pending(). */
+	private static function summary(): array {
+		return array(
+			'jobs'      => 0,
+			'rows'      => 0,
+			'parts'     => 0,
+			'uploaded'  => array(),
+			'paused'    => array(),
+			'waiting'   => array(),
+			'failed'    => array(),
+			'cancelled' => array(),
+		);
 	}
 
 	/**
@@ -385,9 +529,14 @@ final class Postbag_Jobs {
 		$record             = $this->record( $id );
 		$progress           = $this->progress( $id );
 		$switched           = false;
+		$this->current      = $id;
 		try {
 			if ( null === $record ) {
 				$this->spool->delete_file( $id . self::LOCK_SUFFIX ); // Finished by the process that held it.
+				return;
+			}
+			if ( $this->cancels->requested( $id ) ) {
+				$this->drop( $id, $progress, $summary ); // Failed or damaged jobs too: cancelling clears them.
 				return;
 			}
 			if ( null === $progress || 'failed' === $progress['status'] ) {
@@ -416,6 +565,7 @@ final class Postbag_Jobs {
 				$this->attempt_failed( $id, $progress, $e->getMessage(), $summary );
 			}
 		} finally {
+			$this->current = null;
 			if ( $switched ) {
 				restore_current_blog();
 			}
@@ -470,6 +620,10 @@ final class Postbag_Jobs {
 			// cannot be continued elsewhere: they are streamed to the end here.
 			if ( null === $rows && $pages++ > 0 && microtime( true ) >= $deadline ) {
 				$summary['paused'][] = $id;
+				return;
+			}
+			if ( $this->cancels->requested( $id ) ) {
+				$this->drop( $id, $progress, $summary ); // Cancelled while this worker streams it.
 				return;
 			}
 			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
@@ -578,6 +732,14 @@ final class Postbag_Jobs {
 		if ( ! $this->upload_parts( $id, $progress, $summary ) || ! $this->upload_blobs( $id, $record, $progress, $summary ) ) {
 			return;
 		}
+		if ( $this->cancels->requested( $id ) ) {
+			$this->drop( $id, $progress, $summary ); // The last moment a cancel keeps the manifest home.
+			return;
+		}
+		// Before the upload: a failed PutObject may still have stored it, so from now on a
+		// cancel must reach the bucket.
+		$progress['manifest_tried'] = true;
+		$this->save_progress( $id, $progress );
 		$key      = Postbag_Job_Format_V2::manifest_key( $id );
 		$failures = $this->uploader->put( array( $key => Postbag_Job_Format_V2::manifest( $record, $progress['parts'], (int) $progress['rows'] ) ), 'application/json' );
 		if ( isset( $failures[ $key ] ) ) {
@@ -586,6 +748,9 @@ final class Postbag_Jobs {
 		}
 		$this->remove_files( $id );
 		$summary['uploaded'][] = $id;
+		if ( $this->cancels->requested( $id ) ) {
+			$this->cancels->send( $id, true ); // Cancelled while the manifest went up.
+		}
 
 		/**
 		 * Fires when a notify job's manifest is in the bucket, after all its parts: the sender takes it from here.
@@ -795,13 +960,34 @@ final class Postbag_Jobs {
 	}
 
 	/**
+	 * A cancelled job leaves the spool (its lock held): nobody gets it, unless
+	 * its manifest was tried, when the cancel must go to the bucket.
+	 *
+	 * @param string     $id       Job id.
+	 * @param array|null $progress Its progress (null when damaged).
+	 * @param array      $summary  See stream_pending().
+	 */
+	private function drop( string $id, ?array $progress, array &$summary ): void {
+		$tried = null !== $progress && ! empty( $progress['manifest_tried'] );
+		$this->remove_files( $id );
+		unset( $this->memory[ $id ], $this->pending[ $id ] );
+		$summary['cancelled'][] = $id;
+		if ( $tried ) {
+			$this->cancels->send( $id, true );
+		} else {
+			$this->cancels->dropped( $id );
+		}
+	}
+
+	/**
 	 * @param string $id Job id.
 	 */
 	private function remove_files( string $id ): void {
-		// The record first: a job without its record is gone; the lock file last.
+		// The record first: a job without its record is gone; the lock file last; a
+		// cancel request stays (Postbag_Job_Cancels settles and prunes it).
 		$this->spool->delete_file( $id . self::JOB_SUFFIX );
 		foreach ( $this->spool->names( $id . '.*.php' ) as $name ) {
-			if ( $id . self::LOCK_SUFFIX !== $name ) {
+			if ( $id . self::LOCK_SUFFIX !== $name && $id . Postbag_Job_Cancels::SUFFIX !== $name ) {
 				$this->spool->delete_file( $name );
 			}
 		}

@@ -52,7 +52,7 @@ final class Postbag_Plugin {
 
 	/**
 	 * @param Postbag_Config|null  $config    Settings; default: wp-config.php constants.
-	 * @param object|null          $s3_client Anything with Postbag_S3_Client's put_objects(); default: made from $config on first upload.
+	 * @param object|null          $s3_client Anything with Postbag_S3_Client's put_objects() and get_object(); default: made from $config on first use.
 	 * @param callable|null        $clock     Returns the Unix time; default time().
 	 * @param Postbag_Spool|null   $spool     Default: POSTBAG_SPOOL_DIR or Postbag_Spool::default_dir().
 	 * @param Postbag_Memory_Budget|null $memory When to flush before the request ends; default: against memory_limit.

@@ -6,7 +6,8 @@
  */
 
 /**
- * Records what would be uploaded; fails the keys a test chooses.
+ * Records what would be uploaded and reads it back; fails the keys a test
+ * chooses, for uploads and reads alike.
  */
 final class Postbag_Fake_S3_Client {
 
@@ -24,6 +25,12 @@ final class Postbag_Fake_S3_Client {
 
 	/** @var string Error message of a failure. */
 	public $fail_error = 'Service Unavailable';
+
+	/** @var int What reading a missing object answers: 404, or 403 for credentials that may not list the bucket (WordPress's). */
+	public $missing_status = 404;
+
+	/** @var string[] Keys of each get_object() call, in order. */
+	public $reads = array();
 
 	/**
 	 * @param string|null $fail_pattern Regex of keys that fail, e.g. '/./' for all.
@@ -56,6 +63,23 @@ final class Postbag_Fake_S3_Client {
 			$results[ $key ]       = new Postbag_S3_Result( true, 200 );
 		}
 		return $results;
+	}
+
+	/**
+	 * Same contract as Postbag_S3_Client::get_object().
+	 *
+	 * @param string $key Object key.
+	 */
+	public function get_object( string $key ): Postbag_S3_Result {
+		$this->reads[] = $key;
+		if ( null !== $this->fail_pattern && preg_match( $this->fail_pattern, $key ) ) {
+			return new Postbag_S3_Result( false, $this->fail_status, $this->fail_status ? sprintf( 'HTTP %d %s', $this->fail_status, $this->fail_error ) : $this->fail_error );
+		}
+		if ( ! isset( $this->objects[ $key ] ) ) {
+			$code = 403 === $this->missing_status ? 'AccessDenied: Access Denied' : 'NoSuchKey: The specified key does not exist.';
+			return new Postbag_S3_Result( false, $this->missing_status, sprintf( 'HTTP %d %s', $this->missing_status, $code ) );
+		}
+		return new Postbag_S3_Result( true, 200, '', $this->objects[ $key ]['body'] );
 	}
 
 	/**

@@ -36,6 +36,36 @@ final class Postbag_Job_Format_V2 {
 	/** What JSON written for the sender looks like: UTF-8 as is, bad bytes as U+FFFD. */
 	const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE;
 
+	/** What a job id may be (the schema's `id`); \z, for `$` would let a trailing newline through. */
+	const JOB_ID_PATTERN = '/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\z/';
+
+	/**
+	 * Whether `$job_id` can be a job's id (and so a folder of the bucket's `jobs/`).
+	 *
+	 * @param mixed $job_id Anything a caller passed.
+	 */
+	public static function is_job_id( $job_id ): bool {
+		return is_string( $job_id ) && 1 === preg_match( self::JOB_ID_PATTERN, $job_id );
+	}
+
+	/**
+	 * The sender's progress document (docs/job-format.md, "Progress").
+	 *
+	 * @param string $job_id Job id.
+	 */
+	public static function status_key( string $job_id ): string {
+		return self::PREFIX . $job_id . '/status.json';
+	}
+
+	/**
+	 * The object whose presence (any body) stops the sender before its next chunk.
+	 *
+	 * @param string $job_id Job id.
+	 */
+	public static function cancel_key( string $job_id ): string {
+		return self::PREFIX . $job_id . '/cancel';
+	}
+
 	/**
 	 * @param string $job_id Job id.
 	 */
