@@ -157,7 +157,6 @@ class NotifyJob:
     attachments: tuple[Attachment, ...] = ()
     list_name: str = ""
     send_at: datetime | None = None
-    redrive: int = 0
     site_url: str = ""
 
 

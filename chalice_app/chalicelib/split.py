@@ -145,7 +145,7 @@ class Splitter:
     def _enqueue(self, bucket: str, key: str, job: NotifyJob) -> int:
         items = [
             WorkItem(bucket=bucket, job_id=job.job_id, manifest_key=key, part=part,
-                     start=start, end=end, redrive=job.redrive)
+                     start=start, end=end)
             for part, start, end in chunks(job, self.settings.chunk_rows)
         ]
         done = self.progress.begin(bucket, job, len(items))

@@ -31,6 +31,9 @@ BAD_MANIFESTS = [
     ("reserved-header", BatchFormatError, "meta.headers[1].name", "Bcc is set from"),
     ("ledger-tag", BatchFormatError, "meta.tags.postbag-key.name", "set by the sender"),
     ("cc-in-meta", BatchFormatError, "meta", "must not contain {'cc'}"),
+    # Re-drives carry their generation in their work items: a manifest's own would re-send
+    # the whole job under the keys of that generation.
+    ("redrive-in-manifest", BatchFormatError, "(manifest)", "must not contain {'redrive'}"),
     ("html-syntax-error", BatchFormatError, "template.html", "(line 3)"),
     ("subject-syntax-error", BatchFormatError, "template.subject", "not a jinja2 template"),
     ("text-lone-surrogate", BatchFormatError, "template.text", "lone surrogate"),

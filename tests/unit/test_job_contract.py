@@ -67,7 +67,7 @@ def test_the_example_job_as_the_sender_reads_it(settings):
     assert job.meta.headers == (("X-Postbag-Campaign", "new-post 42"),)
     assert job.meta.tags == (("source", "new-post"),)
     assert job.meta.configuration_set == "postbag"
-    assert (job.list_name, job.send_at, job.redrive) == ("new-posts", None, 0)
+    assert (job.list_name, job.send_at) == ("new-posts", None)
     assert job.site_url == "https://blog.example.org"
     assert job.context["post"]["title"] == "Café culture & <tags>"
 

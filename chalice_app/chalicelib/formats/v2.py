@@ -150,7 +150,6 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
             for i, raw in enumerate(doc.get("attachments", ()))
         ),
         list_name=doc["meta"].get("list", ""),
-        redrive=doc.get("redrive", 0),
         site_url=doc["site"]["url"],
     )
 
