@@ -2,8 +2,12 @@
 
 Templates come from the site (``postbag_notify()``); variables from the job's
 ``context`` and from each recipient's row. Both are untrusted as far as the
-sender goes, so templates run only in jinja2's ``SandboxedEnvironment``: no
-attribute starting with ``_``, no ``str.format`` escape, no unsafe callables.
+sender goes, so templates run only in jinja2's ``ImmutableSandboxedEnvironment``:
+no attribute starting with ``_``, no ``str.format`` escape, no unsafe callables,
+and no method that changes a list, dict or set (``append``, ``update``...): the
+job's context is one object shared by every recipient, thread and chunk of an
+instance, and a template that could write to it could put one recipient's data
+in another's mail.
 
 What bounds render time and memory (``tests/unit/test_render.py`` checks each):
 
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SecurityError
 
 from chalicelib import fields
 from chalicelib.errors import BatchFormatError, RenderError
@@ -55,8 +59,9 @@ def _bounded_power(base: Any, exponent: Any) -> Any:
     return operator.pow(base, exponent)
 
 
-class _Sandbox(SandboxedEnvironment):
-    """jinja2's sandbox, with the operators that can take unbounded memory or time bounded."""
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """jinja2's immutable sandbox, with the operators that can take unbounded memory or time
+    bounded."""
 
     intercepted_binops = frozenset({"*", "**"})
     _BINOPS = {"*": _bounded_repeat, "**": _bounded_power}
@@ -151,19 +156,21 @@ class Renderer:
 
     def __init__(self, jobs_cached: int = JOBS_CACHED):
         self._size = jobs_cached
-        self._compiled: OrderedDict[str, Compiled] = OrderedDict()
+        # Keyed by the templates too: a re-uploaded manifest (another ETag) may change them.
+        self._compiled: OrderedDict[tuple[str, Template], Compiled] = OrderedDict()
         self._lock = threading.Lock()
 
     def compiled(self, job: NotifyJob) -> Compiled:
         """``job``'s templates, compiled on first use and kept for the last few jobs."""
+        key = (job.job_id, job.template)
         with self._lock:
-            found = self._compiled.get(job.job_id)
+            found = self._compiled.get(key)
             if found is not None:
-                self._compiled.move_to_end(job.job_id)
+                self._compiled.move_to_end(key)
                 return found
         compiled = compile_templates(job.template, job.job_id)
         with self._lock:
-            self._compiled[job.job_id] = compiled
+            self._compiled[key] = compiled
             while len(self._compiled) > self._size:
                 self._compiled.popitem(last=False)
         return compiled

@@ -118,6 +118,9 @@ REFUSED = [
     ("subject-encoded-word", "template.subject", "=?utf-8?b?QQ==?= {{ 1 }}", "encoded word"),
     ("lone-surrogate-in-body", "template.html", "{{ lone }}", "lone surrogate"),
     ("nul-in-text", "template.text", "{{ nul }}", "NUL"),
+    ("list-append", "template.html", "{{ seen.append(1) }}", "append"),
+    ("dict-update", "template.text", "{{ post.update({'x': 1}) }}", "update"),
+    ("dict-setdefault", "template.subject", "{{ post.setdefault('x', 1) }}", "setdefault"),
 ]
 
 
@@ -127,6 +130,7 @@ def test_refused_render_fails_one_recipient_with_the_field(job, name, field, sou
     templates[field.removeprefix("template.")] = source
     job = _with(job, **templates, context={
         "evil": "you\r\nBcc: victim@example.net", "lone": "\ud800", "nul": "a\0b",
+        "seen": [], "post": {},
     })
     renderer = Renderer()
     with pytest.raises(RenderError) as caught:
@@ -139,6 +143,24 @@ def test_refused_render_fails_one_recipient_with_the_field(job, name, field, sou
                                                           "maybe": False})
     if name in ("missing-variable", "missing-in-if"):
         assert renderer.render(job, other, "mail-8").id == "mail-8", "others still render"
+
+
+def test_one_recipients_data_never_reaches_another_recipients_mail(job):
+    job = _with(job, html='{{ post.seen.append(recipient.email) or "" }}'
+                '{{ post.seen|join(",") }}', context={"post": {"seen": []}})
+    renderer = Renderer()
+    with pytest.raises(RenderError):
+        renderer.render(job, ZOE, "m1")
+    other = Recipient(row=1, email="bob@example.net")
+    with pytest.raises(RenderError):
+        renderer.render(job, other, "m2")
+    assert job.context == {"post": {"seen": []}}
+
+
+def test_a_job_whose_templates_changed_renders_the_new_ones(job):
+    renderer = Renderer()
+    assert renderer.render(_with(job, html="old"), ZOE, "m").html == "old"
+    assert renderer.render(_with(job, html="new"), ZOE, "m").html == "new", "re-uploaded"
 
 
 def test_bounded_operators_still_work_within_bounds(job):
