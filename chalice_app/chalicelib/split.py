@@ -37,7 +37,7 @@ def chunks(job: NotifyJob, chunk_rows: int) -> list[tuple[int, int, int]]:
     ]
 
 
-class _Tally:
+class PartCheck:
     """A stream's size and SHA-256, taken as it is read; stops reading past ``limit``."""
 
     def __init__(self, chunks: Iterator[bytes], limit: int):
@@ -124,7 +124,7 @@ class Splitter:
         """The stored part is the one the manifest describes: its size, its SHA-256, then
         its rows. Streamed: one chunk of it in memory at a time."""
         field = f"parts[{index}]"
-        tally = _Tally(self.store.stream(bucket, part.key), part.bytes)
+        tally = PartCheck(self.store.stream(bucket, part.key), part.bytes)
         rows, unreadable = 0, None
         try:
             rows = count_rows(tally, index, label)

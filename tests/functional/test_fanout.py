@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import types
 
 import boto3
 import pytest
@@ -20,7 +21,8 @@ from support.jobs import BUCKET, SETTINGS, JobWorld, assert_each_once, recipient
 from support.sending import AnswerLost, FailsOnce, Invocation
 
 import app
-from chalicelib.fanout import PAUSE_DELAY_SECONDS, handle_message
+from chalicelib.errors import BatchFormatError
+from chalicelib.fanout import PAUSE_DELAY_SECONDS, JobCache, handle_message
 from chalicelib.ledger import create_table
 from chalicelib.redrive import redrive_job
 from chalicelib.send import SesSender
@@ -365,3 +367,19 @@ def test_a_fault_after_the_counts_were_written_never_counts_rows_twice(world, fa
     assert (status["state"], status["sent"], status["recipients"]) == ("done", 4, 4)
     progress = world.progress().status(BUCKET, job)
     assert (progress["sent"], progress["state"]) == (4, "done")
+
+
+def test_a_part_replaced_by_a_larger_object_is_read_no_further_than_its_size(world):
+    job_id = world.upload_job([recipients(2)])
+    job = world.instance().jobs.job(BUCKET, f"jobs/{job_id}/manifest.json", SETTINGS)
+    read = []
+
+    def endless(bucket, key):
+        for _ in range(10_000):  # an object far larger than the manifest says
+            read.append(1)
+            yield b"x" * 1024
+
+    store = dataclasses.replace(world.instance().mail, store=types.SimpleNamespace(stream=endless))
+    with pytest.raises(BatchFormatError, match="changed since the job was split"):
+        JobCache(world.s3).part(store, BUCKET, job, 0)
+    assert len(read) <= job.parts[0].bytes // 1024 + 2
