@@ -729,11 +729,15 @@ final class Postbag_Jobs {
 			$summary['waiting'][] = $id;
 			return;
 		}
+		if ( $this->cancels->requested( $id ) ) {
+			$this->drop( $id, $progress, $summary ); // Cancelled on the last page: no part goes up.
+			return;
+		}
 		if ( ! $this->upload_parts( $id, $progress, $summary ) || ! $this->upload_blobs( $id, $record, $progress, $summary ) ) {
 			return;
 		}
 		if ( $this->cancels->requested( $id ) ) {
-			$this->drop( $id, $progress, $summary ); // The last moment a cancel keeps the manifest home.
+			$this->drop( $id, $progress, $summary ); // Cancelled while the parts went up: the manifest stays home.
 			return;
 		}
 		// Before the upload: a failed PutObject may still have stored it, so from now on a

@@ -19,13 +19,16 @@ final class Postbag_Job_Status_Test_Source {
 	/** @var int Calls so far. */
 	public static $calls = 0;
 
+	/** @var int The call that cancels (5: the last page, so only the check before the uploads can stop it). */
+	public static $cancel_at = 2;
+
 	/**
 	 * @param array    $args   Unused.
 	 * @param int|null $cursor Last page served.
 	 * @param int      $limit  Page size.
 	 */
 	public static function page( array $args, $cursor, int $limit ): array {
-		if ( 2 === ++self::$calls ) {
+		if ( self::$cancel_at === ++self::$calls ) {
 			postbag_cancel_job( self::$job_id );
 		}
 		$page = (int) $cursor + 1;
@@ -383,15 +386,29 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), $this->s3->objects );
 	}
 
-	public function test_a_cancel_while_the_job_streams_stops_it_at_the_next_page(): void {
-		$job_id                                 = postbag_notify(
+	/**
+	 * @return array<string, array{0: int}>
+	 */
+	public function cancel_points(): array {
+		return array(
+			'on a middle page: stopped at the next page' => array( 2 ),
+			'on the last page: stopped before its uploads' => array( 5 ),
+		);
+	}
+
+	/**
+	 * @dataProvider cancel_points
+	 */
+	public function test_a_cancel_while_the_job_streams_keeps_its_manifest_home( int $cancel_at ): void {
+		$job_id                                    = postbag_notify(
 			self::job( array( 'recipients' => array( 'callback' => 'Postbag_Job_Status_Test_Source::page' ) ) )
 		);
-		Postbag_Job_Status_Test_Source::$job_id = $job_id;
-		$summary                                = $this->plugin->jobs()->stream_pending();
+		Postbag_Job_Status_Test_Source::$job_id    = $job_id;
+		Postbag_Job_Status_Test_Source::$cancel_at = $cancel_at;
+		$summary                                   = $this->plugin->jobs()->stream_pending();
 
 		$this->assertSame( array( $job_id ), $summary['cancelled'] );
-		$this->assertSame( 2, Postbag_Job_Status_Test_Source::$calls, 'no page read after the cancel' );
+		$this->assertSame( $cancel_at, Postbag_Job_Status_Test_Source::$calls, 'no page read after the cancel' );
 		$this->assertSame( array(), $this->s3->objects );
 		$this->assertSame( array( "$job_id.cancel.php" ), array_map( 'basename', glob( $this->spool_dir . "/$job_id.*" ) ) );
 		$this->assertSame( 'cancelled', postbag_job_status( $job_id )['state'] );
