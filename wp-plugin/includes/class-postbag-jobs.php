@@ -48,7 +48,7 @@ if ( ! defined( 'ABSPATH' ) ) {
  *
  * postbag_cancel_job() records the cancel first (Postbag_Job_Cancels), then
  * drops a job still in the spool under its lock; a worker holding the lock
- * checks for a cancel at each page and before the manifest, so a cancelled
+ * checks for a cancel at each page, before its uploads and before the manifest, so a cancelled
  * job's manifest never leaves. A job whose manifest left, or may have (its
  * upload was tried: an error does not prove S3 did not store it), gets the
  * cancel object in the bucket instead. postbag_job_status() answers from the
