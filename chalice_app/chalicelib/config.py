@@ -13,6 +13,10 @@ STATE_DONE = "done"
 STATE_FAILED = "failed"
 # The SES message tag that carries a mail's ledger key digest to SES's events.
 LEDGER_KEY_TAG = "postbag-key"
+# SES message tags a notify job's mails carry, for feedback events to name the job and its
+# list (what an unsubscribe from the mail will mean).
+JOB_TAG, LIST_TAG = "postbag-job", "postbag-list"
+SENDER_TAGS = frozenset({LEDGER_KEY_TAG, JOB_TAG, LIST_TAG})
 
 # Where everything lives in the bucket. Fixed: the plugin, the IAM policies and
 # the lifecycle rules all name them, and nobody needs them elsewhere.

@@ -57,6 +57,12 @@ PART_CACHE_BYTES = 96 * 1024 * 1024
 # Manifests an instance keeps parsed (a few jobs at a time, each checked by ETag).
 JOBS_CACHED = 8
 FINAL = frozenset({Status.SENT, Status.DUPLICATE, Status.FAILED})
+# Hand-backs of rows SES or the ledger left unsettled (answer unknown, SES or DynamoDB
+# unavailable, claim held by another invocation), about an evidence window apart: then
+# those rows fail with the reason and are written down for re-drive, so a job ends even
+# when a fault outlasts it. Hand-backs at the deadline or while the account is paused or
+# out of quota are not counted: they end when the account sends again.
+UNSETTLED_HAND_BACKS = 8
 LISTED_EARLIER = "the address is listed earlier in the same work item"
 MISSING_ROW = "field (row): no such row in the part"
 
@@ -231,12 +237,31 @@ def _cut(item: WorkItem, outcomes: Mapping[int, Outcome]) -> int:
 
 
 def _delay(stages: FanoutStages, outcomes: Sequence[Outcome]) -> int:
-    statuses = {o.status for o in outcomes}
-    if Status.PAUSED in statuses:
+    if any(o.status is Status.PAUSED for o in outcomes):
         return PAUSE_DELAY_SECONDS
-    if statuses & UNSETTLED:  # held elsewhere, or SES unknown or unavailable
+    if _unsettled(outcomes):  # held elsewhere, or SES unknown or unavailable
         return int(stages.mail.settings.evidence_window_seconds)
     return 0  # handed on at the deadline
+
+
+def _unsettled(outcomes: Sequence[Outcome]) -> bool:
+    """Whether the rest goes back for SES's or the ledger's trouble (not a pause)."""
+    statuses = {o.status for o in outcomes}
+    return Status.PAUSED not in statuses and bool(statuses & UNSETTLED)
+
+
+def _give_up(item: WorkItem, outcomes: Mapping[int, Outcome], cut: int
+             ) -> dict[int, Outcome]:
+    """``outcomes`` with the rows from ``cut`` on failed: unsettled too many times."""
+    given_up = dict(outcomes)
+    for row in range(cut, item.end):
+        outcome = outcomes[row]
+        if outcome.status not in FINAL:
+            reason = (f"still unsettled after {item.attempt} hand-backs ({outcome.status.value}"
+                      f"{': ' + outcome.reason if outcome.reason else ''}); check SES's "
+                      f"sending events before re-driving")
+            given_up[row] = Outcome(outcome.mail_id, Status.FAILED, reason=reason)
+    return given_up
 
 
 def failed_key(item: WorkItem, low: int) -> str:
@@ -321,8 +346,9 @@ def _settle(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome
     return _count(stages, item, cut, counts_from, int(cut == item.end and not item.rows))
 
 
-def _hand_back(stages: FanoutStages, item: WorkItem, start: int, delay: int) -> WorkItem:
-    rest = replace(item, start=start, attempt=item.attempt + 1)
+def _hand_back(stages: FanoutStages, item: WorkItem, start: int, delay: int,
+               unsettled: bool = False) -> WorkItem:
+    rest = replace(item, start=start, attempt=item.attempt + int(unsettled))
     stages.queue.hand_back(rest, delay)
     logger.info("work item handed back", extra={"start": start, "end": item.end,
                                                 "delay": delay})
@@ -400,12 +426,17 @@ def _finish(stages: FanoutStages, item: WorkItem, outcomes: Mapping[int, Outcome
     if any(o.status is Status.PAUSED for o in outcomes.values()):
         stages.quota.exhausted()
     cut = _cut(item, outcomes)
+    rest = [outcomes[row] for row in range(cut, item.end)]
+    unsettled = _unsettled(rest)
+    if unsettled and item.attempt >= UNSETTLED_HAND_BACKS:
+        logger.error("rows unsettled too many times: failed, written for re-drive",
+                     extra={"attempt": item.attempt, "rows": item.end - cut})
+        outcomes, cut = _give_up(item, outcomes, cut), item.end
     counts = _settle(stages, item, outcomes, recipients, cut)
     if cut == item.end:
         return Handled(counts)
-    rest = [outcomes[row] for row in range(cut, item.end)]
     delay = _delay(stages, rest)
-    return Handled(counts, _hand_back(stages, item, cut, delay), delay)
+    return Handled(counts, _hand_back(stages, item, cut, delay, unsettled), delay)
 
 
 def handle_message(

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from email.utils import getaddresses
 
-from chalicelib.config import LEDGER_KEY_TAG
+from chalicelib.config import SENDER_TAGS
 from chalicelib.errors import BatchFormatError, HeaderInjectionError
 from chalicelib.model import Address, Attachment
 
@@ -187,9 +187,10 @@ def custom_header(name: str, value: str, where: str, batch: str) -> tuple[str, s
 
 
 def tag(name: str, value: str, where: str, batch: str) -> tuple[str, str]:
-    """An SES message tag: both parts go to SES as they are. Postbag's own tag is refused:
-    SES's Send event would carry the batch's value back as another mail's evidence."""
-    if name == LEDGER_KEY_TAG:
+    """An SES message tag: both parts go to SES as they are. Postbag's own tags are refused:
+    SES's Send event would carry the batch's value back as another mail's evidence (or
+    name another job)."""
+    if name in SENDER_TAGS:
         raise BatchFormatError(f"{where}.name", batch, f"{name} is set by the sender")
     return header_value(name, f"{where}.name", batch), header_value(value, f"{where}.value", batch)
 

@@ -157,7 +157,6 @@ class NotifyJob:
     attachments: tuple[Attachment, ...] = ()
     list_name: str = ""
     send_at: datetime | None = None
-    site_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,4 +184,4 @@ class WorkItem:
     end: int = 0
     rows: tuple[str, ...] = ()
     redrive: int = 0
-    attempt: int = 0  # how many times the rest of this item was handed back
+    attempt: int = 0  # how many times its rest was handed back unsettled (SES or the ledger)

@@ -22,7 +22,12 @@ from support.sending import AnswerLost, FailsOnce, Invocation
 
 import app
 from chalicelib.errors import BatchFormatError
-from chalicelib.fanout import PAUSE_DELAY_SECONDS, JobCache, handle_message
+from chalicelib.fanout import (
+    PAUSE_DELAY_SECONDS,
+    UNSETTLED_HAND_BACKS,
+    JobCache,
+    handle_message,
+)
 from chalicelib.ledger import create_table
 from chalicelib.redrive import redrive_job
 from chalicelib.send import SesSender
@@ -58,7 +63,7 @@ def test_a_job_is_sent_to_every_recipient_once_and_counted(world):
 
 def test_the_mail_goes_through_ses_v2_with_the_jobs_headers_and_ledger_tag(world):
     rows = recipients(1)
-    world.upload_job([rows])
+    job = world.upload_job([rows])
     world.drain()
     [accepted] = world.ses.accepted
     params = accepted.params
@@ -66,7 +71,9 @@ def test_the_mail_goes_through_ses_v2_with_the_jobs_headers_and_ledger_tag(world
     assert params["Content"]["Simple"]["Headers"] == [
         {"Name": "X-Postbag-Campaign", "Value": "new-post 42"}]
     assert params["ConfigurationSetName"] == "postbag"
-    assert {t["Name"] for t in params["EmailTags"]} == {"source", "postbag-key"}
+    tags = {t["Name"]: t["Value"] for t in params["EmailTags"]}
+    assert set(tags) == {"source", "postbag-key", "postbag-job", "postbag-list"}
+    assert (tags["postbag-job"], tags["postbag-list"]) == (job, "new-posts")
     assert params["Destination"] == {"ToAddresses": ["R 0 <r0000@example.net>"]}
 
 
@@ -383,3 +390,27 @@ def test_a_part_replaced_by_a_larger_object_is_read_no_further_than_its_size(wor
     with pytest.raises(BatchFormatError, match="changed since the job was split"):
         JobCache(world.s3).part(store, BUCKET, job, 0)
     assert len(read) <= job.parts[0].bytes // 1024 + 2
+
+
+def test_rows_ses_never_settles_fail_after_a_bounded_number_of_hand_backs(aws, clock):
+    world = JobWorld(aws, FakeSes(clock=clock, sleep=clock.sleep, fail_after=0), clock)
+    rows = recipients(3)
+    job = world.upload_job([rows])
+    handled = world.drain()
+    assert [h.handed_back.attempt for h in handled if h.handed_back] == list(
+        range(1, UNSETTLED_HAND_BACKS + 1))
+    status = world.status(job)
+    assert (status["state"], status["failed"], status["sent"]) == ("done", 3, 0)
+    [key] = failed_documents(world)
+    document = json.loads(world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert [json.loads(row)["email"] for row in document["rows"]] == emails(rows)
+    assert all(f"unsettled after {UNSETTLED_HAND_BACKS} hand-backs" in r["reason"]
+               for r in document["reasons"])
+
+
+def test_hand_backs_while_the_account_is_paused_are_not_bounded(aws, clock):
+    world = JobWorld(aws, FakeSes(clock=clock, sleep=clock.sleep, paused=True), clock)
+    world.upload_job([recipients(3)])
+    for _ in range(UNSETTLED_HAND_BACKS + 3):
+        handled = world.deliver(world.instance(quota_refresh=0), world.sqs.take())
+        assert handled.handed_back is not None and handled.handed_back.attempt == 0

@@ -30,6 +30,7 @@ BAD_MANIFESTS = [
     ("reply-to-injection", HeaderInjectionError, "meta.reply_to[0]", "CR or LF"),
     ("reserved-header", BatchFormatError, "meta.headers[1].name", "Bcc is set from"),
     ("ledger-tag", BatchFormatError, "meta.tags.postbag-key.name", "set by the sender"),
+    ("job-tag", BatchFormatError, "meta.tags.postbag-job.name", "set by the sender"),
     ("cc-in-meta", BatchFormatError, "meta", "must not contain {'cc'}"),
     # Re-drives carry their generation in their work items: a manifest's own would re-send
     # the whole job under the keys of that generation.

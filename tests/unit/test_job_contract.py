@@ -65,10 +65,10 @@ def test_the_example_job_as_the_sender_reads_it(settings):
     assert job.meta.sender == ("Blog", "news@example.org")
     assert job.meta.reply_to == (("Editors", "editors@example.org"),)
     assert job.meta.headers == (("X-Postbag-Campaign", "new-post 42"),)
-    assert job.meta.tags == (("source", "new-post"),)
+    assert job.meta.tags == (("source", "new-post"), ("postbag-job", job.job_id),
+                             ("postbag-list", "new-posts")), "the job and its list for SES's events"
     assert job.meta.configuration_set == "postbag"
     assert (job.list_name, job.send_at) == ("new-posts", None)
-    assert job.site_url == "https://blog.example.org"
     assert job.context["post"]["title"] == "Café culture & <tags>"
 
 

@@ -16,6 +16,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from importlib import resources
 from itertools import chain, islice
 from typing import Any
@@ -24,11 +25,11 @@ from urllib.parse import urlsplit
 import fastjsonschema
 
 from chalicelib import fields
-from chalicelib.config import JOBS_PREFIX, Settings
+from chalicelib.config import JOB_TAG, JOBS_PREFIX, LIST_TAG, Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import v1
 from chalicelib.formats.document import Document, decode_batch, load_object
-from chalicelib.model import NotifyJob, Part, Recipient, Template
+from chalicelib.model import Meta, NotifyJob, Part, Recipient, Template
 from chalicelib.render import compile_templates
 
 VERSION = 2
@@ -136,11 +137,12 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
     job_id = _job_id(doc, key)
     label = f"{job_id} ({key})"
     send_at = doc.get("send_at")
+    list_name = doc["meta"].get("list", "")
     return NotifyJob(
         job_id=job_id,
         created_at=v1.parse_time(doc["created_at"], label),
         send_at=None if send_at is None else v1.parse_time(send_at, label, "send_at"),
-        meta=v1.parse_meta(doc, label, settings),
+        meta=_with_job_tags(v1.parse_meta(doc, label, settings), job_id, list_name),
         template=_template(doc, label),
         context=doc.get("context", {}),
         parts=_parts(doc, job_id, label),
@@ -149,9 +151,18 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
             v1.parse_attachment(raw, f"attachments[{i}]", label, "")
             for i, raw in enumerate(doc.get("attachments", ()))
         ),
-        list_name=doc["meta"].get("list", ""),
-        site_url=doc["site"]["url"],
+        list_name=list_name,
     )
+
+
+def _with_job_tags(meta: Meta, job_id: str, list_name: str) -> Meta:
+    """``meta`` with the tags that name the job and its list in SES's events (bounces,
+    complaints, and the unsubscribes to come). SES takes only letters, digits, ``_`` and
+    ``-`` in a tag's value: a job id's dots become ``_``."""
+    tags = [(JOB_TAG, job_id.replace(".", "_"))]
+    if list_name:
+        tags.append((LIST_TAG, list_name))
+    return replace(meta, tags=(*meta.tags, *tags))
 
 
 # --- part files ----------------------------------------------------------------------
