@@ -414,3 +414,13 @@ def test_hand_backs_while_the_account_is_paused_are_not_bounded(aws, clock):
     for _ in range(UNSETTLED_HAND_BACKS + 3):
         handled = world.deliver(world.instance(quota_refresh=0), world.sqs.take())
         assert handled.handed_back is not None and handled.handed_back.attempt == 0
+
+
+def test_the_harness_fails_on_a_bug_rather_than_delivering_again(world):
+    world.upload_job([recipients(1)])
+
+    def buggy_instance():
+        raise RuntimeError("a bug, not a fault SQS's redelivery covers")
+
+    with pytest.raises(RuntimeError):
+        world.drain(buggy_instance)

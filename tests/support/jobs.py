@@ -30,6 +30,7 @@ from support.sending import Invocation, SerialClient
 
 from chalicelib.config import Settings
 from chalicelib.dispatch import Dispatcher
+from chalicelib.errors import TransientError
 from chalicelib.fanout import FanoutStages, Handled, JobCache, process_work_item
 from chalicelib.ledger import Ledger
 from chalicelib.outcome import Recorder
@@ -178,7 +179,8 @@ class JobWorld:
     def drain(self, make_stages: Callable[[], FanoutStages] | None = None,
               limit: int = 200) -> list[Handled]:
         """Deliver every message, one at a time, until the queue is empty; a delivery that
-        raises is delivered again (as SQS does once the visibility timeout passes)."""
+        raises ``TransientError`` is delivered again (as SQS does once the visibility timeout
+        passes). Anything else is a bug and fails the test."""
         make_stages = make_stages or self.instance
         handled = []
         for _ in range(limit):
@@ -188,7 +190,7 @@ class JobWorld:
             self.clock.sleep(message.delay)
             try:
                 handled.append(self.deliver(make_stages(), message))
-            except Exception:
+            except TransientError:
                 self.sqs.messages.append(message)
         raise AssertionError(f"queue not drained after {limit} deliveries")
 
