@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.config import FAILED_PREFIX, JOBS_PREFIX
 from chalicelib.dispatch import Job
 from chalicelib.errors import BatchFormatError
@@ -46,7 +44,7 @@ from chalicelib.progress import JobProgress
 from chalicelib.quota import QuotaWatch
 from chalicelib.render import Renderer
 from chalicelib.split import PartCheck
-from chalicelib.store import MAX_BATCH_BYTES, BatchGone, is_missing, unavailable
+from chalicelib.store import MAX_BATCH_BYTES, BatchGone, NotModified, get_object, read_body
 from chalicelib.tally import Tally, chunk_name
 from chalicelib.workqueue import MAX_DELAY_SECONDS, WorkQueue, decode
 
@@ -105,22 +103,14 @@ class JobCache:
         """The job at ``key``, parsed once per version of the manifest. Raises ``BatchGone``,
         ``BatchFormatError`` and ``StorageUnavailable``."""
         cached = self._jobs.get((bucket, key))
-        params = {"IfNoneMatch": cached[0]} if cached else {}
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key, **params)
-        except ClientError as exc:
-            if cached and exc.response.get("Error", {}).get("Code") in ("304", "NotModified"):
-                self._jobs.move_to_end((bucket, key))
-                return cached[1]
-            if is_missing(exc):
-                raise BatchGone(key) from exc
-            raise unavailable(exc, f"reading {key}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"reading {key}") from exc
-        if response["ContentLength"] > MAX_BATCH_BYTES:
-            response["Body"].close()
-            raise BatchFormatError("(file)", key, f"{response['ContentLength']:,} bytes")
-        job = parse_manifest(response["Body"].read(), key, settings)
+            response = get_object(self._s3, bucket, key, MAX_BATCH_BYTES,
+                                  if_none_match=cached[0] if cached else None)
+        except NotModified:
+            assert cached is not None
+            self._jobs.move_to_end((bucket, key))
+            return cached[1]
+        job = parse_manifest(read_body(response, key), key, settings)
         self._jobs[(bucket, key)] = (response["ETag"], job)
         while len(self._jobs) > JOBS_CACHED:
             self._jobs.popitem(last=False)

@@ -30,7 +30,7 @@ from chalicelib.formats.document import load_object
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import NotifyJob
 from chalicelib.outcome import json_bytes
-from chalicelib.store import is_missing, unavailable
+from chalicelib.store import BatchGone, get_object, is_missing, read_body, unavailable
 
 # What a chunk's mails came to; counted per job (statuses as receipts spell them).
 STATUSES = ("sent", "duplicate", "failed", "suppressed", "cancelled")
@@ -302,12 +302,9 @@ class JobProgress:
         item = self._item(job_id)
         if item is not None:
             return document(item, self._clock())
+        key = status_key(job_id)
         try:
-            body = self._s3.get_object(Bucket=bucket, Key=status_key(job_id))["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise unavailable(exc, f"reading {status_key(job_id)}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"reading {status_key(job_id)}") from exc
-        return load_object(body.decode("utf-8"), status_key(job_id))
+            response = get_object(self._s3, bucket, key)
+        except BatchGone:
+            return None
+        return load_object(read_body(response, key).decode("utf-8"), key)

@@ -13,6 +13,7 @@ from chalicelib.mime import SES_MAX_RAW_BYTES, encode_attachment, estimated_size
 from chalicelib.model import Attachment, Mail
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
 # Bytes of an object read at a time when it is streamed (job parts).
 STREAM_CHUNK_BYTES = 1024 * 1024
 # The largest batch file read (docs/batch-format.md). The plugin writes batches of
@@ -41,6 +42,45 @@ class BatchGone(Exception):
     """The batch object no longer exists (already quarantined or re-driven): nothing to do."""
 
 
+class NotModified(Exception):
+    """The object still has the ETag the caller holds (S3's 304)."""
+
+
+def get_object(s3_client: Any, bucket: str, key: str, max_bytes: int | None = None,
+               if_none_match: str | None = None) -> Any:
+    """S3's GetObject answer for ``key`` (its body not read yet): ``BatchGone`` when it does
+    not exist, ``NotModified`` when it still has the ETag ``if_none_match``,
+    ``BatchTooLarge`` before reading a body over ``max_bytes``, ``StorageUnavailable``
+    when S3 fails."""
+    params = {"IfNoneMatch": if_none_match} if if_none_match else {}
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key, **params)
+    except ClientError as exc:
+        if if_none_match and exc.response.get("Error", {}).get("Code") in NOT_MODIFIED_CODES:
+            raise NotModified(key) from exc
+        if is_missing(exc):
+            raise BatchGone(key) from exc
+        raise unavailable(exc, f"reading {key}") from exc
+    except BotoCoreError as exc:
+        raise unavailable(exc, f"reading {key}") from exc
+    if max_bytes is not None and response["ContentLength"] > max_bytes:
+        response["Body"].close()
+        raise BatchTooLarge(
+            "(file)", key,
+            f"{response['ContentLength']:,} bytes; the sender reads batches and manifests of "
+            f"at most {max_bytes:,} (the plugin splits at POSTBAG_CHUNK_MAX_BYTES)",
+        )
+    return response
+
+
+def read_body(response: Any, key: str) -> bytes:
+    """A GetObject answer's whole body; ``StorageUnavailable`` when the connection drops."""
+    try:
+        return bytes(response["Body"].read())
+    except BotoCoreError as exc:
+        raise unavailable(exc, f"reading {key}") from exc
+
+
 class BatchStore:
     """Reads what the plugin uploaded, through an S3 client made by the caller."""
 
@@ -50,34 +90,13 @@ class BatchStore:
     def read_batch(self, bucket: str, key: str) -> tuple[bytes, datetime]:
         """The batch's bytes and upload time; ``BatchTooLarge`` before reading a body over
         ``MAX_BATCH_BYTES``."""
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
-            if response["ContentLength"] > MAX_BATCH_BYTES:
-                response["Body"].close()
-                raise BatchTooLarge(
-                    "(file)", key,
-                    f"{response['ContentLength']:,} bytes; the sender reads batches of at most "
-                    f"{MAX_BATCH_BYTES:,} (the plugin splits at POSTBAG_CHUNK_MAX_BYTES)",
-                )
-            return response["Body"].read(), response["LastModified"]
-        except ClientError as exc:
-            if is_missing(exc):
-                raise BatchGone(key) from exc
-            raise unavailable(exc, f"reading {key}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"reading {key}") from exc
+        response = get_object(self._s3, bucket, key, MAX_BATCH_BYTES)
+        return read_body(response, key), response["LastModified"]
 
     def stream(self, bucket: str, key: str) -> Iterator[bytes]:
         """An object's body a chunk at a time (job parts: hashed and counted without
         holding them whole); ``BatchGone`` when it does not exist."""
-        try:
-            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if is_missing(exc):
-                raise BatchGone(key) from exc
-            raise unavailable(exc, f"reading {key}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"reading {key}") from exc
+        body = get_object(self._s3, bucket, key)["Body"]
         try:
             yield from body.iter_chunks(STREAM_CHUNK_BYTES)
         except BotoCoreError as exc:  # the connection dropped while reading
@@ -107,17 +126,13 @@ class BatchStore:
 
     def _read_attachment(self, bucket: str, key: str, mail_id: str) -> bytes:
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
-            if estimated_size(response["ContentLength"]) > SES_MAX_RAW_BYTES:
-                response["Body"].close()
-                raise MessageTooLarge(
-                    f"mail {mail_id}: attachment {key} is {response['ContentLength']:,} bytes, "
-                    f"over SES's limit once encoded"
-                )
-            return response["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                raise AttachmentError(f"mail {mail_id}: attachment {key} does not exist") from exc
-            raise unavailable(exc, f"reading attachment {key}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"reading attachment {key}") from exc
+            response = get_object(self._s3, bucket, key)
+        except BatchGone as exc:
+            raise AttachmentError(f"mail {mail_id}: attachment {key} does not exist") from exc
+        if estimated_size(response["ContentLength"]) > SES_MAX_RAW_BYTES:
+            response["Body"].close()
+            raise MessageTooLarge(
+                f"mail {mail_id}: attachment {key} is {response['ContentLength']:,} bytes, "
+                f"over SES's limit once encoded"
+            )
+        return read_body(response, key)
