@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from support.fakes import FakeSes
-from support.sending import mail_ids
+from support.sending import PublishingSender, mail_ids
 from support.world import BUCKET, SETTINGS, World, assert_each_once, batch_document, upload
 
 from chalicelib.config import Settings
@@ -156,17 +156,9 @@ def test_lost_answers_are_settled_by_ses_send_events_never_resent_blind(aws, clo
     key = upload(aws, "queue/lost.json", batch_document("lost", ids))
     world.wall_clock = clock  # the evidence window passes in simulated time
 
-    class Publishing(SesSender):
-        """SES's events arrive while the sender waits: published after each send."""
-
-        def _call(self, method, **params):
-            try:
-                return super()._call(method, **params)
-            finally:
-                world.publish_send_events()
-
     stages = world.instance(evidence_window=60.0)
-    stages = Stages(stages.settings, stages.store, Publishing(ses), stages.dispatcher,
+    sender = PublishingSender(ses, publish=world.publish_send_events)
+    stages = Stages(stages.settings, stages.store, sender, stages.dispatcher,
                     stages.recorder)
     assert world.invoke(stages, key) is True
     assert ses.lost_answers > 20

@@ -18,7 +18,7 @@ from chalice.test import Client
 from moto import mock_aws
 from support.fakes import FakeSes
 from support.jobs import BUCKET, SETTINGS, JobWorld, assert_each_once, recipients, wait_real
-from support.sending import AnswerLost, FailsOnce, Invocation
+from support.sending import AnswerLost, FailsOnce, Invocation, PublishingSender
 
 import app
 from chalicelib.errors import BatchFormatError
@@ -30,7 +30,6 @@ from chalicelib.fanout import (
 )
 from chalicelib.ledger import create_table
 from chalicelib.redrive import redrive_job
-from chalicelib.send import SesSender
 
 
 @pytest.fixture
@@ -312,19 +311,12 @@ def test_lost_answers_are_settled_by_send_events_and_counted_once(aws, clock):
                                   seed=3), clock)
     world.wall_clock = clock  # the evidence window passes in simulated time
 
-    class Publishing(SesSender):
-        """SES's events arrive while the sender waits: published after each send."""
-
-        def _call(self, method, **params):
-            try:
-                return super()._call(method, **params)
-            finally:
-                world.publish_send_events()
-
     rows = recipients(40)
     job = world.upload_job([rows])
     world.drain(lambda: world.instance(evidence_window=60.0,
-                                       sender=Publishing(world.ses, world.ses)))
+                                       sender=PublishingSender(
+                                           world.ses, world.ses,
+                                           publish=world.publish_send_events)))
     assert world.ses.lost_answers > 3
     assert_each_once(world, emails(rows))
     status = world.status(job)

@@ -173,3 +173,18 @@ class FailsOnce:
             return getattr(self._client, name)(**params)
 
         return call
+
+
+class PublishingSender(SesSender):
+    """SES's events arrive while the sender waits: ``publish()`` runs after each SES call
+    (the worlds' ``publish_send_events``)."""
+
+    def __init__(self, ses_client, sesv2_client=None, *, publish: Callable[[], None]):
+        super().__init__(ses_client, sesv2_client)
+        self._publish = publish
+
+    def _call(self, method, **params):
+        try:
+            return super()._call(method, **params)
+        finally:
+            self._publish()
