@@ -29,7 +29,7 @@ from chalicelib.model import WorkItem
 from chalicelib.observe import logger
 from chalicelib.outcome import object_name
 from chalicelib.store import s3_call
-from chalicelib.workqueue import WorkQueue
+from chalicelib.workqueue import WorkQueue, packed
 
 Document = dict[str, Any]
 
@@ -88,21 +88,12 @@ REDRIVE_ITEM_BYTES = 192 * 1024
 
 def _row_items(bucket: str, first: Document, rows: list[str], redrive: int) -> list[WorkItem]:
     """``rows`` as work items of inline rows, each under ``REDRIVE_ITEM_BYTES``."""
-    items: list[list[str]] = []
-    batch: list[str] = []
-    size = 0
-    for row in rows:
-        if batch and size + len(row) > REDRIVE_ITEM_BYTES:
-            items.append(batch)
-            batch, size = [], 0
-        batch.append(row)
-        size += len(row) + 8  # JSON escaping and the comma, about
-    if batch:
-        items.append(batch)
+    # JSON escaping and the comma take about 8 bytes a row more.
+    runs = packed([len(row) + 8 for row in rows], REDRIVE_ITEM_BYTES)
     return [
         WorkItem(bucket=bucket, job_id=first["job_id"], manifest_key=first["manifest_key"],
-                 start=0, end=len(chunk), rows=tuple(chunk), redrive=redrive)
-        for chunk in items
+                 start=0, end=len(run), rows=tuple(rows[run.start:run.stop]), redrive=redrive)
+        for run in runs
     ]
 
 

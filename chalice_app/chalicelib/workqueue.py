@@ -66,18 +66,23 @@ def encode(item: WorkItem) -> str:
     return body
 
 
+def packed(sizes: Sequence[int], budget: int, most: int | None = None) -> Iterator[range]:
+    """Consecutive runs of ``sizes``' indexes, each adding up to at most ``budget`` and
+    holding at most ``most`` (an entry over ``budget`` goes alone)."""
+    first, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > first and (i - first == most or total + size > budget):
+            yield range(first, i)
+            first, total = i, 0
+        total += size
+    if first < len(sizes):
+        yield range(first, len(sizes))
+
+
 def _batches(bodies: Sequence[str]) -> Iterator[dict[str, str]]:
     """Entry id → body, at most ten and 256 KiB together (SendMessageBatch's limits)."""
-    batch: dict[str, str] = {}
-    size = 0
-    for i, body in enumerate(bodies):
-        if len(batch) == MAX_BATCH_ENTRIES or size + len(body) > MAX_MESSAGE_BYTES:
-            yield batch
-            batch, size = {}, 0
-        batch[str(i)] = body
-        size += len(body)
-    if batch:
-        yield batch
+    for run in packed([len(body) for body in bodies], MAX_MESSAGE_BYTES, MAX_BATCH_ENTRIES):
+        yield {str(i): bodies[i] for i in run}
 
 
 def decode(body: str) -> WorkItem:

@@ -12,7 +12,7 @@ from botocore.stub import ANY, Stubber
 from chalicelib.errors import BatchFormatError, QueueUnavailable
 from chalicelib.model import WorkItem
 from chalicelib.retry import RetryPolicy
-from chalicelib.workqueue import MAX_MESSAGE_BYTES, WorkQueue, decode, encode
+from chalicelib.workqueue import MAX_MESSAGE_BYTES, WorkQueue, decode, encode, packed
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/postbag-work"
 ITEM = WorkItem(bucket="postbag-test", job_id="job-1", manifest_key="jobs/job-1/manifest.json",
@@ -187,3 +187,20 @@ def test_hand_back_delays_within_sqs_limits(sqs, asked, sent):
     stubber.add_response("send_message", {"MessageId": "m", "MD5OfMessageBody": "x"},
                          {"QueueUrl": URL, "MessageBody": encode(ITEM), "DelaySeconds": sent})
     _queue(client).hand_back(ITEM, asked)
+
+
+# (id, sizes, budget, most, the runs as (start, stop))
+PACKED = [
+    ("empty", [], 10, None, []),
+    ("all-fit", [3, 3, 3], 10, None, [(0, 3)]),
+    ("budget-cuts", [4, 4, 4], 10, None, [(0, 2), (2, 3)]),
+    ("exactly-the-budget", [5, 5, 5], 10, None, [(0, 2), (2, 3)]),
+    ("count-cuts", [1] * 5, 100, 2, [(0, 2), (2, 4), (4, 5)]),
+    ("oversized-alone", [3, 20, 3], 10, None, [(0, 1), (1, 2), (2, 3)]),
+]
+
+
+@pytest.mark.parametrize("sizes, budget, most, runs", [row[1:] for row in PACKED],
+                         ids=[row[0] for row in PACKED])
+def test_packed_runs_stay_within_budget_and_count(sizes, budget, most, runs):
+    assert [(r.start, r.stop) for r in packed(sizes, budget, most)] == runs
