@@ -6,24 +6,14 @@ from __future__ import annotations
 import threading
 import time
 
-import boto3
 import pytest
-from moto import mock_aws
+from conftest import LEDGER_TABLE
 from support.clock import FakeClock, busiest_second
 from support.sending import DynamoDown, SerialClient
 
-from chalicelib.ledger import create_table
 from chalicelib.ratelimit import FALLBACK_SECONDS, LATE_SECONDS, SharedRateLimiter
 
-TABLE, NAMESPACE = "postbag-ledger", "postbag-test"
-
-
-@pytest.fixture
-def dynamodb():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        yield client
+TABLE, NAMESPACE = LEDGER_TABLE, "postbag-test"
 
 
 def limiter(client, clock: FakeClock, rate: float, fallback: float = 1.0, lease=None):
