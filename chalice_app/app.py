@@ -102,7 +102,7 @@ def stages() -> Stages:
     rate = account_rate(SETTINGS, ses)  # one GetSendQuota: SES allows one a second
     # Without DynamoDB, the batch function's instances and the fan-out's take half of the
     # account's rate each: here, half of this instance's equal share.
-    share = instance_share(SETTINGS, rate, lambda: reserved_concurrency(
+    share = instance_share(rate, lambda: reserved_concurrency(
         boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
         os.environ["AWS_LAMBDA_FUNCTION_NAME"],
     ))

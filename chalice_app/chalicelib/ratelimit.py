@@ -60,10 +60,10 @@ def account_rate(settings: Settings, ses_client: Any) -> float:
     return float(quota["MaxSendRate"])
 
 
-def instance_share(settings: Settings, rate: float, concurrency: Callable[[], int]) -> float:
-    """One instance's equal share of ``rate``: a configured rate is taken as it is, SES's
-    is divided by ``concurrency()`` (asked only then)."""
-    return rate if settings.max_send_rate > 0 else rate / concurrency()
+def instance_share(rate: float, concurrency: Callable[[], int]) -> float:
+    """One instance's equal share of ``rate``, the account's (configured or SES's): divided
+    by ``concurrency()`` whatever its source, or the instances together exceed it."""
+    return rate / concurrency()
 
 
 class RateLimiter:

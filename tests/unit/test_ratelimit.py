@@ -97,24 +97,22 @@ class QuotaThrottled(FakeSes):
         raise client_error("Throttling", "Rate exceeded", "GetSendQuota")
 
 
-def never_asked() -> int:
-    raise AssertionError("the concurrency is asked only when the rate is derived")
-
-
 def test_configured_rate_wins_without_asking_ses():
     ses = QuotaThrottled(max_send_rate=50)  # asking would raise
-    settings = Settings(max_send_rate=7.0)
-    assert instance_share(settings, account_rate(settings, ses), never_asked) == 7.0
+    assert account_rate(Settings(max_send_rate=7.0), ses) == 7.0
 
 
+@pytest.mark.parametrize("configured", [0.0, 14.0], ids=["ses-rate", "configured-rate"])
 @pytest.mark.parametrize(
-    ("ses_rate", "concurrency", "expected"), [(14, 1, 14.0), (14, 2, 7.0), (200, 8, 25.0)]
+    ("ses_rate", "concurrency", "expected"), [(14, 1, 14.0), (14, 2, 7.0), (14, 8, 1.75)]
 )
-def test_rate_zero_shares_ses_max_send_rate_between_instances(ses_rate, concurrency, expected):
+def test_the_account_rate_is_shared_between_instances_whatever_its_source(
+        configured, ses_rate, concurrency, expected):
     ses = FakeSes(max_send_rate=ses_rate)
-    settings = Settings(max_send_rate=0.0)
-    assert account_rate(settings, ses) == ses_rate
-    assert instance_share(settings, account_rate(settings, ses), lambda: concurrency) == expected
+    settings = Settings(max_send_rate=configured)
+    assert account_rate(settings, ses) == 14.0
+    share = instance_share(account_rate(settings, ses), lambda: concurrency)
+    assert share == expected and share * concurrency <= account_rate(settings, ses)
 
 
 def test_quota_lookup_errors_are_translated():
