@@ -40,16 +40,19 @@ class LocalAws:
     only once ``INITIAL_NO_AUTH_ACTION_COUNT`` unsigned calls have been made).
     ``ses_latency_ms`` holds every SES send that long, as SES's own answer
     time would; ``ses_quota`` (mails a day, mails a second) is what
-    ``GetSendQuota`` answers instead of moto's sandbox quota (``standin.server``).
+    ``GetSendQuota`` answers instead of moto's sandbox quota;
+    ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers (``standin.server``).
     """
 
     def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0,
-                 ses_latency_ms: float = 0.0, ses_quota: tuple[float, float] | None = None):
+                 ses_latency_ms: float = 0.0, ses_quota: tuple[float, float] | None = None,
+                 reserved_concurrency: int = 0):
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self._check_signatures = check_signatures
         self._ses_latency_ms = ses_latency_ms
         self._ses_quota = ses_quota
+        self._reserved_concurrency = reserved_concurrency
         self._timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +63,8 @@ class LocalAws:
     def _command(self) -> list[str]:
         quota = ["--ses-quota", ",".join(map(str, self._ses_quota))] if self._ses_quota else []
         return [sys.executable, "-m", "standin.server", HOST, str(self.port),
-                "--ses-latency-ms", str(self._ses_latency_ms), *quota]
+                "--ses-latency-ms", str(self._ses_latency_ms), *quota,
+                "--reserved-concurrency", str(self._reserved_concurrency)]
 
     def start(self) -> LocalAws:
         env = dict(os.environ)

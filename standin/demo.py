@@ -167,8 +167,9 @@ def _check(run: JobRun) -> bool:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "chalice_app"))
-    # A production account's quota (moto's is a sandbox's 200 a day), at the demo's rate.
-    with LocalAws(ses_quota=(50_000, 200)) as aws:
+    # A production account's quota (moto's is a sandbox's 200 a day), at the demo's rate;
+    # the batch function's instances share it by its reserved concurrency, as deployed.
+    with LocalAws(ses_quota=(50_000, 200), reserved_concurrency=2) as aws:
         print(f"Local stand-in for AWS (moto) on {aws.endpoint}, pid {aws.pid}")
         _environment(aws)
         s3 = boto3.client("s3")

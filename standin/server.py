@@ -26,6 +26,11 @@
   DynamoDB's atomicity would, and ``undo_log_transactions`` makes a cancelled
   transaction put back only the items it touched, copied before it wrote.
 
+- **Lambda's reserved concurrency.** ``--reserved-concurrency N`` answers
+  ``GetFunctionConcurrency`` with N for every function, as ``chalice deploy``
+  leaves it: the sender reads it to share SES's rate, and the handlers run
+  in-process here, so no function is stored in moto (whose
+  ``/moto-api/data.json`` fails once one is).
 - **Faster routing.** moto's dispatcher lists its package folder and tries
   hundreds of URL patterns for every request, under one lock, and werkzeug
   logs every request: the stand-in remembers which backend serves a host and
@@ -205,6 +210,24 @@ class SesEventTap:
             self.mails.append(sent_mail(message_id, send, when))
 
 
+_CONCURRENCY_PATH = re.compile(r"^/2019-09-30/functions/[^/]+/concurrency$")
+
+
+class ReservedConcurrency:
+    """WSGI middleware: every function's ``GetFunctionConcurrency`` answers ``reserved``."""
+
+    def __init__(self, app: Wsgi, reserved: int):
+        self.app = app
+        self.reserved = reserved
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "GET" and _CONCURRENCY_PATH.match(
+                environ.get("PATH_INFO", "")):
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps({"ReservedConcurrentExecutions": self.reserved}).encode()]
+        return self.app(environ, start_response)
+
+
 class SerialDynamoDb:
     """WSGI middleware letting one DynamoDB request at a time through."""
 
@@ -318,10 +341,11 @@ def dispatcher() -> Wsgi:
     return Remembering()
 
 
-def application(ses_latency_s: float = 0.0) -> Wsgi:
+def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     undo_log_transactions()
-    return SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s)
+    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s)
+    return ReservedConcurrency(app, reserved_concurrency) if reserved_concurrency else app
 
 
 def serve(host: str, port: int, app: Wsgi) -> None:
@@ -343,11 +367,13 @@ def main() -> None:
     parser.add_argument("--ses-latency-ms", type=float, default=0.0,
                         help="hold every SES send this long before it is taken")
     parser.add_argument("--ses-quota", help="MAX24H,RATE: what GetSendQuota answers")
+    parser.add_argument("--reserved-concurrency", type=int, default=0,
+                        help="what GetFunctionConcurrency answers for every function")
     args = parser.parse_args()
     if args.ses_quota:
         max_24_hours, max_rate = (float(n) for n in args.ses_quota.split(","))
         send_quota(max_24_hours, max_rate)
-    serve(args.host, args.port, application(args.ses_latency_ms / 1000))
+    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency))
 
 
 if __name__ == "__main__":
