@@ -52,7 +52,19 @@ class Outcome:
     wp_config: str
 
 
+def check_retention(opts: Options) -> None:
+    """A notify job's manifest and parts (kept like failed mail) must outlive its work items:
+    a work item whose manifest expired could only fail its recipients."""
+    if opts.retention.failed <= opts.work_queue_days:
+        raise CommandError(
+            f"--failed-days {opts.retention.failed} must be more than --work-queue-days "
+            f"{opts.work_queue_days}: notify jobs under jobs/ expire with failed mail, and a "
+            "job's work may wait in the work queue that long"
+        )
+
+
 def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
+    check_retention(opts)
     stack = Stack(opts.stage, aws.region, opts.bucket, aws.account())
     s3 = aws.client("s3")
     kms_key_arn = _kms_key_arn(aws, opts.kms_key)

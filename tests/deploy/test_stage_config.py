@@ -16,6 +16,7 @@ from chalicelib.config import Settings
 from postbag import chalice_config
 from postbag.aws import CommandError
 from postbag.cli import stage_name
+from postbag.provision import Options, check_retention
 from postbag.report import Report
 from postbag.resources import alarms, policies, ses_events, work_queue
 from postbag.resources.bucket import Retention, lifecycle_rules
@@ -330,3 +331,18 @@ def test_job_alarms_watch_the_dead_letters_and_the_oldest_work():
     assert (age["MetricName"], age["Threshold"]) == ("ApproximateAgeOfOldestMessage", 6 * 3600.0)
     assert age["Dimensions"] == [{"Name": "QueueName", "Value": "postbag-staging-work"}]
     assert set(found) == {STACK.alarm(what) for what in alarms.ALARMS}
+
+
+@pytest.mark.parametrize(
+    ("failed_days", "work_queue_days", "refused"),
+    [(30, 4, False), (5, 4, False), (4, 4, True), (1, 4, True)],
+    ids=["default", "one-day-longer", "equal", "shorter"],
+)
+def test_notify_jobs_outlive_their_work_items(failed_days, work_queue_days, refused):
+    opts = Options(stage="dev", bucket="b", retention=Retention(failed=failed_days),
+                   work_queue_days=work_queue_days)
+    if not refused:
+        check_retention(opts)
+        return
+    with pytest.raises(CommandError, match="--failed-days .* must be more than --work-queue-days"):
+        check_retention(opts)
