@@ -1,17 +1,22 @@
 """moto's server, with what the stand-in adds where moto falls short.
 
 - **SES's Send events.** moto's SES accepts mail but publishes no
-  configuration-set events (PITFALLS.md). ``SesEventTap`` watches every
-  send the server accepts (v1 ``SendEmail`` and ``SendRawEmail``, v2
+  configuration-set events (PITFALLS.md). ``SesEventTap`` watches every send
+  the server accepts (v1 ``SendEmail`` and ``SendRawEmail``, v2
   ``SendEmail`` on ``/v2/email/outbound-emails``) and keeps the Send event
   SES would publish (its MessageId, timestamp to the millisecond,
   destinations and message tags, as if every mail went through Postbag's
-  configuration set). They are kept in the server, so a sender process that
-  dies does not take them with it, as with SES; the stand-in's Lambda part
-  (``lambda_runtime``) fetches them from ``GET /_standin/ses-events?after=N``
-  and delivers them to ``on_ses_event`` as SNS notifications. What each mail
-  said (To, Subject, text part) is at ``GET /_standin/ses-mails?after=N``:
-  moto keeps only the HTML of a mail that has both.
+  configuration set). The timestamp is when the send reached SES, before its
+  latency: SES counts its rate on arrival, and a stamp taken after the wait
+  would add the server's own scheduling jitter to what the sender paced. The
+  mails at ``/_standin/ses-mails`` keep both, ``arrived`` and ``answered``
+  (seconds since the epoch), to tell them apart. They are kept in the
+  server, so a sender process that dies does not take them with it, as with
+  SES; the stand-in's Lambda part (``lambda_runtime``) fetches them from
+  ``GET /_standin/ses-events?after=N`` and delivers them to ``on_ses_event``
+  as SNS notifications. What each mail said (To, Subject, text part) is at
+  ``GET /_standin/ses-mails?after=N``: moto keeps only the HTML of a mail
+  that has both.
 - **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
   moto takes it, each in its own thread, so that concurrent senders wait
   side by side as they do on SES, not in turn.
@@ -144,9 +149,11 @@ def send_event(message_id: str, send: Send, when: float) -> dict[str, Any]:
             "send": {}}
 
 
-def sent_mail(message_id: str, send: Send, when: float) -> dict[str, Any]:
-    """What the stand-in shows of a mail: To, Subject and the start of its text part."""
-    return {"messageId": message_id, "timestamp": _stamp(when), "destination": send.destinations,
+def sent_mail(message_id: str, send: Send, arrived: float, answered: float) -> dict[str, Any]:
+    """What the stand-in shows of a mail: To, Subject and the start of its text part, and
+    when the send arrived and was answered."""
+    return {"messageId": message_id, "timestamp": _stamp(arrived), "arrived": arrived,
+            "answered": answered, "destination": send.destinations,
             "subject": send.subject, "text": send.text[:TEXT_KEPT]}
 
 
@@ -175,6 +182,7 @@ class SesEventTap:
             return [body]
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
+        arrived = time.time()
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(request)
@@ -191,11 +199,11 @@ class SesEventTap:
 
         body = b"".join(self.app(environ, remember))
         if status and status[0].startswith("200"):
-            self._keep(request, body, v2)
+            self._keep(request, body, v2, arrived)
         return [body]
 
-    def _keep(self, request: bytes, answer: bytes, v2: bool) -> None:
-        when = time.time()
+    def _keep(self, request: bytes, answer: bytes, v2: bool, arrived: float) -> None:
+        answered = time.time()
         if v2:
             message_id = json.loads(answer).get("MessageId")
             send = v2_send(json.loads(request))
@@ -206,8 +214,8 @@ class SesEventTap:
         if not message_id:
             return
         with self._lock:
-            self.events.append(send_event(message_id, send, when))
-            self.mails.append(sent_mail(message_id, send, when))
+            self.events.append(send_event(message_id, send, arrived))
+            self.mails.append(sent_mail(message_id, send, arrived, answered))
 
 
 _CONCURRENCY_PATH = re.compile(r"^/2019-09-30/functions/[^/]+/concurrency$")

@@ -103,19 +103,28 @@ def items(operation: str, params: Mapping[str, Any]) -> int:
     return 0
 
 
+# The calls that send a mail, as CallCounter names them.
+SES_SENDS = frozenset({"ses.SendEmail", "ses.SendRawEmail", "sesv2.SendEmail"})
+
+
 class CallCounter:
     """Counts the AWS calls this process makes, by ``service.Operation``, and the items
     of those that carry several (``service.Operation:items``). A botocore
-    ``before-parameter-build`` handler."""
+    ``before-parameter-build`` handler. It also notes when each SES send started
+    (``sends``, seconds since the epoch): just after the rate limiter granted its
+    slot, so that a benchmark can tell the limiter's pacing from SES's clock."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.sends: list[float] = []
         self._lock = threading.Lock()
 
     def __call__(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
         name = f"{model.service_model.service_name}.{model.name}"
         carried = items(model.name, params)
         with self._lock:
+            if name in SES_SENDS:
+                self.sends.append(time.time())
             self.calls[name] += 1
             if carried:
                 self.calls[f"{name}:items"] += carried
@@ -123,6 +132,11 @@ class CallCounter:
     def take(self) -> dict[str, int]:
         with self._lock:
             taken, self.calls = dict(self.calls), Counter()
+        return taken
+
+    def take_sends(self) -> list[float]:
+        with self._lock:
+            taken, self.sends = self.sends, []
         return taken
 
 
@@ -164,6 +178,7 @@ class Worker:
         started, cpu = time.time(), _cpu()
         error = None
         self.counter.take()  # calls made between invocations are not this one's
+        self.counter.take_sends()
         signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
         try:
             self._handler(sqs_event(messages, self._queue_arn),
@@ -176,7 +191,8 @@ class Worker:
                 "cpu": _cpu() - cpu, "messages": len(messages), "error": error,
                 "receive_count": int(messages[0].get("Attributes", {})
                                      .get("ApproximateReceiveCount", 1)),
-                "calls": self.counter.take(), "poller_calls": 1}
+                "calls": self.counter.take(), "sends": self.counter.take_sends(),
+                "poller_calls": 1}
         if error is None:  # else left for SQS to hand out again, or to its dead-letter queue
             self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}

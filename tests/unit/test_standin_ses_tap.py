@@ -119,3 +119,16 @@ def test_ses_latency_is_waited_side_by_side():
     elapsed = time.monotonic() - started
     assert 0.2 <= elapsed < 1.0, elapsed  # in turn, 20 sends would take 4 s
     assert len(kept(tap, EVENTS_PATH)) == 20
+
+
+def test_a_send_is_stamped_when_it_arrives_not_when_answered():
+    tap = SesEventTap(FakeSes(), latency_s=0.2)
+    before = time.time()
+    post(tap, *V2_SIMPLE)
+    (mail,) = kept(tap, MAILS_PATH)
+    (event,) = kept(tap, EVENTS_PATH)
+    assert before <= mail["arrived"] < before + 0.1
+    assert mail["answered"] >= mail["arrived"] + 0.2
+    assert event["mail"]["timestamp"] == mail["timestamp"]
+    assert mail["timestamp"][:19] == time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                   time.gmtime(mail["arrived"]))
