@@ -290,7 +290,8 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
     quota = (10 * recipients + 1e6, rate)
     # SES in a stand-in server of its own, as it is a service of its own: each server
     # is one Python process, and one alone cannot take S3, SQS, DynamoDB and SES at R.
-    with LocalAws() as aws, LocalAws(ses_latency_ms=SES_LATENCY_MS, ses_quota=quota) as ses, \
+    with LocalAws() as aws, LocalAws(ses_latency_ms=SES_LATENCY_MS, ses_quota=quota,
+                                     answer_ses_sends=True) as ses, \
             tempfile.TemporaryDirectory() as folder:
         app = _prepare(aws, counter, AWS_ENDPOINT_URL_SES=ses.endpoint,
                        AWS_ENDPOINT_URL_SESV2=ses.endpoint,

@@ -41,18 +41,21 @@ class LocalAws:
     ``ses_latency_ms`` holds every SES send that long, as SES's own answer
     time would; ``ses_quota`` (mails a day, mails a second) is what
     ``GetSendQuota`` answers instead of moto's sandbox quota;
-    ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers (``standin.server``).
+    ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers;
+    ``answer_ses_sends`` makes the server accept SES sends itself, a fake SES,
+    rather than moto's SES (``standin.server``).
     """
 
     def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0,
                  ses_latency_ms: float = 0.0, ses_quota: tuple[float, float] | None = None,
-                 reserved_concurrency: int = 0):
+                 reserved_concurrency: int = 0, answer_ses_sends: bool = False):
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self._check_signatures = check_signatures
         self._ses_latency_ms = ses_latency_ms
         self._ses_quota = ses_quota
         self._reserved_concurrency = reserved_concurrency
+        self._answer_ses_sends = answer_ses_sends
         self._timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +67,8 @@ class LocalAws:
         quota = ["--ses-quota", ",".join(map(str, self._ses_quota))] if self._ses_quota else []
         return [sys.executable, "-m", "standin.server", HOST, str(self.port),
                 "--ses-latency-ms", str(self._ses_latency_ms), *quota,
-                "--reserved-concurrency", str(self._reserved_concurrency)]
+                "--reserved-concurrency", str(self._reserved_concurrency),
+                *(["--answer-ses-sends"] if self._answer_ses_sends else [])]
 
     def start(self) -> LocalAws:
         env = dict(os.environ)

@@ -20,6 +20,10 @@
 - **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
   moto takes it, each in its own thread, so that concurrent senders wait
   side by side as they do on SES, not in turn.
+- **A fake SES.** ``--answer-ses-sends`` makes the tap accept every send
+  itself, after the latency (a fresh MessageId, its Send event and mail kept
+  as above), without moto's SES: no identity or quota checks, and a fraction
+  of the CPU, for benchmarks that want SES as a fake answering after N ms.
 - **SES's quota.** moto's ``GetSendQuota`` answers a sandbox's 200 mails a day
   at 1/s whatever was sent; ``--ses-quota MAX24H,RATE`` makes it answer a
   production account's (``SentLast24Hours`` still counts what was sent).
@@ -40,7 +44,8 @@
   hundreds of URL patterns for every request, under one lock, and werkzeug
   logs every request: the stand-in remembers which backend serves a host and
   logs nothing but errors, so that hundreds of requests a second get through
-  (``bench/fanout.py e2e``).
+  (``bench/fanout.py e2e``). Connections stay open between requests
+  (``keep_alive_handler``): werkzeug closes each one after one request.
 
 Run as ``python -m standin.server HOST PORT [--ses-latency-ms N] [--ses-quota MAX24H,RATE]``;
 ``standin.aws.LocalAws`` does.
@@ -57,6 +62,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email import policy
@@ -161,13 +167,30 @@ def _after(environ: dict[str, Any]) -> int:
     return int(parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0])
 
 
+def _answer(request: bytes, v2: bool, message_id: str) -> bytes:
+    """What SES answers an accepted send (v1 XML or v2 JSON)."""
+    if v2:
+        return json.dumps({"MessageId": message_id}).encode()
+    action = "SendRawEmail" if b"Action=SendRawEmail" in request else "SendEmail"
+    return (f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
+            f"<{action}Result><MessageId>{message_id}</MessageId></{action}Result>"
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            f"</{action}Response>").encode()
+
+
 class SesEventTap:
     """WSGI middleware keeping the Send event of every mail moto's SES accepted,
-    each send held ``latency_s`` first (outside any lock: sends wait side by side)."""
+    each send held ``latency_s`` first (outside any lock: sends wait side by side).
 
-    def __init__(self, app: Wsgi, latency_s: float = 0.0):
+    With ``answer_sends`` the tap is SES for sends: it accepts each one itself
+    (a fresh MessageId, no identity or quota check) instead of handing it to
+    moto's SES, whose send costs ~1.8 ms of CPU, as much as the rest of a mail
+    on the stand-in together (``bench/fanout.py e2e``)."""
+
+    def __init__(self, app: Wsgi, latency_s: float = 0.0, answer_sends: bool = False):
         self.app = app
         self.latency_s = latency_s
+        self.answer_sends = answer_sends
         self.events: list[dict[str, Any]] = []
         self.mails: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -191,6 +214,12 @@ class SesEventTap:
             return self.app(environ, start_response)
         if self.latency_s:
             time.sleep(self.latency_s)
+        if self.answer_sends:
+            body = _answer(request, v2, f"{uuid.uuid4()}-000000")
+            self._keep(request, body, v2, arrived)
+            start_response("200 OK", [("Content-Type", "application/json" if v2 else "text/xml"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
         status: list[str] = []
 
         def remember(code: str, headers: list, exc_info: Any = None) -> Any:
@@ -349,23 +378,64 @@ def dispatcher() -> Wsgi:
     return Remembering()
 
 
-def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0) -> Wsgi:
+def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0,
+                answer_ses_sends: bool = False) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     undo_log_transactions()
-    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s)
+    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s, answer_ses_sends)
     return ReservedConcurrency(app, reserved_concurrency) if reserved_concurrency else app
+
+
+def keep_alive_handler() -> type:
+    """moto's request handler, keeping connections open between requests.
+
+    werkzeug answers every request ``Connection: close``, as its server cannot
+    tell where an unread request body ends, and after each answer reads the
+    socket dry; so every botocore call paid a new connection and a new server
+    thread. This handler reads each body whole before the application sees
+    it, shows werkzeug's after-answer read an empty stream, and keeps the
+    connection open when it could (a body with a length, no error half-way);
+    else it closes, as before.
+    """
+    from moto.server import MotoRequestHandler
+
+    class KeepAlive(MotoRequestHandler):
+        _socket_rfile: Any = None
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            self._drained = "chunked" not in self.headers.get("Transfer-Encoding", "").lower()
+            if self._drained:
+                length = int(self.headers.get("Content-Length") or 0)
+                environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length else b"")
+                self._socket_rfile, self.rfile = self.rfile, io.BytesIO()
+            return environ
+
+        def run_wsgi(self) -> None:
+            try:
+                super().run_wsgi()
+            finally:
+                if self._socket_rfile is not None:
+                    self.rfile, self._socket_rfile = self._socket_rfile, None
+
+        def send_header(self, keyword: str, value: str) -> None:
+            drained = getattr(self, "_drained", False)  # False: refused before a request
+            if keyword.lower() == "connection" and value == "close" and drained:
+                return  # http.server's own rules decide (HTTP/1.1: open unless asked)
+            super().send_header(keyword, value)
+
+    return KeepAlive
 
 
 def serve(host: str, port: int, app: Wsgi) -> None:
     import logging
 
-    from moto.server import MotoRequestHandler
     from werkzeug.serving import run_simple
 
     os.environ.setdefault("MOTO_PORT", str(port))
     # A log line per request costs more than some requests.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    run_simple(host, port, app, threaded=True, request_handler=keep_alive_handler())
 
 
 def main() -> None:
@@ -377,11 +447,14 @@ def main() -> None:
     parser.add_argument("--ses-quota", help="MAX24H,RATE: what GetSendQuota answers")
     parser.add_argument("--reserved-concurrency", type=int, default=0,
                         help="what GetFunctionConcurrency answers for every function")
+    parser.add_argument("--answer-ses-sends", action="store_true",
+                        help="accept every SES send in the stand-in, not in moto's SES")
     args = parser.parse_args()
     if args.ses_quota:
         max_24_hours, max_rate = (float(n) for n in args.ses_quota.split(","))
         send_quota(max_24_hours, max_rate)
-    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency))
+    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency,
+                                            args.answer_ses_sends))
 
 
 if __name__ == "__main__":
