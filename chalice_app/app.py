@@ -6,6 +6,7 @@ The handler only wires stages together; the work is in ``chalicelib``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -71,7 +72,7 @@ def ledger() -> Ledger:
     )
 
 
-def _stages(ses: Any, rate: float, fallback_rate: float) -> Stages:
+def _stages(ses: Any, rate: float, fallback_rate: float | Callable[[], float]) -> Stages:
     """The sending stages of either function: ``rate`` is the account's, shared with every
     instance through the ledger's table; ``fallback_rate`` this instance's share when
     DynamoDB cannot be asked."""
@@ -100,13 +101,17 @@ def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
     rate = account_rate(SETTINGS, ses)  # one GetSendQuota: SES allows one a second
-    # Without DynamoDB, the batch function's instances and the fan-out's take half of the
-    # account's rate each: here, half of this instance's equal share.
-    share = instance_share(rate, lambda: reserved_concurrency(
-        boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-    ))
-    return _stages(ses, rate, share / 2)
+
+    def half_share() -> float:
+        # Without DynamoDB, the batch function's instances and the fan-out's take half of
+        # the account's rate each: here, half of this instance's equal share. Asked for
+        # only then, so that a cold start makes no Lambda call.
+        return instance_share(rate, lambda: reserved_concurrency(
+            boto3.client("lambda", config=LAMBDA_CLIENT_CONFIG),
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+        )) / 2
+
+    return _stages(ses, rate, half_share)
 
 
 @cache

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
-from chalicelib.errors import ConfigurationError, SendAmbiguous, SesUnavailable
+from chalicelib.errors import ConfigurationError, PostbagError, SendAmbiguous, SesUnavailable
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.observe import logger
 from chalicelib.send import translate
@@ -142,6 +142,9 @@ class Limiter(Protocol):
 LEASES_PER_SECOND = 20
 # After DynamoDB fails, the local share is used this long before asking it again.
 FALLBACK_SECONDS = 10.0
+# Lambda's default concurrency for a whole account: the most instances a function with an
+# unknown reservation could have.
+UNKNOWN_INSTANCES = 1000
 # Lease items outlive their second only to be cleaned up by the table's TTL.
 LEASE_TTL_SECONDS = 3600
 # How late after its slot a token may still be used (seconds); later, it is forfeit.
@@ -174,7 +177,11 @@ class SharedRateLimiter:
 
     When DynamoDB fails the instance falls back to ``fallback_rate`` (a
     conservative share of the rate, given by the caller) for
-    ``FALLBACK_SECONDS``, then asks DynamoDB again. Instances' clocks are
+    ``FALLBACK_SECONDS``, then asks DynamoDB again. A callable share is asked
+    for the first time it is needed, so that an instance whose DynamoDB
+    answers never pays for it (the batch function reads its reserved
+    concurrency from Lambda); if it cannot be learnt, the instance assumes
+    ``UNKNOWN_INSTANCES`` of its kind. Instances' clocks are
     NTP-synchronised to a few milliseconds, which the schedule does not cover.
     """
 
@@ -184,7 +191,7 @@ class SharedRateLimiter:
         table: str,
         namespace: str,
         rate: float,
-        fallback_rate: float,
+        fallback_rate: float | Callable[[], float],
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         lease: int | None = None,
@@ -200,7 +207,9 @@ class SharedRateLimiter:
         self.lease_size = lease or max(1, math.ceil(rate / LEASES_PER_SECOND))
         self._clock = clock
         self._sleep = sleep
-        self._fallback = RateLimiter(min(fallback_rate, rate), clock=clock, sleep=sleep)
+        self._fallback_rate = fallback_rate
+        self._fallback: RateLimiter | None = None
+        self._share_lock = threading.Lock()
         self._second = -1  # the second the tokens in hand belong to
         self._tokens = range(0)  # those tokens, in order (a range: a lease may hold many)
         self._seen = 0  # the second's tokens leased by anyone, as last seen
@@ -219,7 +228,7 @@ class SharedRateLimiter:
                 second = int(now)
                 token = None if now < self._fallback_until else self._take(second, now)
             if token is None:
-                return self._fallback.acquire(timeout=self._left(deadline))
+                return self._local_share().acquire(timeout=self._left(deadline))
             if token < 0:  # the second is used up, by this instance or others
                 wait = second + 1 - now
             else:
@@ -234,6 +243,23 @@ class SharedRateLimiter:
             if deadline is not None and now + wait > deadline:
                 return None
             self._sleep(max(0.0, wait))
+
+    def _local_share(self) -> RateLimiter:
+        """The limiter used while DynamoDB fails, made on first need."""
+        with self._share_lock:
+            return self._fallback or self._make_local_share()
+
+    def _make_local_share(self) -> RateLimiter:
+        share = self._fallback_rate
+        if callable(share):
+            try:
+                share = share()
+            except PostbagError as exc:
+                logger.error("cannot learn this instance's share; assuming the most instances",
+                             extra={"error": str(exc)})
+                share = self.rate / UNKNOWN_INSTANCES
+        self._fallback = RateLimiter(min(share, self.rate), clock=self._clock, sleep=self._sleep)
+        return self._fallback
 
     def _slot(self, second: int, token: int) -> float:
         return second + token * self._interval

@@ -11,7 +11,13 @@ from conftest import LEDGER_TABLE
 from support.clock import FakeClock, busiest_second
 from support.sending import DynamoDown, SerialClient
 
-from chalicelib.ratelimit import FALLBACK_SECONDS, LATE_SECONDS, SharedRateLimiter
+from chalicelib.errors import ConfigurationError
+from chalicelib.ratelimit import (
+    FALLBACK_SECONDS,
+    LATE_SECONDS,
+    UNKNOWN_INSTANCES,
+    SharedRateLimiter,
+)
 
 TABLE, NAMESPACE = LEDGER_TABLE, "postbag-test"
 
@@ -125,3 +131,26 @@ def test_a_huge_rate_costs_no_more_per_slot(dynamodb):
     grants += [shared.acquire() for _ in range(2000)]
     assert time.process_time() - started < 2.0
     assert shared.leases <= 4
+
+
+def test_the_local_share_is_asked_for_only_when_dynamodb_fails(dynamodb):
+    asked = []
+    clock = FakeClock()
+    down = DynamoDown(dynamodb)
+    down._failing = set()
+    shared = limiter(down, clock, 100, fallback=lambda: asked.append(1) or 10.0)
+    [shared.acquire() for _ in range(50)]
+    assert asked == []  # a cold start with DynamoDB answering makes no Lambda call
+    down._failing = None  # every call fails from here
+    grants = [shared.acquire() for _ in range(50)]
+    assert asked == [1] and busiest_second(grants) <= 10
+
+
+def test_a_share_that_cannot_be_learnt_is_the_smallest(dynamodb):
+    def unknown() -> float:
+        raise ConfigurationError("cannot read the reserved concurrency of postbag-x")
+
+    clock = FakeClock()
+    shared = limiter(DynamoDown(dynamodb), clock, 1000, fallback=unknown)
+    grants = [shared.acquire() for _ in range(3)]
+    assert grants[2] - grants[0] >= 2 * UNKNOWN_INSTANCES / 1000 * 0.99  # one a second
