@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -388,7 +388,10 @@ class Ledger:
             "id": {"S": rid},
             "status": {"S": _COMPLETED},
             "expiration": {"N": str(int(self._clock()) + self._ttl)},
-            "data": {"S": json.dumps(asdict(result), sort_keys=True)},
+            # The fields by hand, as asdict would give them: asdict deep-copies each
+            # value, ~0.01 ms a mail (bench/fanout.py cpu).
+            "data": {"S": json.dumps({"mail_id": result.mail_id, "message_id": result.message_id,
+                                      "reason": result.reason})},
         }
         return rid, {"PutRequest": {"Item": item}}
 
