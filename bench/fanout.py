@@ -287,6 +287,7 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
     from standin.sqs_runtime import CallCounter
 
     counter = CallCounter()
+    load_at_start = os.getloadavg()[0]
     quota = (10 * recipients + 1e6, rate)
     # SES in a stand-in server of its own, as it is a service of its own: each server
     # is one Python process, and one alone cannot take S3, SQS, DynamoDB and SES at R.
@@ -348,7 +349,8 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
         "overhead_seconds": stamps[0] - run.started if stamps else float("nan"),
         "cpu_seconds_per_mail": worker_cpu / max(len(run.mails), 1),
         "standin_cpu_seconds_per_mail": server_cpu / max(len(run.mails), 1),
-        "load_average": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "load_average_start": load_at_start, "load_average": os.getloadavg()[0],
         "memory_mb": json.loads(CHALICE_CONFIG.read_text())["lambda_memory_size"],
         "per_chunk": chunk_costs(run.invocations, splitter, run.split_seconds, chunks),
         "per_event": {"seconds": event_seconds,
@@ -390,7 +392,8 @@ def print_e2e(result: Mapping[str, Any]) -> None:
           f"{chunk['s3_put']:.2f} GET {chunk['s3_get']:.2f}; the workers' CPU "
           f"{result['cpu_seconds_per_mail'] * 1000:.2f} ms per mail")
     print(f"  the stand-in servers' CPU {result['standin_cpu_seconds_per_mail'] * 1000:.2f} ms "
-          f"per mail; load average at the end {result['load_average']:.1f} (2 cores)")
+          f"per mail; load average {result['load_average_start']:.1f} at the start, "
+          f"{result['load_average']:.1f} at the end (2 cores)")
 
 
 def print_model(measured: Mapping[str, Any], recipients: int = MODEL_RECIPIENTS) -> None:
