@@ -93,7 +93,10 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 
 		$delivered = $this->deliver( $objects );
 
-		$this->assertSame( array( 'SendRawEmail' ), array_values( array_unique( array_column( $delivered['sent'], 'api' ) ) ), 'custom headers and attachments' );
+		// Custom headers with attachments need MIME; without, SES v2's Simple content carries them.
+		foreach ( $delivered['sent'] as $sent ) {
+			$this->assertSame( empty( $expected[ $sent['subject'] ]['attachments'] ) ? 'SendEmail' : 'SendRawEmail', $sent['api'], $sent['subject'] );
+		}
 		$subjects = array_column( $delivered['sent'], 'subject' );
 		sort( $subjects );
 		$want = array_keys( $expected );
