@@ -54,8 +54,8 @@ MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
 TIMEOUTS = {"connect_timeout": 1, "read_timeout": 3}
 RETRIES = {"mode": "standard", "max_attempts": 3}
 # A fixed User-Agent: botocore otherwise rebuilds it (twice) for every request, from
-# some twenty sanitised parts, ~0.03 ms a mail in bench/fanout.py cpu. It only tells
-# AWS which SDK called; it is not signed, and nothing on either side acts on it.
+# some twenty sanitised parts, 50 us each time: ~0.013 ms a mail in bench/fanout.py cpu.
+# It only tells AWS which SDK called; it is not signed, and nothing on either side acts on it.
 USER_AGENT = "postbag"
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5,
                            user_agent=USER_AGENT)
