@@ -18,21 +18,6 @@
  */
 final class Postbag_JobStatusLiveTest extends Postbag_Test_Live_Case {
 
-	/** @var array[] `postbag_job_cancelled` as fired. */
-	private $cancelled = array();
-
-	protected function setUp(): void {
-		parent::setUp();
-		add_action(
-			'postbag_job_cancelled',
-			function ( string $job_id, string $where ): void {
-				$this->cancelled[] = array( $job_id, $where );
-			},
-			10,
-			2
-		);
-	}
-
 	private static function job(): array {
 		return array(
 			'recipients' => array( array( 'email' => 'a@example.net' ), array( 'email' => 'b@example.net' ) ),
@@ -87,7 +72,7 @@ final class Postbag_JobStatusLiveTest extends Postbag_Test_Live_Case {
 		);
 
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
-		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$cancel = $this->objects( 'jobs/' )[ "jobs/$job_id/cancel" ];
 		$this->assertSame( $job_id, json_decode( $cancel['body'], true )['job_id'] );
 		$this->assertSame( 'AES256', $cancel['sse'] );
@@ -100,7 +85,7 @@ final class Postbag_JobStatusLiveTest extends Postbag_Test_Live_Case {
 		$this->plugin->flusher()->on_shutdown();
 
 		$this->assertSame( array(), $this->objects( 'jobs/' ) );
-		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertSame( 'cancelled', postbag_job_status( $job_id )['state'] );
 	}
 
@@ -114,12 +99,12 @@ final class Postbag_JobStatusLiveTest extends Postbag_Test_Live_Case {
 		$status = postbag_job_status( $job_id );
 		$this->assertInstanceOf( WP_Error::class, $status, 'S3 cannot answer' );
 		$this->assertSame( 'postbag_s3_unavailable', $status->get_error_code() );
-		$this->assertSame( array(), $this->cancelled );
+		$this->assertSame( array(), $this->fired_with( 'postbag_job_cancelled' ) );
 
 		$this->plugin->remove_hooks();
 		$this->switch_to( $this->plugin_for( self::$aws->endpoint ) );
 		$this->plugin->jobs()->stream_pending( null, true ); // The retry, its backoff ignored.
-		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertArrayHasKey( "jobs/$job_id/cancel", $this->objects( 'jobs/' ) );
 	}
 }

@@ -8,11 +8,23 @@
 /**
  * Shared by Postbag_Unit_Test_Case and Postbag_Test_Live_Case: saves the
  * site's hooks, puts a test's plugin in place of the site's and records what
- * it reports (wp_mail_failed, the postbag_batch_* actions); afterwards the
+ * it reports (wp_mail_failed, the postbag_batch_* and postbag_job_* actions); afterwards the
  * previous plugin and the hooks come back. No single retry event is planned
  * when a test starts or after it ends (every flush and every notify job plans one).
  */
 trait Postbag_Test_Site_State {
+
+	/** The plugin's actions a test may look at in `$fired`. */
+	private static $reported = array(
+		'postbag_batch_uploaded',
+		'postbag_batch_spooled',
+		'postbag_batch_sent_synchronously',
+		'postbag_job_queued',
+		'postbag_job_uploaded',
+		'postbag_job_spooled',
+		'postbag_job_failed',
+		'postbag_job_cancelled',
+	);
 
 	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */
 	protected $fired = array();
@@ -54,7 +66,7 @@ trait Postbag_Test_Site_State {
 				$this->failures[] = $error;
 			}
 		);
-		foreach ( array( 'postbag_batch_uploaded', 'postbag_batch_spooled', 'postbag_batch_sent_synchronously' ) as $action ) {
+		foreach ( self::$reported as $action ) {
 			add_action(
 				$action,
 				function ( ...$args ) use ( $action ): void {
@@ -65,6 +77,13 @@ trait Postbag_Test_Site_State {
 			);
 		}
 		Postbag_Test_Mailer::current()->sent = array();
+	}
+
+	/**
+	 * The argument lists `$action` was fired with, in order.
+	 */
+	protected function fired_with( string $action ): array {
+		return $this->fired[ $action ] ?? array();
 	}
 
 	/**

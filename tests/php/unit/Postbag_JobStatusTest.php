@@ -46,19 +46,8 @@ final class Postbag_Job_Status_Test_Source {
  */
 final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 
-	/** @var array[] `postbag_job_cancelled` as fired: (job id, where). */
-	private $cancelled = array();
-
 	protected function setUp(): void {
 		parent::setUp();
-		add_action(
-			'postbag_job_cancelled',
-			function ( string $job_id, string $where ): void {
-				$this->cancelled[] = array( $job_id, $where );
-			},
-			10,
-			2
-		);
 		Postbag_Job_Status_Test_Source::$calls = 0;
 	}
 
@@ -277,7 +266,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$job_id = postbag_notify( self::job() );
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
 
-		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertSame( array(), $this->plugin->jobs()->ids(), 'dropped from the spool' );
 		$this->plugin->flusher()->on_shutdown(); // What shutdown runs after the response.
 		$this->plugin->jobs()->stream_pending( null, true );
@@ -295,7 +284,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( "$job_id.cancel.php" ), array_map( 'basename', glob( $this->spool_dir . "/$job_id.*" ) ), 'only the record of the cancel is left' );
 
 		$this->assertTrue( postbag_cancel_job( $job_id ), 'a second cancel is a no-op' );
-		$this->assertCount( 1, $this->cancelled );
+		$this->assertCount( 1, $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertSame( array(), $this->s3->calls );
 	}
 
@@ -307,7 +296,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 
 		$this->s3->fail_pattern = null;
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
-		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->now += 3600;
 		do_action( Postbag_Spool_Retry::HOOK );
 		$this->assertSame( array(), $this->s3->objects, 'its parts and manifest never reach the bucket' );
@@ -321,7 +310,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->s3->fail_pattern = null;
 
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
-		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertArrayHasKey( "jobs/$job_id/cancel", $this->s3->objects );
 		$this->assertArrayNotHasKey( "jobs/$job_id/manifest.json", $this->s3->objects, 'and the manifest is not tried again' );
 		$this->assertSame( array(), $this->plugin->jobs()->ids() );
@@ -331,7 +320,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$job_id = $this->uploaded_job();
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
 
-		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$object = $this->s3->objects[ "jobs/$job_id/cancel" ];
 		$this->assertSame( 'application/json', $object['content_type'] );
 		$this->assertSame( $job_id, json_decode( $object['body'], true )['job_id'] );
@@ -339,7 +328,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( 'uploaded', 'stored' ), array( $status['state'], $status['cancel'] ), 'the sender has not answered yet' );
 
 		$this->assertTrue( postbag_cancel_job( $job_id ) );
-		$this->assertCount( 1, $this->cancelled, 'stored once' );
+		$this->assertCount( 1, $this->fired_with( 'postbag_job_cancelled' ), 'stored once' );
 	}
 
 	public function test_a_cancel_s3_refuses_is_spooled_and_retried(): void {
@@ -347,7 +336,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->s3->fail_pattern = '/cancel$/';
 		$this->assertTrue( postbag_cancel_job( $job_id ), 'recorded: it is retried' );
 
-		$this->assertSame( array(), $this->cancelled );
+		$this->assertSame( array(), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertSame( 'requested', postbag_job_status( $job_id )['cancel'] );
 		$retry_at = wp_next_scheduled( Postbag_Spool_Retry::HOOK );
 		$this->assertTrue( $retry_at >= $this->now + 60 && $retry_at <= $this->now + 66, 'backed off like a batch: a minute, plus jitter' );
@@ -359,7 +348,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->s3->fail_pattern = null;
 		$this->now              = $retry_at;
 		do_action( Postbag_Spool_Retry::HOOK ); // What WP-Cron runs once the retry is due.
-		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'bucket' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertArrayHasKey( "jobs/$job_id/cancel", $this->s3->objects );
 		$this->assertSame( 'stored', postbag_job_status( $job_id )['cancel'] );
 	}
@@ -373,7 +362,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$this->assertNotNull( $held );
 		try {
 			$this->assertTrue( postbag_cancel_job( $job_id ) );
-			$this->assertSame( array(), $this->cancelled );
+			$this->assertSame( array(), $this->fired_with( 'postbag_job_cancelled' ) );
 			$this->assertSame( 'requested', postbag_job_status( $job_id )['cancel'] );
 			$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'a run settles it if that worker dies' );
 		} finally {
@@ -382,7 +371,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		}
 		$this->now += 3600;
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->stream_pending()['cancelled'] );
-		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->cancelled );
+		$this->assertSame( array( array( $job_id, 'spool' ) ), $this->fired_with( 'postbag_job_cancelled' ) );
 		$this->assertSame( array(), $this->s3->objects );
 	}
 

@@ -52,21 +52,8 @@ final class Postbag_Notify_Test_Source {
  */
 final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 
-	/** @var array<string, array[]> Job actions fired: name => argument lists. */
-	private $job_events = array();
-
 	protected function setUp(): void {
 		parent::setUp();
-		foreach ( array( 'postbag_job_queued', 'postbag_job_uploaded', 'postbag_job_spooled', 'postbag_job_failed' ) as $action ) {
-			add_action(
-				$action,
-				function ( ...$args ) use ( $action ): void {
-					$this->job_events[ $action ][] = $args;
-				},
-				10,
-				3
-			);
-		}
 		Postbag_Notify_Test_Source::$total = 0;
 		Postbag_Notify_Test_Source::$calls = 0;
 	}
@@ -156,7 +143,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( 'field' => $field ), $result->get_error_data() );
 		$this->assertNotSame( '', $result->get_error_message() );
 		$this->assertSame( array(), $this->plugin->jobs()->ids(), 'nothing spooled' );
-		$this->assertArrayNotHasKey( 'postbag_job_queued', $this->job_events );
+		$this->assertArrayNotHasKey( 'postbag_job_queued', $this->fired );
 	}
 
 	public function test_a_from_outside_the_allowed_senders_is_refused(): void {
@@ -195,7 +182,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertFalse( $read, 'the source is read after the response, not in the call' );
 		$this->assertSame( array(), $this->s3->calls, 'nothing uploaded during the request' );
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->ids() );
-		$this->assertSame( $job_id, $this->job_events['postbag_job_queued'][0][0] );
+		$this->assertSame( $job_id, $this->fired['postbag_job_queued'][0][0] );
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Jobs::HOOK ), 'a continuation is planned before the response, in case the worker dies' );
 		$this->assertTrue( $this->plugin->jobs()->has_pending() );
 		foreach ( glob( $this->spool_dir . '/' . $job_id . '.*' ) as $file ) {
@@ -208,7 +195,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->plugin->flusher()->on_shutdown(); // What shutdown runs after the response.
 
 		$this->assertTrue( $read );
-		$this->assertSame( array( $job_id ), array_column( $this->job_events['postbag_job_uploaded'], 0 ) );
+		$this->assertSame( array( $job_id ), array_column( $this->fired['postbag_job_uploaded'], 0 ) );
 		$this->assertSame( array(), $this->plugin->jobs()->ids(), 'the spool is empty again' );
 	}
 
@@ -216,7 +203,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->plugin->flusher()->on_shutdown(); // Nothing to do yet.
 		$job_id = postbag_notify( self::valid() );
 		$this->plugin->flusher()->flush_stragglers();
-		$this->assertSame( array( $job_id ), array_column( $this->job_events['postbag_job_uploaded'], 0 ) );
+		$this->assertSame( array( $job_id ), array_column( $this->fired['postbag_job_uploaded'], 0 ) );
 	}
 
 	public function test_parts_then_the_manifest_last_every_row_once(): void {
@@ -382,7 +369,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		);
 		$summary = $this->plugin->jobs()->stream_pending();
 		$this->assertSame( array( $job_id ), $summary['waiting'] );
-		$this->assertSame( 'disk full', $this->job_events['postbag_job_spooled'][0][1] );
+		$this->assertSame( 'disk full', $this->fired['postbag_job_spooled'][0][1] );
 		$this->assertSame( 0, $this->plugin->jobs()->states()[ $job_id ]['rows'], 'nothing of the page counted' );
 
 		$this->now += 3600;
@@ -400,8 +387,8 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 
 		$this->assertSame( array(), $summary['uploaded'] );
 		$this->assertSame( array( $job_id ), $summary['waiting'] );
-		$this->assertSame( $job_id, $this->job_events['postbag_job_spooled'][0][0] );
-		$this->assertStringContainsString( '503', $this->job_events['postbag_job_spooled'][0][1] );
+		$this->assertSame( $job_id, $this->fired['postbag_job_spooled'][0][0] );
+		$this->assertStringContainsString( '503', $this->fired['postbag_job_spooled'][0][1] );
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->ids(), 'the job waits in the spool' );
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'the spool retry is planned' );
 		$this->assertSame( array(), Postbag_Test_Mailer::current()->sent, 'never sent through wp_mail()' );
@@ -413,7 +400,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->now += 3600;
 		do_action( Postbag_Spool_Retry::HOOK ); // What WP-Cron runs once the retry is due.
 
-		$this->assertSame( array( $job_id ), array_column( $this->job_events['postbag_job_uploaded'], 0 ) );
+		$this->assertSame( array( $job_id ), array_column( $this->fired['postbag_job_uploaded'], 0 ) );
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
 		$this->assertSame( 2, $manifest['recipients'] );
 		$this->assertSame( array(), $this->plugin->jobs()->ids() );
@@ -453,7 +440,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 			"{\"email\":\"ok@example.net\",\"name\":\"Zoë\",\"user_id\":12,\"vars\":{\"a\":[]}}\n{\"email\":\"last@example.net\"}\n",
 			gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] )
 		);
-		$this->assertSame( array( $job_id, 2, 4 ), $this->job_events['postbag_job_uploaded'][0] );
+		$this->assertSame( array( $job_id, 2, 4 ), $this->fired['postbag_job_uploaded'][0] );
 	}
 
 	public function test_a_job_with_no_recipients_uploads_a_manifest_without_parts(): void {
@@ -492,7 +479,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$job_id  = postbag_notify( self::valid( array( 'recipients' => array( 'callback' => 'Postbag_NotifyTest::not_a_page' ) ) ) );
 		$summary = $this->plugin->jobs()->stream_pending();
 		$this->assertSame( array( $job_id ), $summary['waiting'] );
-		$this->assertStringContainsString( 'must return', $this->job_events['postbag_job_spooled'][0][1] );
+		$this->assertStringContainsString( 'must return', $this->fired['postbag_job_spooled'][0][1] );
 		$this->assertArrayNotHasKey( "jobs/$job_id/manifest.json", $this->s3->objects );
 	}
 
@@ -575,7 +562,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 					remove_filter( 'query', $break );
 				}
 				$this->assertSame( array( $job_id ), $summary['waiting'] );
-				$this->assertStringContainsString( 'Reading users failed', $this->job_events['postbag_job_spooled'][0][1] );
+				$this->assertStringContainsString( 'Reading users failed', $this->fired['postbag_job_spooled'][0][1] );
 				$this->assertSame( array(), $this->s3->objects, 'not taken for the end of the users' );
 
 				$this->now += 3600;
@@ -611,7 +598,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$summary = $this->plugin->jobs()->stream_pending();
 
 		$this->assertSame( array( $job_id ), $summary['failed'] );
-		$this->assertSame( array( $job_id, 'Reading its recipients failed: the list went away' ), $this->job_events['postbag_job_failed'][0] );
+		$this->assertSame( array( $job_id, 'Reading its recipients failed: the list went away' ), $this->fired['postbag_job_failed'][0] );
 		$this->assertSame( array(), $this->s3->objects, 'nothing of it uploaded' );
 		$notices = $this->admin_notices();
 		$this->assertStringContainsString( "notify job $job_id failed and was not sent: Reading its recipients failed", $notices );
