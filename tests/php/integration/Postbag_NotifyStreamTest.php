@@ -180,15 +180,7 @@ final class Postbag_NotifyStreamTest extends Postbag_Test_Live_Case {
 	}
 
 	public function test_a_request_under_a_64_mb_memory_limit_streams_them_all(): void {
-		$constants = array(
-			'POSTBAG_BUCKET'                => $this->bucket,
-			'POSTBAG_REGION'                => Postbag_Test_Local_Aws::REGION,
-			'POSTBAG_ENDPOINT'              => self::$aws->endpoint,
-			'POSTBAG_PATH_STYLE'            => true,
-			'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-			'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-			'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
-		);
+		$constants = Postbag_Test_Local_Aws::site_constants( self::$aws->endpoint, $this->bucket, $this->spool_dir );
 		$log     = Postbag_Test_WordPress::$sandbox->path( 'stream-notify-' . bin2hex( random_bytes( 4 ) ) . '.log' );
 		$request = new Postbag_Test_Process(
 			array( PHP_BINARY, '-d', 'memory_limit=64M', '-d', 'display_errors=stderr', __DIR__ . '/requests/stream-notify-job.php', Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ), json_encode( $constants ), 'postbag_reader' ),

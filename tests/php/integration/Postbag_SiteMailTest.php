@@ -109,15 +109,7 @@ final class Postbag_SiteMailTest extends Postbag_Test_Live_Case {
 	}
 
 	public function test_a_request_configured_in_wp_config_uploads_its_mail_at_shutdown(): void {
-		$constants = array(
-			'POSTBAG_BUCKET'                => $this->bucket,
-			'POSTBAG_REGION'                => Postbag_Test_Local_Aws::REGION,
-			'POSTBAG_ENDPOINT'              => self::$aws->endpoint,
-			'POSTBAG_PATH_STYLE'            => true,
-			'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-			'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-			'POSTBAG_SPOOL_DIR'             => $this->spool_dir,
-		);
+		$constants = Postbag_Test_Local_Aws::site_constants( self::$aws->endpoint, $this->bucket, $this->spool_dir );
 		$request   = new Postbag_Test_Process(
 			array( PHP_BINARY, __DIR__ . '/requests/send-marked-mail.php', Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ), json_encode( $constants ), 'reader@example.net' ),
 			Postbag_Test_WordPress::$sandbox->path( 'request.log' ),

@@ -24,6 +24,26 @@ final class Postbag_Test_Local_Aws {
 	/** @var Postbag_Test_Process|null The `standin.aws` wrapper. */
 	private $wrapper;
 
+	/**
+	 * The wp-config.php constants of a site whose plugin uploads to this
+	 * server: what a request in a child process defines before WordPress loads.
+	 *
+	 * @param string $endpoint  The server's endpoint (or a proxy's).
+	 * @param string $bucket    The bucket.
+	 * @param string $spool_dir The plugin's spool directory.
+	 */
+	public static function site_constants( string $endpoint, string $bucket, string $spool_dir ): array {
+		return array(
+			'POSTBAG_BUCKET'                => $bucket,
+			'POSTBAG_REGION'                => self::REGION,
+			'POSTBAG_ENDPOINT'              => $endpoint,
+			'POSTBAG_PATH_STYLE'            => true,
+			'POSTBAG_AWS_ACCESS_KEY_ID'     => self::ACCESS_KEY_ID,
+			'POSTBAG_AWS_SECRET_ACCESS_KEY' => self::SECRET_ACCESS_KEY,
+			'POSTBAG_SPOOL_DIR'             => $spool_dir,
+		);
+	}
+
 	/** @var array<int, self> Servers not yet stopped, by PID. */
 	private static $running = array();
 

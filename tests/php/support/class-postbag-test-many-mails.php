@@ -21,15 +21,7 @@ final class Postbag_Test_Many_Mails {
 	 * @return array{status: int, report: array, output: string} Exit status, the request's JSON report, all it printed.
 	 */
 	public static function run( string $endpoint, string $bucket, string $spool, int $mails, string $limit ): array {
-		$constants = array(
-			'POSTBAG_BUCKET'                => $bucket,
-			'POSTBAG_REGION'                => Postbag_Test_Local_Aws::REGION,
-			'POSTBAG_ENDPOINT'              => $endpoint,
-			'POSTBAG_PATH_STYLE'            => true,
-			'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-			'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-			'POSTBAG_SPOOL_DIR'             => $spool,
-		);
+		$constants = Postbag_Test_Local_Aws::site_constants( $endpoint, $bucket, $spool );
 		$log     = Postbag_Test_WordPress::$sandbox->path( 'many-mails-' . bin2hex( random_bytes( 4 ) ) . '.log' );
 		$request = new Postbag_Test_Process(
 			array( PHP_BINARY, '-d', "memory_limit=$limit", '-d', 'display_errors=stderr', dirname( __DIR__ ) . '/integration/requests/queue-many-mails.php', Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ), json_encode( $constants ), (string) $mails ),

@@ -59,15 +59,7 @@ final class Postbag_Test_Notify_Site {
 					'POSTBAG_TEST_WP_CONFIG' => $sandbox->path( 'wp-config.php' ),
 					'POSTBAG_TEST_REPORTS'   => $this->reports,
 					'POSTBAG_TEST_CONSTANTS' => json_encode(
-						array(
-							'POSTBAG_BUCKET'                => $bucket,
-							'POSTBAG_REGION'                => Postbag_Test_Local_Aws::REGION,
-							'POSTBAG_ENDPOINT'              => $aws->endpoint,
-							'POSTBAG_PATH_STYLE'            => true,
-							'POSTBAG_AWS_ACCESS_KEY_ID'     => Postbag_Test_Local_Aws::ACCESS_KEY_ID,
-							'POSTBAG_AWS_SECRET_ACCESS_KEY' => Postbag_Test_Local_Aws::SECRET_ACCESS_KEY,
-							'POSTBAG_SPOOL_DIR'             => $spool,
-						),
+						Postbag_Test_Local_Aws::site_constants( $aws->endpoint, $bucket, $spool ),
 						JSON_UNESCAPED_SLASHES
 					),
 				)
