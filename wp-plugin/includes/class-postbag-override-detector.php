@@ -40,9 +40,14 @@ final class Postbag_Override_Detector {
 		remove_filter( 'site_status_tests', array( $this, 'add_site_health_test' ) );
 	}
 
+	/** How many calls deep a replacement is followed looking for `pre_wp_mail`. */
+	const MAX_DEPTH = 3;
+
 	/**
 	 * The file of a replacement that never applies `pre_wp_mail`, or null when
-	 * mail reaches Postbag (core's function, or a replacement that applies the filter).
+	 * mail reaches Postbag (core's function, or a replacement that applies the
+	 * filter itself or in a function it calls: FluentSMTP's wp_mail() returns
+	 * fluentMailSend(...), which applies it).
 	 */
 	public function overriding_file(): ?string {
 		if ( ! function_exists( $this->function ) ) {
@@ -53,9 +58,76 @@ final class Postbag_Override_Detector {
 		if ( realpath( $file ) === realpath( $this->core_file ) ) {
 			return null;
 		}
-		$lines = is_file( $file ) ? file( $file ) : false; // Not a file for eval()'d code.
-		$body  = false === $lines ? '' : implode( '', array_slice( $lines, $function->getStartLine() - 1, $function->getEndLine() - $function->getStartLine() + 1 ) );
-		return false !== strpos( $body, 'pre_wp_mail' ) ? null : $file;
+		$seen = array();
+		return self::applies_filter( $function, self::MAX_DEPTH, $seen ) ? null : $file;
+	}
+
+	/**
+	 * Whether a function's source mentions `pre_wp_mail`, or a user-defined
+	 * function it calls does (at most `$depth` calls down; each function read once).
+	 *
+	 * @param ReflectionFunction   $function Function to read.
+	 * @param int                  $depth    Calls still to follow.
+	 * @param array<string, true>  $seen     Functions already read (lower-case names).
+	 */
+	private static function applies_filter( ReflectionFunction $function, int $depth, array &$seen ): bool {
+		$seen[ strtolower( $function->getName() ) ] = true;
+		$body = self::source( $function );
+		if ( false !== strpos( $body, 'pre_wp_mail' ) ) {
+			return true;
+		}
+		if ( $depth <= 1 ) {
+			return false;
+		}
+		foreach ( self::called_functions( $body ) as $name ) {
+			if ( isset( $seen[ $name ] ) || ! function_exists( $name ) ) {
+				continue;
+			}
+			$callee = new ReflectionFunction( $name );
+			if ( $callee->isUserDefined() && self::applies_filter( $callee, $depth - 1, $seen ) ) {
+				return true;
+			}
+		}
+		return false;
+	}
+
+	/**
+	 * @param ReflectionFunction $function A user-defined function.
+	 * @return string Its source, '' for eval()'d code.
+	 */
+	private static function source( ReflectionFunction $function ): string {
+		$file  = (string) $function->getFileName();
+		$lines = is_file( $file ) ? file( $file ) : false;
+		return false === $lines ? '' : implode( '', array_slice( $lines, $function->getStartLine() - 1, $function->getEndLine() - $function->getStartLine() + 1 ) );
+	}
+
+	/**
+	 * Names of the plain functions a piece of source calls (`name(`, not
+	 * methods, not `new`), lower-case, without a leading namespace separator.
+	 *
+	 * @param string $body PHP source of one function.
+	 * @return string[]
+	 */
+	private static function called_functions( string $body ): array {
+		$tokens = array_values(
+			array_filter(
+				token_get_all( '<?php ' . $body ),
+				static function ( $token ): bool {
+					return ! is_array( $token ) || ! in_array( $token[0], array( T_WHITESPACE, T_COMMENT, T_DOC_COMMENT ), true );
+				}
+			)
+		);
+		$names = array();
+		foreach ( $tokens as $i => $token ) {
+			$previous = $tokens[ $i - 1 ] ?? null;
+			$is_name  = is_array( $token ) && in_array( $token[0], array( T_STRING, T_NAME_FULLY_QUALIFIED, T_NAME_QUALIFIED ), true );
+			$is_call  = '(' === ( $tokens[ $i + 1 ] ?? null );
+			$member   = is_array( $previous ) && in_array( $previous[0], array( T_OBJECT_OPERATOR, T_NULLSAFE_OBJECT_OPERATOR, T_DOUBLE_COLON, T_NEW, T_FUNCTION ), true );
+			if ( $is_name && $is_call && ! $member ) {
+				$names[] = strtolower( ltrim( $token[1], '\\' ) );
+			}
+		}
+		return array_unique( $names );
 	}
 
 	/**

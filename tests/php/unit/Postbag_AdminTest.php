@@ -181,6 +181,17 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 		$this->assertNull( ( new Postbag_Override_Detector( 'postbag_test_mail_with_filter' ) )->overriding_file() );
 	}
 
+	public function test_a_replacement_calling_a_function_that_applies_pre_wp_mail_is_fine(): void {
+		$this->assertNull( ( new Postbag_Override_Detector( 'postbag_test_fluent_wp_mail' ) )->overriding_file(), 'FluentSMTP\'s shape: wp_mail() returns fluentMailSend(...)' );
+	}
+
+	public function test_a_replacement_whose_helpers_never_apply_pre_wp_mail_is_named(): void {
+		$detector = new Postbag_Override_Detector( 'postbag_test_mail_through_helpers' );
+
+		$this->assertSame( __DIR__ . '/fixtures/other-mail-plugin.php', $detector->overriding_file() );
+		$this->assertSame( 'critical', $detector->site_health_result()['status'] );
+	}
+
 	public function test_site_health_lists_the_test(): void {
 		$tests = apply_filters( 'site_status_tests', array( 'direct' => array() ) );
 
