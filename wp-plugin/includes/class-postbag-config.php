@@ -125,6 +125,36 @@ final class Postbag_Config {
 			'kms_key_id'  => $this->values['kms_key_id'],
 			'timeout'     => $this->values['upload_timeout'],
 			'concurrency' => $this->values['upload_concurrency'],
+			'proxy'       => self::wordpress_proxy( $this->endpoint_url() ),
+		);
+	}
+
+	/** The URL requests go to, for WP_PROXY_BYPASS_HOSTS: the endpoint, or the region's S3 host. */
+	private function endpoint_url(): string {
+		return '' !== $this->values['endpoint'] ? $this->values['endpoint'] : 'https://s3.' . $this->values['region'] . '.amazonaws.com';
+	}
+
+	/**
+	 * WordPress's proxy (WP_PROXY_HOST, _PORT, _USERNAME, _PASSWORD), unless
+	 * WP_PROXY_BYPASS_HOSTS or the `pre_http_send_through_proxy` filter says
+	 * `$url` goes direct: the same rules as the WordPress HTTP API, so uploads
+	 * leave a site behind a proxy the way its other requests do.
+	 *
+	 * @param string $url Where the requests go.
+	 * @return array{host: string, port: int, auth: string}|null
+	 */
+	public static function wordpress_proxy( string $url ): ?array {
+		if ( ! class_exists( 'WP_HTTP_Proxy' ) ) {
+			return null;
+		}
+		$proxy = new WP_HTTP_Proxy();
+		if ( ! $proxy->is_enabled() || ! $proxy->send_through_proxy( $url ) ) {
+			return null;
+		}
+		return array(
+			'host' => $proxy->host(),
+			'port' => (int) $proxy->port(),
+			'auth' => $proxy->use_authentication() ? $proxy->authentication() : '',
 		);
 	}
 }

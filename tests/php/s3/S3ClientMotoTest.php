@@ -143,6 +143,38 @@ final class Postbag_S3ClientMotoTest extends TestCase {
 	 * @param string               $secret  Secret access key to sign with.
 	 * @param array<string, mixed> $options Extra client options.
 	 */
+	public function test_uploads_and_reads_go_through_the_proxy_with_its_credentials(): void {
+		$proxy = new Postbag_Test_Proxy( 'postbag:proxy secret' );
+		try {
+			$proxied = array(
+				'host' => '127.0.0.1',
+				'port' => $proxy->port,
+				'auth' => 'postbag:proxy secret',
+			);
+			$client  = $this->client( self::$key['secret_access_key'], array( 'proxy' => $proxied ) );
+			$put     = $client->put_object( 'queue/proxied.json', '{"version":1}' );
+			$got     = $client->get_object( 'queue/proxied.json' );
+			$refused = $this->client( self::$key['secret_access_key'], array( 'proxy' => array( 'auth' => 'postbag:wrong' ) + $proxied ) )->put_object( 'queue/refused.json', '{}' );
+			$requests = $proxy->requests();
+		} finally {
+			$proxy->stop();
+		}
+
+		$this->assertTrue( $put->ok, $put->error );
+		$this->assertSame( '{"version":1}', $got->body );
+		$this->assertFalse( $refused->ok, 'a proxy refusing the credentials fails the upload' );
+		$this->assertSame( 407, $refused->status );
+		$this->assertArrayNotHasKey( 'queue/refused.json', self::stored() );
+		$this->assertSame( array( 'PUT', 'GET', 'PUT' ), array_column( $requests, 'method' ), 'credentials sent with the first request: no body sent twice' );
+		$this->assertSame( self::$server->endpoint . '/' . self::BUCKET . '/queue/proxied.json', $requests[0]['url'], 'curl asked the proxy for the absolute URL' );
+		$this->assertSame( 'Basic ' . base64_encode( 'postbag:proxy secret' ), $requests[0]['proxy_authorization'] );
+	}
+
+	public function test_a_proxy_needs_a_host_and_a_port(): void {
+		$this->expectException( InvalidArgumentException::class );
+		$this->client( self::$key['secret_access_key'], array( 'proxy' => array( 'host' => '127.0.0.1' ) ) );
+	}
+
 	private function client( string $secret, array $options = array() ): Postbag_S3_Client {
 		return new Postbag_S3_Client(
 			array_merge(

@@ -29,7 +29,10 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - sse         'AES256' (default) or 'aws:kms';
  * - kms_key_id  KMS key for 'aws:kms' (the bucket's default key when absent);
  * - timeout     seconds per upload, connection included (default 10);
- * - concurrency uploads in flight at once (default 16).
+ * - concurrency uploads in flight at once (default 16);
+ * - proxy       an HTTP proxy every request goes through: array( 'host' => ..., 'port' => ...,
+ *               'auth' => 'user:password' or '' ); absent or null: none (Postbag_Config::s3_options()
+ *               fills it from WordPress's WP_PROXY_* constants).
  */
 final class Postbag_S3_Client {
 
@@ -76,6 +79,9 @@ final class Postbag_S3_Client {
 	/** @var Postbag_SigV4_Signer */
 	private $signer;
 
+	/** @var array<int, mixed> curl options of the proxy, empty for none. */
+	private $proxy;
+
 	/**
 	 * @param array<string, mixed>     $options     See the class comment.
 	 * @param Postbag_Credential_Chain $credentials Who signs.
@@ -102,6 +108,35 @@ final class Postbag_S3_Client {
 		$this->credentials = $credentials;
 		$this->clock       = $clock ?? 'time';
 		$this->signer      = Postbag_SigV4_Signer::for_s3( $region );
+		$this->proxy       = self::proxy_options( $options['proxy'] ?? null );
+	}
+
+	/**
+	 * @param array{host: string, port: int|string, auth?: string}|null $proxy See the class comment.
+	 * @return array<int, mixed>
+	 * @throws InvalidArgumentException For a proxy without host or port.
+	 */
+	private static function proxy_options( ?array $proxy ): array {
+		if ( null === $proxy ) {
+			return array();
+		}
+		$host = (string) ( $proxy['host'] ?? '' );
+		$port = (int) ( $proxy['port'] ?? 0 );
+		if ( '' === $host || $port < 1 || $port > 65535 ) {
+			throw new InvalidArgumentException( 'The S3 client\'s proxy needs a host and a port.' );
+		}
+		$options = array(
+			CURLOPT_PROXYTYPE => CURLPROXY_HTTP,
+			CURLOPT_PROXY     => $host,
+			CURLOPT_PROXYPORT => $port,
+		);
+		if ( '' !== (string) ( $proxy['auth'] ?? '' ) ) {
+			// Basic, as WP_HTTP_Proxy::authentication_header() sends it: sent with the
+			// first request (CURLAUTH_ANY waits for a 407 and sends each body twice).
+			$options[ CURLOPT_PROXYAUTH ]    = CURLAUTH_BASIC;
+			$options[ CURLOPT_PROXYUSERPWD ] = (string) $proxy['auth'];
+		}
+		return $options;
 	}
 
 	/**
@@ -308,7 +343,7 @@ final class Postbag_S3_Client {
 		$timeout = (int) ceil( $this->timeout * 1000 );
 		curl_setopt_array(
 			$handle,
-			$options + array(
+			$options + $this->proxy + array(
 				CURLOPT_HTTPHEADER        => $lines,
 				CURLOPT_RETURNTRANSFER    => true,
 				CURLOPT_CONNECTTIMEOUT_MS => $timeout,
