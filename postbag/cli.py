@@ -3,7 +3,7 @@ look at it, re-drive failed mail, send and follow notify jobs, tear it down.
 
     postbag provision --stage prod --bucket my-site-mail --region eu-west-1 \\
         --sender-identity example.org --alarm-email ops@example.org --create-wp-user
-    (cd chalice_app && chalice deploy --stage prod)
+    (cd chalice_app && ../.venv/bin/chalice deploy --stage prod)
     postbag wire --stage prod
     postbag notify new-post.json --stage prod      # prints the job id
     postbag status --stage prod --job JOB_ID
@@ -161,6 +161,8 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
     alarm = p.add_mutually_exclusive_group()
     alarm.add_argument("--alarm-email", default="", help="create an SNS topic mailing this address")
     alarm.add_argument("--sns-topic", default="", help="notify this existing SNS topic ARN")
+    p.add_argument("--switch-bucket", action="store_true",
+                   help="let --bucket replace the stage's bucket (the old one is kept as it is)")
     p.add_argument("--create-wp-user", action="store_true",
                    help="create an IAM user for WordPress and print its key once")
     p.add_argument("--attach-to-role", default="", metavar="ROLE",
@@ -185,6 +187,38 @@ def _stage_bucket(args: argparse.Namespace) -> str:
     return env["POSTBAG_BUCKET"]
 
 
+def _provision_bucket(args: argparse.Namespace) -> str:
+    """The stage's bucket; a different --bucket only with --switch-bucket, never silently:
+    the old bucket keeps whatever mail it holds (unsent, failed, quarantined)."""
+    current = _stage_env(args).get("POSTBAG_BUCKET")
+    bucket = _stage_bucket(args)
+    if current and bucket != current:
+        if not args.switch_bucket:
+            raise CommandError(
+                f"stage {args.stage} uses bucket {current}, not {bucket}: switching would "
+                f"leave {current} and the mail it holds behind. Check it is empty "
+                f"(`postbag status --stage {args.stage}`), then pass --switch-bucket "
+                f"(and remove {current} yourself), or use another --stage"
+            )
+        print(f"WARNING: stage {args.stage} moves from bucket {current} to {bucket}; "
+              f"{current} is kept as it is: empty and delete it yourself", file=sys.stderr)
+    return bucket
+
+
+def _beside_python(command: str) -> str:
+    """``command`` as installed beside this Python (the venv's, without activating it)."""
+    beside = Path(sys.executable).parent / command
+    return str(beside) if beside.exists() else command
+
+
+def _chalice_command() -> str:
+    return _beside_python("chalice")
+
+
+def _postbag_command() -> str:
+    return _beside_python("postbag")
+
+
 
 
 def run_provision(args: argparse.Namespace, aws: Aws) -> None:
@@ -192,7 +226,7 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
 
     opts = Options(
         stage=args.stage,
-        bucket=_stage_bucket(args),
+        bucket=_provision_bucket(args),
         chalice_dir=args.chalice_dir,
         senders=[s.strip().lower() for s in args.sender_identity],
         configuration_set=args.configuration_set,
@@ -212,12 +246,14 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
     print(f"Provisioning stage {args.stage} in {aws.region}:", file=sys.stderr)
     outcome = provision(aws, opts, Report())
     print("\nIAM policy for the WordPress side:\n" + json.dumps(outcome.wordpress_policy, indent=2))
-    print("\nPaste into wp-config.php (credentials are shown this once only):\n")
+    shown = "POSTBAG_AWS_SECRET_ACCESS_KEY" in outcome.wp_config
+    print("\nPaste into wp-config.php"
+          + (" (credentials are shown this once only):\n" if shown else ":\n"))
     print(outcome.wp_config)
     print("Next, deploy the functions and wire their failure destination:\n"
           f"  (cd {args.chalice_dir} && AWS_DEFAULT_REGION={aws.region} "
-          f"chalice deploy --stage {args.stage})\n"
-          f"  postbag wire --stage {args.stage} --region {aws.region}")
+          f"{_chalice_command()} deploy --stage {args.stage})\n"
+          f"  {_postbag_command()} wire --stage {args.stage} --region {aws.region}")
 
 
 def _stack(args: argparse.Namespace, aws: Aws, bucket: str = "") -> Stack:
@@ -278,7 +314,8 @@ def run_redrive(args: argparse.Namespace, aws: Aws) -> None:
         handler.setStream(previous)
     for key in keys:
         print(key)
-    print(f"re-driven: {len(keys)}", file=sys.stderr)
+    # The result on stdout, after the keys: what a script or an operator reads.
+    print(f"re-driven: {len(keys)}")
 
 
 def _redrive_job(args: argparse.Namespace, aws: Aws) -> list[str]:

@@ -22,6 +22,7 @@ from postbag.resources import alarms, bucket, policies, ses_events, wordpress, w
 from postbag.resources.bucket import Retention
 from postbag.resources.failure_queue import ensure_failure_queue
 from postbag.resources.ledger_table import ensure_ledger
+from postbag.ses_account import check_identities, report_account
 from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
 
 
@@ -94,6 +95,8 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         raise CommandError(str(exc)) from exc
     events = ses_events.read(aws.client("ses"), settings.default_configuration_set)
     ses_events.refuse_foreign_destination(stack, events)
+    check_identities(aws.client("ses"), list(settings.allowed_senders), report)
+    report_account(aws.client("sesv2"), report)
     if has_bucket is None:
         has_bucket = bucket.bucket_exists(s3, stack.bucket)
     bucket.ensure_bucket(s3, stack, opts.retention, kms_key_arn, has_bucket, report)

@@ -21,6 +21,10 @@ class Report:
     def add(self, what: str, action: str) -> None:
         print(f"  {action:<9} {what}", file=self.out)
 
+    def note(self, text: str) -> None:
+        """A finding that changes nothing (a check's result, a warning), on a line of its own."""
+        print(text, file=self.out)
+
     def converge(
         self,
         what: str,

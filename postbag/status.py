@@ -1,6 +1,6 @@
-"""``postbag status``: how many batches wait, failed or were quarantined, how
-many notify work items wait, are being sent or died, and whether SES still
-publishes its Send events."""
+"""``postbag status``: how many batches wait, were sent, failed or were
+quarantined, how many notify work items wait, are being sent or died, and
+whether SES still publishes its Send events."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from chalicelib.config import (
     FAILED_PREFIX,
     QUARANTINE_PREFIX,
     QUEUE_PREFIX,
+    STATE_DONE,
     STATE_TAG,
 )
+from chalicelib.outcome import ERROR_SUFFIX
 from postbag.resources import failure_queue, ses_events, work_queue
 from postbag.stack import Stack
 
@@ -24,27 +26,45 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict]:
         yield from page.get("Contents", [])
 
 
-def unsent_batch_objects(s3: Any, bucket: str) -> list[dict]:
-    """Batches under the queue prefix the sender has not tagged done or failed yet.
+def batch_states(s3: Any, bucket: str) -> tuple[list[dict], int]:
+    """Batches under the queue prefix the sender has not tagged done or failed yet,
+    and how many it tagged done (sent; kept ``--processed-days``).
 
     One tagging read per batch: fine for an operator's command, since sent
     batches expire within days.
     """
-    unsent = []
+    unsent, sent = [], 0
     for item in _objects(s3, bucket, QUEUE_PREFIX):
         key = item["Key"]
         if not key.endswith(".json") or key.startswith(ATTACHMENTS_PREFIX):
             continue
         tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
-        if not any(t["Key"] == STATE_TAG for t in tags):
+        state = next((t["Value"] for t in tags if t["Key"] == STATE_TAG), None)
+        if state is None:
             unsent.append(item)
-    return unsent
+        sent += state == STATE_DONE
+    return unsent, sent
+
+
+def unsent_batch_objects(s3: Any, bucket: str) -> list[dict]:
+    return batch_states(s3, bucket)[0]
+
+
+def quarantined_keys(s3: Any, bucket: str) -> list[str]:
+    """Quarantined batches and jobs, not the error documents written beside each."""
+    return [item["Key"] for item in _objects(s3, bucket, QUARANTINE_PREFIX)
+            if not item["Key"].endswith(ERROR_SUFFIX)]
+
+
+def failed_keys(s3: Any, bucket: str) -> list[str]:
+    """Failed mail kept for a re-drive: batches and notify jobs' failed recipients."""
+    return [item["Key"] for item in _objects(s3, bucket, FAILED_PREFIX)]
 
 
 def status(
     s3: Any, sqs: Any, ses: Any, stack: Stack, configuration_set: str
 ) -> dict[str, int | str | None]:
-    unsent = unsent_batch_objects(s3, stack.bucket)
+    unsent, sent = batch_states(s3, stack.bucket)
     now = datetime.now(UTC)
     return {
         "queued": len(unsent),
@@ -52,8 +72,9 @@ def status(
         "oldest_queued_seconds": max(
             (int((now - item["LastModified"]).total_seconds()) for item in unsent), default=None
         ),
-        "failed": sum(1 for _ in _objects(s3, stack.bucket, FAILED_PREFIX)),
-        "quarantined": sum(1 for _ in _objects(s3, stack.bucket, QUARANTINE_PREFIX)),
+        "sent": sent,
+        "failed": len(failed_keys(s3, stack.bucket)),
+        "quarantined": len(quarantined_keys(s3, stack.bucket)),
         "failure_queue": failure_queue.depth(sqs, stack),
         **work_queue.status(sqs, stack),
         # Without the events, an ambiguous send cannot be settled by SES's evidence.

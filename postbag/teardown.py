@@ -4,11 +4,18 @@ The functions belong to Chalice: ``chalice delete`` comes first, so that it can
 still remove the bucket notification and the SNS subscription (the failure
 destinations set by ``wire`` go with the functions). Files under ``.chalice/``
 are kept.
+
+Mail is never deleted without a word: unsent batches, notify work still
+queued, and failed or quarantined mail (which an operator may still want to
+re-drive or read) each make it refuse until ``--force``; before deleting, it
+prints what the bucket holds.
 """
 
 from __future__ import annotations
 
-from chalicelib.config import QUEUE_PREFIX
+from typing import Any
+
+from chalicelib.config import FAILED_PREFIX, QUARANTINE_PREFIX, QUEUE_PREFIX
 from postbag.aws import Aws, CommandError
 from postbag.report import ABSENT, DELETED, Report
 from postbag.resources import alarms, ses_events, wordpress, work_queue
@@ -16,7 +23,7 @@ from postbag.resources.bucket import bucket_exists, empty_and_delete_bucket
 from postbag.resources.failure_queue import delete_failure_queue
 from postbag.resources.ledger_table import delete_ledger
 from postbag.stack import Stack
-from postbag.status import unsent_batch_objects
+from postbag.status import failed_keys, quarantined_keys, unsent_batch_objects
 from postbag.wire import function_exists
 
 
@@ -28,6 +35,8 @@ def teardown(
     s3 = aws.client("s3")
     has_bucket = bucket_exists(s3, stack.bucket)
     _refuse_if_unsafe(aws, stack, has_bucket, force)
+    if has_bucket:
+        _say_what_goes(s3, stack, report)
     ses_events.delete(aws.client("sns"), aws.client("ses"), stack, configuration_set, report)
     alarms.delete_alarms(aws.client("cloudwatch"), stack, report)
     alarms.delete_topic(aws.client("sns"), stack, report)
@@ -50,6 +59,8 @@ def _refuse_if_unsafe(aws: Aws, stack: Stack, has_bucket: bool, force: bool) -> 
                 f"{QUEUE_PREFIX} (e.g. {unsent[0]['Key']}): wait for the sender "
                 "(`postbag status`), or pass --force to delete them unsent"
             )
+    if has_bucket and not force:
+        _refuse_kept_mail(aws.client("s3"), stack)
     if not force:
         _refuse_unsent_work(aws, stack)
     lambda_client = aws.client("lambda")
@@ -71,3 +82,27 @@ def _refuse_unsent_work(aws: Aws, stack: Stack) -> None:
             "sender (`postbag status`), cancel the job (`postbag cancel --job`), or pass "
             "--force to delete them unsent"
         )
+
+
+def _refuse_kept_mail(s3: Any, stack: Stack) -> None:
+    """Failed and quarantined mail is kept for an operator: a re-drive or a reason to read."""
+    failed, quarantined = failed_keys(s3, stack.bucket), quarantined_keys(s3, stack.bucket)
+    if failed or quarantined:
+        example = (failed or quarantined)[0]
+        raise CommandError(
+            f"s3://{stack.bucket} still holds {len(failed)} failed mail document(s) under "
+            f"{FAILED_PREFIX} and {len(quarantined)} quarantined batch(es) under "
+            f"{QUARANTINE_PREFIX} (e.g. {example}): re-drive them (`postbag redrive`), "
+            "read them, or pass --force to delete them"
+        )
+
+
+def _say_what_goes(s3: Any, stack: Stack, report: Report) -> None:
+    """What the bucket holds, counted by prefix, before it is emptied."""
+    counts: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket):
+        for item in page.get("Contents", []):
+            prefix = item["Key"].split("/", 1)[0] + "/"
+            counts[prefix] = counts.get(prefix, 0) + 1
+    held = ", ".join(f"{n} under {p}" for p, n in sorted(counts.items())) or "no objects"
+    report.add(f"s3://{stack.bucket}: {held}", "emptying")

@@ -25,7 +25,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto_ses import DeployAws
-from support.deploy import Shell, copy_chalice_app, shell_for
+from support.deploy import BIN, Shell, copy_chalice_app, shell_for
 
 from chalicelib.outcome import object_name
 from chalicelib.ratelimit import reserved_concurrency
@@ -109,9 +109,17 @@ def deploy(aws: DeployAws, tmp: Path, cache: Path, stage: str, bucket: str) -> D
     return d
 
 
+# The SES identities the tests' stages send from (provision refuses one SES does not know;
+# moto reports every identity it knows as verified).
+VERIFIED_DOMAINS = ("example.org", "example.com")
+
+
 @pytest.fixture(scope="module")
 def aws():
     with DeployAws() as server:
+        ses = as_principal(server, "ses", TESTING)
+        for domain in VERIFIED_DOMAINS:
+            ses.verify_domain_identity(Domain=domain)
         yield server
 
 
@@ -550,7 +558,7 @@ def provisioned(aws: DeployAws, tmp: Path, stage: str, *args: str) -> Deployed:
     return d
 
 
-def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
+def test_status_counts_queued_sent_failed_and_quarantined(aws, tmp_path):
     d = provisioned(aws, tmp_path, "watched", "--sender-identity", "example.org")
     allow_plain_http(d)
     s3 = d.client("s3")
@@ -573,7 +581,8 @@ def test_status_counts_queued_failed_and_quarantined(aws, tmp_path):
     sqs.send_message(QueueUrl=dead, MessageBody="w0")
     counts = json.loads(d.postbag("status", "--json").stdout)
     assert 0 <= counts.pop("oldest_queued_seconds") < 60
-    assert counts == {"queued": 1, "failed": 1, "quarantined": 2, "failure_queue": 1,
+    # A quarantined batch counts once, not with its error document; sent: tagged done.
+    assert counts == {"queued": 1, "sent": 1, "failed": 1, "quarantined": 1, "failure_queue": 1,
                       "work_queued": 2, "work_in_flight": 1, "work_dead_letters": 1,
                       "ses_events": "enabled"}
 
@@ -589,7 +598,8 @@ def test_redrive_puts_failed_mail_back_in_the_queue(aws, tmp_path):
 
     done = d.postbag("redrive", "--batch", "b1")
     target = f"queue/{object_name('b1', 1, 0)}.json"
-    assert done.stdout.split() == [target]
+    # The keys, then the result, all on stdout (the sender's log goes to stderr).
+    assert done.stdout.splitlines() == [target, "re-driven: 1"]
     requeued = json.loads(s3.get_object(Bucket=d.bucket, Key=target)["Body"].read())
     assert (requeued["redrive"], requeued["emails"]) == (1, [{"id": "m1"}])
     left = s3.list_objects_v2(Bucket=d.bucket, Prefix="failed/")["Contents"]
@@ -720,8 +730,13 @@ def test_help_names_every_command(aws):
          "--sender-identity"),
         (["wire", "--region", REGION, "--bucket", "postbag-refused-mail"], "chalice deploy"),
         (["status", "--region", REGION, "--chalice-dir", "/nonexistent"], "no Chalice project"),
+        (["provision", "--region", REGION, "--bucket", "postbag-refused-mail",
+          "--sender-identity", "news@unknown.example"],
+         "no identity for news@unknown.example: create and verify it first "
+         "(`aws sesv2 create-email-identity --email-identity unknown.example`"),
     ],
-    ids=["no-bucket", "no-sender-identity", "wire-before-deploy", "no-chalice-project"],
+    ids=["no-bucket", "no-sender-identity", "wire-before-deploy", "no-chalice-project",
+         "unknown-sender-identity"],
 )
 def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, message):
     d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
@@ -852,6 +867,69 @@ def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
     # A second teardown finds nothing to do and says so.
     again = d.postbag("teardown")
     assert set(re.findall(r"^  (\w+) ", again.stderr, re.MULTILINE)) == {"absent"}
+
+
+def test_provision_checks_ses_and_names_the_next_commands_as_they_run(aws, tmp_path):
+    """Without --create-wp-user no credentials are shown, so none are said to be; the
+    next step runs as printed from a fresh clone (the venv's chalice, not activated)."""
+    d = provisioned(aws, tmp_path, "fresh", "--sender-identity", "news@example.com")
+    out, err = d.first_run.stdout, d.first_run.stderr
+    assert "SES identity news@example.com: verified" in err
+    # moto answers no GetAccount: said so, with where to look.
+    assert "SES account: production access unknown" in err
+    assert "shown this once" not in out and "ACCESS_KEY" not in out
+    chalice, postbag = BIN / "chalice", BIN / "postbag"
+    assert f"{chalice} deploy --stage fresh" in out
+    assert f"{postbag} wire --stage fresh --region {REGION}" in out
+    assert chalice.exists() and postbag.exists()
+
+
+def test_provision_refuses_a_new_bucket_for_a_stage_unless_asked(aws, tmp_path):
+    d = provisioned(aws, tmp_path, "moving", "--sender-identity", "example.org")
+    config = (d.app_dir / ".chalice" / "config.json").read_text()
+    refused = d.postbag("provision", "--region", REGION, "--bucket", "postbag-moving-new",
+                        check=False)
+    assert refused.returncode == 1
+    assert ("stage moving uses bucket postbag-moving-mail, not postbag-moving-new: switching "
+            "would leave postbag-moving-mail and the mail it holds behind") in refused.stderr
+    assert "--switch-bucket" in refused.stderr
+    assert (d.app_dir / ".chalice" / "config.json").read_text() == config
+    assert gone(lambda: d.client("s3").head_bucket(Bucket="postbag-moving-new"), "404")
+
+    moved = d.postbag("provision", "--region", REGION, "--bucket", "postbag-moving-new",
+                      "--switch-bucket")
+    assert ("WARNING: stage moving moves from bucket postbag-moving-mail to postbag-moving-new"
+            in moved.stderr)
+    assert d.client("s3").head_bucket(Bucket="postbag-moving-new")
+    assert d.client("s3").head_bucket(Bucket="postbag-moving-mail")  # kept, as said
+    env = json.loads((d.app_dir / ".chalice" / "config.json").read_text())["stages"]["moving"]
+    assert env["environment_variables"]["POSTBAG_BUCKET"] == "postbag-moving-new"
+
+
+def test_teardown_refuses_while_failed_or_quarantined_mail_remains(aws, tmp_path):
+    d = provisioned(aws, tmp_path, "keeper", "--sender-identity", "example.org")
+    allow_plain_http(d)
+    s3 = d.client("s3")
+    put = {"Bucket": d.bucket, "Body": b"{}"}
+    s3.put_object(Key="failed/b1.json", **put)
+
+    def refusal() -> str:
+        done = d.postbag("teardown", check=False)
+        assert done.returncode == 1, done.stderr
+        assert s3.head_bucket(Bucket=d.bucket)  # nothing removed on refusal
+        return done.stderr
+
+    assert ("still holds 1 failed mail document(s) under failed/ and 0 quarantined batch(es) "
+            "under quarantine/ (e.g. failed/b1.json)") in refusal()
+    assert "postbag redrive" in refusal()
+    s3.delete_object(Bucket=d.bucket, Key="failed/b1.json")
+    s3.put_object(Key="quarantine/b2.json", **put)
+    s3.put_object(Key="quarantine/b2.json.error.json", **put)
+    assert "0 failed mail document(s) under failed/ and 1 quarantined batch(es)" in refusal()
+
+    done = d.postbag("teardown", "--force")
+    assert "emptying  s3://postbag-keeper-mail: 2 under quarantine/" in done.stderr
+    assert gone(lambda: s3.head_bucket(Bucket=d.bucket), "404")
 
 
 def test_teardown_refuses_while_notify_work_waits(aws, tmp_path):
