@@ -62,6 +62,16 @@ def quarantine_name(key: str) -> tuple[str, bool]:
     return f"{HASHED_QUARANTINE_PREFIX}{digest}.json", True
 
 
+def quarantine_receipt_key(key: str) -> str | None:
+    """Where a quarantined batch ``queue/<batch_id>.json`` gets its receipt (the error
+    document), so a site can see it; None for any other key, or one too long."""
+    name = key.removeprefix(QUEUE_PREFIX)
+    if name == key or "/" in name or not name.endswith(".json"):
+        return None
+    receipt = RECEIPTS_PREFIX + name
+    return receipt if len(receipt.encode("utf-8")) <= MAX_KEY_BYTES else None
+
+
 class Recorder:
     """Writes outcomes to the bucket the batch came from."""
 
@@ -154,5 +164,9 @@ class Recorder:
                 f"{MAX_KEY_BYTES:,} bytes): quarantined under the SHA-256 of the key"
             )
         self.put(bucket, target + ERROR_SUFFIX, document)
+        receipt = quarantine_receipt_key(key)
+        if receipt is not None:
+            # The site may read receipts/ only: this is how its email log learns of it.
+            self.put(bucket, receipt, document)
         s3_call(f"deleting {key}", self._s3.delete_object, Bucket=bucket, Key=key)
         return target

@@ -125,6 +125,7 @@ def test_unreadable_batch_is_quarantined_with_its_reason(aws, name):
     error = read_json(aws, f"quarantine/{name}.json.error.json")
     expected_field = next(row[2] for row in BAD_BATCHES if row[0] == name)
     assert error["batch"] == key and error["field"] == expected_field and error["reason"]
+    assert read_json(aws, f"receipts/{name}.json") == error, "the site reads receipts/ only"
     kept = aws.get_object(Bucket=BUCKET, Key=f"quarantine/{name}.json")["Body"].read()
     assert kept == fixture_bytes(f"batches/bad/{name}.json"), "nothing lost"
     assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="queue/")
