@@ -6,24 +6,34 @@ The handler only wires stages together; the work is in ``chalicelib``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice
-from chalice.app import S3Event, SNSEvent, SQSEvent
+from chalice.app import CloudWatchEvent, Rate, S3Event, SNSEvent, SQSEvent
 
 from chalicelib import feedback
-from chalicelib.config import JOBS_PREFIX, QUEUE_PREFIX, Settings
+from chalicelib.account import AccountReport
+from chalicelib.config import JOBS_PREFIX, QUEUE_PREFIX, SUPPRESSION_INBOX_PREFIX, Settings
+from chalicelib.control import CONTROL_PREFIX, Control
 from chalicelib.dispatch import Dispatcher, pool_size
+from chalicelib.drain import Drainer
+from chalicelib.errors import SesUnavailable
 from chalicelib.fanout import FanoutStages, JobCache, handle_message
+from chalicelib.hold import BATCH, JOB, Held, HoldBook
+from chalicelib.inbox import Inbox
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
-from chalicelib.pipeline import Stages, process_record
+from chalicelib.pipeline import Stages, process_object, process_record
 from chalicelib.progress import JobProgress
+from chalicelib.publisher import Marks, Publisher
 from chalicelib.quota import QuotaWatch
 from chalicelib.ratelimit import (
     SharedRateLimiter,
@@ -34,14 +44,17 @@ from chalicelib.ratelimit import (
 from chalicelib.records import handle_record
 from chalicelib.render import Renderer
 from chalicelib.retry import RetryPolicy
+from chalicelib.schedule import RESCHEDULE_NAME
 from chalicelib.send import SesSender
 from chalicelib.split import Splitter
 from chalicelib.store import BatchStore
+from chalicelib.suppression import SuppressionStore
 from chalicelib.tally import Tally
 from chalicelib.workqueue import WorkQueue
 
 app = Chalice(app_name="postbag")
 SETTINGS = Settings.from_env()
+BUCKET = os.environ.get("POSTBAG_BUCKET", "postbag-local")
 # Instances of on_work_item at most (its SQS event source's maximum concurrency).
 MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
 
@@ -98,15 +111,39 @@ def _stages(ses: Any, rate: float, fallback_rate: float | Callable[[], float]) -
     )
     sesv2 = boto3.client("sesv2", config=SES_CLIENT_CONFIG)
     return Stages(
-        SETTINGS, BatchStore(s3), SesSender(ses, sesv2), dispatcher, Recorder(s3), metrics
+        SETTINGS, BatchStore(s3), SesSender(ses, sesv2), dispatcher, Recorder(s3), metrics,
+        suppression=suppression_store(), hold=hold_book(),
     )
+
+
+@cache
+def suppression_store() -> SuppressionStore:
+    """The suppression list, checked before every send; built on first use."""
+    return SuppressionStore(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
+                            SETTINGS.suppression_table)
+
+
+@cache
+def marks() -> Marks:
+    """What the minute's run publishes (publisher.py); in the ledger's table."""
+    return Marks(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG), SETTINGS.ledger_table,
+                 SETTINGS.idempotency_namespace)
+
+
+def account_report() -> AccountReport:
+    """status/account.json, from each GetSendQuota the instance reads (at most once a minute).
+    One per function's stages (a Lambda instance runs one function): built with them."""
+    return AccountReport(boto3.client("s3", config=S3_CLIENT_CONFIG),
+                         boto3.client("sesv2", config=SES_CLIENT_CONFIG),
+                         os.environ.get("POSTBAG_BUCKET", "postbag-local"))
 
 
 @cache
 def stages() -> Stages:
     """Built on first use, never at import (moto intercepts only clients made after it starts)."""
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
-    rate = account_rate(SETTINGS, ses)  # one GetSendQuota: SES allows one a second
+    # One GetSendQuota: SES allows one a second.
+    rate = account_rate(SETTINGS, ses, account_report().publish)
 
     def half_share() -> float:
         # Without DynamoDB, the batch function's instances and the fan-out's take half of
@@ -124,7 +161,8 @@ def stages() -> Stages:
 def fanout_stages() -> FanoutStages:
     """The fan-out function's stages, built on first use like ``stages()``."""
     ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
-    rate = account_rate(SETTINGS, ses)
+    report = account_report()
+    rate = account_rate(SETTINGS, ses, report.publish)
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     return FanoutStages(
         # Without DynamoDB: half of the account's rate, shared by at most MAX_CONCURRENCY.
@@ -132,7 +170,7 @@ def fanout_stages() -> FanoutStages:
         queue=work_queue(),
         progress=job_progress(),
         renderer=Renderer(),
-        quota=QuotaWatch(ses),
+        quota=QuotaWatch(ses, on_quota=report.publish),
         tally=Tally(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
                     SETTINGS.ledger_table, SETTINGS.idempotency_namespace),
         jobs=JobCache(s3),
@@ -155,11 +193,42 @@ def job_progress() -> JobProgress:
     )
 
 
+def now() -> float:
+    """Epoch seconds for everything that holds mail until a time. The stand-in and tests
+    replace ``clock`` (moto fires no schedules: they advance a clock and run the drainer)."""
+    return clock()
+
+
+clock: Callable[[], float] = time.time
+
+
+@cache
+def hold_book() -> HoldBook:
+    """Held batches and jobs (hold.py); built on first use, like every client."""
+    return HoldBook(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG), SETTINGS.ledger_table,
+                    SETTINGS.idempotency_namespace, boto3.client("s3", config=S3_CLIENT_CONFIG),
+                    BUCKET, now)
+
+
+def capacity() -> tuple[float, float | None]:
+    """What a window may count on: the account's rate and what its 24-hour quota still takes
+    (one GetSendQuota, once per windowed job planned)."""
+    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
+    try:
+        quota = ses.get_send_quota()
+    except (ClientError, BotoCoreError) as exc:  # the upload's event is retried
+        raise SesUnavailable(f"reading the sending quota for a window: {exc}") from exc
+    left = float(quota["Max24HourSend"]) - float(quota["SentLast24Hours"])
+    rate = SETTINGS.max_send_rate or float(quota["MaxSendRate"])
+    return rate, (left if float(quota["Max24HourSend"]) >= 0 else None)
+
+
 @cache
 def splitter() -> Splitter:
     """Built on first use, like ``stages()``."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    return Splitter(BatchStore(s3), work_queue(), job_progress(), Recorder(s3), SETTINGS)
+    return Splitter(BatchStore(s3), work_queue(), job_progress(), Recorder(s3), SETTINGS,
+                    hold=hold_book(), capacity=capacity, clock=now)
 
 
 @app.on_s3_event(
@@ -227,11 +296,104 @@ def on_work_item(event: SQSEvent) -> None:
         metrics.flush_metrics()
 
 
+@cache
+def feedback_stages() -> feedback.FeedbackStages:
+    """The events handler's stages, built on first use."""
+    return feedback.FeedbackStages(SETTINGS, suppression_store(), marks(), job_progress())
+
+
 @app.on_sns_message(topic=os.environ.get("POSTBAG_SES_EVENTS_TOPIC", "postbag-local-ses-events"))
 def on_ses_event(event: SNSEvent) -> None:
-    """SES's Send events, recorded as evidence in the ledger (see ledger.py)."""
+    """SES's events: Send events recorded as evidence in the ledger (see ledger.py); hard
+    bounces and complaints put on the suppression list; every event counted (feedback.py)."""
     # Read every record of the raw event, as for S3 (Chalice's SNSEvent reads the first).
-    sent = list(feedback.sends(event.to_dict().get("Records", [])))
+    records = event.to_dict().get("Records", [])
+    sent = list(feedback.sends(records))
     if sent:
         ledger().record_sent(sent)  # LedgerUnavailable: Lambda retries the notification
         logger.info("SES send events recorded", extra={"count": len(sent)})
+    # TransientError (DynamoDB): Lambda retries the notification; the list is idempotent.
+    tallies = feedback.handle(feedback_stages(), records, datetime.now(UTC))
+    if tallies.days:
+        logger.info("SES events counted", extra={"days": tallies.days})
+
+
+@app.on_s3_event(
+    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    prefix=SUPPRESSION_INBOX_PREFIX,
+    suffix=".json",
+    events=["s3:ObjectCreated:*"],
+)
+def on_suppression_inbox(event: S3Event) -> None:
+    """The site's unsubscribes (and its manual changes): applied to the suppression list."""
+    inbox = Inbox(boto3.client("s3", config=S3_CLIENT_CONFIG), suppression_store(), marks(),
+                  Recorder(boto3.client("s3", config=S3_CLIENT_CONFIG)))
+    retry = None
+    for record in event.to_dict().get("Records", []):
+        retry = handle_record(record, inbox.apply, inbox.recorder) or retry
+    if retry is not None:
+        raise retry
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def on_minute(event: CloudWatchEvent) -> None:
+    """Publish what changed: the suppression export, the feedback status, jobs' statuses."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    try:
+        Publisher(marks(), suppression_store(), job_progress(), Recorder(s3)).run(
+            os.environ.get("POSTBAG_BUCKET", "postbag-local"))
+    finally:
+        metrics.flush_metrics()
+
+
+def _context_ms(event: Any) -> Callable[[], int]:
+    context: Any = event.context  # Lambda's context object (Chalice types it as a dict)
+    return context.get_remaining_time_in_millis
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def drain_held(event: CloudWatchEvent) -> None:
+    """Release held batches and jobs that fell due (drain.py); a window's next chunks."""
+    remaining_ms = _context_ms(event)
+
+    def release_batch(held: Held) -> bool:
+        process_object(stages(), held.bucket, held.key, remaining_ms)
+        return True
+
+    try:
+        Drainer(hold_book(), {BATCH: release_batch, JOB: splitter().release}, remaining_ms).run()
+    finally:
+        metrics.flush_metrics()
+
+
+def _control(remaining_ms: Callable[[], int]) -> Control:
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+
+    def cancelled(held: Held) -> None:
+        if held.kind == BATCH:  # its receipt: every mail cancelled (pipeline._admit)
+            process_object(stages(), held.bucket, held.key, remaining_ms)
+
+    return Control(hold_book(), BatchStore(s3), Recorder(s3), cancelled,
+                   lambda held: splitter().rescheduled(held))
+
+
+def _apply_requests(event: S3Event) -> None:
+    control = _control(_context_ms(event))
+    retry = None
+    for record in event.to_dict().get("Records", []):
+        retry = handle_record(record, control.apply, control.recorder) or retry
+    if retry is not None:
+        raise retry
+
+
+@app.on_s3_event(bucket=BUCKET, prefix=CONTROL_PREFIX, events=["s3:ObjectCreated:*"])
+def on_batch_control(event: S3Event) -> None:
+    """Cancel or reschedule a held batch (control.py)."""
+    _apply_requests(event)
+
+
+@app.on_s3_event(bucket=BUCKET, prefix=JOBS_PREFIX, suffix="/" + RESCHEDULE_NAME,
+                 events=["s3:ObjectCreated:*"])
+def on_job_schedule(event: S3Event) -> None:
+    """Reschedule a held job (control.py)."""
+    _apply_requests(event)

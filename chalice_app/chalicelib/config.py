@@ -27,6 +27,14 @@ RECEIPTS_PREFIX = "receipts/"  # one receipt per batch: each mail's SES MessageI
 FAILED_PREFIX = "failed/"  # mails that failed for good, as batches `postbag redrive` re-queues
 QUARANTINE_PREFIX = "quarantine/"  # unreadable batches and their error documents
 JOBS_PREFIX = "jobs/"  # version-2 notify jobs: jobs/<job_id>/manifest.json, parts, status
+SUPPRESSION_INBOX_PREFIX = "suppressions/inbox/"  # the site's unsubscribes, one per object
+SUPPRESSION_EXPORT_KEY = "suppressions/export.json"  # the list, rebuilt within a minute
+FEEDBACK_STATUS_KEY = "status/feedback.json"  # SES feedback per day, 7-day rates
+# Documents the sender writes for WordPress to read (the plugin may read status/*).
+STATUS_PREFIX = "status/"
+ACCOUNT_STATUS_KEY = STATUS_PREFIX + "account.json"  # the SES account (chalicelib/account.py)
+# WordPress asks for re-drives here (chalicelib/redrive_request.py); the results go beside.
+REDRIVE_REQUESTS_PREFIX = "requests/redrive/"
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -56,6 +64,11 @@ class Settings:
     chunk_rows: int = 500
     # The SQS queue (its name) that carries notify jobs' work items.
     work_queue: str = "postbag-local-work"
+    # The suppression list's table (suppression.py), and how many transient bounces
+    # within how many days suppress an address as a permanent bounce does.
+    suppression_table: str = "postbag-suppression"
+    soft_bounce_limit: int = 3
+    soft_bounce_days: float = 7.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,4 +91,7 @@ class Settings:
             ),
             chunk_rows=int(get("chunk_rows", str(d.chunk_rows))),
             work_queue=get("work_queue", d.work_queue),
+            suppression_table=get("suppression_table", d.suppression_table),
+            soft_bounce_limit=int(get("soft_bounce_limit", str(d.soft_bounce_limit))),
+            soft_bounce_days=float(get("soft_bounce_days", str(d.soft_bounce_days))),
         )

@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from chalicelib import unsubscribe
 from chalicelib.config import FAILED_PREFIX, JOBS_PREFIX
 from chalicelib.dispatch import Job
-from chalicelib.errors import BatchFormatError
+from chalicelib.errors import BatchFormatError, MailBuildError
 from chalicelib.formats.v2 import parse_manifest, read_rows
-from chalicelib.model import UNSETTLED, NotifyJob, Outcome, Recipient, Status, WorkItem
+from chalicelib.model import UNSETTLED, Meta, NotifyJob, Outcome, Recipient, Status, WorkItem
 from chalicelib.observe import logger, queue_delay
 from chalicelib.pipeline import Stages, margin_ms, send_mail, sender_refused
 from chalicelib.progress import JobProgress
@@ -45,6 +46,7 @@ from chalicelib.quota import QuotaWatch
 from chalicelib.render import Renderer
 from chalicelib.split import PartCheck
 from chalicelib.store import MAX_BATCH_BYTES, BatchGone, NotModified, get_object, read_body
+from chalicelib.suppression import normalise
 from chalicelib.tally import Tally, chunk_name
 from chalicelib.workqueue import MAX_DELAY_SECONDS, WorkQueue, decode
 
@@ -54,7 +56,7 @@ PAUSE_DELAY_SECONDS = MAX_DELAY_SECONDS
 PART_CACHE_BYTES = 96 * 1024 * 1024
 # Manifests an instance keeps parsed (a few jobs at a time, each checked by ETag).
 JOBS_CACHED = 8
-FINAL = frozenset({Status.SENT, Status.DUPLICATE, Status.FAILED})
+FINAL = frozenset({Status.SENT, Status.DUPLICATE, Status.FAILED, Status.SUPPRESSED})
 # Hand-backs of rows SES or the ledger left unsettled (answer unknown, SES or DynamoDB
 # unavailable, claim held by another invocation), about an evidence window apart: then
 # those rows fail with the reason and are written down for re-drive, so a job ends even
@@ -62,6 +64,7 @@ FINAL = frozenset({Status.SENT, Status.DUPLICATE, Status.FAILED})
 # out of quota are not counted: they end when the account sends again.
 UNSETTLED_HAND_BACKS = 8
 LISTED_EARLIER = "the address is listed earlier in the same work item"
+SUPPRESSED_REASON = "the address is on the suppression list"
 MISSING_ROW = "field (row): no such row in the part"
 
 
@@ -175,8 +178,30 @@ def _rows(stages: FanoutStages, item: WorkItem, job: NotifyJob
 def _deliver(stages: FanoutStages, bucket: str, job: NotifyJob, recipient: Recipient,
              mail: str, key: str) -> str:
     """Render the recipient's mail and send it (a ``RenderError`` fails it alone)."""
+    meta = _list_meta(job, recipient, mail)
     rendered = stages.renderer.render(job, recipient, mail)
-    return send_mail(stages.mail, bucket, job.meta, job.created_at, job.job_id, rendered, key)
+    return send_mail(stages.mail, bucket, meta, job.created_at, job.job_id, rendered, key)
+
+
+def _list_meta(job: NotifyJob, recipient: Recipient, mail: str) -> Meta:
+    """The job's meta, with this recipient's RFC 8058 headers when the job names a list
+    (a row without its URL fails alone: such a mail must not go out unsubscribable)."""
+    if not job.list_name:
+        return job.meta
+    if not recipient.unsubscribe_url:
+        raise MailBuildError("unsubscribe_url", job.job_id,
+                             "required on every row of a job whose meta names a list", mail)
+    built = unsubscribe.headers(recipient.unsubscribe_url, job.meta.unsubscribe_mailto)
+    return replace(job.meta, headers=(*job.meta.headers, *built))
+
+
+def _suppressed(stages: FanoutStages, job: NotifyJob, recipients: list[Recipient]) -> set[str]:
+    """The recipients' addresses on the list, for all mail or the job's list: one lookup
+    round for the item. ``SuppressionUnavailable`` (transient) redelivers the item, with
+    nothing sent."""
+    if stages.mail.suppression is None or not recipients:
+        return set()
+    return stages.mail.suppression.suppressed([r.email for r in recipients], job.list_name)
 
 
 def _send(stages: FanoutStages, item: WorkItem, job: NotifyJob, recipients: list[Recipient],
@@ -185,8 +210,12 @@ def _send(stages: FanoutStages, item: WorkItem, job: NotifyJob, recipients: list
     ``duplicate`` for the later ones (one transaction cannot hold one key twice)."""
     outcomes: dict[int, Outcome] = {}
     jobs, rows, keys = [], [], set()
+    suppressed = _suppressed(stages, job, recipients)
     for recipient in recipients:
         key, name = ledger_key(job, recipient.email, item.redrive), mail_id(item, recipient.row)
+        if normalise(recipient.email) in suppressed:
+            outcomes[recipient.row] = Outcome(name, Status.SUPPRESSED, reason=SUPPRESSED_REASON)
+            continue
         if key in keys:
             outcomes[recipient.row] = Outcome(name, Status.DUPLICATE, reason=LISTED_EARLIER)
             continue
@@ -268,6 +297,8 @@ def _row_line(recipient: Recipient) -> str:
         doc["user_id"] = recipient.user_id
     if recipient.vars:
         doc["vars"] = recipient.vars
+    if recipient.unsubscribe_url:
+        doc["unsubscribe_url"] = recipient.unsubscribe_url
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -28,6 +28,8 @@ class Status(StrEnum):
     PAUSED = "paused"  # the account stopped sending (paused, daily quota): re-drive it
     RETRY_LATER = "retry_later"  # transient trouble outlasted the retries: the batch is retried
     UNKNOWN = "unknown"  # SES's answer was lost and no Send event came yet: a retry settles it
+    CANCELLED = "cancelled"  # a held batch cancelled before it was due (hold.py): never sent
+    SUPPRESSED = "suppressed"  # on the suppression list (suppression.py): never sent, not failed
 
 
 # Statuses another attempt of the whole batch will settle.
@@ -35,7 +37,8 @@ UNSETTLED = frozenset({Status.RETRY_LATER, Status.IN_PROGRESS, Status.UNKNOWN})
 # Statuses a re-drive can fix once the cause is gone.
 REDRIVABLE = frozenset({Status.FAILED, Status.PAUSED})
 # Statuses that need nothing more from this batch object.
-SETTLED = frozenset({Status.SENT, Status.DUPLICATE, Status.HANDED_ON})
+SETTLED = frozenset({Status.SENT, Status.DUPLICATE, Status.HANDED_ON, Status.CANCELLED,
+                     Status.SUPPRESSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,10 @@ class Meta:
     headers: tuple[tuple[str, str], ...] = ()
     configuration_set: str = ""
     tags: tuple[tuple[str, str], ...] = ()
+    # What an unsubscribe from these mails means (``meta.list``); "" for none.
+    list_name: str = ""
+    # A version-2 job's ``meta.unsubscribe_mailto``: a bare address, or "".
+    unsubscribe_mailto: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +164,8 @@ class NotifyJob:
     attachments: tuple[Attachment, ...] = ()
     list_name: str = ""
     send_at: datetime | None = None
+    # ``send_between`` as (start, end); the splitter checks both against its clock.
+    send_between: tuple[datetime, datetime] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,7 @@ class Recipient:
     name: str = ""
     user_id: int | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    unsubscribe_url: str = ""  # computed by the plugin; required when the job names a list
 
 
 @dataclass(frozen=True, slots=True)

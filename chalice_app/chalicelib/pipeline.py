@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -26,13 +26,25 @@ from chalicelib.errors import (
     TransientError,
 )
 from chalicelib.formats import decode_batch, parse_batch
+from chalicelib.hold import BATCH, HoldBook, Verdict
 from chalicelib.mime import estimated_size, raw_message
-from chalicelib.model import UNSETTLED, Attachment, Batch, Mail, Meta, Outcome, Status
+from chalicelib.model import (
+    UNSETTLED,
+    Address,
+    Attachment,
+    Batch,
+    Mail,
+    Meta,
+    Outcome,
+    Status,
+)
 from chalicelib.observe import MAILS_FAILED, SendMetrics, logger
 from chalicelib.outcome import Recorder
 from chalicelib.records import handle_record
+from chalicelib.schedule import parse_when
 from chalicelib.send import SesSender
 from chalicelib.store import BatchGone, BatchStore
+from chalicelib.suppression import SuppressionStore, normalise
 
 # Raw messages being built or sent at once, in bytes. Sending one holds about
 # three times its size while botocore encodes the request (base64, then the form
@@ -75,6 +87,13 @@ class Stages:
     recorder: Recorder
     metrics: SendMetrics | None = None
     memory: MemoryBudget = field(default_factory=MemoryBudget)
+    # The list checked before every send (``suppression.py``); app.py always sets it.
+    suppression: SuppressionStore | None = None
+    # Batches with a send_at wait here until due (``hold.py``); app.py always sets it.
+    hold: HoldBook | None = None
+
+
+SUPPRESSED_REASON = "every recipient is on the suppression list"
 
 
 def idempotency_key(batch: Batch, mail: Mail) -> str:
@@ -149,6 +168,36 @@ def sender_refused(settings: Settings, meta: Meta, source: str) -> SenderNotAllo
     )
 
 
+def _unsuppressed(stages: Stages, batch: Batch) -> tuple[Batch, list[Outcome]]:
+    """``batch`` without its suppressed recipients (one lookup for the whole batch), and a
+    ``suppressed`` outcome for each mail left with nobody to send to. Raises
+    ``SuppressionUnavailable`` (transient) when the list cannot be read: nothing goes out
+    blind to someone who may have unsubscribed."""
+    meta = batch.meta
+    if stages.suppression is None or not batch.mails:
+        return batch, []
+    everyone = [addr for mail in batch.mails for _, addr in mail.to]
+    everyone += [addr for _, addr in (*meta.cc, *meta.bcc)]
+    found = stages.suppression.suppressed(everyone, meta.list_name)
+    if not found:
+        return batch, []
+
+    def keep(addresses: tuple[Address, ...]) -> tuple[Address, ...]:
+        return tuple(a for a in addresses if normalise(a[1]) not in found)
+
+    meta = replace(meta, cc=keep(meta.cc), bcc=keep(meta.bcc))
+    mails, suppressed = [], []
+    for mail in batch.mails:
+        to = keep(mail.to)
+        if to or meta.cc or meta.bcc:
+            mails.append(replace(mail, to=to))
+        else:
+            suppressed.append(Outcome(mail.id, Status.SUPPRESSED, reason=SUPPRESSED_REASON))
+    logger.info("suppressed recipients left out", extra={"addresses": len(found),
+                                                         "mails": len(suppressed)})
+    return replace(batch, meta=meta, mails=tuple(mails)), suppressed
+
+
 def _send(
     stages: Stages, bucket: str, batch: Batch, remaining_ms: Callable[[], int]
 ) -> list[Outcome]:
@@ -161,11 +210,12 @@ def _send(
             stages.metrics.count(MAILS_FAILED, len(batch.mails))
         reason = f"{type(refused).__name__}: {refused}"
         return [Outcome(mail.id, Status.FAILED, reason=reason) for mail in batch.mails]
+    batch, suppressed = _unsuppressed(stages, batch)
     jobs = [
         Job(mail.id, idempotency_key(batch, mail), partial(deliver, stages, bucket, batch, mail))
         for mail in batch.mails
     ]
-    return stages.dispatcher.run(
+    return suppressed + stages.dispatcher.run(
         jobs, remaining_ms, margin_ms(stages, remaining_ms), queued_at=batch.created_at
     )
 
@@ -190,6 +240,28 @@ def _read(stages: Stages, bucket: str, key: str) -> Batch | None:
     return batch
 
 
+def _admit(stages: Stages, bucket: str, key: str, batch: Batch) -> Verdict | None:
+    """Whether the batch goes now, waits for its ``send_at`` (held, or released by the
+    drainer) or was cancelled; ``None`` when its time is refused (quarantined)."""
+    label = f"{batch.batch_id} ({key})"
+    hold = stages.hold
+    now = hold.now() if hold else datetime.now(UTC)
+    try:
+        when = parse_when(batch.document, label, now)
+        if hold is None and when.due is not None and when.due > now:
+            raise BatchFormatError("send_at", label, "this sender holds no scheduled sends")
+    except BatchFormatError as exc:
+        target = stages.recorder.quarantine(bucket, key, exc)
+        logger.error("batch quarantined", extra={"to": target, "error": str(exc)})
+        return None
+    if hold is None:
+        return Verdict.SEND
+    verdict = hold.admit(BATCH, batch.batch_id, bucket, key, when)
+    if verdict is not Verdict.SEND:
+        logger.info(f"batch {verdict.value}", extra=when.document())
+    return verdict
+
+
 def process_object(
     stages: Stages, bucket: str, key: str, remaining_ms: Callable[[], int]
 ) -> list[Outcome]:
@@ -199,9 +271,13 @@ def process_object(
     if batch is None:
         return []
     logger.append_keys(batch_id=batch.batch_id)
+    verdict = _admit(stages, bucket, key, batch)
+    if verdict is None or verdict is Verdict.HOLD:
+        return []
     if batch.rejected and stages.metrics:
         stages.metrics.count(MAILS_FAILED, len(batch.rejected))
-    outcomes = _send(stages, bucket, batch, remaining_ms)
+    outcomes = (_send(stages, bucket, batch, remaining_ms) if verdict is Verdict.SEND
+                else [Outcome(mail.id, Status.CANCELLED) for mail in batch.mails])
     outcomes += [Outcome(r.mail_id, Status.FAILED, reason=str(r.error)) for r in batch.rejected]
     name = stages.recorder.record(bucket, key, batch, outcomes)
     logger.info("batch recorded", extra={"receipt": name})

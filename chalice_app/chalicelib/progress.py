@@ -17,6 +17,7 @@ transaction, one GetItem, one HeadObject and one PutObject.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +36,10 @@ from chalicelib.store import BatchGone, get_object, is_missing, read_body, unava
 # What a chunk's mails came to; counted per job (statuses as receipts spell them).
 STATUSES = ("sent", "duplicate", "failed", "suppressed", "cancelled")
 QUEUED, SENDING, DONE, CANCELLED = "queued", "sending", "done", "cancelled"
+SCHEDULED = "scheduled"  # held until its send_at or its window (hold.py): no item yet
+# The revision a scheduled job's status.json is written at: below any counted one, so the
+# first count replaces it and a late scheduled write never replaces a count.
+SCHEDULED_REVISION = -1
 # How long a job's item outlives its start: long after any retry, re-drive or look.
 ITEM_TTL_SECONDS = 30 * 24 * 3600
 # How long an instance trusts its last look for a job's cancel object: a cancel
@@ -44,6 +49,9 @@ CANCEL_CHECK_SECONDS = 5.0
 PUBLISH_ATTEMPTS = 5
 _WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _COUNTERS = ("total", "chunks", "enqueued", "chunks_done", "revision", *STATUSES)
+# What SES's events said about the job's mails (feedback.py), counted as they come.
+FEEDBACK = ("delivered", "bounced", "soft_bounced", "complained", "rejected",
+            "rendering_failed", "opens", "clicks")
 
 
 def status_key(job_id: str) -> str:
@@ -108,6 +116,10 @@ def document(item: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
     if state in (DONE, CANCELLED):
         doc["finished_at"] = _iso(item.get("finished_at", now))
+    if "schedule" in item:  # send_at / send_between, and how a window is paced
+        doc.update(json.loads(item["schedule"]))
+    if any(name in item for name in FEEDBACK):
+        doc["feedback"] = {name: item.get(name, 0) for name in FEEDBACK}
     return doc
 
 
@@ -151,11 +163,13 @@ class JobProgress:
 
     def _put_newer(self, bucket: str, key: str, revision: int, body: bytes) -> bool:
         """Whether the stored status is now at ``revision`` or later (``False``: another
-        writer came in between the look and the write)."""
+        writer came in between the look and the write). A scheduled status replaces a
+        scheduled one (a reschedule), never a counted one."""
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key)
             condition = {"IfMatch": head["ETag"]}
-            if int(head.get("Metadata", {}).get("revision", "0")) >= revision:
+            stored = int(head.get("Metadata", {}).get("revision", "0"))
+            if stored > revision or (stored == revision != SCHEDULED_REVISION):
                 return True
         except ClientError as exc:
             if not is_missing(exc):
@@ -174,12 +188,30 @@ class JobProgress:
             raise unavailable(exc, f"writing {key}") from exc
         return True
 
-    def begin(self, bucket: str, job: NotifyJob, chunks: int, cancelled: bool = False) -> int:
+    def scheduled(self, bucket: str, job: NotifyJob, schedule: Mapping[str, Any]) -> None:
+        """Publish a held job's status: ``scheduled``, with its times (and a window's plan)."""
+        doc = {"job_id": job.job_id, "state": SCHEDULED, "recipients": job.recipients,
+               **schedule, "updated_at": _iso(self._clock())}
+        for _ in range(PUBLISH_ATTEMPTS):
+            if self._put_newer(bucket, status_key(job.job_id), SCHEDULED_REVISION,
+                               json_bytes(doc)):
+                return
+        raise StorageUnavailable(f"{status_key(job.job_id)} kept changing while it was written")
+
+    def started(self, job_id: str) -> dict[str, Any] | None:
+        """The job's item as counted so far; ``None`` before ``begin``."""
+        return self._item(job_id)
+
+    def begin(self, bucket: str, job: NotifyJob, chunks: int, cancelled: bool = False,
+              schedule: Mapping[str, Any] | None = None) -> int:
         """Start counting ``job`` split into ``chunks`` work items; returns how many were
         enqueued already (a replayed split goes on from there). A job cancelled before
-        it was split starts with every recipient counted ``cancelled`` and no chunk."""
+        it was split starts with every recipient counted ``cancelled`` and no chunk.
+        ``schedule``: its times and window plan, shown in its status from now on."""
         now = self._clock()
+        extra = {"schedule": {"S": json.dumps(schedule)}} if schedule else {}
         item = {
+            **extra,
             **self._key(job.job_id),
             "job_id": {"S": job.job_id},
             "started_at": _number(now),
@@ -198,7 +230,7 @@ class JobProgress:
                 raise LedgerUnavailable(f"job progress: starting {job.job_id}: {exc}") from exc
             existing = self._item(job.job_id)
             if existing is None:  # expired between the two calls: start afresh
-                return self.begin(bucket, job, chunks, cancelled)
+                return self.begin(bucket, job, chunks, cancelled, schedule)
             self._publish(bucket, existing)
             return int(existing["enqueued"])
         except BotoCoreError as exc:
@@ -249,6 +281,24 @@ class JobProgress:
             "TableName": self._table, "Key": self._key(job_id), "UpdateExpression": expression,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
         }}
+
+    def feedback(self, job_id: str, counts: Mapping[str, int]) -> None:
+        """Add SES's events (``FEEDBACK`` names) to a job's item, if the job has one (an
+        event may outlive its job's item); ``publish`` shows them."""
+        names = {f"#f{i}": name for i, name in enumerate(counts)}
+        values = {f":f{i}": _number(n) for i, n in enumerate(counts.values())}
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table, Key=self._key(job_id),
+                UpdateExpression="ADD " + ", ".join(f"#f{i} :f{i}" for i in range(len(counts))),
+                ConditionExpression=f"attribute_exists({KEY_ATTRIBUTE})",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise LedgerUnavailable(f"job progress: feedback of {job_id}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"job progress: feedback of {job_id}: {exc}") from exc
 
     def publish(self, bucket: str, job_id: str) -> dict[str, Any]:
         """Write the job's status as its item says now (dated once done) and return it."""

@@ -124,7 +124,8 @@ _GLOBALS = dict(_PLAIN.globals)
 def _variables(job: NotifyJob, recipient: Recipient) -> dict[str, Any]:
     # Later names win: the globals, the job's context, the recipient's own, then who they are.
     person = {"email": recipient.email, "name": recipient.name, "user_id": recipient.user_id}
-    return {**_GLOBALS, **job.context, **recipient.vars, "recipient": person}
+    return {**_GLOBALS, **job.context, **recipient.vars, "recipient": person,
+            "unsubscribe_url": recipient.unsubscribe_url}
 
 
 def _run(template: jinja2.Template, variables: dict[str, Any], field: str, job: str,

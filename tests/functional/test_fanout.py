@@ -67,8 +67,11 @@ def test_the_mail_goes_through_ses_v2_with_the_jobs_headers_and_ledger_tag(world
     [accepted] = world.ses.accepted
     params = accepted.params
     assert accepted.operation == "SendEmailV2"
+    # The job names a list: the row's one-click unsubscribe headers (RFC 8058), exactly.
     assert params["Content"]["Simple"]["Headers"] == [
-        {"Name": "X-Postbag-Campaign", "Value": "new-post 42"}]
+        {"Name": "X-Postbag-Campaign", "Value": "new-post 42"},
+        {"Name": "List-Unsubscribe", "Value": f"<{rows[0]['unsubscribe_url']}>"},
+        {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"}]
     assert params["ConfigurationSetName"] == "postbag"
     tags = {t["Name"]: t["Value"] for t in params["EmailTags"]}
     assert set(tags) == {"source", "postbag-key", "postbag-job", "postbag-list"}

@@ -82,8 +82,17 @@ class FakeSqs:
 
 
 def recipients(count: int, prefix: str = "r") -> list[dict]:
-    """Rows with distinct addresses; each subject names its recipient (template below)."""
-    return [{"email": f"{prefix}{n:04d}@example.net", "name": f"R {n}"} for n in range(count)]
+    """Rows with distinct addresses; each subject names its recipient (template below). The
+    fixture job names a list, so each row carries its unsubscribe URL, as the plugin writes."""
+    return [{"email": f"{prefix}{n:04d}@example.net", "name": f"R {n}",
+             "unsubscribe_url": unsubscribe_url(f"{prefix}{n:04d}@example.net")}
+            for n in range(count)]
+
+
+def unsubscribe_url(email: str) -> str:
+    """A row's one-click URL, shaped as the plugin's (the token is not checked here)."""
+    token = hashlib.sha256(email.encode()).hexdigest()[:32]
+    return f"https://blog.example.org/wp-json/postbag/v1/unsubscribe?list=new-posts&t={token}"
 
 
 def part_bytes(rows: list[Any]) -> bytes:

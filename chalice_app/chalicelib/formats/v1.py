@@ -19,7 +19,7 @@ from typing import Any
 
 import fastjsonschema
 
-from chalicelib import fields
+from chalicelib import fields, unsubscribe
 from chalicelib.config import ATTACHMENTS_PREFIX, Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.model import Attachment, Batch, Mail, Meta, Rejected
@@ -122,6 +122,10 @@ def parse_meta(doc: Document, batch: str, settings: Settings) -> Meta:
         headers=headers,
         configuration_set=fields.header_value(configuration_set, "meta.configuration_set", batch),
         tags=tags,
+        list_name=meta.get("list", ""),
+        unsubscribe_mailto=fields.bare_address(meta["unsubscribe_mailto"],
+                                               "meta.unsubscribe_mailto", batch)
+        if "unsubscribe_mailto" in meta else "",
     )
 
 
@@ -223,6 +227,8 @@ def parse(
     redrive = _counter("redrive", doc.get("redrive", 0), label)
     part = _counter("continuation.part", continuation.get("part", 0), label)
     meta = parse_meta(doc, label, settings)
+    if meta.list_name:
+        unsubscribe.check_batch_headers(meta.headers, label)
     mails, rejected = _mails(doc, label, meta)
     return Batch(
         batch_id=doc["batch_id"],

@@ -17,6 +17,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from datetime import datetime
 from importlib import resources
 from itertools import chain, islice
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 import fastjsonschema
 
-from chalicelib import fields
+from chalicelib import fields, unsubscribe
 from chalicelib.config import JOB_TAG, JOBS_PREFIX, LIST_TAG, Settings
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import v1
@@ -138,11 +139,17 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
     label = f"{job_id} ({key})"
     send_at = doc.get("send_at")
     list_name = doc["meta"].get("list", "")
+    meta = v1.parse_meta(doc, label, settings)
+    if list_name:
+        unsubscribe.refuse_job_headers(meta.headers, label)
+    elif meta.unsubscribe_mailto:
+        raise BatchFormatError("meta.unsubscribe_mailto", label, "only with meta.list")
     return NotifyJob(
         job_id=job_id,
         created_at=v1.parse_time(doc["created_at"], label),
         send_at=None if send_at is None else v1.parse_time(send_at, label, "send_at"),
-        meta=_with_job_tags(v1.parse_meta(doc, label, settings), job_id, list_name),
+        send_between=_window(doc.get("send_between"), label),
+        meta=_with_job_tags(meta, job_id, list_name),
         template=_template(doc, label),
         context=doc.get("context", {}),
         parts=_parts(doc, job_id, label),
@@ -153,6 +160,14 @@ def parse_manifest(data: bytes, key: str, settings: Settings) -> NotifyJob:
         ),
         list_name=list_name,
     )
+
+
+def _window(raw: dict[str, str] | None, label: str) -> tuple[datetime, datetime] | None:
+    """``send_between`` as two aware times; ``split.py`` checks them against its clock."""
+    if raw is None:
+        return None
+    return (v1.parse_time(raw["start"], label, "send_between.start"),
+            v1.parse_time(raw["end"], label, "send_between.end"))
 
 
 def _with_job_tags(meta: Meta, job_id: str, list_name: str) -> Meta:
@@ -238,6 +253,8 @@ def _recipient(line: bytes, row: int, name: str) -> Recipient:
         name=fields.header_value(raw.get("name", ""), "name", name, where),
         user_id=raw.get("user_id"),
         vars=raw.get("vars", {}),
+        unsubscribe_url=unsubscribe.url(raw["unsubscribe_url"], "unsubscribe_url", name, where)
+        if "unsubscribe_url" in raw else "",
     )
 
 

@@ -1,0 +1,90 @@
+"""RFC 8058 headers: exactly what a list mail carries, and the URLs that are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import BatchFormatError, HeaderInjectionError
+from chalicelib.unsubscribe import check_batch_headers, headers, refuse_job_headers, url
+
+URL = "https://blog.example.org/wp-json/postbag/v1/unsubscribe?list=news&t=AbC-_123"
+
+
+def test_the_two_headers_are_exactly_rfc_8058s():
+    assert headers(URL) == (
+        ("List-Unsubscribe", f"<{URL}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    )
+
+
+def test_a_mailto_follows_the_one_https_uri():
+    assert headers(URL, "unsubscribe@example.org")[0] == (
+        "List-Unsubscribe", f"<{URL}>, <mailto:unsubscribe@example.org?subject=unsubscribe>")
+
+
+BAD_URLS = [
+    ("http", "http://blog.example.org/u?t=1", "https URL"),
+    ("no-scheme", "blog.example.org/u", "https URL"),
+    ("closing-bracket", "https://blog.example.org/u>, <https://evil.example/x", "https URL"),
+    ("comma", "https://blog.example.org/u?a=1,2", "https URL"),
+    ("space", "https://blog.example.org/u?a=1 2", "https URL"),
+    ("quote", 'https://blog.example.org/u?a="x"', "https URL"),
+    ("non-ascii", "https://blog.example.org/désabonner", "https URL"),
+    ("too-long", "https://blog.example.org/?t=" + "a" * 2030, "longer than 2048"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), [(v, r) for _, v, r in BAD_URLS],
+                         ids=[i for i, _, _ in BAD_URLS])
+def test_a_url_that_is_not_one_https_uri_is_refused_naming_the_field(value, reason):
+    with pytest.raises(BatchFormatError) as caught:
+        url(value, "unsubscribe_url", "job-1", "0:3")
+    assert caught.value.field == "unsubscribe_url"
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("value", ["https://a.example/u\r\nBcc: x@evil.example",
+                                   "https://a.example/u\x00", "https://a.example/u\x7f"],
+                         ids=["crlf", "nul", "del"])
+def test_control_characters_are_refused_as_header_injection(value):
+    with pytest.raises(HeaderInjectionError):
+        url(value, "unsubscribe_url", "job-1", "0:3")
+
+
+def test_a_list_batch_with_both_headers_passes():
+    check_batch_headers([("X-Other", "1"), *headers(URL, "u@example.org")], "batch-1")
+
+
+BAD_BATCH_HEADERS = [
+    ("missing-list-unsubscribe", [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
+     "meta.headers", "one List-Unsubscribe header is required"),
+    ("missing-post", [("List-Unsubscribe", f"<{URL}>")], "meta.headers",
+     "List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+    ("wrong-post-value", [("List-Unsubscribe", f"<{URL}>"), ("List-Unsubscribe-Post", "yes")],
+     "meta.headers", "List-Unsubscribe-Post"),
+    ("twice", [*headers(URL), ("List-Unsubscribe", f"<{URL}>")], "meta.headers",
+     "one List-Unsubscribe header"),
+    ("no-brackets", [("List-Unsubscribe", URL), headers(URL)[1]], "meta.headers[0].value",
+     "<https://...>"),
+    ("http-uri", [("List-Unsubscribe", "<http://a.example/u>"), headers(URL)[1]],
+     "meta.headers[0].value", "<https://...>"),
+    ("mailto-only", [("List-Unsubscribe", "<mailto:u@example.org?subject=unsubscribe>"),
+                     headers(URL)[1]], "meta.headers[0].value", "<https://...>"),
+    ("two-https", [("List-Unsubscribe", f"<{URL}>, <{URL}>"), headers(URL)[1]],
+     "meta.headers[0].value", "<https://...>"),
+]
+
+
+@pytest.mark.parametrize(("given", "field", "reason"), [c[1:] for c in BAD_BATCH_HEADERS],
+                         ids=[c[0] for c in BAD_BATCH_HEADERS])
+def test_a_list_batch_without_well_formed_headers_is_refused(given, field, reason):
+    with pytest.raises(BatchFormatError) as caught:
+        check_batch_headers(given, "batch-1")
+    assert (caught.value.field, caught.value.batch) == (field, "batch-1")
+    assert reason in caught.value.reason
+
+
+def test_a_list_job_may_not_set_the_headers_the_sender_builds():
+    with pytest.raises(BatchFormatError) as caught:
+        refuse_job_headers([("X-A", "1"), ("list-unsubscribe", "<https://a.example/>")], "job-1")
+    assert caught.value.field == "meta.headers[1].name"
