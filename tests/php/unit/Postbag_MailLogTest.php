@@ -1,0 +1,332 @@
+<?php
+/**
+ * The email log: its table, what the plugin records in it, the sync from the sender, pruning.
+ *
+ * @package Postbag\Tests
+ */
+
+require_once __DIR__ . '/class-postbag-unit-test-case.php';
+
+/**
+ * Against the test site's real MariaDB table, through the real wp_mail()
+ * path and the fake S3 client; receipts shaped as chalicelib/outcome.py
+ * writes them (fixtures/log/).
+ *
+ * @covers Postbag_Mail_Log
+ * @covers Postbag_Log_Recorder
+ * @covers Postbag_Log_Sync
+ */
+final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
+
+	protected function setUp(): void {
+		parent::setUp();
+		global $wpdb;
+		$wpdb->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+	}
+
+	private function log(): Postbag_Mail_Log {
+		return $this->plugin->log();
+	}
+
+	/**
+	 * Queues one marked mail and returns its log row.
+	 *
+	 * @param string $to      Recipient.
+	 * @param string $subject Subject.
+	 */
+	private function queue_mail( string $to = 'Ann <a@example.net>', string $subject = 'Hello' ): array {
+		$this->assertTrue( wp_mail( array( $to, self::MARKER ), $subject, 'The body, never logged' ) );
+		$this->plugin->log_recorder()->write_pending();
+		$rows = $this->log()->query( array( 'subject' => $subject ) )['rows'];
+		$this->assertCount( 1, $rows );
+		return $rows[0];
+	}
+
+	/**
+	 * A receipt fixture with this test's batch and mail ids in place of the placeholders.
+	 *
+	 * @param string                $name Fixture under fixtures/log/.
+	 * @param array<string, string> $ids  Placeholder => id.
+	 */
+	private static function receipt( string $name, array $ids ): string {
+		return strtr( (string) file_get_contents( dirname( __DIR__, 3 ) . "/fixtures/log/$name" ), $ids );
+	}
+
+	public function test_a_mail_is_logged_queued_then_uploaded_without_its_body(): void {
+		$row = $this->queue_mail();
+		$this->assertSame( 'queued', $row['status'] );
+		$this->assertSame( 'Ann <a@example.net>', $row['recipients'] );
+		$this->assertSame( 'a@example.net', $row['recipient'] );
+		$this->assertSame( 'mail', $row['kind'] );
+		$this->assertSame( '2026-11-22T07:00:00Z', $row['created_at'] );
+		$this->assertStringNotContainsString( 'never logged', (string) wp_json_encode( $row ) );
+
+		$this->plugin->flush();
+
+		$batch = array_values( $this->s3->batches() )[0];
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( 'uploaded', $after['status'] );
+		$this->assertSame( $batch['batch_id'], $after['batch_id'] );
+		$this->assertSame( 'receipts/' . $batch['batch_id'] . '.json', $after['receipt_key'] );
+		$this->assertSame( $batch['emails'][0]['id'], $row['mail_id'] );
+	}
+
+	public function test_a_mail_whose_upload_fails_is_logged_spooled_with_the_reason(): void {
+		$this->s3->fail_pattern = '/./';
+		$row                    = $this->queue_mail();
+
+		$this->plugin->flush();
+
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( 'spooled', $after['status'] );
+		$this->assertStringContainsString( 'HTTP 503', $after['reason'] );
+	}
+
+	public function test_each_status_change_fires_the_action_with_the_row_and_the_old_status(): void {
+		$row   = $this->queue_mail();
+		$seen  = array();
+		$watch = static function ( array $changed, string $old ) use ( &$seen ): void {
+			$seen[] = array( $changed['mail_id'], $changed['status'], $old );
+		};
+		add_action( 'postbag_mail_status_changed', $watch, 10, 2 );
+
+		$this->plugin->flush();
+		$this->log()->set_status( $row['mail_id'], 'uploaded', 'same status: no action' );
+		$this->log()->set_status( $row['mail_id'], 'failed', 'refused' );
+
+		$this->assertSame(
+			array(
+				array( $row['mail_id'], 'uploaded', 'queued' ),
+				array( $row['mail_id'], 'failed', 'uploaded' ),
+			),
+			$seen
+		);
+	}
+
+	public function test_an_unknown_status_is_refused(): void {
+		$this->expectException( InvalidArgumentException::class );
+		$this->log()->set_status( 'x', 'delivered-maybe' );
+	}
+
+	public function test_a_notify_job_is_logged_with_its_counts(): void {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => 'a@example.net' ), array( 'email' => 'b@example.net' ) ),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'news@example.org',
+			)
+		);
+		$this->assertSame( 'queued', $this->log()->get( $job_id )['status'] );
+		$this->assertSame( '2 recipients', $this->log()->get( $job_id )['recipients'] );
+
+		$this->plugin->jobs()->stream_pending();
+
+		$row = $this->log()->get( $job_id );
+		$this->assertSame( 'uploaded', $row['status'] );
+		$this->assertSame( 'job', $row['kind'] );
+		$this->assertSame(
+			array(
+				'rows'    => 2,
+				'dropped' => 0,
+			),
+			$row['counts']
+		);
+	}
+
+	public function test_the_sync_settles_mails_from_their_receipt(): void {
+		$sent   = $this->queue_mail( 'a@example.net', 'One' );
+		$failed = $this->queue_mail( 'b@example.net', 'Two' );
+		$later  = $this->queue_mail( 'c@example.net', 'Three' );
+		$this->plugin->flush();
+		$batch_id = $this->log()->get( $sent['mail_id'] )['batch_id'];
+
+		$first = $this->plugin->log_sync()->run();
+		$this->assertSame( 0, $first['receipts'], 'no receipt yet (404): the rows wait' );
+		$this->assertSame( 'uploaded', $this->log()->get( $sent['mail_id'] )['status'] );
+
+		$ids = array(
+			'<batch_id>'  => $batch_id,
+			'<mail_id 0>' => $sent['mail_id'],
+			'<mail_id 1>' => $failed['mail_id'],
+			'<mail_id 2>' => $later['mail_id'],
+		);
+		$this->s3->put_objects( array( "receipts/$batch_id.json" => self::receipt( 'receipt-handed-on.json', $ids ) ) );
+		$summary = $this->plugin->log_sync()->run();
+
+		$this->assertSame( 1, $summary['receipts'] );
+		$this->assertSame( array(), $summary['errors'] );
+		$row = $this->log()->get( $sent['mail_id'] );
+		$this->assertSame( array( 'sent', '0100019c-0000-4000-8000-000000000001' ), array( $row['status'], $row['message_id'] ) );
+		$row = $this->log()->get( $failed['mail_id'] );
+		$this->assertSame( array( 'failed', 'MessageRejected: Email address is not verified.' ), array( $row['status'], $row['reason'] ) );
+		$row = $this->log()->get( $later['mail_id'] );
+		$this->assertSame( array( 'uploaded', "receipts/$batch_id.part-1.json" ), array( $row['status'], $row['receipt_key'] ), 'handed on: its continuation has the receipt' );
+
+		$this->s3->put_objects( array( "receipts/$batch_id.part-1.json" => self::receipt( 'receipt-part-1.json', $ids ) ) );
+		$this->plugin->log_sync()->run();
+		$this->assertSame( 'sent', $this->log()->get( $later['mail_id'] )['status'] );
+		$this->assertSame( (string) get_site_option( Postbag_Log_Sync::SYNCED_OPTION ), (string) $this->now );
+	}
+
+	public function test_the_sync_marks_a_quarantined_batch(): void {
+		$row = $this->queue_mail();
+		$this->plugin->flush();
+		$batch_id = $this->log()->get( $row['mail_id'] )['batch_id'];
+		$this->s3->put_objects( array( "receipts/$batch_id.json" => self::receipt( 'quarantine-error.json', array( '<batch_id>' => $batch_id ) ) ) );
+
+		$this->plugin->log_sync()->run();
+
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( 'quarantined', $after['status'] );
+		$this->assertStringContainsString( "quarantine/$batch_id.json", $after['reason'] );
+		$this->assertStringContainsString( 'emails', $after['reason'] );
+	}
+
+	public function test_an_s3_failure_stops_the_run_and_is_reported(): void {
+		$row = $this->queue_mail();
+		$this->plugin->flush();
+		$this->s3->fail_pattern = '/^receipts\//';
+		$this->s3->fail_status  = 503;
+		$this->s3->fail_error   = 'SlowDown';
+
+		$summary = $this->plugin->log_sync()->run();
+
+		$this->assertCount( 1, $summary['errors'] );
+		$this->assertStringContainsString( 'HTTP 503 SlowDown', $summary['errors'][0] );
+		$this->assertSame( 'uploaded', $this->log()->get( $row['mail_id'] )['status'] );
+	}
+
+	public function test_a_running_job_takes_the_senders_counts(): void {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => 'a@example.net' ) ),
+				'subject'    => 'Job',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'news@example.org',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+		$doc = array(
+			'job_id'        => $job_id,
+			'state'         => 'done',
+			'recipients'    => 1,
+			'sent'          => 1,
+			'duplicate'     => 0,
+			'failed'        => 0,
+			'suppressed'    => 0,
+			'cancelled'     => 0,
+			'remaining'     => 0,
+			'rate'          => 1.0,
+			'started_at'    => '2026-11-22T07:00:02Z',
+			'updated_at'    => '2026-11-22T07:00:03Z',
+			'estimated_end' => null,
+			'finished_at'   => '2026-11-22T07:00:03Z',
+		);
+		$this->s3->put_objects( array( "jobs/$job_id/status.json" => (string) wp_json_encode( $doc ) ) );
+
+		$this->assertSame( 1, $this->plugin->log_sync()->run()['jobs'] );
+
+		$row = $this->log()->get( $job_id );
+		$this->assertSame( 'sent', $row['status'] );
+		$this->assertSame( 1, $row['counts']['sent'] );
+		$this->assertSame( '2026-11-22T07:00:03Z', $row['counts']['finished_at'] );
+	}
+
+	public function test_rows_older_than_the_retention_are_pruned(): void {
+		$old = $this->queue_mail( 'a@example.net', 'Old' );
+		$this->now += 29 * DAY_IN_SECONDS;
+		$new = $this->queue_mail( 'b@example.net', 'New' );
+		$this->now += 2 * DAY_IN_SECONDS;
+
+		$this->assertSame( 1, $this->log()->prune() );
+
+		$this->assertNull( $this->log()->get( $old['mail_id'] ) );
+		$this->assertNotNull( $this->log()->get( $new['mail_id'] ) );
+		$this->assertSame( 1, $this->log()->prune( 1 ), 'a shorter retention' );
+	}
+
+	public function test_the_daily_prune_event_is_hooked_and_scheduled(): void {
+		Postbag_Mail_Log::install();
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Mail_Log::PRUNE_HOOK ) );
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Log_Sync::HOOK ) );
+		$this->assertNotFalse( has_action( Postbag_Mail_Log::PRUNE_HOOK, array( $this->log(), 'prune' ) ) );
+	}
+
+	public function test_counts_are_by_status_since_a_time(): void {
+		$this->queue_mail( 'a@example.net', 'A' );
+		$this->now += 2 * DAY_IN_SECONDS;
+		$b = $this->queue_mail( 'b@example.net', 'B' );
+		$this->log()->set_status( $b['mail_id'], 'failed', 'no' );
+
+		$day = $this->log()->counts( $this->now - DAY_IN_SECONDS );
+		$this->assertSame( 1, $day['failed'] );
+		$this->assertSame( 0, $day['queued'] );
+		$this->assertSame( Postbag_Mail_Log::STATUSES, array_keys( $day ) );
+		$this->assertSame( 1, $this->log()->counts( $this->now - 7 * DAY_IN_SECONDS )['queued'] );
+	}
+
+	/**
+	 * @return array<string, array{0: array, 1: string[]}>
+	 */
+	public function searches(): array {
+		return array(
+			'all'                  => array( array(), array( 'Gamma', 'Beta', 'Alpha' ) ),
+			'status'               => array( array( 'status' => 'failed' ), array( 'Beta' ) ),
+			'recipient, any case'  => array( array( 'recipient' => 'BOB@' ), array( 'Beta' ) ),
+			'subject'              => array( array( 'subject' => 'alp' ), array( 'Alpha' ) ),
+			'search in subject'    => array( array( 'search' => 'Gam' ), array( 'Gamma' ) ),
+			'search in recipients' => array( array( 'search' => 'carol' ), array( 'Gamma' ) ),
+			'LIKE wildcards literal' => array( array( 'search' => '%' ), array() ),
+			'after'                => array( array( 'after' => 1795330800 + DAY_IN_SECONDS ), array( 'Gamma', 'Beta' ) ),
+			'before'               => array( array( 'before' => 1795330800 + DAY_IN_SECONDS ), array( 'Alpha' ) ),
+			'page 2 of 2 per page' => array(
+				array(
+					'page'     => 2,
+					'per_page' => 2,
+				),
+				array( 'Alpha' ),
+			),
+		);
+	}
+
+	/**
+	 * @dataProvider searches
+	 *
+	 * @param array    $filters  Filters.
+	 * @param string[] $subjects Subjects found, newest first.
+	 */
+	public function test_the_log_is_searched( array $filters, array $subjects ): void {
+		$this->queue_mail( 'ann@example.net', 'Alpha' );
+		$this->now += DAY_IN_SECONDS;
+		$beta = $this->queue_mail( 'Bob <bob@example.net>', 'Beta' );
+		$this->log()->set_status( $beta['mail_id'], 'failed', 'refused' );
+		$this->now += DAY_IN_SECONDS;
+		$this->queue_mail( 'carol@example.net', 'Gamma' );
+
+		$result = $this->log()->query( $filters );
+
+		$this->assertSame( $subjects, array_column( $result['rows'], 'subject' ) );
+		$this->assertSame( isset( $filters['page'] ) ? 3 : count( $subjects ), $result['total'] );
+	}
+
+	public function test_an_older_schema_is_upgraded_by_dbdelta(): void {
+		global $wpdb;
+		$table = Postbag_Mail_Log::table();
+		// Schema 1: no job counts, no recipient index.
+		$wpdb->query( "DROP TABLE $table" ); // phpcs:ignore WordPress.DB
+		$wpdb->query( "CREATE TABLE $table ( id bigint(20) unsigned NOT NULL AUTO_INCREMENT, kind varchar(8) NOT NULL DEFAULT 'mail', mail_id varchar(64) NOT NULL, batch_id varchar(128) NOT NULL DEFAULT '', blog_id bigint(20) unsigned NOT NULL DEFAULT 0, recipients text NOT NULL, recipient varchar(191) NOT NULL DEFAULT '', subject varchar(255) NOT NULL DEFAULT '', status varchar(20) NOT NULL DEFAULT 'queued', reason text NULL, message_id varchar(255) NOT NULL DEFAULT '', receipt_key varchar(255) NOT NULL DEFAULT '', created_at datetime NOT NULL, updated_at datetime NOT NULL, PRIMARY KEY (id), UNIQUE KEY mail_id (mail_id) )" ); // phpcs:ignore WordPress.DB
+		$wpdb->query( $wpdb->prepare( "INSERT INTO $table (mail_id, recipients, created_at, updated_at) VALUES (%s, %s, %s, %s)", 'kept', 'a@example.net', '2026-11-22 07:00:00', '2026-11-22 07:00:00' ) ); // phpcs:ignore WordPress.DB
+		update_site_option( Postbag_Mail_Log::SCHEMA_OPTION, 1 );
+
+		Postbag_Mail_Log::maybe_upgrade();
+
+		$columns = $wpdb->get_col( "SHOW COLUMNS FROM $table" ); // phpcs:ignore WordPress.DB
+		$this->assertContains( 'counts', $columns );
+		$indexes = array_column( $wpdb->get_results( "SHOW INDEX FROM $table", ARRAY_A ), 'Key_name' ); // phpcs:ignore WordPress.DB
+		$this->assertContains( 'recipient', $indexes );
+		$this->assertContains( 'status_created', $indexes );
+		$this->assertSame( Postbag_Mail_Log::SCHEMA_VERSION, (int) get_site_option( Postbag_Mail_Log::SCHEMA_OPTION ) );
+		$this->assertNotNull( $this->log()->get( 'kept' ), 'rows survive the upgrade' );
+	}
+}

@@ -1,0 +1,282 @@
+<?php
+/**
+ * What the Postbag screen and the REST API both do.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * The service behind the screen (Postbag_Screen) and `postbag/v1`
+ * (Postbag_Rest): both are thin clients of these methods, so a script sees
+ * exactly what the screen shows. Capability checks are the callers'.
+ */
+final class Postbag_Console {
+
+	/** Where the sender writes what it last saw of the SES account. */
+	const ACCOUNT_KEY = 'status/account.json';
+
+	/** Where a resend request goes; the sender re-drives it (chalicelib/redrive.py). */
+	const REDRIVE_PREFIX = 'requests/redrive/';
+
+	/** @var Postbag_Plugin */
+	private $plugin;
+
+	/** @var Postbag_Mail_Log */
+	private $log;
+
+	/** @var Postbag_Log_Sync */
+	private $sync;
+
+	/** @var Postbag_Batch_Uploader */
+	private $uploader;
+
+	/** @var callable(): int */
+	private $clock;
+
+	/**
+	 * @param Postbag_Plugin         $plugin   Settings, spool, jobs, retry.
+	 * @param Postbag_Mail_Log       $log      The email log.
+	 * @param Postbag_Log_Sync       $sync     Reads the sender's outcomes.
+	 * @param Postbag_Batch_Uploader $uploader Reads and puts objects.
+	 * @param callable(): int        $clock    Unix time.
+	 */
+	public function __construct( Postbag_Plugin $plugin, Postbag_Mail_Log $log, Postbag_Log_Sync $sync, Postbag_Batch_Uploader $uploader, callable $clock ) {
+		$this->plugin   = $plugin;
+		$this->log      = $log;
+		$this->sync     = $sync;
+		$this->uploader = $uploader;
+		$this->clock    = $clock;
+	}
+
+	/**
+	 * The Overview: configuration, the SES account as the sender saw it,
+	 * counts for 24 hours and 7 days, running jobs, the last sync.
+	 */
+	public function status(): array {
+		$now = ( $this->clock )();
+		list( $account, $reachable, $error ) = $this->account();
+		return array(
+			'config'    => $this->config_check( $reachable, $error ),
+			'account'   => $account,
+			'counts'    => array(
+				'24h' => $this->log->counts( $now - DAY_IN_SECONDS ),
+				'7d'  => $this->log->counts( $now - 7 * DAY_IN_SECONDS ),
+			),
+			'jobs'      => $this->running_jobs(),
+			'synced_at' => self::time_or_null( (int) get_site_option( Postbag_Log_Sync::SYNCED_OPTION, 0 ) ),
+		);
+	}
+
+	/**
+	 * `status/account.json`, read with a signed GET: also the check that the bucket answers.
+	 *
+	 * @return array{0: array|null, 1: bool, 2: string} The document (null when absent), whether S3 answered, the error.
+	 */
+	private function account(): array {
+		if ( ! $this->plugin->config()->is_configured() ) {
+			return array( null, false, 'POSTBAG_BUCKET is not defined in wp-config.php' );
+		}
+		$result = $this->uploader->get( self::ACCOUNT_KEY );
+		if ( $result->ok ) {
+			$doc = json_decode( $result->body, true );
+			return array( is_array( $doc ) ? $doc : null, true, '' );
+		}
+		// Not written yet (404; 403 AccessDenied where the site may not list): S3 answered all the same.
+		$answered = 404 === $result->status || ( 403 === $result->status && preg_match( '/^HTTP 403 AccessDenied\b/', $result->error ) );
+		return array( null, (bool) $answered, $answered ? '' : $result->error );
+	}
+
+	/**
+	 * @param bool   $reachable Whether the bucket answered a signed GET.
+	 * @param string $error     Why not.
+	 */
+	private function config_check( bool $reachable, string $error ): array {
+		$config = $this->plugin->config();
+		$spool  = $this->plugin->spool();
+		$states = $spool->states();
+		return array(
+			'configured'      => $config->is_configured(),
+			'bucket'          => $config->get( 'bucket' ),
+			'region'          => $config->get( 'region' ),
+			'endpoint'        => $config->get( 'endpoint' ),
+			'bucket_reachable' => $reachable,
+			'bucket_error'    => $error,
+			'allowed_senders' => $config->get( 'allowed_senders' ),
+			'spool_dir'       => $spool->dir(),
+			'spool_problems'  => array_values( $spool->problems() ),
+			'spooled_batches' => count( $states ),
+			'spooled_mails'   => (int) array_sum( array_column( $states, 'mails' ) ),
+			'log_days'        => Postbag_Mail_Log::retention_days(),
+		);
+	}
+
+	/** Jobs the sender is still on, with progress (0..1) and ETA. */
+	private function running_jobs(): array {
+		$jobs = array();
+		foreach ( $this->log->unsettled( 'job', 50 ) as $row ) {
+			$jobs[] = self::job_view( $row );
+		}
+		return $jobs;
+	}
+
+	/**
+	 * @param array $row A job's log row.
+	 */
+	public static function job_view( array $row ): array {
+		$counts = (array) ( $row['counts'] ?? array() );
+		$total  = (int) ( $counts['recipients'] ?? $counts['rows'] ?? 0 );
+		$done   = 0;
+		foreach ( array( 'sent', 'duplicate', 'failed', 'suppressed', 'cancelled' ) as $name ) {
+			$done += (int) ( $counts[ $name ] ?? 0 );
+		}
+		return array(
+			'id'       => $row['id'],
+			'job_id'   => $row['mail_id'],
+			'subject'  => $row['subject'],
+			'status'   => $row['status'],
+			'reason'   => $row['reason'],
+			'counts'   => $counts,
+			'progress' => $total > 0 ? min( 1, $done / $total ) : null,
+			'eta'      => $counts['estimated_end'] ?? null,
+			'created'  => $row['created_at'],
+		);
+	}
+
+	/**
+	 * A page of the log.
+	 *
+	 * @param array $filters See Postbag_Mail_Log::query().
+	 * @return array{rows: array[], total: int}
+	 */
+	public function log( array $filters ): array {
+		return $this->log->query( $filters );
+	}
+
+	/**
+	 * One row, for the detail view.
+	 *
+	 * @param int $id Log id.
+	 */
+	public function entry( int $id ): ?array {
+		return $this->log->get( $id );
+	}
+
+	/**
+	 * @param int $page     From 1.
+	 * @param int $per_page Rows.
+	 */
+	public function jobs( int $page = 1, int $per_page = 20 ): array {
+		$result         = $this->log->query( array( 'kind' => 'job' ) + compact( 'page', 'per_page' ) );
+		$result['rows'] = array_map( array( self::class, 'job_view' ), $result['rows'] );
+		return $result;
+	}
+
+	/**
+	 * @param string $job_id Job id.
+	 * @return true|WP_Error See postbag_cancel_job().
+	 */
+	public function cancel_job( string $job_id ) {
+		return $this->plugin->jobs()->cancel( $job_id );
+	}
+
+	/**
+	 * Queues a non-priority test mail, uploaded after this request's response
+	 * like any other.
+	 *
+	 * @param string $to Recipient; default the site's admin address.
+	 * @return array|WP_Error The log row of the mail.
+	 */
+	public function send_test( string $to = '' ) {
+		$to = '' === $to ? (string) get_option( 'admin_email' ) : $to;
+		if ( ! is_email( $to ) ) {
+			return new WP_Error( 'postbag_invalid_address', __( 'to must be an e-mail address.', 'postbag' ), array( 'field' => 'to', 'status' => 400 ) );
+		}
+		$mail_id = null;
+		$catch   = static function ( string $id ) use ( &$mail_id ): void {
+			$mail_id = $id;
+		};
+		add_action( 'postbag_mail_queued', $catch, 5 );
+		try {
+			$queued = wp_mail(
+				$to,
+				$this->plugin->config()->get( 'marker_prefix' ) . ' ' . __( 'Postbag test mail', 'postbag' ),
+				/* translators: %s: site URL */
+				sprintf( __( "This test mail went through Postbag's whole non-priority path from %s: queued, uploaded to S3, sent by Amazon SES.", 'postbag' ), home_url() )
+			);
+		} finally {
+			remove_action( 'postbag_mail_queued', $catch, 5 );
+		}
+		if ( ! $queued || null === $mail_id ) {
+			return new WP_Error( 'postbag_not_queued', __( 'The test mail was not queued: is POSTBAG_BUCKET defined? See the configuration check.', 'postbag' ), array( 'status' => 500 ) );
+		}
+		$this->plugin->log_recorder()->write_pending(); // So the screen can show its row at once.
+		return $this->log->get( $mail_id );
+	}
+
+	/**
+	 * Asks the sender to send a failed mail (or a job's failed recipients)
+	 * again: `requests/redrive/<uuid>.json`, handled by the sender with
+	 * chalicelib/redrive.py. Only once the cause is fixed: it is sent once more.
+	 *
+	 * @param int $id Log id.
+	 * @return array|WP_Error The row after the request.
+	 */
+	public function resend( int $id ) {
+		$row = $this->log->get( $id );
+		if ( null === $row ) {
+			return new WP_Error( 'postbag_not_found', __( 'No such log entry.', 'postbag' ), array( 'status' => 404 ) );
+		}
+		$job = 'job' === $row['kind'];
+		if ( 'failed' !== $row['status'] && ! ( $job && (int) ( $row['counts']['failed'] ?? 0 ) > 0 ) ) {
+			return new WP_Error( 'postbag_not_failed', __( 'Only a failed mail, or a job with failed recipients, can be sent again.', 'postbag' ), array( 'status' => 409 ) );
+		}
+		if ( '' === $row['batch_id'] ) {
+			return new WP_Error( 'postbag_never_uploaded', __( 'This mail never reached the bucket: retry the spool instead.', 'postbag' ), array( 'status' => 409 ) );
+		}
+		$key      = self::REDRIVE_PREFIX . wp_generate_uuid4() . '.json';
+		$request  = array(
+			'version'      => 1,
+			'kind'         => $job ? 'job' : 'batch',
+			'id'           => $row['batch_id'],
+			'mail_ids'     => $job ? array() : array( $row['mail_id'] ),
+			'requested_at' => gmdate( 'Y-m-d\TH:i:s\Z', ( $this->clock )() ),
+		);
+		$failures = $this->uploader->put( array( $key => Postbag_Batch::encode( $request ) ), 'application/json' );
+		if ( $failures ) {
+			return new WP_Error( 'postbag_s3_unavailable', sprintf( /* translators: %s: error */ __( 'The request could not be stored: %s. Try again.', 'postbag' ), reset( $failures ) ), array( 'status' => 503 ) );
+		}
+		$this->log->set_status( $row['mail_id'], 'uploaded', __( 'Resend requested.', 'postbag' ), $job ? array() : array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
+		return $this->log->get( $id );
+	}
+
+	/**
+	 * The receipt a re-drive of this mail's batch writes: the redrive count after the one that failed.
+	 *
+	 * @param array $row A mail's log row.
+	 */
+	private static function next_redrive_receipt( array $row ): string {
+		$redrive = preg_match( '/\.redrive-(\d+)/', (string) $row['receipt_key'], $m ) ? (int) $m[1] : 0;
+		return Postbag_Log_Sync::receipt_key( $row['batch_id'], $redrive + 1 );
+	}
+
+	/** Uploads every spooled batch now. */
+	public function retry_spool(): array {
+		return $this->plugin->retry_spool( true );
+	}
+
+	/** Reads the sender's outcomes now. */
+	public function sync(): array {
+		return $this->sync->run();
+	}
+
+	/**
+	 * @param int $time Unix time, or 0.
+	 */
+	private static function time_or_null( int $time ): ?string {
+		return $time > 0 ? gmdate( 'Y-m-d\TH:i:s\Z', $time ) : null;
+	}
+}
