@@ -28,6 +28,19 @@ final class Postbag_Admin {
 	/** User meta: the overriding file the user dismissed the notice for. */
 	const DISMISS_META = 'postbag_dismissed_override';
 
+	const DISMISS_BUCKET_ACTION = 'postbag_dismiss_bucket';
+
+	/** User meta: the user dismissed the missing-bucket notice (outside the Postbag and Plugins screens). */
+	const DISMISS_BUCKET_META = 'postbag_dismissed_bucket';
+
+	const SPOOL_ON_UNINSTALL_ACTION = 'postbag_spool_on_uninstall';
+
+	/** Site option: '1' once an administrator chose to discard spooled mail when the plugin is deleted. */
+	const DISCARD_SPOOL_OPTION = 'postbag_discard_spool_on_uninstall';
+
+	/** Screens where the missing-bucket notice cannot be dismissed: where the fix is made. */
+	const BUCKET_NOTICE_SCREENS = array( 'plugins', 'plugins-network', 'toplevel_page_postbag', 'toplevel_page_postbag-network' );
+
 	/** @var Postbag_Config */
 	private $config;
 
@@ -64,6 +77,8 @@ final class Postbag_Admin {
 		add_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
 		add_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
 		add_action( 'admin_post_' . self::FORGET_JOB_ACTION, array( $this, 'forget_job_request' ) );
+		add_action( 'admin_post_' . self::DISMISS_BUCKET_ACTION, array( $this, 'dismiss_bucket_request' ) );
+		add_action( 'admin_post_' . self::SPOOL_ON_UNINSTALL_ACTION, array( $this, 'spool_on_uninstall_request' ) );
 		add_filter( 'debug_information', array( $this, 'debug_information' ) );
 	}
 
@@ -73,6 +88,8 @@ final class Postbag_Admin {
 		remove_action( 'admin_post_' . self::RETRY_ACTION, array( $this, 'retry_request' ) );
 		remove_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
 		remove_action( 'admin_post_' . self::FORGET_JOB_ACTION, array( $this, 'forget_job_request' ) );
+		remove_action( 'admin_post_' . self::DISMISS_BUCKET_ACTION, array( $this, 'dismiss_bucket_request' ) );
+		remove_action( 'admin_post_' . self::SPOOL_ON_UNINSTALL_ACTION, array( $this, 'spool_on_uninstall_request' ) );
 		remove_filter( 'debug_information', array( $this, 'debug_information' ) );
 	}
 
@@ -92,6 +109,19 @@ final class Postbag_Admin {
 				'value' => ( is_bool( $value ) ? wp_json_encode( $value ) : (string) $value ) . ' ' . ( defined( $setting[0] ) ? __( '(defined in wp-config.php)', 'postbag' ) : __( '(default)', 'postbag' ) ),
 			);
 		}
+		$fields['postbag_default_from'] = array(
+			'label' => __( 'From of mail that sets none', 'postbag' ),
+			'value' => $this->default_from_source(),
+		);
+		$fields['postbag_proxy']        = array(
+			'label' => __( 'Proxy for uploads', 'postbag' ),
+			'value' => $this->proxy_source(),
+		);
+		$unknown                        = Postbag_Config::unknown_constants();
+		$fields['postbag_unknown']      = array(
+			'label' => __( 'Unknown POSTBAG_* constants (ignored)', 'postbag' ),
+			'value' => $unknown ? implode( ', ', $unknown ) : __( 'None', 'postbag' ),
+		);
 		$fields['postbag_prefix'] = array(
 			'label' => __( 'Key prefix', 'postbag' ),
 			'value' => Postbag_Batch::PREFIX . ' ' . __( '(fixed)', 'postbag' ),
@@ -122,6 +152,28 @@ final class Postbag_Admin {
 		return $info;
 	}
 
+	/** The From a mail without one gets, and which of POSTBAG_FROM, a wp_mail_from filter or WordPress decided it. */
+	private function default_from_source(): string {
+		$from = Postbag_Plugin::instance()->interceptor()->effective_default_from();
+		if ( '' !== $this->config->get( 'from' ) && Postbag_Header_Parser::split_mailbox( $this->config->get( 'from' ) )[1] === $from ) {
+			/* translators: %s: email address */
+			return sprintf( __( '%s (POSTBAG_FROM)', 'postbag' ), $from );
+		}
+		$core = Postbag_Plugin::instance()->interceptor()->default_from();
+		/* translators: %s: email address */
+		return sprintf( $core === $from ? __( '%s (WordPress\'s default)', 'postbag' ) : __( '%s (a wp_mail_from filter)', 'postbag' ), $from );
+	}
+
+	/** WordPress's proxy as uploads use it; the password only as "set". */
+	private function proxy_source(): string {
+		$proxy = $this->config->s3_options()['proxy'];
+		if ( null === $proxy ) {
+			return defined( 'WP_PROXY_HOST' ) ? __( 'None (the endpoint is in WP_PROXY_BYPASS_HOSTS)', 'postbag' ) : __( 'None (WP_PROXY_HOST not defined)', 'postbag' );
+		}
+		/* translators: 1: host, 2: port, 3: whether credentials are set */
+		return sprintf( __( '%1$s:%2$d (WP_PROXY_HOST, WP_PROXY_PORT), credentials %3$s', 'postbag' ), $proxy['host'], $proxy['port'], '' === $proxy['auth'] ? __( 'not set', 'postbag' ) : __( 'set', 'postbag' ) );
+	}
+
 	public function render_notices(): void {
 		echo $this->notices(); // phpcs:ignore WordPress.Security.EscapeOutput -- escaped piece by piece in notices().
 	}
@@ -131,12 +183,115 @@ final class Postbag_Admin {
 		if ( ! current_user_can( self::CAPABILITY ) ) {
 			return '';
 		}
-		$html = '';
-		if ( ! $this->config->is_configured() ) {
-			$html .= self::notice( 'error', esc_html__( 'Postbag: POSTBAG_BUCKET is not defined in wp-config.php. Non-priority mail waits in the spool until it is.', 'postbag' ) );
+		return $this->bucket_notice() . $this->retried_notice() . $this->spool_notice() . $this->jobs_notices() . $this->override_notice() . $this->uninstall_notice();
+	}
+
+	/**
+	 * No bucket: always on the Plugins and Postbag screens (where it is
+	 * fixed), dismissable per user everywhere else.
+	 */
+	private function bucket_notice(): string {
+		if ( $this->config->is_configured() ) {
+			return '';
 		}
-		$html .= $this->retried_notice() . $this->spool_notice() . $this->jobs_notices() . $this->override_notice();
-		return $html;
+		$text     = esc_html__( 'Postbag: POSTBAG_BUCKET is not defined in wp-config.php. Non-priority mail waits in the spool until it is.', 'postbag' );
+		$fixed_on = in_array( self::screen_id(), self::BUCKET_NOTICE_SCREENS, true );
+		if ( $fixed_on ) {
+			return self::notice( 'error', $text );
+		}
+		if ( get_user_meta( get_current_user_id(), self::DISMISS_BUCKET_META, true ) ) {
+			return '';
+		}
+		return self::notice( 'error', $text, self::action_form( self::DISMISS_BUCKET_ACTION, esc_html__( 'Dismiss (still shown on the Plugins screen)', 'postbag' ), 'button-link' ) );
+	}
+
+	/**
+	 * On the Plugins screen, while mail waits in the spool: deleting the
+	 * plugin keeps it on disk unless the administrator chooses to discard
+	 * it here (Postbag_Plugin::uninstall()).
+	 */
+	private function uninstall_notice(): string {
+		if ( ! in_array( self::screen_id(), array( 'plugins', 'plugins-network' ), true ) ) {
+			return '';
+		}
+		$held = self::spooled( $this->spool );
+		if ( ! $held['mails'] && ! $held['jobs'] ) {
+			return '';
+		}
+		$discard = '1' === get_site_option( self::DISCARD_SPOOL_OPTION );
+		$text    = sprintf(
+			/* translators: 1: number of mails, 2: number of notify jobs, 3: directory */
+			__( 'Postbag holds %1$d mail(s) and %2$d notify job(s) not yet uploaded, in %3$s.', 'postbag' ),
+			$held['mails'],
+			$held['jobs'],
+			$this->spool->dir()
+		) . ' ' . ( $discard
+			? __( 'You chose to discard them when Postbag is deleted.', 'postbag' )
+			: __( 'Deleting Postbag keeps them on disk (a reinstall sends them) unless you choose to discard them.', 'postbag' ) );
+		$form = self::action_form(
+			self::SPOOL_ON_UNINSTALL_ACTION,
+			$discard ? esc_html__( 'Keep them when Postbag is deleted', 'postbag' ) : esc_html__( 'Discard them when Postbag is deleted', 'postbag' ),
+			'button',
+			array( 'discard' => $discard ? '0' : '1' )
+		);
+		return self::notice( 'warning', esc_html( $text ), $form );
+	}
+
+	/**
+	 * What a spool holds: mails in batches, and notify jobs.
+	 *
+	 * @param Postbag_Spool $spool The spool.
+	 * @return array{mails: int, jobs: int}
+	 */
+	public static function spooled( Postbag_Spool $spool ): array {
+		return array(
+			'mails' => (int) array_sum( array_column( $spool->states(), 'mails' ) ),
+			'jobs'  => count( $spool->names( '*' . Postbag_Jobs::JOB_SUFFIX ) ),
+		);
+	}
+
+	/** The current admin screen's id, '' outside one. */
+	private static function screen_id(): string {
+		$screen = function_exists( 'get_current_screen' ) ? get_current_screen() : null;
+		return null === $screen ? '' : (string) $screen->id;
+	}
+
+	public function dismiss_bucket_request(): void {
+		wp_safe_redirect( $this->handle_dismiss_bucket() );
+		exit;
+	}
+
+	/**
+	 * @return string Where to send the admin afterwards.
+	 */
+	public function handle_dismiss_bucket(): string {
+		self::authorize( self::DISMISS_BUCKET_ACTION );
+		update_user_meta( get_current_user_id(), self::DISMISS_BUCKET_META, 1 );
+		return self::back();
+	}
+
+	public function spool_on_uninstall_request(): void {
+		wp_safe_redirect( $this->handle_spool_on_uninstall() );
+		exit;
+	}
+
+	/**
+	 * Records whether uninstall discards spooled mail; needs delete_plugins too.
+	 *
+	 * @return string Where to send the admin afterwards.
+	 */
+	public function handle_spool_on_uninstall(): string {
+		self::authorize( self::SPOOL_ON_UNINSTALL_ACTION );
+		if ( ! current_user_can( 'delete_plugins' ) ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'postbag' ), 403 );
+		}
+		$discard = isset( $_POST['discard'] ) && '1' === sanitize_key( wp_unslash( $_POST['discard'] ) );
+		if ( $discard ) {
+			update_site_option( self::DISCARD_SPOOL_OPTION, '1' );
+		} else {
+			delete_site_option( self::DISCARD_SPOOL_OPTION );
+		}
+		return self::back();
 	}
 
 	/** Runs the "Retry now" button, then goes back to where the admin was. */

@@ -36,7 +36,14 @@ final class Postbag_Config {
 		'upload_timeout'              => array( 'POSTBAG_UPLOAD_TIMEOUT', 10 ),
 		'upload_concurrency'          => array( 'POSTBAG_UPLOAD_CONCURRENCY', 16 ),
 		'allowed_senders'             => array( 'POSTBAG_ALLOWED_SENDERS', '' ),
+		'unsubscribe_mailto'          => array( 'POSTBAG_UNSUBSCRIBE_MAILTO', '' ),
+		'from'                        => array( 'POSTBAG_FROM', '' ),
+		'stuck_after_minutes'         => array( 'POSTBAG_STUCK_AFTER_MINUTES', 15 ),
+		'weekly_summary'              => array( 'POSTBAG_WEEKLY_SUMMARY', true ),
 	);
+
+	/** Constants of the plugin that are not settings (names only: a misspelt one is named in Site Health). */
+	const OTHER_CONSTANTS = array( 'POSTBAG_VERSION', 'POSTBAG_PLUGIN_FILE' );
 
 	/** @var array<string, mixed> */
 	private $values = array();
@@ -75,8 +82,51 @@ final class Postbag_Config {
 	 * @return array<string, bool> Constant name => defined.
 	 */
 	public static function defined_constants(): array {
-		$names = array_merge( array_column( self::SETTINGS, 0 ), Postbag_Credential_Chain::CONSTANTS );
+		// POSTBAG_UNSUBSCRIBE_SECRET: read by Postbag_Unsubscribe_Token only, like the AWS keys by the chain.
+		$names = array_merge( array_column( self::SETTINGS, 0 ), Postbag_Credential_Chain::CONSTANTS, array( 'POSTBAG_UNSUBSCRIBE_SECRET' ) );
 		return array_combine( $names, array_map( 'defined', $names ) );
+	}
+
+	/**
+	 * `POSTBAG_*` constants this plugin does not read, e.g. a misspelt
+	 * POSTBAG_BUKET. Names only: the value may be a secret.
+	 *
+	 * @return string[]
+	 */
+	public static function unknown_constants(): array {
+		/**
+		 * Filters the `POSTBAG_*` constant names Postbag knows (an add-on may read its own).
+		 *
+		 * @param string[] $known Constant names.
+		 */
+		$known   = (array) apply_filters( 'postbag_known_constants', array_merge( array_keys( self::defined_constants() ), self::OTHER_CONSTANTS ) );
+		$defined = array_keys( get_defined_constants( true )['user'] ?? array() );
+		return array_values(
+			array_filter(
+				$defined,
+				static function ( string $name ) use ( $known ): bool {
+					return 0 === strpos( $name, 'POSTBAG_' ) && ! in_array( $name, $known, true );
+				}
+			)
+		);
+	}
+
+	/**
+	 * The known constant closest to a misspelt one, or '' when none is close.
+	 *
+	 * @param string $name An unknown constant.
+	 */
+	public static function closest_constant( string $name ): string {
+		$best     = '';
+		$distance = 4; // More edits than this is another name, not a typo.
+		foreach ( array_keys( self::defined_constants() ) as $known ) {
+			$edits = levenshtein( $name, $known );
+			if ( $edits < $distance ) {
+				$best     = $known;
+				$distance = $edits;
+			}
+		}
+		return $best;
 	}
 
 	/**

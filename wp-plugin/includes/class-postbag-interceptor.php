@@ -377,7 +377,7 @@ final class Postbag_Interceptor {
 	}
 
 	/** Core's default From: wordpress@ the network's host, without `www.`. */
-	private function default_from(): string {
+	public function default_from(): string {
 		if ( null === $this->default_from ) {
 			$host               = (string) wp_parse_url( network_home_url(), PHP_URL_HOST );
 			$this->default_from = 'wordpress@' . ( 0 === strpos( $host, 'www.' ) ? substr( $host, 4 ) : $host );

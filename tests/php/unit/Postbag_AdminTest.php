@@ -236,4 +236,124 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 		}
 		$this->assertStringContainsString( '1 batch(es), 1 mail(s) waiting', $fields['postbag_spool']['value'] );
 	}
+
+	/**
+	 * Makes `$id` the current admin screen (as admin.php does).
+	 *
+	 * @param string $id Screen id.
+	 */
+	private static function on_screen( string $id ): void {
+		require_once ABSPATH . 'wp-admin/includes/class-wp-screen.php';
+		require_once ABSPATH . 'wp-admin/includes/screen.php';
+		$GLOBALS['current_screen'] = WP_Screen::get( $id );
+	}
+
+	private function forget_screen(): void {
+		unset( $GLOBALS['current_screen'] );
+		delete_metadata( 'user', 0, Postbag_Admin::DISMISS_BUCKET_META, '', true );
+		delete_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION );
+	}
+
+	public function test_the_missing_bucket_notice_is_dismissable_except_where_it_is_fixed(): void {
+		$this->use_settings( array( 'bucket' => '' ) );
+		try {
+			self::on_screen( 'dashboard' );
+			$html = $this->plugin->admin()->notices();
+			$this->assertStringContainsString( 'POSTBAG_BUCKET is not defined', $html );
+			$this->assertStringContainsString( 'value="postbag_dismiss_bucket"', $html );
+
+			$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::DISMISS_BUCKET_ACTION );
+			$this->plugin->admin()->handle_dismiss_bucket();
+
+			$this->assertStringNotContainsString( 'POSTBAG_BUCKET', $this->plugin->admin()->notices(), 'dismissed for this user' );
+			foreach ( array( 'plugins', 'toplevel_page_postbag' ) as $screen ) {
+				self::on_screen( $screen );
+				$html = $this->plugin->admin()->notices();
+				$this->assertStringContainsString( 'POSTBAG_BUCKET is not defined', $html, "always on $screen" );
+				$this->assertStringNotContainsString( 'postbag_dismiss_bucket', $html, "no dismiss button on $screen" );
+			}
+		} finally {
+			$this->forget_screen();
+		}
+	}
+
+	public function test_dismissing_the_bucket_notice_needs_the_nonce(): void {
+		$_REQUEST['_wpnonce'] = 'forged';
+		try {
+			$this->plugin->admin()->handle_dismiss_bucket();
+			$this->fail( 'A forged nonce was accepted.' );
+		} catch ( RuntimeException $e ) {
+			$this->assertSame( '', get_user_meta( 1, Postbag_Admin::DISMISS_BUCKET_META, true ) );
+		}
+	}
+
+	public function test_the_plugins_screen_warns_about_spooled_mail_and_records_the_choice(): void {
+		$this->failing_batch( 1 );
+		try {
+			self::on_screen( 'dashboard' );
+			$this->assertStringNotContainsString( 'not yet uploaded', $this->plugin->admin()->notices(), 'only on the Plugins screen' );
+
+			self::on_screen( 'plugins' );
+			$html = $this->plugin->admin()->notices();
+			$this->assertStringContainsString( 'Postbag holds 1 mail(s) and 0 notify job(s) not yet uploaded', $html );
+			$this->assertStringContainsString( 'Deleting Postbag keeps them on disk', $html );
+			$this->assertStringContainsString( 'name="discard" value="1"', $html );
+
+			$_POST['discard']     = '1';
+			$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::SPOOL_ON_UNINSTALL_ACTION );
+			$this->plugin->admin()->handle_spool_on_uninstall();
+			$this->assertSame( '1', get_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION ) );
+			$this->assertStringContainsString( 'You chose to discard them', $this->plugin->admin()->notices() );
+
+			$_POST['discard'] = '0';
+			$this->plugin->admin()->handle_spool_on_uninstall();
+			$this->assertFalse( get_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION ), 'and back' );
+		} finally {
+			unset( $_POST['discard'] );
+			$this->forget_screen();
+		}
+	}
+
+	public function test_a_subscriber_cannot_choose_to_discard_spooled_mail(): void {
+		wp_set_current_user( self::subscriber() );
+		$_POST['discard']     = '1';
+		$_REQUEST['_wpnonce'] = wp_create_nonce( Postbag_Admin::SPOOL_ON_UNINSTALL_ACTION );
+		try {
+			$this->plugin->admin()->handle_spool_on_uninstall();
+			$this->fail( 'A subscriber chose.' );
+		} catch ( RuntimeException $e ) {
+			$this->assertStringContainsString( 'not allowed', $e->getMessage() );
+		} finally {
+			unset( $_POST['discard'] );
+		}
+		$this->assertFalse( get_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION ) );
+	}
+
+	public function test_site_health_info_says_where_the_from_and_proxy_come_from_and_names_unknown_constants(): void {
+		$this->use_settings( array( 'from' => 'news@example.org' ) );
+		if ( ! defined( 'POSTBAG_BUKCET' ) ) {
+			define( 'POSTBAG_BUKCET', 'secret-looking value' );
+		}
+
+		$fields = $this->plugin->admin()->debug_information( array() )['postbag']['fields'];
+
+		$this->assertSame( 'news@example.org (POSTBAG_FROM)', $fields['postbag_default_from']['value'] );
+		$this->assertSame( 'None (WP_PROXY_HOST not defined)', $fields['postbag_proxy']['value'] );
+		$this->assertStringContainsString( 'POSTBAG_BUKCET', $fields['postbag_unknown']['value'] );
+		$this->assertStringNotContainsString( 'secret-looking', wp_json_encode( $fields ) );
+		$this->assertStringEndsWith( '(default)', $fields['POSTBAG_STUCK_AFTER_MINUTES']['value'] );
+		$this->assertSame( 'true (default)', $fields['POSTBAG_WEEKLY_SUMMARY']['value'] );
+
+		$this->use_settings( array() );
+		$fields = $this->plugin->admin()->debug_information( array() )['postbag']['fields'];
+		$this->assertSame( 'wordpress@blog.example.org (WordPress\'s default)', $fields['postbag_default_from']['value'] );
+		add_filter(
+			'wp_mail_from',
+			static function (): string {
+				return 'filtered@example.org';
+			}
+		);
+		$fields = $this->plugin->admin()->debug_information( array() )['postbag']['fields'];
+		$this->assertSame( 'filtered@example.org (a wp_mail_from filter)', $fields['postbag_default_from']['value'] );
+	}
 }

@@ -656,6 +656,9 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		Postbag_Plugin::deactivate();
 		$this->assertSame( array( $job_id ), $this->plugin->jobs()->ids() );
 		Postbag_Plugin::uninstall( $this->plugin->spool() );
+		$this->assertSame( array( $job_id ), $this->plugin->jobs()->ids(), 'kept: nobody chose to discard it' );
+		update_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION, '1' );
+		Postbag_Plugin::uninstall( $this->plugin->spool() );
 		$this->assertDirectoryDoesNotExist( $this->spool_dir );
 	}
 

@@ -77,7 +77,8 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 	public function test_s3_options_match_the_client(): void {
 		$options = ( new Postbag_Config( array( 'bucket' => 'postbag-bucket', 'endpoint' => 'http://127.0.0.1:9', 'path_style' => true ) ) )->s3_options();
 
-		$this->assertSame( array( 'bucket', 'region', 'endpoint', 'path_style', 'sse', 'kms_key_id', 'timeout', 'concurrency' ), array_keys( $options ) );
+		$this->assertSame( array( 'bucket', 'region', 'endpoint', 'path_style', 'sse', 'kms_key_id', 'timeout', 'concurrency', 'proxy' ), array_keys( $options ) );
+		$this->assertNull( $options['proxy'], 'no WP_PROXY_HOST here' );
 		$this->assertInstanceOf( Postbag_S3_Client::class, new Postbag_S3_Client( $options, Postbag_Credential_Chain::default_chain() ) );
 	}
 
@@ -169,15 +170,39 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
 		$this->plugin->flush();
 		update_user_meta( 1, Postbag_Admin::DISMISS_META, '/some/file.php' );
+		update_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION, '1' ); // "Discard them when Postbag is deleted".
 		$this->assertDirectoryExists( $this->spool_dir );
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
 
 		Postbag_Plugin::uninstall( $this->plugin->spool() );
 
 		$this->assertDirectoryDoesNotExist( $this->spool_dir );
+		$this->assertFalse( get_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION ), 'the choice goes with the plugin' );
 		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ) );
 		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOURLY_HOOK ) );
 		$this->assertSame( '', get_user_meta( 1, Postbag_Admin::DISMISS_META, true ) );
+	}
+
+	public function test_uninstall_keeps_spooled_mail_unless_an_administrator_chose_to_discard_it(): void {
+		$this->s3->fail_pattern = '/./';
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+		$this->plugin->flush();
+		$batches = glob( $this->spool_dir . '/*.batch.php' );
+
+		Postbag_Plugin::uninstall( $this->plugin->spool() );
+
+		$this->assertCount( 1, $batches );
+		$this->assertSame( $batches, glob( $this->spool_dir . '/*.batch.php' ), 'the batch is still on disk' );
+		$this->assertSame( 1, Postbag_Admin::spooled( $this->plugin->spool() )['mails'] );
+		$this->assertFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'everything else is gone' );
+	}
+
+	public function test_uninstall_removes_an_empty_spool_without_asking(): void {
+		$this->plugin->spool()->prepare();
+
+		Postbag_Plugin::uninstall( $this->plugin->spool() );
+
+		$this->assertDirectoryDoesNotExist( $this->spool_dir );
 	}
 
 	public function test_uninstall_file_is_guarded(): void {
@@ -191,6 +216,7 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$this->s3->fail_pattern = '/./';
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
 		$this->plugin->flush();
+		update_site_option( Postbag_Admin::DISCARD_SPOOL_OPTION, '1' );
 		$this->assertDirectoryExists( $this->spool_dir );
 		$log     = Postbag_Test_WordPress::$sandbox->path( 'uninstall.log' );
 		$request = new Postbag_Test_Process(
