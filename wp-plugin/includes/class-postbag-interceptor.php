@@ -19,11 +19,31 @@ if ( ! defined( 'ABSPATH' ) ) {
  * filters, so they are applied here, at enqueue time, with core's defaults.
  * Whatever the sender would refuse later (Postbag_Mail_Rules, a From outside
  * POSTBAG_ALLOWED_SENDERS) is refused now, while the caller can still react.
+ *
+ * A queued mail may be held by the sender until a time: the header
+ * `X-Postbag-Send-At: <time>` (taken out of the headers sent; any form
+ * Postbag_Send_Time reads, wall-clock times in the site's zone) or the
+ * `postbag_mail_send_at` filter. A time that cannot be read or is too far
+ * ahead refuses the mail like any other bad field.
+ *
+ * A mail may name a list (header `X-Postbag-List: <name>`, taken out of the
+ * headers sent, or the `postbag_mail_list` filter): it must then have one
+ * recipient (To, Cc and Bcc together; the List-Unsubscribe link is that
+ * person's), which is dropped (`postbag_mail_suppressed`) when the site's
+ * suppression list holds it for every list or this one; otherwise the mail
+ * gets `meta.list` and the RFC 8058 headers computed here. A caller's own
+ * List-Unsubscribe together with a list is refused.
  */
 final class Postbag_Interceptor {
 
 	/** SES refuses a mail with more recipients (To + Cc + Bcc). */
 	const MAX_RECIPIENTS = 50;
+
+	/** The header that schedules a queued mail (lower case: header names are matched so). */
+	const SEND_AT_HEADER = 'x-postbag-send-at';
+
+	/** The header that names a queued mail's list (lower case). */
+	const LIST_HEADER = 'x-postbag-list';
 
 	/** @var Postbag_Queue */
 	private $queue;
@@ -43,17 +63,27 @@ final class Postbag_Interceptor {
 	/** @var string|null Core's default From address, computed once. */
 	private $default_from;
 
+	/** @var Postbag_Send_Time Reads X-Postbag-Send-At. */
+	private $times;
+
+	/** @var Postbag_List_Unsubscribe|null Links and suppressions of list mail; null: made from wp-config.php on first use. */
+	private $lists;
+
 	/**
 	 * @param Postbag_Queue                $queue       Where queued mail goes.
 	 * @param Postbag_Marker               $marker      The non-priority marks.
 	 * @param Postbag_Attachment_Reader    $attachments Reads attachment files.
 	 * @param Postbag_Allowed_Senders|null $senders     The From addresses allowed; default: any.
+	 * @param Postbag_Send_Time|null       $times       Reads send times; default: the real clock, the site's zone.
+	 * @param Postbag_List_Unsubscribe|null $lists      List mail's links and suppressions; default: from wp-config.php.
 	 */
-	public function __construct( Postbag_Queue $queue, Postbag_Marker $marker, Postbag_Attachment_Reader $attachments, ?Postbag_Allowed_Senders $senders = null ) {
+	public function __construct( Postbag_Queue $queue, Postbag_Marker $marker, Postbag_Attachment_Reader $attachments, ?Postbag_Allowed_Senders $senders = null, ?Postbag_Send_Time $times = null, ?Postbag_List_Unsubscribe $lists = null ) {
 		$this->queue       = $queue;
 		$this->marker      = $marker;
 		$this->attachments = $attachments;
 		$this->senders     = $senders ?? new Postbag_Allowed_Senders( '' );
+		$this->times       = $times ?? new Postbag_Send_Time( 'time' );
+		$this->lists       = $lists;
 	}
 
 	public function init(): void {
@@ -181,6 +211,8 @@ final class Postbag_Interceptor {
 	 * @throws Postbag_Mail_Exception When the mail cannot be queued.
 	 */
 	private function enqueue( array $draft, array $atts ): void {
+		$send_at = $this->send_at( $draft['headers']['headers'], $atts );
+		$list    = $this->mail_list( $draft['headers']['headers'], $atts );
 		$sender  = $this->sender( $draft['headers'] );
 		$message = (string) ( $atts['message'] ?? '' );
 		if ( 0 !== strcasecmp( $sender['charset'], 'UTF-8' ) && function_exists( 'mb_convert_encoding' ) ) {
@@ -191,8 +223,19 @@ final class Postbag_Interceptor {
 		if ( ! $this->senders->allows( $sender['from_email'] ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_sender_not_allowed', $this->senders->refusal( $sender['from_email'] ), 'From address' );
 		}
-		$to   = self::valid_mailboxes( $draft['to'] );
+		$to          = self::valid_mailboxes( $draft['to'] );
+		$unsubscribe = array();
+		if ( null !== $list ) {
+			$unsubscribe = $this->unsubscribe_headers( $list, $to, $draft['headers'], $atts );
+			if ( null === $unsubscribe ) {
+				return; // Suppressed: not queued, and not a failure either.
+			}
+			$draft['headers']['headers'] += $unsubscribe;
+		}
 		$meta = self::meta( $sender, $draft['headers'], count( $to ) );
+		if ( ! empty( $unsubscribe ) ) {
+			$meta['list'] = $list; // Only with the headers: the sender wants both or neither.
+		}
 
 		/**
 		 * Filters the meta a queued mail shares with its batch, e.g. to add an SES
@@ -212,7 +255,117 @@ final class Postbag_Interceptor {
 		// Escaping makes JSON somewhat longer than this; the queue corrects a batch that overflows.
 		$bytes = 128 + strlen( $draft['subject'] ) + strlen( $message ) + strlen( implode( '","', $to ) )
 			+ $attachments['bytes'] + 256 * count( $attachments['entries'] );
-		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes );
+		/**
+		 * Fires when a mail is queued, before its batch exists (the email log records it).
+		 *
+		 * @param string   $mail_id Mail id.
+		 * @param string[] $to      Its To addresses.
+		 * @param string   $subject Its subject.
+		 */
+		do_action( 'postbag_mail_queued', $mail['id'], $to, $draft['subject'] );
+		$this->queue->add( $this->site(), $meta, $mail, $attachments['blobs'], $bytes, $send_at );
+	}
+
+	/**
+	 * The mail's send time, its header taken out of the custom headers (it is
+	 * an instruction to Postbag, never sent).
+	 *
+	 * @param array<string, string> $headers Custom headers, updated.
+	 * @param array                 $atts    wp_mail() arguments as passed.
+	 * @return string|null UTC RFC 3339, or null for now.
+	 * @throws Postbag_Mail_Exception For a time that cannot be read, or too far ahead.
+	 */
+	private function send_at( array &$headers, array $atts ): ?string {
+		$value = null;
+		foreach ( $headers as $name => $header_value ) {
+			if ( self::SEND_AT_HEADER === strtolower( (string) $name ) ) {
+				$value = '' === trim( $header_value ) ? null : $header_value;
+				unset( $headers[ $name ] );
+			}
+		}
+
+		/**
+		 * Filters when a queued mail is sent: held by the sender until then.
+		 *
+		 * @param mixed $send_at The X-Postbag-Send-At header's value, or null (now); return a Unix
+		 *                       timestamp, a DateTimeInterface, a date and time as text (the site's
+		 *                       time zone unless it names an offset), or null.
+		 * @param array $atts    wp_mail() arguments as passed.
+		 */
+		$value = apply_filters( 'postbag_mail_send_at', $value, $atts );
+		return $this->times->at( $value, 'X-Postbag-Send-At' );
+	}
+
+	/**
+	 * The mail's list: X-Postbag-List (taken out of the headers), then the filter.
+	 *
+	 * @param array $headers Custom headers, by name; the list header is removed.
+	 * @param array $atts    wp_mail() arguments as passed.
+	 * @return string|null Null when the mail names no list.
+	 * @throws Postbag_Mail_Exception For a list name the sender would refuse.
+	 */
+	private function mail_list( array &$headers, array $atts ): ?string {
+		$list = null;
+		foreach ( $headers as $name => $value ) {
+			if ( self::LIST_HEADER === strtolower( (string) $name ) ) {
+				$list = '' === trim( $value ) ? null : trim( $value );
+				unset( $headers[ $name ] );
+			}
+		}
+
+		/**
+		 * Filters the list a queued mail belongs to: its recipient can unsubscribe from it in one click.
+		 *
+		 * @param string|null $list The X-Postbag-List header's value, or null.
+		 * @param array       $atts wp_mail() arguments as passed.
+		 */
+		$list = apply_filters( 'postbag_mail_list', $list, $atts );
+		if ( null !== $list && ( ! is_string( $list ) || ! preg_match( Postbag_Notify_Args::LIST_PATTERN, $list ) ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_invalid_list', 'The list must be a name of lower-case letters, digits, - and _ (at most 64), such as new-posts.', 'X-Postbag-List' );
+		}
+		return $list;
+	}
+
+	/**
+	 * RFC 8058's headers for the one recipient of a list mail.
+	 *
+	 * @param string   $list    List name.
+	 * @param string[] $to      Valid To mailboxes.
+	 * @param array    $headers Parsed headers (Cc, Bcc, custom ones).
+	 * @param array    $atts    wp_mail() arguments as passed.
+	 * @return array<string, string>|null The headers (empty on a site without https), or null when
+	 *                                    the recipient is suppressed (`postbag_mail_suppressed` fired).
+	 * @throws Postbag_Mail_Exception For several recipients, or a List-Unsubscribe of the caller's own.
+	 */
+	private function unsubscribe_headers( string $list, array $to, array $headers, array $atts ): ?array {
+		foreach ( array_keys( $headers['headers'] ) as $name ) {
+			if ( 0 === strpos( strtolower( (string) $name ), 'list-unsubscribe' ) ) {
+				throw new Postbag_Mail_Exception( 'postbag_list_unsubscribe_given', sprintf( 'A mail that names a list gets its %s header from Postbag (one signed link per recipient): leave yours out.', $name ), "header $name" );
+			}
+		}
+		$recipients = array_merge( $to, self::valid_mailboxes( $headers['cc'] ), self::valid_mailboxes( $headers['bcc'] ) );
+		if ( 1 !== count( $recipients ) ) {
+			throw new Postbag_Mail_Exception( 'postbag_list_needs_one_recipient', sprintf( 'A mail that names a list must have exactly one recipient (To, Cc and Bcc together), as its unsubscribe link is that person\'s; it has %d. Send one mail per recipient, or use postbag_notify().', count( $recipients ) ), 'to' );
+		}
+		$address = Postbag_Header_Parser::split_mailbox( $recipients[0] )[1];
+		$this->lists = $this->lists ?? new Postbag_List_Unsubscribe( Postbag_Unsubscribe_Token::from_constants( 'time' ), new Postbag_Suppressions(), Postbag_Config::from_constants()->get( 'unsubscribe_mailto' ) );
+		try {
+			$suppressed = (bool) $this->lists->suppressed( $list, array( $address ) );
+		} catch ( RuntimeException $e ) {
+			$suppressed = false; // The sender checks its own list before sending anyway.
+		}
+		if ( $suppressed ) {
+			/**
+			 * Fires when a mail is not queued because its recipient is on the suppression list.
+			 *
+			 * @param string $address The recipient.
+			 * @param string $list    The mail's list.
+			 * @param array  $atts    wp_mail() arguments as passed.
+			 */
+			do_action( 'postbag_mail_suppressed', $address, $list, $atts );
+			return null;
+		}
+		return $this->lists->headers( $list, $address );
 	}
 
 	/**

@@ -53,6 +53,14 @@ if ( ! defined( 'ABSPATH' ) ) {
  * upload was tried: an error does not prove S3 did not store it), gets the
  * cancel object in the bucket instead. postbag_job_status() answers from the
  * spool while the job is there, then from the sender's `status.json`.
+ *
+ * Every job names a list (`postbag_notify()`'s `list`, or
+ * Postbag_List_Unsubscribe::DEFAULT_LIST): each page of recipients is checked
+ * against the site's suppression list in one query (scope `all` and the
+ * job's list), suppressed rows are left out and counted (`suppressed`), and
+ * every row written gets its signed `unsubscribe_url`. A site not served over
+ * https cannot make those links: its jobs go without `meta.list` (the sender
+ * wants both or neither), still leaving suppressed recipients out.
  */
 final class Postbag_Jobs {
 
@@ -115,6 +123,9 @@ final class Postbag_Jobs {
 	/** @var string|null The job advance() works on now (a recipients callback may cancel it). */
 	private $current;
 
+	/** @var Postbag_List_Unsubscribe|null Links and suppressions; null: made from wp-config.php on first use. */
+	private $lists;
+
 	/**
 	 * @param Postbag_Spool          $spool    Where jobs wait.
 	 * @param Postbag_Notify_Args    $args     Checks postbag_notify()'s arguments.
@@ -122,14 +133,16 @@ final class Postbag_Jobs {
 	 * @param Postbag_Spool_Retry    $retry    Backoff, and the cron events that retry.
 	 * @param callable(): int        $clock    Current Unix time.
 	 * @param Postbag_Job_Cancels    $cancels  Cancel requests; default: kept in the same spool.
+	 * @param Postbag_List_Unsubscribe|null $lists Unsubscribe links and suppressions; default: from wp-config.php.
 	 */
-	public function __construct( Postbag_Spool $spool, Postbag_Notify_Args $args, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock, ?Postbag_Job_Cancels $cancels = null ) {
+	public function __construct( Postbag_Spool $spool, Postbag_Notify_Args $args, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock, ?Postbag_Job_Cancels $cancels = null, ?Postbag_List_Unsubscribe $lists = null ) {
 		$this->spool    = $spool;
 		$this->args     = $args;
 		$this->uploader = $uploader;
 		$this->retry    = $retry;
 		$this->clock    = $clock;
 		$this->cancels  = $cancels ?? new Postbag_Job_Cancels( $spool, $uploader, $retry, $clock );
+		$this->lists    = $lists;
 	}
 
 	public function init(): void {
@@ -190,6 +203,15 @@ final class Postbag_Jobs {
 		 * @param array  $args   Its arguments, after `postbag_notify_args`.
 		 */
 		do_action( 'postbag_job_queued', $job_id, $args );
+		if ( null !== $job['schedule']['send_at'] || null !== $job['schedule']['send_between'] ) {
+			/**
+			 * Fires when a notify job is queued to be held by the sender until its time.
+			 *
+			 * @param string $job_id   Job id.
+			 * @param array  $schedule `send_at` (UTC RFC 3339 or null) and `send_between` (`start`, `end`, or null).
+			 */
+			do_action( 'postbag_job_scheduled', $job_id, $job['schedule'] );
+		}
 		return $job_id;
 	}
 
@@ -221,13 +243,22 @@ final class Postbag_Jobs {
 				'blog_id' => get_current_blog_id(),
 			),
 			'created_at'   => gmdate( 'Y-m-d\TH:i:s\Z', $now ),
+			'send_at'      => $job['schedule']['send_at'],
+			'send_between' => $job['schedule']['send_between'],
 			'source'       => $source,
 			'meta'         => $job['meta'],
+			// Who to leave out; meta.list (and the links) only where links can be made.
+			'list'         => $job['meta']['list'] ?? null,
 			'template'     => $job['template'],
 			'context_json' => $job['context_json'],
 			'attachments'  => $job['attachments'],
 			'blobs'        => array_keys( $job['blobs'] ),
 		);
+		if ( isset( $record['meta']['list'] ) && ! $this->lists()->can_link() ) {
+			unset( $record['meta']['list'] );
+		} elseif ( isset( $record['meta']['list'] ) && '' !== $this->lists()->mailto() ) {
+			$record['meta']['unsubscribe_mailto'] = $this->lists()->mailto();
+		}
 		$this->spool->write_file( $job_id . self::JOB_SUFFIX, array( Postbag_Batch::encode( $record ) ) );
 		$this->save_progress(
 			$job_id,
@@ -238,6 +269,7 @@ final class Postbag_Jobs {
 				'next_part'        => 1,
 				'rows'             => 0,
 				'dropped'          => 0,
+				'suppressed'       => 0,
 				'last_dropped'     => '',
 				'parts'            => array(),
 				'blobs_uploaded'   => false,
@@ -397,6 +429,7 @@ final class Postbag_Jobs {
 			'source'          => 'spool',
 			'rows'            => (int) $progress['rows'],
 			'dropped'         => (int) $progress['dropped'],
+			'suppressed'      => (int) ( $progress['suppressed'] ?? 0 ),
 			'parts'           => count( $progress['parts'] ),
 			'parts_uploaded'  => count( $progress['parts'] ) - count( self::not_uploaded( $progress ) ),
 			'attempts'        => (int) $progress['attempts'],
@@ -628,7 +661,7 @@ final class Postbag_Jobs {
 			}
 			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
 			$next  = $progress; // Until it is saved, a fault leaves the job as it was.
-			$parts = $this->write( $id, $page['rows'], $next );
+			$parts = $this->write( $id, $this->leave_out_suppressed( $record, $page['rows'], $next ), $next, isset( $record['meta']['list'] ) ? $record['meta']['list'] : null );
 
 			// The page's parts and the cursor past it, in one atomic write.
 			$next['parts']  = array_merge( $next['parts'], $parts );
@@ -650,13 +683,14 @@ final class Postbag_Jobs {
 	/**
 	 * Writes a page's rows into as many parts as they need.
 	 *
-	 * @param string   $id       Job id.
-	 * @param iterable $rows     The page.
-	 * @param array    $progress Its progress: `next_part`, `rows`, `dropped` are updated (saved by the caller).
+	 * @param string      $id       Job id.
+	 * @param iterable    $rows     The page.
+	 * @param array       $progress Its progress: `next_part`, `rows`, `dropped` are updated (saved by the caller).
+	 * @param string|null $list     The manifest's list: every row gets its unsubscribe link.
 	 * @return array[] The parts written.
 	 * @throws Postbag_Spool_Exception When the spool cannot be written.
 	 */
-	private function write( string $id, iterable $rows, array &$progress ): array {
+	private function write( string $id, iterable $rows, array &$progress, ?string $list = null ): array {
 		$filtered = has_filter( 'postbag_notify_recipient' );
 		$parts    = array();
 		$writer   = null;
@@ -674,7 +708,10 @@ final class Postbag_Jobs {
 						continue;
 					}
 				}
-				$row  = Postbag_Job_Format_V2::recipient( $row );
+				$row = Postbag_Job_Format_V2::recipient( $row );
+				if ( null !== $list && is_array( $row ) ) {
+					$row['unsubscribe_url'] = $this->lists()->url( $list, $row['email'] );
+				}
 				$line = is_array( $row ) ? Postbag_Job_Format_V2::line( $row ) : false;
 				if ( false === $line || strlen( $line ) > self::ROW_BYTES ) {
 					// One bad row never stops the others; the sender never sees it.
@@ -699,6 +736,50 @@ final class Postbag_Jobs {
 			}
 		}
 		return $parts;
+	}
+
+	/**
+	 * A page without the recipients suppressed for every list or the job's:
+	 * one lookup for the page's addresses (Postbag_List_Unsubscribe::suppressed()).
+	 *
+	 * @param array    $record   The job record.
+	 * @param iterable $rows     The page.
+	 * @param array    $progress Its progress: `suppressed` is counted (saved by the caller).
+	 * @return iterable The rows to write.
+	 * @throws RuntimeException When the suppression list cannot be read: the job waits and retries.
+	 */
+	private function leave_out_suppressed( array $record, iterable $rows, array &$progress ): iterable {
+		$list = $record['list'] ?? null;
+		if ( null === $list ) {
+			return $rows; // A job queued before lists existed.
+		}
+		$rows      = is_array( $rows ) ? $rows : iterator_to_array( $rows, false );
+		$addresses = array();
+		foreach ( $rows as $row ) {
+			if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) ) {
+				$addresses[] = $row['email'];
+			}
+		}
+		$suppressed = $this->lists()->suppressed( $list, $addresses );
+		if ( ! $suppressed ) {
+			return $rows;
+		}
+		$kept = array();
+		foreach ( $rows as $row ) {
+			if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) && isset( $suppressed[ Postbag_Suppressions::hash( $row['email'] ) ] ) ) {
+				$progress['suppressed'] = (int) ( $progress['suppressed'] ?? 0 ) + 1;
+				continue;
+			}
+			$kept[] = $row;
+		}
+		return $kept;
+	}
+
+	private function lists(): Postbag_List_Unsubscribe {
+		if ( null === $this->lists ) {
+			$this->lists = new Postbag_List_Unsubscribe( Postbag_Unsubscribe_Token::from_constants( $this->clock ), new Postbag_Suppressions(), Postbag_Config::from_constants()->get( 'unsubscribe_mailto' ) );
+		}
+		return $this->lists;
 	}
 
 	/**

@@ -24,7 +24,7 @@ if ( ! defined( 'ABSPATH' ) ) {
 final class Postbag_Notify_Args {
 
 	/** The arguments postbag_notify() knows. */
-	const KNOWN = array( 'recipients', 'subject', 'html', 'text', 'context', 'list', 'from', 'reply_to', 'headers', 'attachments', 'send_at' );
+	const KNOWN = array( 'recipients', 'subject', 'html', 'text', 'context', 'list', 'from', 'reply_to', 'headers', 'attachments', 'send_at', 'send_between' );
 
 	/** WP_User_Query arguments that would change the set of users or break the keyset: refused. */
 	const USER_QUERY_REFUSED = array( 'number', 'offset', 'paged' );
@@ -44,21 +44,26 @@ final class Postbag_Notify_Args {
 	/** @var Postbag_Attachment_Reader */
 	private $attachments;
 
+	/** @var Postbag_Send_Time Reads send_at and send_between. */
+	private $times;
+
 	/**
 	 * @param Postbag_Allowed_Senders   $senders     POSTBAG_ALLOWED_SENDERS.
 	 * @param Postbag_Interceptor       $interceptor Computes the default From as wp_mail() batches get it.
 	 * @param Postbag_Attachment_Reader $attachments Reads the attachments.
+	 * @param Postbag_Send_Time|null    $times       Reads send_at and send_between; default: the real clock, the site's zone.
 	 */
-	public function __construct( Postbag_Allowed_Senders $senders, Postbag_Interceptor $interceptor, Postbag_Attachment_Reader $attachments ) {
+	public function __construct( Postbag_Allowed_Senders $senders, Postbag_Interceptor $interceptor, Postbag_Attachment_Reader $attachments, ?Postbag_Send_Time $times = null ) {
 		$this->senders     = $senders;
 		$this->interceptor = $interceptor;
 		$this->attachments = $attachments;
+		$this->times       = $times ?? new Postbag_Send_Time( 'time' );
 	}
 
 	/**
 	 * @param array $args postbag_notify() arguments.
-	 * @return array{source: array, meta: array, template: array, context_json: string, attachments: array[], blobs: array<int, string>}
-	 *         `source` is `{kind: user_query, args}`, `{kind: callback, callback, args}` or
+	 * @return array{source: array, meta: array, template: array, context_json: string, attachments: array[], blobs: array<int, string>, schedule: array}
+	 *         `schedule` is Postbag_Send_Time::schedule()'s; `source` is `{kind: user_query, args}`, `{kind: callback, callback, args}` or
 	 *         `{kind: memory, rows}`; `blobs` the bodies of attachments too large to inline, by entry index.
 	 * @throws Postbag_Mail_Exception Naming the argument at fault.
 	 */
@@ -68,9 +73,7 @@ final class Postbag_Notify_Args {
 			$field = (string) reset( $unknown );
 			throw new Postbag_Mail_Exception( 'postbag_unknown_argument', sprintf( 'postbag_notify() has no argument %s.', $field ), $field );
 		}
-		if ( null !== ( $args['send_at'] ?? null ) ) {
-			throw new Postbag_Mail_Exception( 'postbag_send_at_reserved', 'send_at is reserved for scheduled sends and must be null for now.', 'send_at' );
-		}
+		$schedule    = $this->times->schedule( $args['send_at'] ?? null, $args['send_between'] ?? null );
 		$source      = self::source( $args['recipients'] ?? null );
 		$template    = $this->template( $args );
 		$attachments = self::field(
@@ -87,6 +90,7 @@ final class Postbag_Notify_Args {
 			'context_json' => self::context( $args['context'] ?? array() ),
 			'attachments'  => $attachments['entries'],
 			'blobs'        => $attachments['blobs'],
+			'schedule'     => $schedule,
 		);
 	}
 
@@ -300,7 +304,8 @@ final class Postbag_Notify_Args {
 		if ( $headers ) {
 			$meta['headers'] = $headers;
 		}
-		$list = $args['list'] ?? null;
+		// Every notification can be stopped in one click: a job without a list gets the default one.
+		$list = $args['list'] ?? Postbag_List_Unsubscribe::DEFAULT_LIST;
 		if ( null !== $list ) {
 			if ( ! is_string( $list ) || ! preg_match( self::LIST_PATTERN, $list ) ) {
 				throw new Postbag_Mail_Exception( 'postbag_invalid_argument', 'The list must be a name of lower-case letters, digits, - and _ (at most 64), such as new-posts.', 'list' );

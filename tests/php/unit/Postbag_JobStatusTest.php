@@ -117,6 +117,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 				'source'          => 'spool',
 				'rows'            => 0,
 				'dropped'         => 0,
+				'suppressed'      => 0,
 				'parts'           => 0,
 				'parts_uploaded'  => 0,
 				'attempts'        => 0,

@@ -127,7 +127,19 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 			'headers too many'              => array( self::valid( array( 'headers' => array_fill_keys( array_map( static function ( int $n ): string { return "X-H$n"; }, range( 1, 16 ) ), 'v' ) ) ), 'postbag_invalid_header', 'headers' ),
 			'attachment missing'            => array( self::valid( array( 'attachments' => array( '/nonexistent/report.pdf' ) ) ), 'postbag_attachment_unreadable', 'attachments' ),
 			'attachment via a wrapper'      => array( self::valid( array( 'attachments' => array( 'php://filter/resource=/etc/passwd' ) ) ), 'postbag_attachment_path', 'attachments' ),
-			'send_at set'                   => array( self::valid( array( 'send_at' => '2026-12-01T09:00:00Z' ) ), 'postbag_send_at_reserved', 'send_at' ),
+			'send_at 90 days and a second'  => array( self::valid( array( 'send_at' => 1795330800 + 90 * DAY_IN_SECONDS + 1 ) ), 'postbag_too_far_ahead', 'send_at' ),
+			'send_at unreadable text'       => array( self::valid( array( 'send_at' => 'soonish' ) ), 'postbag_invalid_time', 'send_at' ),
+			'send_at a day that is not'     => array( self::valid( array( 'send_at' => '2026-11-31 08:00' ) ), 'postbag_invalid_time', 'send_at' ),
+			'send_at empty text'            => array( self::valid( array( 'send_at' => '' ) ), 'postbag_invalid_time', 'send_at' ),
+			'send_at a float'               => array( self::valid( array( 'send_at' => 1795330900.5 ) ), 'postbag_invalid_time', 'send_at' ),
+			'send_at and send_between'      => array( self::valid( array( 'send_at' => '2026-11-23T08:00:00Z', 'send_between' => array( '2026-11-23T08:00:00Z', '2026-11-23T12:00:00Z' ) ) ), 'postbag_invalid_schedule', 'send_between' ),
+			'send_between one time'         => array( self::valid( array( 'send_between' => array( '2026-11-23T08:00:00Z' ) ) ), 'postbag_invalid_schedule', 'send_between' ),
+			'send_between a string'         => array( self::valid( array( 'send_between' => '2026-11-23T08:00:00Z' ) ), 'postbag_invalid_schedule', 'send_between' ),
+			'send_between end before start' => array( self::valid( array( 'send_between' => array( '2026-11-23T12:00:00Z', '2026-11-23T08:00:00Z' ) ) ), 'postbag_invalid_schedule', 'send_between.end' ),
+			'send_between empty window'     => array( self::valid( array( 'send_between' => array( '2026-11-23T08:00:00Z', '2026-11-23T08:00:00Z' ) ) ), 'postbag_invalid_schedule', 'send_between.end' ),
+			'send_between already ended'    => array( self::valid( array( 'send_between' => array( '2026-11-21T08:00:00Z', '2026-11-22T06:59:59Z' ) ) ), 'postbag_invalid_schedule', 'send_between.end' ),
+			'send_between ends too late'    => array( self::valid( array( 'send_between' => array( '2027-02-19T08:00:00Z', '2027-02-20T08:00:00Z' ) ) ), 'postbag_too_far_ahead', 'send_between.end' ),
+			'send_between bad start'        => array( self::valid( array( 'send_between' => array( 'whenever', '2026-11-23T08:00:00Z' ) ) ), 'postbag_invalid_time', 'send_between.start' ),
 			'unknown argument'              => array( self::valid( array( 'cc' => 'boss@example.org' ) ), 'postbag_unknown_argument', 'cc' ),
 		);
 	}
@@ -207,6 +219,13 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_parts_then_the_manifest_last_every_row_once(): void {
+		// Served over https, as a site must be for a job to carry its list (and its unsubscribe links).
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' );
+			}
+		);
 		Postbag_Notify_Test_Source::$total = 25001;
 		$job_id                            = postbag_notify(
 			self::valid(

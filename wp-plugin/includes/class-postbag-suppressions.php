@@ -1,0 +1,283 @@
+<?php
+/**
+ * The site's copy of the suppression list.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * Addresses the site must not mail, in `{$wpdb->base_prefix}postbag_suppressions`
+ * (one table for a whole network: an address that bounced bounces on every
+ * site), keyed by address hash and scope (`all`, or `list:<name>`).
+ *
+ * The sender's store on the AWS side is the one that counts: it checks every
+ * non-priority send. This copy lets the plugin leave suppressed recipients
+ * out of a job before they are even written (cheaper, and visible in the
+ * job's counts), and lets the site owner see and undo entries. Rows come from
+ * this site (an unsubscribe, an administrator) or are mirrored from the
+ * sender's `suppressions/export.json` (bounces, complaints, an operator's
+ * entries); `origin` says which, so the mirror removes only what it added.
+ *
+ * Addresses are normalised as the shared contract says (trim, lower-case the
+ * whole address, no IDNA conversion) and hashed with SHA-256: the vectors in
+ * fixtures/suppression/address-hash.json hold both sides to it.
+ */
+final class Postbag_Suppressions {
+
+	/** Scope of a bounce, a complaint or a manual entry for every list. */
+	const ALL = 'all';
+
+	/** Where a row came from: made on this site, or mirrored from the sender's export. */
+	const ORIGIN_SITE   = 'site';
+	const ORIGIN_SENDER = 'sender';
+
+	/** Hashes per query when checking a page of recipients (MariaDB takes far more; the packet stays small). */
+	const LOOKUP_CHUNK = 1000;
+
+	/** @var bool The table is known to exist in this process. */
+	private $ready = false;
+
+	/**
+	 * Trimmed, whole address lower-cased (multibyte aware), as the sender normalises it.
+	 *
+	 * @param string $address A bare address.
+	 */
+	public static function normalise( string $address ): string {
+		return mb_strtolower( trim( $address ), 'UTF-8' );
+	}
+
+	/**
+	 * Lower-case hex SHA-256 of the normalised address's UTF-8 bytes.
+	 *
+	 * @param string $address A bare address.
+	 */
+	public static function hash( string $address ): string {
+		return hash( 'sha256', self::normalise( $address ) );
+	}
+
+	/**
+	 * `all` or `list:<name>` for a list name (Postbag_Notify_Args::LIST_PATTERN).
+	 *
+	 * @param string|null $list List name, or null for every list.
+	 */
+	public static function scope( ?string $list ): string {
+		return null === $list ? self::ALL : 'list:' . $list;
+	}
+
+	/** Whether a scope is well formed. */
+	public static function is_scope( string $scope ): bool {
+		return self::ALL === $scope || 1 === preg_match( '/^list:[a-z0-9][a-z0-9_-]{0,63}$/', $scope );
+	}
+
+	public static function table(): string {
+		return $GLOBALS['wpdb']->base_prefix . 'postbag_suppressions';
+	}
+
+	/** Creates or upgrades the table (activation, and the first use where no activation ran). */
+	public static function install(): void {
+		global $wpdb;
+		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+		$table = self::table();
+		// dbDelta's format: two spaces after PRIMARY KEY, one field per line.
+		dbDelta(
+			"CREATE TABLE $table (
+address_hash char(64) NOT NULL,
+scope varchar(70) NOT NULL,
+address varchar(254) NOT NULL DEFAULT '',
+reason varchar(32) NOT NULL,
+source varchar(32) NOT NULL,
+origin varchar(8) NOT NULL,
+created_at datetime NOT NULL,
+PRIMARY KEY  (address_hash,scope),
+KEY address (address(191))
+) {$wpdb->get_charset_collate()};"
+		);
+	}
+
+	/** Drops the table (uninstall). */
+	public static function uninstall(): void {
+		global $wpdb;
+		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- a fixed name.
+	}
+
+	/**
+	 * Records an entry; one already there keeps its time (unsubscribing twice is fine).
+	 *
+	 * @param string $address Bare address, or '' when only its hash is known.
+	 * @param string $scope   See scope().
+	 * @param string $reason  `unsubscribe`, `manual`, `bounce`, `complaint`...
+	 * @param string $source  Who made it (`site`, `ses`, `operator`...).
+	 * @param int    $at      Unix time.
+	 * @param string $origin  ORIGIN_SITE or ORIGIN_SENDER.
+	 * @param string $hash    Its hash when the address is '' (a mirrored entry).
+	 * @return bool False when the database refused it.
+	 */
+	public function add( string $address, string $scope, string $reason, string $source, int $at, string $origin = self::ORIGIN_SITE, string $hash = '' ): bool {
+		global $wpdb;
+		$this->ensure();
+		$table = self::table();
+		return false !== $wpdb->query(
+			$wpdb->prepare(
+				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- the table name is fixed.
+				"INSERT INTO $table (address_hash, scope, address, reason, source, origin, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)
+				ON DUPLICATE KEY UPDATE reason = VALUES(reason), source = VALUES(source), address = IF(VALUES(address) = '', address, VALUES(address))",
+				'' === $hash ? self::hash( $address ) : $hash,
+				$scope,
+				self::normalise( $address ),
+				$reason,
+				$source,
+				$origin,
+				gmdate( 'Y-m-d H:i:s', $at )
+			)
+		);
+	}
+
+	/**
+	 * Removes an entry (every scope when `$scope` is null).
+	 *
+	 * @param string      $hash  Address hash.
+	 * @param string|null $scope See scope().
+	 * @return int Rows removed.
+	 */
+	public function remove( string $hash, ?string $scope = null ): int {
+		global $wpdb;
+		$this->ensure();
+		$where = array( 'address_hash' => $hash );
+		if ( null !== $scope ) {
+			$where['scope'] = $scope;
+		}
+		return (int) $wpdb->delete( self::table(), $where );
+	}
+
+	/**
+	 * The entries of one hash.
+	 *
+	 * @param string $hash Address hash.
+	 * @return array[]
+	 */
+	public function entries( string $hash ): array {
+		global $wpdb;
+		$this->ensure();
+		$table = self::table();
+		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- the table name is fixed.
+		return $wpdb->get_results( $wpdb->prepare( "SELECT * FROM $table WHERE address_hash = %s ORDER BY scope", $hash ), ARRAY_A );
+	}
+
+	/**
+	 * Which of these hashes are suppressed in any of these scopes: one query
+	 * per LOOKUP_CHUNK hashes, never one per recipient.
+	 *
+	 * @param string[] $hashes Address hashes.
+	 * @param string[] $scopes Scopes, e.g. `all` and the job's list.
+	 * @return array<string, true> Suppressed hash => true.
+	 * @throws RuntimeException When the database answers with an error (a job must not go out unchecked).
+	 */
+	public function suppressed( array $hashes, array $scopes ): array {
+		global $wpdb;
+		$found = array();
+		if ( ! $hashes ) {
+			return $found;
+		}
+		$this->ensure();
+		$table = self::table();
+		foreach ( array_chunk( array_values( array_unique( $hashes ) ), self::LOOKUP_CHUNK ) as $chunk ) {
+			$sql = "SELECT DISTINCT address_hash FROM $table WHERE scope IN (" . implode( ',', array_fill( 0, count( $scopes ), '%s' ) )
+				. ') AND address_hash IN (' . implode( ',', array_fill( 0, count( $chunk ), '%s' ) ) . ')';
+			$rows = $wpdb->get_col( $wpdb->prepare( $sql, array_merge( $scopes, $chunk ) ) ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- placeholders only.
+			if ( '' !== $wpdb->last_error ) {
+				throw new RuntimeException( sprintf( 'Reading the suppression list failed: %s', $wpdb->last_error ) );
+			}
+			foreach ( $rows as $hash ) {
+				$found[ $hash ] = true;
+			}
+		}
+		return $found;
+	}
+
+	/**
+	 * A page of entries, newest first, for the admin route.
+	 *
+	 * @param string $search   Part of an address, or a whole hash; '' for all.
+	 * @param int    $page     From 1.
+	 * @param int    $per_page Entries per page.
+	 * @return array{entries: array[], total: int}
+	 */
+	public function page( string $search, int $page, int $per_page ): array {
+		global $wpdb;
+		$this->ensure();
+		$table = self::table();
+		$where = '1=1';
+		if ( '' !== $search ) {
+			$where = preg_match( '/^[0-9a-f]{64}$/', $search )
+				? $wpdb->prepare( 'address_hash = %s', $search )
+				: $wpdb->prepare( 'address LIKE %s', '%' . $wpdb->esc_like( self::normalise( $search ) ) . '%' );
+		}
+		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- $where is prepared above, the table name is fixed.
+		$total   = (int) $wpdb->get_var( "SELECT COUNT(*) FROM $table WHERE $where" );
+		$entries = $wpdb->get_results( $wpdb->prepare( "SELECT address_hash, scope, address, reason, source, origin, created_at FROM $table WHERE $where ORDER BY created_at DESC, address_hash, scope LIMIT %d OFFSET %d", $per_page, ( $page - 1 ) * $per_page ), ARRAY_A );
+		// phpcs:enable
+		return compact( 'entries', 'total' );
+	}
+
+	/**
+	 * Makes the sender's entries here equal to its export: each one added or
+	 * updated, and those mirrored earlier but gone from it removed (an
+	 * operator's `postbag suppression remove`). Entries made on this site stay
+	 * until the site removes them.
+	 *
+	 * @param array[] $entries The export's `entries`.
+	 * @return array{added: int, removed: int, skipped: int} Rows written, removed, and entries not understood.
+	 */
+	public function mirror( array $entries ): array {
+		global $wpdb;
+		$this->ensure();
+		$table   = self::table();
+		$seen    = array();
+		$counts  = array(
+			'added'   => 0,
+			'removed' => 0,
+			'skipped' => 0,
+		);
+		foreach ( $entries as $entry ) {
+			$hash  = is_array( $entry ) ? (string) ( $entry['address_hash'] ?? '' ) : '';
+			$scope = is_array( $entry ) ? (string) ( $entry['scope'] ?? '' ) : '';
+			$at    = is_array( $entry ) ? strtotime( (string) ( $entry['at'] ?? '' ) ) : false;
+			if ( ! preg_match( '/^[0-9a-f]{64}$/', $hash ) || ! self::is_scope( $scope ) || false === $at ) {
+				++$counts['skipped']; // One bad entry never stops the others.
+				continue;
+			}
+			$seen[ $hash . ' ' . $scope ] = true;
+			$address = is_string( $entry['address'] ?? null ) && self::hash( $entry['address'] ) === $hash ? $entry['address'] : '';
+			$origin  = 'site' === ( $entry['source'] ?? '' ) ? self::ORIGIN_SITE : self::ORIGIN_SENDER;
+			if ( $this->add( $address, $scope, substr( (string) ( $entry['reason'] ?? 'manual' ), 0, 32 ), substr( (string) ( $entry['source'] ?? 'sender' ), 0, 32 ), $at, $origin, $hash ) ) {
+				++$counts['added'];
+			}
+		}
+		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- the table name is fixed.
+		foreach ( $wpdb->get_results( $wpdb->prepare( "SELECT address_hash, scope FROM $table WHERE origin = %s", self::ORIGIN_SENDER ), ARRAY_A ) as $row ) {
+			if ( ! isset( $seen[ $row['address_hash'] . ' ' . $row['scope'] ] ) ) {
+				$counts['removed'] += $this->remove( $row['address_hash'], $row['scope'] );
+			}
+		}
+		return $counts;
+	}
+
+	/**
+	 * Installs the table the first time it is needed in a process where it is
+	 * missing: a network or a must-use install never ran the activation hook.
+	 */
+	private function ensure(): void {
+		global $wpdb;
+		if ( $this->ready ) {
+			return;
+		}
+		if ( self::table() !== $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->esc_like( self::table() ) ) ) ) {
+			self::install();
+		}
+		$this->ready = true;
+	}
+}

@@ -1,0 +1,240 @@
+<?php
+/**
+ * The public one-click unsubscribe endpoint.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * `postbag/v1/unsubscribe`, public: the signed link is the authorisation, so
+ * neither login, cookie nor nonce is needed (RFC 8058: the mail provider
+ * POSTs without any).
+ *
+ * - POST with `List-Unsubscribe=One-Click` (form-encoded, as providers send
+ *   it, or from the confirmation page's button) unsubscribes at once and
+ *   answers 200 with a short page; never a redirect.
+ * - GET answers a small confirmation page whose button POSTs: link scanners
+ *   and prefetchers, which GET every link of a mail, unsubscribe nobody.
+ * - A missing or malformed link answers 400, a forged or expired one 403,
+ *   each with a page that says why.
+ * - Every request counts against a limit per client IP and per address
+ *   (fixed windows in transients; 429 with Retry-After), bad links too, so
+ *   signatures cannot be guessed at speed. Unsubscribing twice is fine.
+ *
+ * The answers are HTML, not the REST API's JSON: the callback returns the
+ * page as the response's data and `rest_pre_serve_request` prints it as is.
+ */
+final class Postbag_Unsubscribe_Endpoint {
+
+	/** Requests per window: per client IP, per address (filter `postbag_unsubscribe_rate_limits`). */
+	const LIMITS = array(
+		'ip'      => 30,
+		'address' => 10,
+	);
+
+	/** Seconds of a rate-limit window. */
+	const WINDOW = 600;
+
+	/** @var Postbag_Unsubscribe_Token */
+	private $tokens;
+
+	/** @var Postbag_Suppression_Inbox */
+	private $inbox;
+
+	/** @var callable(): int */
+	private $clock;
+
+	/**
+	 * @param Postbag_Unsubscribe_Token $tokens Verifies links.
+	 * @param Postbag_Suppression_Inbox $inbox  Records unsubscribes.
+	 * @param callable(): int           $clock  Current Unix time.
+	 */
+	public function __construct( Postbag_Unsubscribe_Token $tokens, Postbag_Suppression_Inbox $inbox, callable $clock ) {
+		$this->tokens = $tokens;
+		$this->inbox  = $inbox;
+		$this->clock  = $clock;
+	}
+
+	public function init(): void {
+		add_action( 'rest_api_init', array( $this, 'register' ) );
+		add_filter( 'rest_pre_serve_request', array( $this, 'serve_html' ), 10, 4 );
+	}
+
+	public function remove(): void {
+		remove_action( 'rest_api_init', array( $this, 'register' ) );
+		remove_filter( 'rest_pre_serve_request', array( $this, 'serve_html' ), 10 );
+	}
+
+	public function register(): void {
+		register_rest_route(
+			'postbag/v1',
+			'/unsubscribe',
+			array(
+				'methods'             => array( 'GET', 'POST' ),
+				'callback'            => array( $this, 'handle' ),
+				'permission_callback' => '__return_true', // The signed link is the authorisation.
+			)
+		);
+	}
+
+	/**
+	 * @param WP_REST_Request $request The request.
+	 */
+	public function handle( WP_REST_Request $request ): WP_REST_Response {
+		$query   = $request->get_query_params();
+		$list    = $query['list'] ?? null;
+		$address = $query['address'] ?? null;
+		$wait    = $this->rate_limited( is_string( $address ) ? $address : '' );
+		if ( null !== $wait ) {
+			$response = $this->page( 429, __( 'Too many requests', 'postbag' ), __( 'Please try again in a few minutes.', 'postbag' ) );
+			$response->header( 'Retry-After', (string) $wait );
+			return $response;
+		}
+		$problem = $this->tokens->problem( $list, $address, $query['expires'] ?? null, $query['signature'] ?? null );
+		if ( 'missing' === $problem ) {
+			return $this->page( 400, __( 'Incomplete link', 'postbag' ), __( 'This unsubscribe link is incomplete. Copy the whole link from the mail, or use the link of a newer mail.', 'postbag' ) );
+		}
+		if ( null !== $problem ) {
+			$text = 'expired' === $problem
+				? __( 'This unsubscribe link has expired. Use the link of a newer mail from this site.', 'postbag' )
+				: __( 'This unsubscribe link is not valid. Copy the whole link from the mail, or use the link of a newer mail.', 'postbag' );
+			return $this->page( 403, __( 'Link not valid', 'postbag' ), $text );
+		}
+		if ( 'GET' === $request->get_method() ) {
+			return $this->confirmation( $query );
+		}
+		$body = $request->get_body_params();
+		if ( 'One-Click' !== ( $body['List-Unsubscribe'] ?? null ) ) {
+			return $this->page( 400, __( 'Not an unsubscribe request', 'postbag' ), __( 'Use the button of the unsubscribe page.', 'postbag' ) );
+		}
+		return $this->unsubscribe( $list, $address );
+	}
+
+	/**
+	 * `rest_pre_serve_request`: prints this route's page as HTML; every other
+	 * route is left to the REST server.
+	 *
+	 * @param bool             $served  Whether the request was served already.
+	 * @param WP_HTTP_Response $result  The response.
+	 * @param WP_REST_Request  $request The request.
+	 * @return bool
+	 */
+	public function serve_html( $served, $result, $request ) {
+		if ( $served || ! $request instanceof WP_REST_Request || '/' . Postbag_Unsubscribe_Token::ROUTE !== $request->get_route() || ! is_string( $result->get_data() ) ) {
+			return $served;
+		}
+		echo $result->get_data(); // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- page() escaped every value.
+		return true;
+	}
+
+	/**
+	 * @param string $list    List name (verified).
+	 * @param string $address Address (verified).
+	 */
+	private function unsubscribe( string $list, string $address ): WP_REST_Response {
+		try {
+			$this->inbox->change( 'add', Postbag_Suppressions::scope( $list ), $address, 'unsubscribe' );
+		} catch ( Postbag_Spool_Exception $e ) {
+			// Recorded here but not on its way to the sender: the provider (or the person) tries again.
+			$response = $this->page( 503, __( 'Please try again', 'postbag' ), __( 'Your request could not be recorded just now. Please try again in a minute.', 'postbag' ) );
+			$response->header( 'Retry-After', '60' );
+			return $response;
+		}
+
+		/**
+		 * Fires when someone unsubscribed through a one-click link.
+		 *
+		 * @param string $address Normalised address.
+		 * @param string $list    List name.
+		 */
+		do_action( 'postbag_unsubscribed', Postbag_Suppressions::normalise( $address ), $list );
+		/* translators: %s: list name */
+		return $this->page( 200, __( 'Unsubscribed', 'postbag' ), sprintf( __( 'You will no longer receive mail from the list "%s" of this site.', 'postbag' ), $list ) );
+	}
+
+	/**
+	 * The GET page: what the button does, and the button, which posts back to the same link.
+	 *
+	 * @param array<string, string> $query The link's values (verified).
+	 */
+	private function confirmation( array $query ): WP_REST_Response {
+		/* translators: 1: address, 2: list name */
+		$text = sprintf( __( 'Stop sending mail of the list "%2$s" to %1$s?', 'postbag' ), $query['address'], $query['list'] );
+		$link = array();
+		foreach ( array( 'list', 'address', 'expires', 'signature' ) as $name ) {
+			$link[ $name ] = rawurlencode( $query[ $name ] );
+		}
+		$form = '<form method="post" action="' . esc_url( add_query_arg( $link, rest_url( Postbag_Unsubscribe_Token::ROUTE ) ) ) . '">'
+			. '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+			. '<button type="submit">' . esc_html__( 'Unsubscribe', 'postbag' ) . '</button></form>';
+		return $this->page( 200, __( 'Unsubscribe', 'postbag' ), $text, $form );
+	}
+
+	/**
+	 * A small, complete HTML page; every value escaped here.
+	 *
+	 * @param int    $status HTTP status.
+	 * @param string $title  Heading, plain text.
+	 * @param string $text   Paragraph, plain text.
+	 * @param string $form   Trusted markup after it (the confirmation's form), or ''.
+	 */
+	private function page( int $status, string $title, string $text, string $form = '' ): WP_REST_Response {
+		$site = get_bloginfo( 'name' );
+		$html = '<!DOCTYPE html><html lang="' . esc_attr( get_bloginfo( 'language' ) ) . '"><head><meta charset="utf-8">'
+			. '<meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">'
+			. '<title>' . esc_html( $title . ( '' === $site ? '' : ' – ' . $site ) ) . '</title>'
+			. '<style>body{font:1.1em/1.5 system-ui,sans-serif;max-width:36em;margin:3em auto;padding:0 1em}button{font:inherit;padding:.5em 1.5em}</style>'
+			. '</head><body><main><h1>' . esc_html( $title ) . '</h1><p>' . esc_html( $text ) . '</p>' . $form . '</main></body></html>';
+		$response = new WP_REST_Response( $html, $status );
+		$response->header( 'Content-Type', 'text/html; charset=UTF-8' );
+		// The URL carries the token: no cache, no referrer, no indexing, nothing loaded from elsewhere.
+		$response->header( 'Cache-Control', 'no-store' );
+		$response->header( 'Referrer-Policy', 'no-referrer' );
+		$response->header( 'X-Robots-Tag', 'noindex' );
+		$response->header( 'Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'" );
+		return $response;
+	}
+
+	/**
+	 * Seconds to wait when the client's IP or the address used up its
+	 * window, else null (and the request is counted).
+	 *
+	 * @param string $address The link's address, '' when there is none.
+	 */
+	private function rate_limited( string $address ): ?int {
+		/**
+		 * Filters the requests allowed per ten-minute window to the unsubscribe endpoint.
+		 *
+		 * @param array{ip: int, address: int} $limits Per client IP, per address.
+		 */
+		$limits = apply_filters( 'postbag_unsubscribe_rate_limits', self::LIMITS );
+		$keys   = array( 'ip' => 'postbag_unsub_ip_' . md5( self::client_ip() ) );
+		if ( '' !== $address ) {
+			$keys['address'] = 'postbag_unsub_addr_' . substr( Postbag_Suppressions::hash( $address ), 0, 32 );
+		}
+		$now  = ( $this->clock )();
+		$wait = null;
+		foreach ( $keys as $kind => $key ) {
+			$window = get_transient( $key );
+			if ( ! is_array( $window ) || (int) $window[0] + self::WINDOW <= $now || (int) $window[0] > $now ) {
+				$window = array( $now, 0 );
+			}
+			if ( $window[1] >= (int) ( $limits[ $kind ] ?? self::LIMITS[ $kind ] ) ) {
+				$wait = max( $wait ?? 1, (int) $window[0] + self::WINDOW - $now );
+				continue;
+			}
+			++$window[1];
+			set_transient( $key, $window, self::WINDOW );
+		}
+		return $wait;
+	}
+
+	/** The client's address as the web server saw it (a proxy's headers can be forged). */
+	private static function client_ip(): string {
+		return isset( $_SERVER['REMOTE_ADDR'] ) ? sanitize_text_field( wp_unslash( $_SERVER['REMOTE_ADDR'] ) ) : '';
+	}
+}

@@ -1,0 +1,174 @@
+<?php
+/**
+ * Signed one-click unsubscribe links.
+ *
+ * @package Postbag
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+/**
+ * A per-recipient token: HMAC-SHA256 over the site's URL, the list, the
+ * normalised address and an expiry, base64url without padding. Verifying it
+ * needs the key only (no database lookup, so an unsubscribe works while the
+ * table is being migrated, and a flood of forged links costs no query), and
+ * one made for an address or list is worthless for any other.
+ *
+ * The key is POSTBAG_UNSUBSCRIBE_SECRET from wp-config.php. Without it, a key
+ * derived from WordPress's auth salt (wp_salt( 'auth' )) is used, and Site
+ * Health says so: rotating the salts (a routine response to a breach) would
+ * then break every unsubscribe link already mailed, which a constant of its
+ * own avoids.
+ *
+ * Links live LIFETIME (a year): people unsubscribe from mail they kept, and
+ * RFC 8058 asks nothing shorter; an expired link answers with a page that
+ * says to use the link of a newer mail.
+ */
+final class Postbag_Unsubscribe_Token {
+
+	/** Seconds a link stays valid after it was made. */
+	const LIFETIME = YEAR_IN_SECONDS;
+
+	/** The REST route of the endpoint (Postbag_Unsubscribe_Endpoint). */
+	const ROUTE = 'postbag/v1/unsubscribe';
+
+	/** Where the key came from (Site Health). */
+	const SOURCE_CONSTANT = 'constant';
+	const SOURCE_SALT     = 'salt';
+
+	/** RFC 8058's value, exactly. */
+	const ONE_CLICK = 'List-Unsubscribe=One-Click';
+
+	/** @var string|null Null until first use when derived from the salt (wp_salt() is pluggable: not loaded yet when plugins are). */
+	private $key;
+
+	/** @var string */
+	private $source;
+
+	/** @var callable(): int */
+	private $clock;
+
+	/**
+	 * @param string|null     $key    HMAC key; null: derived from the auth salt on first use.
+	 * @param string          $source SOURCE_CONSTANT or SOURCE_SALT.
+	 * @param callable(): int $clock  Current Unix time.
+	 */
+	public function __construct( ?string $key, string $source, callable $clock ) {
+		$this->key    = $key;
+		$this->source = $source;
+		$this->clock  = $clock;
+	}
+
+	/**
+	 * The key from POSTBAG_UNSUBSCRIBE_SECRET, or derived from the auth salt.
+	 *
+	 * @param callable(): int $clock Current Unix time.
+	 */
+	public static function from_constants( callable $clock ): self {
+		if ( defined( 'POSTBAG_UNSUBSCRIBE_SECRET' ) && '' !== (string) constant( 'POSTBAG_UNSUBSCRIBE_SECRET' ) ) {
+			return new self( (string) constant( 'POSTBAG_UNSUBSCRIBE_SECRET' ), self::SOURCE_CONSTANT, $clock );
+		}
+		return new self( null, self::SOURCE_SALT, $clock );
+	}
+
+	private function key(): string {
+		if ( null === $this->key ) {
+			// Derived, so the salt itself never becomes a MAC key used elsewhere.
+			$this->key = hash_hmac( 'sha256', 'postbag-unsubscribe', wp_salt( 'auth' ) );
+		}
+		return $this->key;
+	}
+
+	/** SOURCE_CONSTANT or SOURCE_SALT. */
+	public function source(): string {
+		return $this->source;
+	}
+
+	/**
+	 * @param string $list    List name.
+	 * @param string $address Bare address.
+	 * @param int    $expires Unix time.
+	 */
+	public function sign( string $list, string $address, int $expires ): string {
+		$message = implode( "\n", array( home_url(), $list, Postbag_Suppressions::normalise( $address ), (string) $expires ) );
+		return rtrim( strtr( base64_encode( hash_hmac( 'sha256', $message, $this->key(), true ) ), '+/', '-_' ), '=' );
+	}
+
+	/**
+	 * Why a link's values do not unsubscribe anyone, or null when they do.
+	 *
+	 * @param mixed $list      `list` query value.
+	 * @param mixed $address   `address` query value.
+	 * @param mixed $expires   `expires` query value.
+	 * @param mixed $signature `signature` query value.
+	 * @return string|null `missing` (a value is absent or malformed), `forged` (the signature is not
+	 *                     this site's for these values) or `expired`.
+	 */
+	public function problem( $list, $address, $expires, $signature ): ?string {
+		foreach ( array( $list, $address, $expires, $signature ) as $value ) {
+			if ( ! is_string( $value ) || '' === $value ) {
+				return 'missing';
+			}
+		}
+		if ( ! preg_match( '/^[0-9]{1,12}$/', $expires ) ) {
+			return 'missing';
+		}
+		if ( ! hash_equals( $this->sign( $list, $address, (int) $expires ), $signature ) ) {
+			return 'forged';
+		}
+		return (int) $expires < ( $this->clock )() ? 'expired' : null;
+	}
+
+	/**
+	 * The one-click URL for one recipient of one list, or null when the site
+	 * is not served over https (mail providers ignore or distrust a plain
+	 * http List-Unsubscribe; Site Health says so).
+	 *
+	 * @param string $list    List name.
+	 * @param string $address Bare address.
+	 */
+	public function url( string $list, string $address ): ?string {
+		$base = rest_url( self::ROUTE );
+		if ( 'https' !== wp_parse_url( $base, PHP_URL_SCHEME ) ) {
+			return null;
+		}
+		$expires = ( $this->clock )() + self::LIFETIME;
+		return add_query_arg(
+			array(
+				'list'      => rawurlencode( $list ),
+				'address'   => rawurlencode( Postbag_Suppressions::normalise( $address ) ),
+				'expires'   => $expires,
+				'signature' => $this->sign( $list, $address, $expires ),
+			),
+			$base
+		);
+	}
+
+	/**
+	 * RFC 8058's two headers for one recipient, or an empty array when no
+	 * https URL can be made.
+	 *
+	 * @param string $list    List name.
+	 * @param string $address Bare address.
+	 * @param string $mailto  An address that takes unsubscribe requests (POSTBAG_UNSUBSCRIBE_MAILTO), or ''.
+	 * @return array<string, string> Header name => value.
+	 */
+	public function headers( string $list, string $address, string $mailto ): array {
+		$url = $this->url( $list, $address );
+		if ( null === $url ) {
+			return array();
+		}
+		$value = '<' . $url . '>' . ( '' === $mailto ? '' : ', <mailto:' . $mailto . '?subject=unsubscribe>' );
+		return array(
+			'List-Unsubscribe'      => $value,
+			'List-Unsubscribe-Post' => self::ONE_CLICK,
+		);
+	}
+
+	/** Whether links can be made at all (the site's REST URL is https). */
+	public function can_link(): bool {
+		return 'https' === wp_parse_url( rest_url( self::ROUTE ), PHP_URL_SCHEME );
+	}
+}
