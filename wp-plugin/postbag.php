@@ -36,7 +36,11 @@ Postbag_Plugin::instance()->init();
  * @param array $args `recipients` (array( 'user_query' => WP_User_Query args ), array( 'callback' =>
  *                    function name, 'args' => array ), or rows / an iterable / a Closure returning one,
  *                    held by this process only), `subject`, `html`, `text`, `context`, `list`, `from`,
- *                    `reply_to`, `headers`, `attachments`, `send_at` (reserved: null).
+ *                    `reply_to`, `headers`, `attachments`, `send_at` (a Unix timestamp, a DateTimeInterface,
+ *                    or text: the site's time zone unless it names an offset; past: now; at most 90 days
+ *                    ahead), `send_between` (array( $start, $end ), the same kinds of time: the sender spreads
+ *                    the job evenly over the window; not with send_at). The job is uploaded at once either
+ *                    way; the sender holds it until its time.
  * @return string|WP_Error The job id, or an error whose data's `field` names the bad argument.
  */
 function postbag_notify( array $args ) {
@@ -81,4 +85,54 @@ function postbag_job_status( string $job_id ) {
  */
 function postbag_cancel_job( string $job_id ) {
 	return Postbag_Plugin::instance()->jobs()->cancel( $job_id );
+}
+
+/**
+ * Moves a held notify job to another time: `jobs/<job_id>/schedule.json` is
+ * put in the bucket (kept in the spool and retried while S3 is down; a later
+ * call wins). The sender never sends a job twice for it.
+ *
+ * @param string $job_id What postbag_notify() returned.
+ * @param array  $when   array( 'send_at' => time or null for now ) or array( 'send_between' => array( $start, $end ) ),
+ *                       times as postbag_notify() takes them.
+ * @return true|WP_Error True once the request is recorded; an error naming the field (`job_id`,
+ *                       `send_at`, `send_between`...) or a spool that cannot be written.
+ */
+function postbag_reschedule_job( string $job_id, array $when ) {
+	return Postbag_Plugin::instance()->schedules()->reschedule( 'job', $job_id, $when );
+}
+
+/**
+ * Cancels a held batch of scheduled mail (mails queued with X-Postbag-Send-At
+ * or the `postbag_mail_send_at` filter; `postbag_batch_scheduled` gives its
+ * id): `control/batches/<batch_id>/cancel` is put in the bucket (kept in the
+ * spool and retried while S3 is down), and the batch leaves this site's
+ * spool if it is still waiting there.
+ *
+ * @param string $batch_id Batch id.
+ * @return true|WP_Error True once the request is recorded; an error for a bad id or a spool that cannot be written.
+ */
+function postbag_cancel_mail_batch( string $batch_id ) {
+	return Postbag_Plugin::instance()->schedules()->cancel_batch( $batch_id );
+}
+
+/**
+ * Moves a held batch of scheduled mail: `control/batches/<batch_id>/schedule.json`.
+ *
+ * @param string $batch_id Batch id.
+ * @param array  $when     array( 'send_at' => time or null for now ).
+ * @return true|WP_Error See postbag_reschedule_job().
+ */
+function postbag_reschedule_mail_batch( string $batch_id, array $when ) {
+	return Postbag_Plugin::instance()->schedules()->reschedule( 'batch', $batch_id, $when );
+}
+
+/**
+ * What this site scheduled, soonest first, from its own record (the sender is
+ * not asked): see Postbag_Schedules::listing().
+ *
+ * @return array[]
+ */
+function postbag_scheduled(): array {
+	return Postbag_Plugin::instance()->schedules()->listing();
 }

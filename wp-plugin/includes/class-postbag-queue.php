@@ -11,7 +11,8 @@ if ( ! defined( 'ABSPATH' ) ) {
 
 /**
  * Buffers queued mails for the rest of the request, grouped by the meta they
- * share (site, From, content type, charset, Cc/Bcc/Reply-To, custom headers),
+ * share (site, From, content type, charset, Cc/Bcc/Reply-To, custom headers)
+ * and by their `send_at` (a batch is held and sent as one),
  * and cuts each group into batches by count and size. Adding a mail is an
  * array append: serialization happens once per batch, at drain time, one
  * batch at a time (batches()), so draining never holds much more than the
@@ -31,7 +32,7 @@ final class Postbag_Queue {
 	 */
 	const MIN_EARLY_FLUSH_BYTES = 1048576;
 
-	/** @var array<string, array{site: array, meta: array, mails: array[], bytes: int[], blobs: array<int, array<int, string>>}> */
+	/** @var array<string, array{site: array, meta: array, send_at: ?string, mails: array[], bytes: int[], blobs: array<int, array<int, string>>}> */
 	private $groups = array();
 
 	/** @var int */
@@ -87,16 +88,18 @@ final class Postbag_Queue {
 	 * @param array              $mail  The mail (Postbag_Batch_Format_V1::mail()).
 	 * @param array<int, string> $blobs Bodies of its large attachments by their index among its attachments.
 	 * @param int                $bytes Estimated size of the mail in the batch file.
+	 * @param string|null        $send_at When the sender sends it (UTC RFC 3339), null for now.
 	 */
-	public function add( array $site, array $meta, array $mail, array $blobs, int $bytes ): void {
-		$group = serialize( array( $site, $meta ) );
+	public function add( array $site, array $meta, array $mail, array $blobs, int $bytes, ?string $send_at = null ): void {
+		$group = serialize( array( $site, $meta, $send_at ) );
 		if ( ! isset( $this->groups[ $group ] ) ) {
 			$this->groups[ $group ] = array(
-				'site'  => $site,
-				'meta'  => $meta,
-				'mails' => array(),
-				'bytes' => array(),
-				'blobs' => array(),
+				'site'    => $site,
+				'meta'    => $meta,
+				'send_at' => $send_at,
+				'mails'   => array(),
+				'bytes'   => array(),
+				'blobs'   => array(),
 			);
 		}
 		$index                                   = count( $this->groups[ $group ]['mails'] );
@@ -208,13 +211,23 @@ final class Postbag_Queue {
 				$blobs[ $index ] = $group['blobs'][ $index ];
 			}
 		}
-		$batch = $this->format->build( wp_generate_uuid4(), $group['site'], $created_at, $group['meta'], $mails, $blobs );
+		$batch = $this->format->build( wp_generate_uuid4(), $group['site'], $created_at, $group['meta'], $mails, $blobs, $group['send_at'] );
 		if ( strlen( $batch->body ) > $this->max_bytes && count( $indexes ) > 1 ) {
 			$half = intdiv( count( $indexes ), 2 );
 			return array_merge(
 				$this->build( $group, array_slice( $indexes, 0, $half ), $created_at ),
 				$this->build( $group, array_slice( $indexes, $half ), $created_at )
 			);
+		}
+		if ( null !== $group['send_at'] ) {
+			/**
+			 * Fires when queued mails with a send_at become a batch, which the sender holds until then.
+			 *
+			 * @param string   $batch_id Batch id.
+			 * @param string[] $mail_ids Ids of its mails.
+			 * @param string   $send_at  UTC RFC 3339.
+			 */
+			do_action( 'postbag_batch_scheduled', $batch->id, $batch->mail_ids, $group['send_at'] );
 		}
 		return array( $batch );
 	}

@@ -24,6 +24,8 @@ trait Postbag_Test_Site_State {
 		'postbag_job_spooled',
 		'postbag_job_failed',
 		'postbag_job_cancelled',
+		'postbag_job_scheduled',
+		'postbag_batch_scheduled',
 	);
 
 	/** @var array<string, array[]> Postbag actions fired: name => argument lists. */

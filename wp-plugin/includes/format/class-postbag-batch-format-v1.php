@@ -112,8 +112,9 @@ final class Postbag_Batch_Format_V1 extends Postbag_Batch_Format {
 	 * @param array<int, array>              $mails      See mail(), in order.
 	 * @param array<int, array<int, string>> $blobs      Bodies of separate attachments, by the key of
 	 *                                                   their mail in `$mails` and their index in it.
+	 * @param string|null                    $send_at    When the sender sends them (UTC RFC 3339); null: now.
 	 */
-	public function build( string $id, array $site, string $created_at, array $meta, array $mails, array $blobs ): Postbag_Batch {
+	public function build( string $id, array $site, string $created_at, array $meta, array $mails, array $blobs, ?string $send_at = null ): Postbag_Batch {
 		$emails      = array();
 		$attachments = array();
 		foreach ( $mails as $index => $mail ) {
@@ -124,14 +125,19 @@ final class Postbag_Batch_Format_V1 extends Postbag_Batch_Format {
 			}
 			$emails[] = $mail;
 		}
+		$header = array(
+			'version'    => self::VERSION,
+			'batch_id'   => $id,
+			'site'       => $site,
+			'created_at' => $created_at,
+		);
+		if ( null !== $send_at ) {
+			$header['send_at'] = $send_at; // Absent for now, as before scheduled sends.
+		}
 		$body = Postbag_Batch::encode(
-			array(
-				'version'    => self::VERSION,
-				'batch_id'   => $id,
-				'site'       => $site,
-				'created_at' => $created_at,
-				'meta'       => $meta,
-				'emails'     => $emails,
+			$header + array(
+				'meta'   => $meta,
+				'emails' => $emails,
 			)
 		);
 		return new Postbag_Batch( $id, Postbag_Batch::key_for( $id ), $body, array_column( $emails, 'id' ), $attachments );

@@ -161,7 +161,8 @@ final class Postbag_Job_Format_V2 {
 			'job_id'      => $record['job_id'],
 			'site'        => $record['site'],
 			'created_at'  => $record['created_at'],
-			'send_at'     => null,
+			// Absent from records written before scheduled sends: now.
+			'send_at'     => $record['send_at'] ?? null,
 			'meta'        => $record['meta'],
 			'template'    => $record['template'],
 			// Decoded as objects, so `{}` anywhere in the context stays an object.
@@ -180,6 +181,18 @@ final class Postbag_Job_Format_V2 {
 				$parts
 			),
 		);
+		if ( isset( $record['send_between'] ) ) {
+			$manifest = array_slice( $manifest, 0, 6 ) + array( 'send_between' => $record['send_between'] ) + $manifest;
+		}
 		return json_encode( $manifest, self::JSON_FLAGS | JSON_PRETTY_PRINT | JSON_THROW_ON_ERROR );
+	}
+
+	/**
+	 * The object that moves a held job to another time (docs/job-format.md, "Scheduled jobs").
+	 *
+	 * @param string $job_id Job id.
+	 */
+	public static function schedule_key( string $job_id ): string {
+		return self::PREFIX . $job_id . '/schedule.json';
 	}
 }
