@@ -234,4 +234,12 @@ final class Postbag_PluginTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( '{"plugin_loaded_before":false,"uninstalled":true,"spool_left":false}', $answer, (string) file_get_contents( $log ) );
 		$this->assertDirectoryDoesNotExist( $this->spool_dir );
 	}
+
+	public function test_readme_says_the_wordpress_these_tests_run_and_the_plugins_version(): void {
+		$readme = (string) file_get_contents( dirname( POSTBAG_PLUGIN_FILE ) . '/readme.txt' );
+		preg_match( '/^(\d+\.\d+)/', $GLOBALS['wp_version'], $tested );
+
+		$this->assertStringContainsString( "\nTested up to: {$tested[1]}\n", $readme, 'the major version of ' . $GLOBALS['wp_version'] );
+		$this->assertStringContainsString( "\nStable tag: " . POSTBAG_VERSION . "\n", $readme );
+	}
 }
