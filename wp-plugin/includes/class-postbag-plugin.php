@@ -166,7 +166,7 @@ final class Postbag_Plugin {
 		$this->suppression_routes = new Postbag_Suppression_Routes( $suppressions, $this->inbox );
 
 		$this->controls      = new Postbag_Schedule_Controls( $this->spool, $uploader, $this->retry, $clock );
-		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $this->jobs, $times, $clock );
+		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $times, $clock );
 		$this->schedule_rest = new Postbag_Schedule_Rest( $this->schedules );
 	}
 

@@ -16,7 +16,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - `GET  scheduled`: Postbag_Schedules::listing();
  * - `POST jobs/<id>/schedule`, `POST batches/<id>/schedule`: body
  *   `{"send_at": …}` (null: now) or, for a job, `{"send_between": [start, end]}`;
- * - `POST jobs/<id>/cancel`, `POST batches/<id>/cancel`.
+ * - `POST batches/<id>/cancel` (a job's cancel is Postbag_Rest's
+ *   `POST jobs/<job_id>/cancel`, postbag_cancel_job()).
  *
  * Times are what postbag_notify() takes: wall-clock text in the site's time
  * zone unless it names an offset, or a Unix timestamp. Core answers 401 to a
@@ -62,14 +63,14 @@ final class Postbag_Schedule_Rest {
 					return self::answer( $this->schedules->reschedule( $kind, $request['id'], self::when( $request ) ) );
 				}
 			);
-			$this->route(
-				"$path/" . self::ID . '/cancel',
-				'POST',
-				function ( WP_REST_Request $request ) use ( $kind ) {
-					return self::answer( 'job' === $kind ? $this->schedules->cancel_job( $request['id'] ) : $this->schedules->cancel_batch( $request['id'] ) );
-				}
-			);
 		}
+		$this->route(
+			'batches/' . self::ID . '/cancel',
+			'POST',
+			function ( WP_REST_Request $request ) {
+				return self::answer( $this->schedules->cancel_batch( $request['id'] ) );
+			}
+		);
 	}
 
 	/** Whether the current user may see and change what is scheduled. */

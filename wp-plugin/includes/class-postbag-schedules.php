@@ -45,9 +45,6 @@ final class Postbag_Schedules {
 	/** @var Postbag_Schedule_Controls */
 	private $controls;
 
-	/** @var Postbag_Jobs Cancels jobs. */
-	private $jobs;
-
 	/** @var Postbag_Send_Time Reads the new times. */
 	private $times;
 
@@ -57,14 +54,12 @@ final class Postbag_Schedules {
 	/**
 	 * @param Postbag_Spool             $spool    Where the record is kept.
 	 * @param Postbag_Schedule_Controls $controls Puts control objects.
-	 * @param Postbag_Jobs              $jobs     Cancels jobs.
 	 * @param Postbag_Send_Time         $times    Reads send_at and send_between.
 	 * @param callable(): int           $clock    Current Unix time.
 	 */
-	public function __construct( Postbag_Spool $spool, Postbag_Schedule_Controls $controls, Postbag_Jobs $jobs, Postbag_Send_Time $times, callable $clock ) {
+	public function __construct( Postbag_Spool $spool, Postbag_Schedule_Controls $controls, Postbag_Send_Time $times, callable $clock ) {
 		$this->spool    = $spool;
 		$this->controls = $controls;
-		$this->jobs     = $jobs;
 		$this->times    = $times;
 		$this->clock    = $clock;
 	}
@@ -217,20 +212,6 @@ final class Postbag_Schedules {
 			'site'         => home_url(),
 		);
 		return $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, array( 'state' => 'cancelled' ) );
-	}
-
-	/**
-	 * The REST route's and the console's cancel of a job: postbag_cancel_job(), then the record.
-	 *
-	 * @param mixed $job_id Job id.
-	 * @return true|WP_Error See Postbag_Jobs::cancel().
-	 */
-	public function cancel_job( $job_id ) {
-		$result = $this->jobs->cancel( $job_id );
-		if ( true === $result ) {
-			$this->update( 'job', $job_id, array( 'state' => 'cancelled' ) );
-		}
-		return $result;
 	}
 
 	/** Removes entries whose time, or cancel, is more than KEEP_SECONDS old. */

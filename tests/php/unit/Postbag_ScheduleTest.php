@@ -393,7 +393,6 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		return array(
 			'list'             => array( 'GET', '/postbag/v1/scheduled', array() ),
 			'reschedule job'   => array( 'POST', '/postbag/v1/jobs/' . self::BATCH_ID . '/schedule', array( 'send_at' => '2026-11-23 08:00' ) ),
-			'cancel job'       => array( 'POST', '/postbag/v1/jobs/' . self::BATCH_ID . '/cancel', array() ),
 			'reschedule batch' => array( 'POST', '/postbag/v1/batches/' . self::BATCH_ID . '/schedule', array( 'send_at' => '2026-11-23 08:00' ) ),
 			'cancel batch'     => array( 'POST', '/postbag/v1/batches/' . self::BATCH_ID . '/cancel', array() ),
 		);
@@ -435,7 +434,7 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 400, $response->get_status() );
 		$this->assertSame( array( 'postbag_too_far_ahead', 'send_at' ), array( $response->get_data()['code'], $response->get_data()['data']['field'] ) );
 
-		$response = rest_do_request( self::request( 'POST', '/postbag/v1/jobs/a..b%2Fc/cancel', array() ) );
+		$response = rest_do_request( self::request( 'POST', '/postbag/v1/batches/a..b%2Fc/cancel', array() ) );
 		$this->assertSame( 404, $response->get_status(), 'not an id: no route' );
 	}
 
