@@ -843,8 +843,9 @@ final class Postbag_Jobs {
 		 * @param string $job_id  Job id.
 		 * @param int    $rows    Recipients in its parts.
 		 * @param int    $dropped Rows left out as invalid.
+		 * @param int    $suppressed Rows left out as suppressed (for every list or the job's).
 		 */
-		do_action( 'postbag_job_uploaded', $id, (int) $progress['rows'], (int) $progress['dropped'] );
+		do_action( 'postbag_job_uploaded', $id, (int) $progress['rows'], (int) $progress['dropped'], (int) ( $progress['suppressed'] ?? 0 ) );
 	}
 
 	/**

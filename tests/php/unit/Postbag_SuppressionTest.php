@@ -1,0 +1,335 @@
+<?php
+/**
+ * The site's suppression list: address hashes, the inbox documents on their
+ * way to the sender (through an S3 outage), the sender's export mirrored,
+ * suppressed recipients left out of a job, and the administrators' routes.
+ *
+ * @package Postbag\Tests
+ */
+
+/**
+ * Runs against the test site's database (the table is emptied per test) and
+ * the fake S3 client; inbox documents are checked against the sender's
+ * schema, fixtures/suppression-v1.schema.json.
+ */
+final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
+
+	/** @var int|null */
+	private static $subscriber;
+
+	protected function setUp(): void {
+		parent::setUp();
+		Postbag_Suppressions::install();
+		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Suppressions::table() );
+		$GLOBALS['wp_rest_server'] = null; // A server of this test's plugin: rest_api_init runs again.
+		wp_set_current_user( 0 );
+	}
+
+	protected function tearDown(): void {
+		$GLOBALS['wp_rest_server'] = null;
+		wp_set_current_user( 0 );
+		parent::tearDown();
+	}
+
+	private static function fixture( string $name ): array {
+		return json_decode( (string) file_get_contents( dirname( __DIR__, 3 ) . '/fixtures/' . $name ), true, 512, JSON_THROW_ON_ERROR );
+	}
+
+	/**
+	 * The shared vectors, by id.
+	 */
+	public function address_vectors(): array {
+		$cases = array();
+		foreach ( self::fixture( 'suppression/address-hash.json' )['vectors'] as $vector ) {
+			$cases[ $vector['id'] ] = array( $vector['address'], $vector['normalised'], $vector['address_hash'] );
+		}
+		return $cases;
+	}
+
+	/**
+	 * @dataProvider address_vectors
+	 * @param string $address    As given.
+	 * @param string $normalised Trimmed, lower-cased.
+	 * @param string $hash       SHA-256 of it.
+	 */
+	public function test_addresses_normalise_and_hash_as_the_sender_does( string $address, string $normalised, string $hash ): void {
+		$this->assertSame( $normalised, Postbag_Suppressions::normalise( $address ) );
+		$this->assertSame( $hash, Postbag_Suppressions::hash( $address ) );
+	}
+
+	private function inbox(): Postbag_Suppression_Inbox {
+		return $this->plugin->suppression_inbox();
+	}
+
+	/**
+	 * @return array<string, array> Inbox documents in the bucket, by key.
+	 */
+	private function uploaded_docs(): array {
+		$docs = array();
+		foreach ( $this->s3->objects as $key => $object ) {
+			if ( 0 === strpos( $key, Postbag_Suppression_Inbox::PREFIX ) ) {
+				$docs[ $key ] = json_decode( $object['body'], true );
+			}
+		}
+		return $docs;
+	}
+
+	public function test_an_unsubscribe_made_while_s3_is_down_waits_and_is_uploaded_later(): void {
+		$this->s3->fail_pattern = '/^suppressions\//';
+		$this->inbox()->change( 'add', 'list:new-posts', 'Zoe@Example.NET', 'unsubscribe' );
+		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'new-posts', array( 'zoe@example.net' ) ), 'recorded here at once' );
+
+		$this->assertSame(
+			array(
+				'uploaded' => 0,
+				'failed'   => 1,
+			),
+			$this->inbox()->send( true )
+		);
+		$waiting = $this->inbox()->waiting();
+		$this->assertCount( 1, $waiting, 'kept in the spool' );
+		$entry = reset( $waiting );
+		$this->assertSame( 1, $entry['attempts'] );
+		$this->assertStringContainsString( '503', $entry['last_error'] );
+		$this->assertGreaterThan( $this->now, $entry['next_attempt_at'], 'backed off' );
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'a retry is planned' );
+
+		$this->s3->fail_pattern = null;
+		$this->assertSame( 0, $this->inbox()->send()['uploaded'], 'not due yet' );
+		$this->now = (int) $entry['next_attempt_at'];
+		do_action( Postbag_Spool_Retry::HOOK ); // The cron event of the spool retries the inbox too.
+
+		$this->assertSame( array(), $this->inbox()->waiting() );
+		$docs = $this->uploaded_docs();
+		$this->assertCount( 1, $docs );
+		$doc = reset( $docs );
+		$this->assertSame( array( 'add', 'list:new-posts', 'zoe@example.net', 'unsubscribe' ), array( $doc['action'], $doc['scope'], $doc['address'], $doc['reason'] ) );
+		$this->assertSame( gmdate( 'Y-m-d\TH:i:s\Z', 1795330800 ), $doc['at'], 'the time of the unsubscribe, not of the upload' );
+	}
+
+	public function test_inbox_documents_meet_the_senders_schema(): void {
+		$this->inbox()->change( 'add', 'list:new-posts', ' Zoe@Example.NET ', 'unsubscribe' );
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'ÉLODIE@exemple.fr', 'manual' );
+		$this->inbox()->change( 'remove', Postbag_Suppressions::ALL, 'élodie@exemple.fr', 'manual' );
+		$this->inbox()->send( true );
+
+		$schema = new Postbag_Schema_Checker( dirname( __DIR__, 3 ) . '/fixtures/suppression-v1.schema.json' );
+		$docs   = $this->uploaded_docs();
+		$this->assertCount( 3, $docs );
+		foreach ( $docs as $key => $doc ) {
+			$this->assertSame( array(), $schema->errors( (string) wp_json_encode( $doc ) ), $key );
+		}
+		$actions = array_column( $docs, 'action' );
+		sort( $actions );
+		$this->assertSame( array( 'add', 'add', 'remove' ), $actions );
+		$this->assertFalse( (bool) $this->plugin->lists()->suppressed( 'any', array( 'elodie@exemple.fr', 'élodie@exemple.fr' ) ), 'removed again' );
+	}
+
+	public function test_the_senders_export_is_mirrored_and_an_unchanged_one_costs_no_work(): void {
+		$this->inbox()->change( 'add', 'list:weekly', 'mine@example.net', 'unsubscribe' ); // Made here, not yet in the export.
+		$this->assertSame( 'no export yet', $this->inbox()->sync() );
+
+		$export = self::fixture( 'suppression/export/example.json' );
+		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ] = array(
+			'body'         => wp_json_encode( $export ),
+			'content_type' => 'application/json',
+		);
+		$this->assertSame( 'mirrored: 2 added, 0 removed, 0 skipped', $this->inbox()->sync() );
+		$this->assertSame( 'unchanged', $this->inbox()->sync() );
+		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'anything', array( 'user@example.org' ) ), 'a hard bounce: every list' );
+		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'weekly', array( 'mine@example.net' ) ) );
+
+		// The operator removed the bounce; a bad entry is skipped alone.
+		$export['entries']   = array( $export['entries'][1], array( 'address_hash' => 'nope' ) );
+		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ]['body'] = wp_json_encode( $export );
+		$this->assertSame( 'mirrored: 1 added, 1 removed, 1 skipped', $this->inbox()->sync() );
+		$this->assertFalse( (bool) $this->plugin->lists()->suppressed( 'anything', array( 'user@example.org' ) ) );
+		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'new-posts', array( 'user@example.org' ) ) );
+		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'weekly', array( 'mine@example.net' ) ), 'what the site made stays' );
+
+		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ]['body'] = '{"version": 2}';
+		$this->assertStringStartsWith( 'damaged export', $this->inbox()->sync() );
+	}
+
+	public function test_suppressed_recipients_are_left_out_of_a_job_and_counted(): void {
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' );
+			}
+		);
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'bounced@example.net', 'manual' );
+		$this->inbox()->change( 'add', 'list:new-posts', 'Left@Example.net', 'unsubscribe' );
+		$this->inbox()->change( 'add', 'list:weekly', 'other-list@example.net', 'unsubscribe' );
+		$uploaded = array();
+		add_action(
+			'postbag_job_uploaded',
+			static function ( ...$args ) use ( &$uploaded ): void {
+				$uploaded[] = $args;
+			},
+			10,
+			4
+		);
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array(
+					array( 'email' => 'kept@example.net' ),
+					array( 'email' => 'bounced@example.net' ),
+					array( 'email' => 'left@example.net' ),
+					array( 'email' => 'other-list@example.net' ),
+				),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( 'new-posts', $manifest['meta']['list'] );
+		$this->assertSame( 2, $manifest['recipients'] );
+		$rows = array_map( 'json_decode', array_filter( explode( "\n", gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] ) ) ), array_fill( 0, 2, true ) );
+		$this->assertSame( array( 'kept@example.net', 'other-list@example.net' ), array_column( $rows, 'email' ), 'scope all and the job\'s list are left out' );
+		foreach ( $rows as $row ) {
+			$query = array();
+			parse_str( (string) wp_parse_url( $row['unsubscribe_url'], PHP_URL_QUERY ), $query );
+			$this->assertSame( array( 'new-posts', $row['email'] ), array( $query['list'], $query['address'] ) );
+			$this->assertNull( $this->plugin->lists()->tokens()->problem( $query['list'], $query['address'], $query['expires'], $query['signature'] ) );
+		}
+		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
+	}
+
+	public function test_a_job_without_a_list_gets_the_default_one(): void {
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' );
+			}
+		);
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => 'kept@example.net' ) ),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( Postbag_List_Unsubscribe::DEFAULT_LIST, $manifest['meta']['list'] );
+	}
+
+	private static function subscriber(): int {
+		if ( ! self::$subscriber ) {
+			$user             = get_user_by( 'login', 'postbag-subscriber' );
+			self::$subscriber = $user ? $user->ID : wp_insert_user(
+				array(
+					'user_login' => 'postbag-subscriber',
+					'user_pass'  => wp_generate_password(),
+					'user_email' => 'subscriber@example.org',
+					'role'       => 'subscriber',
+				)
+			);
+		}
+		return self::$subscriber;
+	}
+
+	/**
+	 * @param string $method Method.
+	 * @param string $route  Route under postbag/v1.
+	 * @param array  $params Parameters.
+	 */
+	private static function call( string $method, string $route, array $params = array() ): WP_REST_Response {
+		$request = new WP_REST_Request( $method, '/postbag/v1' . $route );
+		foreach ( $params as $name => $value ) {
+			$request->set_param( $name, $value );
+		}
+		return rest_do_request( $request );
+	}
+
+	/**
+	 * Each admin route, called by someone who may not.
+	 */
+	public function forbidden_calls(): array {
+		$hash = hash( 'sha256', 'user@example.org' );
+		$who  = array(
+			'logged out' => array( 0, 401 ),
+			'subscriber' => array( -1, 403 ),
+		);
+		$routes = array(
+			'GET list'   => array( 'GET', '/suppressions', array() ),
+			'POST add'   => array( 'POST', '/suppressions', array( 'address' => 'user@example.org' ) ),
+			'DELETE one' => array( 'DELETE', "/suppressions/$hash", array() ),
+		);
+		$cases = array();
+		foreach ( $who as $name => list( $user, $status ) ) {
+			foreach ( $routes as $route_name => $route ) {
+				$cases[ "$route_name, $name" ] = array_merge( $route, array( $user, $status ) );
+			}
+		}
+		return $cases;
+	}
+
+	/**
+	 * @dataProvider forbidden_calls
+	 * @param string $method Method.
+	 * @param string $route  Route.
+	 * @param array  $params Parameters.
+	 * @param int    $user   0: nobody; -1: a subscriber.
+	 * @param int    $status Expected status.
+	 */
+	public function test_the_admin_routes_refuse_anyone_but_administrators( string $method, string $route, array $params, int $user, int $status ): void {
+		$this->plugin->suppression_inbox()->change( 'add', Postbag_Suppressions::ALL, 'user@example.org', 'manual' );
+		wp_set_current_user( -1 === $user ? self::subscriber() : 0 );
+		$response = self::call( $method, $route, $params );
+		$this->assertSame( $status, $response->get_status() );
+		$this->assertSame( 'rest_forbidden', $response->get_data()['code'] );
+		$this->assertCount( 1, $GLOBALS['wpdb']->get_col( 'SELECT scope FROM ' . Postbag_Suppressions::table() ), 'nothing changed' );
+	}
+
+	public function test_an_administrator_adds_lists_searches_and_removes(): void {
+		wp_set_current_user( 1 );
+		$added = self::call(
+			'POST',
+			'/suppressions',
+			array(
+				'address' => ' Someone@Example.net ',
+				'scope'   => 'list:weekly',
+			)
+		);
+		$this->assertSame( 201, $added->get_status() );
+		$this->assertSame( 'someone@example.net', $added->get_data()['address'] );
+		$this->assertSame( Postbag_Suppressions::hash( 'someone@example.net' ), $added->get_data()['address_hash'] );
+		$this->assertSame( array( 'list:weekly', 'manual', 'site' ), array( $added->get_data()['scope'], $added->get_data()['reason'], $added->get_data()['source'] ) );
+		self::call( 'POST', '/suppressions', array( 'address' => 'other@example.org' ) );
+
+		$all = self::call( 'GET', '/suppressions', array( 'per_page' => 1 ) );
+		$this->assertSame( '2', $all->get_headers()['X-WP-Total'] );
+		$this->assertSame( '2', $all->get_headers()['X-WP-TotalPages'] );
+		$this->assertCount( 1, $all->get_data() );
+		$found = self::call( 'GET', '/suppressions', array( 'search' => 'SOMEONE' ) );
+		$this->assertSame( array( 'someone@example.net' ), array_column( $found->get_data(), 'address' ) );
+
+		$bad = self::call( 'POST', '/suppressions', array( 'address' => 'not an address' ) );
+		$this->assertSame( array( 400, 'address' ), array( $bad->get_status(), $bad->get_data()['data']['field'] ) );
+		$bad = self::call(
+			'POST',
+			'/suppressions',
+			array(
+				'address' => 'a@example.org',
+				'scope'   => 'list:Bad Name',
+			)
+		);
+		$this->assertSame( array( 400, 'scope' ), array( $bad->get_status(), $bad->get_data()['data']['field'] ) );
+
+		$removed = self::call( 'DELETE', '/suppressions/' . Postbag_Suppressions::hash( 'someone@example.net' ) );
+		$this->assertSame( 200, $removed->get_status() );
+		$this->assertSame( 404, self::call( 'DELETE', '/suppressions/' . Postbag_Suppressions::hash( 'someone@example.net' ) )->get_status() );
+		$this->assertSame( array( 'other@example.org' ), array_column( self::call( 'GET', '/suppressions' )->get_data(), 'address' ) );
+
+		$actions = array_column( array_column( $this->inbox()->waiting(), 'doc' ), 'action' );
+		sort( $actions );
+		$this->assertSame( array( 'add', 'add', 'remove' ), $actions, 'each change spooled for the sender' );
+	}
+}
