@@ -307,6 +307,12 @@ def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
             _job_files(stack, "part-*.ndjson.gz"),
             _job_files(stack, "manifest.json"),
             _job_files(stack, "cancel"),
+            _job_files(stack, "schedule.json"),
+        ]),
+        # Cancelling or moving a held batch of scheduled mail (chalicelib/control.py).
+        _statement("ControlHeldBatches", ["s3:PutObject"], [
+            f"{stack.bucket_arn}/control/batches/*/cancel",
+            f"{stack.bucket_arn}/control/batches/*/schedule.json",
         ]),
         # How far a job got. Without ListBucket a job with no status yet answers
         # 403 AccessDenied rather than 404: the plugin reads both as "not yet".

@@ -315,12 +315,34 @@ S3_VIA = {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
         ("s3:PutObject", JOB + "part-12345.ndjson.gz"),
         ("s3:PutObject", JOB + "manifest.json"),
         ("s3:PutObject", JOB + "cancel"),
+        ("s3:PutObject", JOB + "schedule.json"),
         ("s3:GetObject", JOB + "status.json"),
+        ("s3:PutObject", "control/batches/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d/cancel"),
+        ("s3:PutObject", "control/batches/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d/schedule.json"),
     ],
-    ids=["part", "part-many", "manifest", "cancel", "read-status"],
+    ids=["part", "part-many", "manifest", "cancel", "reschedule", "read-status",
+         "cancel-batch", "reschedule-batch"],
 )
 def test_wordpress_may_post_a_job_cancel_it_and_read_its_status(action, key):
     assert ask(WP, action, OBJ + key) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:GetObject", OBJ + JOB + "schedule.json"),
+        ("s3:DeleteObject", OBJ + JOB + "schedule.json"),
+        ("s3:GetObject", OBJ + "control/batches/b1/cancel"),
+        ("s3:DeleteObject", OBJ + "control/batches/b1/schedule.json"),
+        ("s3:PutObject", OBJ + "control/batches/b1/notes.txt"),
+        ("s3:PutObject", OBJ + "control/other/b1/cancel"),
+        ("s3:PutObject", OBJ + "control/batches/cancel"),
+    ],
+    ids=["read-reschedule", "delete-reschedule", "read-batch-cancel", "delete-batch-reschedule",
+         "other-control-file", "other-control-kind", "cancel-outside-a-batch"],
+)
+def test_wordpress_may_do_nothing_else_with_held_mail(action, resource):
+    assert ask(WP, action, resource) != ALLOW
 
 
 @pytest.mark.parametrize(
