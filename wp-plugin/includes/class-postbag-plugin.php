@@ -86,6 +86,9 @@ final class Postbag_Plugin {
 	/** @var Postbag_List_Unsubscribe */
 	private $lists;
 
+	/** @var Postbag_Unsubscribe_Health */
+	private $unsubscribe_health;
+
 	/** @var Postbag_Schedule_Controls Control objects of held jobs and batches. */
 	private $controls;
 
@@ -164,6 +167,7 @@ final class Postbag_Plugin {
 		$this->inbox              = new Postbag_Suppression_Inbox( $this->spool, $uploader, $this->retry, $suppressions, $clock );
 		$this->unsubscribe        = new Postbag_Unsubscribe_Endpoint( $tokens, $this->inbox, $clock );
 		$this->suppression_routes = new Postbag_Suppression_Routes( $suppressions, $this->inbox );
+		$this->unsubscribe_health = new Postbag_Unsubscribe_Health( $this->lists, $this->inbox, $clock );
 
 		$this->controls      = new Postbag_Schedule_Controls( $this->spool, $uploader, $this->retry, $clock );
 		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $times, $clock );
@@ -213,6 +217,7 @@ final class Postbag_Plugin {
 		$this->inbox->init();
 		$this->unsubscribe->init();
 		$this->suppression_routes->init();
+		$this->unsubscribe_health->init();
 		$this->controls->init();
 		$this->schedules->init();
 		$this->schedule_rest->init();
@@ -236,6 +241,7 @@ final class Postbag_Plugin {
 		$this->inbox->remove();
 		$this->unsubscribe->remove();
 		$this->suppression_routes->remove();
+		$this->unsubscribe_health->remove();
 		$this->controls->remove();
 		$this->schedules->remove();
 		$this->schedule_rest->remove();

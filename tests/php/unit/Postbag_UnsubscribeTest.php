@@ -393,4 +393,29 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$this->assertArrayNotHasKey( 'list', $meta, 'the sender wants the list and its headers together' );
 		$this->assertArrayNotHasKey( 'headers', $meta );
 	}
+
+	public function test_site_health_names_each_problem(): void {
+		$health = new Postbag_Unsubscribe_Health(
+			$this->plugin->lists(),
+			$this->plugin->suppression_inbox(),
+			function (): int {
+				return $this->now;
+			}
+		);
+		$result = $health->result();
+		$this->assertSame( 'recommended', $result['status'], 'https, but no POSTBAG_UNSUBSCRIBE_SECRET on the test site' );
+		$this->assertStringContainsString( 'POSTBAG_UNSUBSCRIBE_SECRET', $result['description'] );
+
+		$this->s3->fail_pattern = '/./';
+		$this->plugin->suppression_inbox()->change( 'add', 'list:news', self::ADDRESS, 'unsubscribe' );
+		$this->plugin->suppression_inbox()->send( true );
+		$this->assertSame( 'recommended', $health->result()['status'], 'waiting a little is normal' );
+		$this->now += HOUR_IN_SECONDS + 1;
+		$this->assertSame( 'critical', $health->result()['status'] );
+		$this->assertStringContainsString( 'waited more than an hour', $health->result()['description'] );
+
+		remove_all_filters( 'rest_url' );
+		$this->assertCount( 3, $health->problems() );
+		$this->assertStringContainsString( 'not served over https', $health->result()['description'] );
+	}
 }
