@@ -258,7 +258,8 @@ def _admit(stages: Stages, bucket: str, key: str, batch: Batch) -> Verdict | Non
         return Verdict.SEND
     verdict = hold.admit(BATCH, batch.batch_id, bucket, key, when)
     if verdict is not Verdict.SEND:
-        logger.info(f"batch {verdict.value}", extra=when.document())
+        logger.info("batch held" if verdict is Verdict.HOLD else "held batch cancelled",
+                    extra=when.document())
     return verdict
 
 

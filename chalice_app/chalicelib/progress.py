@@ -285,12 +285,14 @@ class JobProgress:
     def feedback(self, job_id: str, counts: Mapping[str, int]) -> None:
         """Add SES's events (``FEEDBACK`` names) to a job's item, if the job has one (an
         event may outlive its job's item); ``publish`` shows them."""
-        names = {f"#f{i}": name for i, name in enumerate(counts)}
-        values = {f":f{i}": _number(n) for i, n in enumerate(counts.values())}
+        # The revision too: status.json is only ever replaced by a newer revision.
+        adds = {**counts, "revision": 1}
+        names = {f"#f{i}": name for i, name in enumerate(adds)}
+        values = {f":f{i}": _number(n) for i, n in enumerate(adds.values())}
         try:
             self._dynamodb.update_item(
                 TableName=self._table, Key=self._key(job_id),
-                UpdateExpression="ADD " + ", ".join(f"#f{i} :f{i}" for i in range(len(counts))),
+                UpdateExpression="ADD " + ", ".join(f"#f{i} :f{i}" for i in range(len(adds))),
                 ConditionExpression=f"attribute_exists({KEY_ATTRIBUTE})",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except ClientError as exc:

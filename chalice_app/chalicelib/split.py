@@ -14,16 +14,21 @@ field and the reason, as batches are.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.errors import BatchFormatError, ConfigurationError
 from chalicelib.formats.v2 import count_rows, parse_manifest
+from chalicelib.hold import JOB, Held, HoldBook, Verdict
 from chalicelib.model import NotifyJob, Part, WorkItem
 from chalicelib.observe import logger
 from chalicelib.outcome import Recorder
 from chalicelib.progress import JobProgress
+from chalicelib.schedule import When, Window, WindowPlan, checked, plan_window
 from chalicelib.store import BatchGone, BatchStore
 from chalicelib.workqueue import MAX_BATCH_ENTRIES, WorkQueue
 
@@ -69,15 +74,27 @@ class PartCheck:
         return None
 
 
+# What the account can send while a window lasts: (mails a second, what the 24-hour
+# quota still takes or ``None`` when unknown or unlimited).
+Capacity = Callable[[], tuple[float, float | None]]
+
+
 class Splitter:
-    """Splits notify jobs into work items; one per Lambda instance."""
+    """Splits notify jobs into work items; one per Lambda instance. ``hold`` keeps jobs
+    with a time until the drainer releases them (``release``); ``capacity`` is asked
+    when a window is planned; ``clock`` gives epoch seconds."""
 
     def __init__(self, store: BatchStore, queue: WorkQueue, progress: JobProgress,
-                 recorder: Recorder, settings: Settings):
+                 recorder: Recorder, settings: Settings, hold: HoldBook | None = None,
+                 capacity: Capacity | None = None, clock: Callable[[], float] = time.time):
         if settings.chunk_rows < 1:
             raise ConfigurationError(f"POSTBAG_CHUNK_ROWS is {settings.chunk_rows}: at least 1")
         self.store, self.queue, self.progress = store, queue, progress
         self.recorder, self.settings = recorder, settings
+        self.hold, self._capacity, self._clock = hold, capacity, clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def split(self, bucket: str, key: str) -> int:
         """Split the job whose manifest is ``key``; returns how many work items this call
@@ -91,12 +108,92 @@ class Splitter:
             self.progress.begin(bucket, job, 0, cancelled=True)
             logger.info("job cancelled before it was split: nothing enqueued")
             return 0
+        label = f"{job.job_id} ({key})"
         try:
-            self._check(bucket, job, f"{job.job_id} ({key})")
+            when = checked(job.send_at, job.send_between, label, self._now())
+            if when.due is not None and self.hold is None:
+                raise BatchFormatError("send_at", label, "this sender holds no scheduled sends")
+            self._check(bucket, job, label)
         except BatchFormatError as exc:
             self._quarantine(bucket, key, exc)
             return 0
+        return self._admit(bucket, key, job, when)
+
+    def _admit(self, bucket: str, key: str, job: NotifyJob, when: When) -> int:
+        """Send now, hold until due (its status says so), or count it cancelled."""
+        verdict = Verdict.SEND
+        if self.hold is not None:
+            verdict = self.hold.admit(JOB, job.job_id, bucket, key, when,
+                                      always_hold=when.window is not None)
+        if verdict is Verdict.HOLD:
+            schedule = self._schedule(job, when)
+            self.progress.scheduled(bucket, job, schedule)
+            logger.info("job held", extra=schedule)
+            return 0
+        if verdict is Verdict.CANCELLED:
+            self.progress.begin(bucket, job, 0, cancelled=True)
+            logger.info("held job cancelled: nothing enqueued")
+            return 0
         return self._enqueue(bucket, key, job)
+
+    def release(self, held: Held) -> bool:
+        """The drainer's call for a job that fell due (checked and verified when it was
+        uploaded; its times are the held item's, which a reschedule may have changed):
+        enqueue it, or a window's chunks due so far. ``True`` once every chunk is enqueued
+        (or the job is gone, or cancelled)."""
+        bucket, key = held.bucket, held.key
+        logger.append_keys(s3_key=key, job_id=None)
+        job = self._job(bucket, key)
+        if job is None:
+            return True
+        logger.append_keys(job_id=job.job_id)
+        if self.progress.cancelled(bucket, job.job_id):
+            self.progress.begin(bucket, job, 0, cancelled=True)
+            logger.info("held job cancelled: nothing enqueued")
+            return True
+        if held.when.window is None:
+            self._enqueue(bucket, key, job)
+            return True
+        return self._paced(bucket, key, job, held.when.window)
+
+    def rescheduled(self, held: Held) -> None:
+        """A held job moved: its status shows the new times."""
+        job = self._job(held.bucket, held.key)
+        if job is not None:
+            self.progress.scheduled(held.bucket, job, self._schedule(job, held.when))
+
+    def _schedule(self, job: NotifyJob, when: When, plan: WindowPlan | None = None
+                  ) -> dict[str, Any]:
+        """What a held or windowed job's status shows of its times."""
+        doc = when.document()
+        if when.window is not None:
+            doc["window"] = (plan or self._plan(job, when.window)).document()
+        return doc
+
+    def _plan(self, job: NotifyJob, window: Window) -> WindowPlan:
+        """How ``job``'s window is paced, at the rate and quota available now."""
+        rate, quota_left = self._capacity() if self._capacity else (1.0, None)
+        plan = plan_window(job.recipients, window, self._now(), rate, quota_left,
+                           self.settings.chunk_rows, lambda rows: len(chunks(job, rows)))
+        if not plan.fits:
+            logger.warning("the window cannot hold the job: sending as fast as allowed",
+                           extra=plan.document())
+        return plan
+
+    def _paced(self, bucket: str, key: str, job: NotifyJob, window: Window) -> bool:
+        """Enqueue the chunks of a windowed job due by now, planned once (when it began)."""
+        started = self.progress.started(job.job_id)
+        if started and "schedule" in started:
+            plan = WindowPlan.from_document(json.loads(started["schedule"])["window"])
+        else:
+            plan = self._plan(job, window)
+        when = When(window=window)
+        items = self._items(bucket, key, job, plan.chunk_rows)
+        done = self.progress.begin(bucket, job, len(items), schedule=self._schedule(job, when,
+                                                                                   plan))
+        upto = plan.due_chunks(self._now())
+        self._send_items(job, items, done, upto)
+        return upto >= len(items)
 
     def _job(self, bucket: str, key: str) -> NotifyJob | None:
         """The parsed manifest; ``None`` when it is gone or was quarantined."""
@@ -114,9 +211,7 @@ class Splitter:
         logger.error("job quarantined", extra={"to": target, "error": str(error)})
 
     def _check(self, bucket: str, job: NotifyJob, label: str) -> None:
-        """What the manifest alone cannot show: when to send, and every part as listed."""
-        if job.send_at is not None and job.send_at > datetime.now(UTC):
-            raise BatchFormatError("send_at", label, "scheduled sends are not supported yet")
+        """What the manifest alone cannot show: every part as listed."""
         for index, part in enumerate(job.parts):
             self._verify(bucket, index, part, label)
 
@@ -142,17 +237,25 @@ class Splitter:
             raise BatchFormatError(field, label, f"{part.key} holds {rows:,} rows, the "
                                    f"manifest says {part.rows:,}")
 
-    def _enqueue(self, bucket: str, key: str, job: NotifyJob) -> int:
-        items = [
+    @staticmethod
+    def _items(bucket: str, key: str, job: NotifyJob, chunk_rows: int) -> list[WorkItem]:
+        return [
             WorkItem(bucket=bucket, job_id=job.job_id, manifest_key=key, part=part,
                      start=start, end=end)
-            for part, start, end in chunks(job, self.settings.chunk_rows)
+            for part, start, end in chunks(job, chunk_rows)
         ]
-        done = self.progress.begin(bucket, job, len(items))
-        for first in range(done, len(items), MAX_BATCH_ENTRIES):
-            batch = items[first:first + MAX_BATCH_ENTRIES]
+
+    def _send_items(self, job: NotifyJob, items: list[WorkItem], done: int, upto: int) -> None:
+        """Items ``done``..``upto`` on the queue, ten at a time, each ten counted."""
+        for first in range(done, min(upto, len(items)), MAX_BATCH_ENTRIES):
+            batch = items[first:min(first + MAX_BATCH_ENTRIES, upto)]
             self.queue.enqueue(batch)
             self.progress.enqueued(job.job_id, first + len(batch))
+
+    def _enqueue(self, bucket: str, key: str, job: NotifyJob) -> int:
+        items = self._items(bucket, key, job, self.settings.chunk_rows)
+        done = self.progress.begin(bucket, job, len(items))
+        self._send_items(job, items, done, len(items))
         logger.info("job split", extra={"work_items": len(items), "enqueued_now":
                                         max(len(items) - done, 0)})
         return max(len(items) - done, 0)

@@ -7,6 +7,7 @@ import copy
 import gzip
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import boto3
@@ -214,9 +215,24 @@ BAD_JOBS = [
     ("not-gzip", _corrupt_with_its_checksum, "parts[0]", "not gzip"),
     ("bad-template", lambda s3: upload_job(s3, [10], template={"subject": "{{", "html": "x"}),
      "template.subject", "not a jinja2 template"),
-    ("scheduled", lambda s3: upload_job(s3, [10], send_at="2999-01-01T00:00:00Z"),
-     "send_at", "scheduled sends are not supported yet"),
+    ("send-at-too-far", lambda s3: upload_job(s3, [10], send_at="2999-01-01T00:00:00Z"),
+     "send_at", "is more than 90 days ahead"),
+    ("window-too-far", lambda s3: upload_job(s3, [10], send_between={
+        "start": "2026-12-01T08:00:00Z", "end": "2999-01-01T00:00:00Z"}),
+     "send_between.end", "is more than 90 days ahead"),
+    ("window-reversed", lambda s3: upload_job(s3, [10], send_between={
+        "start": "2026-12-01T09:00:00+01:00", "end": "2026-12-01T08:00:00Z"}),
+     "send_between.end", "2026-12-01T08:00:00Z is not after the start, 2026-12-01T08:00:00Z"),
+    ("send-at-and-window", lambda s3: upload_job(s3, [10], send_at="2026-12-01T08:00:00Z",
+                                                 send_between={"start": "2026-12-01T08:00:00Z",
+                                                               "end": "2026-12-01T09:00:00Z"}),
+     "send_between", "send_at and send_between exclude each other"),
+    ("held-by-no-sender", lambda s3: upload_job(s3, [10], send_at=_TOMORROW),
+     "send_at", "this sender holds no scheduled sends"),
 ]
+
+
+_TOMORROW = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _miscounted(s3):

@@ -1,0 +1,82 @@
+"""The drainer: every minute, release what has fallen due (docs/scheduling.md).
+
+list due markers → for each: claim (a lease) → release (process the batch, or split
+the job: the chunks due so far for a window) → finish, or give the lease back.
+
+Nothing here makes a send exactly-once: a release only does again what an upload's
+event would do, and the ledger's keys make each mail go once however often that is
+(docs/exactly-once.md). The claim's lease keeps two drainers off the same item at
+once; one that crashed is taken over when its lease ends. One item's trouble never
+stops the others: its marker stays, and the next run tries it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from chalicelib.errors import TransientError
+from chalicelib.hold import Held, HoldBook, Marker, new_owner
+from chalicelib.observe import logger
+
+# kind → release(claimed item): True when it is wholly released (a window's job returns
+# False while chunks are still to come).
+Release = Callable[[Held], bool]
+
+
+@dataclass
+class DrainReport:
+    released: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)  # windows going on, or trouble
+    skipped: int = 0  # stale markers, items leased by another run, cancelled ones
+
+
+class Drainer:
+    def __init__(self, book: HoldBook, release: Mapping[str, Release],
+                 remaining_ms: Callable[[], int] | None = None, margin_ms: int = 10_000):
+        self.book, self.release = book, release
+        self._remaining, self._margin = remaining_ms, margin_ms
+
+    def _time_left(self) -> bool:
+        return self._remaining is None or self._remaining() > self._margin
+
+    def run(self) -> DrainReport:
+        """One pass over what is due; raises only when the markers cannot be listed."""
+        owner, report = new_owner(), DrainReport()
+        for marker in self.book.due_markers():
+            if not self._time_left():
+                break  # the rest is due still: the next run lists it first
+            self._one(marker, owner, report)
+        if report.released or report.paused:
+            logger.info("drained", extra={"released": len(report.released),
+                                          "paused": len(report.paused), "skipped": report.skipped})
+        return report
+
+    def _one(self, marker: Marker, owner: str, report: DrainReport) -> None:
+        name = f"{marker.kind}/{marker.ident}"
+        held = None
+        try:
+            held = self.book.claim(marker, owner)
+            if held is None:
+                report.skipped += 1
+                return
+            if self.release[held.kind](held):
+                self.book.finish(held, owner)
+                report.released.append(name)
+                return
+        except TransientError as exc:
+            logger.warning("held item not released; next run", extra={"item": name,
+                                                                     "error": str(exc)})
+        except Exception:
+            logger.exception("held item not released; next run", extra={"item": name})
+        report.paused.append(name)
+        if held is not None:
+            self._give_back(held, owner)
+
+    def _give_back(self, held: Held, owner: str) -> None:
+        """The lease back, so that the next run goes on at once; if even that fails, the
+        lease ends by itself."""
+        try:
+            self.book.pause(held, owner)
+        except TransientError as exc:
+            logger.warning("lease not given back", extra={"error": str(exc)})
