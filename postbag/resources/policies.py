@@ -27,12 +27,15 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.config import (
+    ACCOUNT_STATUS_KEY,
     ATTACHMENTS_PREFIX,
     FAILED_PREFIX,
     JOBS_PREFIX,
     QUARANTINE_PREFIX,
     QUEUE_PREFIX,
     RECEIPTS_PREFIX,
+    REDRIVE_REQUESTS_PREFIX,
+    STATUS_PREFIX,
     Settings,
 )
 from postbag.stack import JOB_HANDLER, WORK_HANDLER, Stack
@@ -66,7 +69,7 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
     statements = [
         *_s3_statements(stack),
         *_ses_statements(stack, settings),
-        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        *_account_statements(stack),
         # Its own reserved concurrency: SES's rate is shared between that many instances.
         _statement(
             "ReadOwnConcurrency",
@@ -89,6 +92,16 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         *_key_statements(kms_key_arn),
     ]
     return {"Version": VERSION, "Statement": statements}
+
+
+def _account_statements(stack: Stack) -> list[dict]:
+    """The quota and the account's state (neither has a resource ARN), and the document
+    that reports them to WordPress (chalicelib/account.py)."""
+    return [
+        _statement("ReadSendQuota", ["ses:GetSendQuota", "ses:GetAccount"], ["*"]),
+        _statement("ReportAccount", ["s3:PutObject"],
+                   [f"{stack.bucket_arn}/{ACCOUNT_STATUS_KEY}"]),
+    ]
 
 
 def _key_statements(kms_key_arn: str) -> list[dict]:
@@ -178,7 +191,7 @@ def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
             [stack.work_queue_arn],
         ),
         *_ses_statements(stack, settings),
-        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        *_account_statements(stack),
         # Claims are conditional puts inside TransactWriteItems (authorised as
         # PutItem), settled claims are read with BatchGetItem, completions and
         # releases written with BatchWriteItem, as for batches.
@@ -301,8 +314,9 @@ def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
         _statement("DropBatchesAndAttachments", ["s3:PutObject"], [
             stack.objects_arn(QUEUE_PREFIX)
         ]),
-        # A job: its parts, then its manifest (whose upload starts the send), and
-        # the marker that cancels it. It may not read any of them back.
+        # A job: its parts, then its manifest (whose upload starts the send), the
+        # marker that cancels it and the request that moves it while it is held.
+        # It may not read any of them back.
         _statement("DropJobs", ["s3:PutObject"], [
             _job_files(stack, "part-*.ndjson.gz"),
             _job_files(stack, "manifest.json"),
@@ -317,11 +331,21 @@ def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
         # How far a job got. Without ListBucket a job with no status yet answers
         # 403 AccessDenied rather than 404: the plugin reads both as "not yet".
         _statement("ReadJobStatus", ["s3:GetObject"], [_job_files(stack, "status.json")]),
+        # The email log reads each batch's receipt by its key (Postbag_Log_Sync), the
+        # Postbag screen what the sender reports under status/ (the SES account).
+        _statement("ReadOutcomes", ["s3:GetObject"], [
+            stack.objects_arn(RECEIPTS_PREFIX),
+            stack.objects_arn(STATUS_PREFIX),
+        ]),
+        # "Send again" on the Postbag screen: the sender re-drives what it names.
+        _statement(
+            "RequestRedrive", ["s3:PutObject"], [stack.objects_arn(REDRIVE_REQUESTS_PREFIX)]
+        ),
     ]
     if kms_key_arn:
-        # SSE-KMS uploads need a data key. Reading a job's status needs Decrypt,
-        # through S3 only: S3 lets it read nothing but status documents, and it
-        # cannot ask KMS to decrypt anything directly.
+        # SSE-KMS uploads need a data key. Reading a job's status (or a receipt)
+        # needs Decrypt, through S3 only: S3 lets it read nothing but status
+        # documents and receipts, and it cannot ask KMS to decrypt anything directly.
         statements += [
             _statement("EncryptUploads", ["kms:GenerateDataKey"], [kms_key_arn]),
             _statement(

@@ -143,6 +143,9 @@ SENDER_MAY = [
     ("s3:PutObject", OBJ + "quarantine/b1.json.error.json"),
     ("s3:ListBucket", "arn:aws:s3:::site-mail"),
     ("ses:GetSendQuota", "*"),
+    # The SES account as it last saw it, for WordPress (chalicelib/account.py).
+    ("ses:GetAccount", "*"),
+    ("s3:PutObject", OBJ + "status/account.json"),
     ("dynamodb:PutItem", TABLE),
     ("dynamodb:BatchGetItem", TABLE),
     ("dynamodb:BatchWriteItem", TABLE),
@@ -167,6 +170,9 @@ def test_sender_may_do_its_job(action, resource):
         ("s3:PutObject", OBJ + "queue/notes.txt"),
         ("s3:PutObject", OBJ + "b1.json"),
         ("s3:GetObject", OBJ + "receipts/b1.json"),
+        ("s3:PutObject", OBJ + "status/feedback.json"),
+        ("s3:GetObject", OBJ + "status/account.json"),
+        ("ses:PutAccountDetails", "*"),
         ("s3:DeleteObject", OBJ + "failed/b1.json"),
         ("s3:DeleteObject", OBJ + "receipts/b1.json"),
         ("s3:GetObject", "arn:aws:s3:::someone-else/queue/b1.json"),
@@ -184,7 +190,8 @@ def test_sender_may_do_its_job(action, resource):
     ],
     ids=[
         "write-attachment", "write-attachment-json", "write-non-batch", "write-root",
-        "read-receipts", "delete-failed", "delete-receipts", "other-bucket", "bucket-policy",
+        "read-receipts", "write-other-status", "read-account-status", "account-details",
+        "delete-failed", "delete-receipts", "other-bucket", "bucket-policy",
         "delete-bucket", "scan-ledger", "query-ledger", "update-ledger", "drop-ledger",
         "other-table", "read-failure-queue", "other-queue", "iam", "other-logs",
     ],
@@ -215,9 +222,9 @@ def test_sender_sends_only_as_the_configured_identities(action, identity, sender
     assert ask(LAMBDA, action, SES + identity, sender=sender) == expected
 
 
-def test_only_the_send_quota_is_asked_of_every_resource():
+def test_only_the_send_quota_and_the_account_are_asked_of_every_resource():
     wide = [s for s in LAMBDA["Statement"] if "*" in s["Resource"]]
-    assert [s["Action"] for s in wide] == [["ses:GetSendQuota"]]
+    assert [s["Action"] for s in wide] == [["ses:GetSendQuota", "ses:GetAccount"]]
 
 
 def test_sender_reads_an_sse_kms_bucket_with_its_key():
@@ -380,6 +387,47 @@ def test_wordpress_decrypts_job_status_through_s3_only():
     assert ask(WP, "kms:Decrypt", KEY) != ALLOW
 
 
+@pytest.mark.parametrize(
+    "action,key",
+    [
+        ("s3:GetObject", "receipts/b1.json"),
+        ("s3:GetObject", "receipts/b1.redrive-1.part-2.json"),
+        ("s3:GetObject", "status/account.json"),
+        ("s3:GetObject", "status/feedback.json"),
+        ("s3:PutObject", "requests/redrive/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d.json"),
+    ],
+    ids=["receipt", "continuation-receipt", "account", "feedback", "request-redrive"],
+)
+def test_wordpress_may_read_outcomes_and_request_a_redrive(action, key):
+    assert ask(WP, action, OBJ + key) == ALLOW
+    assert ask(WP_KMS, action, OBJ + key) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:PutObject", OBJ + "status/account.json"),
+        ("s3:DeleteObject", OBJ + "receipts/b1.json"),
+        ("s3:GetObject", OBJ + "receiptsX/b1.json"),
+        ("s3:GetObject", OBJ + "failed/b1.json"),
+        ("s3:GetObject", OBJ + "quarantine/b1.json"),
+        ("s3:GetObject", OBJ + "quarantine/b1.json.error.json"),
+        ("s3:GetObject", OBJ + "requests/redrive/r1.json"),
+        ("s3:DeleteObject", OBJ + "requests/redrive/r1.json"),
+        ("s3:PutObject", OBJ + "requests/other/r1.json"),
+        ("s3:PutObject", OBJ + "requests/redrive"),
+        ("s3:GetObject", "arn:aws:s3:::site-mail-other/receipts/b1.json"),
+    ],
+    ids=[
+        "forge-account", "delete-receipt", "lookalike-receipts", "read-failed", "read-quarantine",
+        "read-quarantine-error", "read-redrive-request", "delete-redrive-request",
+        "other-request", "request-prefix-itself", "other-bucket",
+    ],
+)
+def test_wordpress_may_do_nothing_else_with_outcomes(action, resource):
+    assert ask(WP, action, resource) != ALLOW
+
+
 SPLITTER = policies.splitter_policy(STACK, SETTINGS)
 FANOUT = policies.fanout_policy(STACK, SETTINGS)
 SPLITTER_LOGS = LOGS.replace("on_batch_uploaded", "on_job_uploaded")
@@ -458,6 +506,8 @@ FANOUT_MAY = [
     ("sqs:SendMessage", WORK_QUEUE),
     ("sqs:GetQueueUrl", WORK_QUEUE),
     ("ses:GetSendQuota", "*"),
+    ("ses:GetAccount", "*"),
+    ("s3:PutObject", OBJ + "status/account.json"),
     ("dynamodb:PutItem", TABLE),
     ("dynamodb:BatchGetItem", TABLE),
     ("dynamodb:BatchWriteItem", TABLE),
@@ -485,6 +535,7 @@ def test_fanout_sender_may_do_its_job(action, resource):
         ("s3:PutObject", OBJ + "quarantine/" + JOB + "manifest.json"),
         ("s3:GetObject", OBJ + "queue/b1.json"),
         ("s3:GetObject", OBJ + "failed/" + JOB + "0.json"),
+        ("s3:PutObject", OBJ + "status/feedback.json"),
         ("sqs:ReceiveMessage", WORK_DLQ),
         ("sqs:SendMessage", WORK_DLQ),
         ("sqs:SendMessage", QUEUE),
@@ -501,7 +552,8 @@ def test_fanout_sender_may_do_its_job(action, resource):
     ids=[
         "write-manifest", "write-part", "write-cancel", "delete-manifest", "delete-cancel",
         "write-attachment", "write-failed-batch", "quarantine", "read-batch",
-        "read-failed", "receive-dead-letters", "send-dead-letter", "failure-queue", "purge",
+        "read-failed", "write-other-status", "receive-dead-letters", "send-dead-letter",
+        "failure-queue", "purge",
         "set-attributes", "other-stage-queue", "scan-ledger", "delete-ledger", "update-claim",
         "other-table",
         "concurrency", "splitter-logs",
@@ -587,10 +639,10 @@ def test_job_functions_use_the_stage_key_only(render):
     assert ask(render(STACK, SETTINGS), "kms:Decrypt", KEY) != ALLOW
 
 
-def test_only_the_send_quota_is_asked_of_every_resource_by_the_job_functions():
+def test_only_the_send_quota_and_the_account_are_asked_of_every_resource_by_job_functions():
     for policy in (SPLITTER, FANOUT):
         wide = [s for s in policy["Statement"] if "*" in s["Resource"]]
-        assert [s["Action"] for s in wide] in ([], [["ses:GetSendQuota"]])
+        assert [s["Action"] for s in wide] in ([], [["ses:GetSendQuota", "ses:GetAccount"]])
 
 
 # -- the events topic (a resource policy: the principal is checked in test_deploy) ---------
