@@ -4,7 +4,8 @@
  * with one postbag_notify() call (`?role=<role>`), or sends `?mails=<n>`
  * single marked mails through wp_mail() (mail n to reader<n>@example.net),
  * and answers with one line: `job <id>`, `error <code>: <message>` or
- * `queued <n>`. Settings and `?report=<name>`: see nginx-boot.php.
+ * `queued <n>`. With `?send_at=<time>`, the job or the mails are scheduled
+ * (`send_at`, `X-Postbag-Send-At`). Settings and `?report=<name>`: see nginx-boot.php.
  *
  * @package Postbag\Tests
  */
@@ -24,13 +25,14 @@ if ( isset( $_GET['role'] ) ) {
 				),
 			),
 			'list'       => 'new-posts',
+			'send_at'    => isset( $_GET['send_at'] ) ? (string) $_GET['send_at'] : null,
 		)
 	);
 	echo is_wp_error( $postbag_job ) ? 'error ' . $postbag_job->get_error_code() . ': ' . $postbag_job->get_error_message() : 'job ' . $postbag_job;
 } else {
 	$postbag_queued = 0;
 	for ( $postbag_n = 0; $postbag_n < (int) ( $_GET['mails'] ?? 0 ); $postbag_n++ ) {
-		$postbag_queued += (int) wp_mail( array( "reader$postbag_n@example.net", 'nonpriority@asynchronous.mail' ), "Mail #$postbag_n", "Hello reader $postbag_n." );
+		$postbag_queued += (int) wp_mail( array( "reader$postbag_n@example.net", 'nonpriority@asynchronous.mail' ), "Mail #$postbag_n", "Hello reader $postbag_n.", isset( $_GET['send_at'] ) ? array( 'X-Postbag-Send-At: ' . $_GET['send_at'] ) : array() );
 	}
 	echo 'queued ', (int) $postbag_queued;
 }
