@@ -40,6 +40,7 @@ final class Postbag_Config {
 		'from'                        => array( 'POSTBAG_FROM', '' ),
 		'stuck_after_minutes'         => array( 'POSTBAG_STUCK_AFTER_MINUTES', 15 ),
 		'weekly_summary'              => array( 'POSTBAG_WEEKLY_SUMMARY', true ),
+		'log_days'                    => array( 'POSTBAG_LOG_DAYS', 30 ),
 	);
 
 	/** Constants of the plugin that are not settings (names only: a misspelt one is named in Site Health). */

@@ -99,18 +99,18 @@ final class Postbag_Console {
 		$spool  = $this->plugin->spool();
 		$states = $spool->states();
 		return array(
-			'configured'      => $config->is_configured(),
-			'bucket'          => $config->get( 'bucket' ),
-			'region'          => $config->get( 'region' ),
-			'endpoint'        => $config->get( 'endpoint' ),
+			'configured'       => $config->is_configured(),
+			'bucket'           => $config->get( 'bucket' ),
+			'region'           => $config->get( 'region' ),
+			'endpoint'         => $config->get( 'endpoint' ),
 			'bucket_reachable' => $reachable,
-			'bucket_error'    => $error,
-			'allowed_senders' => $config->get( 'allowed_senders' ),
-			'spool_dir'       => $spool->dir(),
-			'spool_problems'  => array_values( $spool->problems() ),
-			'spooled_batches' => count( $states ),
-			'spooled_mails'   => (int) array_sum( array_column( $states, 'mails' ) ),
-			'log_days'        => Postbag_Mail_Log::retention_days(),
+			'bucket_error'     => $error,
+			'allowed_senders'  => $config->get( 'allowed_senders' ),
+			'spool_dir'        => $spool->dir(),
+			'spool_problems'   => array_values( $spool->problems() ),
+			'spooled_batches'  => count( $states ),
+			'spooled_mails'    => (int) array_sum( array_column( $states, 'mails' ) ),
+			'log_days'         => $this->log->retention_days(),
 		);
 	}
 

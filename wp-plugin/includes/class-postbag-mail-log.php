@@ -14,8 +14,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  * names its blog), created and upgraded with dbDelta whenever the stored
  * schema version (site option SCHEMA_OPTION) differs from SCHEMA_VERSION.
  * A row holds who a mail was for, its subject and what became of it — never
- * its body or attachments. Rows older than POSTBAG_LOG_DAYS (default 30)
- * are pruned by the daily PRUNE_HOOK event.
+ * its body or attachments. Rows older than POSTBAG_LOG_DAYS (Postbag_Config
+ * `log_days`, default 30) are pruned by the daily PRUNE_HOOK event.
  *
  * Every status change fires `postbag_mail_status_changed( array $row, string $old_status )`.
  */
@@ -28,8 +28,6 @@ final class Postbag_Mail_Log {
 
 	const PRUNE_HOOK = 'postbag_prune_log';
 
-	const DEFAULT_DAYS = 30;
-
 	const STATUSES = array( 'queued', 'spooled', 'uploaded', 'scheduled', 'sent', 'failed', 'suppressed', 'bounced', 'complained', 'quarantined', 'cancelled' );
 
 	/** Statuses the sender may still change (the sync reads their receipts or job status). */
@@ -41,11 +39,16 @@ final class Postbag_Mail_Log {
 	/** @var callable(): int */
 	private $clock;
 
+	/** @var int Days rows are kept. */
+	private $days;
+
 	/**
 	 * @param callable|null $clock Returns the Unix time; default time().
+	 * @param int           $days  Days rows are kept (POSTBAG_LOG_DAYS).
 	 */
-	public function __construct( ?callable $clock = null ) {
+	public function __construct( ?callable $clock = null, int $days = 30 ) {
 		$this->clock = $clock ?? 'time';
+		$this->days  = max( 1, $days );
 	}
 
 	public static function table(): string {
@@ -122,8 +125,8 @@ final class Postbag_Mail_Log {
 	}
 
 	/** Days rows are kept: POSTBAG_LOG_DAYS, at least 1. */
-	public static function retention_days(): int {
-		return defined( 'POSTBAG_LOG_DAYS' ) ? max( 1, (int) POSTBAG_LOG_DAYS ) : self::DEFAULT_DAYS;
+	public function retention_days(): int {
+		return $this->days;
 	}
 
 	public static function ensure_daily_prune(): void {
@@ -369,12 +372,12 @@ final class Postbag_Mail_Log {
 	/**
 	 * Deletes rows older than the retention (the daily event).
 	 *
-	 * @param int|null $days Default: retention_days().
+	 * @param int|null $days Default: POSTBAG_LOG_DAYS.
 	 * @return int Rows deleted.
 	 */
 	public function prune( ?int $days = null ): int {
 		global $wpdb;
-		$cutoff = gmdate( 'Y-m-d H:i:s', ( $this->clock )() - DAY_IN_SECONDS * ( $days ?? self::retention_days() ) );
+		$cutoff = gmdate( 'Y-m-d H:i:s', ( $this->clock )() - DAY_IN_SECONDS * ( $days ?? $this->days ) );
 		return (int) $wpdb->query( $wpdb->prepare( 'DELETE FROM ' . self::table() . ' WHERE created_at < %s', $cutoff ) ); // phpcs:ignore WordPress.DB
 	}
 

@@ -139,7 +139,7 @@ final class Postbag_Plugin {
 			null,
 			$this->lists
 		);
-		$this->log      = new Postbag_Mail_Log( $clock );
+		$this->log      = new Postbag_Mail_Log( $clock, $this->config->get( 'log_days' ) );
 		$this->recorder = new Postbag_Log_Recorder( $this->log );
 		$this->log_sync = new Postbag_Log_Sync( $this->log, $uploader, $this->jobs, $clock );
 		$this->console  = new Postbag_Console( $this, $this->log, $this->log_sync, $uploader, $clock );

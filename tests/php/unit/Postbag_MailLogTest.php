@@ -246,6 +246,16 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 1, $this->log()->prune( 1 ), 'a shorter retention' );
 	}
 
+	public function test_the_retention_is_the_log_days_setting(): void {
+		$this->use_settings( array( 'log_days' => 7 ) );
+		$old = $this->queue_mail( 'a@example.net', 'Old' );
+		$this->now += 8 * DAY_IN_SECONDS;
+
+		$this->assertSame( 7, $this->log()->retention_days() );
+		$this->assertSame( 1, $this->log()->prune() );
+		$this->assertNull( $this->log()->get( $old['mail_id'] ) );
+	}
+
 	public function test_the_daily_prune_event_is_hooked_and_scheduled(): void {
 		Postbag_Mail_Log::install();
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Mail_Log::PRUNE_HOOK ) );
