@@ -77,6 +77,19 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 		}
 	}
 
+	public function test_the_sender_accepts_a_scheduled_batch(): void {
+		$send_at = gmdate( 'Y-m-d\TH:i:s\Z', time() + DAY_IN_SECONDS );
+		$this->assertTrue( wp_mail( array( 'asa@example.net', self::MARKER ), 'Digest', '<p>This week.</p>', array( "X-Postbag-Send-At: $send_at" ) ) );
+
+		$this->assertCount( 1, $this->flush_uploaded() );
+		$objects = $this->objects();
+		$this->assertSame( $send_at, json_decode( reset( $objects )['body'], true )['send_at'] );
+		$result = $this->check( $objects );
+		$result = reset( $result );
+		$this->assertArrayNotHasKey( 'refused', $result, $result['refused'] ?? '' );
+		$this->assertCount( 1, $result['mails'] );
+	}
+
 	public function test_the_sender_lambda_sends_each_plugin_mail_once_even_when_the_event_comes_twice(): void {
 		$expected = $this->queue_fixture_mails();
 		$report   = random_bytes( 300 * 1024 );

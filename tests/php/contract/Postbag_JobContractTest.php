@@ -104,6 +104,47 @@ final class Postbag_JobContractTest extends Postbag_Test_Live_Case {
 		}
 	}
 
+	/**
+	 * @return array<string, array{0: string, 1: array}>
+	 */
+	public function schedules(): array {
+		$day = gmdate( 'Y-m-d', time() + 3 * DAY_IN_SECONDS );
+		return array(
+			'send_at'      => array( 'send_at', array( 'send_at' => "{$day}T08:00:00Z" ) ),
+			'send_between' => array( 'send_between', array( 'send_between' => array( "{$day}T08:00:00Z", "{$day}T18:00:00Z" ) ) ),
+		);
+	}
+
+	/**
+	 * @dataProvider schedules
+	 *
+	 * @param string $field    The field set.
+	 * @param array  $schedule postbag_notify() arguments.
+	 */
+	public function test_the_sender_reads_a_scheduled_job_s_time( string $field, array $schedule ): void {
+		$job_id = postbag_notify(
+			$schedule + array(
+				'recipients' => array( array( 'email' => 'zoe@example.net' ) ),
+				'subject'    => 'Digest',
+				'html'       => '<p>This week</p>',
+				'from'       => 'news@example.org',
+			)
+		);
+		$this->assertIsString( $job_id );
+		$this->plugin->jobs()->stream_pending();
+
+		$checked = $this->check( "jobs/$job_id/manifest.json", $this->objects( "jobs/$job_id/" ) );
+
+		$this->assertArrayNotHasKey( 'refused', $checked, $checked['refused'] ?? '' );
+		$this->assertSame( array(), $checked['schema_errors'] );
+		$day = substr( (string) ( $schedule['send_at'] ?? $schedule['send_between'][0] ), 0, 10 );
+		$this->assertSame(
+			'send_at' === $field ? array( "{$day}T08:00:00+00:00", null ) : array( null, array( "{$day}T08:00:00+00:00", "{$day}T18:00:00+00:00" ) ),
+			array( $checked['send_at'], $checked['send_between'] ),
+			'the sender reads the instant WordPress stored'
+		);
+	}
+
 	public function test_the_committed_example_job_passes_the_same_checks(): void {
 		$root    = Postbag_Test_Python::repo_root() . '/' . self::FIXTURE;
 		$objects = array();

@@ -102,6 +102,8 @@ def check(manifest_key: str, objects: dict[str, bytes], settings: Settings) -> d
         "recipients": recipients,
         "bad": bad,
         "keys": sorted(json.loads(data)),
+        "send_at": job.send_at.isoformat() if job.send_at else None,
+        "send_between": [t.isoformat() for t in job.send_between] if job.send_between else None,
     }
 
 
