@@ -336,7 +336,7 @@ def on_suppression_inbox(event: S3Event) -> None:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def on_minute(event: CloudWatchEvent) -> None:
+def publish_status(event: CloudWatchEvent) -> None:
     """Publish what changed: the suppression export, the feedback status, jobs' statuses."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     try:
@@ -366,19 +366,10 @@ def drain_held(event: CloudWatchEvent) -> None:
         metrics.flush_metrics()
 
 
-def _control(remaining_ms: Callable[[], int]) -> Control:
-    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-
-    def cancelled(held: Held) -> None:
-        if held.kind == BATCH:  # its receipt: every mail cancelled (pipeline._admit)
-            process_object(stages(), held.bucket, held.key, remaining_ms)
-
-    return Control(hold_book(), BatchStore(s3), Recorder(s3), cancelled,
-                   lambda held: splitter().rescheduled(held))
-
-
 def _apply_requests(event: S3Event) -> None:
-    control = _control(_context_ms(event))
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    control = Control(hold_book(), BatchStore(s3), Recorder(s3), SETTINGS,
+                      lambda held: splitter().rescheduled(held))
     retry = None
     for record in event.to_dict().get("Records", []):
         retry = handle_record(record, control.apply, control.recorder) or retry

@@ -15,12 +15,23 @@ from typing import Any
 
 from chalicelib.config import Settings
 from postbag.aws import CommandError
-from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
+from postbag.stack import (
+    CONTROL_HANDLERS,
+    DRAIN_HANDLER,
+    EVENTS_HANDLER,
+    HANDLER,
+    INBOX_HANDLER,
+    JOB_HANDLER,
+    PUBLISH_HANDLER,
+    WORK_HANDLER,
+    Stack,
+)
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / "chalice_app"
 Config = dict[str, Any]
 # The functions with a role of their own (the sender's is the stage's policy file).
-OWN_POLICY_HANDLERS = (EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER)
+OWN_POLICY_HANDLERS = (EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER, DRAIN_HANDLER,
+                       *CONTROL_HANDLERS, INBOX_HANDLER, PUBLISH_HANDLER)
 # Concurrent fan-out senders SQS may run (Chalice's maximum_concurrency: 2-1000).
 MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1000
 DEFAULT_CONCURRENCY = 2
@@ -159,6 +170,7 @@ def configure_stage(
     env = stage_cfg.setdefault("environment_variables", {})
     env["POSTBAG_BUCKET"] = stack.bucket
     env["POSTBAG_LEDGER_TABLE"] = stack.ledger_table
+    env["POSTBAG_SUPPRESSION_TABLE"] = stack.suppression_table
     if senders:
         env["POSTBAG_ALLOWED_SENDERS"] = ",".join(senders)
     env["POSTBAG_DEFAULT_CONFIGURATION_SET"] = (

@@ -21,9 +21,19 @@ from postbag.report import CREATED, UNCHANGED, UPDATED, Report
 from postbag.resources import alarms, bucket, policies, ses_events, wordpress, work_queue
 from postbag.resources.bucket import Retention
 from postbag.resources.failure_queue import ensure_failure_queue
-from postbag.resources.ledger_table import ensure_ledger
+from postbag.resources.ledger_table import ensure_ledger, ensure_suppression_table
 from postbag.ses_account import check_identities, report_account
-from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
+from postbag.stack import (
+    CONTROL_HANDLERS,
+    DRAIN_HANDLER,
+    EVENTS_HANDLER,
+    HANDLER,
+    INBOX_HANDLER,
+    JOB_HANDLER,
+    PUBLISH_HANDLER,
+    WORK_HANDLER,
+    Stack,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class Options:
     kms_key: str = ""
     retention: Retention = Retention()
     failure_queue_days: int = 14
+    # SES open and click tracking (off: SES then rewrites no link and adds no pixel).
+    tracking: bool = False
     work_queue_days: int = 4
     max_wait_minutes: int = 15
     max_job_hours: int = 6
@@ -88,6 +100,11 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
             EVENTS_HANDLER: policies.events_policy(stack, settings),
             JOB_HANDLER: policies.splitter_policy(stack, settings, kms_key_arn),
             WORK_HANDLER: policies.fanout_policy(stack, settings, kms_key_arn),
+            DRAIN_HANDLER: policies.drainer_policy(stack, settings, kms_key_arn),
+            **{handler: policies.control_policy(stack, settings, handler, kms_key_arn)
+               for handler in CONTROL_HANDLERS},
+            INBOX_HANDLER: policies.inbox_policy(stack, settings, kms_key_arn),
+            PUBLISH_HANDLER: policies.publisher_policy(stack, settings, kms_key_arn),
         }
         # Checked here, before anything changes.
         work_queue.queue_attributes(stack, timeout, opts.work_queue_days, kms_key_arn)
@@ -101,11 +118,13 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
         has_bucket = bucket.bucket_exists(s3, stack.bucket)
     bucket.ensure_bucket(s3, stack, opts.retention, kms_key_arn, has_bucket, report)
     ensure_ledger(aws.client("dynamodb"), stack, report)
+    ensure_suppression_table(aws.client("dynamodb"), stack, report)
     ensure_failure_queue(aws.client("sqs"), stack, opts.failure_queue_days, report)
     work_queue.ensure(
         aws.client("sqs"), stack, timeout, opts.work_queue_days, kms_key_arn, report
     )
-    ses_events.ensure(aws.client("sns"), aws.client("ses"), stack, events, report)
+    ses_events.ensure(aws.client("sns"), aws.client("ses"), stack, events, report,
+                      opts.tracking)
     _ensure_alarms(aws, stack, opts, report)
 
     iam = aws.client("iam")

@@ -17,6 +17,13 @@ EVENTS_HANDLER = "on_ses_event"
 # Notify jobs: the splitter (a job's manifest uploaded) and the fan-out sender (SQS).
 JOB_HANDLER = "on_job_uploaded"
 WORK_HANDLER = "on_work_item"
+# Scheduled sends: the drainer (every minute) and the cancel / reschedule requests.
+DRAIN_HANDLER = "drain_held"
+CONTROL_HANDLERS = ("on_batch_control", "on_job_schedule")
+# The suppression list: the site's inbox objects, and the minute's publishing (export,
+# feedback status).
+INBOX_HANDLER = "on_suppression_inbox"
+PUBLISH_HANDLER = "publish_status"
 # The configuration set's event destination that publishes Send events to the topic.
 SES_EVENT_DESTINATION = "postbag-ledger"
 # Every resource carries this tag, so a console search finds a stage's resources.
@@ -46,14 +53,18 @@ class Stack:
         return f"{self.prefix}-{handler}"
 
     @property
-    def async_function_names(self) -> tuple[str, str, str]:
-        """The functions invoked asynchronously (S3 and SNS events), whose failed
-        invocations go to the failure queue: the sender, the SES event recorder,
-        the job splitter."""
+    def async_function_names(self) -> tuple[str, ...]:
+        """The functions invoked asynchronously (S3, SNS and EventBridge events), whose
+        failed invocations go to the failure queue: the sender, the SES event recorder,
+        the job splitter, the drainer and the cancel / reschedule handlers."""
         return (
             self.function_name,
             self.events_function_name,
             self.handler_function(JOB_HANDLER),
+            self.handler_function(DRAIN_HANDLER),
+            self.handler_function(INBOX_HANDLER),
+            self.handler_function(PUBLISH_HANDLER),
+            *(self.handler_function(handler) for handler in CONTROL_HANDLERS),
         )
 
     @property
@@ -65,6 +76,10 @@ class Stack:
     @property
     def ledger_table(self) -> str:
         return f"{self.prefix}-ledger"
+
+    @property
+    def suppression_table(self) -> str:
+        return f"{self.prefix}-suppression"
 
     @property
     def failure_queue(self) -> str:

@@ -18,9 +18,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.config import JOBS_PREFIX
+from chalicelib.config import JOBS_PREFIX, Settings
 from chalicelib.errors import BatchFormatError
+from chalicelib.formats import parse_batch
 from chalicelib.hold import BATCH, JOB, Held, HoldBook
+from chalicelib.model import Outcome, Status
 from chalicelib.observe import logger
 from chalicelib.outcome import Recorder
 from chalicelib.schedule import RESCHEDULE_NAME, parse_reschedule
@@ -50,13 +52,12 @@ class Request:
 
 
 class Control:
-    """Applies requests. ``cancelled(held)`` records a cancelled batch (its receipt);
-    ``rescheduled(held)`` shows a job's new times in its status."""
+    """Applies requests; ``rescheduled(held)`` shows a job's new times in its status."""
 
     def __init__(self, book: HoldBook, store: BatchStore, recorder: Recorder,
-                 cancelled: Callable[[Held], object], rescheduled: Callable[[Held], object]):
+                 settings: Settings, rescheduled: Callable[[Held], object]):
         self.book, self.store, self.recorder = book, store, recorder
-        self._cancelled, self._rescheduled = cancelled, rescheduled
+        self.settings, self._rescheduled = settings, rescheduled
 
     def apply(self, bucket: str, key: str) -> str:
         """Apply the request at ``key``; returns what came of it (for the log and tests).
@@ -94,6 +95,22 @@ class Control:
             logger.warning("cancel too late: not held (released, cancelled or unknown)",
                            extra={"item": f"{request.kind}/{request.ident}"})
             return "too late"
-        self._cancelled(held)
+        self._record_cancelled(held)
         logger.info("cancelled", extra={"item": f"{request.kind}/{request.ident}"})
         return "cancelled"
+
+    def _record_cancelled(self, held: Held) -> None:
+        """A cancelled batch's receipt: every mail ``cancelled`` (a mail the format refused,
+        failed as ever). A replay of its upload event writes the same (pipeline._admit)."""
+        try:
+            data, _ = self.store.read_batch(held.bucket, held.key)
+            batch = parse_batch(data, held.key, self.settings)
+        except BatchGone:
+            return
+        except BatchFormatError as exc:  # it was read when it was held: changed since
+            self.recorder.quarantine(held.bucket, held.key, exc)
+            return
+        outcomes = [Outcome(mail.id, Status.CANCELLED) for mail in batch.mails]
+        outcomes += [Outcome(r.mail_id, Status.FAILED, reason=str(r.error))
+                     for r in batch.rejected]
+        self.recorder.record(held.bucket, held.key, batch, outcomes)

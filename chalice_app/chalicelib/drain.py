@@ -37,14 +37,18 @@ class Drainer:
         self.book, self.release = book, release
         self._remaining, self._margin = remaining_ms, margin_ms
 
-    def _time_left(self) -> bool:
-        return self._remaining is None or self._remaining() > self._margin
+    def _time_left(self, margin: int) -> bool:
+        return self._remaining is None or self._remaining() > margin
 
     def run(self) -> DrainReport:
         """One pass over what is due; raises only when the markers cannot be listed."""
         owner, report = new_owner(), DrainReport()
+        # A margin as long as the whole invocation keeps half of it for releasing.
+        margin = self._margin
+        if self._remaining is not None and margin >= self._remaining():
+            margin = self._remaining() // 2
         for marker in self.book.due_markers():
-            if not self._time_left():
+            if not self._time_left(margin):
                 break  # the rest is due still: the next run lists it first
             self._one(marker, owner, report)
         if report.released or report.paused:

@@ -30,15 +30,28 @@ from chalicelib.config import (
     ACCOUNT_STATUS_KEY,
     ATTACHMENTS_PREFIX,
     FAILED_PREFIX,
+    FEEDBACK_STATUS_KEY,
     JOBS_PREFIX,
     QUARANTINE_PREFIX,
     QUEUE_PREFIX,
     RECEIPTS_PREFIX,
     REDRIVE_REQUESTS_PREFIX,
     STATUS_PREFIX,
+    SUPPRESSION_EXPORT_KEY,
+    SUPPRESSION_INBOX_PREFIX,
     Settings,
 )
-from postbag.stack import JOB_HANDLER, WORK_HANDLER, Stack
+from chalicelib.control import CONTROL_PREFIX
+from chalicelib.hold import MARKER_PREFIX
+from chalicelib.schedule import RESCHEDULE_NAME
+from postbag.stack import (
+    DRAIN_HANDLER,
+    INBOX_HANDLER,
+    JOB_HANDLER,
+    PUBLISH_HANDLER,
+    WORK_HANDLER,
+    Stack,
+)
 
 Policy = dict[str, Any]
 VERSION = "2012-10-17"
@@ -87,6 +100,7 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         # SES's rate is shared with the notify jobs' sender through per-second
         # counters in the same table: it may update those items, never a claim.
         _items(stack, settings, "LeaseSendRate", ["dynamodb:UpdateItem"], [RATE_ITEMS]),
+        _check_suppressions(stack, settings),
         _failure_destination(stack),
         *_log_statements(stack, f"{stack.prefix}-*"),
         *_key_statements(kms_key_arn),
@@ -115,7 +129,20 @@ def _key_statements(kms_key_arn: str) -> list[dict]:
 # Items of the ledger's table other than claims, by the first part of their key
 # (after the namespace): counters the functions update in place. A claim's key
 # is a digest, so none of these patterns matches one.
-RATE_ITEMS, JOB_ITEMS, TALLY_ITEMS = "rate", "job", "tally"
+RATE_ITEMS, JOB_ITEMS, TALLY_ITEMS, HELD_ITEMS = "rate", "job", "tally", "held"
+# What SES's events and the inbox mark for the minute's run, and the per-day counters
+# (chalicelib/publisher.py).
+FEEDBACK_ITEMS = "feedback"
+
+
+def _suppression_arn(stack: Stack, settings: Settings) -> str:
+    return stack.arn("dynamodb", f"table/{settings.suppression_table}")
+
+
+def _check_suppressions(stack: Stack, settings: Settings) -> dict:
+    """The lookup before sending: one BatchGetItem a batch or work item, reads only."""
+    return _statement("CheckSuppressions", ["dynamodb:BatchGetItem"],
+                      [_suppression_arn(stack, settings)])
 
 
 def _items(
@@ -205,7 +232,68 @@ def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
             stack, settings, "Counters", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             [RATE_ITEMS, JOB_ITEMS, TALLY_ITEMS],
         ),
+        _check_suppressions(stack, settings),
         *_log_statements(stack, stack.handler_function(WORK_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
+    return {"Version": VERSION, "Statement": statements}
+
+
+def _hold_statements(stack: Stack, settings: Settings) -> list[dict]:
+    """Held batches and jobs (chalicelib/hold.py): their items, changed only by conditional
+    writes, and their markers under ``held/``, which are listed (ListBucket on the bucket,
+    in each role's KnowMissingObjects) and written empty."""
+    return [
+        _items(stack, settings, "HeldItems",
+               ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [HELD_ITEMS]),
+        _statement("HeldMarkers", ["s3:PutObject", "s3:DeleteObject"],
+                   [stack.objects_arn(MARKER_PREFIX)]),
+    ]
+
+
+def drainer_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``drain_held``, every minute: what falls due is released as its upload's event
+    would have been, so it may do what the batch sender and the splitter do (send a
+    held batch; split a held job, or a window's next chunks), and keep held items."""
+    sender = lambda_policy(stack, settings, kms_key_arn)["Statement"]
+    splitter = {s["Sid"]: s for s in splitter_policy(stack, settings, kms_key_arn)["Statement"]}
+    statements = [
+        *(s for s in sender if s["Sid"] not in ("ReadOwnConcurrency", "LogGroup", "LogEvents")),
+        # Its own concurrency, read only when DynamoDB cannot share the rate (app.stages).
+        _statement("ReadOwnConcurrency", ["lambda:GetFunctionConcurrency"],
+                   [stack.arn("lambda", f"function:{stack.handler_function(DRAIN_HANDLER)}")]),
+        splitter["ReadJobs"],
+        _statement("WriteJobStatus", ["s3:PutObject"], [_job_files(stack, "status.json")]),
+        splitter["QueueWork"],
+        splitter["JobProgress"],
+        *_hold_statements(stack, settings),
+        *_log_statements(stack, stack.handler_function(DRAIN_HANDLER)),
+    ]
+    return {"Version": VERSION, "Statement": statements}
+
+
+def control_policy(stack: Stack, settings: Settings, handler: str, kms_key_arn: str = ""
+                   ) -> Policy:
+    """``on_batch_control`` and ``on_job_schedule``: a cancel or reschedule request in, the
+    held item changed. A cancelled batch gets its receipt (every mail cancelled), a moved
+    job its status; a request it cannot read is quarantined. It sends nothing."""
+    requests = [stack.objects_arn(CONTROL_PREFIX), _job_files(stack, RESCHEDULE_NAME)]
+    statements = [
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        # Requests; a cancelled batch (for its receipt); a moved job's manifest (its status).
+        _statement("ReadRequestsBatchesAndJobs", ["s3:GetObject"], [
+            *requests, stack.objects_arn(QUEUE_PREFIX), stack.objects_arn(JOBS_PREFIX)]),
+        _statement("MoveBadRequests", ["s3:DeleteObject"], requests),
+        _statement("RecordCancelledBatches", ["s3:PutObjectTagging"],
+                   [stack.objects_arn(QUEUE_PREFIX)]),
+        _statement("WriteOutcomes", ["s3:PutObject"], [
+            stack.objects_arn(RECEIPTS_PREFIX), stack.objects_arn(QUARANTINE_PREFIX),
+            _job_files(stack, "status.json")]),
+        # A moved window is planned again for its status: the rate and the quota left.
+        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        *_hold_statements(stack, settings),
+        _failure_destination(stack),
+        *_log_statements(stack, stack.handler_function(handler)),
         *_key_statements(kms_key_arn),
     ]
     return {"Version": VERSION, "Statement": statements}
@@ -213,17 +301,64 @@ def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
 
 def events_policy(stack: Stack, settings: Settings) -> Policy:
     """The SES event recorder: the Send events of a notification written in batches
-    (``Ledger.record_sent``; BatchWriteItem is authorised as itself, not as PutItem)."""
+    (``Ledger.record_sent``; BatchWriteItem is authorised as itself, not as PutItem);
+    hard bounces and complaints put on the suppression list, transient bounces noted
+    there; every event counted per day and per job, and marked for the minute's run."""
     return {
         "Version": VERSION,
         "Statement": [
             _statement(
                 "RecordSendEvents", ["dynamodb:BatchWriteItem"], [_ledger_arn(stack, settings)]
             ),
+            _statement("Suppress", ["dynamodb:UpdateItem"], [_suppression_arn(stack, settings)]),
+            _items(stack, settings, "CountFeedback", ["dynamodb:UpdateItem"],
+                   [FEEDBACK_ITEMS, JOB_ITEMS]),
             _failure_destination(stack),
             *_log_statements(stack, stack.events_function_name),
         ],
     }
+
+
+def inbox_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``on_suppression_inbox``: the site's change in, the list changed, the object gone (or
+    quarantined when it cannot be read). It sends nothing and reads no other object."""
+    inbox = stack.objects_arn(SUPPRESSION_INBOX_PREFIX)
+    statements = [
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        _statement("TakeInbox", ["s3:GetObject", "s3:DeleteObject"], [inbox]),
+        _statement("QuarantineBadDocuments", ["s3:PutObject"],
+                   [stack.objects_arn(QUARANTINE_PREFIX + SUPPRESSION_INBOX_PREFIX)]),
+        _statement("Suppress", ["dynamodb:UpdateItem"], [_suppression_arn(stack, settings)]),
+        _items(stack, settings, "MarkExport", ["dynamodb:UpdateItem"], [FEEDBACK_ITEMS]),
+        _failure_destination(stack),
+        *_log_statements(stack, stack.handler_function(INBOX_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
+    return {"Version": VERSION, "Statement": statements}
+
+
+def publisher_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``publish_status``, every minute: reads the marks, the day counters, the whole
+    suppression list and the marked jobs' items; writes the export, the feedback status
+    and those jobs' status documents, nothing else."""
+    statements = [
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        # A job's status is replaced only by a newer revision: a HEAD (GetObject) first.
+        _statement("ReadJobStatus", ["s3:GetObject"], [_job_files(stack, "status.json")]),
+        _statement("Publish", ["s3:PutObject"], [
+            f"{stack.bucket_arn}/{SUPPRESSION_EXPORT_KEY}",
+            f"{stack.bucket_arn}/{FEEDBACK_STATUS_KEY}",
+            _job_files(stack, "status.json"),
+        ]),
+        _statement("ListSuppressions", ["dynamodb:Scan"], [_suppression_arn(stack, settings)]),
+        _items(stack, settings, "ReadMarksAndJobs",
+               ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
+               [FEEDBACK_ITEMS, JOB_ITEMS]),
+        _failure_destination(stack),
+        *_log_statements(stack, stack.handler_function(PUBLISH_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
+    return {"Version": VERSION, "Statement": statements}
 
 
 def _ledger_arn(stack: Stack, settings: Settings) -> str:
@@ -341,6 +476,12 @@ def wordpress_policy(stack: Stack, kms_key_arn: str = "") -> Policy:
         _statement(
             "RequestRedrive", ["s3:PutObject"], [stack.objects_arn(REDRIVE_REQUESTS_PREFIX)]
         ),
+        # Unsubscribes and manual changes for the sender (chalicelib/inbox.py), and the
+        # list as the sender last published it (never the suppression table itself).
+        _statement("DropSuppressionChanges", ["s3:PutObject"],
+                   [stack.objects_arn(SUPPRESSION_INBOX_PREFIX)]),
+        _statement("ReadSuppressions", ["s3:GetObject"],
+                   [f"{stack.bucket_arn}/{SUPPRESSION_EXPORT_KEY}"]),
     ]
     if kms_key_arn:
         # SSE-KMS uploads need a data key. Reading a job's status (or a receipt)

@@ -110,8 +110,8 @@ def test_a_rescheduled_job_shows_its_new_time_and_goes_then(jobs):
     jobs.s3.put_object(Bucket=BUCKET, Key=request, Body=json.dumps({
         "version": 1, "send_at": "2026-12-01T10:00:00+01:00", "send_between": None,
         "requested_at": "2026-12-01T07:00:00Z"}).encode())
-    control = Control(jobs.book, BatchStore(jobs.s3), Recorder(jobs.s3),
-                      cancelled=lambda held: None, rescheduled=jobs.splitter.rescheduled)
+    control = Control(jobs.book, BatchStore(jobs.s3), Recorder(jobs.s3), SETTINGS,
+                      rescheduled=jobs.splitter.rescheduled)
     assert control.apply(BUCKET, request) == "rescheduled"
     assert jobs.status()["send_at"] == "2026-12-01T09:00:00Z"
     jobs.clock.now = START + 60 * MINUTE

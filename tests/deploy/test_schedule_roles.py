@@ -1,0 +1,129 @@
+"""The scheduling functions' roles against what their handlers really call.
+
+``drain_held``, ``on_batch_control`` and ``on_job_schedule`` run under moto (as in
+test_job_roles.py): a held batch and a held job are uploaded, cancelled or moved, and
+released by the drainer once the app's clock says they are due. Every AWS call made is
+asked of the role policy provisioning renders for that function.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from chalice.test import Client
+from test_job_roles import (
+    JOB_DIR,
+    app,  # noqa: F401  (a fixture)
+    calls,  # noqa: F401  (a fixture)
+    new_instances,
+    operations,
+    refused,
+    split,
+    stack_of,
+    stage_settings,
+)
+
+from postbag.resources import policies
+
+BATCH = Path(__file__).resolve().parents[2] / "fixtures" / "batches" / "plain.json"
+DUE = "2026-12-01T08:00:00Z"
+BEFORE, AFTER = 1_796_108_400.0, 1_796_112_000.0  # 07:00 and 08:00 UTC that day
+
+
+@pytest.fixture
+def clock(app):  # noqa: F811
+    module, _ = app
+    module.clock = lambda: BEFORE
+    module.hold_book.cache_clear()
+    yield module
+    module.clock = __import__("time").time
+    module.hold_book.cache_clear()
+
+
+def _s3_event(module, handler: str, bucket: str, key: str) -> None:
+    with Client(module.app) as client:
+        client.lambda_.invoke(handler, client.events.generate_s3_event(
+            bucket, urllib.parse.quote_plus(key)))
+
+
+def _drain(module) -> None:
+    with Client(module.app) as client:
+        client.lambda_.invoke("drain_held", client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+
+
+def _held_batch(module, session, stack) -> None:
+    doc = json.loads(BATCH.read_text()) | {"send_at": DUE}
+    session.client("s3").put_object(Bucket=stack.bucket, Key="queue/plain.json",
+                                    Body=json.dumps(doc).encode())
+    _s3_event(module, "on_batch_uploaded", stack.bucket, "queue/plain.json")
+
+
+def _held_job(session, stack, manifest_changes: dict) -> str:
+    s3 = session.client("s3")
+    manifest_key = ""
+    for path in sorted(JOB_DIR.rglob("*")):
+        key = str(path.relative_to(JOB_DIR))
+        if key.endswith(".gz"):
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=path.read_bytes())
+        elif key.endswith("manifest.json"):
+            manifest_key = key
+    manifest = json.loads((JOB_DIR / manifest_key).read_text()) | manifest_changes
+    s3.put_object(Bucket=stack.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    return manifest_key
+
+
+def test_the_drainers_role_allows_releasing_a_batch_and_a_windowed_job(app, calls, clock):  # noqa: F811
+    app, session = app
+    stack = stack_of(app)
+    _held_batch(app, session, stack)
+    split(app, stack.bucket, _held_job(session, stack, {"send_between": {
+        "start": DUE, "end": "2026-12-01T09:00:00Z"}}))
+    app.clock = lambda: AFTER
+    new_instances(app)
+    calls.clear()
+    _drain(app)
+    made = operations(calls)
+    assert {"email:SendEmail", "sqs:SendMessageBatch", "dynamodb:UpdateItem",
+            "s3:DeleteObject"} <= made, made
+    drainer = policies.drainer_policy(stack, stage_settings(app))
+    assert refused(calls, drainer, stack) == []
+    # The splitter's role could not have released the batch: it sends nothing.
+    splitter = policies.splitter_policy(stack, stage_settings(app))
+    assert any(r.startswith("ses:SendEmail ") for r in refused(calls, splitter, stack))
+
+
+def test_the_control_roles_allow_cancelling_a_batch_and_moving_a_job(app, calls, clock):  # noqa: F811
+    app, session = app
+    stack = stack_of(app)
+    s3 = session.client("s3")
+    _held_batch(app, session, stack)
+    manifest_key = _held_job(session, stack, {"send_at": DUE})
+    split(app, stack.bucket, manifest_key)
+    calls.clear()
+    batch_id = json.loads(BATCH.read_text())["batch_id"]
+    s3.put_object(Bucket=stack.bucket, Key=f"control/batches/{batch_id}/cancel", Body=b"")
+    _s3_event(app, "on_batch_control", stack.bucket, f"control/batches/{batch_id}/cancel")
+    receipt = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"receipts/{batch_id}.json")
+                         ["Body"].read())
+    assert set(receipt["counts"]) == {"cancelled"}
+    assert refused(calls, policies.control_policy(stack, stage_settings(app),
+                                                  "on_batch_control"), stack) == []
+    calls.clear()
+    request = manifest_key.replace("manifest.json", "schedule.json")
+    s3.put_object(Bucket=stack.bucket, Key=request, Body=json.dumps({
+        "version": 1, "send_at": None, "send_between": {
+            "start": DUE, "end": "2026-12-01T10:00:00Z"},
+        "requested_at": "2026-12-01T07:00:00Z"}).encode())
+    _s3_event(app, "on_job_schedule", stack.bucket, request)
+    status = json.loads(s3.get_object(Bucket=stack.bucket, Key=manifest_key.replace(
+        "manifest.json", "status.json"))["Body"].read())
+    assert (status["state"], status["send_between"]["end"]) == ("scheduled",
+                                                                 "2026-12-01T10:00:00Z")
+    control = policies.control_policy(stack, stage_settings(app), "on_job_schedule")
+    assert refused(calls, control, stack) == []
+    assert not any(r.startswith("ses:Send") for r in refused(calls, control, stack))
+    assert "email:SendEmail" not in operations(calls)
