@@ -339,6 +339,24 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), postbag_scheduled(), 'pruned a week after' );
 	}
 
+	public function test_the_email_log_says_scheduled_then_cancelled(): void {
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Held mail', 'Body', array( 'X-Postbag-Send-At: 2026-11-23 08:00' ) ) );
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Plain mail', 'Body' ) );
+		$job_id = postbag_notify( self::job( array( 'send_between' => array( '2026-11-23 08:00', '2026-11-23 12:00' ) ) ) );
+		$this->plugin->flush();
+		$this->plugin->jobs()->stream_pending();
+		$log = $this->plugin->log();
+
+		$held = $log->query( array( 'subject' => 'Held mail' ) )['rows'][0];
+		$this->assertSame( array( 'scheduled', 'Held by the sender until 2026-11-23T07:00:00Z.' ), array( $held['status'], $held['reason'] ) );
+		$this->assertSame( 'uploaded', $log->query( array( 'subject' => 'Plain mail' ) )['rows'][0]['status'], 'mail for now is not held' );
+		$this->assertSame( 'scheduled', $log->get( $job_id )['status'] );
+
+		$this->assertTrue( postbag_cancel_mail_batch( $held['batch_id'] ) );
+		$this->assertSame( 'cancelled', $log->get( $held['mail_id'] )['status'] );
+		$this->assertArrayNotHasKey( 'mail_ids', postbag_scheduled()[0], 'the listing stays small' );
+	}
+
 	public function test_cancel_a_scheduled_job_in_the_bucket(): void {
 		$job_id = postbag_notify( self::job( array( 'send_at' => '2026-11-23 08:00' ) ) );
 		$this->plugin->jobs()->stream_pending();
