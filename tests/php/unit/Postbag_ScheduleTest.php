@@ -86,6 +86,16 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( $expected, $times->at( $input, 'send_at' ) );
 	}
 
+	public function test_a_site_with_a_fixed_offset_has_no_transitions_to_resolve(): void {
+		$times = new Postbag_Send_Time(
+			function (): int {
+				return $this->now;
+			},
+			new DateTimeZone( '+05:30' ) // What wp_timezone() gives for a UTC+5:30 chosen as an offset, not a city.
+		);
+		$this->assertSame( '2026-11-23T02:30:00Z', $times->at( '2026-11-23 08:00', 'send_at' ) );
+	}
+
 	public function test_a_window_that_started_starts_now_and_keeps_its_end(): void {
 		$times = new Postbag_Send_Time(
 			function (): int {
