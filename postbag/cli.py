@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead, deliver again the events in the failure queue (invocations Lambda "
         "gave up on after its retries)",
     )
+    _suppression_parser(commands)
+    _schedule_parsers(commands)
     teardown = commands.add_parser("teardown", help="remove what provision created")
     _common(teardown)
     teardown.add_argument(
@@ -119,9 +121,49 @@ def _job_parsers(commands: argparse._SubParsersAction) -> None:
         "file's path); see docs/deploy.md",
     )
     _common(notify)
-    cancel = commands.add_parser("cancel", help="stop a notify job (mail already sent stays sent)")
+    cancel = commands.add_parser(
+        "cancel", help="stop a notify job, or a held batch (mail already sent stays sent)")
     _common(cancel)
-    cancel.add_argument("--job", type=_job_id, required=True, help="the job id")
+    _held_item(cancel)
+
+
+def _held_item(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job", type=_job_id, help="the job id")
+    which.add_argument("--batch", type=_job_id, help="the batch id (a held batch)")
+
+
+def _schedule_parsers(commands: argparse._SubParsersAction) -> None:
+    schedule = commands.add_parser("schedule", help="held batches and jobs (docs/scheduling.md)")
+    actions = schedule.add_subparsers(dest="action", required=True, metavar="ACTION")
+    shown = actions.add_parser("list", help="what is held, earliest due first")
+    _common(shown)
+    shown.add_argument("--json", action="store_true", help="print JSON")
+    moved = commands.add_parser(
+        "reschedule", help="move a held batch or job (earlier, later, or now)")
+    _common(moved)
+    _held_item(moved)
+    when = moved.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", metavar="TIME",
+                      help="RFC 3339 with its offset, e.g. 2026-12-07T08:00:00+01:00")
+    when.add_argument("--between", nargs=2, metavar=("START", "END"),
+                      help="a send window (jobs): spread evenly from START to END")
+    when.add_argument("--now", action="store_true", help="send at the drainer's next run")
+
+
+def _suppression_parser(commands: argparse._SubParsersAction) -> None:
+    suppression = commands.add_parser(
+        "suppression", help="list, add or remove addresses on the suppression list")
+    actions = suppression.add_subparsers(dest="action", required=True, metavar="ACTION")
+    shown = actions.add_parser("list", help="address, scope, reason, source and date of each")
+    _common(shown)
+    shown.add_argument("--json", action="store_true", help="print JSON")
+    for action, what in (("add", "never mail ADDRESS again in the scope"),
+                         ("remove", "mail ADDRESS again in the scope")):
+        change = actions.add_parser(action, help=what)
+        _common(change)
+        change.add_argument("--scope", default="all", help="all (default) or list:NAME")
+        change.add_argument("address", metavar="ADDRESS")
 
 
 def _provision_parser(commands: argparse._SubParsersAction) -> None:
@@ -150,6 +192,9 @@ def _provision_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--failed-days", type=int, default=30,
                    help="keep failed and quarantined batches, and notify jobs (days)")
     p.add_argument("--receipts-days", type=int, default=30, help="keep receipts (days)")
+    p.add_argument("--tracking", action="store_true",
+                   help="publish SES open and click events (SES then rewrites links and adds a "
+                   "pixel; off by default)")
     p.add_argument("--failure-queue-days", type=int, default=14,
                    help="keep messages in the failure queue (days, at most 14)")
     p.add_argument("--work-queue-days", type=int, default=4,
@@ -235,6 +280,7 @@ def run_provision(args: argparse.Namespace, aws: Aws) -> None:
         kms_key=args.kms_key,
         retention=Retention(args.processed_days, args.failed_days, args.receipts_days),
         failure_queue_days=args.failure_queue_days,
+        tracking=args.tracking,
         work_queue_days=args.work_queue_days,
         max_wait_minutes=args.max_wait_minutes,
         max_job_hours=args.max_job_hours,
@@ -356,11 +402,49 @@ def run_notify(args: argparse.Namespace, aws: Aws) -> None:
 
 
 def run_cancel(args: argparse.Namespace, aws: Aws) -> None:
-    from postbag import jobs
+    from postbag import jobs, schedules
 
     bucket = _stage_bucket(args)
+    if args.batch:
+        key = schedules.cancel_batch(aws.client("s3"), bucket, args.batch)
+        print(f"cancel requested: s3://{bucket}/{key} (a batch already released is not "
+              f"called back: see its receipt)", file=sys.stderr)
+        return
     key = jobs.cancel(aws.client("s3"), bucket, args.job)
     print(f"cancelled: s3://{bucket}/{key} (mail already sent stays sent)", file=sys.stderr)
+
+
+def run_schedule(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag import schedules
+
+    settings = chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
+    print(schedules.listing(aws.client("dynamodb"), aws.client("s3"), settings,
+                            _stage_bucket(args), args.json))
+
+
+def run_reschedule(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag import schedules
+
+    bucket = _stage_bucket(args)
+    kind, ident = ("batch", args.batch) if args.batch else ("job", args.job)
+    key = schedules.reschedule(aws.client("s3"), bucket, kind, ident, args.at,
+                               tuple(args.between) if args.between else None)
+    print(f"reschedule requested: s3://{bucket}/{key} (refused by the sender if it was "
+          f"released already: `postbag schedule list` shows what is held)", file=sys.stderr)
+
+
+def run_suppression(args: argparse.Namespace, aws: Aws) -> None:
+    from postbag import suppression
+
+    settings = chalice_config.stage_settings(chalice_config.load(args.chalice_dir), args.stage)
+    dynamodb = aws.client("dynamodb")
+    if args.action == "list":
+        print(suppression.listing(dynamodb, settings, args.json))
+        return
+    changed = suppression.change(dynamodb, settings, args.action, args.scope, args.address)
+    verb = "added to" if args.action == "add" else "removed from"
+    print(f"{args.address} {verb} {args.scope}" if changed
+          else f"{args.address}: a change as new or newer is recorded already", file=sys.stderr)
 
 
 def run_teardown(args: argparse.Namespace, aws: Aws) -> None:
@@ -378,6 +462,9 @@ COMMANDS = {
     "redrive": run_redrive,
     "notify": run_notify,
     "cancel": run_cancel,
+    "schedule": run_schedule,
+    "reschedule": run_reschedule,
+    "suppression": run_suppression,
     "teardown": run_teardown,
 }
 

@@ -5,7 +5,8 @@ FILE is a job spec (JSON): what a manifest says of the mail (``meta``,
 uploaded under ``queue/attachments/``), and ``recipients``: a list of
 recipient objects, or the path (relative to FILE) of a CSV file of
 ``email,name[,user_id]`` rows (a header row is skipped) or of an NDJSON file
-of recipient objects. The recipients become gzip NDJSON parts of at most
+of recipient objects; optional ``send_at`` or ``send_between`` hold it on the
+sender's side until then (docs/scheduling.md). The recipients become gzip NDJSON parts of at most
 ``PART_ROWS`` rows, uploaded one by one; the manifest goes last, as the
 plugin does: its upload is what starts the send (docs/job-format.md).
 
@@ -34,7 +35,8 @@ from postbag.aws import CommandError
 # large enough that a million recipients make a hundred objects.
 PART_ROWS = 10_000
 # The spec's own fields; ``recipients`` is the one that differs from a manifest.
-SPEC_FIELDS = ("meta", "template", "context", "site", "attachments", "recipients")
+SPEC_FIELDS = ("meta", "template", "context", "site", "attachments", "recipients", "send_at",
+               "send_between")
 DEFAULT_SITE = {"url": "postbag notify"}
 CSV_COLUMNS = ("email", "name", "user_id")
 
@@ -232,7 +234,9 @@ def manifest(
         "job_id": job_id,
         "site": spec.get("site", DEFAULT_SITE),
         "created_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "send_at": None,
+        # When to send (docs/scheduling.md): held by the sender until then.
+        "send_at": spec.get("send_at"),
+        **({"send_between": spec["send_between"]} if spec.get("send_between") else {}),
         "meta": spec.get("meta"),
         "template": spec.get("template"),
         "context": spec.get("context", {}),

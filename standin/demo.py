@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 
+from standin import demo_schedule
 from standin.aws import LocalAws
 from standin.job_run import JobRun, run_job, write_spec
 from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
@@ -81,6 +82,7 @@ def _prepare(s3: Any) -> None:
     s3.create_bucket(Bucket=BUCKET)
     boto3.client("ses").verify_domain_identity(Domain="example.org")
     create_table(boto3.client("dynamodb"), os.environ["POSTBAG_LEDGER_TABLE"])
+    create_table(boto3.client("dynamodb"), "postbag-suppression")  # the sender's default
     for key, relative in UPLOADS:
         s3.put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / relative).read_bytes())
 
@@ -187,6 +189,7 @@ def main() -> int:
         print(f"SES Send events recorded in the ledger: {events.deliver()}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
         job_ok = _job(aws, s3, app, events)
+        job_ok = demo_schedule.run(aws, s3, app, events) and job_ok
     return 0 if delivered and job_ok else 1
 
 
