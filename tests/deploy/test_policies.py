@@ -5,6 +5,7 @@ committed example policy files."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import boto3
 import pytest
@@ -16,7 +17,17 @@ from chalicelib.config import Settings
 from chalicelib.ledger import create_table
 from postbag import chalice_config
 from postbag.resources import policies, ses_events
-from postbag.stack import EVENTS_HANDLER, HANDLER, JOB_HANDLER, WORK_HANDLER, Stack
+from postbag.stack import (
+    CONTROL_HANDLERS,
+    DRAIN_HANDLER,
+    EVENTS_HANDLER,
+    HANDLER,
+    INBOX_HANDLER,
+    JOB_HANDLER,
+    PUBLISH_HANDLER,
+    WORK_HANDLER,
+    Stack,
+)
 
 STACK = Stack("prod", "eu-west-1", "site-mail", "111122223333")
 SETTINGS = Settings.from_env(
@@ -287,6 +298,7 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
         "messageId": "0100018c-ses-m1", "tags": {"postbag-key": ["d1g35t"]}}}
     with mock_aws():
         create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
+        create_table(boto3.client("dynamodb"), app.SETTINGS.suppression_table)
         app.ledger.cache_clear()  # its client must be made inside the mock
         # The call's parameters as the handler gave them (before-call sees them serialised).
         boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
@@ -301,10 +313,21 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
     policy = policies.events_policy(stack, app.SETTINGS)
     table = stack.arn("dynamodb", f"table/{app.SETTINGS.ledger_table}")
     assert calls, "the handler recorded nothing"
+    # The evidence in one batch write; the day's count and the mark for the minute's run
+    # as updates of their own items (feedback.py), each asked with the key IAM sees.
+    assert [a for a, _ in calls] == ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
+                                     "dynamodb:UpdateItem"]
     for action, params in calls:
-        assert action == "dynamodb:BatchWriteItem", action
-        assert set(params["RequestItems"]) == {app.SETTINGS.ledger_table}, params
-        assert ask(policy, action, table) == ALLOW, action
+        if action == "dynamodb:BatchWriteItem":
+            assert set(params["RequestItems"]) == {app.SETTINGS.ledger_table}, params
+            assert ask(policy, action, table) == ALLOW, action
+        else:
+            assert params["TableName"] == app.SETTINGS.ledger_table
+            key = params["Key"]["id"]["S"]
+            assert key.startswith(f"{app.SETTINGS.idempotency_namespace}#feedback#"), key
+            assert ask(policy, action, table, key=key) == ALLOW, key
+    # Those updates are allowed on feedback items only, never on a claim.
+    assert ask(policy, "dynamodb:UpdateItem", table) != ALLOW
 
 
 # -- notify jobs: WordPress, the splitter, the fan-out sender ----------------------------
@@ -676,7 +699,13 @@ def test_a_policy_without_sender_identities_is_refused():
         policies.lambda_policy(STACK, Settings())
 
 
-@pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER])
+def _control_policy(stack: Stack, settings: Settings, handler: str) -> dict:
+    return policies.control_policy(stack, settings, handler)
+
+
+@pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER,
+                                     INBOX_HANDLER, PUBLISH_HANDLER, DRAIN_HANDLER,
+                                     *CONTROL_HANDLERS])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_committed_example_policies_are_what_provisioning_renders(stage, handler):
     """The files in chalice_app/.chalice are rendered, never hand-edited."""
@@ -689,6 +718,10 @@ def test_committed_example_policies_are_what_provisioning_renders(stage, handler
         EVENTS_HANDLER: policies.events_policy,
         JOB_HANDLER: policies.splitter_policy,
         WORK_HANDLER: policies.fanout_policy,
+        INBOX_HANDLER: policies.inbox_policy,
+        PUBLISH_HANDLER: policies.publisher_policy,
+        DRAIN_HANDLER: policies.drainer_policy,
+        **{name: partial(_control_policy, handler=name) for name in CONTROL_HANDLERS},
     }[handler]
     path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage, handler)
     stage_cfg = config["stages"][stage]
