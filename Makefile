@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 # answer before the upload, which only FastCGI can show; nginx: the production
 # stack bench/notify.php measures, which Postbag_NginxTest keeps working).
 PHP_PACKAGES := php-cli phpunit php-curl php-mbstring php-xml php-mysql php-fpm nginx wordpress mariadb-server
+# The browser tests: a headless Chromium driven by Selenium (PyPI), offline.
+BROWSER_PACKAGES := chromium chromium-driver
+# Their bounds: the whole suite in 5 minutes; Chromium's renderers and JS heap are capped in tests/browser/conftest.py.
+BROWSER_TIMEOUT := 300
 
-.PHONY: demo test test-python test-php venv php-deps lint bench bench-fanout plugin-zip clean
+.PHONY: demo test test-python test-php test-browser venv php-deps lint bench bench-fanout plugin-zip clean
 
 $(STAMP): requirements.txt chalice_app/requirements.txt pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash tools/need-debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -22,13 +26,20 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m standin.demo
 
-test: lint test-python test-php
+test: lint test-python test-php test-browser
 
 test-python: venv
 	$(PY) -m pytest
 
 test-php: venv php-deps
 	PATH="$(abspath $(VENV))/bin:$$PATH" phpunit --configuration tests/php/phpunit.xml
+
+# A real WordPress (PHP-FPM, nginx, MariaDB, the local stand-in) in a headless Chromium:
+# log in, every Postbag tab, a test mail, a resend, Site Health; screenshots in
+# tests/browser/artifacts/ (or $$ARTIFACTS_DIR).
+test-browser: venv php-deps
+	@bash tools/need-debian-packages.sh $(BROWSER_PACKAGES)
+	timeout $(BROWSER_TIMEOUT) $(PY) -m pytest tests/browser -p no:cacheprovider
 
 php-deps:
 	@bash tools/need-debian-packages.sh $(PHP_PACKAGES)

@@ -76,13 +76,24 @@ final class Postbag_Test_MariaDB {
 			if ( ! $this->process->is_running() ) {
 				break;
 			}
-			if ( file_exists( $this->socket ) ) {
+			// The socket appears a moment before connections are accepted on it (a busy
+			// machine showed "Connection refused" in create_database()).
+			if ( file_exists( $this->socket ) && $this->accepts_connections() ) {
 				return;
 			}
 			usleep( 20000 );
 		}
 		$this->stop();
 		throw new RuntimeException( 'MariaDB did not start: ' . @file_get_contents( $this->log ) ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- the log may not exist.
+	}
+
+	private function accepts_connections(): bool {
+		try {
+			( new mysqli( null, 'root', '', '', 0, $this->socket ) )->close();
+			return true;
+		} catch ( mysqli_sql_exception $e ) {
+			return false;
+		}
 	}
 
 	/**

@@ -42,8 +42,10 @@ final class Postbag_Test_Nginx {
 	 * @param Postbag_Test_Php_Fpm  $fpm     PHP-FPM to pass PHP requests to.
 	 * @param string                $pages   Directory of the pages served under PAGES_PATH.
 	 * @param array<string, string> $params  FastCGI parameters for those pages ($_SERVER entries).
+	 * @param string                $root    Document root: Debian's WordPress, or a tree that serves
+	 *                                       wp-admin with a wp-config.php of its own (tests/browser).
 	 */
-	public function __construct( Postbag_Test_Sandbox $sandbox, Postbag_Test_Php_Fpm $fpm, string $pages, array $params ) {
+	public function __construct( Postbag_Test_Sandbox $sandbox, Postbag_Test_Php_Fpm $fpm, string $pages, array $params, string $root = '/usr/share/wordpress' ) {
 		$binary = self::binary();
 		if ( null === $binary ) {
 			throw new RuntimeException( 'nginx is not installed (Debian package nginx).' );
@@ -53,7 +55,7 @@ final class Postbag_Test_Nginx {
 		$port      = Postbag_Test_Process::free_port();
 		$this->url = "http://127.0.0.1:$port";
 		$config    = $dir . '/nginx.conf';
-		file_put_contents( $config, self::config( $dir, $port, $fpm->socket, $pages, $params ) );
+		file_put_contents( $config, self::config( $dir, $port, $fpm->socket, $pages, $params, $root ) );
 		// -e: the error log before the config is read (else /var/log/nginx, which may not be writable).
 		$this->process = new Postbag_Test_Process( array( $binary, '-p', $dir, '-c', $config, '-e', $this->log ), $this->log );
 		$this->wait_ready( $port, 30 );
@@ -65,8 +67,9 @@ final class Postbag_Test_Nginx {
 	 * @param string                $socket PHP-FPM's socket.
 	 * @param string                $pages  Directory of the test pages.
 	 * @param array<string, string> $params FastCGI parameters for the test pages.
+	 * @param string                $root   Document root.
 	 */
-	private static function config( string $dir, int $port, string $socket, string $pages, array $params ): string {
+	private static function config( string $dir, int $port, string $socket, string $pages, array $params, string $root ): string {
 		$page_params = '';
 		foreach ( $params as $name => $value ) {
 			$page_params .= "\t\t\tfastcgi_param $name " . self::quote( $value ) . ";\n";
@@ -102,7 +105,7 @@ http {
 	server {
 		listen 127.0.0.1:$port;
 		server_name blog.example.org;
-		root /usr/share/wordpress;
+		root $root;
 		index index.php;
 		location ~ ^{$prefix}([a-z0-9-]+\.php)$ {
 			include /etc/nginx/fastcgi_params;

@@ -1,0 +1,184 @@
+"""The Postbag plugin as a site owner sees it, in a real browser against a real WordPress.
+
+In order (one site, one browser): log in; every Postbag tab opens without
+PHP notices or JavaScript errors, with a label on every form control; a test
+mail sent with the keyboard only arrives; a failed mail is resent once its
+cause is fixed; Site Health turns red while the bucket is unreachable (last:
+it stops the stand-in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.browser.harness import UNVERIFIED_DOMAIN, Sender, Site, wait_for
+
+TABS = ["overview", "log", "jobs", "suppressions", "actions"]
+TEST_STATUS = "postbag-test-status"
+# What PHP prints on a page with WP_DEBUG_DISPLAY on.
+PHP_MESSAGES = ("Warning:", "Notice:", "Deprecated:", "Fatal error:", "Parse error:")
+# Form controls without a visible label need aria-label / aria-labelledby / title.
+UNLABELLED_CONTROLS_JS = """
+return Array.from(document.querySelectorAll(
+    '#wpbody-content input, #wpbody-content select, #wpbody-content textarea'))
+  .filter(el => !['hidden', 'submit', 'button', 'reset', 'image'].includes(el.type))
+  .filter(el => el.offsetParent !== null)
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby') && !el.getAttribute('title'))
+  .map(el => el.outerHTML.slice(0, 200));
+"""
+
+
+def _screen(browser: WebDriver, site: Site, tab: str) -> None:
+    browser.get(site.admin(f"admin.php?page=postbag&tab={tab}"))
+
+
+def _console_errors(browser: WebDriver, site: Site) -> list[str]:
+    """The page's JavaScript errors and failed loads from the site itself (offline, the
+    browser's own favicon request and Gravatar's avatars fail too: not the page's fault)."""
+    return [
+        entry["message"] for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and f"//{site.host}/" in entry["message"]
+        and "/favicon.ico" not in entry["message"]
+    ]
+
+
+def _php_messages(browser: WebDriver) -> list[str]:
+    text = browser.find_element(By.TAG_NAME, "body").text
+    return [line for line in text.splitlines() if line.startswith(PHP_MESSAGES)]
+
+
+def _by_id(browser: WebDriver, element_id: str) -> WebElement:
+    return browser.find_element(By.ID, element_id)
+
+
+def test_log_in(browser: WebDriver, site: Site) -> None:
+    browser.get(site.page("wp-login.php"))
+    _by_id(browser, "user_login").send_keys(site.user)
+    _by_id(browser, "user_pass").send_keys(site.password)
+    _by_id(browser, "wp-submit").click()
+
+    assert wait_for(lambda: browser.find_elements(By.ID, "wpadminbar"), 30), browser.title
+    assert "wp-admin" in browser.current_url
+
+
+@pytest.mark.parametrize("tab", TABS)
+def test_every_tab_opens_cleanly_with_labelled_controls(
+    browser: WebDriver, site: Site, tab: str
+) -> None:
+    browser.get_log("browser")  # Drop what earlier pages logged.
+
+    _screen(browser, site, tab)
+
+    assert browser.find_elements(By.ID, "postbag-screen"), f"no Postbag screen for tab {tab}"
+    assert _by_id(browser, f"postbag-tab-{tab}").get_attribute("aria-current") == "page"
+    assert _php_messages(browser) == []
+    assert _console_errors(browser, site) == []
+    assert browser.execute_script(UNLABELLED_CONTROLS_JS) == [], "form controls without a label"
+
+
+def _tab_until(browser: WebDriver, element_id: str, limit: int = 200) -> bool:
+    """Presses Tab from the top of the page until ``element_id`` has the focus."""
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.click()
+    for _ in range(limit):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        if browser.switch_to.active_element.get_attribute("id") == element_id:
+            return True
+    return False
+
+
+def _ses_sent_to(site: Site, address: str) -> bool:
+    with urllib.request.urlopen(site.endpoint + "/moto-api/data.json", timeout=10) as response:
+        ses = json.load(response)["ses"]
+    messages = ses.get("Message", []) + ses.get("RawMessage", [])
+    return any(address in json.dumps(message) for message in messages)
+
+
+def test_a_test_mail_sent_with_the_keyboard_arrives(
+    browser: WebDriver, site: Site, sender: Sender
+) -> None:
+    _screen(browser, site, "actions")
+
+    assert _tab_until(browser, "postbag-test-to"), "the recipient field is not reachable with Tab"
+    field = browser.switch_to.active_element
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("keyboard-test@example.net")
+    field.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "postbag-send-test"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+
+    sent = f"#{TEST_STATUS}[data-status='sent']"
+    status = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, sent), 90)
+    shown = [e.get_attribute("data-status") for e in browser.find_elements(By.ID, TEST_STATUS)]
+    assert status, f"the test mail's status: {shown}; sender errors: {sender.errors}"
+    assert _ses_sent_to(site, "keyboard-test@example.net")
+
+
+def _log_rows(browser: WebDriver, site: Site, subject: str) -> list[str]:
+    """Statuses of the email log's rows about ``subject``, after a sync with the bucket."""
+    _screen(browser, site, "actions")
+    _by_id(browser, "postbag-sync").click()
+    browser.get(site.admin(f"admin.php?page=postbag&tab=log&s={subject.replace(' ', '+')}"))
+    return [
+        row.get_attribute("data-status") or ""
+        for row in browser.find_elements(By.CSS_SELECTOR, ".postbag-log-row")
+        if subject in row.text
+    ]
+
+
+def test_a_failed_mail_is_resent_once_its_cause_is_fixed(
+    browser: WebDriver, site: Site, sender: Sender
+) -> None:
+    browser.get(site.page("postbag-test/send-failing-mail.php"))
+    sent = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+    assert sent["queued"] is True
+    subject = sent["subject"]
+
+    assert wait_for(lambda: "failed" in _log_rows(browser, site, subject), 60, 2), sender.errors
+    rows = browser.find_elements(By.CSS_SELECTOR, ".postbag-log-row[data-status='failed']")
+    failed = [row for row in rows if subject in row.text]
+    failed[0].find_element(By.CSS_SELECTOR, ".postbag-log-detail-link").click()
+    assert UNVERIFIED_DOMAIN in _by_id(browser, "postbag-detail-reason").text
+
+    sender.verify(UNVERIFIED_DOMAIN)  # The cause, fixed.
+    _by_id(browser, "postbag-resend").click()
+
+    requests = "requests/redrive/"
+    assert wait_for(lambda: "sent" in _log_rows(browser, site, subject), 90, 2), (
+        f"resent mail not sent; redrive requests: {sender.keys(requests)}, "
+        f"a handler for them: {sender.handles(requests + 'x.json')}; errors: {sender.errors}"
+    )
+
+
+def test_site_health_turns_red_while_the_bucket_is_unreachable(
+    browser: WebDriver, site: Site
+) -> None:
+    browser.get(site.admin("site-health.php"))
+    assert wait_for(lambda: "Postbag's bucket answers" in browser.page_source, 60)
+
+    os.kill(site.pids["aws"], signal.SIGTERM)  # The bucket's endpoint now refuses connections.
+    # What a minute does to the probe's cached answer.
+    site.sql("DELETE FROM wp_options WHERE option_name LIKE '%postbag_bucket_probe%'")
+    browser.get(site.admin("site-health.php"))
+
+    assert wait_for(lambda: "Postbag cannot reach its bucket" in browser.page_source, 60)
+    critical = browser.find_element(By.ID, "health-check-site-status-critical")
+    assert "Postbag cannot reach its bucket" in critical.get_attribute("innerHTML")
+    browser.execute_script("arguments[0].scrollIntoView()", critical)
+
+
+def test_no_php_errors_were_logged(site: Site) -> None:
+    log = Path(site.php_errors)
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    assert [line for line in lines if "postbag" in line.lower()] == []
