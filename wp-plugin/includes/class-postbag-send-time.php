@@ -45,6 +45,12 @@ final class Postbag_Send_Time {
 	/** @var DateTimeZone|null Null: wp_timezone() when asked (the blog may change in a request). */
 	private $zone;
 
+	/** @var array<string, int> Absolute text already read, by zone and text: a loop of mails repeats one time. */
+	private $read = array();
+
+	/** Texts remembered at most (a request scheduling mails at many times reads them again). */
+	const REMEMBERED = 64;
+
 	/**
 	 * @param callable(): int   $clock Current Unix time.
 	 * @param DateTimeZone|null $zone  Zone of wall-clock strings; default: the current site's.
@@ -132,15 +138,19 @@ final class Postbag_Send_Time {
 		if ( ! is_string( $value ) || '' === trim( $value ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s must be a Unix timestamp, a DateTimeInterface or a date and time as text.', $field ), $field );
 		}
+		$zone = $this->zone ?? wp_timezone();
+		$key  = $zone->getName() . '|' . $value;
+		if ( isset( $this->read[ $key ] ) ) {
+			return $this->read[ $key ];
+		}
 		$parsed = date_parse( $value );
 		if ( $parsed['error_count'] > 0 || $parsed['warning_count'] > 0 || ( false === $parsed['year'] && ! isset( $parsed['relative'] ) && false === $parsed['hour'] ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
 		}
 		try {
 			if ( ! empty( $parsed['is_localtime'] ) ) {
-				return ( new DateTimeImmutable( $value ) )->getTimestamp(); // Its own offset.
+				return $this->remember( $key, ( new DateTimeImmutable( $value ) )->getTimestamp() ); // Its own offset.
 			}
-			$zone = $this->zone ?? wp_timezone();
 			$wall = ( new DateTimeImmutable( '@' . ( $this->clock )() ) )->setTimezone( $zone )->modify( $value );
 		} catch ( Exception $e ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
@@ -148,7 +158,20 @@ final class Postbag_Send_Time {
 		if ( false === $wall ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
 		}
-		return self::first_occurrence( $wall );
+		$time = self::first_occurrence( $wall );
+		// Relative text (`next monday`) depends on now: read again each time.
+		return isset( $parsed['relative'] ) ? $time : $this->remember( $key, $time );
+	}
+
+	/**
+	 * @param string $key  Zone and text.
+	 * @param int    $time What the text means.
+	 */
+	private function remember( string $key, int $time ): int {
+		if ( count( $this->read ) >= self::REMEMBERED ) {
+			$this->read = array();
+		}
+		return $this->read[ $key ] = $time;
 	}
 
 	/**
