@@ -170,7 +170,7 @@ final class Postbag_Plugin {
 		$this->unsubscribe_health = new Postbag_Unsubscribe_Health( $this->lists, $this->inbox, $clock );
 
 		$this->controls      = new Postbag_Schedule_Controls( $this->spool, $uploader, $this->retry, $clock );
-		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $times, $clock, $this->log );
+		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $times, $clock );
 		$this->schedule_rest = new Postbag_Schedule_Rest( $this->schedules );
 	}
 

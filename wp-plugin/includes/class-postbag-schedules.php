@@ -22,9 +22,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  * job still in the spool).
  *
  * The record is filled from `postbag_job_scheduled` and
- * `postbag_batch_scheduled`. Once such a job or batch is in the bucket its
- * rows in the email log (Postbag_Mail_Log) say `scheduled` rather than
- * `uploaded`; a cancelled batch's mails say `cancelled`. An entry whose time passed more than
+ * `postbag_batch_scheduled` (the email log's recorder listens to them too,
+ * and to `postbag_schedule_changed`). An entry whose time passed more than
  * KEEP_SECONDS ago, or cancelled that long ago, is pruned by the hourly event.
  * The sender's word is final: this record says what was asked, not what
  * was sent.
@@ -53,22 +52,17 @@ final class Postbag_Schedules {
 	/** @var callable(): int */
 	private $clock;
 
-	/** @var Postbag_Mail_Log|null The email log, told which mails are held. */
-	private $log;
-
 	/**
 	 * @param Postbag_Spool             $spool    Where the record is kept.
 	 * @param Postbag_Schedule_Controls $controls Puts control objects.
 	 * @param Postbag_Send_Time         $times    Reads send_at and send_between.
 	 * @param callable(): int           $clock    Current Unix time.
-	 * @param Postbag_Mail_Log|null     $log      The email log; null: none to tell.
 	 */
-	public function __construct( Postbag_Spool $spool, Postbag_Schedule_Controls $controls, Postbag_Send_Time $times, callable $clock, ?Postbag_Mail_Log $log = null ) {
+	public function __construct( Postbag_Spool $spool, Postbag_Schedule_Controls $controls, Postbag_Send_Time $times, callable $clock ) {
 		$this->spool    = $spool;
 		$this->controls = $controls;
 		$this->times    = $times;
 		$this->clock    = $clock;
-		$this->log      = $log;
 	}
 
 	public function init(): void {
@@ -76,9 +70,6 @@ final class Postbag_Schedules {
 		add_action( 'postbag_batch_scheduled', array( $this, 'batch_scheduled' ), 10, 3 );
 		add_action( 'postbag_job_cancelled', array( $this, 'job_cancelled' ) );
 		add_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'prune' ) );
-		// After the log's recorder (10) has written `uploaded`: held mail says `scheduled`.
-		add_action( 'postbag_batch_uploaded', array( $this, 'held' ), 20 );
-		add_action( 'postbag_job_uploaded', array( $this, 'held' ), 20 );
 	}
 
 	public function remove(): void {
@@ -86,26 +77,6 @@ final class Postbag_Schedules {
 		remove_action( 'postbag_batch_scheduled', array( $this, 'batch_scheduled' ), 10 );
 		remove_action( 'postbag_job_cancelled', array( $this, 'job_cancelled' ) );
 		remove_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'prune' ) );
-		remove_action( 'postbag_batch_uploaded', array( $this, 'held' ), 20 );
-		remove_action( 'postbag_job_uploaded', array( $this, 'held' ), 20 );
-	}
-
-	/**
-	 * A job or batch is in the bucket: if it is scheduled, its log rows say so.
-	 *
-	 * @param string $id Job or batch id.
-	 */
-	public function held( string $id ): void {
-		if ( null === $this->log ) {
-			return;
-		}
-		foreach ( self::KINDS as $kind ) {
-			$entry = $this->read( self::file( $kind, $id ) );
-			if ( null !== $entry && 'scheduled' === $entry['state'] ) {
-				/* translators: %s: a UTC time, such as 2027-01-04T07:00:00Z */
-				$this->log->set_statuses( ( $entry['mail_ids'] ?? array() ) ?: array( $id ), 'scheduled', sprintf( __( 'Held by the sender until %s.', 'postbag' ), self::starts( $entry ) ) );
-			}
-		}
 	}
 
 	/**
@@ -242,12 +213,7 @@ final class Postbag_Schedules {
 			'requested_at' => gmdate( Postbag_Send_Time::FORMAT, ( $this->clock )() ),
 			'site'         => home_url(),
 		);
-		$result = $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, array( 'state' => 'cancelled' ) );
-		$entry  = $this->read( self::file( 'batch', $batch_id ) );
-		if ( true === $result && null !== $this->log && ! empty( $entry['mail_ids'] ) ) {
-			$this->log->set_statuses( $entry['mail_ids'], 'cancelled', __( 'Cancelled while held: not sent.', 'postbag' ) );
-		}
-		return $result;
+		return $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, array( 'state' => 'cancelled' ) );
 	}
 
 	/** Removes entries whose time, or cancel, is more than KEEP_SECONDS old. */
@@ -279,15 +245,17 @@ final class Postbag_Schedules {
 			return new WP_Error( 'postbag_spool_unavailable', $e->getMessage(), array( 'field' => 'spool' ) );
 		}
 		$this->update( $kind, $id, $changes );
+		$entry = $this->read( self::file( $kind, $id ) );
 
 		/**
 		 * Fires when a scheduled job or batch was cancelled or moved (the request is recorded; the sender acts on it).
 		 *
-		 * @param string $kind    'job' or 'batch'.
-		 * @param string $id      Its id.
-		 * @param array  $changes `state` => 'cancelled', or the new `send_at` and `send_between`.
+		 * @param string   $kind     'job' or 'batch'.
+		 * @param string   $id       Its id.
+		 * @param array    $changes  `state` => 'cancelled', or the new `send_at` and `send_between`.
+		 * @param string[] $mail_ids A batch's mails, as this site recorded them (none for a job, or a batch it did not record).
 		 */
-		do_action( 'postbag_schedule_changed', $kind, $id, $changes );
+		do_action( 'postbag_schedule_changed', $kind, $id, $changes, $entry['mail_ids'] ?? array() );
 		return true;
 	}
 

@@ -26,6 +26,9 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 	/** @var int|null */
 	private static $subscriber;
 
+	/** @var array[] What `postbag_schedule_changed` received. */
+	private $changed = array();
+
 	protected function setUp(): void {
 		parent::setUp();
 		// The site's zone for this test only (hooks are restored afterwards).
@@ -84,6 +87,27 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 			}
 		);
 		$this->assertSame( $expected, $times->at( $input, 'send_at' ) );
+	}
+
+	public function test_text_read_again_is_the_same_instant_and_relative_text_follows_the_clock(): void {
+		$times = new Postbag_Send_Time(
+			function (): int {
+				return $this->now;
+			}
+		);
+		$this->assertSame( '2026-11-23T07:00:00Z', $times->at( '2026-11-23 08:00', 'send_at' ) );
+		$this->assertSame( '2026-11-23T07:00:00Z', $times->at( 'next monday 08:00', 'send_at' ) );
+		$this->now += 7 * DAY_IN_SECONDS;
+		$this->assertSame( '2026-11-30T07:00:00Z', $times->at( 'next monday 08:00', 'send_at' ), 'counted from the new now' );
+		$this->assertNull( $times->at( '2026-11-23 08:00', 'send_at' ), 'the same text, now past' );
+		add_filter(
+			'pre_option_timezone_string',
+			static function (): string {
+				return 'America/New_York';
+			},
+			11
+		);
+		$this->assertSame( '2026-12-01T13:00:00Z', $times->at( '2026-12-01 08:00', 'send_at' ), 'another blog\'s zone is another instant' );
 	}
 
 	public function test_a_site_with_a_fixed_offset_has_no_transitions_to_resolve(): void {
@@ -326,6 +350,14 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_cancel_a_scheduled_batch_drops_it_from_the_spool_and_the_listing_says_so(): void {
+		add_action(
+			'postbag_schedule_changed',
+			function ( ...$args ): void {
+				$this->changed[] = $args;
+			},
+			10,
+			4
+		);
 		$this->s3->fail_pattern = '#^queue/#';
 		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Later', 'Body', array( 'X-Postbag-Send-At: 2026-11-23 08:00' ) ) );
 		$this->plugin->flush();
@@ -337,6 +369,8 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertFalse( $this->plugin->spool()->has( $batch_id ), 'never uploaded now' );
 		$this->assertArrayHasKey( "control/batches/$batch_id/cancel", $this->s3->objects, 'and the sender told, in case an upload raced' );
 		$this->assertSame( 'cancelled', postbag_scheduled()[0]['state'] );
+		$this->assertArrayNotHasKey( 'mail_ids', postbag_scheduled()[0], 'the listing stays small' );
+		$this->assertSame( array( 'batch', $batch_id, array( 'state' => 'cancelled' ), $this->fired_with( 'postbag_batch_scheduled' )[0][1] ), $this->changed[0], 'the email log can mark its mails' );
 
 		$error = postbag_reschedule_mail_batch( $batch_id, array( 'send_at' => '2026-11-24 08:00' ) );
 		$this->assertSame( array( 'postbag_cancelled', array( 'field' => 'batch_id' ) ), array( $error->get_error_code(), $error->get_error_data() ) );
@@ -347,24 +381,6 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		++$this->now;
 		do_action( Postbag_Spool_Retry::HOURLY_HOOK );
 		$this->assertSame( array(), postbag_scheduled(), 'pruned a week after' );
-	}
-
-	public function test_the_email_log_says_scheduled_then_cancelled(): void {
-		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Held mail', 'Body', array( 'X-Postbag-Send-At: 2026-11-23 08:00' ) ) );
-		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Plain mail', 'Body' ) );
-		$job_id = postbag_notify( self::job( array( 'send_between' => array( '2026-11-23 08:00', '2026-11-23 12:00' ) ) ) );
-		$this->plugin->flush();
-		$this->plugin->jobs()->stream_pending();
-		$log = $this->plugin->log();
-
-		$held = $log->query( array( 'subject' => 'Held mail' ) )['rows'][0];
-		$this->assertSame( array( 'scheduled', 'Held by the sender until 2026-11-23T07:00:00Z.' ), array( $held['status'], $held['reason'] ) );
-		$this->assertSame( 'uploaded', $log->query( array( 'subject' => 'Plain mail' ) )['rows'][0]['status'], 'mail for now is not held' );
-		$this->assertSame( 'scheduled', $log->get( $job_id )['status'] );
-
-		$this->assertTrue( postbag_cancel_mail_batch( $held['batch_id'] ) );
-		$this->assertSame( 'cancelled', $log->get( $held['mail_id'] )['status'] );
-		$this->assertArrayNotHasKey( 'mail_ids', postbag_scheduled()[0], 'the listing stays small' );
 	}
 
 	public function test_cancel_a_scheduled_job_in_the_bucket(): void {
