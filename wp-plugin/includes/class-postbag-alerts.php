@@ -237,7 +237,7 @@ final class Postbag_Alerts {
 			$kind,
 			home_url(),
 			'- ' . implode( "\n- ", $alert['examples'] ),
-			admin_url( 'admin.php?page=postbag' )
+			is_multisite() ? network_admin_url( 'admin.php?page=postbag' ) : admin_url( 'admin.php?page=postbag' )
 		);
 	}
 
