@@ -33,8 +33,11 @@ final class Postbag_Mail_Log {
 	/** Statuses the sender may still change (the sync reads their receipts or job status). */
 	const UNSETTLED = array( 'uploaded', 'scheduled' );
 
-	/** Rows written in one INSERT: bounds the query's size. */
-	const INSERT_ROWS = 200;
+	/** Rows written in one INSERT (~200 KB of SQL): fewer statements cost less (Postbag_Log_Recorder). */
+	const INSERT_ROWS = 1000;
+
+	/** Rows read or updated by one statement of set_statuses(). */
+	const UPDATE_ROWS = 200;
 
 	/** @var callable(): int */
 	private $clock;
@@ -139,7 +142,8 @@ final class Postbag_Mail_Log {
 	 * Records mails (or jobs) queued now.
 	 *
 	 * @param array[] $rows Each: `mail_id`, `recipients` (string[]), `subject`; optional `kind`
-	 *                      ('mail' or 'job'), `status` (default queued), `batch_id`, `blog_id`.
+	 *                      ('mail' or 'job'), `status` (default queued), `reason`, `batch_id`,
+	 *                      `receipt_key`, `blog_id`.
 	 */
 	public function record_queued( array $rows ): void {
 		global $wpdb;
@@ -149,7 +153,7 @@ final class Postbag_Mail_Log {
 			$now    = $this->now();
 			foreach ( $chunk as $row ) {
 				$recipients = array_values( array_map( 'strval', (array) ( $row['recipients'] ?? array() ) ) );
-				$values[]   = '(%s, %s, %s, %d, %s, %s, %s, %s, %s, %s)';
+				$values[]   = '(%s, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s)';
 				array_push(
 					$args,
 					(string) ( $row['kind'] ?? 'mail' ),
@@ -160,12 +164,14 @@ final class Postbag_Mail_Log {
 					self::bare_address( $recipients[0] ?? '' ),
 					mb_substr( (string) ( $row['subject'] ?? '' ), 0, 255 ),
 					(string) ( $row['status'] ?? 'queued' ),
+					(string) ( $row['reason'] ?? '' ),
+					(string) ( $row['receipt_key'] ?? '' ),
 					$now,
 					$now
 				);
 			}
 			// A mail id is recorded once: a replay (the retry of a spooled batch) keeps the first row.
-			$wpdb->query( $wpdb->prepare( 'INSERT IGNORE INTO ' . self::table() . ' (kind, mail_id, batch_id, blog_id, recipients, recipient, subject, status, created_at, updated_at) VALUES ' . implode( ', ', $values ), $args ) ); // phpcs:ignore WordPress.DB
+			$wpdb->query( $wpdb->prepare( 'INSERT IGNORE INTO ' . self::table() . ' (kind, mail_id, batch_id, blog_id, recipients, recipient, subject, status, reason, receipt_key, created_at, updated_at) VALUES ' . implode( ', ', $values ), $args ) ); // phpcs:ignore WordPress.DB
 		}
 	}
 
@@ -206,7 +212,7 @@ final class Postbag_Mail_Log {
 			$fields['counts'] = wp_json_encode( $fields['counts'] );
 		}
 		$found = 0;
-		foreach ( array_chunk( array_values( array_unique( $mail_ids ) ), self::INSERT_ROWS ) as $chunk ) {
+		foreach ( array_chunk( array_values( array_unique( $mail_ids ) ), self::UPDATE_ROWS ) as $chunk ) {
 			$before = $this->rows_by_id( $chunk );
 			if ( ! $before ) {
 				continue;
@@ -251,7 +257,7 @@ final class Postbag_Mail_Log {
 	}
 
 	/**
-	 * @param string[] $mail_ids Ids (at most INSERT_ROWS).
+	 * @param string[] $mail_ids Ids (at most UPDATE_ROWS).
 	 * @return array<string, array> Mail id => row, for those found.
 	 */
 	private function rows_by_id( array $mail_ids ): array {

@@ -133,7 +133,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 	public function test_status_has_the_configuration_the_account_and_the_counts(): void {
 		$this->s3->put_objects( array( 'status/account.json' => '{"version":1,"checked_at":"2026-11-22T06:59:00Z","max_send_rate":14,"max_24_hour_send":50000,"sent_last_24_hours":12,"production_access":true,"sending_enabled":true}' ) );
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Counted', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 
 		$data = $this->call( 'GET', '/status' )->get_data();
 
@@ -187,7 +187,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 202, $response->get_status() );
 		$row = $response->get_data();
 		$this->assertSame( array( 'queued', 'me@example.net' ), array( $row['status'], $row['recipients'] ) );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$batch = array_values( $this->s3->batches() )[0];
 		$this->assertSame( $row['mail_id'], $batch['emails'][0]['id'], 'through the non-priority pipeline' );
 		$this->assertSame( 'uploaded', $this->call( 'GET', '/log/' . $row['id'] )->get_data()['status'] );
@@ -196,7 +196,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 
 	public function test_a_failed_mail_is_resent_through_a_redrive_request(): void {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$row = $this->plugin->log()->query( array() )['rows'][0];
 		$this->plugin->log()->set_status( $row['mail_id'], 'failed', 'MessageRejected', array( 'receipt_key' => 'receipts/' . $row['batch_id'] . '.json' ) );
 
@@ -223,7 +223,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 
 	public function test_a_resend_that_cannot_be_stored_says_so_and_changes_nothing(): void {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$row = $this->plugin->log()->query( array() )['rows'][0];
 		$this->plugin->log()->set_status( $row['mail_id'], 'failed', 'MessageRejected' );
 		$this->s3->fail_pattern = '#^requests/#';
@@ -253,7 +253,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 	public function test_spool_retry_uploads_what_waits(): void {
 		$this->s3->fail_pattern = '/./';
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Waiting', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$this->s3->fail_pattern = null;
 
 		$summary = $this->call( 'POST', '/spool/retry' )->get_data();

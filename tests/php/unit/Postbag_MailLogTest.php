@@ -61,7 +61,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( '2026-11-22T07:00:00Z', $row['created_at'] );
 		$this->assertStringNotContainsString( 'never logged', (string) wp_json_encode( $row ) );
 
-		$this->plugin->flush();
+		$this->flush_and_log();
 
 		$batch = array_values( $this->s3->batches() )[0];
 		$after = $this->log()->get( $row['mail_id'] );
@@ -71,11 +71,46 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( $batch['emails'][0]['id'], $row['mail_id'] );
 	}
 
+	public function test_the_requests_rows_are_written_after_its_uploads_with_their_status(): void {
+		$changes = array();
+		add_action(
+			'postbag_mail_status_changed',
+			static function ( array $row ) use ( &$changes ): void {
+				$changes[] = $row['mail_id'];
+			}
+		);
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Later', 'Body' );
+		$this->plugin->flush();
+		$this->assertSame( 0, $this->log()->query( array() )['total'], 'nothing written while the visitor may wait' );
+
+		$recorder = $this->plugin->log_recorder();
+		$this->assertGreaterThan( has_action( 'shutdown', array( $this->plugin->flusher(), 'on_shutdown' ) ), has_action( 'shutdown', array( $recorder, 'write_pending' ) ), 'after the flusher, which finishes the response' );
+		$recorder->write_pending();
+
+		$row = $this->log()->query( array() )['rows'][0];
+		$this->assertSame( 'uploaded', $row['status'] );
+		$this->assertSame( array_values( $this->s3->batches() )[0]['batch_id'], $row['batch_id'] );
+		$this->assertSame( array(), $changes, 'written with its status: no change to announce' );
+	}
+
+	public function test_a_held_mail_is_logged_scheduled_then_cancelled(): void {
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Later', 'Body', array( 'X-Postbag-Send-At: 2026-11-23 08:00' ) ) );
+		$this->flush_and_log();
+		$row = $this->log()->query( array( 'subject' => 'Later' ) )['rows'][0];
+		$this->assertSame( 'scheduled', $row['status'] );
+		$this->assertStringContainsString( 'Held by the sender until 2026-11-23T', $row['reason'] );
+		$this->assertSame( 'receipts/' . $row['batch_id'] . '.json', $row['receipt_key'], 'its receipt is read once it is sent' );
+
+		$this->assertTrue( postbag_cancel_mail_batch( $row['batch_id'] ) );
+
+		$this->assertSame( 'cancelled', $this->log()->get( $row['mail_id'] )['status'] );
+	}
+
 	public function test_a_mail_whose_upload_fails_is_logged_spooled_with_the_reason(): void {
 		$this->s3->fail_pattern = '/./';
 		$row                    = $this->queue_mail();
 
-		$this->plugin->flush();
+		$this->flush_and_log();
 
 		$after = $this->log()->get( $row['mail_id'] );
 		$this->assertSame( 'spooled', $after['status'] );
@@ -90,7 +125,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		};
 		add_action( 'postbag_mail_status_changed', $watch, 10, 2 );
 
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$this->log()->set_status( $row['mail_id'], 'uploaded', 'same status: no action' );
 		$this->log()->set_status( $row['mail_id'], 'failed', 'refused' );
 
@@ -138,7 +173,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$sent   = $this->queue_mail( 'a@example.net', 'One' );
 		$failed = $this->queue_mail( 'b@example.net', 'Two' );
 		$later  = $this->queue_mail( 'c@example.net', 'Three' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$batch_id = $this->log()->get( $sent['mail_id'] )['batch_id'];
 
 		$first = $this->plugin->log_sync()->run();
@@ -171,7 +206,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 
 	public function test_the_sync_marks_a_quarantined_batch(): void {
 		$row = $this->queue_mail();
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$batch_id = $this->log()->get( $row['mail_id'] )['batch_id'];
 		$this->s3->put_objects( array( "receipts/$batch_id.json" => self::receipt( 'quarantine-error.json', array( '<batch_id>' => $batch_id ) ) ) );
 
@@ -185,7 +220,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 
 	public function test_an_s3_failure_stops_the_run_and_is_reported(): void {
 		$row = $this->queue_mail();
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$this->s3->fail_pattern = '/^receipts\//';
 		$this->s3->fail_status  = 503;
 		$this->s3->fail_error   = 'SlowDown';

@@ -88,7 +88,7 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 	 */
 	public function test_each_tab_renders_for_an_administrator_with_escaped_values( string $tab, array $hooks ): void {
 		wp_mail( array( '"<b>Eve</b>" <eve@example.net>', self::MARKER ), '<script>alert(1)</script>', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 
 		$html = $this->render( $tab );
 
@@ -101,7 +101,7 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 
 	public function test_the_detail_view_names_the_batch_receipt_and_reason_and_offers_a_resend(): void {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
-		$this->plugin->flush();
+		$this->flush_and_log();
 		$row = $this->plugin->log()->query( array() )['rows'][0];
 		$this->plugin->log()->set_status( $row['mail_id'], 'failed', 'MessageRejected: <not verified>', array( 'receipt_key' => 'receipts/' . $row['batch_id'] . '.json' ) );
 

@@ -80,6 +80,15 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 	}
 
 	/**
+	 * Flushes, then writes the email log's rows as the end of the request
+	 * does (Postbag_Log_Recorder holds them until then).
+	 */
+	protected function flush_and_log(): void {
+		$this->plugin->flush();
+		$this->plugin->log_recorder()->write_pending();
+	}
+
+	/**
 	 * Flushes and returns the batch files uploaded.
 	 *
 	 * @return array[] Decoded batches, in upload order.
