@@ -204,6 +204,7 @@ def _prepare(aws: Any, counter: Any = None, **settings: str) -> Any:
     harness.client("s3").create_bucket(Bucket=BUCKET)
     harness.client("ses").verify_domain_identity(Domain="example.org")
     create_table(harness.client("dynamodb"), os.environ["POSTBAG_LEDGER_TABLE"])
+    create_table(harness.client("dynamodb"), "postbag-suppression")  # the sender's default
     if counter is not None:
         boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register("before-parameter-build", counter)

@@ -118,6 +118,7 @@ def main() -> None:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
+        create_table(boto3.client("dynamodb"), app.SETTINGS.suppression_table)
         fake = InstantSes()
         stages = dataclasses.replace(app.stages(), sender=SesSender(fake))
         app.stages = lambda: stages

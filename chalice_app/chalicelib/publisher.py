@@ -3,7 +3,7 @@
 The handlers that change things only mark what changed, in one item of the ledger's
 table (``<namespace>#feedback#pending``): the inbox (the suppression export), SES's
 events (the feedback status, the jobs they were about). A scheduled run a minute
-apart (``app.on_minute``) writes what is marked:
+apart (``app.publish_status``) writes what is marked:
 
 - ``suppressions/export.json``, rebuilt from the suppression table;
 - ``status/feedback.json``: per-day counts of the last ``DAYS_SHOWN`` days and the
@@ -12,7 +12,7 @@ apart (``app.on_minute``) writes what is marked:
 
 So a burst of a thousand unsubscribes writes the export once, and it is never older
 than about a minute. The marks are cleared only if nothing marked meanwhile (the
-item's ``rev`` is unchanged); otherwise the next run writes again.
+item's ``mark_rev`` is unchanged); otherwise the next run writes again.
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ class Marks:
     def mark(self, export: bool = False, feedback: bool = False, jobs: Iterable[str] = ()
              ) -> None:
         """Note what the next run writes."""
-        sets = [name for name, on in (("export", export), ("feedback", feedback)) if on]
+        sets = [name for name, on in (("export_due", export), ("feedback_due", feedback)) if on]
         jobs = sorted(set(jobs))
-        expression = "ADD rev :one" + (", jobs :jobs" if jobs else "")
+        expression = "ADD mark_rev :one" + (", due_jobs :jobs" if jobs else "")
         if sets:
             expression += " SET " + ", ".join(f"{name} = :one" for name in sets)
         values: dict[str, Any] = {":one": {"N": "1"}}
@@ -100,15 +100,15 @@ class Marks:
                           ConsistentRead=True).get("Item")
         if not item:
             return None
-        return Pending(int(item["rev"]["N"]), "export" in item, "feedback" in item,
-                       tuple(item.get("jobs", {}).get("SS", ())))
+        return Pending(int(item["mark_rev"]["N"]), "export_due" in item, "feedback_due" in item,
+                       tuple(item.get("due_jobs", {}).get("SS", ())))
 
     def clear(self, seen: Pending) -> bool:
         """Clear the marks a run wrote, unless more came meanwhile."""
         try:
             self._call("update_item", TableName=self._table, Key=self._key("pending"),
-                       UpdateExpression="REMOVE export, feedback, jobs",
-                       ConditionExpression="rev = :rev",
+                       UpdateExpression="REMOVE export_due, feedback_due, due_jobs",
+                       ConditionExpression="mark_rev = :rev",
                        ExpressionAttributeValues={":rev": {"N": str(seen.rev)}})
         except ClientError:  # marked meanwhile: the next run writes again
             return False
@@ -125,7 +125,7 @@ class Marks:
         return found
 
 
-def rates(days: Iterable[Mapping[str, int]]) -> dict[str, float | None]:
+def rates(days: list[Mapping[str, int]]) -> dict[str, float | None]:
     """Bounce (permanent only, as SES counts it) and complaint rates over ``days``."""
     totals = {name: sum(day.get(name, 0) for day in days) for name in ("sent", "bounced",
                                                                       "complained")}
@@ -142,7 +142,7 @@ def feedback_document(marks: Marks, now: datetime) -> dict[str, Any]:
     return {"version": 1, "generated_at": rfc3339(now),
             "days": [{"date": d, **{n: counts.get(d, {}).get(n, 0) for n in DAY_COUNTS}}
                      for d in dates],
-            **rates(counts.get(d, {}) for d in dates[:RATE_DAYS])}
+            **rates([counts.get(d, {}) for d in dates[:RATE_DAYS]])}
 
 
 class Publisher:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from chalicelib import observe
+from chalicelib import observe, publisher
 from postbag.aws import exists
 from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.stack import Stack
@@ -35,8 +35,12 @@ from postbag.stack import Stack
 PERIOD = 300
 ALARMS = (
     "mails-failed", "failure-queue", "batches-waiting", "mail-late",
-    "work-dead-letters", "work-queue-age",
+    "work-dead-letters", "work-queue-age", "bounce-rate", "complaint-rate",
 )
+# The 7-day rates (percent) at which to page: half of what makes SES review an account
+# (10% bounces, 0.5% complaints), and the complaint rate a fifth of it, under Gmail's and
+# Yahoo's 0.3% for bulk senders.
+BOUNCE_RATE_ALARM, COMPLAINT_RATE_ALARM = 5.0, 0.1
 
 
 def alarm_definitions(
@@ -110,6 +114,30 @@ def alarm_definitions(
             Statistic="Maximum",
             Threshold=float(max_job_hours * 3600),  # seconds
         ),
+        *_rate_alarms(alarm),
+    ]
+
+
+def _rate_alarms(alarm: Any) -> list[dict[str, Any]]:
+    """The sender's 7-day bounce and complaint rates (chalicelib/publisher.py, published
+    once a minute while SES's events come), at or over their thresholds."""
+    return [
+        alarm(
+            what,
+            f"The 7-day {kind} rate reached {threshold}% (SES reviews the account at {review}): "
+            f"see status/feedback.json and `postbag suppression list`.",
+            Namespace=observe.NAMESPACE,
+            MetricName=metric,
+            Dimensions=[{"Name": "service", "Value": observe.SERVICE}],
+            Statistic="Maximum",
+            Threshold=threshold,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+        for what, kind, metric, threshold, review in (
+            ("bounce-rate", "bounce", publisher.BOUNCE_RATE, BOUNCE_RATE_ALARM, "10%"),
+            ("complaint-rate", "complaint", publisher.COMPLAINT_RATE, COMPLAINT_RATE_ALARM,
+             "0.5%"),
+        )
     ]
 
 

@@ -1,4 +1,6 @@
-"""The DynamoDB table behind the sender's exactly-once ledger."""
+"""The DynamoDB tables: the sender's exactly-once ledger, and the suppression list
+(``chalicelib/suppression.py``), which has the same key and its own table so that listing
+it is a Scan of suppressions alone."""
 
 from __future__ import annotations
 
@@ -13,8 +15,15 @@ from postbag.stack import Stack
 
 
 def ensure_ledger(ddb: Any, stack: Stack, report: Report) -> None:
+    ensure_table(ddb, stack, stack.ledger_table, report)
+
+
+def ensure_suppression_table(ddb: Any, stack: Stack, report: Report) -> None:
+    ensure_table(ddb, stack, stack.suppression_table, report)
+
+
+def ensure_table(ddb: Any, stack: Stack, name: str, report: Report) -> None:
     """On-demand table, TTL on; an existing table with another key is refused."""
-    name = stack.ledger_table
     try:
         table = ddb.describe_table(TableName=name)["Table"]
     except ClientError as exc:
@@ -55,11 +64,13 @@ def _ttl(ddb: Any, name: str) -> dict[str, Any]:
 
 
 def delete_ledger(ddb: Any, stack: Stack, report: Report) -> None:
-    try:
-        ddb.delete_table(TableName=stack.ledger_table)
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
-        report.add(f"DynamoDB table {stack.ledger_table}", ABSENT)
-        return
-    report.add(f"DynamoDB table {stack.ledger_table}", DELETED)
+    """The ledger's table and the suppression list's."""
+    for name in (stack.ledger_table, stack.suppression_table):
+        try:
+            ddb.delete_table(TableName=name)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            report.add(f"DynamoDB table {name}", ABSENT)
+            continue
+        report.add(f"DynamoDB table {name}", DELETED)

@@ -34,8 +34,12 @@ from postbag.report import ABSENT, CREATED, DELETED, UNCHANGED, Report
 from postbag.resources.alarms import topic_exists
 from postbag.stack import SES_EVENT_DESTINATION, Stack
 
-# The only event type the sender needs: SES accepted the mail.
-EVENT_TYPES = ["send"]
+# Send: SES accepted the mail (the ledger's evidence). The others feed the suppression
+# list and the feedback counts (chalicelib/feedback.py).
+EVENT_TYPES = ["send", "bounce", "complaint", "delivery", "reject", "renderingFailure"]
+# Open and click tracking: only when the operator turns it on (`postbag provision
+# --tracking`); SES then rewrites links and adds a pixel to every HTML mail.
+TRACKING_TYPES = ["open", "click"]
 KEPT = "kept"
 
 
@@ -89,11 +93,11 @@ def topic_policy(stack: Stack, configuration_set: str) -> dict[str, Any]:
     }
 
 
-def event_destination(stack: Stack) -> dict[str, Any]:
+def event_destination(stack: Stack, tracking: bool = False) -> dict[str, Any]:
     return {
         "Name": SES_EVENT_DESTINATION,
         "Enabled": True,
-        "MatchingEventTypes": EVENT_TYPES,
+        "MatchingEventTypes": EVENT_TYPES + (TRACKING_TYPES if tracking else []),
         "SNSDestination": {"TopicARN": stack.ses_events_topic_arn},
     }
 
@@ -134,7 +138,8 @@ def refuse_foreign_destination(stack: Stack, state: EventsState) -> None:
         )
 
 
-def ensure(sns: Any, ses: Any, stack: Stack, state: EventsState, report: Report) -> None:
+def ensure(sns: Any, ses: Any, stack: Stack, state: EventsState, report: Report,
+           tracking: bool = False) -> None:
     """The topic and its policy, then the set, then the destination (SES checks the topic)."""
     _ensure_topic(sns, stack, state.configuration_set, report)
     name = state.configuration_set
@@ -144,7 +149,7 @@ def ensure(sns: Any, ses: Any, stack: Stack, state: EventsState, report: Report)
         # SES v1 takes no tags here; the set is named after the stage instead.
         ses.create_configuration_set(ConfigurationSet={"Name": name})
         report.add(f"SES configuration set {name}", CREATED)
-    desired = event_destination(stack)
+    desired = event_destination(stack, tracking)
     ours = state.ours
     change = (
         ses.update_configuration_set_event_destination

@@ -185,6 +185,8 @@ def test_bucket_notifications_have_prefix_and_suffix(deployed):
         deployed.function: {"prefix": "queue/", "suffix": ".json"},
         f"postbag-{deployed.stage}-on_job_uploaded": {"prefix": "jobs/",
                                                       "suffix": "/manifest.json"},
+        f"postbag-{deployed.stage}-on_suppression_inbox": {"prefix": "suppressions/inbox/",
+                                                           "suffix": ".json"},
     }
 
 
@@ -240,6 +242,11 @@ def test_failed_invocations_go_to_the_failure_queue(deployed, handler):
 # -- SES's evidence: configuration set, events topic, event recorder ------------
 
 
+# Send for the ledger's evidence; the rest for the suppression list and the feedback counts.
+# Open and click only with --tracking, which the stage was not provisioned with.
+EVENT_TYPES = ["send", "bounce", "complaint", "delivery", "reject", "renderingFailure"]
+
+
 def test_configuration_set_publishes_send_events_to_the_stage_topic(deployed):
     described = deployed.client("ses").describe_configuration_set(
         ConfigurationSetName=deployed.configuration_set,
@@ -248,7 +255,7 @@ def test_configuration_set_publishes_send_events_to_the_stage_topic(deployed):
     assert described["EventDestinations"] == [{
         "Name": "postbag-ledger",
         "Enabled": True,
-        "MatchingEventTypes": ["send"],
+        "MatchingEventTypes": EVENT_TYPES,
         "SNSDestination": {"TopicARN": deployed.events_topic},
     }]
 
@@ -434,8 +441,19 @@ def test_alarms_watch_failures_the_queue_and_late_mail(deployed):
         "postbag-ci-work-queue-age": ("AWS/SQS", "ApproximateAgeOfOldestMessage", [
             {"Name": "QueueName", "Value": "postbag-ci-work"}
         ]),
+        "postbag-ci-bounce-rate": ("Postbag", "BounceRate7d", [
+            {"Name": "service", "Value": "postbag"}
+        ]),
+        "postbag-ci-complaint-rate": ("Postbag", "ComplaintRate7d", [
+            {"Name": "service", "Value": "postbag"}
+        ]),
     }
     thresholds = {a["AlarmName"]: a["Threshold"] for a in alarms}
+    # Before SES reviews the account (10% bounces, 0.5% complaints), at or over.
+    assert (thresholds["postbag-ci-bounce-rate"], thresholds["postbag-ci-complaint-rate"]) == (
+        5.0, 0.1)
+    assert {a["ComparisonOperator"] for a in alarms if a["AlarmName"].endswith("-rate")} == {
+        "GreaterThanOrEqualToThreshold"}
     assert thresholds["postbag-ci-batches-waiting"] == 15 * 60 * 1000  # ms
     assert thresholds["postbag-ci-mail-late"] == 15 * 60  # s
     assert thresholds["postbag-ci-work-queue-age"] == 6 * 3600  # s
@@ -680,7 +698,8 @@ def test_ses_events_default_to_the_stage_set_converge_and_go(aws, tmp_path):
         return json.loads(attributes["Policy"])
 
     wanted, wanted_policy = destinations(), topic_policy()
-    assert wanted == [{"Name": "postbag-ledger", "Enabled": True, "MatchingEventTypes": ["send"],
+    assert wanted == [{"Name": "postbag-ledger", "Enabled": True,
+                       "MatchingEventTypes": EVENT_TYPES,
                        "SNSDestination": {"TopicARN": d.events_topic}}]
     assert wanted_policy["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] == set_arn
 

@@ -38,7 +38,8 @@ Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
 def new_instances(app) -> None:
     """Forget the app's clients and stages, as a new Lambda instance starts without them."""
     for built in (app.ledger, app.stages, app.fanout_stages, app.work_queue,
-                  app.job_progress, app.splitter):
+                  app.job_progress, app.splitter, app.suppression_store, app.marks,
+                  app.feedback_stages):
         built.cache_clear()
 
 
@@ -309,14 +310,15 @@ def test_notify_then_redrive_job_puts_the_failed_recipients_back_on_the_work_que
     status = json.loads(capsys.readouterr().out)
     assert (status["state"], status["sent"], status["failed"]) == ("done", 1, 1)
     assert cli.main(["redrive", "--job", job_id, *region]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{job_id} redrive 1: 1 recipient(s)"]
+    assert capsys.readouterr().out.splitlines() == [f"{job_id} redrive 1: 1 recipient(s)",
+                                                    "re-driven: 1"]
     url = sqs.get_queue_url(QueueName=stack.work_queue)["QueueUrl"]
     [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert "bob@example.net" in message["Body"] and "ann@" not in message["Body"]
     assert s3.list_objects_v2(Bucket=stack.bucket, Prefix="failed/jobs/")["KeyCount"] == 0
     # Nothing failed is left: a second run queues nothing.
     assert cli.main(["redrive", "--job", job_id, *region]) == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "re-driven: 0\n"
 
 
 def test_redrive_job_without_a_work_queue_says_to_provision(app, capsys):
@@ -327,3 +329,66 @@ def test_redrive_job_without_a_work_queue_says_to_provision(app, capsys):
                      "--region", REGION])
     assert code == 1
     assert "no work queue postbag-other-work" in capsys.readouterr().err
+
+
+# -- the suppression list: the inbox, SES's feedback, the minute's publishing -----------
+
+
+def _invoke_s3(app, bucket: str, key: str, handler: str) -> None:
+    with Client(app.app) as client:
+        client.lambda_.invoke(handler, client.events.generate_s3_event(
+            bucket, urllib.parse.quote_plus(key)))
+
+
+def test_suppression_roles_allow_every_call_the_inbox_feedback_and_publisher_make(app, calls):
+    app, session = app
+    stack = stack_of(app)
+    settings = stage_settings(app)
+    s3 = session.client("s3")
+    change = {"version": 1, "action": "add", "scope": "list:new-posts",
+              "address": "zoe@example.net", "reason": "unsubscribe", "source": "site",
+              "site": "https://blog.example.org", "at": "2026-11-30T00:40:00Z"}
+    s3.put_object(Bucket=stack.bucket, Key="suppressions/inbox/u1.json",
+                  Body=json.dumps(change).encode())
+    s3.put_object(Bucket=stack.bucket, Key="suppressions/inbox/bad.json", Body=b"{}")
+    for key in ("suppressions/inbox/u1.json", "suppressions/inbox/bad.json"):
+        _invoke_s3(app, stack.bucket, key, "on_suppression_inbox")
+    inbox_calls = list(calls)
+    calls.clear()
+    bounce = {"eventType": "Bounce", "mail": {"timestamp": "2026-11-30T00:41:00Z",
+                                              "messageId": "m-1", "tags": {"postbag-job": ["j"]}},
+              "bounce": {"bounceType": "Permanent",
+                         "bouncedRecipients": [{"emailAddress": "gone@example.net"}]}}
+    with Client(app.app) as client:
+        client.lambda_.invoke("on_ses_event", client.events.generate_sns_event(
+            message=json.dumps(bounce)))
+        events_calls = list(calls)
+        calls.clear()
+        client.lambda_.invoke("publish_status", client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+    publish_calls = list(calls)
+    # What each did: the change applied and the bad document quarantined; the bounce
+    # suppressed; the export and the feedback status written.
+    assert {"s3:DeleteObject", "s3:CopyObject", "dynamodb:UpdateItem"} <= operations(inbox_calls)
+    assert "dynamodb:UpdateItem" in operations(events_calls)
+    written = {params["Key"] for service, op, params in publish_calls if op == "PutObject"}
+    assert {"suppressions/export.json", "status/feedback.json"} <= written
+    assert refused(inbox_calls, policies.inbox_policy(stack, settings), stack) == []
+    assert refused(events_calls, policies.events_policy(stack, settings), stack) == []
+    assert refused(publish_calls, policies.publisher_policy(stack, settings), stack) == []
+    # None of them could send mail or touch a batch.
+    for policy in (policies.inbox_policy(stack, settings),
+                   policies.publisher_policy(stack, settings)):
+        assert evaluate(policy, "ses:SendEmail", "*", {}) != ALLOW
+        assert evaluate(policy, "s3:GetObject", f"{stack.bucket_arn}/queue/b.json", {}) != ALLOW
+
+
+def test_the_senders_roles_allow_the_suppression_lookup_and_nothing_more(app):
+    app, _ = app
+    stack = stack_of(app)
+    table = stack.arn("dynamodb", f"table/{app.SETTINGS.suppression_table}")
+    for policy in (policies.lambda_policy(stack, stage_settings(app)),
+                   policies.fanout_policy(stack, stage_settings(app))):
+        assert evaluate(policy, "dynamodb:BatchGetItem", table, {}) == ALLOW
+        assert evaluate(policy, "dynamodb:UpdateItem", table, {}) != ALLOW
+        assert evaluate(policy, "dynamodb:Scan", table, {}) != ALLOW

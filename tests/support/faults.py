@@ -212,6 +212,9 @@ def _process_world(mails: int, body: Callable[[str, list[str]], int], scenario: 
         create_table(boto3.client("dynamodb", endpoint_url=aws.endpoint, region_name="us-east-1",
                                   aws_access_key_id="testing", aws_secret_access_key="testing"),
                      SETTINGS.ledger_table)
+        create_table(boto3.client("dynamodb", endpoint_url=aws.endpoint, region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing"),
+                     "postbag-suppression")  # the sender's default
         ids = mail_ids(mails)
         upload(s3, "queue/faults.json", batch_document("faults", ids))
         invocations = body(aws.endpoint, ids)

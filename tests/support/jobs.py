@@ -43,6 +43,7 @@ from chalicelib.retry import RetryPolicy
 from chalicelib.send import SesSender
 from chalicelib.split import Splitter
 from chalicelib.store import BatchStore
+from chalicelib.suppression import SuppressionStore
 from chalicelib.tally import Tally
 from chalicelib.workqueue import WorkQueue, decode
 
@@ -155,10 +156,12 @@ class JobWorld:
                  evidence_window: float = 0.0, quota_refresh: float = 60.0,
                  sender: SesSender | None = None,
                  faults: Callable[[str, Any], Any] = lambda service, client: client,
+                 suppression: str | None = None,
                  ) -> FanoutStages:
         """A fresh Lambda instance of the fan-out function (SES v1 and v2 both the fake,
         unless ``sender`` says otherwise); ``faults(service, client)`` may wrap its S3 and
-        DynamoDB clients."""
+        DynamoDB clients; ``suppression`` names the suppression table it checks (faults
+        wrap its client too)."""
         s3 = faults("s3", SerialClient(boto3.client("s3", region_name="us-east-1")))
         dynamodb = faults("dynamodb",
                           SerialClient(boto3.client("dynamodb", region_name="us-east-1")))
@@ -171,7 +174,8 @@ class JobWorld:
                                                              sleep=self.clock.sleep),
                                 workers=workers, clock=self.clock, sleep=self.clock.sleep)
         mail = Stages(self.settings, BatchStore(s3), sender or SesSender(self.ses, self.ses),
-                      dispatcher, Recorder(s3))
+                      dispatcher, Recorder(s3),
+                      suppression=SuppressionStore(dynamodb, suppression) if suppression else None)
         progress = JobProgress(dynamodb, self.settings.ledger_table,
                                self.settings.idempotency_namespace, s3)
         return FanoutStages(mail, self.queue, progress, Renderer(),

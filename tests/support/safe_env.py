@@ -43,5 +43,6 @@ def prepare_sender_aws(app) -> object:
     s3.create_bucket(Bucket=os.environ["POSTBAG_BUCKET"])
     boto3.client("ses").verify_domain_identity(Domain="example.org")
     create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
+    create_table(boto3.client("dynamodb"), app.SETTINGS.suppression_table)  # the same key
     app.stages.cache_clear()  # its clients must be made inside the mock
     return s3

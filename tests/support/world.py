@@ -25,6 +25,7 @@ from chalicelib.outcome import Recorder
 from chalicelib.pipeline import Stages, process_object
 from chalicelib.send import SesSender
 from chalicelib.store import BatchStore
+from chalicelib.suppression import SuppressionStore
 
 BUCKET = "postbag-test"
 SETTINGS = Settings(allowed_senders=("example.org",), idempotency_namespace="postbag-test")
@@ -53,12 +54,14 @@ class World:
                 ledger.record_sent(fresh)
 
     def instance(self, rate: float = 1000.0, workers: int = 8, attempts: int = 5,
-                 evidence_window: float = 0.0, dynamodb: Any = None) -> Stages:
+                 evidence_window: float = 0.0, dynamodb: Any = None,
+                 suppression: str | None = None) -> Stages:
         """A fresh Lambda instance: its own clients, ledger, limiter and pool.
 
         Abandoned claims are taken over at their expiry unless a test gives the
         ledger an evidence window; SES's Send events reach the ledger only when a
-        test publishes them (``publish_send_events``).
+        test publishes them (``publish_send_events``). ``suppression`` names the
+        suppression table it checks, through the same DynamoDB client.
         """
         s3 = SerialClient(boto3.client("s3", region_name="us-east-1"))
         ledger = Ledger.from_settings(
@@ -67,8 +70,10 @@ class World:
             evidence_window=evidence_window, clock=self.wall_clock,
         )
         dispatch = dispatcher(ledger, self.clock, rate=rate, workers=workers, attempts=attempts)
+        client = dynamodb or SerialClient(boto3.client("dynamodb"))
         return Stages(self.settings, BatchStore(s3), SesSender(self.ses), dispatch,
-                      Recorder(s3))
+                      Recorder(s3),
+                      suppression=SuppressionStore(client, suppression) if suppression else None)
 
     def invoke(self, stages: Stages, key: str, remaining_ms: Callable[[], int] | None = None):
         """One invocation for one object; True when it finished, False when Lambda must retry."""
