@@ -647,7 +647,8 @@ final class Postbag_Jobs {
 			}
 			$rows = $this->memory[ $id ];
 		}
-		$pages = 0;
+		$pages   = 0;
+		$checker = isset( $record['list'] ) ? $this->lists()->checker( $record['list'] ) : null;
 		while ( 'streaming' === $progress['status'] ) {
 			// At least a page each time, so continuations always progress; memory rows
 			// cannot be continued elsewhere: they are streamed to the end here.
@@ -661,7 +662,7 @@ final class Postbag_Jobs {
 			}
 			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
 			$next  = $progress; // Until it is saved, a fault leaves the job as it was.
-			$parts = $this->write( $id, $this->leave_out_suppressed( $record, $page['rows'], $next ), $next, isset( $record['meta']['list'] ) ? $record['meta']['list'] : null );
+			$parts = $this->write( $id, null === $checker ? $page['rows'] : self::leave_out_suppressed( $checker, $page['rows'], $next ), $next, isset( $record['meta']['list'] ) ? $record['meta']['list'] : null );
 
 			// The page's parts and the cursor past it, in one atomic write.
 			$next['parts']  = array_merge( $next['parts'], $parts );
@@ -739,34 +740,30 @@ final class Postbag_Jobs {
 	}
 
 	/**
-	 * A page without the recipients suppressed for every list or the job's:
-	 * one lookup for the page's addresses (Postbag_List_Unsubscribe::suppressed()).
+	 * A page without the recipients suppressed for every list or the job's
+	 * (Postbag_List_Unsubscribe::checker(): no query per recipient).
 	 *
-	 * @param array    $record   The job record.
+	 * @param callable $checker  The stream's check.
 	 * @param iterable $rows     The page.
 	 * @param array    $progress Its progress: `suppressed` is counted (saved by the caller).
 	 * @return iterable The rows to write.
 	 * @throws RuntimeException When the suppression list cannot be read: the job waits and retries.
 	 */
-	private function leave_out_suppressed( array $record, iterable $rows, array &$progress ): iterable {
-		$list = $record['list'] ?? null;
-		if ( null === $list ) {
-			return $rows; // A job queued before lists existed.
-		}
-		$rows      = is_array( $rows ) ? $rows : iterator_to_array( $rows, false );
-		$addresses = array();
-		foreach ( $rows as $row ) {
+	private static function leave_out_suppressed( callable $checker, iterable $rows, array &$progress ): iterable {
+		$rows   = is_array( $rows ) ? $rows : iterator_to_array( $rows, false );
+		$hashes = array();
+		foreach ( $rows as $n => $row ) {
 			if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) ) {
-				$addresses[] = $row['email'];
+				$hashes[ $n ] = Postbag_Suppressions::hash( $row['email'] );
 			}
 		}
-		$suppressed = $this->lists()->suppressed( $list, $addresses );
+		$suppressed = $checker( $hashes );
 		if ( ! $suppressed ) {
 			return $rows;
 		}
 		$kept = array();
-		foreach ( $rows as $row ) {
-			if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) && isset( $suppressed[ Postbag_Suppressions::hash( $row['email'] ) ] ) ) {
+		foreach ( $rows as $n => $row ) {
+			if ( isset( $hashes[ $n ], $suppressed[ $hashes[ $n ] ] ) ) {
 				$progress['suppressed'] = (int) ( $progress['suppressed'] ?? 0 ) + 1;
 				continue;
 			}

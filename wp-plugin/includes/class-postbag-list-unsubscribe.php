@@ -83,6 +83,44 @@ final class Postbag_List_Unsubscribe {
 	 * @throws RuntimeException When the list cannot be read.
 	 */
 	public function suppressed( string $list, array $addresses ): array {
-		return $this->table->suppressed( array_map( array( 'Postbag_Suppressions', 'hash' ), $addresses ), array( Postbag_Suppressions::ALL, Postbag_Suppressions::scope( $list ) ) );
+		return $this->table->suppressed( array_map( array( 'Postbag_Suppressions', 'hash' ), $addresses ), self::scopes( $list ) );
+	}
+
+	/**
+	 * A check for many pages of one list, as a job's stream makes them: the
+	 * whole list loaded once on first use when it is small enough
+	 * (Postbag_Suppressions::SET_MAX), else suppressed() per page. Made per
+	 * stream, so a later one sees changes made meanwhile.
+	 *
+	 * @param string $list List name.
+	 * @return callable(string[]): array<string, true> Address hashes => each suppressed one => true.
+	 */
+	public function checker( string $list ): callable {
+		$set = false; // Not loaded yet; null: too large to load.
+		return function ( array $hashes ) use ( $list, &$set ): array {
+			if ( false === $set ) {
+				$set = $this->table->suppressed_set( self::scopes( $list ) );
+			}
+			if ( null === $set ) {
+				return $this->table->suppressed( $hashes, self::scopes( $list ) );
+			}
+			$found = array();
+			if ( $set ) {
+				foreach ( $hashes as $hash ) {
+					if ( isset( $set[ hex2bin( $hash ) ] ) ) {
+						$found[ $hash ] = true;
+					}
+				}
+			}
+			return $found;
+		};
+	}
+
+	/**
+	 * @param string $list List name.
+	 * @return string[] `all` and the list's scope.
+	 */
+	private static function scopes( string $list ): array {
+		return array( Postbag_Suppressions::ALL, Postbag_Suppressions::scope( $list ) );
 	}
 }

@@ -35,8 +35,22 @@ final class Postbag_Suppressions {
 	const ORIGIN_SITE   = 'site';
 	const ORIGIN_SENDER = 'sender';
 
-	/** Hashes per query when checking a page of recipients (MariaDB takes far more; the packet stays small). */
-	const LOOKUP_CHUNK = 1000;
+	/**
+	 * Hashes per query when checking a page of recipients. Measured on
+	 * MariaDB 10.11 with 50,000 entries: 200 hashes take ~2-3 ms, 400 ~24 ms
+	 * and 999 ~57 ms (past eq_range_index_dive_limit, 200, the optimizer stops
+	 * diving per range), and 1,000 or more become a table value constructor
+	 * subquery (in_predicate_conversion_threshold) at ~100 ms.
+	 */
+	const LOOKUP_CHUNK = 200;
+
+	/**
+	 * Most entries loaded whole into memory for a job's stream (~90 bytes
+	 * each as binary keys: 4.5 MB at most). Measured at 100,000 users, one
+	 * load of 50,000 entries costs a fraction of the 500 lookups it replaces;
+	 * a larger list is looked up a page at a time instead.
+	 */
+	const SET_MAX = 50000;
 
 	/** @var bool The table is known to exist in this process. */
 	private $ready = false;
@@ -82,11 +96,12 @@ final class Postbag_Suppressions {
 		global $wpdb;
 		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 		$table = self::table();
-		// dbDelta's format: two spaces after PRIMARY KEY, one field per line.
+		// dbDelta's format: two spaces after PRIMARY KEY, one field per line. Hashes and scopes
+		// are ASCII: compared byte by byte, not by the site's Unicode collation.
 		dbDelta(
 			"CREATE TABLE $table (
-address_hash char(64) NOT NULL,
-scope varchar(70) NOT NULL,
+address_hash char(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+scope varchar(70) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
 address varchar(254) NOT NULL DEFAULT '',
 reason varchar(32) NOT NULL,
 source varchar(32) NOT NULL,
@@ -196,6 +211,36 @@ KEY address (address(191))
 			}
 		}
 		return $found;
+	}
+
+	/**
+	 * Every hash suppressed in these scopes, as 32-byte binary keys, when
+	 * there are at most SET_MAX of them (one query each for the count and
+	 * the hashes); null for a larger list.
+	 *
+	 * @param string[] $scopes Scopes.
+	 * @return array<string, true>|null Binary hash => true.
+	 * @throws RuntimeException When the database answers with an error.
+	 */
+	public function suppressed_set( array $scopes ): ?array {
+		global $wpdb;
+		$this->ensure();
+		$table = self::table();
+		$in    = implode( ',', array_fill( 0, count( $scopes ), '%s' ) );
+		// phpcs:disable WordPress.DB.PreparedSQL -- placeholders only, the table name is fixed.
+		$count = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM $table WHERE scope IN ($in)", $scopes ) );
+		if ( $count > self::SET_MAX || '' !== $wpdb->last_error ) {
+			if ( '' !== $wpdb->last_error ) {
+				throw new RuntimeException( sprintf( 'Reading the suppression list failed: %s', $wpdb->last_error ) );
+			}
+			return null;
+		}
+		$hashes = $count ? $wpdb->get_col( $wpdb->prepare( "SELECT UNHEX(address_hash) FROM $table WHERE scope IN ($in)", $scopes ) ) : array();
+		// phpcs:enable
+		if ( '' !== $wpdb->last_error ) {
+			throw new RuntimeException( sprintf( 'Reading the suppression list failed: %s', $wpdb->last_error ) );
+		}
+		return array_fill_keys( $hashes, true );
 	}
 
 	/**
