@@ -77,6 +77,8 @@ final class Postbag_Alerts {
 		add_action( 'admin_notices', array( $this, 'render_notice' ) );
 		add_action( 'network_admin_notices', array( $this, 'render_notice' ) );
 		add_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		// A site updated without reactivating gets its events on the next admin page (cron is autoloaded: cheap).
+		add_action( 'admin_init', array( __CLASS__, 'schedule' ) );
 	}
 
 	public function remove(): void {
@@ -86,6 +88,7 @@ final class Postbag_Alerts {
 		remove_action( 'admin_notices', array( $this, 'render_notice' ) );
 		remove_action( 'network_admin_notices', array( $this, 'render_notice' ) );
 		remove_action( 'admin_post_' . self::DISMISS_ACTION, array( $this, 'dismiss_request' ) );
+		remove_action( 'admin_init', array( __CLASS__, 'schedule' ) );
 	}
 
 	/** Activation: the hourly check and the weekly summary. */

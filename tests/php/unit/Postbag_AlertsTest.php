@@ -219,6 +219,17 @@ final class Postbag_AlertsTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), self::alert_mails() );
 	}
 
+	public function test_an_admin_page_schedules_the_checks_a_site_updated_without_reactivation_lacks(): void {
+		Postbag_Alerts::unschedule();
+
+		$this->assertNotFalse( has_action( 'admin_init', array( Postbag_Alerts::class, 'schedule' ) ) );
+		Postbag_Alerts::schedule(); // What admin_init runs (all of it would also check WordPress.org for updates).
+
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Alerts::CHECK_HOOK ) );
+		$this->assertNotFalse( wp_next_scheduled( Postbag_Alerts::WEEKLY_HOOK ) );
+		$this->assertSame( 'weekly', wp_get_schedule( Postbag_Alerts::WEEKLY_HOOK ) );
+	}
+
 	public function test_the_weekly_summary_is_on_by_default_and_reads_the_email_log(): void {
 		$this->assertTrue( $this->plugin->alerts()->weekly_summary() );
 		$this->assertMatchesRegularExpression( '/queued:\s+\d+/', self::alert_mails()[0]['body'] );
