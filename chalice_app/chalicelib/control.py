@@ -70,7 +70,7 @@ class Control:
             return self._cancel(request)
         try:
             data, _ = self.store.read_batch(bucket, key)
-            when = parse_reschedule(data, key, self.book.now())
+            when, requested_at = parse_reschedule(data, key, self.book.now())
         except BatchGone:
             return "gone"
         except BatchFormatError as exc:
@@ -78,11 +78,15 @@ class Control:
             logger.error("reschedule request quarantined", extra={"to": target,
                                                                   "error": str(exc)})
             return "quarantined"
-        held = self.book.reschedule(request.kind, request.ident, when)
+        held = self.book.reschedule(request.kind, request.ident, when, requested_at)
         if held is None:
             logger.warning("reschedule too late: not held (released, cancelled or unknown)",
                            extra={"item": f"{request.kind}/{request.ident}"})
             return "too late"
+        if held.when.document() != when.document():
+            logger.warning("reschedule superseded by one asked later",
+                           extra={"item": f"{request.kind}/{request.ident}"})
+            return "superseded"
         if held.kind == JOB:
             self._rescheduled(held)
         logger.info("rescheduled", extra={"item": f"{request.kind}/{request.ident}",

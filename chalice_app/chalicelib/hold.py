@@ -100,6 +100,7 @@ class Held:
     version: int
     when: When
     lease_until: float = 0.0
+    requested_at: str = ""  # the last reschedule applied: its requested_at (iso)
 
     @property
     def marker(self) -> str:
@@ -144,7 +145,8 @@ class HoldBook:
                     from_iso(item["due_at"]["S"]), State(item["held_state"]["S"]),
                     int(item["held_rev"]["N"]),
                     When.from_document(json.loads(item["held_when"]["S"])),
-                    float(item.get("lease_until", {}).get("N", "0")))
+                    float(item.get("lease_until", {}).get("N", "0")),
+                    item.get("held_asked", {}).get("S", ""))
 
     def _transition(self, held: Held, to: State, extra: str = "",
                     values: dict[str, Any] | None = None) -> bool:
@@ -288,21 +290,27 @@ class HoldBook:
         self._delete_marker(held.marker)
         return held
 
-    def reschedule(self, kind: str, ident: str, when: When) -> Held | None:
+    def reschedule(self, kind: str, ident: str, when: When, requested_at: datetime
+                   ) -> Held | None:
         """Move a held item to ``when`` (earlier or later; a time past: the next drainer run);
-        ``None`` when it is not held any more (released, cancelled) or unknown."""
+        ``None`` when it is not held any more (released, cancelled) or unknown. A request
+        asked before the last one applied changes nothing (the held item as it is)."""
         held = self.get(kind, ident)
         if held is None or held.state is not State.HELD:
             return None
+        asked = iso(requested_at)
+        if held.requested_at and asked <= held.requested_at:
+            return held
         due = max(when.due or self.now(), self.now()).replace(microsecond=0)
         marker = marker_key(due, kind, ident)
         self._put_marker(marker)
-        moved = self._transition(held, State.HELD, ", due_at = :due, held_when = :when", {
-            ":due": {"S": iso(due)}, ":when": {"S": _encode(when)}})
+        moved = self._transition(
+            held, State.HELD, ", due_at = :due, held_when = :when, held_asked = :asked",
+            {":due": {"S": iso(due)}, ":when": {"S": _encode(when)}, ":asked": {"S": asked}})
         if not moved:
             # A claim, cancel or reschedule came first: the new marker is stale, removed
             # by the drainer if this attempt does not succeed.
-            return self.reschedule(kind, ident, when)
+            return self.reschedule(kind, ident, when, requested_at)
         if marker != held.marker:
             self._delete_marker(held.marker)
         return self.get(kind, ident)

@@ -115,16 +115,18 @@ def parse_when(doc: Document, label: str, now: datetime) -> When:
         label, now)
 
 
-def parse_reschedule(data: bytes, key: str, now: datetime) -> When:
-    """A reschedule request's bytes (``schedule-v1.schema.json``) as the new ``When``."""
+def parse_reschedule(data: bytes, key: str, now: datetime) -> tuple[When, datetime]:
+    """A reschedule request's bytes (``schedule-v1.schema.json``): the new ``When``, and
+    when it was asked for (of two requests, the later asked wins, whatever their order
+    of arrival)."""
     doc = load_object(decode_batch(data, key), key)
     try:
         _validate_reschedule(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         field = v1.schema_field(exc, whole="(request)")
         raise BatchFormatError(field, key, exc.message.removeprefix("data.")) from exc
-    v1.parse_time(doc["requested_at"], key, "requested_at")
-    return parse_when(doc, key, now)
+    requested = v1.parse_time(doc["requested_at"], key, "requested_at").astimezone(UTC)
+    return parse_when(doc, key, now), requested
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,9 @@ class Scene:
         return self.world.receipt(batch_id)["counts"]
 
 
-def reschedule(send_at: str | None) -> dict:
+def reschedule(send_at: str | None, requested_at: str = "2026-12-01T07:00:00Z") -> dict:
     return {"version": 1, "send_at": send_at, "send_between": None,
-            "requested_at": "2026-12-01T07:00:00Z"}
+            "requested_at": requested_at}
 
 
 @pytest.fixture
@@ -340,3 +340,16 @@ def test_a_stale_marker_left_by_an_interrupted_reschedule_is_removed(scene):
     assert scene.drainer().run().skipped == 1
     assert scene.markers() == ["held/2026-12-01T08:00:00Z/batch/b1"]
     assert scene.ses.subjects() == []
+
+
+def test_of_two_reschedules_the_one_asked_later_wins_whatever_their_order(scene):
+    scene.upload("b1", ["m1"], DUE)
+    key = "control/batches/b1/schedule.json"
+    assert scene.request(key, reschedule("2026-12-01T10:00:00Z", "2026-12-01T07:05:00Z")) \
+        == "rescheduled"
+    # Asked at 07:01, its event came after the 07:05 one's.
+    assert scene.request(key, reschedule("2026-12-01T09:00:00Z", "2026-12-01T07:01:00Z")) \
+        == "superseded"
+    assert scene.request(key, reschedule("2026-12-01T10:00:00Z", "2026-12-01T07:05:00Z")) \
+        == "rescheduled", "a replayed request changes nothing"
+    assert scene.markers() == ["held/2026-12-01T10:00:00Z/batch/b1"]
