@@ -746,3 +746,33 @@ def test_committed_stages_are_deployable(stage):
     # Every mail goes through the stage's set, whose Send events reach on_ses_event.
     assert env["POSTBAG_DEFAULT_CONFIGURATION_SET"] == stack.configuration_set
     assert env["POSTBAG_SES_EVENTS_TOPIC"] == stack.ses_events_topic
+
+
+@pytest.mark.parametrize(
+    "action,key",
+    [
+        ("s3:PutObject", "suppressions/inbox/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d.json"),
+        ("s3:GetObject", "suppressions/export.json"),
+    ],
+    ids=["unsubscribe-or-manual-change", "read-the-export"],
+)
+def test_wordpress_may_drop_suppression_changes_and_read_the_export(action, key):
+    assert ask(WP, action, OBJ + key) == ALLOW
+    assert ask(WP_KMS, action, OBJ + key) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:GetObject", OBJ + "suppressions/inbox/u1.json"),
+        ("s3:DeleteObject", OBJ + "suppressions/inbox/u1.json"),
+        ("s3:PutObject", OBJ + "suppressions/export.json"),
+        ("s3:PutObject", OBJ + "suppressions/other/u1.json"),
+        ("s3:GetObject", OBJ + "suppressions/export.json.bak"),
+        ("s3:PutObject", "arn:aws:s3:::site-mail-other/suppressions/inbox/u1.json"),
+    ],
+    ids=["read-an-inbox-change", "delete-an-inbox-change", "forge-the-export", "other-prefix",
+         "lookalike-export", "other-bucket"],
+)
+def test_wordpress_may_do_nothing_else_with_suppressions(action, resource):
+    assert ask(WP, action, resource) != ALLOW
