@@ -200,6 +200,30 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
 	}
 
+	public function test_a_large_list_is_looked_up_in_chunks_and_a_stream_sees_the_same(): void {
+		$table   = new Postbag_Suppressions();
+		$hashes  = array();
+		$scopes  = array( Postbag_Suppressions::ALL, 'list:new-posts' );
+		$entries = array( 0 => 'all', Postbag_Suppressions::LOOKUP_CHUNK => 'list:new-posts', 2 * Postbag_Suppressions::LOOKUP_CHUNK + 9 => 'list:weekly' );
+		for ( $n = 0; $n < 2 * Postbag_Suppressions::LOOKUP_CHUNK + 10; $n++ ) {
+			$hashes[ $n ] = Postbag_Suppressions::hash( "r$n@example.net" );
+			if ( isset( $entries[ $n ] ) ) {
+				$table->add( "r$n@example.net", $entries[ $n ], 'manual', 'site', $this->now );
+			}
+		}
+		$expected = array(
+			$hashes[0]                                  => true,
+			$hashes[ Postbag_Suppressions::LOOKUP_CHUNK ] => true,
+		);
+		$this->assertSame( $expected, $table->suppressed( $hashes, $scopes ), 'three chunks, the other list\'s entry not found' );
+		$this->assertSame( $expected, ( $this->plugin->lists()->checker( 'new-posts' ) )( $hashes ), 'the loaded set answers the same' );
+		$set = $table->suppressed_set( $scopes );
+		ksort( $set );
+		$want = array_fill_keys( array_map( 'hex2bin', array_keys( $expected ) ), true );
+		ksort( $want );
+		$this->assertSame( $want, $set, 'binary keys' );
+	}
+
 	public function test_a_job_without_a_list_gets_the_default_one(): void {
 		add_filter(
 			'rest_url',
