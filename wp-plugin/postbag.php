@@ -40,7 +40,8 @@ Postbag_Plugin::instance()->init();
  *                    or text: the site's time zone unless it names an offset; past: now; at most 90 days
  *                    ahead), `send_between` (array( $start, $end ), the same kinds of time: the sender spreads
  *                    the job evenly over the window; not with send_at). The job is uploaded at once either
- *                    way; the sender holds it until its time.
+ *                    way; the sender holds it until its time. `list` defaults to 'notifications': every
+ *                    recipient gets a signed one-click unsubscribe link, and suppressed ones are left out.
  * @return string|WP_Error The job id, or an error whose data's `field` names the bad argument.
  */
 function postbag_notify( array $args ) {
@@ -52,7 +53,7 @@ function postbag_notify( array $args ) {
  * plugin's own view (`source` 'spool'): `state` 'streaming' (its recipients
  * are being read), 'uploading', 'waiting' (an upload or its source failed:
  * retried at `next_attempt_at`, `last_error` says why) or 'failed' (never
- * sent), with `rows`, `dropped`, `parts`, `parts_uploaded`, `attempts`. Once
+ * sent), with `rows`, `dropped`, `suppressed`, `parts`, `parts_uploaded`, `attempts`. Once
  * its manifest is in the bucket, the sender's `jobs/<job_id>/status.json`
  * (`source` 'sender'; `state` 'queued', 'sending', 'done' or 'cancelled', with
  * the counts of docs/job-format.md), or `state` 'uploaded' while the sender
