@@ -147,14 +147,16 @@ class Splitter:
         if job is None:
             return True
         logger.append_keys(job_id=job.job_id)
-        if self.progress.cancelled(bucket, job.job_id):
+        cancelled = self.progress.cancelled(bucket, job.job_id)
+        window = held.when.window
+        if cancelled and (window is None or self.progress.started(job.job_id) is None):
             self.progress.begin(bucket, job, 0, cancelled=True)
             logger.info("held job cancelled: nothing enqueued")
             return True
-        if held.when.window is None:
+        if window is None:
             self._enqueue(bucket, key, job)
             return True
-        return self._paced(bucket, key, job, held.when.window)
+        return self._paced(bucket, key, job, window, cancelled)
 
     def rescheduled(self, held: Held) -> None:
         """A held job moved: its status shows the new times."""
@@ -180,8 +182,11 @@ class Splitter:
                            extra=plan.document())
         return plan
 
-    def _paced(self, bucket: str, key: str, job: NotifyJob, window: Window) -> bool:
-        """Enqueue the chunks of a windowed job due by now, planned once (when it began)."""
+    def _paced(self, bucket: str, key: str, job: NotifyJob, window: Window,
+               cancelled: bool = False) -> bool:
+        """Enqueue the chunks of a windowed job due by now, planned once (when it began).
+        Cancelled under way: the rest at once, which the fan-out counts cancelled (its
+        cancel check) so that the job's status ends, sending nothing."""
         started = self.progress.started(job.job_id)
         if started and "schedule" in started:
             plan = WindowPlan.from_document(json.loads(started["schedule"])["window"])
@@ -191,7 +196,7 @@ class Splitter:
         items = self._items(bucket, key, job, plan.chunk_rows)
         done = self.progress.begin(bucket, job, len(items), schedule=self._schedule(job, when,
                                                                                    plan))
-        upto = plan.due_chunks(self._now())
+        upto = len(items) if cancelled else plan.due_chunks(self._now())
         self._send_items(job, items, done, upto)
         return upto >= len(items)
 

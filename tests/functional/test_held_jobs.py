@@ -167,3 +167,20 @@ def test_a_window_beyond_the_quota_left_says_so(moto):
     assert status["window"]["fits"] is False, "told at upload, before the window opens"
     assert status["send_between"] == {"start": "2026-12-01T08:00:00Z",
                                       "end": "2026-12-01T09:00:00Z"}
+
+
+def test_a_window_cancelled_under_way_queues_the_rest_for_the_fanout_to_count_cancelled(jobs):
+    key = upload_job(jobs.s3, [1000], send_between={"start": "2026-12-01T08:00:00Z",
+                                                    "end": "2026-12-01T08:10:00Z"})
+    jobs.splitter.split(BUCKET, key)
+    for minute in (60, 61, 62):
+        jobs.clock.now = START + minute * MINUTE
+        jobs.drain()
+    assert jobs.queued_rows() == 300, "three minutes' share"
+    jobs.s3.put_object(Bucket=BUCKET, Key=cancel_key("job-1"), Body=b"")
+    jobs.clock.now = START + 63 * MINUTE
+    assert jobs.drain().released == ["job/job-1"]
+    items = received(jobs.aws)
+    assert sum(item.end - item.start for item in items) == 700, \
+        "the rest at once: the fan-out finds the cancel and counts them"
+    assert jobs.book.get(JOB, "job-1").state.value == "released"
