@@ -28,7 +28,7 @@ from typing import Any
 
 import boto3
 
-from standin import demo_schedule
+from standin import demo_schedule, demo_suppression
 from standin.aws import LocalAws
 from standin.job_run import JobRun, run_job, write_spec
 from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
@@ -190,6 +190,7 @@ def main() -> int:
         delivered = _report(aws.endpoint, ROOT / "outbox")
         job_ok = _job(aws, s3, app, events)
         job_ok = demo_schedule.run(aws, s3, app, events) and job_ok
+        job_ok = demo_suppression.run(aws, s3, app, events) and job_ok
     return 0 if delivered and job_ok else 1
 
 

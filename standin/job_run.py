@@ -47,10 +47,13 @@ def address(number: int) -> str:
 
 
 def recipients(count: int, seed: int = 42) -> list[dict[str, Any]]:
-    """``count`` distinct recipients, each with a name and some followers of their own."""
+    """``count`` distinct recipients, each with a name and some followers of their own, and
+    the one-click unsubscribe URL the site computes for a job that names a list (META's)."""
     pick = random.Random(seed)
     return [{"email": address(i), "name": f"Reader {i}", "user_id": i + 1,
-             "vars": {"new_followers": pick.sample(FOLLOWERS, pick.randint(0, 3))}}
+             "vars": {"new_followers": pick.sample(FOLLOWERS, pick.randint(0, 3))},
+             "unsubscribe_url": f"https://blog.example.org/wp-json/postbag/v1/unsubscribe"
+                                f"?list=new-posts&t=demo{i:06d}"}
             for i in range(count)]
 
 

@@ -17,6 +17,13 @@
   as SNS notifications. What each mail said (To, Subject, text part) is at
   ``GET /_standin/ses-mails?after=N``: moto keeps only the HTML of a mail
   that has both.
+- **SES's feedback.** After each Send event the tap keeps what SES's mailbox
+  simulator would bring back for each recipient, as moto's own v1 notifications
+  decide it: a Permanent ``Bounce`` when the address contains ``bounce``, a
+  ``Complaint`` (after its ``Delivery``) when it contains ``complaint``, a
+  ``Delivery`` otherwise; with the mail's tags, so ``on_ses_event`` suppresses
+  and counts them as it does SES's. Not with ``--answer-ses-sends`` (below),
+  whose benchmarks count Send events alone.
 - **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
   moto takes it, each in its own thread, so that concurrent senders wait
   side by side as they do on SES, not in turn.
@@ -67,6 +74,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
+from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
@@ -153,6 +161,26 @@ def send_event(message_id: str, send: Send, when: float) -> dict[str, Any]:
                      "source": send.source, "destination": send.destinations,
                      "tags": send.tags, "commonHeaders": {"subject": send.subject}},
             "send": {}}
+
+
+def feedback_events(message_id: str, send: Send, when: float) -> list[dict[str, Any]]:
+    """What SES's mailbox simulator brings back after a Send, recipient by recipient."""
+    mail = {"messageId": message_id, "timestamp": _stamp(when), "source": send.source,
+            "destination": send.destinations, "tags": send.tags}
+    events: list[dict[str, Any]] = []
+    for destination in send.destinations:
+        address = parseaddr(destination)[1]
+        if "bounce" in address.lower():
+            events.append({"eventType": "Bounce", "mail": mail, "bounce": {
+                "bounceType": "Permanent", "bounceSubType": "General", "timestamp": _stamp(when),
+                "bouncedRecipients": [{"emailAddress": address}]}})
+            continue
+        events.append({"eventType": "Delivery", "mail": mail, "delivery": {
+            "timestamp": _stamp(when), "recipients": [address]}})
+        if "complaint" in address.lower():
+            events.append({"eventType": "Complaint", "mail": mail, "complaint": {
+                "timestamp": _stamp(when), "complainedRecipients": [{"emailAddress": address}]}})
+    return events
 
 
 def sent_mail(message_id: str, send: Send, arrived: float, answered: float) -> dict[str, Any]:
@@ -244,6 +272,8 @@ class SesEventTap:
             return
         with self._lock:
             self.events.append(send_event(message_id, send, arrived))
+            if not self.answer_sends:  # the benchmarks' fake SES: Send events alone
+                self.events += feedback_events(message_id, send, arrived)
             self.mails.append(sent_mail(message_id, send, arrived, answered))
 
 

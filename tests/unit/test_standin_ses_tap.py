@@ -74,6 +74,11 @@ def kept(tap: SesEventTap, path: str) -> list[dict]:
     return json.loads(b"".join(tap(environ, lambda *_: None)))
 
 
+def sends(tap: SesEventTap) -> list[dict]:
+    """The Send events kept (each followed by its recipients' feedback events)."""
+    return [e for e in kept(tap, EVENTS_PATH) if e["eventType"] == "Send"]
+
+
 @pytest.mark.parametrize(("request_", "subject", "destination", "digest", "text"), [
     (V1_SIMPLE, "Hello Ana", ["bo@example.net", "ana@example.net"], "d1", "Hi Ana,\nnews."),
     (V1_RAW, "Raw hello", ["zoe@example.net", "extra@example.net"], "d2", "Raw text body\n"),
@@ -83,7 +88,7 @@ def kept(tap: SesEventTap, path: str) -> list[dict]:
 def test_each_accepted_send_gets_its_send_event(request_, subject, destination, digest, text):
     tap = SesEventTap(FakeSes())
     post(tap, *request_)
-    (event,) = kept(tap, EVENTS_PATH)
+    (event,) = sends(tap)
     assert event["eventType"] == "Send" and event["mail"]["messageId"] == "m-1"
     assert event["mail"]["commonHeaders"]["subject"] == subject
     assert event["mail"]["destination"] == destination
@@ -118,7 +123,7 @@ def test_ses_latency_is_waited_side_by_side():
         thread.join()
     elapsed = time.monotonic() - started
     assert 0.2 <= elapsed < 1.0, elapsed  # in turn, 20 sends would take 4 s
-    assert len(kept(tap, EVENTS_PATH)) == 20
+    assert len(sends(tap)) == 20
 
 
 def test_a_send_is_stamped_when_it_arrives_not_when_answered():
@@ -126,7 +131,7 @@ def test_a_send_is_stamped_when_it_arrives_not_when_answered():
     before = time.time()
     post(tap, *V2_SIMPLE)
     (mail,) = kept(tap, MAILS_PATH)
-    (event,) = kept(tap, EVENTS_PATH)
+    (event,) = sends(tap)
     assert before <= mail["arrived"] < before + 0.1
     assert mail["answered"] >= mail["arrived"] + 0.2
     assert event["mail"]["timestamp"] == mail["timestamp"]
@@ -150,3 +155,30 @@ def test_a_tap_answering_sends_is_ses_itself(request_):
         assert answer.startswith(f"<{action}Response".encode())
     post(tap, *request_)
     assert len({e["mail"]["messageId"] for e in kept(tap, EVENTS_PATH)}) == 2
+
+
+def test_each_recipient_gets_what_the_mailbox_simulator_brings_back():
+    """Delivered, bounced (Permanent) or delivered then complained about, by the address,
+    as moto decides for its own notifications; each event with the mail's tags."""
+    tap = SesEventTap(FakeSes())
+    post(tap, SESV2_SEND_PATH, json.dumps({
+        "FromEmailAddress": "news@example.org",
+        "Destination": {"ToAddresses": ["ok@example.net", "Bo <bounce+1@example.net>",
+                                        "complaint@example.net"]},
+        "Content": {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}},
+        "EmailTags": [{"Name": "postbag-job", "Value": "j1"}],
+    }).encode())
+    events = kept(tap, EVENTS_PATH)
+    assert [e["eventType"] for e in events] == ["Send", "Delivery", "Bounce", "Delivery",
+                                                "Complaint"]
+    assert all(e["mail"]["tags"] == {"postbag-job": ["j1"]} for e in events)
+    assert events[2]["bounce"]["bounceType"] == "Permanent"
+    assert events[2]["bounce"]["bouncedRecipients"] == [{"emailAddress": "bounce+1@example.net"}]
+    assert events[4]["complaint"]["complainedRecipients"] == [
+        {"emailAddress": "complaint@example.net"}]
+
+
+def test_a_tap_answering_sends_keeps_send_events_alone():
+    tap = SesEventTap(FakeSes(), answer_sends=True)
+    post(tap, *V2_SIMPLE)
+    assert [e["eventType"] for e in kept(tap, EVENTS_PATH)] == ["Send"]
