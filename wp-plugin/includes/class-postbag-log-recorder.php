@@ -84,6 +84,7 @@ final class Postbag_Log_Recorder {
 	 */
 	public function mail_queued( string $mail_id, array $recipients, string $subject ): void {
 		$this->pending[ $mail_id ] = array(
+			'blog_id'    => get_current_blog_id(), // Rows are written later, perhaps after a switch_to_blog().
 			'mail_id'    => $mail_id,
 			'recipients' => $recipients,
 			'subject'    => $subject,

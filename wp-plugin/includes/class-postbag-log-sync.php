@@ -73,13 +73,18 @@ final class Postbag_Log_Sync {
 	/** @var callable(): int */
 	private $clock;
 
+	/** @var int Receipts read per run. */
+	private $max_receipts;
+
 	/**
 	 * @param Postbag_Mail_Log       $log      The log.
 	 * @param Postbag_Batch_Uploader $uploader Reads objects (signed GET).
 	 * @param Postbag_Jobs           $jobs     Job status (spool or `status.json`).
 	 * @param callable(): int        $clock    Unix time.
+	 * @param int                    $max_receipts Receipts read per run.
 	 */
-	public function __construct( Postbag_Mail_Log $log, Postbag_Batch_Uploader $uploader, Postbag_Jobs $jobs, callable $clock ) {
+	public function __construct( Postbag_Mail_Log $log, Postbag_Batch_Uploader $uploader, Postbag_Jobs $jobs, callable $clock, int $max_receipts = self::MAX_RECEIPTS ) {
+		$this->max_receipts = $max_receipts;
 		$this->log      = $log;
 		$this->uploader = $uploader;
 		$this->jobs     = $jobs;
@@ -150,20 +155,22 @@ final class Postbag_Log_Sync {
 	 */
 	private function sync_mails( array &$summary ): void {
 		$by_key = array();
-		foreach ( $this->log->unsettled( 'mail', self::MAX_RECEIPTS * 25 ) as $row ) {
+		foreach ( $this->log->unsettled( 'mail', $this->max_receipts * 25 ) as $row ) {
 			if ( '' !== $row['receipt_key'] ) {
 				$by_key[ $row['receipt_key'] ][] = $row['mail_id'];
 			}
 		}
-		foreach ( array_slice( $by_key, 0, self::MAX_RECEIPTS, true ) as $key => $mail_ids ) {
+		foreach ( array_slice( $by_key, 0, $this->max_receipts, true ) as $key => $mail_ids ) {
 			$receipt = $this->read( (string) $key, $summary );
 			if ( false === $receipt ) {
 				return; // S3 is failing: the next run tries again.
 			}
-			if ( null !== $receipt ) {
-				++$summary['receipts'];
-				$summary['mails'] += $this->apply_receipt( (string) $key, $receipt, $mail_ids );
+			if ( null === $receipt ) {
+				$this->log->touch( $mail_ids ); // Not yet: to the back of the line.
+				continue;
 			}
+			++$summary['receipts'];
+			$summary['mails'] += $this->apply_receipt( (string) $key, $receipt, $mail_ids );
 		}
 	}
 

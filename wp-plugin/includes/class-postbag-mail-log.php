@@ -235,6 +235,21 @@ final class Postbag_Mail_Log {
 	}
 
 	/**
+	 * Marks rows as looked at now, status unchanged: the sync reads the
+	 * longest-untouched receipts first, so one that never comes cannot
+	 * starve the others.
+	 *
+	 * @param string[] $mail_ids Ids.
+	 */
+	public function touch( array $mail_ids ): void {
+		global $wpdb;
+		foreach ( array_chunk( array_values( $mail_ids ), self::UPDATE_ROWS ) as $chunk ) {
+			$in = implode( ', ', array_fill( 0, count( $chunk ), '%s' ) );
+			$wpdb->query( $wpdb->prepare( 'UPDATE ' . self::table() . " SET updated_at = %s WHERE mail_id IN ($in)", array_merge( array( $this->now() ), $chunk ) ) ); // phpcs:ignore WordPress.DB
+		}
+	}
+
+	/**
 	 * @param array<string, array> $before Mail id => row before the change.
 	 * @param array                $set    Columns set.
 	 */

@@ -204,6 +204,51 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( (string) get_site_option( Postbag_Log_Sync::SYNCED_OPTION ), (string) $this->now );
 	}
 
+	public function test_a_receipt_that_never_comes_does_not_starve_the_others(): void {
+		$first = $this->queue_mail( 'a@example.net', 'First' );
+		$this->flush_and_log();
+		$this->now += 60;
+		$second = $this->queue_mail( 'b@example.net', 'Second' );
+		$this->flush_and_log();
+		$one_a_run = new Postbag_Log_Sync(
+			$this->log(),
+			new Postbag_Batch_Uploader(
+				function () {
+					return $this->s3;
+				}
+			),
+			$this->plugin->jobs(),
+			function (): int {
+				return $this->now;
+			},
+			1
+		);
+
+		foreach ( array( 1, 2, 3 ) as $run ) {
+			$this->now += 300;
+			$one_a_run->run();
+		}
+
+		$keys = array_map(
+			function ( array $row ): string {
+				return 'receipts/' . $this->log()->get( $row['mail_id'] )['batch_id'] . '.json';
+			},
+			array( $first, $second, $first )
+		);
+		$this->assertSame( $keys, $this->s3->reads, 'each in turn, the one looked at longest ago first' );
+	}
+
+	public function test_uninstall_drops_the_table_and_install_makes_it_again(): void {
+		global $wpdb;
+		Postbag_Mail_Log::drop();
+		$this->assertNull( $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', Postbag_Mail_Log::table() ) ) );
+		$this->assertFalse( get_site_option( Postbag_Mail_Log::SCHEMA_OPTION ) );
+
+		Postbag_Mail_Log::maybe_upgrade();
+
+		$this->assertSame( Postbag_Mail_Log::table(), $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', Postbag_Mail_Log::table() ) ) );
+	}
+
 	public function test_the_sync_marks_a_quarantined_batch(): void {
 		$row = $this->queue_mail();
 		$this->flush_and_log();
