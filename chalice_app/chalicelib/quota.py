@@ -42,8 +42,11 @@ class QuotaWatch:
         ses_client: Any,
         clock: Callable[[], float] = time.monotonic,
         refresh_seconds: float = REFRESH_SECONDS,
+        on_quota: Callable[[dict], None] | None = None,
     ):
         self._ses = ses_client
+        # Each fresh GetSendQuota answer (account.AccountReport.publish), outside the lock.
+        self._on_quota = on_quota
         self._clock = clock
         self._refresh = refresh_seconds
         self._reading: _Reading | None = None
@@ -57,13 +60,19 @@ class QuotaWatch:
         be read allows them, and so does any room at all for more than the whole quota
         holds (a sandbox's 200 a day): SES's own refusal still pauses the run."""
         with self._lock:
-            reading = self._read()
-            if self._exhausted:
-                return False
-            if reading is None or reading.limit < 0:
-                return True
-            need = count if count <= reading.limit else 1
-            return reading.sent + self._since + need <= reading.limit
+            reading, fresh = self._read()
+            allowed = self._fits(reading, count)
+        if fresh is not None and self._on_quota is not None:
+            self._on_quota(fresh)
+        return allowed
+
+    def _fits(self, reading: _Reading | None, count: int) -> bool:
+        if self._exhausted:
+            return False
+        if reading is None or reading.limit < 0:
+            return True
+        need = count if count <= reading.limit else 1
+        return reading.sent + self._since + need <= reading.limit
 
     def sent(self, count: int) -> None:
         """Count mails this instance sent since the reading."""
@@ -75,18 +84,19 @@ class QuotaWatch:
         with self._lock:
             self._exhausted = True
 
-    def _read(self) -> _Reading | None:
-        """The reading, refreshed when older than ``refresh_seconds`` (lock held)."""
+    def _read(self) -> tuple[_Reading | None, dict | None]:
+        """The reading, refreshed when older than ``refresh_seconds`` (lock held), and
+        SES's answer when it was just asked."""
         now = self._clock()
         if now - self._asked < self._refresh:
-            return self._reading
+            return self._reading, None
         self._asked = now
         try:
             quota = self._ses.get_send_quota()
         except (ClientError, BotoCoreError) as exc:
             logger.warning("cannot read SES's sending quota", extra={"error": str(exc)})
-            return self._reading
+            return self._reading, None
         self._reading = _Reading(float(quota["Max24HourSend"]), float(quota["SentLast24Hours"]),
                                  now)
         self._since, self._exhausted = 0, False
-        return self._reading
+        return self._reading, quota

@@ -46,9 +46,12 @@ def reserved_concurrency(lambda_client: Any, function_name: str) -> int:
     return int(got["ReservedConcurrentExecutions"])
 
 
-def account_rate(settings: Settings, ses_client: Any) -> float:
+def account_rate(
+    settings: Settings, ses_client: Any, on_quota: Callable[[dict], None] | None = None
+) -> float:
     """Mails per second for the whole account, whatever sends: ``POSTBAG_MAX_SEND_RATE``
-    when set, else SES's ``MaxSendRate`` (one ``GetSendQuota`` call)."""
+    when set, else SES's ``MaxSendRate`` (one ``GetSendQuota`` call, whose answer goes
+    to ``on_quota``: ``account.AccountReport.publish``)."""
     if settings.max_send_rate > 0:
         return settings.max_send_rate
     try:
@@ -57,6 +60,8 @@ def account_rate(settings: Settings, ses_client: Any) -> float:
         error = translate(exc)
         # A read: a lost answer is no more than SES being unavailable.
         raise (SesUnavailable(str(error)) if isinstance(error, SendAmbiguous) else error) from exc
+    if on_quota is not None:
+        on_quota(quota)
     return float(quota["MaxSendRate"])
 
 
