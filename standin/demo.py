@@ -153,7 +153,7 @@ def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
     for mail in run.mails[:MAILS_SHOWN]:
         text = "\n".join("    " + line for line in mail["text"].splitlines()[:4])
         print(f"\nTo: {', '.join(mail['destination'])}\nSubject: {mail['subject']}\n{text}")
-    print(f"the job's SES Send events recorded in the ledger as they came: "
+    print(f"the job's SES events (Send, then Delivery) delivered to on_ses_event as they came: "
           f"{events.delivered - recorded:,}")
     return _check(run)
 

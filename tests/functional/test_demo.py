@@ -37,4 +37,9 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
                        r"Subject: Reader (\d+), a new post: .*\n    Hi Reader (\d+),$",
                        done.stdout, re.M)
     assert len(mails) == 3 and all(len(set(numbers)) == 1 for numbers in mails)
-    assert "the job's SES Send events recorded in the ledger as they came: 1,000" in done.stdout
+    # Each mail's Send event (the ledger's evidence) and its Delivery (the stand-in's SES).
+    assert ("the job's SES events (Send, then Delivery) delivered to on_ses_event as they "
+            "came: 2,000") in done.stdout
+    # A bounce, a complaint and an unsubscribe through the stand-in: skipped on the next send.
+    assert "send 2: {'suppressed': 3, 'sent': 1}; SES got mail for ok@example.net" in done.stdout
+    assert "check: suppressed addresses skipped, none failed" in done.stdout
