@@ -221,6 +221,9 @@ final class Postbag_Console {
 	 * Asks the sender to send a failed mail (or a job's failed recipients)
 	 * again: `requests/redrive/<uuid>.json`, handled by the sender with
 	 * chalicelib/redrive.py. Only once the cause is fixed: it is sent once more.
+	 * The request goes through the spool like the held-mail controls
+	 * (Postbag_Schedule_Controls): written there first, put now or retried by
+	 * the spool's cron events while S3 is down.
 	 *
 	 * @param int $id Log id.
 	 * @return array|WP_Error The row after the request.
@@ -245,11 +248,14 @@ final class Postbag_Console {
 			'mail_ids'     => $job ? array() : array( $row['mail_id'] ),
 			'requested_at' => gmdate( 'Y-m-d\TH:i:s\Z', ( $this->clock )() ),
 		);
-		$failures = $this->uploader->put( array( $key => Postbag_Batch::encode( $request ) ), 'application/json' );
-		if ( $failures ) {
-			return new WP_Error( 'postbag_s3_unavailable', sprintf( /* translators: %s: error */ __( 'The request could not be stored: %s. Try again.', 'postbag' ), reset( $failures ) ), array( 'status' => 503 ) );
+		try {
+			$stored = $this->plugin->schedule_controls()->request( $key, $request );
+		} catch ( Postbag_Spool_Exception $e ) {
+			/* translators: %s: error */
+			return new WP_Error( 'postbag_spool_unavailable', sprintf( __( 'The request could not be recorded: %s. Check Site Health, then try again.', 'postbag' ), $e->getMessage() ), array( 'status' => 503 ) );
 		}
-		$this->log->set_status( $row['mail_id'], 'uploaded', __( 'Resend requested.', 'postbag' ), $job ? array() : array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
+		$reason = $stored ? __( 'Resend requested.', 'postbag' ) : __( 'Resend requested: waiting in the spool for S3.', 'postbag' );
+		$this->log->set_status( $row['mail_id'], 'uploaded', $reason, $job ? array() : array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
 		return $this->log->get( $id );
 	}
 

@@ -221,15 +221,21 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 409, $this->call( 'POST', '/log/' . $row['id'] . '/resend' )->get_status(), 'not failed any more' );
 	}
 
-	public function test_a_resend_that_cannot_be_stored_says_so_and_changes_nothing(): void {
+	public function test_a_resend_made_while_s3_is_down_waits_in_the_spool(): void {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
 		$this->flush_and_log();
 		$row = $this->plugin->log()->query( array() )['rows'][0];
 		$this->plugin->log()->set_status( $row['mail_id'], 'failed', 'MessageRejected' );
 		$this->s3->fail_pattern = '#^requests/#';
 
-		$this->assertSame( 503, $this->call( 'POST', '/log/' . $row['id'] . '/resend' )->get_status() );
-		$this->assertSame( 'failed', $this->plugin->log()->get( $row['mail_id'] )['status'] );
+		$response = $this->call( 'POST', '/log/' . $row['id'] . '/resend' );
+
+		$this->assertSame( 200, $response->get_status() );
+		$this->assertSame( 'Resend requested: waiting in the spool for S3.', $response->get_data()['reason'] );
+		$this->assertSame( array(), preg_grep( '#^requests/#', array_keys( $this->s3->objects ) ) );
+		$this->s3->fail_pattern = null;
+		$this->plugin->schedule_controls()->run( true ); // What the spool's retry event runs.
+		$this->assertCount( 1, preg_grep( '#^requests/redrive/#', array_keys( $this->s3->objects ) ) );
 	}
 
 	public function test_jobs_are_listed_and_cancelled(): void {
