@@ -264,10 +264,10 @@ final class Postbag_Mail_Log {
 			/**
 			 * Fires when a log row's status changed.
 			 *
-			 * @param array  $row        The row after the change.
+			 * @param array  $row        The row after the change, as get() answers it.
 			 * @param string $old_status Its status before.
 			 */
-			do_action( 'postbag_mail_status_changed', array_merge( $row, $set ), (string) $row['status'] );
+			do_action( 'postbag_mail_status_changed', self::decode( array_merge( $row, $set ) ), (string) $row['status'] );
 		}
 	}
 
