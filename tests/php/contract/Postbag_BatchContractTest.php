@@ -90,6 +90,30 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 		$this->assertCount( 1, $result['mails'] );
 	}
 
+	public function test_the_sender_accepts_a_list_mail_and_sends_the_headers_the_plugin_computed(): void {
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' ); // Links are https only.
+			}
+		);
+		$this->assertTrue( wp_mail( array( 'Åsa <asa@example.net>', self::MARKER ), 'Digest', '<p>This week.</p>', array( 'X-Postbag-List: weekly', 'Content-Type: text/html' ) ) );
+
+		$this->assertCount( 1, $this->flush_uploaded() );
+		$objects = $this->objects();
+		$batch   = json_decode( reset( $objects )['body'], true );
+		$this->assertSame( 'weekly', $batch['meta']['list'] );
+		$result = $this->check( $objects );
+		$result = reset( $result );
+		$this->assertArrayNotHasKey( 'refused', $result, $result['refused'] ?? '' );
+		$this->assertSame( array(), $result['rejected'] );
+		$this->assertCount( 1, $result['mails'] );
+		$mail = reset( $result['mails'] );
+		$this->assertSame( 'List-Unsubscribe=One-Click', $mail['list_unsubscribe_post'] );
+		$this->assertMatchesRegularExpression( '/^<https:\/\/blog\.example\.org\/[^<>, ]+>$/', $mail['list_unsubscribe'], 'one https URI, as sent' );
+		$this->assertSame( array_column( $batch['meta']['headers'], 'value', 'name' )['List-Unsubscribe'], $mail['list_unsubscribe'], 'the header the plugin computed, unchanged' );
+	}
+
 	public function test_the_sender_lambda_sends_each_plugin_mail_once_even_when_the_event_comes_twice(): void {
 		$expected = $this->queue_fixture_mails();
 		$report   = random_bytes( 300 * 1024 );

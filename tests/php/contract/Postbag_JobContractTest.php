@@ -48,6 +48,13 @@ final class Postbag_JobContractTest extends Postbag_Test_Live_Case {
 
 	public function test_the_sender_reads_every_recipient_of_a_plugin_job_as_given(): void {
 		$this->switch_to( $this->plugin_for( self::$aws->endpoint, null, array( 'inline_attachment_max_bytes' => 100 ) ) );
+		// Served over https, as a site must be for a job to carry its list and unsubscribe links.
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' );
+			}
+		);
 		$report = random_bytes( 1000 );
 		$rows   = self::rows();
 		$job_id = postbag_notify(
@@ -97,6 +104,10 @@ final class Postbag_JobContractTest extends Postbag_Test_Live_Case {
 			$this->assertSame( $row['email'], $got['email'] );
 			$this->assertSame( $row['name'] ?? '', $got['name'] );
 			$this->assertSame( $row['user_id'] ?? null, $got['user_id'] );
+			$query = array();
+			parse_str( (string) wp_parse_url( $got['unsubscribe_url'], PHP_URL_QUERY ), $query );
+			$this->assertNull( $this->plugin->lists()->tokens()->problem( $query['list'] ?? null, $query['address'] ?? null, $query['expires'] ?? null, $query['signature'] ?? null ), 'the sender reads a link that verifies for ' . $row['email'] );
+			$this->assertSame( array( 'new-posts', strtolower( $row['email'] ) ), array( $query['list'], $query['address'] ) );
 			if ( isset( $row['vars'] ) ) {
 				$this->assertSame( array( 'new_followers', 'since', 'score' ), array_keys( $got['vars'] ) );
 				$this->assertSame( 1.5, $got['vars']['score'] );

@@ -61,6 +61,8 @@ def _summary(raw: bytes) -> dict:
             }
             for part, data in _attachments(message)
         ],
+        "list_unsubscribe": message.get("List-Unsubscribe"),
+        "list_unsubscribe_post": message.get("List-Unsubscribe-Post"),
         "max_line": max(len(line) for line in raw.split(b"\r\n")),
         "ascii_only": raw.isascii(),
     }

@@ -79,7 +79,9 @@ def check(manifest_key: str, objects: dict[str, bytes], settings: Settings) -> d
             errors += [f"{part.key}: {e}" for e in _schema_errors(validate_row, json.loads(line))]
         good, wrong = v2.read_rows(body, i, 0, part.rows, part.key)
         recipients += [
-            {"email": r.email, "name": r.name, "user_id": r.user_id, "vars": r.vars} for r in good
+            {"email": r.email, "name": r.name, "user_id": r.user_id, "vars": r.vars,
+             "unsubscribe_url": r.unsubscribe_url}
+            for r in good
         ]
         bad += [f"{part.key} row {row}: {reason}" for row, reason in wrong]
     return {
