@@ -138,28 +138,22 @@ class HoldBook:
     def get(self, kind: str, ident: str) -> Held | None:
         found = self._call(f"reading {kind} {ident}", "get_item", Key=self._key(kind, ident),
                            ConsistentRead=True) or {}
-        item = found.get("Item")
-        if item is None:
-            return None
-        return Held(kind, ident, item["bucket"]["S"], item["object_key"]["S"],
-                    from_iso(item["due_at"]["S"]), State(item["held_state"]["S"]),
-                    int(item["held_rev"]["N"]),
-                    When.from_document(json.loads(item["held_when"]["S"])),
-                    float(item.get("lease_until", {}).get("N", "0")),
-                    item.get("held_asked", {}).get("S", ""))
+        return _held(kind, ident, found.get("Item"))
 
     def _transition(self, held: Held, to: State, extra: str = "",
-                    values: dict[str, Any] | None = None) -> bool:
-        """``held`` → ``to`` if nobody changed it since it was read."""
+                    values: dict[str, Any] | None = None) -> Held | None:
+        """``held`` → ``to`` if nobody changed it since it was read: the item as it is now,
+        or ``None``."""
         expression = "SET held_state = :to, held_rev = :next" + extra
-        return self._call(
+        changed = self._call(
             f"{held.kind} {held.ident} {held.state} → {to}", "update_item",
             Key=self._key(held.kind, held.ident), UpdateExpression=expression,
-            ConditionExpression="held_state = :from AND held_rev = :v",
+            ConditionExpression="held_state = :from AND held_rev = :v", ReturnValues="ALL_NEW",
             ExpressionAttributeValues={":to": {"S": to}, ":from": {"S": held.state},
                                        ":v": {"N": str(held.version)},
                                        ":next": {"N": str(held.version + 1)}, **(values or {})},
-        ) is not None
+        )
+        return None if changed is None else _held(held.kind, held.ident, changed["Attributes"])
 
     # --- S3 markers ----------------------------------------------------------------
 
@@ -248,18 +242,19 @@ class HoldBook:
             return None  # another drainer's, alive
         lease = {":lease": {"N": str(now + LEASE_SECONDS)}, ":owner": {"S": owner}}
         if held.state is State.HELD:
-            ok = self._transition(held, State.RELEASING,
-                                  ", lease_until = :lease, lease_owner = :owner", lease)
-        else:  # a lease that ended: its drainer stopped; take it over
-            ok = self._call(
-                f"taking over {marker.kind} {marker.ident}", "update_item",
-                Key=self._key(marker.kind, marker.ident),
-                UpdateExpression="SET lease_until = :lease, lease_owner = :owner",
-                ConditionExpression="held_state = :releasing AND lease_until < :now",
-                ExpressionAttributeValues={**lease, ":releasing": {"S": State.RELEASING},
-                                           ":now": {"N": str(now)}},
-            ) is not None
-        return self.get(marker.kind, marker.ident) if ok else None
+            return self._transition(held, State.RELEASING,
+                                    ", lease_until = :lease, lease_owner = :owner", lease)
+        # A lease that ended: its drainer stopped; take it over.
+        taken = self._call(
+            f"taking over {marker.kind} {marker.ident}", "update_item",
+            Key=self._key(marker.kind, marker.ident),
+            UpdateExpression="SET lease_until = :lease, lease_owner = :owner",
+            ConditionExpression="held_state = :releasing AND lease_until < :now",
+            ReturnValues="ALL_NEW",
+            ExpressionAttributeValues={**lease, ":releasing": {"S": State.RELEASING},
+                                       ":now": {"N": str(now)}},
+        )
+        return None if taken is None else _held(marker.kind, marker.ident, taken["Attributes"])
 
     def finish(self, held: Held, owner: str) -> None:
         """The claimed item is wholly released: marked so, its marker removed."""
@@ -285,7 +280,7 @@ class HoldBook:
         held = self.get(kind, ident)
         if held is None or held.state is not State.HELD:
             return None
-        if not self._transition(held, State.CANCELLED):
+        if self._transition(held, State.CANCELLED) is None:
             return self.cancel(kind, ident)  # rescheduled meanwhile: still held, try again
         self._delete_marker(held.marker)
         return held
@@ -307,13 +302,13 @@ class HoldBook:
         moved = self._transition(
             held, State.HELD, ", due_at = :due, held_when = :when, held_asked = :asked",
             {":due": {"S": iso(due)}, ":when": {"S": _encode(when)}, ":asked": {"S": asked}})
-        if not moved:
+        if moved is None:
             # A claim, cancel or reschedule came first: the new marker is stale, removed
             # by the drainer if this attempt does not succeed.
             return self.reschedule(kind, ident, when, requested_at)
         if marker != held.marker:
             self._delete_marker(held.marker)
-        return self.get(kind, ident)
+        return moved
 
     def pending(self) -> Iterator[Held]:
         """Every held item with a marker, due or not (``postbag schedule list``)."""
@@ -333,6 +328,17 @@ class HoldBook:
 def new_owner() -> str:
     """A drainer run's name for its leases."""
     return uuid.uuid4().hex
+
+
+def _held(kind: str, ident: str, item: dict[str, Any] | None) -> Held | None:
+    if item is None:
+        return None
+    return Held(kind, ident, item["bucket"]["S"], item["object_key"]["S"],
+                from_iso(item["due_at"]["S"]), State(item["held_state"]["S"]),
+                int(item["held_rev"]["N"]),
+                When.from_document(json.loads(item["held_when"]["S"])),
+                float(item.get("lease_until", {}).get("N", "0")),
+                item.get("held_asked", {}).get("S", ""))
 
 
 def _encode(when: When) -> str:
