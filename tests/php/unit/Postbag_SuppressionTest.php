@@ -200,6 +200,23 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
 	}
 
+	public function test_an_unsubscribe_after_the_job_was_queued_still_leaves_the_recipient_out(): void {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( 'callback' => 'Postbag_Suppression_Test_Source::page' ),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+		$this->inbox()->change( 'add', 'list:new-posts', 'b@example.net', 'unsubscribe' );
+		$this->plugin->jobs()->stream_pending();
+
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( 2, $manifest['recipients'], 'checked when the recipients are read, not when the job was queued' );
+	}
+
 	public function test_a_large_list_is_looked_up_in_chunks_and_a_stream_sees_the_same(): void {
 		$table   = new Postbag_Suppressions();
 		$hashes  = array();
@@ -355,5 +372,23 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$actions = array_column( array_column( $this->inbox()->waiting(), 'doc' ), 'action' );
 		sort( $actions );
 		$this->assertSame( array( 'add', 'add', 'remove' ), $actions, 'each change spooled for the sender' );
+	}
+}
+
+/**
+ * A recipients callback of three rows.
+ */
+final class Postbag_Suppression_Test_Source {
+
+	/**
+	 * @param array $args   Unused.
+	 * @param mixed $cursor Null at first.
+	 */
+	public static function page( array $args, $cursor ): array {
+		unset( $args );
+		return array(
+			'rows'   => null === $cursor ? array( array( 'email' => 'a@example.net' ), array( 'email' => 'B@example.net' ), array( 'email' => 'c@example.net' ) ) : array(),
+			'cursor' => null === $cursor ? 1 : null,
+		);
 	}
 }
