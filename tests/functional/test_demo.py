@@ -43,3 +43,6 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
     # A bounce, a complaint and an unsubscribe through the stand-in: skipped on the next send.
     assert "send 2: {'suppressed': 3, 'sent': 1}; SES got mail for ok@example.net" in done.stdout
     assert "check: suppressed addresses skipped, none failed" in done.stdout
+    # A notification held 20 s on the sender's side, released by the ticked drainer on time.
+    assert re.search(r"^job \S+ uploaded: state scheduled, send_at \S+Z$", done.stdout, re.M)
+    assert "check: held until due and sent on time, each once" in done.stdout
