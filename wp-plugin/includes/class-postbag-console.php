@@ -255,8 +255,39 @@ final class Postbag_Console {
 			return new WP_Error( 'postbag_spool_unavailable', sprintf( __( 'The request could not be recorded: %s. Check Site Health, then try again.', 'postbag' ), $e->getMessage() ), array( 'status' => 503 ) );
 		}
 		$reason = $stored ? __( 'Resend requested.', 'postbag' ) : __( 'Resend requested: waiting in the spool for S3.', 'postbag' );
-		$this->log->set_status( $row['mail_id'], 'uploaded', $reason, $job ? array() : array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
+		if ( $job ) {
+			$this->log->set_status( $row['mail_id'], 'uploaded', $reason );
+		} else {
+			// The sender re-drives every failed mail of that batch generation with it, into one receipt.
+			$this->log->set_statuses( $this->failed_with( $row ), 'uploaded', $reason, array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
+		}
 		return $this->log->get( $id );
+	}
+
+	/**
+	 * The failed mails of a mail's batch generation (those its receipt names).
+	 *
+	 * @param array $row A failed mail's log row.
+	 * @return string[] Mail ids, its own included.
+	 */
+	private function failed_with( array $row ): array {
+		$ids = array( $row['mail_id'] );
+		if ( '' === $row['receipt_key'] ) {
+			return $ids;
+		}
+		$same = $this->log->query(
+			array(
+				'batch_id' => $row['batch_id'],
+				'status'   => 'failed',
+				'per_page' => 200,
+			)
+		)['rows'];
+		foreach ( $same as $other ) {
+			if ( $other['receipt_key'] === $row['receipt_key'] ) {
+				$ids[] = $other['mail_id'];
+			}
+		}
+		return array_values( array_unique( $ids ) );
 	}
 
 	/**

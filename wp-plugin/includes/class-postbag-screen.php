@@ -125,7 +125,7 @@ final class Postbag_Screen {
 		wp_add_inline_script( 'postbag-screen', (string) file_get_contents( __DIR__ . '/screen.js' ) ); // phpcs:ignore WordPress.WP.AlternativeFunctions -- our own file.
 		wp_register_style( 'postbag-screen', false, array(), POSTBAG_VERSION );
 		wp_enqueue_style( 'postbag-screen' );
-		wp_add_inline_style( 'postbag-screen', '.postbag-bar{display:inline-block;height:.8em;background:#2271b1;vertical-align:middle;min-width:1px}.postbag-bar-7d{background:#72aee6}.postbag-counts td.postbag-bars{width:40%}.postbag-status-failed,.postbag-status-quarantined,.postbag-status-bounced,.postbag-status-complained{color:#b32d2e;font-weight:600}.postbag-status-sent{color:#007017}#postbag-log-detail dt{font-weight:600}.postbag-job progress{width:20em}' );
+		wp_add_inline_style( 'postbag-screen', '.postbag-bar{display:inline-block;height:.8em;background:#2271b1;vertical-align:middle}.postbag-bar-7d{background:#72aee6}.postbag-counts td.postbag-bars{width:40%}.postbag-status-failed,.postbag-status-quarantined,.postbag-status-bounced,.postbag-status-complained{color:#b32d2e;font-weight:600}.postbag-status-sent{color:#007017}#postbag-log-detail dt{font-weight:600}.postbag-job progress{width:20em}' );
 	}
 
 	private static function current_tab(): string {

@@ -221,6 +221,25 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 409, $this->call( 'POST', '/log/' . $row['id'] . '/resend' )->get_status(), 'not failed any more' );
 	}
 
+	public function test_a_resend_takes_the_other_failed_mails_of_its_batch_generation_along(): void {
+		wp_mail( array( 'a@example.net', self::MARKER ), 'One', 'Body' );
+		wp_mail( array( 'b@example.net', self::MARKER ), 'Two', 'Body' );
+		wp_mail( array( 'c@example.net', self::MARKER ), 'Three', 'Body' );
+		$this->flush_and_log();
+		$rows    = array_column( $this->plugin->log()->query( array() )['rows'], null, 'subject' );
+		$receipt = 'receipts/' . $rows['One']['batch_id'] . '.json';
+		foreach ( array( 'One', 'Two' ) as $subject ) {
+			$this->plugin->log()->set_status( $rows[ $subject ]['mail_id'], 'failed', 'MessageRejected', array( 'receipt_key' => $receipt ) );
+		}
+		$this->plugin->log()->set_status( $rows['Three']['mail_id'], 'sent', '', array( 'receipt_key' => $receipt ) );
+
+		$this->assertSame( 200, $this->call( 'POST', '/log/' . $rows['One']['id'] . '/resend' )->get_status() );
+
+		$next = 'receipts/' . $rows['One']['batch_id'] . '.redrive-1.json';
+		$this->assertSame( array( 'uploaded', $next ), array_values( array_intersect_key( $this->plugin->log()->get( $rows['Two']['mail_id'] ), array_flip( array( 'status', 'receipt_key' ) ) ) ), 're-driven with it: its outcome is in the same receipt' );
+		$this->assertSame( 'sent', $this->plugin->log()->get( $rows['Three']['mail_id'] )['status'] );
+	}
+
 	public function test_a_resend_made_while_s3_is_down_waits_in_the_spool(): void {
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
 		$this->flush_and_log();
