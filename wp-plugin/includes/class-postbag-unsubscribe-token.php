@@ -10,7 +10,8 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 /**
- * A per-recipient token: HMAC-SHA256 over the site's URL, the list, the
+ * A per-recipient token: HMAC-SHA256 over the site's URL (without its
+ * scheme, so a move to https keeps old links working), the list, the
  * normalised address and an expiry, base64url without padding. Verifying it
  * needs the key only (no database lookup, so an unsubscribe works while the
  * table is being migrated, and a flood of forged links costs no query), and
@@ -92,7 +93,9 @@ final class Postbag_Unsubscribe_Token {
 	 * @param int    $expires Unix time.
 	 */
 	public function sign( string $list, string $address, int $expires ): string {
-		$message = implode( "\n", array( home_url(), $list, Postbag_Suppressions::normalise( $address ), (string) $expires ) );
+		// The site without its scheme: moving a site from http to https keeps its links valid.
+		$site    = untrailingslashit( (string) preg_replace( '#^[a-z][a-z0-9+.-]*://#i', '', home_url() ) );
+		$message = implode( "\n", array( $site, $list, Postbag_Suppressions::normalise( $address ), (string) $expires ) );
 		return rtrim( strtr( base64_encode( hash_hmac( 'sha256', $message, $this->key(), true ) ), '+/', '-_' ), '=' );
 	}
 
