@@ -126,7 +126,8 @@ final class Postbag_Admin {
 			'label' => __( 'Key prefix', 'postbag' ),
 			'value' => Postbag_Batch::PREFIX . ' ' . __( '(fixed)', 'postbag' ),
 		);
-		foreach ( Postbag_Credential_Chain::CONSTANTS as $secret ) {
+		// Every constant that is no setting is a secret (the AWS keys, the unsubscribe key): "set" or not, never its value.
+		foreach ( array_diff( array_keys( Postbag_Config::defined_constants() ), array_column( Postbag_Config::SETTINGS, 0 ) ) as $secret ) {
 			$fields[ $secret ] = array(
 				'label'   => $secret,
 				'value'   => defined( $secret ) ? __( 'Defined in wp-config.php', 'postbag' ) : __( 'Not defined', 'postbag' ),

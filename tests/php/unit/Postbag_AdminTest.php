@@ -230,7 +230,7 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 
 		$this->assertStringStartsWith( 'postbag-test ', $fields['POSTBAG_BUCKET']['value'] );
 		$this->assertStringStartsWith( 'queue/ ', $fields['postbag_prefix']['value'] );
-		foreach ( array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN' ) as $secret ) {
+		foreach ( array( 'POSTBAG_AWS_ACCESS_KEY_ID', 'POSTBAG_AWS_SECRET_ACCESS_KEY', 'POSTBAG_AWS_SESSION_TOKEN', 'POSTBAG_UNSUBSCRIBE_SECRET' ) as $secret ) {
 			$this->assertContains( $fields[ $secret ]['value'], array( 'Defined in wp-config.php', 'Not defined' ) );
 			$this->assertTrue( $fields[ $secret ]['private'] );
 		}
