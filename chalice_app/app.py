@@ -20,7 +20,13 @@ from chalice.app import CloudWatchEvent, Rate, S3Event, SNSEvent, SQSEvent
 
 from chalicelib import feedback
 from chalicelib.account import AccountReport
-from chalicelib.config import JOBS_PREFIX, QUEUE_PREFIX, SUPPRESSION_INBOX_PREFIX, Settings
+from chalicelib.config import (
+    JOBS_PREFIX,
+    QUEUE_PREFIX,
+    REDRIVE_REQUESTS_PREFIX,
+    SUPPRESSION_INBOX_PREFIX,
+    Settings,
+)
 from chalicelib.control import CONTROL_PREFIX, Control
 from chalicelib.dispatch import Dispatcher, pool_size
 from chalicelib.drain import Drainer
@@ -42,6 +48,7 @@ from chalicelib.ratelimit import (
     reserved_concurrency,
 )
 from chalicelib.records import handle_record
+from chalicelib.redrive_request import RedriveRequests
 from chalicelib.render import Renderer
 from chalicelib.retry import RetryPolicy
 from chalicelib.schedule import RESCHEDULE_NAME
@@ -388,3 +395,16 @@ def on_batch_control(event: S3Event) -> None:
 def on_job_schedule(event: S3Event) -> None:
     """Reschedule a held job (control.py)."""
     _apply_requests(event)
+
+
+@app.on_s3_event(bucket=BUCKET, prefix=REDRIVE_REQUESTS_PREFIX, suffix=".json",
+                 events=["s3:ObjectCreated:*"])
+def on_redrive_request(event: S3Event) -> None:
+    """WordPress's "Send again": the failed batch or job it names re-driven (redrive_request.py)."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    requests = RedriveRequests(s3, work_queue(), Recorder(s3))
+    retry = None
+    for record in event.to_dict().get("Records", []):
+        retry = handle_record(record, requests.apply, requests.recorder) or retry
+    if retry is not None:
+        raise retry

@@ -23,6 +23,7 @@ from postbag.stack import (
     INBOX_HANDLER,
     JOB_HANDLER,
     PUBLISH_HANDLER,
+    REDRIVE_HANDLER,
     WORK_HANDLER,
     Stack,
 )
@@ -31,7 +32,7 @@ CHALICE_DIR = Path(__file__).resolve().parent.parent / "chalice_app"
 Config = dict[str, Any]
 # The functions with a role of their own (the sender's is the stage's policy file).
 OWN_POLICY_HANDLERS = (EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER, DRAIN_HANDLER,
-                       *CONTROL_HANDLERS, INBOX_HANDLER, PUBLISH_HANDLER)
+                       *CONTROL_HANDLERS, INBOX_HANDLER, PUBLISH_HANDLER, REDRIVE_HANDLER)
 # Concurrent fan-out senders SQS may run (Chalice's maximum_concurrency: 2-1000).
 MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1000
 DEFAULT_CONCURRENCY = 2

@@ -31,6 +31,7 @@ from postbag.stack import (
     INBOX_HANDLER,
     JOB_HANDLER,
     PUBLISH_HANDLER,
+    REDRIVE_HANDLER,
     WORK_HANDLER,
     Stack,
 )
@@ -105,6 +106,7 @@ def provision(aws: Aws, opts: Options, report: Report) -> Outcome:
                for handler in CONTROL_HANDLERS},
             INBOX_HANDLER: policies.inbox_policy(stack, settings, kms_key_arn),
             PUBLISH_HANDLER: policies.publisher_policy(stack, settings, kms_key_arn),
+            REDRIVE_HANDLER: policies.redrive_request_policy(stack, settings, kms_key_arn),
         }
         # Checked here, before anything changes.
         work_queue.queue_attributes(stack, timeout, opts.work_queue_days, kms_key_arn)

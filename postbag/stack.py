@@ -24,6 +24,8 @@ CONTROL_HANDLERS = ("on_batch_control", "on_job_schedule")
 # feedback status).
 INBOX_HANDLER = "on_suppression_inbox"
 PUBLISH_HANDLER = "publish_status"
+# WordPress's "Send again": a failed batch or job re-driven (requests/redrive/).
+REDRIVE_HANDLER = "on_redrive_request"
 # The configuration set's event destination that publishes Send events to the topic.
 SES_EVENT_DESTINATION = "postbag-ledger"
 # Every resource carries this tag, so a console search finds a stage's resources.
@@ -65,6 +67,7 @@ class Stack:
             self.handler_function(INBOX_HANDLER),
             self.handler_function(PUBLISH_HANDLER),
             *(self.handler_function(handler) for handler in CONTROL_HANDLERS),
+            self.handler_function(REDRIVE_HANDLER),
         )
 
     @property

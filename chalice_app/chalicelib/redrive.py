@@ -54,8 +54,10 @@ def _read(s3_client: Any, bucket: str, key: str) -> Document:
     return doc
 
 
-def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[str]:
-    """Re-drive every failed batch (or only ``batch_id``'s); returns the queue keys written."""
+def _failed_batches(
+    s3_client: Any, bucket: str, batch_id: str | None
+) -> dict[tuple[str, int], list[tuple[str, Document]]]:
+    """The failed documents of every batch (or only ``batch_id``'s), by generation."""
     generations: dict[tuple[str, int], list[tuple[str, Document]]] = {}
     for key in _failed_keys(s3_client, bucket, FAILED_PREFIX + (batch_id or "")):
         if key.startswith(FAILED_PREFIX + JOBS_PREFIX):  # notify jobs': redrive_job's
@@ -63,6 +65,19 @@ def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[st
         doc = _read(s3_client, bucket, key)
         if batch_id is None or doc["batch_id"] == batch_id:  # the prefix also matches b10 for b1
             generations.setdefault((doc["batch_id"], doc.get("redrive", 0)), []).append((key, doc))
+    return generations
+
+
+def failed_mail_ids(s3_client: Any, bucket: str, batch_id: str) -> set[str]:
+    """The ids of ``batch_id``'s mails that wait under the failed prefix."""
+    return {str(mail.get("id")) for files in _failed_batches(s3_client, bucket, batch_id).values()
+            for _, doc in files for mail in doc.get("emails", []) if isinstance(mail, dict)}
+
+
+def redrive(s3_client: Any, bucket: str, batch_id: str | None = None) -> list[str]:
+    """Re-drive every failed batch (or only ``batch_id``'s); returns the queue keys written.
+    (``postbag redrive`` and WordPress's requests, ``redrive_request.py``.)"""
+    generations = _failed_batches(s3_client, bucket, batch_id)
     written = []
     for (batch, count), files in sorted(generations.items()):
         target = f"{QUEUE_PREFIX}{object_name(batch, count + 1, 0)}.json"

@@ -43,12 +43,14 @@ from chalicelib.config import (
 )
 from chalicelib.control import CONTROL_PREFIX
 from chalicelib.hold import MARKER_PREFIX
+from chalicelib.redrive_request import RESULTS_PREFIX as REDRIVE_RESULTS_PREFIX
 from chalicelib.schedule import RESCHEDULE_NAME
 from postbag.stack import (
     DRAIN_HANDLER,
     INBOX_HANDLER,
     JOB_HANDLER,
     PUBLISH_HANDLER,
+    REDRIVE_HANDLER,
     WORK_HANDLER,
     Stack,
 )
@@ -332,6 +334,35 @@ def inbox_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Pol
         _items(stack, settings, "MarkExport", ["dynamodb:UpdateItem"], [FEEDBACK_ITEMS]),
         _failure_destination(stack),
         *_log_statements(stack, stack.handler_function(INBOX_HANDLER)),
+        *_key_statements(kms_key_arn),
+    ]
+    return {"Version": VERSION, "Statement": statements}
+
+
+def redrive_request_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Policy:
+    """``on_redrive_request``: WordPress's request in; the failed mail it names back in the
+    queue (a batch) or on the work queue (a job), as ``postbag redrive`` does; its result
+    out; the request gone (or quarantined). It sends no mail itself."""
+    requests = stack.objects_arn(REDRIVE_REQUESTS_PREFIX)
+    statements = [
+        _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
+        _statement("TakeRequests", ["s3:GetObject", "s3:DeleteObject"], [requests]),
+        # Failed batches and jobs' failed recipients: read (listed through ListBucket),
+        # then deleted once queued again.
+        _statement("TakeFailedMail", ["s3:GetObject", "s3:DeleteObject"],
+                   [stack.objects_arn(FAILED_PREFIX)]),
+        _statement("RequeueAndReport", ["s3:PutObject"], [
+            f"{stack.bucket_arn}/{QUEUE_PREFIX}*.json",
+            stack.objects_arn(REDRIVE_RESULTS_PREFIX),
+            stack.objects_arn(QUARANTINE_PREFIX + REDRIVE_REQUESTS_PREFIX),
+        ]),
+        # The batch sender's rule: never an attachment a queued mail refers to.
+        {"Sid": "NeverWriteAttachments", "Effect": "Deny", "Action": ["s3:PutObject"],
+         "Resource": [stack.objects_arn(ATTACHMENTS_PREFIX)]},
+        _statement("RequeueJobRows", ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                   [stack.work_queue_arn]),
+        _failure_destination(stack),
+        *_log_statements(stack, stack.handler_function(REDRIVE_HANDLER)),
         *_key_statements(kms_key_arn),
     ]
     return {"Version": VERSION, "Statement": statements}

@@ -187,10 +187,13 @@ def test_bucket_notifications_have_prefix_and_suffix(deployed):
                                                       "suffix": "/manifest.json"},
         f"postbag-{deployed.stage}-on_suppression_inbox": {"prefix": "suppressions/inbox/",
                                                            "suffix": ".json"},
+        f"postbag-{deployed.stage}-on_redrive_request": {"prefix": "requests/redrive/",
+                                                         "suffix": ".json"},
     }
 
 
-@pytest.mark.parametrize("handler", ["on_batch_uploaded", "on_job_uploaded"])
+@pytest.mark.parametrize("handler", ["on_batch_uploaded", "on_job_uploaded",
+                                     "on_redrive_request"])
 def test_s3_may_invoke_the_function_for_this_bucket_only(deployed, handler):
     policy = json.loads(deployed.client("lambda").get_policy(
         FunctionName=f"postbag-{deployed.stage}-{handler}")["Policy"])
@@ -200,12 +203,14 @@ def test_s3_may_invoke_the_function_for_this_bucket_only(deployed, handler):
     assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == f"arn:aws:s3:::{deployed.bucket}"
 
 
-HANDLERS = ["on_batch_uploaded", "on_ses_event", "on_job_uploaded"]  # invoked asynchronously
+# Invoked asynchronously.
+HANDLERS = ["on_batch_uploaded", "on_ses_event", "on_job_uploaded", "on_redrive_request"]
 ROLES = [
     ("on_batch_uploaded", "policy-ci.json"),
     ("on_ses_event", "policy-ci-on_ses_event.json"),
     ("on_job_uploaded", "policy-ci-on_job_uploaded.json"),
     ("on_work_item", "policy-ci-on_work_item.json"),
+    ("on_redrive_request", "policy-ci-on_redrive_request.json"),
 ]
 
 

@@ -392,3 +392,24 @@ def test_the_senders_roles_allow_the_suppression_lookup_and_nothing_more(app):
         assert evaluate(policy, "dynamodb:BatchGetItem", table, {}) == ALLOW
         assert evaluate(policy, "dynamodb:UpdateItem", table, {}) != ALLOW
         assert evaluate(policy, "dynamodb:Scan", table, {}) != ALLOW
+
+
+def test_redrive_request_role_allows_every_call_a_request_makes(app, calls):
+    """WordPress's "Send again": a batch's failed mail requeued, a bad request quarantined."""
+    app, session = app
+    stack = stack_of(app)
+    s3 = session.client("s3")
+    failed = {"version": 1, "batch_id": "b1", "emails": [{"id": "m1"}]}
+    s3.put_object(Bucket=stack.bucket, Key="failed/b1.json", Body=json.dumps(failed).encode())
+    request = {"version": 1, "kind": "batch", "id": "b1", "mail_ids": ["m1"],
+               "requested_at": "2026-11-30T01:00:00Z"}
+    s3.put_object(Bucket=stack.bucket, Key="requests/redrive/r1.json",
+                  Body=json.dumps(request).encode())
+    s3.put_object(Bucket=stack.bucket, Key="requests/redrive/bad.json", Body=b"{}")
+    for key in ("requests/redrive/r1.json", "requests/redrive/bad.json"):
+        _invoke_s3(app, stack.bucket, key, "on_redrive_request")
+    written = {params["Key"] for _, op, params in calls if op == "PutObject"}
+    assert {"queue/b1.redrive-1.json", "status/redrive/r1.json",
+            "quarantine/requests/redrive/bad.json.error.json"} <= written
+    policy = policies.redrive_request_policy(stack, stage_settings(app))
+    assert refused(calls, policy, stack) == []

@@ -25,6 +25,7 @@ from postbag.stack import (
     INBOX_HANDLER,
     JOB_HANDLER,
     PUBLISH_HANDLER,
+    REDRIVE_HANDLER,
     WORK_HANDLER,
     Stack,
 )
@@ -705,7 +706,7 @@ def _control_policy(stack: Stack, settings: Settings, handler: str) -> dict:
 
 @pytest.mark.parametrize("handler", [HANDLER, EVENTS_HANDLER, JOB_HANDLER, WORK_HANDLER,
                                      INBOX_HANDLER, PUBLISH_HANDLER, DRAIN_HANDLER,
-                                     *CONTROL_HANDLERS])
+                                     *CONTROL_HANDLERS, REDRIVE_HANDLER])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_committed_example_policies_are_what_provisioning_renders(stage, handler):
     """The files in chalice_app/.chalice are rendered, never hand-edited."""
@@ -722,6 +723,7 @@ def test_committed_example_policies_are_what_provisioning_renders(stage, handler
         PUBLISH_HANDLER: policies.publisher_policy,
         DRAIN_HANDLER: policies.drainer_policy,
         **{name: partial(_control_policy, handler=name) for name in CONTROL_HANDLERS},
+        REDRIVE_HANDLER: policies.redrive_request_policy,
     }[handler]
     path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage, handler)
     stage_cfg = config["stages"][stage]
@@ -776,3 +778,56 @@ def test_wordpress_may_drop_suppression_changes_and_read_the_export(action, key)
 )
 def test_wordpress_may_do_nothing_else_with_suppressions(action, resource):
     assert ask(WP, action, resource) != ALLOW
+
+
+# -- WordPress's re-drive requests (on_redrive_request) ------------------------------------
+
+REDRIVE = policies.redrive_request_policy(STACK, SETTINGS)
+REQUEST = OBJ + "requests/redrive/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d.json"
+REDRIVER_MAY = [
+    ("s3:GetObject", REQUEST),
+    ("s3:DeleteObject", REQUEST),
+    ("s3:ListBucket", "arn:aws:s3:::site-mail"),
+    ("s3:GetObject", OBJ + "failed/b1.json"),
+    ("s3:DeleteObject", OBJ + "failed/b1.json"),
+    ("s3:GetObject", OBJ + "failed/jobs/j1/redrive-0/0.json"),
+    ("s3:DeleteObject", OBJ + "failed/jobs/j1/redrive-0/0.json"),
+    ("s3:PutObject", OBJ + "queue/b1.redrive-1.json"),
+    ("s3:PutObject", OBJ + "status/redrive/6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d.json"),
+    ("s3:PutObject", OBJ + "quarantine/requests/redrive/r1.json.error.json"),
+    ("sqs:SendMessage", WORK_QUEUE),
+    ("sqs:GetQueueUrl", WORK_QUEUE),
+    ("sqs:SendMessage", QUEUE),  # its failed invocations, as every async function's
+]
+
+
+@pytest.mark.parametrize("action,resource", REDRIVER_MAY,
+                         ids=[f"{a}-{_short(r)}" for a, r in REDRIVER_MAY])
+def test_redrive_requests_may_requeue_failed_mail_and_report(action, resource):
+    assert ask(REDRIVE, action, resource) == ALLOW
+
+
+@pytest.mark.parametrize(
+    "action,resource",
+    [
+        ("s3:PutObject", OBJ + "queue/attachments/b1/m1/0"),
+        ("s3:PutObject", OBJ + "queue/attachments/b1/m1/0.json"),
+        ("s3:PutObject", OBJ + "receipts/b1.json"),
+        ("s3:PutObject", OBJ + "status/account.json"),
+        ("s3:PutObject", OBJ + "jobs/j1/manifest.json"),
+        ("s3:GetObject", OBJ + "queue/b1.json"),
+        ("s3:GetObject", OBJ + "receipts/b1.json"),
+        ("s3:DeleteObject", OBJ + "queue/b1.json"),
+        ("s3:PutObject", OBJ + "quarantine/b1.json"),
+        ("ses:SendEmail", "*"),
+        ("ses:SendRawEmail", "*"),
+        ("sqs:ReceiveMessage", WORK_QUEUE),
+        ("sqs:SendMessage", WORK_QUEUE.replace("prod", "dev")),
+        ("dynamodb:PutItem", TABLE),
+    ],
+    ids=["write-attachment", "write-attachment-json", "write-receipt", "write-account",
+         "write-manifest", "read-batch", "read-receipt", "delete-batch", "quarantine-batch",
+         "send", "send-raw", "take-work", "other-stage-queue", "ledger"],
+)
+def test_redrive_requests_may_do_nothing_else(action, resource):
+    assert ask(REDRIVE, action, resource) != ALLOW
