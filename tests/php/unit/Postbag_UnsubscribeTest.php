@@ -330,6 +330,25 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), $schema->errors( (string) wp_json_encode( $batches[0] ) ), 'the sender\'s schema takes it' );
 	}
 
+	public function test_the_unsubscribe_mailto_goes_into_list_mail_and_job_manifests(): void {
+		$this->use_settings( array( 'unsubscribe_mailto' => 'unsubscribe@example.org' ) );
+		$this->assertTrue( self::list_mail( self::ADDRESS ) );
+		$headers = array_column( $this->flush_batches()[0]['meta']['headers'], 'value', 'name' );
+		$this->assertStringEndsWith( '>, <mailto:unsubscribe@example.org?subject=unsubscribe>', $headers['List-Unsubscribe'] );
+
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => self::ADDRESS ) ),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( array( 'notifications', 'unsubscribe@example.org' ), array( $manifest['meta']['list'], $manifest['meta']['unsubscribe_mailto'] ), 'the sender adds the mailto to each row\'s link' );
+	}
+
 	public function test_the_list_filter_names_a_list_too(): void {
 		add_filter(
 			'postbag_mail_list',
