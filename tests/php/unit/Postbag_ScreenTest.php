@@ -113,6 +113,39 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 		$this->assertStringContainsString( 'id="postbag-resend"', $html );
 	}
 
+	public function test_a_running_job_shows_its_progress_and_a_cancel_button(): void {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => 'a@example.net' ), array( 'email' => 'b@example.net' ) ),
+				'subject'    => 'Weekly <digest>',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'news@example.org',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+		$this->plugin->log()->set_status(
+			$job_id,
+			'uploaded',
+			'',
+			array(
+				'counts' => array(
+					'recipients'    => 2,
+					'sent'          => 1,
+					'estimated_end' => '2026-11-22T07:05:00Z',
+				),
+			)
+		);
+
+		$jobs     = $this->render( 'jobs' );
+		$overview = $this->render( 'overview' );
+
+		$this->assertStringContainsString( 'data-job-id="' . $job_id . '"', $jobs );
+		$this->assertStringContainsString( 'postbag-cancel-job', $jobs );
+		$this->assertStringContainsString( 'aria-label="Cancel the job Weekly &lt;digest&gt;"', $jobs );
+		$this->assertStringContainsString( 'max="100" value="50"', $overview );
+		$this->assertStringContainsString( 'ETA 2026-11-22T07:05:00Z (UTC)', $overview );
+	}
+
 	public function test_a_subscriber_is_refused(): void {
 		$user = wp_insert_user(
 			array(
