@@ -100,6 +100,25 @@ class _LiteralSubject(_LiteralUnstructured):
     max_count = 1
 
 
+class _ListUnsubscribe(_LiteralUnstructured, _Header):
+    """``List-Unsubscribe`` as written, never as encoded words, which would hide its URIs
+    from every mail client: on one line, or one URI a line when that is too long. Its
+    value is printable ASCII without spaces inside a URI (``unsubscribe.url``), and each
+    URI short enough for a line (``unsubscribe.MAX_URL``). A value a batch set without a
+    list (not checked as such) that is not plain ASCII or too long is folded as any."""
+
+    def fold(self, *, policy: Policy) -> str:
+        line = f"{self.name}: {self}"
+        lines = [line] if _PLAIN_LINE.fullmatch(line) else line.split(", ")
+        if not all(_PLAIN_LINE.fullmatch(part) for part in lines):
+            return super().fold(policy=policy)
+        return f",{policy.linesep} ".join(lines) + policy.linesep
+
+
+# A header line as written: printable ASCII, at most 998 characters (RFC 5322).
+_PLAIN_LINE = re.compile(r"[ -~]{1,997}")
+
+
 class _HeaderClasses(HeaderRegistry):
     """``HeaderRegistry`` that builds each header class once, not on every lookup, and
     parses a header given as text once: most repeat from mail to mail
@@ -114,6 +133,7 @@ class _HeaderClasses(HeaderRegistry):
             base_class=_Header, default_class=_LiteralUnstructured  # type: ignore[arg-type]
         )
         self.map_to_type("subject", _LiteralSubject)  # type: ignore[arg-type]
+        self.map_to_type("list-unsubscribe", _ListUnsubscribe)
         self._built: dict[str, type] = {}
         self._parsed = functools.lru_cache(maxsize=HEADER_CACHE_SIZE)(super().__call__)
 

@@ -25,7 +25,9 @@ LIST_UNSUBSCRIBE = "List-Unsubscribe"
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe-Post"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 HEADER_NAMES = frozenset({LIST_UNSUBSCRIBE.lower(), LIST_UNSUBSCRIBE_POST.lower()})
-MAX_URL = 2048
+# The schema allows 2,048 characters, but a header line holds at most 998 (RFC 5322; SES
+# refuses lines over 1,000): "List-Unsubscribe: <" + URL + ">," must fit on one.
+MAX_URL = 975
 # Printable ASCII without space, '<', '>', ',' and '"': one URI that stays inside its brackets.
 _URL = re.compile(r"https://[!#-+\-.-;=?-~]+")
 _HEADER = re.compile(r"<(https://[^<>]+)>(?:, <mailto:([^<>?]+)\?subject=unsubscribe>)?")
@@ -35,7 +37,8 @@ def url(value: str, field: str, source: str, mail: str | None = None) -> str:
     """``value`` as the one https URI of a List-Unsubscribe header."""
     fields.header_value(value, field, source, mail)  # names control characters precisely
     if len(value) > MAX_URL:
-        raise BatchFormatError(field, source, f"longer than {MAX_URL} characters", mail)
+        raise BatchFormatError(field, source, f"longer than {MAX_URL} characters (a header "
+                                              f"line holds 998)", mail)
     if not _URL.fullmatch(value):
         reason = ("not an https URL of printable ASCII without spaces, '<', '>', ',' or '\"' "
                   "(RFC 8058 wants one https URI)")

@@ -30,7 +30,7 @@ BAD_URLS = [
     ("space", "https://blog.example.org/u?a=1 2", "https URL"),
     ("quote", 'https://blog.example.org/u?a="x"', "https URL"),
     ("non-ascii", "https://blog.example.org/désabonner", "https URL"),
-    ("too-long", "https://blog.example.org/?t=" + "a" * 2030, "longer than 2048"),
+    ("too-long", "https://blog.example.org/?t=" + "a" * 950, "longer than 975"),
 ]
 
 
@@ -88,3 +88,34 @@ def test_a_list_job_may_not_set_the_headers_the_sender_builds():
     with pytest.raises(BatchFormatError) as caught:
         refuse_job_headers([("X-A", "1"), ("list-unsubscribe", "<https://a.example/>")], "job-1")
     assert caught.value.field == "meta.headers[1].name"
+
+
+def _raw(headers_: tuple[tuple[str, str], ...]) -> bytes:
+    from datetime import UTC, datetime
+
+    from chalicelib.mime import raw_message
+    from chalicelib.model import Mail, Meta
+
+    meta = Meta(sender=("", "news@example.org"), headers=headers_)
+    mail = Mail(id="m1", to=(("", "zoe@example.net"),), subject="s", text="t")
+    return raw_message(mail, meta, [], datetime(2026, 11, 30, tzinfo=UTC))
+
+
+def test_the_raw_message_carries_both_headers_exactly_on_one_line_each():
+    raw = _raw(headers(URL))
+    assert (f"\r\nList-Unsubscribe: <{URL}>\r\n"
+            f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode() in raw
+
+
+def test_a_long_url_is_never_encoded_only_folded_after_the_comma():
+    long_url = "https://blog.example.org/u?t=" + "a" * 940  # MAX_URL, nearly
+    raw = _raw(headers(url(long_url, "unsubscribe_url", "job-1"), "u@example.org"))
+    assert (f"\r\nList-Unsubscribe: <{long_url}>,\r\n"
+            f" <mailto:u@example.org?subject=unsubscribe>\r\n").encode() in raw
+    assert b"=?utf-8?" not in raw
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_a_custom_non_ascii_value_without_a_list_is_still_encoded():
+    raw = _raw((("List-Unsubscribe", "<https://a.example/dé>"),))
+    assert b"List-Unsubscribe: =?utf-8?q?" in raw
