@@ -710,8 +710,9 @@ final class Postbag_Jobs {
 					}
 				}
 				$row = Postbag_Job_Format_V2::recipient( $row );
-				if ( null !== $list && is_array( $row ) ) {
-					$row['unsubscribe_url'] = $this->lists()->url( $list, $row['email'] );
+				$url = null !== $list && is_array( $row ) ? $this->lists()->url( $list, $row['email'] ) : null;
+				if ( null !== $url ) {
+					$row['unsubscribe_url'] = $url; // Null only if the site lost https since the job was queued.
 				}
 				$line = is_array( $row ) ? Postbag_Job_Format_V2::line( $row ) : false;
 				if ( false === $line || strlen( $line ) > self::ROW_BYTES ) {
