@@ -18,6 +18,10 @@ BAD_BATCHES = [
     ("header-injection-custom-header", HeaderInjectionError, "meta.headers[2].value", "CR or LF"),
     ("header-injection-reply-to", HeaderInjectionError, "meta.reply_to[0]", "CR or LF"),
     ("reserved-custom-header", BatchFormatError, "meta.headers[2].name", "Bcc is set from"),
+    # A batch that names a list carries both RFC 8058 headers the plugin built (unsubscribe.py).
+    ("list-without-one-click", BatchFormatError, "meta.headers",
+     "List-Unsubscribe-Post: List-Unsubscribe=One-Click header is required"),
+    ("list-unsubscribe-not-https", BatchFormatError, "meta.headers[1].value", "<https://...>"),
 ]
 
 

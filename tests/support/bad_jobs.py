@@ -29,6 +29,11 @@ BAD_MANIFESTS = [
     ("malformed-from", BatchFormatError, "meta.from", "malformed address"),
     ("reply-to-injection", HeaderInjectionError, "meta.reply_to[0]", "CR or LF"),
     ("reserved-header", BatchFormatError, "meta.headers[1].name", "Bcc is set from"),
+    # The sender builds a list job's unsubscribe headers per recipient (unsubscribe.py).
+    ("list-sets-list-unsubscribe", BatchFormatError, "meta.headers[1].name",
+     "built by the sender for a job that names a list"),
+    ("unsubscribe-mailto-without-list", BatchFormatError, "meta.unsubscribe_mailto",
+     "only with meta.list"),
     ("ledger-tag", BatchFormatError, "meta.tags.postbag-key.name", "set by the sender"),
     ("job-tag", BatchFormatError, "meta.tags.postbag-job.name", "set by the sender"),
     ("cc-in-meta", BatchFormatError, "meta", "must not contain {'cc'}"),
@@ -75,4 +80,9 @@ BAD_ROWS = [
      "must be integer"),
     ("user-id-zero", b'{"email": "a@example.net", "user_id": 0}', "user_id",
      "must be bigger than or equal to 1"),
+    ("unsubscribe-url-http", b'{"email": "a@example.net", "unsubscribe_url": "http://a.example/u"}',
+     "unsubscribe_url", "must match pattern"),
+    ("unsubscribe-url-second-uri",
+     b'{"email": "a@example.net", "unsubscribe_url": "https://a.example/u>, <https://b.example"}',
+     "unsubscribe_url", "not an https URL"),
 ]

@@ -119,3 +119,11 @@ def test_a_long_url_is_never_encoded_only_folded_after_the_comma():
 def test_a_custom_non_ascii_value_without_a_list_is_still_encoded():
     raw = _raw((("List-Unsubscribe", "<https://a.example/dé>"),))
     assert b"List-Unsubscribe: =?utf-8?q?" in raw
+
+
+def test_a_list_batch_as_the_plugin_writes_it_parses_with_its_list_and_headers(settings):
+    from conftest import parse_fixture
+
+    batch = parse_fixture("batches/list.json", settings)
+    assert batch.meta.list_name == "weekly"
+    assert dict(batch.meta.headers)["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
