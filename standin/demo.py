@@ -57,6 +57,13 @@ JOB_RECIPIENTS = 1000
 JOB_CONCURRENCY = 4
 JOB_CHUNK_ROWS = 100
 MAILS_SHOWN = 3
+# The demo's further steps, in order, after the example batches and the notify job: each
+# ``run(aws, s3, app, events) -> bool`` prints what it shows and answers whether it worked.
+# A new step is one line here.
+STEPS = [
+    demo_schedule.run,
+    demo_suppression.run,
+]
 
 
 def _environment(aws: LocalAws) -> None:
@@ -128,12 +135,31 @@ def _report(endpoint: str, outbox: Path) -> int:
     return len(rows)
 
 
-def _quarantined(s3: Any) -> None:
+def _quarantined(s3: Any) -> dict[str, dict[str, Any]]:
+    """The quarantined batches' error documents, by the batch's key."""
     listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")
+    errors = {}
     for obj in listing.get("Contents", []):
         if obj["Key"].endswith(".error.json"):
             error = json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
-            print(f"quarantined {error['batch']}: field {error['field']}: {error['reason']}")
+            errors[error["batch"]] = error
+    return errors
+
+
+def _batches(s3: Any, app: Any) -> None:
+    """The example batches' events, each said as it came out: sent, or quarantined and why
+    ("ok" only for a batch whose mail went out)."""
+    deliveries = LocalDispatcher(s3, BUCKET, [Route(QUEUE, ".json", app.on_batch_uploaded)]).run()
+    quarantined = _quarantined(s3)
+    for delivery in deliveries:
+        error = quarantined.get(delivery.key)
+        if delivery.error:
+            state = f"failed: {delivery.error}"
+        elif error:
+            state = f"quarantined: field {error['field']}: {error['reason']}"
+        else:
+            state = "ok"
+        print(f"event for {delivery.key}: {state}")
 
 
 def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
@@ -178,19 +204,14 @@ def main() -> int:
         _prepare(s3)
         import app  # after the environment is set: app.py reads its settings at import
 
-        batches = Route(QUEUE, ".json", app.on_batch_uploaded)
-        deliveries = LocalDispatcher(s3, BUCKET, [batches]).run()
-        for delivery in deliveries:
-            state = f"failed: {delivery.error}" if delivery.error else "ok"
-            print(f"event for {delivery.key}: {state}")
-        _quarantined(s3)
+        _batches(s3, app)
         # SES's Send events, recorded in the ledger: what settles a send whose answer was lost.
         events = LocalSesEvents(aws.endpoint, app.on_ses_event)
         print(f"SES Send events recorded in the ledger: {events.deliver()}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
         job_ok = _job(aws, s3, app, events)
-        job_ok = demo_schedule.run(aws, s3, app, events) and job_ok
-        job_ok = demo_suppression.run(aws, s3, app, events) and job_ok
+        for step in STEPS:  # each prints what it showed; all run, whatever one came to
+            job_ok = step(aws, s3, app, events) and job_ok
     return 0 if delivered and job_ok else 1
 
 
