@@ -48,7 +48,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def accuracy(items: int, spread: float, tick: float) -> dict[str, float]:
+def accuracy(items: int, spread: float, tick: float, lead: float) -> dict[str, float]:
     from standin.aws import LocalAws
     from standin.schedules import Ticker
 
@@ -58,11 +58,16 @@ def accuracy(items: int, spread: float, tick: float) -> dict[str, float]:
         s3.create_bucket(Bucket=BUCKET)
         create_table(dynamodb, TABLE)
         book = HoldBook(dynamodb, TABLE, NAMESPACE, s3, BUCKET)
-        start = time.time() + 15  # time to hold them all first
+        # Time to hold them all before the first is due (two requests an item).
+        began = time.time()
+        start = began + lead
         dues = {f"b{n:05d}": start + spread * n / items for n in range(items)}
         for ident, due in dues.items():
             when = When(send_at=datetime.fromtimestamp(due, UTC))
             book.admit(BATCH, ident, BUCKET, f"queue/{ident}.json", when)
+        held_in = time.time() - began
+        if held_in > lead:
+            print(f"warning: holding took {held_in:.0f} s, more than --lead {lead:g} s")
         released: dict[str, float] = {}
         lock = threading.Lock()
 
@@ -79,7 +84,8 @@ def accuracy(items: int, spread: float, tick: float) -> dict[str, float]:
                 time.sleep(0.5)
         # Markers' times are whole seconds: an item is due at its second, not before.
         late = [released[i] - int(dues[i]) for i in released]
-        return {"items": items, "released": len(released), "ticks": ticker.ticks,
+        return {"items": items, "held_in": held_in, "released": len(released),
+                "ticks": ticker.ticks,
                 "errors": len(ticker.errors), "p50": percentile(late, 0.5),
                 "p99": percentile(late, 0.99), "max": max(late), "min": min(late)}
 
@@ -118,13 +124,16 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--spread", type=float, default=60.0)
     parser.add_argument("--tick", type=float, default=1.0)
+    parser.add_argument("--lead", type=float, default=60.0,
+                        help="seconds between the start and the first due time")
     parser.add_argument("--recipients", type=int, default=30_000)
     parser.add_argument("--window-minutes", type=int, default=60)
     args = parser.parse_args()
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.2f}")
-    found = accuracy(args.items, args.spread, args.tick)
-    print(f"accuracy: {found['released']}/{found['items']} held items released by "
+    found = accuracy(args.items, args.spread, args.tick, args.lead)
+    print(f"accuracy: {found['items']} items held in {found['held_in']:.1f} s; "
+          f"{found['released']}/{found['items']} released by "
           f"{found['ticks']} drainer runs every {args.tick:g} s (wall clock, local stand-in), "
           f"{found['errors']} errors; seconds late p50 {found['p50']:.2f}, "
           f"p99 {found['p99']:.2f}, max {found['max']:.2f} (min {found['min']:.2f})")

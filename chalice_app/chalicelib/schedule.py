@@ -132,14 +132,15 @@ def parse_reschedule(data: bytes, key: str, now: datetime) -> tuple[When, dateti
 @dataclass(frozen=True)
 class WindowPlan:
     """How a windowed job is paced: ``chunks`` work items of at most ``chunk_rows`` rows,
-    the i-th due ``i * spacing`` seconds after ``start`` (the window's, or when it was
-    planned if later); ``fits`` says whether the window holds the job at the rate and
-    quota available when it was planned."""
+    shared out evenly over ``slots`` minutes from ``start`` (the window's, or when it was
+    planned if later): the drainer runs once a minute, and each run queues the chunks of
+    the minutes begun. ``fits`` says whether the window holds the job at the rate and
+    quota available when it was planned; one slot when it does not (all at once)."""
 
     start: datetime
     chunk_rows: int
     chunks: int
-    spacing: float
+    slots: int
     fits: bool
     needed_rate: float
     available_rate: float
@@ -148,29 +149,26 @@ class WindowPlan:
         """How many chunks may be on the queue at ``now``."""
         if now < self.start:
             return 0
-        if self.spacing <= 0:
-            return self.chunks
-        elapsed = (now - self.start).total_seconds()
-        return min(self.chunks, math.floor(elapsed / self.spacing) + 1)
+        slot = math.floor((now - self.start).total_seconds() / 60)
+        return min(self.chunks, math.ceil((slot + 1) * self.chunks / self.slots))
 
     def document(self) -> dict[str, Any]:
         return {"start": iso(self.start), "fits": self.fits,
                 "needed_rate": round(self.needed_rate, 3),
                 "available_rate": round(self.available_rate, 3),
-                "chunk_rows": self.chunk_rows, "chunks": self.chunks,
-                "spacing_seconds": round(self.spacing, 3)}
+                "chunk_rows": self.chunk_rows, "chunks": self.chunks, "minutes": self.slots}
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> WindowPlan:
-        return cls(from_iso(doc["start"]), doc["chunk_rows"], doc["chunks"],
-                   doc["spacing_seconds"], doc["fits"], doc["needed_rate"], doc["available_rate"])
+        return cls(from_iso(doc["start"]), doc["chunk_rows"], doc["chunks"], doc["minutes"],
+                   doc["fits"], doc["needed_rate"], doc["available_rate"])
 
 
 def plan_window(recipients: int, window: Window, now: datetime, rate: float,
                 quota_left: float | None, max_chunk_rows: int,
                 chunk_count: Callable[[int], int] | None = None) -> WindowPlan:
     """Chunks small enough that every minute of what is left of the window gets its share,
-    spaced evenly so that the last is due a share's sending time before the end.
+    the last minute's early enough to be sent at the rate before the end.
 
     ``rate``: the account's mails a second; ``quota_left``: what the 24-hour quota still
     takes (``None``: unknown or unlimited); ``chunk_count(rows)``: how many work items
@@ -184,11 +182,13 @@ def plan_window(recipients: int, window: Window, now: datetime, rate: float,
     fits = recipients == 0 or needed <= available
     if not fits or recipients == 0:
         rows = max(1, min(max_chunk_rows, recipients))
-        return WindowPlan(start, rows, count(rows), 0.0, fits, needed, available)
+        return WindowPlan(start, rows, count(rows), 1, fits, needed, available)
     minutes = max(1, math.floor(seconds / 60))
-    rows = max(1, min(max_chunk_rows, math.ceil(recipients / minutes)))
-    chunks = count(rows)
-    # The last chunk is due early enough to be sent at the rate before the window ends.
-    sending = rows / rate if rate > 0 else 0.0
-    spacing = max(seconds - sending, 0.0) / chunks
-    return WindowPlan(start, rows, chunks, spacing, fits, needed, available)
+    # A minute's share, cut into equal chunks no larger than the cap: 556 a minute with a
+    # cap of 500 is two chunks of 278, not 500 then 56 (one minute twice another).
+    share = math.ceil(recipients / minutes)
+    rows = max(1, math.ceil(share / math.ceil(share / max_chunk_rows)))
+    # The last minute used begins early enough for its share to go at the rate by the end.
+    sending = share / rate if rate > 0 else 0.0
+    slots = max(1, min(minutes, math.floor((seconds - sending) / 60) + 1))
+    return WindowPlan(start, rows, count(rows), slots, fits, needed, available)

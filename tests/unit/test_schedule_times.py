@@ -81,18 +81,23 @@ def test_bad_reschedule_requests_name_the_field(path):
 def test_a_window_that_fits_gives_every_minute_its_share_and_ends_before_the_end():
     plan = plan_window(6000, Window(_at(1), _at(2)), NOW, rate=14.0, quota_left=None,
                        max_chunk_rows=500)
-    assert (plan.fits, plan.chunk_rows, plan.chunks) == (True, 100, 60)
-    last_due = plan.start + timedelta(seconds=plan.spacing * (plan.chunks - 1))
-    assert last_due + timedelta(seconds=plan.chunk_rows / 14.0) <= _at(2)
+    assert (plan.fits, plan.chunk_rows, plan.chunks, plan.slots) == (True, 100, 60, 60)
+    last_minute = plan.start + timedelta(minutes=plan.slots - 1)
+    assert last_minute + timedelta(seconds=plan.chunk_rows / 14.0) <= _at(2)
     assert plan.due_chunks(_at(1) - timedelta(seconds=1)) == 0
     assert plan.due_chunks(_at(1)) == 1
     assert plan.due_chunks(_at(2)) == 60
 
 
-def test_a_big_job_in_a_short_window_uses_the_largest_chunks():
+def test_a_minutes_share_above_the_chunk_cap_is_cut_into_equal_chunks():
+    # 3,334 a minute with a cap of 500: seven chunks of 477 a minute, not 500s and a rest.
     plan = plan_window(100_000, Window(_at(1), _at(1.5)), NOW, rate=100.0, quota_left=None,
                        max_chunk_rows=500)
-    assert plan.fits and plan.chunk_rows == 500 and plan.chunks == 200
+    assert plan.fits and plan.chunk_rows == 477 and plan.chunks == 210
+    per_minute = [plan.due_chunks(_at(1) + timedelta(minutes=m, seconds=59))
+                  - plan.due_chunks(_at(1) + timedelta(minutes=m - 1, seconds=59))
+                  for m in range(1, 29)]
+    assert set(per_minute) <= {7, 8}, per_minute
 
 
 @pytest.mark.parametrize("rate, quota_left, available", [
