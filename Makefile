@@ -23,7 +23,8 @@ $(STAMP): requirements.txt chalice_app/requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-demo: venv
+# The PHP half too: the demo's last part goes through a real WordPress (PHP-FPM, nginx, MariaDB).
+demo: venv php-deps
 	$(PY) -m standin.demo
 
 test: lint test-python test-php test-browser

@@ -9,7 +9,11 @@ handler in-process, then prints what SES delivered and writes each mail to
 with a mail of their own, written as ``postbag notify`` writes it, split by
 ``on_job_uploaded`` and sent by ``on_work_item`` in ``JOB_CONCURRENCY``
 worker processes (``standin.job_run``); it prints the job's status, a few
-of the mails and a check that each recipient got exactly one. The server is
+of the mails and a check that each recipient got exactly one. Then the steps
+in ``STEPS``: a real WordPress request that sends a few mails and a notify job
+to 1,000 subscribers, with the page's response time, the delivered-mail table
+and a few rendered mails (``demo_wordpress``); a held notification
+(``demo_schedule``); suppressions (``demo_suppression``). The server is
 stopped on the way out.
 """
 
@@ -28,7 +32,7 @@ from typing import Any
 
 import boto3
 
-from standin import demo_schedule, demo_suppression
+from standin import demo_schedule, demo_suppression, demo_wordpress
 from standin.aws import LocalAws
 from standin.job_run import JobRun, run_job, write_spec
 from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
@@ -61,6 +65,7 @@ MAILS_SHOWN = 3
 # ``run(aws, s3, app, events) -> bool`` prints what it shows and answers whether it worked.
 # A new step is one line here.
 STEPS = [
+    demo_wordpress.run,
     demo_schedule.run,
     demo_suppression.run,
 ]

@@ -15,7 +15,7 @@ import random
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -100,24 +100,41 @@ class JobRun:
         return per_address(self.mails)
 
 
+# Puts a job in the bucket, its manifest last; answers its id and recipient count.
+Upload = Callable[[], tuple[str, int]]
+
+
 def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping[str, str],
             concurrency: int, events: LocalSesEvents, stats_path: str | None = None,
             timeout_s: float = 900.0, function_timeout: int = 300) -> JobRun:
-    """Upload the job ``spec`` describes and run it to the end; ``app`` is the sender's
+    """Upload the job ``spec`` describes, as ``postbag notify`` does, and run it to the end
+    (``run_uploaded``)."""
+    from postbag.notify import notify, sender_checks
+
+    def upload() -> tuple[str, int]:
+        outcome = notify(s3, env["POSTBAG_BUCKET"], spec, *sender_checks(app.SETTINGS))
+        return outcome.job_id, outcome.recipients
+
+    return run_uploaded(endpoint, s3, sqs, app, upload, env, concurrency, events,
+                        env["POSTBAG_BUCKET"], stats_path, timeout_s, function_timeout)
+
+
+def run_uploaded(endpoint: str, s3: Any, sqs: Any, app: Any, upload: Upload,
+                 env: Mapping[str, str], concurrency: int, events: LocalSesEvents, bucket: str,
+                 stats_path: str | None = None, timeout_s: float = 900.0,
+                 function_timeout: int = 300) -> JobRun:
+    """Run the job ``upload()`` puts in ``bucket`` to the end; ``app`` is the sender's
     ``app`` module imported with ``env`` set, ``env`` the workers' environment.
 
     SES's Send events go to ``on_ses_event`` (``events``) while the job runs: they
     settle the sends whose answer was lost, which are otherwise sent again once
     the evidence window has passed (ledger.py), as they would be on AWS.
     """
-    from postbag.notify import notify, sender_checks
-
     queue_url = create_queue(sqs, app.SETTINGS.work_queue, function_timeout)
-    bucket = env["POSTBAG_BUCKET"]
     mails_before = len(sent_mails(endpoint))
     with LocalSqsMapping(queue_url, env, concurrency, timeout_s=function_timeout,
                          stats_path=stats_path) as mapping, events.pumping():
-        outcome = notify(s3, bucket, spec, *sender_checks(app.SETTINGS))
+        job_id, recipients = upload()
         started = time.time()  # the manifest is uploaded last: the job starts now
         jobs = Route("jobs/", "/manifest.json", app.on_job_uploaded)
         for delivery in LocalDispatcher(s3, bucket, [jobs]).run():
@@ -126,7 +143,7 @@ def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping
         split_seconds = time.time() - started
         drained = mapping.wait_until_drained(sqs, timeout_s)
         finished = time.time()
-    return JobRun(outcome.job_id, outcome.recipients, started, finished,
-                  app.job_progress().status(bucket, outcome.job_id),
+    return JobRun(job_id, recipients, started, finished,
+                  app.job_progress().status(bucket, job_id),
                   sent_mails(endpoint, mails_before), mapping.invocations(), drained,
                   split_seconds)

@@ -18,7 +18,7 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=True,
     )
     assert "7 mails delivered" in done.stdout
@@ -49,3 +49,10 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
     # A notification held 20 s on the sender's side, released by the ticked drainer on time.
     assert re.search(r"^job \S+ uploaded: state scheduled, send_at \S+Z$", done.stdout, re.M)
     assert "check: held until due and sent on time, each once" in done.stdout
+    # Through WordPress: one request's mails and job, each sent, the page's time printed.
+    assert re.search(r"^the page answered in \d+ ms: \{\"mails\": 3, \"job\": ", done.stdout, re.M)
+    table = re.findall(r"^(editor\d@example\.net) +Editor \d: your post is live +sent +(\S+)$",
+                       done.stdout, re.M)
+    assert [to for to, _ in table] == ["editor1@example.net", "editor2@example.net",
+                                       "editor3@example.net"] and all(mid for _, mid in table)
+    assert "check: 1,000 subscribers, 1,000 mails, each once" in done.stdout

@@ -47,6 +47,18 @@ final class Postbag_Test_Local_Aws {
 	/** @var array<int, self> Servers not yet stopped, by PID. */
 	private static $running = array();
 
+	/**
+	 * A stand-in someone else started and will stop (make demo's): stop() leaves it running.
+	 *
+	 * @param string $endpoint e.g. http://127.0.0.1:40123.
+	 */
+	public static function attached( string $endpoint ): self {
+		$aws           = ( new ReflectionClass( self::class ) )->newInstanceWithoutConstructor();
+		$aws->endpoint = $endpoint;
+		$aws->pid      = 0;
+		return $aws;
+	}
+
 	public function __construct( bool $check_signatures = false ) {
 		$command = array( Postbag_Test_Python::binary(), '-m', 'standin.aws' );
 		if ( $check_signatures ) {
