@@ -189,6 +189,10 @@ def test_bucket_notifications_have_prefix_and_suffix(deployed):
                                                            "suffix": ".json"},
         f"postbag-{deployed.stage}-on_redrive_request": {"prefix": "requests/redrive/",
                                                          "suffix": ".json"},
+        # Scheduled sends: cancel / reschedule requests (docs/scheduling.md).
+        f"postbag-{deployed.stage}-on_batch_control": {"prefix": "control/batches/"},
+        f"postbag-{deployed.stage}-on_job_schedule": {"prefix": "jobs/",
+                                                      "suffix": "/schedule.json"},
     }
 
 
