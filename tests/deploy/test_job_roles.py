@@ -39,7 +39,7 @@ def new_instances(app) -> None:
     """Forget the app's clients and stages, as a new Lambda instance starts without them."""
     for built in (app.ledger, app.stages, app.fanout_stages, app.work_queue,
                   app.job_progress, app.splitter, app.suppression_store, app.marks,
-                  app.feedback_stages):
+                  app.feedback_stages, app.hold_book):
         built.cache_clear()
 
 
