@@ -185,9 +185,11 @@ def _stand_in_env(endpoint: str, **extra: str) -> dict[str, str]:
 
 
 def _sent_subjects(endpoint: str) -> list[str]:
-    """The subject (the mail id) of every send the stand-in's SES accepted."""
+    """The subject (the mail id) of every send the stand-in's SES accepted (its Send events;
+    each is followed by its recipients' Delivery, Bounce or Complaint)."""
     with urllib.request.urlopen(endpoint + "/_standin/ses-events", timeout=30) as answer:
-        return [e["mail"]["commonHeaders"]["subject"] for e in json.load(answer)]
+        return [e["mail"]["commonHeaders"]["subject"] for e in json.load(answer)
+                if e["eventType"] == "Send"]
 
 
 def _sender(endpoint: str, timeout: float, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -226,7 +228,8 @@ def _deliver_send_events(endpoint: str, delivered: list[int]) -> None:
     with urllib.request.urlopen(f"{endpoint}/_standin/ses-events?after={delivered[0]}",
                                 timeout=30) as answer:
         events = json.load(answer)
-    sent = [(e["mail"]["tags"]["postbag-key"][0], e["mail"]["messageId"]) for e in events]
+    sent = [(e["mail"]["tags"]["postbag-key"][0], e["mail"]["messageId"]) for e in events
+            if e["eventType"] == "Send"]
     delivered[0] += len(events)
     if sent:
         client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
