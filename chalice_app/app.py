@@ -376,7 +376,8 @@ def drain_held(event: CloudWatchEvent) -> None:
 def _apply_requests(event: S3Event) -> None:
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     control = Control(hold_book(), BatchStore(s3), Recorder(s3), SETTINGS,
-                      lambda held: splitter().rescheduled(held))
+                      lambda held: splitter().rescheduled(held),
+                      lambda held: splitter().cancelled(held))
     retry = None
     for record in event.to_dict().get("Records", []):
         retry = handle_record(record, control.apply, control.recorder) or retry
@@ -394,6 +395,13 @@ def on_batch_control(event: S3Event) -> None:
                  events=["s3:ObjectCreated:*"])
 def on_job_schedule(event: S3Event) -> None:
     """Reschedule a held job (control.py)."""
+    _apply_requests(event)
+
+
+@app.on_s3_event(bucket=BUCKET, prefix=JOBS_PREFIX, suffix="/cancel",
+                 events=["s3:ObjectCreated:*"])
+def on_job_cancel(event: S3Event) -> None:
+    """Cancel a held job at once (control.py); one under way stops at the fan-out."""
     _apply_requests(event)
 
 

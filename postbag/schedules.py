@@ -21,7 +21,7 @@ def request_key(kind: str, ident: str, action: str) -> str:
     """Where a cancel or reschedule request for a held item goes (the shared contract)."""
     name = RESCHEDULE_NAME if action == "schedule" else "cancel"
     key = (f"{CONTROL_PREFIX}{ident}/{name}" if kind == BATCH else f"jobs/{ident}/{name}")
-    if Request.parse(key) is None and not (kind == JOB and action == "cancel"):
+    if Request.parse(key) is None:
         raise CommandError(f"{ident!r} is not a batch or job id")
     return key
 

@@ -19,7 +19,7 @@ JOB_HANDLER = "on_job_uploaded"
 WORK_HANDLER = "on_work_item"
 # Scheduled sends: the drainer (every minute) and the cancel / reschedule requests.
 DRAIN_HANDLER = "drain_held"
-CONTROL_HANDLERS = ("on_batch_control", "on_job_schedule")
+CONTROL_HANDLERS = ("on_batch_control", "on_job_schedule", "on_job_cancel")
 # The suppression list: the site's inbox objects, and the minute's publishing (export,
 # feedback status).
 INBOX_HANDLER = "on_suppression_inbox"

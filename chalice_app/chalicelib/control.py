@@ -4,8 +4,8 @@ The plugin or ``postbag`` writes them (the shared contract):
 
 - ``control/batches/<batch_id>/cancel`` (any body) and
   ``control/batches/<batch_id>/schedule.json``;
-- ``jobs/<job_id>/schedule.json``. A job's cancel is ``jobs/<job_id>/cancel``, which
-  the fan-out has always honoured; a held job finds it when it falls due (split.py).
+- ``jobs/<job_id>/schedule.json`` and ``jobs/<job_id>/cancel`` (which the fan-out has
+  always honoured for a job under way: here it cancels a held one at once).
 
 Each request is one conditional write on the held item (``hold.py``): it wins or it
 finds the item released already, and then it changes nothing ("too late", logged).
@@ -25,14 +25,13 @@ from chalicelib.hold import BATCH, JOB, Held, HoldBook
 from chalicelib.model import Outcome, Status
 from chalicelib.observe import logger
 from chalicelib.outcome import Recorder
-from chalicelib.schedule import RESCHEDULE_NAME, parse_reschedule
+from chalicelib.schedule import parse_reschedule
 from chalicelib.store import BatchGone, BatchStore
 
 CONTROL_PREFIX = "control/batches/"
 _ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})"
 _BATCH_REQUEST = re.compile("^" + re.escape(CONTROL_PREFIX) + _ID + r"/(cancel|schedule\.json)$")
-_JOB_REQUEST = re.compile("^" + re.escape(JOBS_PREFIX) + _ID + "/" + re.escape(RESCHEDULE_NAME)
-                          + "$")
+_JOB_REQUEST = re.compile("^" + re.escape(JOBS_PREFIX) + _ID + r"/(cancel|schedule\.json)$")
 
 
 @dataclass(frozen=True)
@@ -43,21 +42,24 @@ class Request:
 
     @classmethod
     def parse(cls, key: str) -> Request | None:
-        found = _BATCH_REQUEST.fullmatch(key)
-        if found:
-            return cls(BATCH, found.group(1), "cancel" if found.group(2) == "cancel"
-                       else "schedule")
-        found = _JOB_REQUEST.fullmatch(key)
-        return cls(JOB, found.group(1), "schedule") if found else None
+        for kind, pattern in ((BATCH, _BATCH_REQUEST), (JOB, _JOB_REQUEST)):
+            found = pattern.fullmatch(key)
+            if found:
+                action = "cancel" if found.group(2) == "cancel" else "schedule"
+                return cls(kind, found.group(1), action)
+        return None
 
 
 class Control:
-    """Applies requests; ``rescheduled(held)`` shows a job's new times in its status."""
+    """Applies requests; ``rescheduled(held)`` shows a job's new times in its status,
+    ``job_cancelled(held)`` counts a held job's recipients cancelled."""
 
     def __init__(self, book: HoldBook, store: BatchStore, recorder: Recorder,
-                 settings: Settings, rescheduled: Callable[[Held], object]):
+                 settings: Settings, rescheduled: Callable[[Held], object],
+                 job_cancelled: Callable[[Held], object]):
         self.book, self.store, self.recorder = book, store, recorder
         self.settings, self._rescheduled = settings, rescheduled
+        self._job_cancelled = job_cancelled
 
     def apply(self, bucket: str, key: str) -> str:
         """Apply the request at ``key``; returns what came of it (for the log and tests).
@@ -96,10 +98,14 @@ class Control:
     def _cancel(self, request: Request) -> str:
         held = self.book.cancel(request.kind, request.ident)
         if held is None:
-            logger.warning("cancel too late: not held (released, cancelled or unknown)",
+            # A job under way (or never held) stops at the fan-out's own cancel check.
+            logger.warning("cancel: not held (released, cancelled, or never held)",
                            extra={"item": f"{request.kind}/{request.ident}"})
             return "too late"
-        self._record_cancelled(held)
+        if held.kind == BATCH:
+            self._record_cancelled(held)
+        else:
+            self._job_cancelled(held)
         logger.info("cancelled", extra={"item": f"{request.kind}/{request.ident}"})
         return "cancelled"
 

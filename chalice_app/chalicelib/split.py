@@ -158,6 +158,12 @@ class Splitter:
             return True
         return self._paced(bucket, key, job, window, cancelled)
 
+    def cancelled(self, held: Held) -> None:
+        """A held job cancelled: every recipient counted cancelled, nothing queued."""
+        job = self._job(held.bucket, held.key)
+        if job is not None:
+            self.progress.begin(held.bucket, job, 0, cancelled=True)
+
     def rescheduled(self, held: Held) -> None:
         """A held job moved: its status shows the new times."""
         job = self._job(held.bucket, held.key)

@@ -1,6 +1,7 @@
 """The least-privilege IAM policies, rendered for one stage.
 
-- the sender's role (written to ``chalice_app/.chalice/policy-<stage>.json``,
+- the sender's role (written to ``chalice_app/.chalice/policy-<stage>.json``, generated and
+  git-ignored,
   which Chalice attaches because ``autogen_policy`` is off: it cannot see the
   calls made through helpers and powertools);
 - the SES event recorder's role (``policy-<stage>-on_ses_event.json``): Chalice
@@ -276,9 +277,10 @@ def drainer_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> P
 
 def control_policy(stack: Stack, settings: Settings, handler: str, kms_key_arn: str = ""
                    ) -> Policy:
-    """``on_batch_control`` and ``on_job_schedule``: a cancel or reschedule request in, the
-    held item changed. A cancelled batch gets its receipt (every mail cancelled), a moved
-    job its status; a request it cannot read is quarantined. It sends nothing."""
+    """``on_batch_control``, ``on_job_schedule`` and ``on_job_cancel``: a cancel or
+    reschedule request in, the held item changed. A cancelled batch gets its receipt
+    (every mail cancelled), a cancelled job its counts (all cancelled), a moved job its
+    status; a request it cannot read is quarantined. It sends nothing."""
     requests = [stack.objects_arn(CONTROL_PREFIX), _job_files(stack, RESCHEDULE_NAME)]
     statements = [
         _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
@@ -293,6 +295,9 @@ def control_policy(stack: Stack, settings: Settings, handler: str, kms_key_arn: 
             _job_files(stack, "status.json")]),
         # A moved window is planned again for its status: the rate and the quota left.
         _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
+        # A cancelled held job's progress item, started with every recipient cancelled.
+        _items(stack, settings, "JobProgress", ["dynamodb:PutItem", "dynamodb:GetItem"],
+               [JOB_ITEMS]),
         *_hold_statements(stack, settings),
         _failure_destination(stack),
         *_log_statements(stack, stack.handler_function(handler)),

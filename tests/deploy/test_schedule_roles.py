@@ -96,7 +96,7 @@ def test_the_drainers_role_allows_releasing_a_batch_and_a_windowed_job(app, call
     assert any(r.startswith("ses:SendEmail ") for r in refused(calls, splitter, stack))
 
 
-def test_the_control_roles_allow_cancelling_a_batch_and_moving_a_job(app, calls, clock):  # noqa: F811
+def test_the_control_roles_allow_cancelling_a_batch_moving_and_cancelling_a_job(app, calls, clock):  # noqa: F811
     app, session = app
     stack = stack_of(app)
     s3 = session.client("s3")
@@ -127,3 +127,12 @@ def test_the_control_roles_allow_cancelling_a_batch_and_moving_a_job(app, calls,
     assert refused(calls, control, stack) == []
     assert not any(r.startswith("ses:Send") for r in refused(calls, control, stack))
     assert "email:SendEmail" not in operations(calls)
+    calls.clear()
+    cancel = manifest_key.replace("manifest.json", "cancel")
+    s3.put_object(Bucket=stack.bucket, Key=cancel, Body=b"")
+    _s3_event(app, "on_job_cancel", stack.bucket, cancel)
+    status = json.loads(s3.get_object(Bucket=stack.bucket, Key=manifest_key.replace(
+        "manifest.json", "status.json"))["Body"].read())
+    assert status["state"] == "cancelled"
+    assert refused(calls, policies.control_policy(stack, stage_settings(app), "on_job_cancel"),
+                   stack) == []

@@ -78,7 +78,7 @@ class Scene:
     def request(self, key: str, body: dict | None = None) -> str:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body or {}).encode())
         control = Control(self.book, BatchStore(self.s3), Recorder(self.s3), SETTINGS,
-                          rescheduled=lambda held: None)
+                          rescheduled=lambda held: None, job_cancelled=lambda held: None)
         return control.apply(BUCKET, key)
 
     def markers(self) -> list[str]:

@@ -51,6 +51,10 @@ class Jobs:
             capacity=lambda: (rate, quota_left), clock=self.clock)
         self.aws = (self.s3, self.sqs, url, dynamodb)
 
+    def control(self) -> Control:
+        return Control(self.book, BatchStore(self.s3), Recorder(self.s3), SETTINGS,
+                       rescheduled=self.splitter.rescheduled, job_cancelled=self.splitter.cancelled)
+
     def drain(self):
         return Drainer(self.book, {JOB: self.splitter.release}).run()
 
@@ -92,7 +96,22 @@ def test_a_held_job_says_scheduled_and_is_split_when_due(jobs):
     assert received(jobs.aws) == []
 
 
-def test_a_held_job_cancelled_sends_nothing_and_is_counted_cancelled(jobs):
+def test_a_held_job_cancelled_is_counted_cancelled_at_once_and_never_queued(jobs):
+    key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
+    jobs.splitter.split(BUCKET, key)
+    jobs.s3.put_object(Bucket=BUCKET, Key=cancel_key("job-1"), Body=b"")
+    assert jobs.control().apply(BUCKET, cancel_key("job-1")) == "cancelled"
+    status = jobs.status()
+    assert (status["state"], status["cancelled"]) == ("cancelled", 10)
+    assert jobs.control().apply(BUCKET, cancel_key("job-1")) == "too late", "a replay"
+    jobs.clock.now = START + 60 * MINUTE
+    jobs.drain()
+    assert received(jobs.aws) == []
+    assert jobs.splitter.split(BUCKET, key) == 0, "a replayed upload event queues nothing"
+    assert received(jobs.aws) == []
+
+
+def test_a_held_job_whose_cancel_event_was_lost_is_cancelled_when_due(jobs):
     key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
     jobs.splitter.split(BUCKET, key)
     jobs.s3.put_object(Bucket=BUCKET, Key=cancel_key("job-1"), Body=b"")
@@ -110,9 +129,7 @@ def test_a_rescheduled_job_shows_its_new_time_and_goes_then(jobs):
     jobs.s3.put_object(Bucket=BUCKET, Key=request, Body=json.dumps({
         "version": 1, "send_at": "2026-12-01T10:00:00+01:00", "send_between": None,
         "requested_at": "2026-12-01T07:00:00Z"}).encode())
-    control = Control(jobs.book, BatchStore(jobs.s3), Recorder(jobs.s3), SETTINGS,
-                      rescheduled=jobs.splitter.rescheduled)
-    assert control.apply(BUCKET, request) == "rescheduled"
+    assert jobs.control().apply(BUCKET, request) == "rescheduled"
     assert jobs.status()["send_at"] == "2026-12-01T09:00:00Z"
     jobs.clock.now = START + 60 * MINUTE
     jobs.drain()
