@@ -20,6 +20,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.harness import UNVERIFIED_DOMAIN, Sender, Site, wait_for
 
@@ -62,11 +64,21 @@ def _by_id(browser: WebDriver, element_id: str) -> WebElement:
     return browser.find_element(By.ID, element_id)
 
 
+def _follow(browser: WebDriver, element: WebElement) -> None:
+    """Clicks a link or submit button and waits until its page replaced this one
+    (click() returns before a form's post and redirect are over)."""
+    element.click()
+    WebDriverWait(browser, 30).until(staleness_of(element))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
 def test_log_in(browser: WebDriver, site: Site) -> None:
     browser.get(site.page("wp-login.php"))
     _by_id(browser, "user_login").send_keys(site.user)
     _by_id(browser, "user_pass").send_keys(site.password)
-    _by_id(browser, "wp-submit").click()
+    _follow(browser, _by_id(browser, "wp-submit"))
 
     assert wait_for(lambda: browser.find_elements(By.ID, "wpadminbar"), 30), browser.title
     assert "wp-admin" in browser.current_url
@@ -128,7 +140,7 @@ def test_a_test_mail_sent_with_the_keyboard_arrives(
 def _log_rows(browser: WebDriver, site: Site, subject: str) -> list[str]:
     """Statuses of the email log's rows about ``subject``, after a sync with the bucket."""
     _screen(browser, site, "actions")
-    _by_id(browser, "postbag-sync").click()
+    _follow(browser, _by_id(browser, "postbag-sync"))
     browser.get(site.admin(f"admin.php?page=postbag&tab=log&s={subject.replace(' ', '+')}"))
     return [
         row.get_attribute("data-status") or ""
@@ -148,11 +160,12 @@ def test_a_failed_mail_is_resent_once_its_cause_is_fixed(
     assert wait_for(lambda: "failed" in _log_rows(browser, site, subject), 60, 2), sender.errors
     rows = browser.find_elements(By.CSS_SELECTOR, ".postbag-log-row[data-status='failed']")
     failed = [row for row in rows if subject in row.text]
-    failed[0].find_element(By.CSS_SELECTOR, ".postbag-log-detail-link").click()
+    _follow(browser, failed[0].find_element(By.CSS_SELECTOR, ".postbag-log-detail-link"))
     assert UNVERIFIED_DOMAIN in _by_id(browser, "postbag-detail-reason").text
 
     sender.verify(UNVERIFIED_DOMAIN)  # The cause, fixed.
-    _by_id(browser, "postbag-resend").click()
+    _follow(browser, _by_id(browser, "postbag-resend"))
+    assert "send it again" in _by_id(browser, "postbag-notice").text
 
     requests = "requests/redrive/"
     assert wait_for(lambda: "sent" in _log_rows(browser, site, subject), 90, 2), (
