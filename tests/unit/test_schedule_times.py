@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.control import Request
 from chalicelib.errors import BatchFormatError
 from chalicelib.hold import Marker
 from chalicelib.schedule import Window, parse_reschedule, parse_when, plan_window
@@ -123,3 +124,21 @@ def test_a_window_begun_already_is_planned_over_what_is_left():
 ], ids=["short", "no-time", "not-a-time", "other-prefix", "other-kind"])
 def test_keys_that_are_not_markers_are_ignored(key):
     assert Marker.parse(key) is None
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("control/batches/b-1/cancel", ("batch", "b-1", "cancel")),
+    ("control/batches/b-1/schedule.json", ("batch", "b-1", "schedule")),
+    ("jobs/j.1/schedule.json", ("job", "j.1", "schedule")),
+    ("jobs/j.1/cancel", ("job", "j.1", "cancel")),
+    ("jobs/j.1/manifest.json", None),
+    ("control/batches/b-1/other", None),
+    ("control/batches/../cancel", None),
+    ("control/batches/a/b/cancel", None),
+    ("control/batches//cancel", None),
+], ids=["batch-cancel", "batch-schedule", "job-schedule", "job-cancel", "manifest",
+        "other-name", "dot-dot", "nested", "empty-id"])
+def test_request_keys_name_a_kind_an_id_and_an_action(key, expected):
+    request = Request.parse(key)
+    assert (None if request is None else (request.kind, request.ident, request.action)) \
+        == expected
