@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "chalice_app"), str(ROOT / "tests"), str(ROOT), str(ROOT / "bench")]
 
 MEASURED = ROOT / "bench" / "fanout-measured.json"
-CHALICE_CONFIG = ROOT / "chalice_app" / ".chalice" / "config.json"
+CHALICE_CONFIG = ROOT / "chalice_app" / "chalice-config.json"  # the shared settings
 BUCKET = "postbag-bench"
 RATES = (14, 100, 500, 1000)
 MODEL_RECIPIENTS = 1_000_000

@@ -55,7 +55,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bucket",
-        help="the batch bucket (default: the stage's POSTBAG_BUCKET in .chalice/config.json; "
+        help="the batch bucket (default: the stage's POSTBAG_BUCKET in the generated "
+        ".chalice/config.json; "
         "provision needs it the first time)",
     )
 

@@ -14,6 +14,8 @@ import base64
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import urllib.request
 import zipfile
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto_ses import DeployAws
-from support.deploy import BIN, Shell, copy_chalice_app, shell_for
+from support.deploy import BIN, ROOT, Shell, copy_chalice_app, shell_for
 
 from chalicelib.outcome import object_name
 from chalicelib.ratelimit import reserved_concurrency
@@ -769,11 +771,12 @@ def test_help_names_every_command(aws):
 def test_commands_refuse_with_a_reason_and_change_nothing(aws, tmp_path, argv, message):
     d = Deployed(aws, shell_for(aws.client_env()), copy_chalice_app(tmp_path, tmp_path),
                  "refused", "postbag-refused-mail", [], None)
-    config_before = (d.app_dir / ".chalice" / "config.json").read_text()
+    generated = d.app_dir / ".chalice" / "config.json"
+    assert not generated.exists()  # a fresh clone's: no stage provisioned yet
     done = d.postbag(*argv, check=False)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
-    assert (d.app_dir / ".chalice" / "config.json").read_text() == config_before
+    assert not generated.exists()
     assert gone(lambda: d.client("s3").head_bucket(Bucket=d.bucket), "404")
 
 
@@ -895,6 +898,37 @@ def test_teardown_refuses_then_removes_everything(aws, tmp_path, package_cache):
     # A second teardown finds nothing to do and says so.
     again = d.postbag("teardown")
     assert set(re.findall(r"^  (\w+) ", again.stderr, re.MULTILINE)) == {"absent"}
+
+
+def git(repo: Path, *argv: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org",
+                           *argv], cwd=repo, capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+
+
+def test_provision_deploy_and_wire_leave_a_clone_clean(aws, tmp_path, package_cache):
+    """Deployment state is generated and git-ignored: after provision, chalice deploy and
+    wire, a clone of the repository's chalice_app/ has nothing to commit."""
+    repo = tmp_path / "clone"
+    for name in git(ROOT, "ls-files", "chalice_app", ".gitignore").split():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name, follow_symlinks=False)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "clone")
+    app_dir = repo / "chalice_app"
+    # The packages Chalice built before, as a real folder (a link is no folder to git).
+    shutil.copytree(package_cache, app_dir / ".chalice" / "deployments")
+    d = Deployed(aws, shell_for(aws.client_env()), app_dir, "tidy", "postbag-tidy-mail", [], None)
+    d.postbag("provision", "--bucket", d.bucket, "--region", REGION,
+              "--sender-identity", "example.org")
+    d.chalice("deploy")
+    d.postbag("wire")
+    assert (app_dir / ".chalice" / "config.json").exists()
+    assert (app_dir / ".chalice" / "policy-tidy.json").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    d.chalice("delete")
+    d.postbag("teardown", "--force")
 
 
 def test_provision_checks_ses_and_names_the_next_commands_as_they_run(aws, tmp_path):

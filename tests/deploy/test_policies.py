@@ -709,7 +709,7 @@ def _control_policy(stack: Stack, settings: Settings, handler: str) -> dict:
                                      *CONTROL_HANDLERS, REDRIVE_HANDLER])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_committed_example_policies_are_what_provisioning_renders(stage, handler):
-    """The files in chalice_app/.chalice are rendered, never hand-edited."""
+    """The example policies in chalice_app/examples are rendered, never hand-edited."""
     config = chalice_config.load(chalice_config.CHALICE_DIR)
     env = chalice_config.stage_env(config, stage)
     stack = Stack(stage, "us-east-1", env["POSTBAG_BUCKET"], "123456789012")
@@ -725,7 +725,7 @@ def test_committed_example_policies_are_what_provisioning_renders(stage, handler
         **{name: partial(_control_policy, handler=name) for name in CONTROL_HANDLERS},
         REDRIVE_HANDLER: policies.redrive_request_policy,
     }[handler]
-    path = chalice_config.policy_path(chalice_config.CHALICE_DIR, stage, handler)
+    path = chalice_config.example_policy_path(chalice_config.CHALICE_DIR, stage, handler)
     stage_cfg = config["stages"][stage]
     # How Chalice finds a function's policy file: its own entry first, then the stage's.
     named = stage_cfg.get("lambda_functions", {}).get(handler, {}).get("iam_policy_file")

@@ -42,11 +42,14 @@ def copy_chalice_app(target: Path, package_cache: Path) -> Path:
     ``.chalice/deployments`` between runs saves downloading the wheels again.
     """
     app_dir = target / "chalice_app"
+    # As a fresh clone has it: no deployment state (a local provision's generated
+    # .chalice/config.json and policies are git-ignored, so left out too).
     shutil.copytree(
         ROOT / "chalice_app",
         app_dir,
-        ignore=shutil.ignore_patterns("deployed", "deployments", "__pycache__"),
+        ignore=shutil.ignore_patterns("deployed", "deployments", "__pycache__", ".chalice"),
     )
+    (app_dir / ".chalice").mkdir()
     (app_dir / ".chalice" / "deployments").symlink_to(package_cache, target_is_directory=True)
     return app_dir
 
