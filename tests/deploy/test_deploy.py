@@ -195,6 +195,7 @@ def test_bucket_notifications_have_prefix_and_suffix(deployed):
         f"postbag-{deployed.stage}-on_batch_control": {"prefix": "control/batches/"},
         f"postbag-{deployed.stage}-on_job_schedule": {"prefix": "jobs/",
                                                       "suffix": "/schedule.json"},
+        f"postbag-{deployed.stage}-on_job_cancel": {"prefix": "jobs/", "suffix": "/cancel"},
     }
 
 
