@@ -12,7 +12,7 @@ from typing import Any
 from chalicelib.config import Settings
 from chalicelib.control import CONTROL_PREFIX, Request
 from chalicelib.errors import BatchFormatError
-from chalicelib.hold import BATCH, JOB, HoldBook
+from chalicelib.hold import BATCH, HoldBook
 from chalicelib.schedule import RESCHEDULE_NAME, iso, parse_reschedule
 from postbag.aws import CommandError
 
