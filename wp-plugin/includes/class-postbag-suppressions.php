@@ -22,8 +22,9 @@ if ( ! defined( 'ABSPATH' ) ) {
  * sender's `suppressions/export.json` (bounces, complaints, an operator's
  * entries); `origin` says which, so the mirror removes only what it added.
  *
- * Addresses are normalised as the shared contract says (trim, lower-case the
- * whole address, no IDNA conversion) and hashed with SHA-256: the vectors in
+ * Addresses are normalised as the shared contract says (strip ASCII
+ * whitespace, Unicode full case folding, no IDNA conversion) and hashed with
+ * SHA-256: the vectors in
  * fixtures/suppression/address-hash.json hold both sides to it.
  */
 final class Postbag_Suppressions {
@@ -56,12 +57,15 @@ final class Postbag_Suppressions {
 	private $ready = false;
 
 	/**
-	 * Trimmed, whole address lower-cased (multibyte aware), as the sender normalises it.
+	 * ASCII whitespace stripped from both ends (only that: a NBSP is part of
+	 * the address), then Unicode full case folding, as the sender normalises
+	 * it (Python `str.strip(" \t\n\r\x0b\x00").casefold()`). Folding, not
+	 * lower-casing: the two languages lower-case Σ, ß and İ differently.
 	 *
 	 * @param string $address A bare address.
 	 */
 	public static function normalise( string $address ): string {
-		return mb_strtolower( trim( $address ), 'UTF-8' );
+		return mb_convert_case( trim( $address, " \t\n\r\0\x0B" ), MB_CASE_FOLD, 'UTF-8' );
 	}
 
 	/**

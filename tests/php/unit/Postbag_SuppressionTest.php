@@ -49,7 +49,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 	/**
 	 * @dataProvider address_vectors
 	 * @param string $address    As given.
-	 * @param string $normalised Trimmed, lower-cased.
+	 * @param string $normalised ASCII whitespace stripped, case-folded.
 	 * @param string $hash       SHA-256 of it.
 	 */
 	public function test_addresses_normalise_and_hash_as_the_sender_does( string $address, string $normalised, string $hash ): void {
