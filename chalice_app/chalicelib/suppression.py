@@ -1,7 +1,7 @@
 """The suppression list: addresses the sender never mails again, per scope.
 
 One DynamoDB item per address in the stage's suppression table, keyed by the
-address hash (``address_hash``: SHA-256 of the trimmed, lower-cased address),
+address hash (``address_hash``: SHA-256 of the normalised address, ``normalise``),
 with one attribute per scope (``s:all``, ``s:list:<name>``) holding the latest
 change: ``{"state": "add"|"remove", "reason", "source", "at"}``. A scope is
 suppressed while its latest change is an ``add``. A change is written only when
@@ -45,9 +45,15 @@ class SuppressionUnavailable(TransientError):
     """The suppression table could not be read or written: nothing is sent blind."""
 
 
+# What both sides strip: PHP's trim() set. ``str.strip()`` would also take NBSP and
+# U+2000..U+200A, and the plugin would hash such an address differently.
+_ASCII_WHITESPACE = " \t\n\r\x0b\x00"
+
+
 def normalise(address: str) -> str:
-    """The address as the list keys it: trimmed, lower-cased (docs/suppression.md)."""
-    return address.strip().lower()
+    """The address as the list keys it: ASCII whitespace stripped, then Unicode full case
+    folding (``casefold``: ß → ss, final ς → σ, as PHP's MB_CASE_FOLD), docs/suppression.md."""
+    return address.strip(_ASCII_WHITESPACE).casefold()
 
 
 def address_hash(address: str) -> str:
