@@ -165,7 +165,7 @@ final class Postbag_Plugin {
 		$this->alerts   = new Postbag_Alerts( $this->interceptor, $this->health, array( $this->log, 'counts' ), $this->config->get( 'weekly_summary' ), $clock );
 
 		$this->inbox              = new Postbag_Suppression_Inbox( $this->spool, $uploader, $this->retry, $suppressions, $clock );
-		$this->unsubscribe        = new Postbag_Unsubscribe_Endpoint( $tokens, $this->inbox, $clock );
+		$this->unsubscribe        = new Postbag_Unsubscribe_Endpoint( $tokens, $this->inbox, $suppressions, $clock );
 		$this->suppression_routes = new Postbag_Suppression_Routes( $suppressions, $this->inbox );
 		$this->unsubscribe_health = new Postbag_Unsubscribe_Health( $this->lists, $this->inbox, $clock );
 

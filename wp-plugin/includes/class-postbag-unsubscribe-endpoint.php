@@ -21,20 +21,24 @@ if ( ! defined( 'ABSPATH' ) ) {
  *   and prefetchers, which GET every link of a mail, unsubscribe nobody.
  * - A missing or malformed link answers 400, a forged or expired one 403,
  *   each with a page that says why.
- * - Every request counts against a limit per client IP and per address
- *   (fixed windows in transients; 429 with Retry-After), bad links too, so
- *   signatures cannot be guessed at speed. Unsubscribing twice is fine.
+ * - The signature is checked first (an HMAC: no query). A request whose link
+ *   verifies is never limited: it is idempotent, and a limit would let
+ *   anyone who knows an address use up its budget with junk links, or let
+ *   link scanners and a provider's shared egress IPs, or one proxy in front
+ *   of the site, block real one-click POSTs (providers do not retry them).
+ *   Only refused requests (missing, forged, expired) count, per client IP
+ *   (a fixed window in a transient; 429 with Retry-After once used up), so
+ *   signatures cannot be guessed at speed.
+ * - A valid POST repeated within WINDOW for an entry already in the local
+ *   list answers 200 without spooling a second inbox document.
  *
  * The answers are HTML, not the REST API's JSON: the callback returns the
  * page as the response's data and `rest_pre_serve_request` prints it as is.
  */
 final class Postbag_Unsubscribe_Endpoint {
 
-	/** Requests per window: per client IP, per address (filter `postbag_unsubscribe_rate_limits`). */
-	const LIMITS = array(
-		'ip'      => 30,
-		'address' => 10,
-	);
+	/** Refused requests per window and client IP (filter `postbag_unsubscribe_rate_limits`). */
+	const LIMITS = array( 'ip' => 30 );
 
 	/** Seconds of a rate-limit window. */
 	const WINDOW = 600;
@@ -45,17 +49,22 @@ final class Postbag_Unsubscribe_Endpoint {
 	/** @var Postbag_Suppression_Inbox */
 	private $inbox;
 
+	/** @var Postbag_Suppressions The local list (is a repeated POST's change still there?). */
+	private $table;
+
 	/** @var callable(): int */
 	private $clock;
 
 	/**
 	 * @param Postbag_Unsubscribe_Token $tokens Verifies links.
 	 * @param Postbag_Suppression_Inbox $inbox  Records unsubscribes.
+	 * @param Postbag_Suppressions      $table  The local list.
 	 * @param callable(): int           $clock  Current Unix time.
 	 */
-	public function __construct( Postbag_Unsubscribe_Token $tokens, Postbag_Suppression_Inbox $inbox, callable $clock ) {
+	public function __construct( Postbag_Unsubscribe_Token $tokens, Postbag_Suppression_Inbox $inbox, Postbag_Suppressions $table, callable $clock ) {
 		$this->tokens = $tokens;
 		$this->inbox  = $inbox;
+		$this->table  = $table;
 		$this->clock  = $clock;
 	}
 
@@ -88,13 +97,13 @@ final class Postbag_Unsubscribe_Endpoint {
 		$query   = $request->get_query_params();
 		$list    = $query['list'] ?? null;
 		$address = $query['address'] ?? null;
-		$wait    = $this->rate_limited( is_string( $address ) ? $address : '' );
+		$problem = $this->tokens->problem( $list, $address, $query['expires'] ?? null, $query['signature'] ?? null );
+		$wait    = null === $problem ? null : $this->refused_too_often();
 		if ( null !== $wait ) {
 			$response = $this->page( 429, __( 'Too many requests', 'postbag' ), __( 'Please try again in a few minutes.', 'postbag' ) );
 			$response->header( 'Retry-After', (string) $wait );
 			return $response;
 		}
-		$problem = $this->tokens->problem( $list, $address, $query['expires'] ?? null, $query['signature'] ?? null );
 		if ( 'missing' === $problem ) {
 			return $this->page( 400, __( 'Incomplete link', 'postbag' ), __( 'This unsubscribe link is incomplete. Copy the whole link from the mail, or use the link of a newer mail.', 'postbag' ) );
 		}
@@ -136,8 +145,14 @@ final class Postbag_Unsubscribe_Endpoint {
 	 * @param string $address Address (verified).
 	 */
 	private function unsubscribe( string $list, string $address ): WP_REST_Response {
+		$scope = Postbag_Suppressions::scope( $list );
+		$done  = 'postbag_unsub_done_' . substr( hash( 'sha256', Postbag_Suppressions::hash( $address ) . ' ' . $scope ), 0, 32 );
 		try {
-			$this->inbox->change( 'add', Postbag_Suppressions::scope( $list ), $address, 'unsubscribe' );
+			// A repeat (a provider's retry, a second click) of a change still in the local list: nothing new to send.
+			if ( false === get_transient( $done ) || ! wp_list_filter( $this->table->entries( Postbag_Suppressions::hash( $address ) ), array( 'scope' => $scope ) ) ) {
+				$this->inbox->change( 'add', $scope, $address, 'unsubscribe' );
+				set_transient( $done, 1, self::WINDOW );
+			}
 		} catch ( Postbag_Spool_Exception $e ) {
 			// Recorded here but not on its way to the sender: the provider (or the person) tries again.
 			$response = $this->page( 503, __( 'Please try again', 'postbag' ), __( 'Your request could not be recorded just now. Please try again in a minute.', 'postbag' ) );
@@ -200,37 +215,29 @@ final class Postbag_Unsubscribe_Endpoint {
 	}
 
 	/**
-	 * Seconds to wait when the client's IP or the address used up its
-	 * window, else null (and the request is counted).
-	 *
-	 * @param string $address The link's address, '' when there is none.
+	 * For a refused request: seconds to wait when the client's IP used up
+	 * its window of refusals, else null (and this refusal is counted).
 	 */
-	private function rate_limited( string $address ): ?int {
+	private function refused_too_often(): ?int {
 		/**
-		 * Filters the requests allowed per ten-minute window to the unsubscribe endpoint.
+		 * Filters the refused requests (missing, forged or expired links) allowed per
+		 * ten-minute window and client IP. Requests whose link verifies are never limited.
 		 *
-		 * @param array{ip: int, address: int} $limits Per client IP, per address.
+		 * @param array{ip: int} $limits Per client IP.
 		 */
 		$limits = apply_filters( 'postbag_unsubscribe_rate_limits', self::LIMITS );
-		$keys   = array( 'ip' => 'postbag_unsub_ip_' . md5( self::client_ip() ) );
-		if ( '' !== $address ) {
-			$keys['address'] = 'postbag_unsub_addr_' . substr( Postbag_Suppressions::hash( $address ), 0, 32 );
+		$key    = 'postbag_unsub_ip_' . md5( self::client_ip() );
+		$now    = ( $this->clock )();
+		$window = get_transient( $key );
+		if ( ! is_array( $window ) || (int) $window[0] + self::WINDOW <= $now || (int) $window[0] > $now ) {
+			$window = array( $now, 0 );
 		}
-		$now  = ( $this->clock )();
-		$wait = null;
-		foreach ( $keys as $kind => $key ) {
-			$window = get_transient( $key );
-			if ( ! is_array( $window ) || (int) $window[0] + self::WINDOW <= $now || (int) $window[0] > $now ) {
-				$window = array( $now, 0 );
-			}
-			if ( $window[1] >= (int) ( $limits[ $kind ] ?? self::LIMITS[ $kind ] ) ) {
-				$wait = max( $wait ?? 1, (int) $window[0] + self::WINDOW - $now );
-				continue;
-			}
-			++$window[1];
-			set_transient( $key, $window, self::WINDOW );
+		if ( $window[1] >= (int) ( $limits['ip'] ?? self::LIMITS['ip'] ) ) {
+			return max( 1, (int) $window[0] + self::WINDOW - $now );
 		}
-		return $wait;
+		++$window[1];
+		set_transient( $key, $window, self::WINDOW );
+		return null;
 	}
 
 	/** The client's address as the web server saw it (a proxy's headers can be forged). */

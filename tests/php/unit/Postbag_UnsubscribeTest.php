@@ -246,34 +246,51 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$this->assertFalse( $this->suppressed( 'new-posts' ) );
 	}
 
-	public function test_requests_are_rate_limited_per_ip_and_per_address(): void {
+	public function test_a_valid_link_is_never_limited_and_only_refusals_count_per_ip(): void {
 		add_filter(
 			'postbag_unsubscribe_rate_limits',
 			static function (): array {
-				return array(
-					'ip'      => 3,
-					'address' => 2,
-				);
+				return array( 'ip' => 3 );
 			}
 		);
-		$query = self::query( $this->tokens()->url( 'new-posts', self::ADDRESS ) );
-		$this->assertSame( 200, self::call( 'GET', $query )->get_status() );
-		$this->assertSame( 200, self::call( 'GET', $query )->get_status() );
-		$limited = self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) );
-		$this->assertSame( 429, $limited->get_status(), 'the address used its window' );
+		$query  = self::query( $this->tokens()->url( 'new-posts', self::ADDRESS ) );
+		$forged = array_merge( $query, array( 'signature' => str_repeat( 'x', 43 ) ) );
+		// Someone who knows the address, and link scanners GETting the real link, from the same IP as the provider.
+		for ( $i = 0; $i < 3; $i++ ) {
+			$this->assertSame( 403, self::call( 'GET', $forged )->get_status() );
+			$this->assertSame( 200, self::call( 'GET', $query )->get_status() );
+		}
+		$limited = self::call( 'GET', $forged );
+		$this->assertSame( 429, $limited->get_status(), 'the IP used its window of refusals' );
 		$this->assertSame( (string) Postbag_Unsubscribe_Endpoint::WINDOW, $limited->get_headers()['Retry-After'] );
-		$this->assertFalse( $this->suppressed( 'new-posts' ) );
+		$this->assertSame( 429, self::call( 'GET', array() )->get_status(), 'an incomplete link is a refusal too' );
 
-		$other = self::query( $this->tokens()->url( 'new-posts', 'someone@example.net' ) );
-		$this->assertSame( 429, self::call( 'GET', $other )->get_status(), 'the IP used its window: 3 requests' );
-		$_SERVER['REMOTE_ADDR'] = '198.51.100.7';
-		$this->assertSame( 200, self::call( 'GET', $other )->get_status(), 'another IP, another address' );
-
-		$this->now += Postbag_Unsubscribe_Endpoint::WINDOW - 60;
-		$this->assertSame( '60', self::call( 'GET', $query )->get_headers()['Retry-After'] );
-		$this->now += 60;
-		$this->assertSame( 200, self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) )->get_status(), 'a new window' );
+		$post = self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) );
+		$this->assertSame( 200, $post->get_status(), 'the real one-click POST goes through all the same' );
 		$this->assertTrue( $this->suppressed( 'new-posts' ) );
+		$other = self::query( $this->tokens()->url( 'new-posts', 'someone@example.net' ) );
+		$this->assertSame( 200, self::call( 'POST', $other, array( 'List-Unsubscribe' => 'One-Click' ) )->get_status(), 'another address from the same IP too' );
+
+		$_SERVER['REMOTE_ADDR'] = '198.51.100.7';
+		$this->assertSame( 403, self::call( 'GET', $forged )->get_status(), 'another IP has its own window' );
+		$this->now += Postbag_Unsubscribe_Endpoint::WINDOW;
+		$_SERVER['REMOTE_ADDR'] = '192.0.2.251';
+		$this->assertSame( 403, self::call( 'GET', $forged )->get_status(), 'a new window' );
+	}
+
+	public function test_a_repeated_valid_post_is_answered_without_a_second_change(): void {
+		$query = self::query( $this->tokens()->url( 'new-posts', self::ADDRESS ) );
+		for ( $i = 0; $i < 3; $i++ ) {
+			$this->assertSame( 200, self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) )->get_status() );
+		}
+		$this->assertCount( 1, $this->plugin->suppression_inbox()->waiting(), 'one inbox document for three POSTs' );
+
+		// Removed by an administrator meanwhile: the next unsubscribe is a change again.
+		$this->plugin->suppression_inbox()->change( 'remove', Postbag_Suppressions::scope( 'new-posts' ), self::ADDRESS, 'manual' );
+		$this->assertFalse( $this->suppressed( 'new-posts' ) );
+		$this->assertSame( 200, self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) )->get_status() );
+		$this->assertTrue( $this->suppressed( 'new-posts' ) );
+		$this->assertCount( 3, $this->plugin->suppression_inbox()->waiting() );
 	}
 
 	public function test_the_unsubscribe_is_spooled_and_uploaded_after_the_response(): void {
