@@ -73,11 +73,6 @@ final class Postbag_Schedule_Rest {
 		);
 	}
 
-	/** Whether the current user may see and change what is scheduled. */
-	public static function allowed(): bool {
-		return current_user_can( is_multisite() ? 'manage_network_options' : 'manage_options' );
-	}
-
 	public function listing(): WP_REST_Response {
 		return new WP_REST_Response( array( 'scheduled' => $this->schedules->listing() ) );
 	}
@@ -94,7 +89,7 @@ final class Postbag_Schedule_Rest {
 			array(
 				'methods'             => $method,
 				'callback'            => $callback,
-				'permission_callback' => array( self::class, 'allowed' ),
+				'permission_callback' => array( Postbag_Rest::class, 'allowed' ), // One check for every postbag/v1 route.
 			)
 		);
 	}

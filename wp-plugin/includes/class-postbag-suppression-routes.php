@@ -61,7 +61,7 @@ final class Postbag_Suppression_Routes {
 				array(
 					'methods'             => 'GET',
 					'callback'            => array( $this, 'list_entries' ),
-					'permission_callback' => array( __CLASS__, 'allowed' ),
+					'permission_callback' => array( Postbag_Rest::class, 'allowed' ),
 					'args'                => array(
 						'search'   => array(
 							'type'    => 'string',
@@ -83,7 +83,7 @@ final class Postbag_Suppression_Routes {
 				array(
 					'methods'             => 'POST',
 					'callback'            => array( $this, 'add' ),
-					'permission_callback' => array( __CLASS__, 'allowed' ),
+					'permission_callback' => array( Postbag_Rest::class, 'allowed' ),
 					'args'                => array(
 						'address' => array(
 							'type'     => 'string',
@@ -103,24 +103,12 @@ final class Postbag_Suppression_Routes {
 			array(
 				'methods'             => 'DELETE',
 				'callback'            => array( $this, 'delete' ),
-				'permission_callback' => array( __CLASS__, 'allowed' ),
+				'permission_callback' => array( Postbag_Rest::class, 'allowed' ),
 				'args'                => array(
 					'scope' => array( 'type' => 'string' ),
 				),
 			)
 		);
-	}
-
-	/**
-	 * Administrators only: 401 when logged out, 403 for anyone else.
-	 *
-	 * @return true|WP_Error
-	 */
-	public static function allowed() {
-		if ( current_user_can( is_multisite() ? 'manage_network_options' : 'manage_options' ) ) {
-			return true;
-		}
-		return new WP_Error( 'rest_forbidden', __( 'Only administrators may see or change the suppression list.', 'postbag' ), array( 'status' => rest_authorization_required_code() ) );
 	}
 
 	/**

@@ -51,8 +51,7 @@ trait Postbag_Test_Site_State {
 			},
 			$GLOBALS['wp_filter']
 		);
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
+		self::clear_retry_events();
 	}
 
 	/**
@@ -93,13 +92,26 @@ trait Postbag_Test_Site_State {
 	 * previous plugin and the saved hooks come back.
 	 */
 	protected function restore_site_state(): void {
-		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
-		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
+		self::clear_retry_events();
 		if ( null !== $this->previous ) {
 			Postbag_Plugin::replace( $this->previous );
 		}
 		if ( null !== $this->hooks ) {
 			$GLOBALS['wp_filter'] = $this->hooks;
 		}
+	}
+
+	/**
+	 * Removes the retry events a test left, this process's and those a
+	 * PHP-FPM worker of a live test scheduled: the worker wrote the cron
+	 * option behind this process's object cache, so the cache goes first.
+	 * A leftover event would make the next test's worker's own retry a
+	 * duplicate (wp_schedule_single_event() refuses one within ten minutes
+	 * of another) and that test would run the stale one, too early.
+	 */
+	private static function clear_retry_events(): void {
+		wp_cache_flush();
+		wp_clear_scheduled_hook( Postbag_Spool_Retry::HOOK );
+		wp_clear_scheduled_hook( Postbag_Jobs::HOOK );
 	}
 }

@@ -130,6 +130,20 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), $this->s3->calls, 'nothing was done' );
 	}
 
+	public function test_every_route_uses_the_one_permission_check(): void {
+		$checked = 0;
+		foreach ( rest_get_server()->get_routes( 'postbag/v1' ) as $route => $handlers ) {
+			if ( '/postbag/v1' === $route || 0 === strpos( $route, '/postbag/v1/unsubscribe' ) ) {
+				continue;
+			}
+			foreach ( $handlers as $handler ) {
+				$this->assertSame( array( Postbag_Rest::class, 'allowed' ), $handler['permission_callback'], "$route: one capability check for every route class" );
+				++$checked;
+			}
+		}
+		$this->assertGreaterThan( 12, $checked, 'console, schedule and suppression routes' );
+	}
+
 	public function test_status_has_the_configuration_the_account_and_the_counts(): void {
 		$this->s3->put_objects( array( 'status/account.json' => '{"version":1,"checked_at":"2026-11-22T06:59:00Z","max_send_rate":14,"max_24_hour_send":50000,"sent_last_24_hours":12,"production_access":true,"sending_enabled":true}' ) );
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Counted', 'Body' );
