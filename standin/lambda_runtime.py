@@ -26,6 +26,25 @@ from standin.server import EVENTS_PATH
 ASYNC_RETRIES = 2
 
 
+@contextmanager
+def repeating(action: Callable[[], object], interval_s: float) -> Iterator[None]:
+    """Call ``action()`` every ``interval_s`` in a thread while the block runs: the
+    stand-in's timers (S3's and SNS's deliveries, EventBridge's schedules)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            action()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @dataclass
 class LambdaContext:
     """The parts of Lambda's context object the sender and powertools read."""
@@ -81,12 +100,25 @@ class Route:
     handler: Callable[[dict[str, Any], Any], Any]
 
 
+def app_routes(app: Any) -> list[Route]:
+    """Every S3 notification the sender's ``app`` module declares (``@app.on_s3_event``:
+    batches, job manifests, cancels and reschedules, suppression and re-drive requests,
+    ...), as S3 would deliver them: what the demo and the browser tests route, so a
+    handler added to app.py is driven locally without another line here."""
+    from chalice.app import S3EventConfig
+
+    return [Route(source.prefix or "", source.suffix or "", getattr(app, source.name))
+            for source in app.app.event_sources if isinstance(source, S3EventConfig)]
+
+
 class LocalDispatcher:
     """Delivers one event per new object a route matches (batches: ``queue/`` + ``.json``;
-    jobs: ``jobs/`` + ``/manifest.json``) until none is new.
+    jobs: ``jobs/`` + ``/manifest.json``; every route of the app: ``app_routes``) until
+    none is new.
 
     Continuations the sender writes back to the queue are new objects too, so
-    they are delivered in a later round, as S3 would.
+    they are delivered in a later round, as S3 would. One dispatcher per bucket
+    remembers what it delivered: a second one would deliver everything again.
     """
 
     def __init__(
@@ -101,6 +133,8 @@ class LocalDispatcher:
         self._routes = routes
         self._context_factory = context_factory
         self._delivered: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()  # run() from a pumping thread and from the caller
+        self.errors: list[str] = []  # what pumping() delivered and the handler refused
 
     def _new_objects(self) -> list[tuple[dict[str, Any], Route]]:
         fresh = []
@@ -129,11 +163,23 @@ class LocalDispatcher:
 
     def run(self) -> list[Delivery]:
         deliveries = []
-        while fresh := self._new_objects():
-            for obj, route in fresh:
-                self._delivered.add((obj["Key"], obj["ETag"]))
-                deliveries.append(self._invoke(obj, route))
+        with self._lock:
+            while fresh := self._new_objects():
+                for obj, route in fresh:
+                    self._delivered.add((obj["Key"], obj["ETag"]))
+                    deliveries.append(self._invoke(obj, route))
         return deliveries
+
+    @contextmanager
+    def pumping(self, interval_s: float = 0.5) -> Iterator[LocalDispatcher]:
+        """Deliver new objects in a thread every ``interval_s`` while the block runs (as S3
+        does while a site uploads), then the rest; failed deliveries go to ``errors``."""
+        with repeating(self._pump, interval_s):
+            yield self
+        self._pump()
+
+    def _pump(self) -> None:
+        self.errors += [f"{d.key}: {d.error}" for d in self.run() if d.error]
 
 
 def sns_event(message: dict[str, Any], topic: str) -> dict[str, Any]:
@@ -199,20 +245,9 @@ class LocalSesEvents:
     def pumping(self, interval_s: float = 0.5) -> Iterator[LocalSesEvents]:
         """Deliver events in a thread every ``interval_s`` while the block runs (as SNS
         does while mail goes out), then the rest."""
-        stop = threading.Event()
-
-        def pump() -> None:
-            while not stop.wait(interval_s):
-                self.deliver()
-
-        thread = threading.Thread(target=pump, daemon=True)
-        thread.start()
-        try:
+        with repeating(self.deliver, interval_s):
             yield self
-        finally:
-            stop.set()
-            thread.join()
-            self.deliver()
+        self.deliver()
 
 
 def main() -> int:

@@ -8,14 +8,13 @@ A shorter interval than AWS's minute is allowed: it only makes the local demo qu
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from standin.lambda_runtime import LambdaContext
+from standin.lambda_runtime import LambdaContext, repeating
 
 
 def scheduled_event(now: datetime | None = None) -> dict[str, Any]:
@@ -46,16 +45,5 @@ class Ticker:
     @contextmanager
     def running(self, interval_s: float = 2.0) -> Iterator[Ticker]:
         """Tick every ``interval_s`` in a thread while the block runs."""
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(interval_s):
-                self.tick()
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
+        with repeating(self.tick, interval_s):
             yield self
-        finally:
-            stop.set()
-            thread.join()
