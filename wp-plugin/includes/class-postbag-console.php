@@ -240,7 +240,8 @@ final class Postbag_Console {
 		if ( '' === $row['batch_id'] ) {
 			return new WP_Error( 'postbag_never_uploaded', __( 'This mail never reached the bucket: retry the spool instead.', 'postbag' ), array( 'status' => 409 ) );
 		}
-		$key      = self::REDRIVE_PREFIX . wp_generate_uuid4() . '.json';
+		$uuid     = wp_generate_uuid4();
+		$key      = self::REDRIVE_PREFIX . $uuid . '.json';
 		$request  = array(
 			'version'      => 1,
 			'kind'         => $job ? 'job' : 'batch',
@@ -258,8 +259,9 @@ final class Postbag_Console {
 		if ( $job ) {
 			$this->log->set_status( $row['mail_id'], 'uploaded', $reason );
 		} else {
-			// The sender re-drives every failed mail of that batch generation with it, into one receipt.
-			$this->log->set_statuses( $this->failed_with( $row ), 'uploaded', $reason, array( 'receipt_key' => self::next_redrive_receipt( $row ) ) );
+			// The sender re-drives every failed mail of that batch generation with it, into one receipt,
+			// which its result names; or finds nothing to send, and says so there too (Postbag_Log_Sync).
+			$this->log->set_statuses( $this->failed_with( $row ), 'uploaded', $reason, array( 'receipt_key' => Postbag_Log_Sync::REDRIVE_PREFIX . $uuid . '.json' ) );
 		}
 		return $this->log->get( $id );
 	}
@@ -288,16 +290,6 @@ final class Postbag_Console {
 			}
 		}
 		return array_values( array_unique( $ids ) );
-	}
-
-	/**
-	 * The receipt a re-drive of this mail's batch writes: the redrive count after the one that failed.
-	 *
-	 * @param array $row A mail's log row.
-	 */
-	private static function next_redrive_receipt( array $row ): string {
-		$redrive = preg_match( '/\.redrive-(\d+)/', (string) $row['receipt_key'], $m ) ? (int) $m[1] : 0;
-		return Postbag_Log_Sync::receipt_key( $row['batch_id'], $redrive + 1 );
 	}
 
 	/** Uploads every spooled batch now. */

@@ -57,7 +57,8 @@ final class Postbag_Log_Recorder {
 		'postbag_schedule_changed'         => array( 'schedule_changed', 4 ),
 		'postbag_job_queued'               => array( 'job_queued', 2 ),
 		'postbag_job_spooled'              => array( 'job_spooled', 2 ),
-		'postbag_job_uploaded'             => array( 'job_uploaded', 3 ),
+		'postbag_job_uploaded'             => array( 'job_uploaded', 4 ),
+		'postbag_mail_suppressed'          => array( 'mail_suppressed', 3 ),
 		'postbag_job_failed'               => array( 'job_failed', 2 ),
 		'postbag_job_cancelled'            => array( 'job_cancelled', 2 ),
 	);
@@ -147,6 +148,7 @@ final class Postbag_Log_Recorder {
 			array(
 				'batch_id'    => $batch_id,
 				'receipt_key' => Postbag_Log_Sync::receipt_key( $batch_id ),
+				'due_at'      => $held, // No receipt before then: the sync does not look.
 			)
 		);
 	}
@@ -166,7 +168,15 @@ final class Postbag_Log_Recorder {
 	 */
 	public function batch_scheduled( string $batch_id, array $mail_ids, string $send_at ): void {
 		$this->held[ $batch_id ] = $send_at;
-		$this->batch_status( $mail_ids, 'scheduled', self::held_until( $send_at ), array( 'batch_id' => $batch_id ) );
+		$this->batch_status(
+			$mail_ids,
+			'scheduled',
+			self::held_until( $send_at ),
+			array(
+				'batch_id' => $batch_id,
+				'due_at'   => $send_at,
+			)
+		);
 	}
 
 	/**
@@ -178,7 +188,10 @@ final class Postbag_Log_Recorder {
 	}
 
 	/**
-	 * A held job or batch cancelled or moved.
+	 * A held job or batch this site asked to cancel or move. Only asked: a
+	 * batch's mails stay `scheduled` and wait on the sender's result
+	 * (`status/control/batches/<id>.json`, Postbag_Log_Sync), which says
+	 * whether the request came in time; a job's status document says it.
 	 *
 	 * @param string   $kind     'job' or 'batch'.
 	 * @param string   $id       Its id.
@@ -186,15 +199,39 @@ final class Postbag_Log_Recorder {
 	 * @param string[] $mail_ids A batch's mails.
 	 */
 	public function schedule_changed( string $kind, string $id, array $changes, array $mail_ids ): void {
-		$ids = 'job' === $kind ? array( $id ) : $mail_ids;
+		$ids    = 'job' === $kind ? array( $id ) : $mail_ids;
+		$fields = 'job' === $kind ? array() : array(
+			'receipt_key' => Postbag_Log_Sync::CONTROL_PREFIX . 'batches/' . $id . '.json',
+			'due_at'      => null,
+		);
 		if ( 'cancelled' === ( $changes['state'] ?? '' ) ) {
-			$this->batch_status( $ids, 'cancelled', __( 'Cancelled while held: never sent.', 'postbag' ), array() );
+			$this->batch_status( $ids, 'scheduled', __( 'Cancel requested.', 'postbag' ), $fields );
 			return;
 		}
 		$window = $changes['send_between'] ?? null;
 		$when   = is_array( $window ) ? sprintf( '%s – %s', $window['start'] ?? '', $window['end'] ?? '' ) : (string) ( $changes['send_at'] ?? __( 'now', 'postbag' ) );
 		/* translators: %s: a time or a window, UTC */
-		$this->batch_status( $ids, 'scheduled', sprintf( __( 'Moved: sent at %s (UTC).', 'postbag' ), $when ), array() );
+		$this->batch_status( $ids, 'scheduled', sprintf( __( 'Move requested: to be sent at %s (UTC).', 'postbag' ), $when ), $fields );
+	}
+
+	/**
+	 * A list mail not queued because its recipient is suppressed: a row says so.
+	 *
+	 * @param string $address The recipient.
+	 * @param string $list    The mail's list.
+	 * @param array  $atts    wp_mail() arguments.
+	 */
+	public function mail_suppressed( string $address, string $list, array $atts ): void {
+		$id                   = 'suppressed-' . wp_generate_uuid4(); // Never queued: no mail id of its own.
+		$this->pending[ $id ] = array(
+			'blog_id'    => get_current_blog_id(),
+			'mail_id'    => $id,
+			'recipients' => array( $address ),
+			'subject'    => is_string( $atts['subject'] ?? null ) ? $atts['subject'] : '',
+			'status'     => 'suppressed',
+			/* translators: 1: address, 2: list name */
+			'reason'     => sprintf( __( 'Not queued: %1$s is on the suppression list for "%2$s" (unsubscribed, bounced or complained).', 'postbag' ), $address, $list ),
+		);
 	}
 
 	/**
@@ -240,12 +277,13 @@ final class Postbag_Log_Recorder {
 	}
 
 	/**
-	 * @param string $job_id  Job id.
-	 * @param int    $rows    Recipients uploaded.
-	 * @param int    $dropped Rows dropped as invalid.
+	 * @param string $job_id     Job id.
+	 * @param int    $rows       Recipients uploaded.
+	 * @param int    $dropped    Rows dropped as invalid.
+	 * @param int    $suppressed Rows left out on the site: on its suppression list.
 	 */
-	public function job_uploaded( string $job_id, int $rows, int $dropped ): void {
-		$this->log->set_status( $job_id, 'uploaded', '', array( 'counts' => compact( 'rows', 'dropped' ) ) );
+	public function job_uploaded( string $job_id, int $rows, int $dropped, int $suppressed = 0 ): void {
+		$this->log->set_status( $job_id, 'uploaded', '', array( 'counts' => compact( 'rows', 'dropped', 'suppressed' ) ) );
 	}
 
 	/**

@@ -21,6 +21,15 @@ if ( ! defined( 'ABSPATH' ) ) {
  *   document (`quarantined_as`, `field`, `reason`, `error`).
  * - `jobs/<job_id>/status.json` through Postbag_Jobs::status(): a job's state
  *   and counts.
+ * - `status/control/batches/<batch_id>.json` (chalicelib/control.py), for a
+ *   held batch this site asked to cancel or move: what the sender did
+ *   (`outcome` cancelled, rescheduled, too_late or superseded). Until it is
+ *   written the batch's receipt is read too: a batch cancelled or sent
+ *   settles its mails either way.
+ * - `status/redrive/<uuid>.json` (chalicelib/redrive_request.py), for a
+ *   resend: the receipt the re-drive writes (from `queued`), or nothing
+ *   re-driven (`nothing_failed`, the mail in `not_failed`): failed again,
+ *   with the sender's word.
  *
  * A receipt not written yet answers 404 (or 403 where the site may not list
  * the bucket); the row waits for the next run.
@@ -46,7 +55,14 @@ final class Postbag_Log_Sync {
 		'failed'     => 'failed',
 		'paused'     => 'failed',
 		'suppressed' => 'suppressed',
+		'cancelled'  => 'cancelled',
 	);
+
+	/** Where the sender writes what became of a cancel or a move (`<batches|jobs>/<id>.json`). */
+	const CONTROL_PREFIX = 'status/control/';
+
+	/** Where the sender writes what a re-drive request did (`<uuid>.json`). */
+	const REDRIVE_PREFIX = 'status/redrive/';
 
 	/** A job's `state` => log status. */
 	const JOB_STATES = array(
@@ -155,23 +171,98 @@ final class Postbag_Log_Sync {
 	 */
 	private function sync_mails( array &$summary ): void {
 		$by_key = array();
+		$batch  = array();
 		foreach ( $this->log->unsettled( 'mail', $this->max_receipts * 25 ) as $row ) {
 			if ( '' !== $row['receipt_key'] ) {
 				$by_key[ $row['receipt_key'] ][] = $row['mail_id'];
+				$batch[ $row['receipt_key'] ]    = $row['batch_id'];
 			}
 		}
 		foreach ( array_slice( $by_key, 0, $this->max_receipts, true ) as $key => $mail_ids ) {
-			$receipt = $this->read( (string) $key, $summary );
-			if ( false === $receipt ) {
+			$key      = (string) $key;
+			$batch_id = (string) $batch[ $key ];
+			$doc      = $this->read( $key, $summary );
+			if ( null === $doc && 0 === strpos( $key, self::CONTROL_PREFIX ) ) {
+				// No result yet: the batch may have been sent, or cancelled from the CLI, all the same.
+				$key = self::receipt_key( $batch_id );
+				$doc = $this->read( $key, $summary );
+			}
+			if ( false === $doc ) {
 				return; // S3 is failing: the next run tries again.
 			}
-			if ( null === $receipt ) {
+			if ( null === $doc ) {
 				$this->log->touch( $mail_ids ); // Not yet: to the back of the line.
 				continue;
 			}
 			++$summary['receipts'];
-			$summary['mails'] += $this->apply_receipt( (string) $key, $receipt, $mail_ids );
+			$summary['mails'] += $this->apply_document( $key, $doc, $mail_ids, $batch_id );
 		}
+	}
+
+	/**
+	 * @param string   $key      What was read.
+	 * @param array    $doc      Its document.
+	 * @param string[] $mail_ids The log's mails waiting on it.
+	 * @param string   $batch_id Their batch.
+	 * @return int Rows updated.
+	 */
+	private function apply_document( string $key, array $doc, array $mail_ids, string $batch_id ): int {
+		if ( 0 === strpos( $key, self::CONTROL_PREFIX ) ) {
+			return $this->apply_control( $doc, $mail_ids, $batch_id );
+		}
+		if ( 0 === strpos( $key, self::REDRIVE_PREFIX ) ) {
+			return $this->apply_redrive( $doc, $mail_ids );
+		}
+		return $this->apply_receipt( $key, $doc, $mail_ids );
+	}
+
+	/**
+	 * A held batch's cancel or move, as the sender applied it.
+	 *
+	 * @param array    $result   `status/control/batches/<id>.json`.
+	 * @param string[] $mail_ids Its mails in the log.
+	 * @param string   $batch_id The batch.
+	 * @return int Rows updated.
+	 */
+	private function apply_control( array $result, array $mail_ids, string $batch_id ): int {
+		$receipt = array( 'receipt_key' => self::receipt_key( $batch_id ) );
+		$send_at = is_string( $result['send_at'] ?? null ) ? $result['send_at'] : null;
+		switch ( (string) ( $result['outcome'] ?? '' ) ) {
+			case 'cancelled':
+				return $this->log->set_statuses( $mail_ids, 'cancelled', __( 'Cancelled while held: never sent.', 'postbag' ), $receipt );
+			case 'rescheduled':
+				/* translators: %s: a time in UTC */
+				$reason = null === $send_at ? __( 'Moved: sent now.', 'postbag' ) : sprintf( __( 'Held by the sender until %s (UTC).', 'postbag' ), $send_at );
+				return $this->log->set_statuses( $mail_ids, null === $send_at ? 'uploaded' : 'scheduled', $reason, $receipt + array( 'due_at' => $send_at ) );
+			case 'too_late':
+				return $this->log->set_statuses( $mail_ids, 'uploaded', __( 'The request came too late: the sender had already released the batch.', 'postbag' ), $receipt + array( 'due_at' => null ) );
+			default: // superseded (a newer request decides), or a document this version does not know.
+				return $this->log->set_statuses( $mail_ids, 'scheduled', __( 'A newer request decides when it is sent.', 'postbag' ), $receipt );
+		}
+	}
+
+	/**
+	 * A resend, as the sender handled it.
+	 *
+	 * @param array    $result   `status/redrive/<uuid>.json`.
+	 * @param string[] $mail_ids The mails it was asked for, and those re-driven with them.
+	 * @return int Rows updated.
+	 */
+	private function apply_redrive( array $result, array $mail_ids ): int {
+		$not_failed = array_map( 'strval', (array) ( $result['not_failed'] ?? array() ) );
+		$receipt    = null;
+		foreach ( (array) ( $result['queued'] ?? array() ) as $queued ) {
+			if ( preg_match( '#^queue/([A-Za-z0-9][A-Za-z0-9._-]*?)\.redrive-(\d+)\.json$#', (string) $queued, $m ) ) {
+				$receipt = self::receipt_key( $m[1], (int) $m[2] );
+			}
+		}
+		$redriven = null === $receipt || 'redriven' !== ( $result['state'] ?? '' ) ? array() : array_diff( $mail_ids, $not_failed );
+		$updated  = $redriven ? $this->log->set_statuses( $redriven, 'uploaded', __( 'Sent again: waiting for its receipt.', 'postbag' ), array( 'receipt_key' => $receipt ) ) : 0;
+		$left     = array_diff( $mail_ids, $redriven );
+		if ( $left ) {
+			$updated += $this->log->set_statuses( $left, 'failed', __( 'Not sent again: the sender found no failed copy of it to send (re-driven already, or the copy expired).', 'postbag' ) );
+		}
+		return $updated;
 	}
 
 	/**
@@ -252,11 +343,14 @@ final class Postbag_Log_Sync {
 			$status = $this->jobs->status( $row['mail_id'] );
 			if ( is_wp_error( $status ) ) {
 				$summary['errors'][] = $status->get_error_message();
+				$this->log->touch( array( $row['mail_id'] ) );
 				continue;
 			}
 			$state = (string) ( $status['state'] ?? '' );
 			if ( 'sender' !== ( $status['source'] ?? '' ) || ! isset( self::JOB_STATES[ $state ] ) ) {
-				continue; // Still the spool's (streaming, uploading, waiting): its own events say so.
+				// Still the spool's (streaming, uploading, waiting): its own events say so. To the back of the line.
+				$this->log->touch( array( $row['mail_id'] ) );
+				continue;
 			}
 			$counts = array_intersect_key( $status, array_flip( self::JOB_COUNTS ) );
 			$this->log->set_status( $row['mail_id'], self::JOB_STATES[ $state ], '', $counts ? array( 'counts' => $counts ) : array() );

@@ -18,10 +18,16 @@ if ( ! defined( 'ABSPATH' ) ) {
  * `log_days`, default 30) are pruned by the daily PRUNE_HOOK event.
  *
  * Every status change fires `postbag_mail_status_changed( array $row, string $old_status )`.
+ *
+ * `receipt_key` is the object the row waits on: the batch's receipt, or
+ * while a request to the sender is open, its result (`status/control/...`
+ * for a held batch's cancel or move, `status/redrive/<uuid>.json` for a
+ * resend; Postbag_Log_Sync). `due_at` (UTC, or NULL) is when a held mail's
+ * receipt can come at the earliest: the sync does not look before.
  */
 final class Postbag_Mail_Log {
 
-	const SCHEMA_VERSION = 2;
+	const SCHEMA_VERSION = 3;
 
 	/** Site option holding the schema version the table was last made for. */
 	const SCHEMA_OPTION = 'postbag_log_schema';
@@ -87,6 +93,7 @@ final class Postbag_Mail_Log {
   message_id varchar(255) NOT NULL DEFAULT '',
   receipt_key varchar(255) NOT NULL DEFAULT '',
   counts text NULL,
+  due_at datetime NULL,
   created_at datetime NOT NULL,
   updated_at datetime NOT NULL,
   PRIMARY KEY  (id),
@@ -143,7 +150,7 @@ final class Postbag_Mail_Log {
 	 *
 	 * @param array[] $rows Each: `mail_id`, `recipients` (string[]), `subject`; optional `kind`
 	 *                      ('mail' or 'job'), `status` (default queued), `reason`, `batch_id`,
-	 *                      `receipt_key`, `blog_id`.
+	 *                      `receipt_key`, `due_at` (RFC 3339), `blog_id`.
 	 */
 	public function record_queued( array $rows ): void {
 		global $wpdb;
@@ -153,7 +160,7 @@ final class Postbag_Mail_Log {
 			$now    = $this->now();
 			foreach ( $chunk as $row ) {
 				$recipients = array_values( array_map( 'strval', (array) ( $row['recipients'] ?? array() ) ) );
-				$values[]   = '(%s, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s)';
+				$values[]   = "(%s, %s, %s, %d, %s, %s, %s, %s, %s, %s, NULLIF(%s, ''), %s, %s)";
 				array_push(
 					$args,
 					(string) ( $row['kind'] ?? 'mail' ),
@@ -166,12 +173,13 @@ final class Postbag_Mail_Log {
 					(string) ( $row['status'] ?? 'queued' ),
 					(string) ( $row['reason'] ?? '' ),
 					(string) ( $row['receipt_key'] ?? '' ),
+					self::db_time( $row['due_at'] ?? null ),
 					$now,
 					$now
 				);
 			}
 			// A mail id is recorded once: a replay (the retry of a spooled batch) keeps the first row.
-			$wpdb->query( $wpdb->prepare( 'INSERT IGNORE INTO ' . self::table() . ' (kind, mail_id, batch_id, blog_id, recipients, recipient, subject, status, reason, receipt_key, created_at, updated_at) VALUES ' . implode( ', ', $values ), $args ) ); // phpcs:ignore WordPress.DB
+			$wpdb->query( $wpdb->prepare( 'INSERT IGNORE INTO ' . self::table() . ' (kind, mail_id, batch_id, blog_id, recipients, recipient, subject, status, reason, receipt_key, due_at, created_at, updated_at) VALUES ' . implode( ', ', $values ), $args ) ); // phpcs:ignore WordPress.DB
 		}
 	}
 
@@ -181,7 +189,8 @@ final class Postbag_Mail_Log {
 	 * @param string $mail_id Mail (or job) id.
 	 * @param string $status  One of STATUSES.
 	 * @param string $detail  Why (a failure's reason), or ''.
-	 * @param array  $fields  Other columns to set: batch_id, message_id, receipt_key, counts (array).
+	 * @param array  $fields  Other columns to set: batch_id, message_id, receipt_key, counts (array),
+	 *                        due_at (RFC 3339, or null: look at once).
 	 * @return bool Whether a row was found.
 	 */
 	public function set_status( string $mail_id, string $status, string $detail = '', array $fields = array() ): bool {
@@ -204,12 +213,15 @@ final class Postbag_Mail_Log {
 		if ( ! in_array( $status, self::STATUSES, true ) ) {
 			throw new InvalidArgumentException( "Unknown mail status: $status" );
 		}
-		$unknown = array_diff_key( $fields, array_flip( array( 'batch_id', 'message_id', 'receipt_key', 'counts' ) ) );
+		$unknown = array_diff_key( $fields, array_flip( array( 'batch_id', 'message_id', 'receipt_key', 'counts', 'due_at' ) ) );
 		if ( $unknown ) {
 			throw new InvalidArgumentException( 'Unknown log column: ' . implode( ', ', array_keys( $unknown ) ) );
 		}
 		if ( isset( $fields['counts'] ) ) {
 			$fields['counts'] = wp_json_encode( $fields['counts'] );
+		}
+		if ( array_key_exists( 'due_at', $fields ) ) {
+			$fields['due_at'] = self::db_time( $fields['due_at'] );
 		}
 		$found = 0;
 		foreach ( array_chunk( array_values( array_unique( $mail_ids ) ), self::UPDATE_ROWS ) as $chunk ) {
@@ -226,7 +238,7 @@ final class Postbag_Mail_Log {
 					'updated_at' => $this->now(),
 				)
 			);
-			$assign = implode( ', ', array_map( static fn( $column ) => "$column = %s", array_keys( $set ) ) );
+			$assign = implode( ', ', array_map( static fn( $column ) => 'due_at' === $column ? "due_at = NULLIF(%s, '')" : "$column = %s", array_keys( $set ) ) );
 			$in     = implode( ', ', array_fill( 0, count( $before ), '%s' ) );
 			$wpdb->query( $wpdb->prepare( 'UPDATE ' . self::table() . " SET $assign WHERE mail_id IN ($in)", array_merge( array_values( $set ), array_keys( $before ) ) ) ); // phpcs:ignore WordPress.DB
 			$this->announce( $before, $set );
@@ -377,7 +389,8 @@ final class Postbag_Mail_Log {
 	}
 
 	/**
-	 * Rows whose outcome the sender may still change, oldest first.
+	 * Rows whose outcome the sender may still change and may have written
+	 * now (a held mail's not before its `due_at`), the longest untouched first.
 	 *
 	 * @param string $kind  'mail' or 'job'.
 	 * @param int    $limit At most this many.
@@ -386,7 +399,7 @@ final class Postbag_Mail_Log {
 	public function unsettled( string $kind, int $limit ): array {
 		global $wpdb;
 		$in   = implode( ', ', array_fill( 0, count( self::UNSETTLED ), '%s' ) );
-		$rows = $wpdb->get_results( $wpdb->prepare( 'SELECT * FROM ' . self::table() . " WHERE kind = %s AND status IN ($in) ORDER BY updated_at ASC LIMIT %d", array_merge( array( $kind ), self::UNSETTLED, array( $limit ) ) ), ARRAY_A ); // phpcs:ignore WordPress.DB
+		$rows = $wpdb->get_results( $wpdb->prepare( 'SELECT * FROM ' . self::table() . " WHERE kind = %s AND status IN ($in) AND ( due_at IS NULL OR due_at <= %s ) ORDER BY updated_at ASC LIMIT %d", array_merge( array( $kind ), self::UNSETTLED, array( $this->now(), $limit ) ) ), ARRAY_A ); // phpcs:ignore WordPress.DB
 		return array_map( array( self::class, 'decode' ), (array) $rows );
 	}
 
@@ -413,6 +426,7 @@ final class Postbag_Mail_Log {
 		$row['reason']     = (string) $row['reason'];
 		$row['created_at'] = str_replace( ' ', 'T', $row['created_at'] ) . 'Z';
 		$row['updated_at'] = str_replace( ' ', 'T', $row['updated_at'] ) . 'Z';
+		$row['due_at']     = empty( $row['due_at'] ) ? null : str_replace( ' ', 'T', $row['due_at'] ) . 'Z';
 		return $row;
 	}
 
@@ -430,5 +444,14 @@ final class Postbag_Mail_Log {
 
 	private function now(): string {
 		return gmdate( 'Y-m-d H:i:s', ( $this->clock )() );
+	}
+
+	/**
+	 * @param string|null $time RFC 3339, or null.
+	 * @return string The DATETIME column's text, or '' for NULL (the SQL's NULLIF).
+	 */
+	private static function db_time( ?string $time ): string {
+		$unix = null === $time ? false : strtotime( $time );
+		return false === $unix ? '' : gmdate( 'Y-m-d H:i:s', $unix );
 	}
 }

@@ -229,10 +229,43 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 			),
 			json_decode( $this->s3->objects[ reset( $keys ) ]['body'], true )
 		);
-		$after = $response->get_data();
-		$this->assertSame( 'uploaded', $after['status'] );
-		$this->assertSame( 'receipts/' . $row['batch_id'] . '.redrive-1.json', $after['receipt_key'], 'the re-drive writes that receipt' );
+		$after  = $response->get_data();
+		$result = 'status/redrive/' . basename( reset( $keys ) );
+		$this->assertSame( array( 'uploaded', $result ), array( $after['status'], $after['receipt_key'] ), 'waits on the sender\'s result' );
 		$this->assertSame( 409, $this->call( 'POST', '/log/' . $row['id'] . '/resend' )->get_status(), 'not failed any more' );
+
+		$this->s3->put_objects( array( $result => self::redrive_result( $row['batch_id'], 'redriven', array( 'queue/' . $row['batch_id'] . '.redrive-1.json' ), array() ) ) );
+		$this->plugin->log_sync()->run();
+
+		$this->assertSame( 'receipts/' . $row['batch_id'] . '.redrive-1.json', $this->plugin->log()->get( $row['mail_id'] )['receipt_key'], 'the receipt the re-drive writes, as its result names it' );
+	}
+
+	/**
+	 * `status/redrive/<uuid>.json` as chalicelib/redrive_request.py writes it.
+	 *
+	 * @param string   $batch_id   Batch.
+	 * @param string   $state      redriven or nothing_failed.
+	 * @param string[] $queued     Keys queued.
+	 * @param string[] $not_failed Mail ids asked for that were not failed.
+	 */
+	private static function redrive_result( string $batch_id, string $state, array $queued, array $not_failed ): string {
+		return (string) wp_json_encode( compact( 'state', 'queued', 'not_failed' ) + array( 'version' => 1, 'kind' => 'batch', 'id' => $batch_id, 'mail_ids' => array(), 'requested_at' => '2026-11-22T07:00:00Z', 'handled_at' => '2026-11-22T07:00:02Z' ) );
+	}
+
+	public function test_a_resend_the_sender_finds_nothing_to_do_for_is_failed_again_with_its_word(): void {
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Refused', 'Body' );
+		$this->flush_and_log();
+		$row = $this->plugin->log()->query( array() )['rows'][0];
+		$this->plugin->log()->set_status( $row['mail_id'], 'failed', 'MessageRejected', array( 'receipt_key' => 'receipts/' . $row['batch_id'] . '.json' ) );
+		$this->call( 'POST', '/log/' . $row['id'] . '/resend' );
+		$key = $this->plugin->log()->get( $row['mail_id'] )['receipt_key'];
+
+		$this->s3->put_objects( array( $key => self::redrive_result( $row['batch_id'], 'nothing_failed', array(), array( $row['mail_id'] ) ) ) );
+		$this->plugin->log_sync()->run();
+
+		$after = $this->plugin->log()->get( $row['mail_id'] );
+		$this->assertSame( 'failed', $after['status'], 'settled, not waiting for a receipt that never comes' );
+		$this->assertStringContainsString( 'no failed copy', $after['reason'] );
 	}
 
 	public function test_a_resend_takes_the_other_failed_mails_of_its_batch_generation_along(): void {
@@ -249,8 +282,8 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 
 		$this->assertSame( 200, $this->call( 'POST', '/log/' . $rows['One']['id'] . '/resend' )->get_status() );
 
-		$next = 'receipts/' . $rows['One']['batch_id'] . '.redrive-1.json';
-		$this->assertSame( array( 'uploaded', $next ), array_values( array_intersect_key( $this->plugin->log()->get( $rows['Two']['mail_id'] ), array_flip( array( 'status', 'receipt_key' ) ) ) ), 're-driven with it: its outcome is in the same receipt' );
+		$waits = $this->plugin->log()->get( $rows['One']['mail_id'] )['receipt_key'];
+		$this->assertSame( array( 'uploaded', $waits ), array_values( array_intersect_key( $this->plugin->log()->get( $rows['Two']['mail_id'] ), array_flip( array( 'status', 'receipt_key' ) ) ) ), 're-driven with it: it waits on the same result' );
 		$this->assertSame( 'sent', $this->plugin->log()->get( $rows['Three']['mail_id'] )['status'] );
 	}
 

@@ -103,7 +103,143 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 
 		$this->assertTrue( postbag_cancel_mail_batch( $row['batch_id'] ) );
 
+		$asked = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( array( 'scheduled', 'Cancel requested.' ), array( $asked['status'], $asked['reason'] ), 'asked, not done: the sender says' );
+		$this->plugin->log_sync()->run();
+		$this->assertSame( 'scheduled', $this->log()->get( $row['mail_id'] )['status'], 'no result and no receipt yet' );
+
+		$this->s3->put_objects( array( 'status/control/batches/' . $row['batch_id'] . '.json' => self::control_result( $row['batch_id'], 'cancel', 'cancelled' ) ) );
+		$this->plugin->log_sync()->run();
+
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( array( 'cancelled', 'Cancelled while held: never sent.' ), array( $after['status'], $after['reason'] ) );
+	}
+
+	/**
+	 * `status/control/batches/<id>.json` as the sender writes it (docs/scheduling.md).
+	 *
+	 * @param string      $batch_id Batch.
+	 * @param string      $request  cancel or reschedule.
+	 * @param string      $outcome  cancelled, rescheduled, too_late, superseded.
+	 * @param string|null $send_at  Its time after.
+	 */
+	private static function control_result( string $batch_id, string $request, string $outcome, ?string $send_at = null ): string {
+		return (string) wp_json_encode(
+			array(
+				'version'      => 1,
+				'kind'         => 'batch',
+				'id'           => $batch_id,
+				'request'      => $request,
+				'outcome'      => $outcome,
+				'send_at'      => $send_at,
+				'requested_at' => '2026-11-22T07:00:00.000Z',
+				'applied_at'   => '2026-11-22T07:00:01.250Z',
+			)
+		);
+	}
+
+	/**
+	 * A held mail, cancelled from this site.
+	 *
+	 * @return array Its row.
+	 */
+	private function cancelled_held_mail(): array {
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Later', 'Body', array( 'X-Postbag-Send-At: 2026-11-22 07:10' ) ) );
+		$this->flush_and_log();
+		$row = $this->log()->query( array( 'subject' => 'Later' ) )['rows'][0];
+		$this->assertTrue( postbag_cancel_mail_batch( $row['batch_id'] ) );
+		return $row;
+	}
+
+	public function test_a_cancel_that_lost_the_race_with_the_release_ends_sent(): void {
+		$row      = $this->cancelled_held_mail();
+		$batch_id = $row['batch_id'];
+		$receipt  = (string) wp_json_encode(
+			array(
+				'batch_id' => $batch_id,
+				'mails'    => array(
+					array(
+						'mail_id'    => $row['mail_id'],
+						'status'     => 'sent',
+						'message_id' => '0100019c-0000-4000-8000-00000000000a',
+					),
+				),
+			)
+		);
+
+		$this->s3->put_objects( array( "status/control/batches/$batch_id.json" => self::control_result( $batch_id, 'cancel', 'too_late' ) ) );
+		$this->plugin->log_sync()->run();
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( array( 'uploaded', "receipts/$batch_id.json" ), array( $after['status'], $after['receipt_key'] ), 'too late: its receipt decides' );
+		$this->assertStringContainsString( 'too late', $after['reason'] );
+
+		$this->s3->put_objects( array( "receipts/$batch_id.json" => $receipt ) );
+		$this->plugin->log_sync()->run();
+		$this->assertSame( 'sent', $this->log()->get( $row['mail_id'] )['status'], 'never "never sent" for mail that went out' );
+	}
+
+	public function test_a_receipt_settles_a_cancel_whose_result_has_not_come(): void {
+		$row      = $this->cancelled_held_mail();
+		$batch_id = $row['batch_id'];
+		$this->s3->put_objects( array( "receipts/$batch_id.json" => (string) wp_json_encode( array( 'batch_id' => $batch_id, 'mails' => array( array( 'mail_id' => $row['mail_id'], 'status' => 'sent', 'message_id' => 'm-1' ) ) ) ) ) );
+
+		$this->plugin->log_sync()->run();
+
+		$this->assertSame( array( "status/control/batches/$batch_id.json", "receipts/$batch_id.json" ), $this->s3->reads );
+		$this->assertSame( 'sent', $this->log()->get( $row['mail_id'] )['status'] );
+	}
+
+	public function test_a_receipt_saying_cancelled_settles_the_mail_cancelled(): void {
+		$row      = $this->queue_mail( 'a@example.net', 'Cancelled from the CLI' );
+		$this->flush_and_log();
+		$batch_id = $this->log()->get( $row['mail_id'] )['batch_id'];
+		$this->s3->put_objects( array( "receipts/$batch_id.json" => (string) wp_json_encode( array( 'batch_id' => $batch_id, 'mails' => array( array( 'mail_id' => $row['mail_id'], 'status' => 'cancelled', 'reason' => 'cancelled while held' ) ) ) ) ) );
+
+		$this->plugin->log_sync()->run();
+		$this->plugin->log_sync()->run();
+
 		$this->assertSame( 'cancelled', $this->log()->get( $row['mail_id'] )['status'] );
+		$this->assertSame( array( "receipts/$batch_id.json" ), $this->s3->reads, 'settled: read once' );
+	}
+
+	public function test_a_move_is_settled_by_the_senders_result(): void {
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Later', 'Body', array( 'X-Postbag-Send-At: 2026-11-22 07:10' ) ) );
+		$this->flush_and_log();
+		$row = $this->log()->query( array( 'subject' => 'Later' ) )['rows'][0];
+		$this->assertTrue( postbag_reschedule_mail_batch( $row['batch_id'], array( 'send_at' => '2026-11-22 09:00' ) ) );
+		$this->assertStringStartsWith( 'Move requested', $this->log()->get( $row['mail_id'] )['reason'] );
+
+		$this->s3->put_objects( array( 'status/control/batches/' . $row['batch_id'] . '.json' => self::control_result( $row['batch_id'], 'reschedule', 'rescheduled', '2026-11-22T09:00:00Z' ) ) );
+		$this->plugin->log_sync()->run();
+
+		$after = $this->log()->get( $row['mail_id'] );
+		$this->assertSame( array( 'scheduled', 'Held by the sender until 2026-11-22T09:00:00Z (UTC).', '2026-11-22T09:00:00Z' ), array( $after['status'], $after['reason'], $after['due_at'] ) );
+	}
+
+	public function test_a_held_mails_receipt_is_not_looked_for_before_its_time(): void {
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Later', 'Body', array( 'X-Postbag-Send-At: 2026-11-22 08:00' ) ) );
+		$this->flush_and_log();
+		$row = $this->log()->query( array( 'subject' => 'Later' ) )['rows'][0];
+		$this->assertSame( '2026-11-22T08:00:00Z', $row['due_at'] );
+
+		$this->plugin->log_sync()->run();
+		$this->assertSame( array(), $this->s3->reads, 'held: no GET before 08:00' );
+
+		$this->now = strtotime( '2026-11-22T08:00:00Z' );
+		$this->plugin->log_sync()->run();
+		$this->assertSame( array( 'receipts/' . $row['batch_id'] . '.json' ), $this->s3->reads );
+	}
+
+	public function test_a_list_mail_suppressed_on_the_site_gets_a_row_saying_why(): void {
+		// What the interceptor fires for a list mail whose recipient is suppressed (Postbag_UnsubscribeTest).
+		do_action( 'postbag_mail_suppressed', 'gone@example.net', 'b1-weekly', array( 'subject' => 'Weekly digest' ) );
+		$this->plugin->log_recorder()->write_pending();
+
+		$rows = $this->log()->query( array( 'status' => 'suppressed' ) )['rows'];
+		$this->assertCount( 1, $rows );
+		$this->assertSame( array( 'gone@example.net', 'Weekly digest' ), array( $rows[0]['recipient'], $rows[0]['subject'] ) );
+		$this->assertStringContainsString( '"b1-weekly"', $rows[0]['reason'] );
+		$this->assertSame( 1, $this->log()->counts( $this->now - 60 )['suppressed'] );
 	}
 
 	public function test_a_mail_whose_upload_fails_is_logged_spooled_with_the_reason(): void {
@@ -162,8 +298,9 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 'job', $row['kind'] );
 		$this->assertSame(
 			array(
-				'rows'    => 2,
-				'dropped' => 0,
+				'rows'       => 2,
+				'dropped'    => 0,
+				'suppressed' => 0,
 			),
 			$row['counts']
 		);
@@ -413,6 +550,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 
 		$columns = $wpdb->get_col( "SHOW COLUMNS FROM $table" ); // phpcs:ignore WordPress.DB
 		$this->assertContains( 'counts', $columns );
+		$this->assertContains( 'due_at', $columns, 'schema 3: when a held mail is due' );
 		$indexes = array_column( $wpdb->get_results( "SHOW INDEX FROM $table", ARRAY_A ), 'Key_name' ); // phpcs:ignore WordPress.DB
 		$this->assertContains( 'recipient', $indexes );
 		$this->assertContains( 'status_created', $indexes );
