@@ -364,7 +364,7 @@ def drain_held(event: CloudWatchEvent) -> None:
     remaining_ms = _context_ms(event)
 
     def release_batch(held: Held) -> bool:
-        process_object(stages(), held.bucket, held.key, remaining_ms)
+        process_object(stages(), held.bucket, held.key, remaining_ms, held=True)
         return True
 
     try:

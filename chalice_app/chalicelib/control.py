@@ -8,24 +8,32 @@ The plugin or ``postbag`` writes them (the shared contract):
   always honoured for a job under way: here it cancels a held one at once).
 
 Each request is one conditional write on the held item (``hold.py``): it wins or it
-finds the item released already, and then it changes nothing ("too late", logged).
-A request the sender cannot read is quarantined with the field named.
+finds the item released already, and then it changes nothing ("too late"). A request
+for an item not held yet (its upload's event still to come) is kept and applied when
+that event comes. Every request's result is written for the site
+(``status/control/...``, control_result.py), at once or when it is applied. A request
+the sender cannot read is quarantined with the field named; so is a batch's
+reschedule with ``send_between`` (a window paces only a job).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from chalicelib.config import JOBS_PREFIX, Settings
+from chalicelib.control_result import Result
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import parse_batch
+from chalicelib.formats.v1 import parse_time
 from chalicelib.hold import BATCH, JOB, Held, HoldBook
 from chalicelib.model import Outcome, Status
 from chalicelib.observe import logger
 from chalicelib.outcome import Recorder
-from chalicelib.schedule import parse_reschedule
+from chalicelib.schedule import When, parse_reschedule
 from chalicelib.store import BatchGone, BatchStore
 
 CONTROL_PREFIX = "control/batches/"
@@ -68,11 +76,14 @@ class Control:
         if request is None:
             logger.error("not a cancel or reschedule request, ignored", extra={"key": key})
             return "ignored"
-        if request.action == "cancel":
-            return self._cancel(request)
         try:
-            data, _ = self.store.read_batch(bucket, key)
+            data, uploaded = self.store.read_batch(bucket, key)
+            if request.action == "cancel":
+                return self._cancel(request, _cancel_asked(data, uploaded))
             when, requested_at = parse_reschedule(data, key, self.book.now())
+            if request.kind == BATCH and when.window is not None:
+                raise BatchFormatError("send_between", key, "a batch is sent at a time, not "
+                                       "over a window (send_between is for notify jobs)")
         except BatchGone:
             return "gone"
         except BatchFormatError as exc:
@@ -80,34 +91,50 @@ class Control:
             logger.error("reschedule request quarantined", extra={"to": target,
                                                                   "error": str(exc)})
             return "quarantined"
+        return self._reschedule(request, when, requested_at)
+
+    def _result(self, request: Request, action: str, outcome: Result, held: Held | None,
+                requested_at: datetime) -> str:
+        """Tell the site how the request ended; what came of it (for the log and tests)."""
+        self.book.results.write(request.kind, request.ident, action, outcome,
+                                held.when.due if held is not None else None, requested_at)
+        return outcome.value
+
+    def _reschedule(self, request: Request, when: When, requested_at: datetime) -> str:
+        item = f"{request.kind}/{request.ident}"
         held = self.book.reschedule(request.kind, request.ident, when, requested_at)
         if held is None:
-            logger.warning("reschedule too late: not held (released, cancelled or unknown)",
-                           extra={"item": f"{request.kind}/{request.ident}"})
-            return "too late"
+            logger.warning("reschedule too late: not held (released or cancelled)",
+                           extra={"item": item})
+            return self._result(request, "reschedule", Result.TOO_LATE, None, requested_at)
         if held.when.document() != when.document():
-            logger.warning("reschedule superseded by one asked later",
-                           extra={"item": f"{request.kind}/{request.ident}"})
-            return "superseded"
+            logger.warning("reschedule superseded by one asked later", extra={"item": item})
+            return self._result(request, "reschedule", Result.SUPERSEDED, held, requested_at)
+        if not held.arrived:
+            logger.info("reschedule kept until its upload is held", extra={"item": item})
+            return "pending"
         if held.kind == JOB:
             self._rescheduled(held)
-        logger.info("rescheduled", extra={"item": f"{request.kind}/{request.ident}",
-                                          **held.when.document()})
-        return "rescheduled"
+        logger.info("rescheduled", extra={"item": item, **held.when.document()})
+        return self._result(request, "reschedule", Result.RESCHEDULED, held, requested_at)
 
-    def _cancel(self, request: Request) -> str:
-        held = self.book.cancel(request.kind, request.ident)
+    def _cancel(self, request: Request, requested_at: datetime) -> str:
+        item = f"{request.kind}/{request.ident}"
+        held = self.book.cancel(request.kind, request.ident, requested_at)
         if held is None:
-            # A job under way (or never held) stops at the fan-out's own cancel check.
-            logger.warning("cancel: not held (released, cancelled, or never held)",
-                           extra={"item": f"{request.kind}/{request.ident}"})
-            return "too late"
+            # A job under way stops at the fan-out's own cancel check; its status counts.
+            logger.warning("cancel too late: not held (released, or cancelled before)",
+                           extra={"item": item})
+            return self._result(request, "cancel", Result.TOO_LATE, None, requested_at)
+        if not held.arrived:
+            logger.info("cancel kept until its upload is held", extra={"item": item})
+            return "pending"
         if held.kind == BATCH:
             self._record_cancelled(held)
         else:
             self._job_cancelled(held)
-        logger.info("cancelled", extra={"item": f"{request.kind}/{request.ident}"})
-        return "cancelled"
+        logger.info("cancelled", extra={"item": item})
+        return self._result(request, "cancel", Result.CANCELLED, None, requested_at)
 
     def _record_cancelled(self, held: Held) -> None:
         """A cancelled batch's receipt: every mail ``cancelled`` (a mail the format refused,
@@ -124,3 +151,13 @@ class Control:
         outcomes += [Outcome(r.mail_id, Status.FAILED, reason=str(r.error))
                      for r in batch.rejected]
         self.recorder.record(held.bucket, held.key, batch, outcomes)
+
+
+def _cancel_asked(data: bytes, uploaded: datetime) -> datetime:
+    """When a cancel was asked: its ``requested_at`` (the plugin writes one), else when it
+    was uploaded (a cancel's body is free)."""
+    try:
+        asked = json.loads(data).get("requested_at")
+        return parse_time(asked, "cancel", "requested_at").astimezone(UTC)
+    except (ValueError, AttributeError, TypeError, BatchFormatError):
+        return uploaded.astimezone(UTC)

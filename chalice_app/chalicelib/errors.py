@@ -27,6 +27,11 @@ class PermanentError(PostbagError):
     """Trouble that retrying cannot fix."""
 
 
+class HeldObjectGone(PermanentError):
+    """A held batch's or job's object is gone when it falls due: nobody would be mailed,
+    so the drainer gives it up (failed, logged, counted), never releases it silently."""
+
+
 class BatchFormatError(PermanentError):
     """A batch, or one mail in it, breaks the batch format."""
 

@@ -25,6 +25,8 @@ MAILS_FAILED = "MailsFailed"
 THROTTLED = "Throttled"
 DUPLICATES_SKIPPED = "DuplicatesSkipped"
 QUEUE_DELAY = "QueueDelay"
+# Held batches and jobs the drainer gave up (drain.py): their mail was never sent.
+HELD_RELEASES_FAILED = "HeldReleasesFailed"
 # Completions the ledger could not write before the deadline (an alarm-worthy DynamoDB outage).
 LEDGER_WRITES_UNRECORDED = "LedgerWritesUnrecorded"
 

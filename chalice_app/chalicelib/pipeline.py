@@ -20,6 +20,7 @@ from chalicelib.config import Settings
 from chalicelib.dispatch import Dispatcher, Job
 from chalicelib.errors import (
     BatchFormatError,
+    HeldObjectGone,
     MailBuildError,
     PostbagError,
     SenderNotAllowed,
@@ -220,8 +221,9 @@ def _send(
     )
 
 
-def _read(stages: Stages, bucket: str, key: str) -> Batch | None:
-    """The parsed batch; ``None`` when it is gone or was quarantined."""
+def _read(stages: Stages, bucket: str, key: str, held: bool = False) -> Batch | None:
+    """The parsed batch; ``None`` when it is gone or was quarantined. A ``held`` batch
+    gone is ``HeldObjectGone``: its mails would never be sent."""
     try:
         data, uploaded = stages.store.read_batch(bucket, key)
         text = decode_batch(data, key)
@@ -230,7 +232,9 @@ def _read(stages: Stages, bucket: str, key: str) -> Batch | None:
         del data
         batch = parse_batch(text, key, stages.settings, received_at=uploaded)
         del text
-    except BatchGone:
+    except BatchGone as exc:
+        if held:
+            raise HeldObjectGone(f"held batch {key} is gone: none of its mails was sent") from exc
         logger.info("batch already gone")
         return None
     except BatchFormatError as exc:
@@ -264,11 +268,12 @@ def _admit(stages: Stages, bucket: str, key: str, batch: Batch) -> Verdict | Non
 
 
 def process_object(
-    stages: Stages, bucket: str, key: str, remaining_ms: Callable[[], int]
+    stages: Stages, bucket: str, key: str, remaining_ms: Callable[[], int], held: bool = False
 ) -> list[Outcome]:
-    """Process one batch object; raises ``TransientError`` when it must be retried."""
+    """Process one batch object; raises ``TransientError`` when it must be retried.
+    ``held``: the drainer releases it (then a batch gone raises ``HeldObjectGone``)."""
     logger.append_keys(s3_key=key, batch_id=None)
-    batch = _read(stages, bucket, key)
+    batch = _read(stages, bucket, key, held)
     if batch is None:
         return []
     logger.append_keys(batch_id=batch.batch_id)

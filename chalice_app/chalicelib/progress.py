@@ -25,13 +25,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib import dynamo
 from chalicelib.config import JOBS_PREFIX
 from chalicelib.errors import LedgerUnavailable, StorageUnavailable
 from chalicelib.formats.document import load_object
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import NotifyJob
 from chalicelib.outcome import json_bytes
-from chalicelib.store import BatchGone, get_object, is_missing, read_body, unavailable
+from chalicelib.store import BatchGone, get_object, is_missing, put_unless, read_body, unavailable
 
 # What a chunk's mails came to; counted per job (statuses as receipts spell them).
 STATUSES = ("sent", "duplicate", "failed", "suppressed", "cancelled")
@@ -47,7 +48,6 @@ ITEM_TTL_SECONDS = 30 * 24 * 3600
 CANCEL_CHECK_SECONDS = 5.0
 # Tries at writing status.json over the one read, when another chunk wrote it meanwhile.
 PUBLISH_ATTEMPTS = 5
-_WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _COUNTERS = ("total", "chunks", "enqueued", "chunks_done", "revision", *STATUSES)
 # What SES's events said about the job's mails (feedback.py), counted as they come.
 FEEDBACK = ("delivered", "bounced", "soft_bounced", "complained", "rejected",
@@ -141,10 +141,8 @@ class JobProgress:
         return {KEY_ATTRIBUTE: {"S": f"{self._namespace}#job#{job_id}"}}
 
     def _call(self, what: str, method: str, **params: Any) -> Any:
-        try:
-            return getattr(self._dynamodb, method)(TableName=self._table, **params)
-        except (ClientError, BotoCoreError) as exc:
-            raise LedgerUnavailable(f"job progress: {what}: {exc}") from exc
+        return dynamo.call(self._dynamodb, method, LedgerUnavailable, f"job progress: {what}",
+                           TableName=self._table, **params)
 
     def _item(self, job_id: str) -> dict[str, Any] | None:
         found = self._call(f"reading job {job_id}", "get_item", Key=self._key(job_id),
@@ -165,28 +163,11 @@ class JobProgress:
         """Whether the stored status is now at ``revision`` or later (``False``: another
         writer came in between the look and the write). A scheduled status replaces a
         scheduled one (a reschedule), never a counted one."""
-        try:
-            head = self._s3.head_object(Bucket=bucket, Key=key)
-            condition = {"IfMatch": head["ETag"]}
-            stored = int(head.get("Metadata", {}).get("revision", "0"))
-            if stored > revision or (stored == revision != SCHEDULED_REVISION):
-                return True
-        except ClientError as exc:
-            if not is_missing(exc):
-                raise unavailable(exc, f"looking at {key}") from exc
-            condition = {"IfNoneMatch": "*"}
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"looking at {key}") from exc
-        try:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json",
-                                Metadata={"revision": str(revision)}, **condition)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _WRITTEN_MEANWHILE:
-                return False
-            raise unavailable(exc, f"writing {key}") from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc, f"writing {key}") from exc
-        return True
+        def keep(metadata: dict[str, str]) -> bool:
+            stored = int(metadata.get("revision", "0"))
+            return stored > revision or (stored == revision != SCHEDULED_REVISION)
+
+        return put_unless(self._s3, bucket, key, body, {"revision": str(revision)}, keep)
 
     def scheduled(self, bucket: str, job: NotifyJob, schedule: Mapping[str, Any]) -> None:
         """Publish a held job's status: ``scheduled``, with its times (and a window's plan)."""
@@ -221,40 +202,29 @@ class JobProgress:
             "chunks": _number(0 if cancelled else chunks),
             "cancelled": _number(job.recipients if cancelled else 0),
         }
-        try:
-            self._dynamodb.put_item(TableName=self._table, Item=item,
-                                    ConditionExpression="attribute_not_exists(#id)",
-                                    ExpressionAttributeNames={"#id": KEY_ATTRIBUTE})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise LedgerUnavailable(f"job progress: starting {job.job_id}: {exc}") from exc
+        written = dynamo.unless_condition_fails(
+            self._dynamodb, "put_item", LedgerUnavailable,
+            f"job progress: starting {job.job_id}", TableName=self._table, Item=item,
+            ConditionExpression="attribute_not_exists(#id)",
+            ExpressionAttributeNames={"#id": KEY_ATTRIBUTE})
+        if written is None:  # begun before: go on from where it got to
             existing = self._item(job.job_id)
             if existing is None:  # expired between the two calls: start afresh
                 return self.begin(bucket, job, chunks, cancelled, schedule)
             self._publish(bucket, existing)
             return int(existing["enqueued"])
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"job progress: starting {job.job_id}: {exc}") from exc
         self._publish(bucket, _plain(item))
         return 0
 
     def enqueued(self, job_id: str, upto: int) -> None:
         """The job's first ``upto`` work items are on the queue. A SET on condition, never
         an ADD: a write whose answer was lost and is retried cannot count items twice."""
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table, Key=self._key(job_id),
-                UpdateExpression="SET enqueued = :n",
-                ConditionExpression="attribute_not_exists(enqueued) OR enqueued < :n",
-                ExpressionAttributeValues={":n": _number(upto)},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise LedgerUnavailable(f"job progress: counting work items of {job_id}: {exc}"
-                                        ) from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"job progress: counting work items of {job_id}: {exc}"
-                                    ) from exc
+        dynamo.unless_condition_fails(
+            self._dynamodb, "update_item", LedgerUnavailable,
+            f"job progress: counting work items of {job_id}", TableName=self._table,
+            Key=self._key(job_id), UpdateExpression="SET enqueued = :n",
+            ConditionExpression="attribute_not_exists(enqueued) OR enqueued < :n",
+            ExpressionAttributeValues={":n": _number(upto)})
 
     def counting(self, job_id: str, counts: Mapping[str, int], chunks_done: int = 1
                  ) -> dict[str, Any]:
@@ -282,29 +252,26 @@ class JobProgress:
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
         }}
 
-    def feedback(self, job_id: str, counts: Mapping[str, int]) -> None:
+    def feedback(self, job_id: str, counts: Mapping[str, int]) -> bool:
         """Add SES's events (``FEEDBACK`` names) to a job's item, if the job has one (an
-        event may outlive its job's item); ``publish`` shows them."""
+        event may outlive its job's item): whether it had one. ``publish`` shows them."""
         # The revision too: status.json is only ever replaced by a newer revision.
         adds = {**counts, "revision": 1}
         names = {f"#f{i}": name for i, name in enumerate(adds)}
         values = {f":f{i}": _number(n) for i, n in enumerate(adds.values())}
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table, Key=self._key(job_id),
-                UpdateExpression="ADD " + ", ".join(f"#f{i} :f{i}" for i in range(len(adds))),
-                ConditionExpression=f"attribute_exists({KEY_ATTRIBUTE})",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            raise LedgerUnavailable(f"job progress: feedback of {job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"job progress: feedback of {job_id}: {exc}") from exc
+        return dynamo.unless_condition_fails(
+            self._dynamodb, "update_item", LedgerUnavailable,
+            f"job progress: feedback of {job_id}", TableName=self._table, Key=self._key(job_id),
+            UpdateExpression="ADD " + ", ".join(f"#f{i} :f{i}" for i in range(len(adds))),
+            ConditionExpression=f"attribute_exists({KEY_ATTRIBUTE})",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values) is not None
 
-    def publish(self, bucket: str, job_id: str) -> dict[str, Any]:
-        """Write the job's status as its item says now (dated once done) and return it."""
-        item = self._item(job_id) or {}
+    def publish(self, bucket: str, job_id: str) -> dict[str, Any] | None:
+        """Write the job's status as its item says now (dated once done) and return it;
+        ``None`` (nothing written) for a job without an item (expired, or never begun)."""
+        item = self._item(job_id)
+        if item is None:
+            return None
         item.setdefault("job_id", job_id)
         if "finished_at" not in item and _state(_filled(item)) in (DONE, CANCELLED):
             item["finished_at"] = self._finish(job_id)
@@ -313,20 +280,14 @@ class JobProgress:
     def _finish(self, job_id: str) -> float:
         """Note when the job finished, once: the first chunk to see it done writes it."""
         now = self._clock()
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table, Key=self._key(job_id),
-                UpdateExpression="SET finished_at = :now",
-                ConditionExpression="attribute_not_exists(finished_at)",
-                ExpressionAttributeValues={":now": _number(now)},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise LedgerUnavailable(f"job progress: finishing {job_id}: {exc}") from exc
+        written = dynamo.unless_condition_fails(
+            self._dynamodb, "update_item", LedgerUnavailable, f"job progress: finishing {job_id}",
+            TableName=self._table, Key=self._key(job_id), UpdateExpression="SET finished_at = :now",
+            ConditionExpression="attribute_not_exists(finished_at)",
+            ExpressionAttributeValues={":now": _number(now)})
+        if written is None:  # another chunk finished it first: its time stands
             item = self._item(job_id) or {}
             return float(item.get("finished_at", now))
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"job progress: finishing {job_id}: {exc}") from exc
         return now
 
     def cancelled(self, bucket: str, job_id: str) -> bool:

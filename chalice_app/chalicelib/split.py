@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.errors import BatchFormatError, ConfigurationError
+from chalicelib.errors import BatchFormatError, ConfigurationError, HeldObjectGone
 from chalicelib.formats.v2 import count_rows, parse_manifest
 from chalicelib.hold import JOB, Held, HoldBook, Verdict
 from chalicelib.model import NotifyJob, Part, WorkItem
@@ -106,6 +106,8 @@ class Splitter:
         logger.append_keys(job_id=job.job_id)
         if self.progress.cancelled(bucket, job.job_id):
             self.progress.begin(bucket, job, 0, cancelled=True)
+            if self.hold is not None:  # a cancel kept for this upload: its result now
+                self.hold.arrived_cancelled(JOB, job.job_id, bucket, key)
             logger.info("job cancelled before it was split: nothing enqueued")
             return 0
         label = f"{job.job_id} ({key})"
@@ -134,16 +136,22 @@ class Splitter:
             self.progress.begin(bucket, job, 0, cancelled=True)
             logger.info("held job cancelled: nothing enqueued")
             return 0
+        if verdict is Verdict.PACED:
+            # A replay while the drainer paces its window: queueing here would send the
+            # rest at once, in chunks of another size.
+            logger.info("job being released over its window by the drainer: nothing here")
+            return 0
         return self._enqueue(bucket, key, job)
 
     def release(self, held: Held) -> bool:
         """The drainer's call for a job that fell due (checked and verified when it was
         uploaded; its times are the held item's, which a reschedule may have changed):
         enqueue it, or a window's chunks due so far. ``True`` once every chunk is enqueued
-        (or the job is gone, or cancelled)."""
+        (or the job is cancelled, or its manifest was quarantined); ``HeldObjectGone`` when
+        its manifest is gone (the drainer gives the job up, and says so)."""
         bucket, key = held.bucket, held.key
         logger.append_keys(s3_key=key, job_id=None)
-        job = self._job(bucket, key)
+        job = self._job(bucket, key, held=True)
         if job is None:
             return True
         logger.append_keys(job_id=job.job_id)
@@ -154,7 +162,7 @@ class Splitter:
             logger.info("held job cancelled: nothing enqueued")
             return True
         if window is None:
-            self._enqueue(bucket, key, job)
+            self._enqueue(bucket, key, job, self._schedule(job, held.when))
             return True
         return self._paced(bucket, key, job, window, cancelled)
 
@@ -206,12 +214,16 @@ class Splitter:
         self._send_items(job, items, done, upto)
         return upto >= len(items)
 
-    def _job(self, bucket: str, key: str) -> NotifyJob | None:
-        """The parsed manifest; ``None`` when it is gone or was quarantined."""
+    def _job(self, bucket: str, key: str, held: bool = False) -> NotifyJob | None:
+        """The parsed manifest; ``None`` when it is gone or was quarantined. A ``held``
+        job's manifest gone is ``HeldObjectGone``: its recipients would never be mailed."""
         try:
             data, _ = self.store.read_batch(bucket, key)
             return parse_manifest(data, key, self.settings)
-        except BatchGone:
+        except BatchGone as exc:
+            if held:
+                raise HeldObjectGone(f"held job's manifest {key} is gone: nobody was "
+                                     "mailed") from exc
             logger.info("manifest already gone")
         except BatchFormatError as exc:
             self._quarantine(bucket, key, exc)
@@ -263,9 +275,11 @@ class Splitter:
             self.queue.enqueue(batch)
             self.progress.enqueued(job.job_id, first + len(batch))
 
-    def _enqueue(self, bucket: str, key: str, job: NotifyJob) -> int:
+    def _enqueue(self, bucket: str, key: str, job: NotifyJob,
+                 schedule: dict[str, Any] | None = None) -> int:
+        """Every chunk on the queue; ``schedule``: a released job's times, kept in its status."""
         items = self._items(bucket, key, job, self.settings.chunk_rows)
-        done = self.progress.begin(bucket, job, len(items))
+        done = self.progress.begin(bucket, job, len(items), schedule=schedule)
         self._send_items(job, items, done, len(items))
         logger.info("job split", extra={"work_items": len(items), "enqueued_now":
                                         max(len(items) - done, 0)})

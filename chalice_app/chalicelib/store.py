@@ -30,6 +30,39 @@ def unavailable(exc: ClientError | BotoCoreError, what: str) -> StorageUnavailab
     return StorageUnavailable(f"S3 failed while {what}: {exc}")
 
 
+# What S3 answers a conditional write that lost to another writer.
+WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+
+
+def put_unless(s3_client: Any, bucket: str, key: str, body: bytes, metadata: dict[str, str],
+               keep: Callable[[dict[str, str]], bool]) -> bool:
+    """Write ``key`` (JSON, with ``metadata``) unless the stored object's metadata says to
+    ``keep`` it. ``True``: the stored object is ours now, or one to keep; ``False``: another
+    writer came in between the look and the write (look again). A conditional write, so
+    an older document never replaces a newer one whatever the order of the writers."""
+    try:
+        head = s3_client.head_object(Bucket=bucket, Key=key)
+        if keep(head.get("Metadata", {})):
+            return True
+        condition = {"IfMatch": head["ETag"]}
+    except ClientError as exc:
+        if not is_missing(exc):
+            raise unavailable(exc, f"looking at {key}") from exc
+        condition = {"IfNoneMatch": "*"}
+    except BotoCoreError as exc:
+        raise unavailable(exc, f"looking at {key}") from exc
+    try:
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+                             Metadata=metadata, **condition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in WRITTEN_MEANWHILE:
+            return False
+        raise unavailable(exc, f"writing {key}") from exc
+    except BotoCoreError as exc:
+        raise unavailable(exc, f"writing {key}") from exc
+    return True
+
+
 def s3_call(what: str, method: Callable[..., Any], **params: Any) -> Any:
     """``method(**params)``, with botocore's errors as ``StorageUnavailable`` saying ``what``."""
     try:

@@ -241,14 +241,14 @@ def test_a_cancelled_held_batch_sends_nothing_and_is_recorded_cancelled(scene):
     scene.at(DUE_EPOCH)
     scene.drainer().run()
     assert scene.ses.subjects() == []
-    assert scene.request("control/batches/b1/cancel") == "too late"
+    assert scene.request("control/batches/b1/cancel") == "cancelled"  # a replay: as it was
 
 
 def test_a_cancel_after_the_release_is_too_late_and_changes_nothing(scene):
     scene.upload("b1", ["m1"], DUE)
     scene.at(DUE_EPOCH)
     scene.drainer().run()
-    assert scene.request("control/batches/b1/cancel") == "too late"
+    assert scene.request("control/batches/b1/cancel") == "too_late"
     assert scene.receipt_counts("b1") == {"sent": 1}
 
 
@@ -280,8 +280,8 @@ def test_a_reschedule_racing_a_release_has_one_winner_drainer_first(scene):
 
     def reschedule_meanwhile(held: Held) -> bool:
         assert scene.request("control/batches/b1/schedule.json",
-                             reschedule("2026-12-02T08:00:00Z")) == "too late"
-        assert scene.request("control/batches/b1/cancel") == "too late"
+                             reschedule("2026-12-02T08:00:00Z")) == "too_late"
+        assert scene.request("control/batches/b1/cancel") == "too_late"
         return scene.release(held)
 
     assert scene.drainer(batch=reschedule_meanwhile).run().released == ["batch/b1"]
