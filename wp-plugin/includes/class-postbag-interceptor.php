@@ -321,9 +321,9 @@ final class Postbag_Interceptor {
 		 */
 		$list = apply_filters( 'postbag_mail_list', $list, $atts );
 		if ( null !== $list && ( ! is_string( $list ) || ! preg_match( Postbag_Notify_Args::LIST_PATTERN, $list ) ) ) {
-			throw new Postbag_Mail_Exception( 'postbag_invalid_list', 'The list must be a name of lower-case letters, digits, - and _ (at most 64), such as new-posts.', 'X-Postbag-List' );
+			throw new Postbag_Mail_Exception( 'postbag_invalid_list', 'The list must be a name of lower-case letters, digits, - and _ (at most 55), such as new-posts.', 'X-Postbag-List' );
 		}
-		return $list;
+		return null === $list ? null : Postbag_List_Unsubscribe::site_list( $list ); // This site's list, not every site's.
 	}
 
 	/**

@@ -20,6 +20,55 @@ final class Postbag_List_Unsubscribe {
 	/** The list of a notify job whose caller named none: every notification can be stopped. */
 	const DEFAULT_LIST = 'notifications';
 
+	/** The option holding this site's list prefix (one per blog on a network). */
+	const SITE_OPTION = 'postbag_list_site';
+
+	/**
+	 * A list's name as the suppression list, the links and the sender know
+	 * it: this site's prefix, `-`, the caller's name (`3f9a0c1e-weekly`).
+	 * The suppression table is one per network and the sender's store one
+	 * per stage, and both key list entries by name: without the prefix an
+	 * unsubscribe from one blog's (or one site's) `notifications` would stop
+	 * every other blog and site sharing the stage. The result stays within
+	 * meta.list's pattern (callers' names are at most 55 characters,
+	 * Postbag_Notify_Args::LIST_PATTERN). A name that has the prefix already
+	 * is returned as it is.
+	 *
+	 * @param string $list A list name as a caller gave it.
+	 */
+	public static function site_list( string $list ): string {
+		$prefix = self::site_prefix() . '-';
+		return 0 === strpos( $list, $prefix ) ? $list : $prefix . $list;
+	}
+
+	/**
+	 * The caller's name of one of this site's lists, for people to read.
+	 *
+	 * @param string $list A name from site_list() (another one is returned as it is).
+	 */
+	public static function local_name( string $list ): string {
+		$prefix = self::site_prefix() . '-';
+		return 0 === strpos( $list, $prefix ) ? substr( $list, strlen( $prefix ) ) : $list;
+	}
+
+	/**
+	 * Eight hex digits of SHA-256 of the site's address (no scheme), worked
+	 * out at first use and then kept in SITE_OPTION: a later domain move keeps
+	 * it (and the unsubscribes recorded under it), and a reinstall at the same
+	 * address derives the same one again. Read per call, not cached: a
+	 * network request may switch_to_blog().
+	 */
+	private static function site_prefix(): string {
+		$prefix = get_option( self::SITE_OPTION );
+		if ( is_string( $prefix ) && preg_match( '/^[0-9a-f]{8}$/', $prefix ) ) {
+			return $prefix;
+		}
+		$site   = strtolower( untrailingslashit( (string) preg_replace( '#^[a-z][a-z0-9+.-]*://#i', '', home_url() ) ) );
+		$prefix = substr( hash( 'sha256', $site ), 0, 8 );
+		update_option( self::SITE_OPTION, $prefix, true ); // Concurrent first uses write the same value.
+		return $prefix;
+	}
+
 	/** @var Postbag_Unsubscribe_Token */
 	private $tokens;
 
@@ -117,10 +166,10 @@ final class Postbag_List_Unsubscribe {
 	}
 
 	/**
-	 * @param string $list List name.
+	 * @param string $list List name (this site's: see site_list()).
 	 * @return string[] `all` and the list's scope.
 	 */
 	private static function scopes( string $list ): array {
-		return array( Postbag_Suppressions::ALL, Postbag_Suppressions::scope( $list ) );
+		return array( Postbag_Suppressions::ALL, Postbag_Suppressions::scope( self::site_list( $list ) ) );
 	}
 }

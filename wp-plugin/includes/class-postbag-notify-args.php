@@ -30,7 +30,7 @@ final class Postbag_Notify_Args {
 	const USER_QUERY_REFUSED = array( 'number', 'offset', 'paged' );
 
 	/** The list name of the schema (`meta.list`). */
-	const LIST_PATTERN = '/^[a-z0-9][a-z0-9_-]{0,63}$/';
+	const LIST_PATTERN = '/^[a-z0-9][a-z0-9_-]{0,54}$/';
 
 	/** Largest `context`, encoded: it travels in the manifest the splitter reads whole. */
 	const MAX_CONTEXT_BYTES = 1048576;
@@ -308,9 +308,9 @@ final class Postbag_Notify_Args {
 		$list = $args['list'] ?? Postbag_List_Unsubscribe::DEFAULT_LIST;
 		if ( null !== $list ) {
 			if ( ! is_string( $list ) || ! preg_match( self::LIST_PATTERN, $list ) ) {
-				throw new Postbag_Mail_Exception( 'postbag_invalid_argument', 'The list must be a name of lower-case letters, digits, - and _ (at most 64), such as new-posts.', 'list' );
+				throw new Postbag_Mail_Exception( 'postbag_invalid_argument', 'The list must be a name of lower-case letters, digits, - and _ (at most 55), such as new-posts.', 'list' );
 			}
-			$meta['list'] = $list;
+			$meta['list'] = Postbag_List_Unsubscribe::site_list( $list ); // This site's list, not every site's.
 		}
 		return $meta;
 	}

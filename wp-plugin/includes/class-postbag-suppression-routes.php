@@ -16,7 +16,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - GET: a page of entries, newest first; `search` (part of an address, or a
  *   whole hash), `page`, `per_page` (≤ 100); totals in X-WP-Total and
  *   X-WP-TotalPages like core's collections.
- * - POST: `address`, `scope` (`all`, the default, or `list:<name>`): added
+ * - POST: `address`, `scope` (`all`, the default, or `list:<name>`, this
+ *   site's list of that name, stored as `list:<site prefix>-<name>`): added
  *   with reason `manual`; 201.
  * - DELETE `/suppressions/<hash>`: every entry of that address hash, or only
  *   `scope`.
@@ -130,6 +131,10 @@ final class Postbag_Suppression_Routes {
 	public function add( WP_REST_Request $request ) {
 		$address = Postbag_Suppressions::normalise( (string) $request['address'] );
 		$scope   = (string) $request['scope'];
+		if ( 0 === strpos( $scope, 'list:' ) ) {
+			// This site's list of that name (Postbag_List_Unsubscribe::site_list()), not every site's.
+			$scope = Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( substr( $scope, strlen( 'list:' ) ) ) );
+		}
 		if ( ! is_email( $address ) ) {
 			return self::bad( 'address', __( 'address must be a bare e-mail address.', 'postbag' ) );
 		}

@@ -145,7 +145,7 @@ final class Postbag_Unsubscribe_Endpoint {
 	 * @param string $address Address (verified).
 	 */
 	private function unsubscribe( string $list, string $address ): WP_REST_Response {
-		$scope = Postbag_Suppressions::scope( $list );
+		$scope = Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( $list ) );
 		$done  = 'postbag_unsub_done_' . substr( hash( 'sha256', Postbag_Suppressions::hash( $address ) . ' ' . $scope ), 0, 32 );
 		try {
 			// A repeat (a provider's retry, a second click) of a change still in the local list: nothing new to send.
@@ -168,7 +168,7 @@ final class Postbag_Unsubscribe_Endpoint {
 		 */
 		do_action( 'postbag_unsubscribed', Postbag_Suppressions::normalise( $address ), $list );
 		/* translators: %s: list name */
-		return $this->page( 200, __( 'Unsubscribed', 'postbag' ), sprintf( __( 'You will no longer receive mail from the list "%s" of this site.', 'postbag' ), $list ) );
+		return $this->page( 200, __( 'Unsubscribed', 'postbag' ), sprintf( __( 'You will no longer receive mail from the list "%s" of this site.', 'postbag' ), Postbag_List_Unsubscribe::local_name( $list ) ) );
 	}
 
 	/**
@@ -178,7 +178,7 @@ final class Postbag_Unsubscribe_Endpoint {
 	 */
 	private function confirmation( array $query ): WP_REST_Response {
 		/* translators: 1: address, 2: list name */
-		$text = sprintf( __( 'Stop sending mail of the list "%2$s" to %1$s?', 'postbag' ), $query['address'], $query['list'] );
+		$text = sprintf( __( 'Stop sending mail of the list "%2$s" to %1$s?', 'postbag' ), $query['address'], Postbag_List_Unsubscribe::local_name( $query['list'] ) );
 		$link = array();
 		foreach ( array( 'list', 'address', 'expires', 'signature' ) as $name ) {
 			$link[ $name ] = rawurlencode( $query[ $name ] );

@@ -102,7 +102,7 @@ final class Postbag_BatchContractTest extends Postbag_Test_Live_Case {
 		$this->assertCount( 1, $this->flush_uploaded() );
 		$objects = $this->objects();
 		$batch   = json_decode( reset( $objects )['body'], true );
-		$this->assertSame( 'weekly', $batch['meta']['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( 'weekly' ), $batch['meta']['list'] );
 		$result = $this->check( $objects );
 		$result = reset( $result );
 		$this->assertArrayNotHasKey( 'refused', $result, $result['refused'] ?? '' );

@@ -11,13 +11,19 @@
  */
 final class Postbag_MultisiteTest extends Postbag_Test_Live_Case {
 
-	public function test_each_batch_names_the_site_its_mail_came_from(): void {
+	/**
+	 * Runs one request script of requests/ on the test network.
+	 *
+	 * @param string $script File name in requests/.
+	 * @return array{0: string, 1: array} The first line it printed, and the network's settings.
+	 */
+	private function run_on_network( string $script ): array {
 		$network = Postbag_Test_WordPress::network();
-		$log     = Postbag_Test_WordPress::$sandbox->path( 'multisite-request.log' );
+		$log     = Postbag_Test_WordPress::$sandbox->path( basename( $script, '.php' ) . '.log' );
 		$request = new Postbag_Test_Process(
 			array(
 				PHP_BINARY,
-				__DIR__ . '/requests/send-from-two-sites.php',
+				__DIR__ . '/requests/' . $script,
 				Postbag_Test_WordPress::$sandbox->path( 'wp-config.php' ),
 				$network['constants'],
 				json_encode(
@@ -41,6 +47,11 @@ final class Postbag_MultisiteTest extends Postbag_Test_Live_Case {
 		$status = $request->wait( 30 );
 
 		$this->assertSame( 0, $status, (string) file_get_contents( $log ) );
+		return array( (string) $answer, $network );
+	}
+
+	public function test_each_batch_names_the_site_its_mail_came_from(): void {
+		list( $answer, $network ) = $this->run_on_network( 'send-from-two-sites.php' );
 		$main   = Postbag_Test_WordPress::SITE_URL;
 		$second = $network['second_site'];
 		$this->assertSame( array( $main => true, $second => true ), json_decode( (string) $answer, true ), "answer: $answer" );
@@ -66,5 +77,25 @@ final class Postbag_MultisiteTest extends Postbag_Test_Live_Case {
 			$sites,
 			'one batch per site, each naming its site'
 		);
+	}
+
+	public function test_an_unsubscribe_from_one_sites_list_does_not_stop_the_other_site(): void {
+		list( $answer, $network ) = $this->run_on_network( 'unsubscribe-on-two-sites.php' );
+		$sites                    = json_decode( $answer, true );
+		$main                     = $sites[ Postbag_Test_WordPress::SITE_URL ] ?? null;
+		$second                   = $sites[ $network['second_site'] ] ?? null;
+
+		$this->assertSame( 200, $sites['unsubscribe'] ?? null, "answer: $answer" );
+		$this->assertNotSame( $main['list'], $second['list'], 'each site has its own list on the wire' );
+		foreach ( array( $main['list'], $second['list'] ) as $list ) {
+			$this->assertMatchesRegularExpression( '/^[0-9a-f]{8}-notifications$/', $list, 'within meta.list\'s pattern' );
+		}
+		$this->assertSame( array( true, false ), array( $main['suppressed'], $second['suppressed'] ), 'suppressed on the first site only' );
+
+		$manifests = self::batches( $this->objects( 'jobs/' ) );
+		$first     = $manifests[ "jobs/{$main['job']}/manifest.json" ];
+		$other     = $manifests[ "jobs/{$second['job']}/manifest.json" ];
+		$this->assertSame( array( $main['list'], 0 ), array( $first['meta']['list'], $first['recipients'] ), 'the first site leaves the reader out' );
+		$this->assertSame( array( $second['list'], 1 ), array( $other['meta']['list'], $other['recipients'] ), 'the second site still mails the reader' );
 	}
 }

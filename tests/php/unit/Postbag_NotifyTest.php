@@ -113,6 +113,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 			'context NaN'                   => array( self::valid( array( 'context' => array( 'n' => NAN ) ) ), 'postbag_invalid_argument', 'context' ),
 			'list with capitals'            => array( self::valid( array( 'list' => 'New-Posts' ) ), 'postbag_invalid_argument', 'list' ),
 			'list not text'                 => array( self::valid( array( 'list' => array( 'a' ) ) ), 'postbag_invalid_argument', 'list' ),
+			'list longer than 55'          => array( self::valid( array( 'list' => str_repeat( 'a', 56 ) ) ), 'postbag_invalid_argument', 'list' ),
 			'from invalid address'          => array( self::valid( array( 'from' => 'Blog <not-an-address>' ) ), 'postbag_invalid_address', 'from' ),
 			'from with LF'                  => array( self::valid( array( 'from' => "news@example.org\nBcc: evil@bad.net" ) ), 'postbag_header_injection', 'from' ),
 			'from name with a control char' => array( self::valid( array( 'from' => "Bl\x07og <news@example.org>" ) ), 'postbag_control_character', 'from' ),
@@ -260,7 +261,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 'Blog <news@example.org>', $manifest['meta']['from'] );
 		$this->assertSame( array( 'Editors <editors@example.org>' ), $manifest['meta']['reply_to'] );
 		$this->assertSame( array( array( 'name' => 'X-Campaign', 'value' => 'new-post 42' ) ), $manifest['meta']['headers'] );
-		$this->assertSame( 'new-posts', $manifest['meta']['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( 'new-posts' ), $manifest['meta']['list'] );
 		$this->assertSame( array( 'post' => array( 'title' => 'Hello' ) ), $manifest['context'] );
 		$this->assertSame( array( 10000, 10000, 5001 ), array_column( $manifest['parts'], 'rows' ), 'parts of at most 10,000 rows, even from a larger page' );
 		$this->assertSame( 1, Postbag_Notify_Test_Source::$calls );

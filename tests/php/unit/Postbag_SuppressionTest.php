@@ -76,7 +76,8 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 
 	public function test_an_unsubscribe_made_while_s3_is_down_waits_and_is_uploaded_later(): void {
 		$this->s3->fail_pattern = '/^suppressions\//';
-		$this->inbox()->change( 'add', 'list:new-posts', 'Zoe@Example.NET', 'unsubscribe' );
+		$scope                  = Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) );
+		$this->inbox()->change( 'add', $scope, 'Zoe@Example.NET', 'unsubscribe' );
 		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'new-posts', array( 'zoe@example.net' ) ), 'recorded here at once' );
 
 		$this->assertSame(
@@ -103,7 +104,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$docs = $this->uploaded_docs();
 		$this->assertCount( 1, $docs );
 		$doc = reset( $docs );
-		$this->assertSame( array( 'add', 'list:new-posts', 'zoe@example.net', 'unsubscribe' ), array( $doc['action'], $doc['scope'], $doc['address'], $doc['reason'] ) );
+		$this->assertSame( array( 'add', $scope, 'zoe@example.net', 'unsubscribe' ), array( $doc['action'], $doc['scope'], $doc['address'], $doc['reason'] ) );
 		$this->assertSame( gmdate( 'Y-m-d\TH:i:s\Z', 1795330800 ), $doc['at'], 'the time of the unsubscribe, not of the upload' );
 	}
 
@@ -126,7 +127,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_the_senders_export_is_mirrored_and_an_unchanged_one_costs_no_work(): void {
-		$this->inbox()->change( 'add', 'list:weekly', 'mine@example.net', 'unsubscribe' ); // Made here, not yet in the export.
+		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'weekly' ) ), 'mine@example.net', 'unsubscribe' ); // Made here, not yet in the export.
 		$this->assertSame( 'no export yet', $this->inbox()->sync() );
 
 		$export = self::fixture( 'suppression/export/example.json' );
@@ -144,7 +145,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ]['body'] = wp_json_encode( $export );
 		$this->assertSame( 'mirrored: 1 added, 1 removed, 1 skipped', $this->inbox()->sync() );
 		$this->assertFalse( (bool) $this->plugin->lists()->suppressed( 'anything', array( 'user@example.org' ) ) );
-		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'new-posts', array( 'user@example.org' ) ) );
+		$this->assertSame( array( 'list:new-posts' ), array_column( ( new Postbag_Suppressions() )->entries( Postbag_Suppressions::hash( 'user@example.org' ) ), 'scope' ), 'a list entry of the export, kept as it is' );
 		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'weekly', array( 'mine@example.net' ) ), 'what the site made stays' );
 
 		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ]['body'] = '{"version": 2}';
@@ -159,8 +160,8 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 			}
 		);
 		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'bounced@example.net', 'manual' );
-		$this->inbox()->change( 'add', 'list:new-posts', 'Left@Example.net', 'unsubscribe' );
-		$this->inbox()->change( 'add', 'list:weekly', 'other-list@example.net', 'unsubscribe' );
+		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ), 'Left@Example.net', 'unsubscribe' );
+		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'weekly' ) ), 'other-list@example.net', 'unsubscribe' );
 		$uploaded = array();
 		add_action(
 			'postbag_job_uploaded',
@@ -187,14 +188,14 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->plugin->jobs()->stream_pending();
 
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
-		$this->assertSame( 'new-posts', $manifest['meta']['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( 'new-posts' ), $manifest['meta']['list'], 'this site\'s list' );
 		$this->assertSame( 2, $manifest['recipients'] );
 		$rows = array_map( 'json_decode', array_filter( explode( "\n", gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] ) ) ), array_fill( 0, 2, true ) );
 		$this->assertSame( array( 'kept@example.net', 'other-list@example.net' ), array_column( $rows, 'email' ), 'scope all and the job\'s list are left out' );
 		foreach ( $rows as $row ) {
 			$query = array();
 			parse_str( (string) wp_parse_url( $row['unsubscribe_url'], PHP_URL_QUERY ), $query );
-			$this->assertSame( array( 'new-posts', $row['email'] ), array( $query['list'], $query['address'] ) );
+			$this->assertSame( array( $manifest['meta']['list'], $row['email'] ), array( $query['list'], $query['address'] ) );
 			$this->assertNull( $this->plugin->lists()->tokens()->problem( $query['list'], $query['address'], $query['expires'], $query['signature'] ) );
 		}
 		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
@@ -210,7 +211,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 				'list'       => 'new-posts',
 			)
 		);
-		$this->inbox()->change( 'add', 'list:new-posts', 'b@example.net', 'unsubscribe' );
+		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ), 'b@example.net', 'unsubscribe' );
 		$this->plugin->jobs()->stream_pending();
 
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
@@ -220,8 +221,8 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 	public function test_a_large_list_is_looked_up_in_chunks_and_a_stream_sees_the_same(): void {
 		$table   = new Postbag_Suppressions();
 		$hashes  = array();
-		$scopes  = array( Postbag_Suppressions::ALL, 'list:new-posts' );
-		$entries = array( 0 => 'all', Postbag_Suppressions::LOOKUP_CHUNK => 'list:new-posts', 2 * Postbag_Suppressions::LOOKUP_CHUNK + 9 => 'list:weekly' );
+		$scopes  = array( Postbag_Suppressions::ALL, Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ) );
+		$entries = array( 0 => 'all', Postbag_Suppressions::LOOKUP_CHUNK => $scopes[1], 2 * Postbag_Suppressions::LOOKUP_CHUNK + 9 => Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'weekly' ) ) );
 		for ( $n = 0; $n < 2 * Postbag_Suppressions::LOOKUP_CHUNK + 10; $n++ ) {
 			$hashes[ $n ] = Postbag_Suppressions::hash( "r$n@example.net" );
 			if ( isset( $entries[ $n ] ) ) {
@@ -258,7 +259,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		);
 		$this->plugin->jobs()->stream_pending();
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
-		$this->assertSame( Postbag_List_Unsubscribe::DEFAULT_LIST, $manifest['meta']['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( Postbag_List_Unsubscribe::DEFAULT_LIST ), $manifest['meta']['list'] );
 	}
 
 	private static function subscriber(): int {
@@ -342,7 +343,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( 201, $added->get_status() );
 		$this->assertSame( 'someone@example.net', $added->get_data()['address'] );
 		$this->assertSame( Postbag_Suppressions::hash( 'someone@example.net' ), $added->get_data()['address_hash'] );
-		$this->assertSame( array( 'list:weekly', 'manual', 'site' ), array( $added->get_data()['scope'], $added->get_data()['reason'], $added->get_data()['source'] ) );
+		$this->assertSame( array( Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'weekly' ) ), 'manual', 'site' ), array( $added->get_data()['scope'], $added->get_data()['reason'], $added->get_data()['source'] ) );
 		self::call( 'POST', '/suppressions', array( 'address' => 'other@example.org' ) );
 
 		$all = self::call( 'GET', '/suppressions', array( 'per_page' => 1 ) );

@@ -286,7 +286,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$this->assertCount( 1, $this->plugin->suppression_inbox()->waiting(), 'one inbox document for three POSTs' );
 
 		// Removed by an administrator meanwhile: the next unsubscribe is a change again.
-		$this->plugin->suppression_inbox()->change( 'remove', Postbag_Suppressions::scope( 'new-posts' ), self::ADDRESS, 'manual' );
+		$this->plugin->suppression_inbox()->change( 'remove', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ), self::ADDRESS, 'manual' );
 		$this->assertFalse( $this->suppressed( 'new-posts' ) );
 		$this->assertSame( 200, self::call( 'POST', $query, array( 'List-Unsubscribe' => 'One-Click' ) )->get_status() );
 		$this->assertTrue( $this->suppressed( 'new-posts' ) );
@@ -310,7 +310,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 			array(
 				'version' => 1,
 				'action'  => 'add',
-				'scope'   => 'list:new-posts',
+				'scope'   => Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ),
 				'address' => 'reader@example.net',
 				'reason'  => 'unsubscribe',
 				'source'  => 'site',
@@ -336,12 +336,12 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$batches = $this->flush_batches();
 		$this->assertCount( 1, $batches );
 		$meta = $batches[0]['meta'];
-		$this->assertSame( 'weekly', $meta['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( 'weekly' ), $meta['list'], 'this site\'s list' );
 		$headers = array_column( $meta['headers'], 'value', 'name' );
 		$this->assertArrayNotHasKey( 'X-Postbag-List', $headers, 'the list header is taken out' );
 		$this->assertSame( 'List-Unsubscribe=One-Click', $headers['List-Unsubscribe-Post'] );
 		$query = self::query( substr( $headers['List-Unsubscribe'], 1, -1 ) );
-		$this->assertSame( array( 'weekly', 'reader@example.net' ), array( $query['list'], $query['address'] ) );
+		$this->assertSame( array( $meta['list'], 'reader@example.net' ), array( $query['list'], $query['address'] ) );
 		$this->assertNull( $this->tokens()->problem( $query['list'], $query['address'], $query['expires'], $query['signature'] ) );
 		$schema = new Postbag_Schema_Checker( dirname( __DIR__, 3 ) . '/fixtures/batch-v1.schema.json' );
 		$this->assertSame( array(), $schema->errors( (string) wp_json_encode( $batches[0] ) ), 'the sender\'s schema takes it' );
@@ -363,7 +363,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		);
 		$this->plugin->jobs()->stream_pending();
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
-		$this->assertSame( array( 'notifications', 'unsubscribe@example.org' ), array( $manifest['meta']['list'], $manifest['meta']['unsubscribe_mailto'] ), 'the sender adds the mailto to each row\'s link' );
+		$this->assertSame( array( Postbag_List_Unsubscribe::site_list( 'notifications' ), 'unsubscribe@example.org' ), array( $manifest['meta']['list'], $manifest['meta']['unsubscribe_mailto'] ), 'the sender adds the mailto to each row\'s link' );
 	}
 
 	public function test_the_list_filter_names_a_list_too(): void {
@@ -374,7 +374,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 			}
 		);
 		$this->assertTrue( wp_mail( self::ADDRESS, '[Non-priority!] Reply', 'Hello' ) );
-		$this->assertSame( 'comments', $this->flush_batches()[0]['meta']['list'] );
+		$this->assertSame( Postbag_List_Unsubscribe::site_list( 'comments' ), $this->flush_batches()[0]['meta']['list'] );
 	}
 
 	/**
@@ -416,7 +416,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 			2
 		);
 		$this->assertTrue( self::list_mail( self::ADDRESS ), 'not a failure' );
-		$this->assertSame( array( array( self::ADDRESS, 'weekly' ) ), $seen );
+		$this->assertSame( array( array( self::ADDRESS, Postbag_List_Unsubscribe::site_list( 'weekly' ) ) ), $seen );
 		$this->assertSame( array(), $this->failures );
 		$this->plugin->flush();
 		$this->assertSame( array(), $this->s3->calls, 'no batch was uploaded' );
