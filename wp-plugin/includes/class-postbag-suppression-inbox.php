@@ -226,8 +226,22 @@ final class Postbag_Suppression_Inbox {
 		if ( ! is_array( $export ) || 1 !== ( $export['version'] ?? null ) || ! is_array( $export['entries'] ?? null ) ) {
 			return 'damaged export: not version 1 with entries';
 		}
+		$waiting = array();
+		foreach ( $this->waiting() as $entry ) {
+			if ( 'add' === ( $entry['doc']['action'] ?? null ) ) {
+				$waiting[ Postbag_Suppressions::hash( (string) $entry['doc']['address'] ) . ' ' . $entry['doc']['scope'] ] = true;
+			}
+		}
+		$generated = strtotime( (string) ( $export['generated_at'] ?? '' ) );
 		try {
-			$counts = $this->table->mirror( $export['entries'] );
+			$counts = $this->table->mirror( $export['entries'], false === $generated ? 0 : $generated, $waiting );
+			/**
+			 * Fires with each new export of the sender's suppression list, once mirrored
+			 * (the email log marks bounced and complained mail from it: Postbag_Log_Recorder).
+			 *
+			 * @param array[] $entries The export's entries.
+			 */
+			do_action( 'postbag_suppression_export', $export['entries'] );
 			$this->spool->write_file( self::EXPORT_STATE, array( $sha ) );
 		} catch ( Postbag_Spool_Exception $e ) {
 			return 'mirrored, not remembered: ' . $e->getMessage(); // Mirrored again next hour: harmless.

@@ -20,7 +20,12 @@ if ( ! defined( 'ABSPATH' ) ) {
  * job's counts), and lets the site owner see and undo entries. Rows come from
  * this site (an unsubscribe, an administrator) or are mirrored from the
  * sender's `suppressions/export.json` (bounces, complaints, an operator's
- * entries); `origin` says which, so the mirror removes only what it added.
+ * entries); `origin` says which. A row the export lists becomes the
+ * sender's (`origin` = sender), so the sender's removal (an operator's
+ * `postbag suppression remove`, an expiry) reaches the site too; a row made
+ * here stays until an export generated well after it (MIRROR_MARGIN, the
+ * inbox's round trip) leaves it out and its inbox document is no longer
+ * waiting in the spool.
  *
  * Addresses are normalised as the shared contract says (strip ASCII
  * whitespace, Unicode full case folding, no IDNA conversion) and hashed with
@@ -52,6 +57,13 @@ final class Postbag_Suppressions {
 	 * a larger list is looked up a page at a time instead.
 	 */
 	const SET_MAX = 50000;
+
+	/**
+	 * Seconds an export must be newer than a row made here before its absence
+	 * from the export removes the row: the inbox document goes up after the
+	 * response and the sender rewrites the export within a minute of a change.
+	 */
+	const MIRROR_MARGIN = 10 * MINUTE_IN_SECONDS;
 
 	/** @var bool The table is known to exist in this process. */
 	private $ready = false;
@@ -143,14 +155,16 @@ KEY address (address(191))
 			$wpdb->prepare(
 				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- the table name is fixed.
 				"INSERT INTO $table (address_hash, scope, address, reason, source, origin, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)
-				ON DUPLICATE KEY UPDATE reason = VALUES(reason), source = VALUES(source), address = IF(VALUES(address) = '', address, VALUES(address))",
+				ON DUPLICATE KEY UPDATE reason = VALUES(reason), source = VALUES(source), address = IF(VALUES(address) = '', address, VALUES(address)),
+				origin = IF(VALUES(origin) = %s, VALUES(origin), origin)",
 				'' === $hash ? self::hash( $address ) : $hash,
 				$scope,
 				self::normalise( $address ),
 				$reason,
 				$source,
 				$origin,
-				gmdate( 'Y-m-d H:i:s', $at )
+				gmdate( 'Y-m-d H:i:s', $at ),
+				self::ORIGIN_SENDER // Once the sender has a row, its removal there removes it here.
 			)
 		);
 	}
@@ -274,14 +288,18 @@ KEY address (address(191))
 
 	/**
 	 * Makes the sender's entries here equal to its export: each one added or
-	 * updated, and those mirrored earlier but gone from it removed (an
-	 * operator's `postbag suppression remove`). Entries made on this site stay
-	 * until the site removes them.
+	 * updated (and from then on the sender's), and rows gone from it removed:
+	 * the sender's rows at once (an operator's `postbag suppression remove`,
+	 * an expiry), rows made here once the export is MIRROR_MARGIN newer than
+	 * them and their inbox document is not waiting any more (else the sender
+	 * may simply not have it yet).
 	 *
-	 * @param array[] $entries The export's `entries`.
+	 * @param array[]             $entries      The export's `entries`.
+	 * @param int                 $generated_at The export's `generated_at` (Unix time); 0 when unknown: no row made here is removed.
+	 * @param array<string, true> $waiting      `<hash> <scope>` of additions still waiting in the spool for S3.
 	 * @return array{added: int, removed: int, skipped: int} Rows written, removed, and entries not understood.
 	 */
-	public function mirror( array $entries ): array {
+	public function mirror( array $entries, int $generated_at = 0, array $waiting = array() ): array {
 		global $wpdb;
 		$this->ensure();
 		$table   = self::table();
@@ -301,14 +319,15 @@ KEY address (address(191))
 			}
 			$seen[ $hash . ' ' . $scope ] = true;
 			$address = is_string( $entry['address'] ?? null ) && self::hash( $entry['address'] ) === $hash ? $entry['address'] : '';
-			$origin  = 'site' === ( $entry['source'] ?? '' ) ? self::ORIGIN_SITE : self::ORIGIN_SENDER;
-			if ( $this->add( $address, $scope, substr( (string) ( $entry['reason'] ?? 'manual' ), 0, 32 ), substr( (string) ( $entry['source'] ?? 'sender' ), 0, 32 ), $at, $origin, $hash ) ) {
+			if ( $this->add( $address, $scope, substr( (string) ( $entry['reason'] ?? 'manual' ), 0, 32 ), substr( (string) ( $entry['source'] ?? 'sender' ), 0, 32 ), $at, self::ORIGIN_SENDER, $hash ) ) {
 				++$counts['added'];
 			}
 		}
+		$site_before = gmdate( 'Y-m-d H:i:s', $generated_at - self::MIRROR_MARGIN );
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- the table name is fixed.
-		foreach ( $wpdb->get_results( $wpdb->prepare( "SELECT address_hash, scope FROM $table WHERE origin = %s", self::ORIGIN_SENDER ), ARRAY_A ) as $row ) {
-			if ( ! isset( $seen[ $row['address_hash'] . ' ' . $row['scope'] ] ) ) {
+		foreach ( $wpdb->get_results( $wpdb->prepare( "SELECT address_hash, scope FROM $table WHERE origin = %s OR ( %d > 0 AND created_at < %s )", self::ORIGIN_SENDER, $generated_at, $site_before ), ARRAY_A ) as $row ) {
+			$key = $row['address_hash'] . ' ' . $row['scope'];
+			if ( ! isset( $seen[ $key ] ) && ! isset( $waiting[ $key ] ) ) {
 				$counts['removed'] += $this->remove( $row['address_hash'], $row['scope'] );
 			}
 		}

@@ -113,7 +113,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 			'context NaN'                   => array( self::valid( array( 'context' => array( 'n' => NAN ) ) ), 'postbag_invalid_argument', 'context' ),
 			'list with capitals'            => array( self::valid( array( 'list' => 'New-Posts' ) ), 'postbag_invalid_argument', 'list' ),
 			'list not text'                 => array( self::valid( array( 'list' => array( 'a' ) ) ), 'postbag_invalid_argument', 'list' ),
-			'list longer than 55'          => array( self::valid( array( 'list' => str_repeat( 'a', 56 ) ) ), 'postbag_invalid_argument', 'list' ),
+			'list longer than 55'           => array( self::valid( array( 'list' => str_repeat( 'a', 56 ) ) ), 'postbag_invalid_argument', 'list' ),
 			'from invalid address'          => array( self::valid( array( 'from' => 'Blog <not-an-address>' ) ), 'postbag_invalid_address', 'from' ),
 			'from with LF'                  => array( self::valid( array( 'from' => "news@example.org\nBcc: evil@bad.net" ) ), 'postbag_header_injection', 'from' ),
 			'from name with a control char' => array( self::valid( array( 'from' => "Bl\x07og <news@example.org>" ) ), 'postbag_control_character', 'from' ),

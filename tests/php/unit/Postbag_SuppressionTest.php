@@ -152,6 +152,71 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertStringStartsWith( 'damaged export', $this->inbox()->sync() );
 	}
 
+	/**
+	 * Puts an export of these entries in the bucket.
+	 *
+	 * @param int      $generated_at Unix time.
+	 * @param string[] $addresses    Each one suppressed for `all`, as the site asked.
+	 */
+	private function export( int $generated_at, array $addresses ): void {
+		$entries = array();
+		foreach ( $addresses as $address ) {
+			$entries[] = array(
+				'address_hash' => Postbag_Suppressions::hash( $address ),
+				'address'      => $address,
+				'scope'        => Postbag_Suppressions::ALL,
+				'reason'       => 'manual',
+				'source'       => 'site',
+				'at'           => gmdate( 'Y-m-d\TH:i:s.000\Z', $this->now ),
+			);
+		}
+		$this->s3->objects[ Postbag_Suppression_Inbox::EXPORT_KEY ] = array(
+			'body'         => wp_json_encode(
+				array(
+					'version'      => 1,
+					'generated_at' => gmdate( 'Y-m-d\TH:i:s.000\Z', $generated_at ),
+					'entries'      => $entries,
+				)
+			),
+			'content_type' => 'application/json',
+		);
+	}
+
+	/** @param string $address An address. */
+	private function suppressed_here( string $address ): bool {
+		return (bool) $this->plugin->lists()->suppressed( 'any', array( $address ) );
+	}
+
+	public function test_a_site_entry_removed_on_the_sender_is_removed_here_too(): void {
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'gone@example.net', 'manual' );
+		$this->inbox()->send( true );
+		$this->export( $this->now + 60, array( 'gone@example.net' ) );
+		$this->inbox()->sync();
+		$this->assertSame( array( Postbag_Suppressions::ORIGIN_SENDER ), array_column( ( new Postbag_Suppressions() )->entries( Postbag_Suppressions::hash( 'gone@example.net' ) ), 'origin' ), 'the sender has it now' );
+
+		// Made here meanwhile: one just now, one long ago whose document still waits for S3.
+		$this->s3->fail_pattern = '/^suppressions\/inbox\//';
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'waiting@example.net', 'manual' );
+		$this->inbox()->send( true );
+		$this->s3->fail_pattern = null;
+		$this->now += HOUR_IN_SECONDS;
+		( new Postbag_Suppressions() )->add( 'fresh@example.net', Postbag_Suppressions::ALL, 'manual', 'site', $this->now - 60 );
+
+		// `postbag suppression remove` on the operator's side: the next export leaves it out.
+		$this->export( $this->now, array() );
+		$this->assertSame( 'mirrored: 0 added, 1 removed, 0 skipped', $this->inbox()->sync() );
+		$this->assertFalse( $this->suppressed_here( 'gone@example.net' ), 'the operator\'s removal reached the site' );
+		$this->assertTrue( $this->suppressed_here( 'fresh@example.net' ), 'younger than the export\'s margin: the sender may not have it yet' );
+		$this->assertTrue( $this->suppressed_here( 'waiting@example.net' ), 'its document still waits in the spool' );
+
+		// Long after, with nothing waiting: a row the sender does not list is not on the list.
+		$this->inbox()->send( true );
+		$this->export( $this->now + HOUR_IN_SECONDS, array( 'waiting@example.net' ) );
+		$this->assertSame( 'mirrored: 1 added, 1 removed, 0 skipped', $this->inbox()->sync() );
+		$this->assertFalse( $this->suppressed_here( 'fresh@example.net' ) );
+		$this->assertTrue( $this->suppressed_here( 'waiting@example.net' ) );
+	}
+
 	public function test_suppressed_recipients_are_left_out_of_a_job_and_counted(): void {
 		add_filter(
 			'rest_url',
