@@ -113,6 +113,10 @@ final class Postbag_Admin {
 			'label' => __( 'From of mail that sets none', 'postbag' ),
 			'value' => $this->default_from_source(),
 		);
+		$fields['postbag_credentials']  = array(
+			'label' => __( 'AWS credentials', 'postbag' ),
+			'value' => $this->credentials_source(),
+		);
 		$fields['postbag_proxy']        = array(
 			'label' => __( 'Proxy for uploads', 'postbag' ),
 			'value' => $this->proxy_source(),
@@ -153,8 +157,36 @@ final class Postbag_Admin {
 		return $info;
 	}
 
+	/**
+	 * Where uploads take their AWS credentials from, first found first
+	 * (Postbag_Credential_Chain::default_chain()), without asking an endpoint
+	 * and never showing a secret.
+	 */
+	public function credentials_source(): string {
+		list( $key_id, $secret ) = Postbag_Credential_Chain::CONSTANTS;
+		if ( defined( $key_id ) && defined( $secret ) ) {
+			/* translators: 1, 2: constant names */
+			return sprintf( __( 'wp-config.php (%1$s, %2$s)', 'postbag' ), $key_id, $secret );
+		}
+		if ( '' !== (string) getenv( 'AWS_ACCESS_KEY_ID' ) && '' !== (string) getenv( 'AWS_SECRET_ACCESS_KEY' ) ) {
+			return __( 'The environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)', 'postbag' );
+		}
+		if ( '' !== (string) getenv( 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI' ) || '' !== (string) getenv( 'AWS_CONTAINER_CREDENTIALS_FULL_URI' ) ) {
+			return __( 'The container credentials endpoint (ECS, EKS Pod Identity)', 'postbag' );
+		}
+		if ( 'true' !== strtolower( (string) getenv( 'AWS_EC2_METADATA_DISABLED' ) ) ) {
+			return __( 'The EC2 instance role, if there is one: no keys in wp-config.php or the environment', 'postbag' );
+		}
+		return __( 'None: define POSTBAG_AWS_ACCESS_KEY_ID and POSTBAG_AWS_SECRET_ACCESS_KEY in wp-config.php', 'postbag' );
+	}
+
+	/** Whether POSTBAG_ALLOWED_SENDERS (when set) allows the From of mail that sets none. */
+	public function default_from_allowed(): bool {
+		return ( new Postbag_Allowed_Senders( $this->config->get( 'allowed_senders' ) ) )->allows( Postbag_Plugin::instance()->interceptor()->effective_default_from() );
+	}
+
 	/** The From a mail without one gets, and which of POSTBAG_FROM, a wp_mail_from filter or WordPress decided it. */
-	private function default_from_source(): string {
+	public function default_from_source(): string {
 		$from = Postbag_Plugin::instance()->interceptor()->effective_default_from();
 		if ( '' !== $this->config->get( 'from' ) && Postbag_Header_Parser::split_mailbox( $this->config->get( 'from' ) )[1] === $from ) {
 			/* translators: %s: email address */

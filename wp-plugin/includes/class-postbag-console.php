@@ -19,6 +19,12 @@ final class Postbag_Console {
 	/** Where the sender writes what it last saw of the SES account. */
 	const ACCOUNT_KEY = 'status/account.json';
 
+	/** Where the sender writes SES's delivery feedback per day and the 7-day rates (docs/suppression.md). */
+	const FEEDBACK_KEY = 'status/feedback.json';
+
+	/** What the Overview takes from the feedback document's days. */
+	const FEEDBACK_COUNTS = array( 'delivered', 'bounced', 'complained' );
+
 	/** Where a resend request goes; the sender re-drives it (chalicelib/redrive.py). */
 	const REDRIVE_PREFIX = 'requests/redrive/';
 
@@ -54,17 +60,33 @@ final class Postbag_Console {
 
 	/**
 	 * The Overview: configuration, the SES account as the sender saw it,
-	 * counts for 24 hours and 7 days, running jobs, the last sync.
+	 * counts for 24 hours and 7 days (the log's; delivered, bounced and
+	 * complained from the sender's `status/feedback.json`: today's day and
+	 * the last 7, UTC), the 7-day bounce and complaint rates, running jobs,
+	 * the last sync.
 	 */
 	public function status(): array {
 		$now = ( $this->clock )();
-		list( $account, $reachable, $error ) = $this->account();
+		list( $account, $reachable, $error ) = $this->document( self::ACCOUNT_KEY );
+		list( $feedback )                    = $reachable ? $this->document( self::FEEDBACK_KEY ) : array( null );
+		$counts                              = array(
+			'24h' => $this->log->counts( $now - DAY_IN_SECONDS ),
+			'7d'  => $this->log->counts( $now - 7 * DAY_IN_SECONDS ),
+		);
+		foreach ( array(
+			'24h' => 1,
+			'7d'  => 7,
+		) as $span => $days ) {
+			$counts[ $span ] = array_merge( $counts[ $span ], self::feedback_counts( $feedback, $now, $days ) );
+		}
 		return array(
 			'config'    => $this->config_check( $reachable, $error ),
 			'account'   => $account,
-			'counts'    => array(
-				'24h' => $this->log->counts( $now - DAY_IN_SECONDS ),
-				'7d'  => $this->log->counts( $now - 7 * DAY_IN_SECONDS ),
+			'counts'    => $counts,
+			'rates'     => array(
+				'bounce_7d'    => is_numeric( $feedback['bounce_rate_7d'] ?? null ) ? (float) $feedback['bounce_rate_7d'] : null,
+				'complaint_7d' => is_numeric( $feedback['complaint_rate_7d'] ?? null ) ? (float) $feedback['complaint_rate_7d'] : null,
+				'generated_at' => is_string( $feedback['generated_at'] ?? null ) ? $feedback['generated_at'] : null,
 			),
 			'jobs'      => $this->running_jobs(),
 			'synced_at' => self::time_or_null( (int) get_site_option( Postbag_Log_Sync::SYNCED_OPTION, 0 ) ),
@@ -72,15 +94,38 @@ final class Postbag_Console {
 	}
 
 	/**
-	 * `status/account.json`, read with a signed GET: also the check that the bucket answers.
+	 * Delivered, bounced and complained over the last `$days` days (UTC dates, today's included).
 	 *
+	 * @param array|null $feedback `status/feedback.json`, or null.
+	 * @param int        $now      Unix time.
+	 * @param int        $days     1 or 7.
+	 * @return array<string, int>
+	 */
+	private static function feedback_counts( ?array $feedback, int $now, int $days ): array {
+		$counts = array_fill_keys( self::FEEDBACK_COUNTS, 0 );
+		$since  = gmdate( 'Y-m-d', $now - ( $days - 1 ) * DAY_IN_SECONDS );
+		foreach ( (array) ( $feedback['days'] ?? array() ) as $day ) {
+			if ( ! is_array( $day ) || ! is_string( $day['date'] ?? null ) || $day['date'] < $since ) {
+				continue; // One odd day never spoils the others.
+			}
+			foreach ( self::FEEDBACK_COUNTS as $name ) {
+				$counts[ $name ] += is_int( $day[ $name ] ?? null ) ? $day[ $name ] : 0;
+			}
+		}
+		return $counts;
+	}
+
+	/**
+	 * A document the sender writes under `status/`, read with a signed GET: also the check that the bucket answers.
+	 *
+	 * @param string $key Object key.
 	 * @return array{0: array|null, 1: bool, 2: string} The document (null when absent), whether S3 answered, the error.
 	 */
-	private function account(): array {
+	private function document( string $key ): array {
 		if ( ! $this->plugin->config()->is_configured() ) {
 			return array( null, false, 'POSTBAG_BUCKET is not defined in wp-config.php' );
 		}
-		$result = $this->uploader->get( self::ACCOUNT_KEY );
+		$result = $this->uploader->get( $key );
 		if ( $result->ok ) {
 			$doc = json_decode( $result->body, true );
 			return array( is_array( $doc ) ? $doc : null, true, '' );
@@ -98,8 +143,12 @@ final class Postbag_Console {
 		$config = $this->plugin->config();
 		$spool  = $this->plugin->spool();
 		$states = $spool->states();
+		$admin  = $this->plugin->admin();
 		return array(
 			'configured'       => $config->is_configured(),
+			'credentials'      => $admin->credentials_source(),
+			'from'             => $admin->default_from_source(),
+			'from_allowed'     => $admin->default_from_allowed(),
 			'bucket'           => $config->get( 'bucket' ),
 			'region'           => $config->get( 'region' ),
 			'endpoint'         => $config->get( 'endpoint' ),

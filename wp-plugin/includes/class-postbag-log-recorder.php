@@ -59,6 +59,7 @@ final class Postbag_Log_Recorder {
 		'postbag_job_spooled'              => array( 'job_spooled', 2 ),
 		'postbag_job_uploaded'             => array( 'job_uploaded', 4 ),
 		'postbag_mail_suppressed'          => array( 'mail_suppressed', 3 ),
+		'postbag_suppression_export'       => array( 'suppression_export', 1 ),
 		'postbag_job_failed'               => array( 'job_failed', 2 ),
 		'postbag_job_cancelled'            => array( 'job_cancelled', 2 ),
 	);
@@ -232,6 +233,29 @@ final class Postbag_Log_Recorder {
 			/* translators: 1: address, 2: list name */
 			'reason'     => sprintf( __( 'Not queued: %1$s is on the suppression list for "%2$s" (unsubscribed, bounced or complained).', 'postbag' ), $address, $list ),
 		);
+	}
+
+	/** Export reasons (SES feedback) => the log status of the mail they were about. */
+	const FEEDBACK = array(
+		'bounce'    => 'bounced',
+		'complaint' => 'complained',
+	);
+
+	/**
+	 * The sender's suppression export: each SES bounce or complaint marks the
+	 * mail it was about, the address's latest mail sent before it.
+	 *
+	 * @param array $entries `suppressions/export.json`'s entries.
+	 */
+	public function suppression_export( $entries ): void {
+		foreach ( (array) $entries as $entry ) {
+			$status = is_array( $entry ) && is_string( $entry['reason'] ?? null ) ? ( self::FEEDBACK[ $entry['reason'] ] ?? null ) : null;
+			if ( null === $status || 'ses' !== ( $entry['source'] ?? '' ) || ! is_string( $entry['address'] ?? null ) || ! is_string( $entry['at'] ?? null ) ) {
+				continue; // Unsubscribes and operators' entries are not about one mail; a bad entry never stops the others.
+			}
+			/* translators: %s: time, UTC */
+			$this->log->mark_feedback( $entry['address'], $entry['at'], $status, sprintf( 'bounced' === $status ? __( 'SES reported a hard bounce at %s (UTC); the address is suppressed.', 'postbag' ) : __( 'The recipient marked it as spam at %s (UTC); the address is suppressed.', 'postbag' ), $entry['at'] ) );
+		}
 	}
 
 	/**

@@ -404,6 +404,30 @@ final class Postbag_Mail_Log {
 	}
 
 	/**
+	 * SES feedback about an address: its latest mail sent before the event
+	 * becomes bounced or complained. Once: a later export with the same entry
+	 * finds that mail marked already, and leaves the earlier ones alone.
+	 *
+	 * @param string $address The recipient, as the export has it.
+	 * @param string $at      When SES reported it (RFC 3339).
+	 * @param string $status  'bounced' or 'complained'.
+	 * @param string $reason  Why.
+	 * @return bool Whether a row was marked.
+	 */
+	public function mark_feedback( string $address, string $at, string $status, string $reason ): bool {
+		global $wpdb;
+		$when = self::db_time( $at );
+		if ( '' === $when ) {
+			return false;
+		}
+		$row = $wpdb->get_row( $wpdb->prepare( 'SELECT mail_id, status FROM ' . self::table() . " WHERE recipient = %s AND kind = 'mail' AND status IN ('sent', 'bounced', 'complained') AND created_at <= %s ORDER BY created_at DESC, id DESC LIMIT 1", self::bare_address( $address ), $when ), ARRAY_A ); // phpcs:ignore WordPress.DB
+		if ( ! is_array( $row ) || 'sent' !== $row['status'] ) {
+			return false;
+		}
+		return $this->set_status( $row['mail_id'], $status, $reason );
+	}
+
+	/**
 	 * Deletes rows older than the retention (the daily event).
 	 *
 	 * @param int|null $days Default: POSTBAG_LOG_DAYS.

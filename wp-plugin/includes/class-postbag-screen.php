@@ -23,10 +23,11 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - `postbag-screen` (wrapper), `postbag-tabs` (nav), tab links `postbag-tab-<tab>`
  *   with `aria-current="page"` on the open one, `postbag-notice` (result of an action, role=status)
  * - Overview: `postbag-config` (a dl; each value `postbag-config-<name>`:
- *   bucket, region, bucket-reachable, spool, allowed-senders), `postbag-account`
+ *   bucket, region, credentials, from, bucket-reachable, spool, allowed-senders), `postbag-account`
  *   (`postbag-account-missing` until the sender wrote it), `postbag-counts` (table;
  *   rows `postbag-count-<status>` with cells `.postbag-count-24h` / `.postbag-count-7d`,
- *   bars `.postbag-bar` aria-hidden), `postbag-running-jobs` (`.postbag-job` each,
+ *   bars `.postbag-bar` aria-hidden; delivered, bounced and complained from
+ *   the sender's `status/feedback.json`), `postbag-rates` (7-day rates), `postbag-running-jobs` (`.postbag-job` each,
  *   a `<progress>`, `.postbag-eta`), `postbag-synced-at`
  * - Email log: form `postbag-log-search` (search box `postbag-log-search-input`, shown
  *   once the log has rows or a search is made,
@@ -88,6 +89,7 @@ final class Postbag_Screen {
 			'uploaded'    => __( 'Uploaded', 'postbag' ),
 			'scheduled'   => __( 'Scheduled', 'postbag' ),
 			'sent'        => __( 'Sent', 'postbag' ),
+			'delivered'   => __( 'Delivered (SES feedback)', 'postbag' ),
 			'failed'      => __( 'Failed', 'postbag' ),
 			'suppressed'  => __( 'Suppressed', 'postbag' ),
 			'bounced'     => __( 'Bounced', 'postbag' ),
@@ -189,6 +191,8 @@ final class Postbag_Screen {
 		$items = array(
 			'bucket'           => array( __( 'Bucket', 'postbag' ), $config['configured'] ? $config['bucket'] : __( 'Not defined: define POSTBAG_BUCKET in wp-config.php.', 'postbag' ) ),
 			'region'           => array( __( 'Region', 'postbag' ), $config['region'] ),
+			'credentials'      => array( __( 'AWS credentials from', 'postbag' ), $config['credentials'] ),
+			'from'             => array( __( 'From of mail that sets none', 'postbag' ), $config['from'] . ' — ' . ( '' === $config['allowed_senders'] ? __( 'any From is allowed (POSTBAG_ALLOWED_SENDERS not set)', 'postbag' ) : ( $config['from_allowed'] ? __( 'allowed by POSTBAG_ALLOWED_SENDERS', 'postbag' ) : __( 'NOT allowed by POSTBAG_ALLOWED_SENDERS: such mail is refused', 'postbag' ) ) ) ),
 			'bucket-reachable' => array( __( 'Bucket reachable (signed request)', 'postbag' ), $config['bucket_reachable'] ? __( 'Yes', 'postbag' ) : __( 'No', 'postbag' ) . ( '' === $config['bucket_error'] ? '' : ': ' . $config['bucket_error'] ) ),
 			/* translators: 1: directory, 2: batches, 3: mails */
 			'spool'            => array( __( 'Spool', 'postbag' ), sprintf( __( '%1$s: %2$d batch(es), %3$d mail(s) waiting', 'postbag' ), $config['spool_dir'], $config['spooled_batches'], $config['spooled_mails'] ) . ( $config['spool_problems'] ? ' — ' . implode( ' ', $config['spool_problems'] ) : '' ) ),
@@ -201,7 +205,7 @@ final class Postbag_Screen {
 		}
 		echo '</dl>';
 		$this->render_account( $status['account'] );
-		$this->render_counts( $status['counts'] );
+		$this->render_counts( $status['counts'], $status['rates'] );
 		$this->render_running( $status['jobs'] );
 		printf(
 			'<p id="postbag-synced-at">%s</p>',
@@ -238,13 +242,17 @@ final class Postbag_Screen {
 	/**
 	 * A table (what a screen reader reads) with bars beside it (hidden from it).
 	 *
+	 * Delivered, bounced and complained are SES's feedback as the sender
+	 * counted it (`status/feedback.json`), the others the email log's rows.
+	 *
 	 * @param array{24h: array<string, int>, 7d: array<string, int>} $counts Counts by status.
+	 * @param array{bounce_7d: ?float, complaint_7d: ?float, generated_at: ?string} $rates The sender's 7-day rates.
 	 */
-	private function render_counts( array $counts ): void {
+	private function render_counts( array $counts, array $rates ): void {
 		$max = max( 1, max( $counts['7d'] ) );
 		echo '<h2 id="postbag-counts-heading">' . esc_html__( 'Mail in the last 24 hours and 7 days', 'postbag' ) . '</h2>';
 		echo '<table class="widefat striped postbag-counts" id="postbag-counts" aria-labelledby="postbag-counts-heading"><thead><tr><th scope="col">' . esc_html__( 'Status', 'postbag' ) . '</th><th scope="col">' . esc_html__( '24 hours', 'postbag' ) . '</th><th scope="col">' . esc_html__( '7 days', 'postbag' ) . '</th><td class="postbag-bars" aria-hidden="true"></td></tr></thead><tbody>';
-		foreach ( array( 'queued', 'spooled', 'uploaded', 'scheduled', 'sent', 'failed', 'suppressed', 'bounced', 'complained', 'quarantined', 'cancelled' ) as $status ) {
+		foreach ( array( 'queued', 'spooled', 'uploaded', 'scheduled', 'sent', 'delivered', 'failed', 'suppressed', 'bounced', 'complained', 'quarantined', 'cancelled' ) as $status ) {
 			$day  = (int) $counts['24h'][ $status ];
 			$week = (int) $counts['7d'][ $status ];
 			printf(
@@ -258,6 +266,18 @@ final class Postbag_Screen {
 			);
 		}
 		echo '</tbody></table>';
+		$rate = static function ( ?float $value ): string {
+			return null === $value ? __( 'none sent', 'postbag' ) : number_format_i18n( 100 * $value, 2 ) . '%';
+		};
+		printf(
+			'<p id="postbag-rates">%s</p>',
+			esc_html(
+				null === $rates['generated_at']
+					? __( 'Delivered, bounced and complained come from the sender\'s status/feedback.json, not written yet.', 'postbag' )
+					/* translators: 1: bounce rate, 2: complaint rate, 3: time */
+					: sprintf( __( 'Over 7 days: bounce rate %1$s (SES reviews an account at 10%%), complaint rate %2$s (SES reviews at 0.5%%). Delivered, bounced and complained are SES feedback as the sender counted it at %3$s (UTC), by UTC day.', 'postbag' ), $rate( $rates['bounce_7d'] ), $rate( $rates['complaint_7d'] ), $rates['generated_at'] )
+			)
+		);
 	}
 
 	/**

@@ -159,6 +159,41 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array(), $data['jobs'] );
 	}
 
+	public function test_status_counts_delivered_bounced_and_complained_from_the_senders_feedback(): void {
+		$day = static function ( string $date, int $delivered, int $bounced, int $complained ): array {
+			return compact( 'date', 'delivered', 'bounced', 'complained' ) + array( 'sent' => $delivered + $bounced );
+		};
+		$this->s3->put_objects(
+			array(
+				'status/feedback.json' => (string) wp_json_encode(
+					array(
+						'version'           => 1,
+						'generated_at'      => '2026-11-22T06:58:00Z',
+						'days'              => array( $day( '2026-11-22', 5, 1, 0 ), $day( '2026-11-20', 10, 0, 1 ), $day( '2026-11-15', 100, 9, 9 ), 'not a day' ),
+						'bounce_rate_7d'    => 0.0625,
+						'complaint_rate_7d' => 0.0625,
+						'sent_7d'           => 16,
+					)
+				),
+			)
+		);
+
+		$data = $this->call( 'GET', '/status' )->get_data();
+
+		$pick = static function ( array $counts ): array {
+			return array(
+				'delivered'  => $counts['delivered'],
+				'bounced'    => $counts['bounced'],
+				'complained' => $counts['complained'],
+			);
+		};
+		$this->assertSame( array( 'delivered' => 5, 'bounced' => 1, 'complained' => 0 ), $pick( $data['counts']['24h'] ), 'today (UTC)' );
+		$this->assertSame( array( 'delivered' => 15, 'bounced' => 1, 'complained' => 1 ), $pick( $data['counts']['7d'] ), 'the last 7 days, not the 15th' );
+		$this->assertSame( array( 0.0625, 0.0625, '2026-11-22T06:58:00Z' ), array_values( $data['rates'] ) );
+		$this->assertNotSame( '', $data['config']['credentials'] );
+		$this->assertTrue( $data['config']['from_allowed'], 'POSTBAG_ALLOWED_SENDERS not set: any From' );
+	}
+
 	public function test_status_says_when_the_bucket_does_not_answer(): void {
 		$this->s3->fail_pattern = '/^status\//';
 		$this->s3->fail_status  = 0;

@@ -230,6 +230,39 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( 'receipts/' . $row['batch_id'] . '.json' ), $this->s3->reads );
 	}
 
+	public function test_bounces_and_complaints_in_the_senders_export_mark_the_mail_they_were_about(): void {
+		$older = $this->queue_mail( 'Bob <Bob@Example.net>', 'Older' );
+		$this->now += 600;
+		$latest = $this->queue_mail( 'bob@example.net', 'Latest' );
+		$this->now += 600;
+		$after_it = $this->queue_mail( 'bob@example.net', 'After the bounce' );
+		$other    = $this->queue_mail( 'carol@example.net', 'Complained about' );
+		foreach ( array( $older, $latest, $after_it, $other ) as $row ) {
+			$this->log()->set_status( $row['mail_id'], 'sent' );
+		}
+		$entry   = static function ( string $address, string $reason, string $source, string $at ): array {
+			return array( 'address_hash' => Postbag_Suppressions::hash( $address ), 'address' => $address, 'scope' => 'all', 'reason' => $reason, 'source' => $source, 'at' => $at );
+		};
+		$entries = array(
+			$entry( 'bob@example.net', 'bounce', 'ses', gmdate( 'Y-m-d\TH:i:s.123\Z', $this->now - 300 ) ),
+			$entry( 'carol@example.net', 'complaint', 'ses', gmdate( 'Y-m-d\TH:i:s\Z', $this->now + 60 ) ),
+			$entry( 'bob@example.net', 'unsubscribe', 'site', gmdate( 'Y-m-d\TH:i:s\Z', $this->now + 60 ) ),
+			'not an entry',
+		);
+
+		// What Postbag_Suppression_Inbox::sync() fires once it mirrored a new export; twice: a later export keeps the entries.
+		do_action( 'postbag_suppression_export', $entries );
+		do_action( 'postbag_suppression_export', $entries );
+
+		$status = function ( array $row ): string {
+			return $this->log()->get( $row['mail_id'] )['status'];
+		};
+		$this->assertSame( array( 'sent', 'bounced', 'sent', 'complained' ), array_map( $status, array( $older, $latest, $after_it, $other ) ), 'the latest mail sent before each event, once' );
+		$this->assertStringContainsString( 'hard bounce', $this->log()->get( $latest['mail_id'] )['reason'] );
+		$counts = $this->log()->counts( $this->now - DAY_IN_SECONDS );
+		$this->assertSame( array( 1, 1 ), array( $counts['bounced'], $counts['complained'] ) );
+	}
+
 	public function test_a_list_mail_suppressed_on_the_site_gets_a_row_saying_why(): void {
 		// What the interceptor fires for a list mail whose recipient is suppressed (Postbag_UnsubscribeTest).
 		do_action( 'postbag_mail_suppressed', 'gone@example.net', 'b1-weekly', array( 'subject' => 'Weekly digest' ) );

@@ -72,7 +72,7 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 	 */
 	public function tabs(): array {
 		return array(
-			'overview'     => array( 'overview', array( 'id="postbag-config"', 'id="postbag-counts"', 'id="postbag-count-sent"', 'id="postbag-running-jobs"', 'id="postbag-account-missing"', 'aria-current="page"' ) ),
+			'overview'     => array( 'overview', array( 'id="postbag-config"', 'id="postbag-config-credentials"', 'id="postbag-config-from"', 'id="postbag-counts"', 'id="postbag-count-sent"', 'id="postbag-count-delivered"', 'id="postbag-rates"', 'id="postbag-running-jobs"', 'id="postbag-account-missing"', 'aria-current="page"' ) ),
 			'log'          => array( 'log', array( 'id="postbag-log-search"', 'class="postbag-log-row"', 'id="postbag-filter-status"', 'id="postbag-log-search-input"' ) ),
 			'jobs'         => array( 'jobs', array( 'id="postbag-jobs-table"' ) ),
 			'suppressions' => array( 'suppressions', array( 'id="postbag-suppression-add"', 'id="postbag-suppression-list"', 'aria-live="polite"' ) ),
