@@ -130,6 +130,12 @@ final class Postbag_Alerts {
 			$oldest = reset( $stuck );
 			/* translators: 1: number of mails, 2: error message */
 			$this->record( 'stuck', array_sum( array_column( $stuck, 'mails' ) ), sprintf( __( '%1$d mail(s) waiting in the spool; last error: %2$s', 'postbag' ), array_sum( array_column( $stuck, 'mails' ) ), (string) ( $oldest['last_error'] ?? '' ) ) );
+		} else {
+			$unreceipted = $this->health->unreceipted_mails();
+			if ( $unreceipted > 0 ) {
+				/* translators: %d: number of mails */
+				$this->record( 'stuck', $unreceipted, sprintf( __( '%d mail(s) uploaded with no receipt from the sender: is it deployed and wired (postbag wire)?', 'postbag' ), $unreceipted ) );
+			}
 		}
 		foreach ( self::KINDS as $kind ) {
 			$this->mail_due( $kind );
@@ -225,7 +231,7 @@ final class Postbag_Alerts {
 				return sprintf( _n( '[%1$s] Postbag: %2$d mail was quarantined', '[%1$s] Postbag: %2$d mails were quarantined', $count, 'postbag' ), $site, $count );
 			default:
 				/* translators: 1: site name, 2: number of mails */
-				return sprintf( _n( '[%1$s] Postbag: %2$d mail is stuck in the spool', '[%1$s] Postbag: %2$d mails are stuck in the spool', $count, 'postbag' ), $site, $count );
+				return sprintf( _n( '[%1$s] Postbag: %2$d mail is stuck (spool or sender)', '[%1$s] Postbag: %2$d mails are stuck (spool or sender)', $count, 'postbag' ), $site, $count );
 		}
 	}
 

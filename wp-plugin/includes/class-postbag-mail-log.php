@@ -404,6 +404,17 @@ final class Postbag_Mail_Log {
 	}
 
 	/**
+	 * Mails uploaded (or due, when held) before `$before` whose receipt has
+	 * not come: the sender is not deployed, not wired, or failing.
+	 *
+	 * @param int $before Unix time.
+	 */
+	public function unreceipted( int $before ): int {
+		global $wpdb;
+		return (int) $wpdb->get_var( $wpdb->prepare( 'SELECT COUNT(*) FROM ' . self::table() . " WHERE kind = 'mail' AND status = 'uploaded' AND COALESCE(due_at, created_at) < %s", gmdate( 'Y-m-d H:i:s', $before ) ) ); // phpcs:ignore WordPress.DB
+	}
+
+	/**
 	 * SES feedback about an address: its latest mail sent before the event
 	 * becomes bounced or complained. Once: a later export with the same entry
 	 * finds that mail marked already, and leaves the earlier ones alone.

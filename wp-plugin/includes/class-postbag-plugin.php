@@ -157,6 +157,7 @@ final class Postbag_Plugin {
 			array(
 				'probe'         => $this->config->is_configured() ? new Postbag_Bucket_Probe( $s3, $this->config->get( 'bucket' ) . '@' . $this->config->get( 'endpoint' ), $clock ) : null,
 				'counts'        => array( $this->log, 'counts' ),
+				'unreceipted'   => array( $this->log, 'unreceipted' ),
 				'from'          => $this->from,
 				'stuck_minutes' => $this->config->get( 'stuck_after_minutes' ),
 				'clock'         => $clock,

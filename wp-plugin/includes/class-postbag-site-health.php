@@ -37,7 +37,7 @@ final class Postbag_Site_Health {
 	/** @var Postbag_Interceptor */
 	private $interceptor;
 
-	/** @var array{probe: ?Postbag_Bucket_Probe, counts: ?callable, from: ?Postbag_From, stuck_minutes: int, clock: callable} */
+	/** @var array{probe: ?Postbag_Bucket_Probe, counts: ?callable, unreceipted: ?callable, from: ?Postbag_From, stuck_minutes: int, clock: callable} */
 	private $checks;
 
 	/**
@@ -46,7 +46,8 @@ final class Postbag_Site_Health {
 	 * @param Postbag_Interceptor     $interceptor Knows the default From.
 	 * @param array                   $checks      What the other tests read: `probe` (Postbag_Bucket_Probe, null
 	 *                                             without a bucket), `counts` (callable( int $since ): array<status, int>,
-	 *                                             Postbag_Mail_Log::counts(); null: no delivery test), `from` (Postbag_From),
+	 *                                             Postbag_Mail_Log::counts(); null: no delivery test), `unreceipted`
+	 *                                             (callable( int $before ): int, Postbag_Mail_Log::unreceipted()), `from` (Postbag_From),
 	 *                                             `stuck_minutes` (default 15), `clock` (default time()).
 	 */
 	public function __construct( Postbag_Spool $spool, Postbag_Allowed_Senders $senders, Postbag_Interceptor $interceptor, array $checks = array() ) {
@@ -57,6 +58,7 @@ final class Postbag_Site_Health {
 			array(
 				'probe'         => null,
 				'counts'        => null,
+				'unreceipted'   => null,
 				'from'          => null,
 				'stuck_minutes' => 15,
 				'clock'         => 'time',
@@ -123,8 +125,22 @@ final class Postbag_Site_Health {
 			);
 			return self::result( 'postbag_stuck', 'critical', __( 'Mail is stuck in Postbag\'s spool', 'postbag' ), $text . ' ' . __( 'Fix the cause, then use "Retry now" in the admin notice or on the Postbag screen.', 'postbag' ) );
 		}
+		$unreceipted = $this->unreceipted_mails();
+		if ( $unreceipted > 0 ) {
+			/* translators: 1: number of mails, 2: minutes */
+			$text = sprintf( __( '%1$d mail(s) reached the bucket more than %2$d minutes ago and the sender has written no receipt for them: it is not deployed, not wired to the bucket (postbag wire), or failing. See docs/deploy.md and the sender\'s alarms.', 'postbag' ), $unreceipted, $this->checks['stuck_minutes'] );
+			return self::result( 'postbag_stuck', 'critical', __( 'Mail is stuck in Postbag\'s bucket', 'postbag' ), $text );
+		}
 		/* translators: %d: minutes */
-		return self::result( 'postbag_stuck', 'good', __( 'Postbag\'s spool empties', 'postbag' ), sprintf( __( 'No mail has waited in the spool for more than %d minutes.', 'postbag' ), $this->checks['stuck_minutes'] ) );
+		return self::result( 'postbag_stuck', 'good', __( 'Postbag\'s spool empties', 'postbag' ), sprintf( __( 'No mail has waited in the spool, or in the bucket for its receipt, for more than %d minutes.', 'postbag' ), $this->checks['stuck_minutes'] ) );
+	}
+
+	/** Mails uploaded more than POSTBAG_STUCK_AFTER_MINUTES ago without a receipt (for alerts too). */
+	public function unreceipted_mails(): int {
+		if ( null === $this->checks['unreceipted'] ) {
+			return 0;
+		}
+		return (int) ( $this->checks['unreceipted'] )( (int) ( $this->checks['clock'] )() - 60 * $this->checks['stuck_minutes'] );
 	}
 
 	/**

@@ -132,8 +132,24 @@ final class Postbag_AlertsTest extends Postbag_Unit_Test_Case {
 		$this->plugin->alerts()->check();
 		$mails = self::alert_mails();
 		$this->assertCount( 1, $mails );
-		$this->assertStringContainsString( '1 mail is stuck in the spool', $mails[0]['subject'] );
+		$this->assertStringContainsString( '1 mail is stuck', $mails[0]['subject'] );
+		$this->assertStringContainsString( '1 mail(s) waiting in the spool', $mails[0]['body'] );
 		$this->assertStringContainsString( 'Service Unavailable', $mails[0]['body'] );
+	}
+
+	public function test_uploaded_mail_the_sender_never_receipted_is_alerted_by_the_hourly_check(): void {
+		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		remove_filter( 'postbag_is_non_priority', '__return_true' );
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
+		$this->plugin->flush();
+		$this->plugin->log_recorder()->write_pending();
+
+		$this->now += 20 * 60;
+		$this->plugin->alerts()->check();
+
+		$mails = self::alert_mails();
+		$this->assertCount( 1, $mails, 'no sender deployed: nothing ever comes back' );
+		$this->assertStringContainsString( '1 mail(s) uploaded with no receipt from the sender', $mails[0]['body'] );
 	}
 
 	public function test_the_notice_lists_alerts_escaped_until_dismissed(): void {

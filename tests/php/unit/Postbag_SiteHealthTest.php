@@ -141,6 +141,22 @@ final class Postbag_SiteHealthTest extends Postbag_Unit_Test_Case {
 		$this->assertStringContainsString( 'Service Unavailable', $result['description'] );
 	}
 
+	public function test_uploaded_mail_without_a_receipt_after_the_limit_is_critical(): void {
+		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		wp_mail( array( 'a@example.net', self::MARKER ), 'Uploaded', 'Body' );
+		wp_mail( array( 'b@example.net', self::MARKER ), 'Held', 'Body', array( 'X-Postbag-Send-At: ' . gmdate( 'Y-m-d H:i', $this->now + 3600 ) ) );
+		$this->flush_and_log();
+		$this->assertSame( 'good', $this->plugin->site_health()->stuck_result()['status'], 'just uploaded' );
+
+		$this->now += 16 * 60;
+		$result     = $this->plugin->site_health()->stuck_result();
+
+		$this->assertSame( 'critical', $result['status'] );
+		$this->assertStringContainsString( '1 mail(s) reached the bucket more than 15 minutes ago and the sender has written no receipt', $result['description'], 'the held one is not due yet' );
+		$this->plugin->log()->set_status( $this->plugin->log()->query( array( 'subject' => 'Uploaded' ) )['rows'][0]['mail_id'], 'sent' );
+		$this->assertSame( 'good', $this->plugin->site_health()->stuck_result()['status'], 'its receipt came' );
+	}
+
 	public function test_the_stuck_limit_is_a_setting(): void {
 		$this->use_settings( array( 'stuck_after_minutes' => 60 ) );
 		$this->spool_a_batch();
