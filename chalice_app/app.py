@@ -37,7 +37,7 @@ from chalicelib.inbox import Inbox
 from chalicelib.ledger import Ledger
 from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.outcome import Recorder
-from chalicelib.pipeline import Stages, process_object, process_record
+from chalicelib.pipeline import Stages, process_record, release_held
 from chalicelib.progress import JobProgress
 from chalicelib.publisher import Marks, Publisher
 from chalicelib.quota import QuotaWatch
@@ -364,8 +364,7 @@ def drain_held(event: CloudWatchEvent) -> None:
     remaining_ms = _context_ms(event)
 
     def release_batch(held: Held) -> bool:
-        process_object(stages(), held.bucket, held.key, remaining_ms, held=True)
-        return True
+        return release_held(stages(), held, remaining_ms)
 
     try:
         Drainer(hold_book(), {BATCH: release_batch, JOB: splitter().release}, remaining_ms).run()

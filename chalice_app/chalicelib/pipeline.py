@@ -27,7 +27,7 @@ from chalicelib.errors import (
     TransientError,
 )
 from chalicelib.formats import decode_batch, parse_batch
-from chalicelib.hold import BATCH, HoldBook, Verdict
+from chalicelib.hold import BATCH, Held, HoldBook, Verdict
 from chalicelib.mime import estimated_size, raw_message
 from chalicelib.model import (
     UNSETTLED,
@@ -294,6 +294,13 @@ def process_object(
             f"(SES unavailable or sent by another invocation); retrying the batch"
         )
     return outcomes
+
+
+def release_held(stages: Stages, held: Held, remaining_ms: Callable[[], int]) -> bool:
+    """The drainer's release of a held batch (``drain.Release``): processed as its upload's
+    event would be; a batch gone meanwhile raises ``HeldObjectGone``."""
+    process_object(stages, held.bucket, held.key, remaining_ms, held=True)
+    return True
 
 
 def process_record(

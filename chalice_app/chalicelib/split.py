@@ -128,7 +128,9 @@ class Splitter:
             verdict = self.hold.admit(JOB, job.job_id, bucket, key, when,
                                       always_hold=when.window is not None)
         if verdict is Verdict.HOLD:
-            schedule = self._schedule(job, when)
+            held = self.hold.get(JOB, job.job_id) if self.hold else None
+            # A reschedule that came before this upload: the times it asked for.
+            schedule = self._schedule(job, held.when if held else when)
             self.progress.scheduled(bucket, job, schedule)
             logger.info("job held", extra=schedule)
             return 0

@@ -21,11 +21,12 @@ from support.sending import Invocation, mail_ids
 from support.world import BUCKET, SETTINGS, World, assert_each_once, batch_document, upload
 
 from chalicelib.control import Control
+from chalicelib.control_result import result_key
 from chalicelib.drain import Drainer
-from chalicelib.hold import BATCH, LEASE_SECONDS, Held, HoldBook, State
+from chalicelib.hold import BATCH, LEASE_SECONDS, MAX_RELEASE_FAILURES, Held, HoldBook, State
 from chalicelib.ledger import create_table
 from chalicelib.outcome import Recorder
-from chalicelib.pipeline import process_object
+from chalicelib.pipeline import release_held
 from chalicelib.send import SesSender
 from chalicelib.store import BatchStore
 
@@ -59,9 +60,8 @@ class Scene:
         return dataclasses.replace(self.world.instance(), hold=self.book)
 
     def release(self, held: Held) -> bool:
-        process_object(self.stages(), held.bucket, held.key,
-                       Invocation(self.clock).get_remaining_time_in_millis)
-        return True
+        return release_held(self.stages(), held,
+                            Invocation(self.clock).get_remaining_time_in_millis)
 
     def drainer(self, **release) -> Drainer:
         return Drainer(self.book, {BATCH: release.get("batch", self.release)})
@@ -87,6 +87,17 @@ class Scene:
 
     def receipt_counts(self, batch_id: str) -> dict:
         return self.world.receipt(batch_id)["counts"]
+
+    def result(self, batch_id: str) -> dict:
+        """What the sender told the site of the latest request (status/control/...)."""
+        body = self.s3.get_object(Bucket=BUCKET, Key=result_key(BATCH, batch_id))["Body"]
+        return json.loads(body.read())
+
+    def uploaded_late(self, batch_id: str, ids: list[str], send_at: str) -> str:
+        """A batch whose upload event comes after a request (Lambda retried it)."""
+        key = upload(self.s3, f"queue/{batch_id}.json",
+                     batch_document(batch_id, ids) | {"send_at": send_at})
+        return key
 
 
 def reschedule(send_at: str | None, requested_at: str = "2026-12-01T07:00:00Z") -> dict:
@@ -221,8 +232,7 @@ def test_a_crash_between_due_and_sent_sends_the_rest_once(scene):
 
     def die_after_three_sends(held: Held) -> bool:
         stages = dataclasses.replace(scene.stages(), sender=SesSender(ses))
-        process_object(stages, held.bucket, held.key,
-                       Invocation(scene.clock).get_remaining_time_in_millis)
+        release_held(stages, held, Invocation(scene.clock).get_remaining_time_in_millis)
         raise AssertionError("SES failing hard leaves mails unsettled: the batch raises")
 
     assert scene.drainer(batch=die_after_three_sends).run().paused == ["batch/b1"]
@@ -353,3 +363,134 @@ def test_of_two_reschedules_the_one_asked_later_wins_whatever_their_order(scene)
     assert scene.request(key, reschedule("2026-12-01T10:00:00Z", "2026-12-01T07:05:00Z")) \
         == "rescheduled", "a replayed request changes nothing"
     assert scene.markers() == ["held/2026-12-01T10:00:00Z/batch/b1"]
+
+
+def cancel(requested_at: str) -> dict:
+    return {"version": 1, "requested_at": requested_at}
+
+
+@pytest.mark.parametrize("cancel_first", [True, False], ids=["cancel-first", "upload-first"])
+def test_a_cancel_is_applied_whichever_comes_first_the_cancel_or_the_upload_event(
+        scene, cancel_first):
+    key = scene.uploaded_late("b1", ["m1", "m2"], DUE)
+    request = "control/batches/b1/cancel"
+    if cancel_first:
+        assert scene.request(request, cancel("2026-12-01T07:00:00.250Z")) == "pending"
+        assert "Contents" not in scene.s3.list_objects_v2(
+            Bucket=BUCKET, Prefix="status/control/"), "nothing told before it is applied"
+    assert scene.world.invoke(scene.stages(), key)
+    if not cancel_first:
+        assert scene.request(request, cancel("2026-12-01T07:00:00.250Z")) == "cancelled"
+    assert scene.world.invoke(scene.stages(), key), "a replayed upload event"
+    scene.at(DUE_EPOCH)
+    scene.drainer().run()
+    assert scene.ses.subjects() == []
+    assert scene.receipt_counts("b1") == {"cancelled": 2}
+    assert scene.markers() == []
+    result = scene.result("b1")
+    assert {k: result[k] for k in ("kind", "id", "request", "outcome", "send_at",
+                                   "requested_at")} == {
+        "kind": "batch", "id": "b1", "request": "cancel", "outcome": "cancelled",
+        "send_at": None, "requested_at": "2026-12-01T07:00:00.250Z"}
+
+
+@pytest.mark.parametrize("new_time, sent_at", [
+    ("2026-12-01T09:00:00Z", DUE_EPOCH + 3600),
+    ("2026-12-01T06:00:00Z", START),  # a time past when the upload comes: at once
+], ids=["later", "past"])
+def test_a_reschedule_that_comes_before_the_upload_event_is_applied_when_it_comes(
+        scene, new_time, sent_at):
+    key = scene.uploaded_late("b1", ["m1"], DUE)
+    assert scene.request("control/batches/b1/schedule.json",
+                         reschedule(new_time, "2026-12-01T07:00:00.001Z")) == "pending"
+    assert scene.world.invoke(scene.stages(), key)
+    result = scene.result("b1")
+    assert (result["outcome"], result["send_at"], result["requested_at"]) == (
+        "rescheduled", new_time.replace(":00Z", ":00.000Z"), "2026-12-01T07:00:00.001Z")
+    if sent_at > START:
+        scene.at(sent_at - 1)
+        scene.drainer().run()
+        assert scene.ses.subjects() == []
+        scene.at(sent_at)
+        scene.drainer().run()
+    assert scene.ses.subjects() == ["m1"]
+    assert scene.world.invoke(scene.stages(), key), "a replayed upload event"
+    scene.at(DUE_EPOCH + 7200)
+    scene.drainer().run()
+    assert scene.ses.subjects() == ["m1"]
+
+
+def test_each_request_tells_the_site_how_it_ended(scene):
+    scene.upload("b1", ["m1"], DUE)
+    key = "control/batches/b1/schedule.json"
+    scene.request(key, reschedule("2026-12-01T10:00:00Z", "2026-12-01T07:05:00.000Z"))
+    assert (scene.result("b1")["outcome"], scene.result("b1")["send_at"]) == (
+        "rescheduled", "2026-12-01T10:00:00.000Z")
+    # Asked earlier, applied later: superseded, and its result never replaces the newer one.
+    assert scene.request(key, reschedule("2026-12-01T09:00:00Z", "2026-12-01T07:01:00Z")) \
+        == "superseded"
+    assert scene.result("b1")["outcome"] == "rescheduled"
+    scene.at(datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp())
+    scene.drainer().run()
+    assert scene.request(key, reschedule("2026-12-02T10:00:00Z", "2026-12-01T09:00:00Z")) \
+        == "too_late"
+    assert (scene.result("b1")["outcome"], scene.result("b1")["request"]) == (
+        "too_late", "reschedule")
+    assert scene.ses.subjects() == ["m1"]
+
+
+def test_two_reschedules_in_the_same_second_the_later_millisecond_wins(scene):
+    scene.upload("b1", ["m1"], DUE)
+    key = "control/batches/b1/schedule.json"
+    assert scene.request(key, reschedule("2026-12-01T10:00:00Z", "2026-12-01T07:05:00.900Z")) \
+        == "rescheduled"
+    assert scene.request(key, reschedule("2026-12-01T09:00:00Z", "2026-12-01T07:05:00.100Z")) \
+        == "superseded"
+    assert scene.markers() == ["held/2026-12-01T10:00:00Z/batch/b1"]
+    # The same millisecond with other times: taken as the later (it was applied after).
+    assert scene.request(key, reschedule("2026-12-01T11:00:00Z", "2026-12-01T07:05:00.900Z")) \
+        == "rescheduled"
+    assert scene.markers() == ["held/2026-12-01T11:00:00Z/batch/b1"]
+
+
+def test_a_batch_reschedule_with_a_window_is_quarantined_naming_send_between(scene):
+    scene.upload("b1", ["m1"], DUE)
+    key = "control/batches/b1/schedule.json"
+    body = {"version": 1, "send_at": None, "requested_at": "2026-12-01T07:00:00Z",
+            "send_between": {"start": DUE, "end": "2026-12-01T09:00:00Z"}}
+    assert scene.request(key, body) == "quarantined"
+    error = json.loads(scene.s3.get_object(Bucket=BUCKET, Key=f"quarantine/{key}.error.json")
+                       ["Body"].read())
+    assert error["field"] == "send_between"
+    assert scene.markers() == ["held/2026-12-01T08:00:00Z/batch/b1"]
+
+
+def test_a_held_batch_gone_when_due_is_given_up_never_released_silently(scene, caplog):
+    key = scene.upload("b1", ["m1"], DUE)
+    scene.s3.delete_object(Bucket=BUCKET, Key=key)  # expired, or deleted by hand
+    scene.at(DUE_EPOCH)
+    report = scene.drainer().run()
+    assert (report.released, report.failed) == ([], ["batch/b1"])
+    held = scene.book.get(BATCH, "b1")
+    assert held.state is State.FAILED
+    assert scene.markers() == []
+    assert any(r.levelname == "ERROR" and "given up" in r.getMessage() for r in caplog.records)
+    scene.at(DUE_EPOCH + 60)
+    assert scene.drainer().run().failed == [], "tried no more"
+
+
+def test_a_release_that_keeps_failing_is_given_up_after_a_few_runs(scene):
+    scene.upload("b1", ["m1"], DUE)
+
+    def broken(held: Held) -> bool:
+        raise ValueError("a bug")
+
+    for run in range(MAX_RELEASE_FAILURES):
+        scene.at(DUE_EPOCH + 60 * run)
+        report = scene.drainer(batch=broken).run()
+        last = run == MAX_RELEASE_FAILURES - 1
+        assert (report.paused, report.failed) == (([], ["batch/b1"]) if last
+                                                  else (["batch/b1"], []))
+    assert scene.book.get(BATCH, "b1").state is State.FAILED
+    assert scene.markers() == []
+    assert scene.ses.subjects() == []

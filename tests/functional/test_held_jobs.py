@@ -17,8 +17,9 @@ from support.clock import FakeClock
 
 from chalicelib.config import Settings
 from chalicelib.control import Control
+from chalicelib.control_result import result_key
 from chalicelib.drain import Drainer
-from chalicelib.hold import JOB, HoldBook
+from chalicelib.hold import JOB, HoldBook, State
 from chalicelib.ledger import create_table
 from chalicelib.outcome import Recorder
 from chalicelib.progress import JobProgress, cancel_key, status_key
@@ -201,3 +202,84 @@ def test_a_window_cancelled_under_way_queues_the_rest_for_the_fanout_to_count_ca
     assert sum(item.end - item.start for item in items) == 700, \
         "the rest at once: the fan-out finds the cancel and counts them"
     assert jobs.book.get(JOB, "job-1").state.value == "released"
+
+
+def test_a_replayed_upload_event_during_a_window_queues_nothing_the_drainer_paces_on(jobs):
+    key = upload_job(jobs.s3, [1000], send_between={"start": "2026-12-01T08:00:00Z",
+                                                    "end": "2026-12-01T08:10:00Z"})
+    jobs.splitter.split(BUCKET, key)
+    jobs.clock.now = START + 60 * MINUTE
+    jobs.drain()
+    items = received(jobs.aws)  # taken off the queue
+    assert sum(item.end - item.start for item in items) == 100
+    assert jobs.splitter.split(BUCKET, key) == 0, "the plugin re-PUT the manifest"
+    assert received(jobs.aws) == [], "the rest not sent at once"
+    per_run = []
+    for minute in range(61, 72):
+        jobs.clock.now = START + minute * MINUTE
+        jobs.drain()
+        more = received(jobs.aws)
+        items += more
+        per_run.append(sum(item.end - item.start for item in more))
+    assert per_run[:9] == [100] * 9 and sum(per_run) == 900, per_run
+    rows = sorted((item.part, item.start, item.end) for item in items)
+    assert all(a[2] <= b[1] for a, b in zip(rows, rows[1:], strict=False)), "no row twice"
+    jobs.clock.now = START + 72 * MINUTE
+    assert jobs.splitter.split(BUCKET, key) == 0, "replayed after the release: nothing"
+
+
+def test_a_released_job_keeps_its_send_at_in_its_status(jobs):
+    key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
+    jobs.splitter.split(BUCKET, key)
+    jobs.clock.now = START + 60 * MINUTE
+    jobs.drain()
+    status = jobs.status()
+    assert (status["state"], status["send_at"], status["send_between"]) == (
+        "queued", "2026-12-01T08:00:00Z", None)
+
+
+def test_a_held_job_whose_manifest_is_gone_when_due_is_given_up_not_released(jobs):
+    key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
+    jobs.splitter.split(BUCKET, key)
+    jobs.s3.delete_object(Bucket=BUCKET, Key=key)
+    jobs.clock.now = START + 60 * MINUTE
+    report = jobs.drain()
+    assert (report.released, report.failed) == ([], ["job/job-1"])
+    assert jobs.book.get(JOB, "job-1").state is State.FAILED
+    assert received(jobs.aws) == []
+
+
+def _result(jobs: Jobs) -> dict:
+    return json.loads(jobs.s3.get_object(Bucket=BUCKET, Key=result_key(JOB, "job-1"))
+                      ["Body"].read())
+
+
+def test_a_job_reschedule_before_its_upload_event_is_applied_when_it_comes(jobs):
+    key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
+    request = "jobs/job-1/schedule.json"
+    jobs.s3.put_object(Bucket=BUCKET, Key=request, Body=json.dumps({
+        "version": 1, "send_at": None, "send_between": {
+            "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:10:00Z"},
+        "requested_at": "2026-12-01T07:00:00.500Z"}).encode())
+    assert jobs.control().apply(BUCKET, request) == "pending"
+    assert jobs.splitter.split(BUCKET, key) == 0
+    assert (_result(jobs)["outcome"], _result(jobs)["send_at"]) == (
+        "rescheduled", "2026-12-01T09:00:00.000Z")
+    assert jobs.status()["send_between"]["start"] == "2026-12-01T09:00:00Z"
+    jobs.clock.now = START + 60 * MINUTE
+    jobs.drain()
+    assert received(jobs.aws) == [], "not at the manifest's 08:00"
+    jobs.clock.now = START + 130 * MINUTE
+    jobs.drain()
+    assert jobs.queued_rows() == 10
+
+
+def test_a_job_cancel_before_its_upload_event_is_told_when_it_comes(jobs):
+    key = upload_job(jobs.s3, [10], send_at="2026-12-01T08:00:00Z")
+    jobs.s3.put_object(Bucket=BUCKET, Key=cancel_key("job-1"), Body=json.dumps(
+        {"requested_at": "2026-12-01T07:00:00.125Z"}).encode())
+    assert jobs.control().apply(BUCKET, cancel_key("job-1")) == "pending"
+    assert jobs.splitter.split(BUCKET, key) == 0
+    assert (_result(jobs)["outcome"], _result(jobs)["requested_at"]) == (
+        "cancelled", "2026-12-01T07:00:00.125Z")
+    assert jobs.status()["state"] == "cancelled"
