@@ -205,6 +205,11 @@ final class Postbag_Log_Recorder {
 			'receipt_key' => Postbag_Log_Sync::CONTROL_PREFIX . 'batches/' . $id . '.json',
 			'due_at'      => null,
 		);
+		if ( ! empty( $changes['spool'] ) ) {
+			// Taken out of this site's spool before any upload: the sender never had it.
+			$this->batch_status( $ids, 'cancelled', __( 'Cancelled before upload: nobody got it.', 'postbag' ), array() );
+			return;
+		}
 		if ( 'cancelled' === ( $changes['state'] ?? '' ) ) {
 			$this->batch_status( $ids, 'scheduled', __( 'Cancel requested.', 'postbag' ), $fields );
 			return;

@@ -113,7 +113,11 @@ final class Postbag_Schedule_Rest {
 			return new WP_REST_Response( array( 'ok' => true ) );
 		}
 		$data           = (array) $result->get_error_data();
-		$data['status'] = 'postbag_spool_unavailable' === $result->get_error_code() ? 503 : 400;
+		$statuses       = array(
+			'postbag_spool_unavailable' => 503,
+			'postbag_not_scheduled'     => 409,
+		);
+		$data['status'] = $statuses[ $result->get_error_code() ] ?? 400;
 		return new WP_Error( $result->get_error_code(), $result->get_error_message(), $data );
 	}
 }

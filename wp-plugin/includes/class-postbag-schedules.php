@@ -190,19 +190,29 @@ final class Postbag_Schedules {
 
 	/**
 	 * postbag_cancel_mail_batch(): `control/batches/<id>/cancel`, and the batch
-	 * leaves this site's spool if it still waits there for S3.
+	 * leaves this site's spool if it still waits there for S3 (its mails
+	 * logged cancelled: the sender never had it). A batch in the spool that
+	 * this site did not schedule is refused: it waits out an S3 outage, to be
+	 * sent, not cancelled. A batch in neither is asked for all the same (the
+	 * record may have been pruned; the sender answers whether it held it).
 	 *
 	 * @param mixed $batch_id Batch id.
-	 * @return true|WP_Error See reschedule().
+	 * @return true|WP_Error See reschedule(); `postbag_not_scheduled` (field batch_id) for a spooled batch this site did not schedule.
 	 */
 	public function cancel_batch( $batch_id ) {
 		$error = self::bad_id( 'batch', $batch_id );
 		if ( null !== $error ) {
 			return $error;
 		}
+		$changes = array( 'state' => 'cancelled' );
+		if ( $this->spool->has( $batch_id ) && null === $this->read( self::file( 'batch', $batch_id ) ) ) {
+			return new WP_Error( 'postbag_not_scheduled', sprintf( 'The batch %s waits in the spool for S3 but was not scheduled: it is sent once S3 answers, and cannot be cancelled.', $batch_id ), array( 'field' => 'batch_id' ) );
+		}
 		if ( $this->spool->has( $batch_id ) && $this->spool->lock() ) {
 			try {
-				$this->spool->remove( $batch_id ); // Never uploaded: nobody gets it. The cancel below covers a race with an upload.
+				// Never uploaded: nobody gets it. The cancel below covers a race with an upload.
+				$this->spool->remove( $batch_id );
+				$changes['spool'] = ! $this->spool->has( $batch_id );
 			} finally {
 				$this->spool->unlock();
 			}
@@ -213,7 +223,7 @@ final class Postbag_Schedules {
 			'requested_at' => gmdate( Postbag_Send_Time::FORMAT, ( $this->clock )() ),
 			'site'         => home_url(),
 		);
-		return $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, array( 'state' => 'cancelled' ) );
+		return $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, $changes );
 	}
 
 	/** Removes entries whose time, or cancel, is more than KEEP_SECONDS old. */

@@ -329,6 +329,23 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( 1, self::BATCH_ID, '2026-11-22T07:00:30Z' ), array( $cancel['version'], $cancel['batch_id'], $cancel['requested_at'] ) );
 	}
 
+	public function test_a_batch_in_the_spool_that_was_not_scheduled_is_not_cancelled(): void {
+		$this->s3->fail_pattern = '#^queue/#';
+		$this->assertTrue( wp_mail( array( 'zoe@example.net', self::MARKER ), 'Now', 'Body' ) );
+		$this->plugin->flush();
+		$batch_id = (string) $this->fired_with( 'postbag_batch_spooled' )[0][0];
+		$this->assertTrue( $this->plugin->spool()->has( $batch_id ), 'waiting out an S3 outage' );
+
+		$error = postbag_cancel_mail_batch( $batch_id );
+
+		$this->assertSame( array( 'postbag_not_scheduled', array( 'field' => 'batch_id' ) ), array( $error->get_error_code(), $error->get_error_data() ) );
+		$this->assertTrue( $this->plugin->spool()->has( $batch_id ), 'still to be sent' );
+		$this->assertSame( array(), preg_grep( '#^control/#', array_keys( $this->s3->objects ) ) );
+		wp_set_current_user( 1 );
+		$response = rest_do_request( self::request( 'POST', "/postbag/v1/batches/$batch_id/cancel", array() ) );
+		$this->assertSame( 409, $response->get_status(), (string) wp_json_encode( $response->get_data() ) );
+	}
+
 	public function test_a_control_that_cannot_be_spooled_is_refused(): void {
 		$this->plugin->remove_hooks();
 		file_put_contents( $this->temp_dir . '/file', 'not a directory' );
@@ -370,7 +387,21 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertArrayHasKey( "control/batches/$batch_id/cancel", $this->s3->objects, 'and the sender told, in case an upload raced' );
 		$this->assertSame( 'cancelled', postbag_scheduled()[0]['state'] );
 		$this->assertArrayNotHasKey( 'mail_ids', postbag_scheduled()[0], 'the listing stays small' );
-		$this->assertSame( array( 'batch', $batch_id, array( 'state' => 'cancelled' ), $this->fired_with( 'postbag_batch_scheduled' )[0][1] ), $this->changed[0], 'the email log can mark its mails' );
+		$this->assertSame(
+			array(
+				'batch',
+				$batch_id,
+				array(
+					'state' => 'cancelled',
+					'spool' => true,
+				),
+				$this->fired_with( 'postbag_batch_scheduled' )[0][1],
+			),
+			$this->changed[0],
+			'the email log can mark its mails: taken from the spool, never sent'
+		);
+		$this->plugin->log_recorder()->write_pending();
+		$this->assertSame( 'cancelled', $this->plugin->log()->get( $this->fired_with( 'postbag_batch_scheduled' )[0][1][0] )['status'], 'settled: no result will come for a batch the sender never had' );
 
 		$error = postbag_reschedule_mail_batch( $batch_id, array( 'send_at' => '2026-11-24 08:00' ) );
 		$this->assertSame( array( 'postbag_cancelled', array( 'field' => 'batch_id' ) ), array( $error->get_error_code(), $error->get_error_data() ) );
