@@ -48,6 +48,16 @@ final class Postbag_Send_Time {
 	/** @var array<string, int> Absolute text already read, by zone and text: a loop of mails repeats one time. */
 	private $read = array();
 
+	/** @var array<string, array{0: int, 1: int}> Relative text read, by zone and text: [when read, what it meant]. */
+	private $relative = array();
+
+	/**
+	 * Seconds relative text (`+1 hour`) keeps the instant it was first read
+	 * as: a loop of mails within a request becomes one batch, not one a
+	 * second, and a long-running process still follows the clock.
+	 */
+	const RELATIVE_SECONDS = 60;
+
 	/** Texts remembered at most (a request scheduling mails at many times reads them again). */
 	const REMEMBERED = 64;
 
@@ -143,6 +153,10 @@ final class Postbag_Send_Time {
 		if ( isset( $this->read[ $key ] ) ) {
 			return $this->read[ $key ];
 		}
+		$now = ( $this->clock )();
+		if ( isset( $this->relative[ $key ] ) && $now - $this->relative[ $key ][0] < self::RELATIVE_SECONDS ) {
+			return $this->relative[ $key ][1];
+		}
 		$parsed = date_parse( $value );
 		if ( $parsed['error_count'] > 0 || $parsed['warning_count'] > 0 || ( false === $parsed['year'] && ! isset( $parsed['relative'] ) && false === $parsed['hour'] ) ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
@@ -151,7 +165,7 @@ final class Postbag_Send_Time {
 			if ( ! empty( $parsed['is_localtime'] ) ) {
 				return $this->remember( $key, ( new DateTimeImmutable( $value ) )->getTimestamp() ); // Its own offset.
 			}
-			$wall = ( new DateTimeImmutable( '@' . ( $this->clock )() ) )->setTimezone( $zone )->modify( $value );
+			$wall = ( new DateTimeImmutable( '@' . $now ) )->setTimezone( $zone )->modify( $value );
 		} catch ( Exception $e ) {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
 		}
@@ -159,8 +173,15 @@ final class Postbag_Send_Time {
 			throw new Postbag_Mail_Exception( 'postbag_invalid_time', sprintf( '%s is not a date and time PHP can read: %s.', $field, $value ), $field );
 		}
 		$time = self::first_occurrence( $wall );
-		// Relative text (`next monday`) depends on now: read again each time.
-		return isset( $parsed['relative'] ) ? $time : $this->remember( $key, $time );
+		if ( isset( $parsed['relative'] ) ) {
+			// Depends on now: kept RELATIVE_SECONDS only.
+			if ( count( $this->relative ) >= self::REMEMBERED ) {
+				$this->relative = array();
+			}
+			$this->relative[ $key ] = array( $now, $time );
+			return $time;
+		}
+		return $this->remember( $key, $time );
 	}
 
 	/**

@@ -219,6 +219,21 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( $by_subjects['A,B']['batch_id'], $by_subjects['C']['batch_id'] ), array_column( $listed, 'id' ) );
 	}
 
+	public function test_a_loop_of_mails_with_relative_text_is_one_batch_not_one_a_second(): void {
+		$to = array( 'zoe@example.net', self::MARKER );
+		foreach ( array( 'A', 'B', 'C' ) as $subject ) {
+			$this->assertTrue( wp_mail( $to, $subject, 'Body', array( 'X-Postbag-Send-At: +1 hour' ) ) );
+			++$this->now; // A slow loop: each mail a second later.
+		}
+		$this->now += Postbag_Send_Time::RELATIVE_SECONDS;
+		$this->assertTrue( wp_mail( $to, 'D', 'Body', array( 'X-Postbag-Send-At: +1 hour' ) ) );
+
+		$batches = $this->flush_batches();
+
+		$this->assertSame( array( 'A,B,C', 'D' ), array_map( static fn( array $b ): string => implode( ',', array_column( $b['emails'], 'subject' ) ), $batches ) );
+		$this->assertSame( array( '2026-11-22T08:00:00Z', '2026-11-22T08:01:03Z' ), array_column( $batches, 'send_at' ), 'a minute later the clock counts again' );
+	}
+
 	public function test_the_filter_schedules_a_mail_without_the_header(): void {
 		add_filter(
 			'postbag_mail_send_at',
