@@ -25,8 +25,9 @@ LIST_UNSUBSCRIBE = "List-Unsubscribe"
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe-Post"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 HEADER_NAMES = frozenset({LIST_UNSUBSCRIBE.lower(), LIST_UNSUBSCRIBE_POST.lower()})
-# The schema allows 2,048 characters, but a header line holds at most 998 (RFC 5322; SES
-# refuses lines over 1,000): "List-Unsubscribe: <" + URL + ">," must fit on one.
+# A header line holds at most 998 (RFC 5322; SES refuses lines over 1,000):
+# "List-Unsubscribe: <" + URL + ">," must fit on one. The schema's maxLength and the plugin
+# (Postbag_Unsubscribe_Token::MAX_URL) say the same.
 MAX_URL = 975
 # Printable ASCII without space, '<', '>', ',' and '"': one URI that stays inside its brackets.
 _URL = re.compile(r"https://[!#-+\-.-;=?-~]+")

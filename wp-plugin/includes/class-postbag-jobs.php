@@ -649,6 +649,7 @@ final class Postbag_Jobs {
 		}
 		$pages   = 0;
 		$checker = isset( $record['list'] ) ? $this->lists()->checker( $record['list'] ) : null;
+		$link    = isset( $record['meta']['list'] ) ? $this->lists()->linker( $record['meta']['list'] ) : null;
 		while ( 'streaming' === $progress['status'] ) {
 			// At least a page each time, so continuations always progress; memory rows
 			// cannot be continued elsewhere: they are streamed to the end here.
@@ -662,7 +663,8 @@ final class Postbag_Jobs {
 			}
 			$page  = Postbag_Recipient_Source::page( $record['source'], $progress['cursor'], Postbag_Job_Format_V2::PART_ROWS, $rows );
 			$next  = $progress; // Until it is saved, a fault leaves the job as it was.
-			$parts = $this->write( $id, null === $checker ? $page['rows'] : self::leave_out_suppressed( $checker, $page['rows'], $next ), $next, isset( $record['meta']['list'] ) ? $record['meta']['list'] : null );
+			$kept  = null === $checker ? $page['rows'] : self::leave_out_suppressed( $id, $checker, $page['rows'], $next, isset( $record['meta']['list'] ) );
+			$parts = $this->write( $id, $kept, $next, $link );
 
 			// The page's parts and the cursor past it, in one atomic write.
 			$next['parts']  = array_merge( $next['parts'], $parts );
@@ -684,14 +686,14 @@ final class Postbag_Jobs {
 	/**
 	 * Writes a page's rows into as many parts as they need.
 	 *
-	 * @param string      $id       Job id.
-	 * @param iterable    $rows     The page.
-	 * @param array       $progress Its progress: `next_part`, `rows`, `dropped` are updated (saved by the caller).
-	 * @param string|null $list     The manifest's list: every row gets its unsubscribe link.
+	 * @param string        $id       Job id.
+	 * @param iterable      $rows     The page.
+	 * @param array         $progress Its progress: `next_part`, `rows`, `dropped` are updated (saved by the caller).
+	 * @param callable|null $link     For a manifest with a list: address => its unsubscribe link, or null (Postbag_Unsubscribe_Token::linker()).
 	 * @return array[] The parts written.
 	 * @throws Postbag_Spool_Exception When the spool cannot be written.
 	 */
-	private function write( string $id, iterable $rows, array &$progress, ?string $list = null ): array {
+	private function write( string $id, iterable $rows, array &$progress, ?callable $link = null ): array {
 		$filtered = has_filter( 'postbag_notify_recipient' );
 		$parts    = array();
 		$writer   = null;
@@ -710,9 +712,10 @@ final class Postbag_Jobs {
 					}
 				}
 				$row = Postbag_Job_Format_V2::recipient( $row );
-				$url = null !== $list && is_array( $row ) ? $this->lists()->url( $list, $row['email'] ) : null;
-				if ( null !== $url ) {
-					$row['unsubscribe_url'] = $url; // Null only if the site lost https since the job was queued.
+				if ( null !== $link && is_array( $row ) ) {
+					$url = $link( $row['email'] );
+					// The sender refuses a row of a list job without its link: leave it out, visibly.
+					$row = null === $url ? sprintf( '%s: no unsubscribe link can be made for it (longer than %d characters, or the site lost https)', $row['email'], Postbag_Unsubscribe_Token::MAX_URL ) : $row + array( 'unsubscribe_url' => $url );
 				}
 				$line = is_array( $row ) ? Postbag_Job_Format_V2::line( $row ) : false;
 				if ( false === $line || strlen( $line ) > self::ROW_BYTES ) {
@@ -744,13 +747,22 @@ final class Postbag_Jobs {
 	 * A page without the recipients suppressed for every list or the job's
 	 * (Postbag_List_Unsubscribe::checker(): no query per recipient).
 	 *
-	 * @param callable $checker  The stream's check.
-	 * @param iterable $rows     The page.
-	 * @param array    $progress Its progress: `suppressed` is counted (saved by the caller).
+	 * When the list cannot be read and the manifest names the list, the page
+	 * is written as it is (counted in `unchecked`, and logged): the sender
+	 * checks every recipient of a list job itself and skips a send when its
+	 * own lookup fails, while a job whose rows live only in this worker's
+	 * memory would be lost by failing. Without meta.list (no https) the
+	 * sender cannot check the list's scope: the job waits and retries.
+	 *
+	 * @param string   $id            Job id.
+	 * @param callable $checker       The stream's check.
+	 * @param iterable $rows          The page.
+	 * @param array    $progress      Its progress: `suppressed`, `unchecked` are counted (saved by the caller).
+	 * @param bool     $sender_checks The manifest names the list: the sender checks its scope too.
 	 * @return iterable The rows to write.
-	 * @throws RuntimeException When the suppression list cannot be read: the job waits and retries.
+	 * @throws RuntimeException When the suppression list cannot be read and the sender cannot check it either.
 	 */
-	private static function leave_out_suppressed( callable $checker, iterable $rows, array &$progress ): iterable {
+	private static function leave_out_suppressed( string $id, callable $checker, iterable $rows, array &$progress, bool $sender_checks ): iterable {
 		$rows   = is_array( $rows ) ? $rows : iterator_to_array( $rows, false );
 		$hashes = array();
 		foreach ( $rows as $n => $row ) {
@@ -758,7 +770,17 @@ final class Postbag_Jobs {
 				$hashes[ $n ] = Postbag_Suppressions::hash( $row['email'] );
 			}
 		}
-		$suppressed = $checker( $hashes );
+		try {
+			$suppressed = $checker( $hashes );
+		} catch ( RuntimeException $e ) {
+			if ( ! $sender_checks ) {
+				throw $e;
+			}
+			$progress['unchecked'] = (int) ( $progress['unchecked'] ?? 0 ) + count( $rows );
+			// phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log -- the site owner's trace of it.
+			error_log( sprintf( 'Postbag: job %s: %d recipients written without the site\'s suppression check (%s); the sender checks them before sending.', $id, count( $rows ), $e->getMessage() ) );
+			return $rows;
+		}
 		if ( ! $suppressed ) {
 			return $rows;
 		}

@@ -113,12 +113,33 @@ final class Postbag_List_Unsubscribe {
 	}
 
 	/**
+	 * Links for many recipients of one list (Postbag_Unsubscribe_Token::linker()).
+	 *
+	 * @param string $list List name.
+	 * @return callable(string): ?string
+	 */
+	public function linker( string $list ): callable {
+		return $this->tokens->linker( $list );
+	}
+
+	/**
+	 * RFC 8058's headers for one recipient. Where the site can make links
+	 * but not this one (longer than Postbag_Unsubscribe_Token::MAX_URL: a
+	 * long address on a long site path), the mail goes without a list, and
+	 * the PHP error log says so: the sender would refuse the link, and with
+	 * it the mail.
+	 *
 	 * @param string $list    List name.
 	 * @param string $address Bare address.
-	 * @return array<string, string> RFC 8058's two headers; empty on a site without https.
+	 * @return array<string, string> The two headers; empty when no link can be made.
 	 */
 	public function headers( string $list, string $address ): array {
-		return $this->tokens->headers( $list, $address, $this->mailto );
+		$headers = $this->tokens->headers( $list, $address, $this->mailto );
+		if ( ! $headers && $this->can_link() ) {
+			// phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log -- the site owner's only trace of it; no address in it.
+			error_log( sprintf( 'Postbag: a mail of the list "%s" goes without a list and without one-click unsubscribe: its link would be longer than %d characters (a long address on a long site path).', self::local_name( $list ), Postbag_Unsubscribe_Token::MAX_URL ) );
+		}
+		return $headers;
 	}
 
 	/**

@@ -42,6 +42,16 @@ final class Postbag_Unsubscribe_Token {
 	/** RFC 8058's value, exactly. */
 	const ONE_CLICK = 'List-Unsubscribe=One-Click';
 
+	/**
+	 * The longest link the sender takes (chalicelib/unsubscribe.py MAX_URL,
+	 * the schemas' maxLength): a List-Unsubscribe header of it still folds
+	 * within RFC 5322's 998-character line.
+	 */
+	const MAX_URL = 975;
+
+	/** What the sender accepts in a link (chalicelib/unsubscribe.py `_URL`): printable ASCII, none of `"`, `,`, `<`, `>`, space. */
+	const URL_PATTERN = '/^https:\/\/[!#-+\-.-;=?-~]+$/';
+
 	/** @var string|null Null until first use when derived from the salt (wp_salt() is pluggable: not loaded yet when plugins are). */
 	private $key;
 
@@ -93,8 +103,21 @@ final class Postbag_Unsubscribe_Token {
 	 * @param int    $expires Unix time.
 	 */
 	public function sign( string $list, string $address, int $expires ): string {
-		// The site without its scheme: moving a site from http to https keeps its links valid.
-		$site    = untrailingslashit( (string) preg_replace( '#^[a-z][a-z0-9+.-]*://#i', '', home_url() ) );
+		return $this->mac( self::site(), $list, $address, $expires );
+	}
+
+	/** The site without its scheme: moving a site from http to https keeps its links valid. */
+	private static function site(): string {
+		return untrailingslashit( (string) preg_replace( '#^[a-z][a-z0-9+.-]*://#i', '', home_url() ) );
+	}
+
+	/**
+	 * @param string $site    site().
+	 * @param string $list    List name.
+	 * @param string $address Bare address.
+	 * @param int    $expires Unix time.
+	 */
+	private function mac( string $site, string $list, string $address, int $expires ): string {
 		$message = implode( "\n", array( $site, $list, Postbag_Suppressions::normalise( $address ), (string) $expires ) );
 		return rtrim( strtr( base64_encode( hash_hmac( 'sha256', $message, $this->key(), true ) ), '+/', '-_' ), '=' );
 	}
@@ -125,28 +148,61 @@ final class Postbag_Unsubscribe_Token {
 	}
 
 	/**
-	 * The one-click URL for one recipient of one list, or null when the site
-	 * is not served over https (mail providers ignore or distrust a plain
-	 * http List-Unsubscribe; Site Health says so).
+	 * The endpoint's URL that links start from, or null when the site is not
+	 * served over https (mail providers ignore or distrust a plain http
+	 * List-Unsubscribe; Site Health says so) or its address is not plain
+	 * ASCII (an IRI the sender would refuse). rest_url() runs filters and
+	 * reads options: a job asks once per stream, not once per recipient.
+	 */
+	public function base(): ?string {
+		$base = rest_url( self::ROUTE );
+		return preg_match( self::URL_PATTERN, $base ) ? $base : null;
+	}
+
+	/**
+	 * The one-click URL for one recipient of one list, or null when none can
+	 * be made: no base() (see there), or the link would be longer than
+	 * MAX_URL (a long site path and a long address, which rawurlencode()
+	 * makes up to three times longer when it is not ASCII) or not what the
+	 * sender accepts. The sender would refuse it, losing the mail.
 	 *
 	 * @param string $list    List name.
 	 * @param string $address Bare address.
 	 */
 	public function url( string $list, string $address ): ?string {
-		$base = rest_url( self::ROUTE );
-		if ( 'https' !== wp_parse_url( $base, PHP_URL_SCHEME ) ) {
-			return null;
-		}
-		$expires = ( $this->clock )() + self::LIFETIME;
-		return add_query_arg(
-			array(
-				'list'      => rawurlencode( $list ),
-				'address'   => rawurlencode( Postbag_Suppressions::normalise( $address ) ),
-				'expires'   => $expires,
-				'signature' => $this->sign( $list, $address, $expires ),
-			),
-			$base
-		);
+		return ( $this->linker( $list ) )( $address );
+	}
+
+	/**
+	 * url() for many recipients of one list: the endpoint's URL and the site
+	 * are read once (rest_url() and home_url() run filters and read options),
+	 * so a job's stream pays for them once, not per recipient. Made per
+	 * stream: a network request may switch_to_blog() in between.
+	 *
+	 * @param string $list List name.
+	 * @return callable(string): ?string Bare address => its link, or null (see url()).
+	 */
+	public function linker( string $list ): callable {
+		$base = $this->base();
+		$site = self::site();
+		return function ( string $address ) use ( $list, $base, $site ): ?string {
+			if ( null === $base ) {
+				return null;
+			}
+			$expires = ( $this->clock )() + self::LIFETIME;
+			$url     = $base . ( false === strpos( $base, '?' ) ? '?' : '&' ) . http_build_query(
+				array(
+					'list'      => $list,
+					'address'   => Postbag_Suppressions::normalise( $address ),
+					'expires'   => $expires,
+					'signature' => $this->mac( $site, $list, $address, $expires ),
+				),
+				'',
+				'&',
+				PHP_QUERY_RFC3986
+			);
+			return strlen( $url ) <= self::MAX_URL && preg_match( self::URL_PATTERN, $url ) ? $url : null;
+		};
 	}
 
 	/**
@@ -170,8 +226,8 @@ final class Postbag_Unsubscribe_Token {
 		);
 	}
 
-	/** Whether links can be made at all (the site's REST URL is https). */
+	/** Whether links can be made at all (the site's REST URL is https and plain ASCII). */
 	public function can_link(): bool {
-		return 'https' === wp_parse_url( rest_url( self::ROUTE ), PHP_URL_SCHEME );
+		return null !== $this->base();
 	}
 }

@@ -266,6 +266,68 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
 	}
 
+	/**
+	 * A notify job to these recipients of the list new-posts, held in memory, streamed while
+	 * every read of the suppression table fails.
+	 *
+	 * @param string[] $emails Recipients.
+	 * @return array{0: string, 1: array|null} Job id, and its manifest in the bucket (null: none).
+	 */
+	private function stream_while_the_table_fails( array $emails ): array {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array_map(
+					static function ( string $email ): array {
+						return array( 'email' => $email );
+					},
+					$emails
+				),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+		$break = static function ( string $query ): string {
+			return 0 === strpos( ltrim( $query ), 'SELECT' ) && false !== strpos( $query, Postbag_Suppressions::table() ) ? 'SELECT * FROM postbag_no_such_table' : $query;
+		};
+		add_filter( 'query', $break );
+		$quiet = $GLOBALS['wpdb']->suppress_errors( true );
+		$log   = ini_set( 'error_log', $this->temp_dir . '/php-errors.log' ); // phpcs:ignore WordPress.PHP.IniSet -- where this test reads the plugin's log line.
+		try {
+			$this->plugin->jobs()->stream_pending();
+		} finally {
+			ini_set( 'error_log', (string) $log ); // phpcs:ignore WordPress.PHP.IniSet
+			$GLOBALS['wpdb']->suppress_errors( $quiet );
+			remove_filter( 'query', $break );
+		}
+		$key = "jobs/$job_id/manifest.json";
+		return array( $job_id, isset( $this->s3->objects[ $key ] ) ? json_decode( $this->s3->objects[ $key ]['body'], true ) : null );
+	}
+
+	public function test_a_failed_suppression_read_writes_a_list_jobs_rows_for_the_sender_to_check(): void {
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return set_url_scheme( $url, 'https' );
+			}
+		);
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'bounced@example.net', 'manual' );
+
+		list( $job_id, $manifest ) = $this->stream_while_the_table_fails( array( 'kept@example.net', 'bounced@example.net' ) );
+
+		$this->assertNotNull( $manifest, 'the job is not failed: its rows lived only in this worker' );
+		$this->assertSame( array( Postbag_List_Unsubscribe::site_list( 'new-posts' ), 2 ), array( $manifest['meta']['list'], $manifest['recipients'] ), 'written unchecked: the sender checks meta.list\'s scope and all itself' );
+		$this->assertStringContainsString( "job $job_id: 2 recipients written without the site's suppression check", (string) file_get_contents( $this->temp_dir . '/php-errors.log' ) );
+	}
+
+	public function test_without_meta_list_a_failed_suppression_read_still_stops_the_job(): void {
+		// No https: no links, no meta.list, so the sender cannot check the list's scope.
+		list( $job_id, $manifest ) = $this->stream_while_the_table_fails( array( 'kept@example.net' ) );
+		$this->assertNull( $manifest );
+		$this->assertSame( 'failed', postbag_job_status( $job_id )['state'] );
+	}
+
 	public function test_an_unsubscribe_after_the_job_was_queued_still_leaves_the_recipient_out(): void {
 		$job_id = postbag_notify(
 			array(

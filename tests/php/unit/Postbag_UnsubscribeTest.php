@@ -111,6 +111,87 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 	}
 
 	/**
+	 * Puts the endpoint under a longer path, so that links for self::ADDRESS are exactly `$length` long.
+	 *
+	 * @param int    $length Characters.
+	 * @param string $list   Of this list.
+	 */
+	private function links_of_length( int $length, string $list = 'new-posts' ): void {
+		$pad = $length - strlen( (string) $this->tokens()->url( $list, self::ADDRESS ) );
+		add_filter(
+			'rest_url',
+			static function ( string $url ) use ( $pad ): string {
+				return (string) preg_replace( '#^(https://[^/]+/)#', '${1}' . str_repeat( 'p', $pad - 1 ) . '/', $url );
+			},
+			20
+		);
+	}
+
+	public function test_a_link_is_at_most_975_characters(): void {
+		$this->links_of_length( Postbag_Unsubscribe_Token::MAX_URL );
+		$this->assertSame( Postbag_Unsubscribe_Token::MAX_URL, strlen( (string) $this->tokens()->url( 'new-posts', self::ADDRESS ) ) );
+		$this->assertNull( $this->tokens()->url( 'new-posts', 'x' . self::ADDRESS ), 'one character more: the sender would refuse it' );
+		$this->assertSame( array(), $this->tokens()->headers( 'new-posts', 'x' . self::ADDRESS, '' ) );
+		$this->assertTrue( $this->plugin->lists()->can_link(), 'other links can still be made' );
+		$schema = json_decode( (string) file_get_contents( dirname( __DIR__, 3 ) . '/fixtures/job-v2.schema.json' ), true );
+		$this->assertSame( Postbag_Unsubscribe_Token::MAX_URL, $schema['definitions']['recipient']['properties']['unsubscribe_url']['maxLength'], 'the contract\'s limit' );
+	}
+
+	public function test_a_site_address_that_is_not_plain_ascii_gets_no_link(): void {
+		add_filter(
+			'rest_url',
+			static function ( string $url ): string {
+				return (string) preg_replace( '#^(https://[^/]+/)#', '${1}bücher/', $url );
+			},
+			20
+		);
+		$this->assertNull( $this->tokens()->url( 'new-posts', self::ADDRESS ) );
+		$this->assertFalse( $this->plugin->lists()->can_link() );
+	}
+
+	public function test_a_list_mail_whose_link_would_be_too_long_goes_without_a_list_and_says_so(): void {
+		$this->links_of_length( Postbag_Unsubscribe_Token::MAX_URL );
+		$log = ini_set( 'error_log', $this->temp_dir . '/php-errors.log' ); // phpcs:ignore WordPress.PHP.IniSet -- where this test reads the plugin's log line.
+		try {
+			$this->assertTrue( self::list_mail( 'x' . self::ADDRESS ) );
+		} finally {
+			ini_set( 'error_log', (string) $log ); // phpcs:ignore WordPress.PHP.IniSet
+		}
+		$meta = $this->flush_batches()[0]['meta'];
+		$this->assertArrayNotHasKey( 'list', $meta );
+		$this->assertNotContains( 'List-Unsubscribe', array_column( $meta['headers'] ?? array(), 'name' ) );
+		$this->assertStringContainsString( 'a mail of the list "weekly" goes without a list and without one-click unsubscribe: its link would be longer than 975 characters', (string) file_get_contents( $this->temp_dir . '/php-errors.log' ) );
+	}
+
+	public function test_a_job_row_whose_link_would_be_too_long_is_left_out_visibly(): void {
+		$this->links_of_length( Postbag_Unsubscribe_Token::MAX_URL, Postbag_List_Unsubscribe::site_list( 'new-posts' ) );
+		$uploaded = array();
+		add_action(
+			'postbag_job_uploaded',
+			static function ( ...$args ) use ( &$uploaded ): void {
+				$uploaded[] = $args;
+			},
+			10,
+			4
+		);
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => self::ADDRESS ), array( 'email' => 'x' . self::ADDRESS ) ),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$this->assertSame( 1, $manifest['recipients'] );
+		$rows = array_map( 'json_decode', array_filter( explode( "\n", gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] ) ) ), array( true ) );
+		$this->assertSame( Postbag_Unsubscribe_Token::MAX_URL, strlen( $rows[0]['unsubscribe_url'] ) );
+		$this->assertSame( array( array( $job_id, 1, 1, 0 ) ), $uploaded, 'job id, rows, dropped (visible in its counts), suppressed' );
+	}
+
+	/**
 	 * Each change of a valid link: what problem() says.
 	 */
 	public function bad_links(): array {
