@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.errors import ConfigurationError
+
 # Object tag that S3 lifecycle rules select on: processed batches expire
 # sooner than failed ones, which are kept for an operator to look at.
 STATE_TAG = "postbag-state"
@@ -69,6 +71,13 @@ class Settings:
     suppression_table: str = "postbag-suppression"
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 7.0
+
+    def __post_init__(self) -> None:
+        # 0 would suppress at every transient bounce (0 of them "reach" the limit).
+        if self.soft_bounce_limit < 1 or self.soft_bounce_days <= 0:
+            raise ConfigurationError(
+                f"POSTBAG_SOFT_BOUNCE_LIMIT ({self.soft_bounce_limit}) must be at least 1 and "
+                f"POSTBAG_SOFT_BOUNCE_DAYS ({self.soft_bounce_days}) more than 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib import fields
 from chalicelib.config import JOB_TAG, LEDGER_KEY_TAG, Settings
+from chalicelib.errors import BatchFormatError
 from chalicelib.observe import logger
 from chalicelib.progress import JobProgress
 from chalicelib.publisher import Marks
@@ -40,6 +42,11 @@ COUNTED = {"Send": "sent", "Delivery": "delivered", "Bounce": "bounced",
 # Who an event is about, by type: the part of the event that lists them.
 _RECIPIENTS = {"Bounce": ("bounce", "bouncedRecipients"),
                "Complaint": ("complaint", "complainedRecipients")}
+# SES sends to at most 50 recipients a mail: an event listing more is not SES's.
+MAX_RECIPIENTS = 50
+# Tags and feedback ids are short; anything longer is cut (an SES tag value is at most 256).
+MAX_ID_CHARS = 256
+MAX_ADDRESS_CHARS = 320  # 64 + "@" + 255
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Event:
     job: str | None = None  # the postbag-job tag
     recipients: tuple[str, ...] = ()  # bounced or complained addresses
     permanent: bool = False  # a Permanent bounce
+    feedback_id: str = ""  # SES's id of the bounce or complaint (the same on a redelivery)
 
 
 @dataclass
@@ -76,24 +84,24 @@ def _counted(event: Event) -> str:
     return COUNTED[event.kind]
 
 
-def _records(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _records(records: Iterable[Any]) -> Iterator[dict[str, Any]]:
     for record in records:
         try:
             event = json.loads(record["Sns"]["Message"])
             if not isinstance(event, dict) or not isinstance(event.get("mail"), dict):
                 raise TypeError("no mail in the event")
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            logger.warning("not an SES event, skipped", extra={"error": repr(exc)})
+        except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+            logger.warning("not an SES event, skipped", extra={"error": repr(exc)[:200]})
             continue
         yield event
 
 
 def _tag(mail: dict[str, Any], name: str) -> str | None:
     values = mail.get("tags", {}).get(name) if isinstance(mail.get("tags"), dict) else None
-    return str(values[0]) if isinstance(values, list) and values else None
+    return str(values[0])[:MAX_ID_CHARS] if isinstance(values, list) and values else None
 
 
-def sends(records: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str]]:
+def sends(records: Iterable[Any]) -> Iterator[tuple[str, str]]:
     """(ledger key digest, SES MessageId) for each Send event in SNS records."""
     for event in _records(records):
         if event.get("eventType") != "Send":
@@ -104,26 +112,66 @@ def sends(records: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str]]:
             yield digest, mail["messageId"]
 
 
-def _time(value: Any, fallback: datetime) -> datetime:
+def _time(value: Any, now: datetime) -> datetime:
+    """The event's time, never after ``now``: a change dated ahead would win over every
+    later one (a remove) until then."""
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
-        return fallback
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return now
+    return min(moment, now)
 
 
-def events(records: Iterable[dict[str, Any]], now: datetime) -> Iterator[Event]:
+def _addresses(listed: Any, kind: str) -> tuple[str, ...]:
+    """The well-formed addresses of an event's recipient list, at most ``MAX_RECIPIENTS``."""
+    if not isinstance(listed, list):
+        return ()
+    if len(listed) > MAX_RECIPIENTS:
+        logger.warning("SES event lists more recipients than a mail has, first ones kept",
+                       extra={"event": kind, "listed": len(listed)})
+    found = []
+    for entry in listed[:MAX_RECIPIENTS]:
+        address = entry.get("emailAddress") if isinstance(entry, dict) else None
+        if not isinstance(address, str) or len(address) > MAX_ADDRESS_CHARS:
+            logger.warning("SES event recipient not an address, skipped", extra={"event": kind})
+            continue
+        try:
+            found.append(fields.bare_address(address, "emailAddress", kind))
+        except BatchFormatError:
+            logger.warning("SES event recipient not an address, skipped", extra={"event": kind})
+    return tuple(found)
+
+
+def _event(raw: dict[str, Any], now: datetime) -> Event | None:
+    """One counted event; ``None`` for the others (DeliveryDelay, Subscription) and for a
+    bounce or complaint without its details, which are logged and skipped."""
+    kind = raw.get("eventType")
+    if not isinstance(kind, str) or kind not in COUNTED:
+        return None
+    mail = raw["mail"]
+    detail: Any = {}
+    recipients: tuple[str, ...] = ()
+    if kind in _RECIPIENTS:
+        part, listed = _RECIPIENTS[kind]
+        detail = raw.get(part)
+        if not isinstance(detail, dict):
+            logger.warning("SES event without its details, skipped",
+                           extra={"event": kind, "missing": part})
+            return None
+        recipients = _addresses(detail.get(listed), kind)
+    feedback_id = detail.get("feedbackId") or mail.get("messageId") or ""
+    return Event(kind=kind, at=_time(mail.get("timestamp"), now), job=_tag(mail, JOB_TAG),
+                 recipients=recipients, permanent=detail.get("bounceType") == "Permanent",
+                 feedback_id=str(feedback_id)[:MAX_ID_CHARS])
+
+
+def events(records: Iterable[Any], now: datetime) -> Iterator[Event]:
     """The counted events in SNS records; others (DeliveryDelay, Subscription) skipped."""
     for raw in _records(records):
-        kind = raw.get("eventType")
-        if kind not in COUNTED:
-            continue
-        mail = raw["mail"]
-        detail = raw.get(_RECIPIENTS.get(kind, ("", ""))[0]) or {}
-        listed = detail.get(_RECIPIENTS[kind][1], []) if kind in _RECIPIENTS else []
-        recipients = tuple(r["emailAddress"] for r in listed
-                           if isinstance(r, dict) and isinstance(r.get("emailAddress"), str))
-        yield Event(kind=str(kind), at=_time(mail.get("timestamp"), now), job=_tag(mail, JOB_TAG),
-                    recipients=recipients, permanent=detail.get("bounceType") == "Permanent")
+        event = _event(raw, now)
+        if event is not None:
+            yield event
 
 
 def suppress(store: SuppressionStore, settings: Settings, event: Event) -> int:
@@ -131,8 +179,8 @@ def suppress(store: SuppressionStore, settings: Settings, event: Event) -> int:
     changed = 0
     for address in event.recipients:
         if event.kind == "Bounce" and not event.permanent:
-            if not store.soft_bounce(address, event.at, settings.soft_bounce_limit,
-                                     settings.soft_bounce_days):
+            if not store.soft_bounce(address, event.feedback_id, event.at,
+                                     settings.soft_bounce_limit, settings.soft_bounce_days):
                 continue
         reason = "complaint" if event.kind == "Complaint" else "bounce"
         changed += store.apply(Change(ADD, SCOPE_ALL, address, reason, "ses", event.at))
@@ -149,11 +197,10 @@ class FeedbackStages:
     progress: JobProgress
 
 
-def handle(stages: FeedbackStages, records: Iterable[dict[str, Any]], now: datetime
-           ) -> Tallies:
+def handle(stages: FeedbackStages, records: Iterable[Any], now: datetime) -> Tallies:
     """Apply one notification's events: the list, the day's and the jobs' counters, and
-    the marks for the minute's run. Raises ``TransientError`` (DynamoDB failing) for
-    Lambda to retry the notification."""
+    the marks for the minute's run (only jobs whose item is still there). Raises
+    ``TransientError`` (DynamoDB failing) for Lambda to retry the notification."""
     tallies, changed = Tallies(), 0
     for event in events(records, now):
         tallies.add(event)
@@ -161,7 +208,7 @@ def handle(stages: FeedbackStages, records: Iterable[dict[str, Any]], now: datet
     if not tallies.days:
         return tallies
     stages.marks.count(tallies.days)
-    for job, counts in tallies.jobs.items():
-        stages.progress.feedback(job, counts)
-    stages.marks.mark(export=bool(changed), feedback=True, jobs=tallies.jobs)
+    counted = [job for job, counts in tallies.jobs.items()
+               if stages.progress.feedback(job, counts)]
+    stages.marks.mark(export=bool(changed), feedback=True, jobs=counted)
     return tallies

@@ -7,7 +7,8 @@ change: ``{"state": "add"|"remove", "reason", "source", "at"}``. A scope is
 suppressed while its latest change is an ``add``. A change is written only when
 it is newer than the one stored (``at``, compared as epoch milliseconds), so a
 replayed inbox document does nothing and an older remove never undoes a newer
-add. Transient bounces are kept on the same item (``soft``: their times) until
+add. Transient bounces are kept on an item of their own (``soft#<address_hash>``: each
+bounce once, by SES's feedback id; expiring ``soft_bounce_days`` after the latest) until
 ``soft_bounce_limit`` within ``soft_bounce_days`` suppress the address.
 
 Why its own table and not the ledger's: the export (``suppressions/export.json``)
@@ -29,14 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from chalicelib import dynamo
 from chalicelib.errors import TransientError
+from chalicelib.ledger import TTL_ATTRIBUTE
 from chalicelib.retry import RetryPolicy
 
 SCOPE_ALL = "all"
 ADD, REMOVE = "add", "remove"
-REASONS = ("unsubscribe", "bounce", "complaint", "manual")
 MAX_KEYS_PER_CALL = 100  # BatchGetItem's limit
 LOOKUP_TIMEOUT_SECONDS = 5.0  # for every chunk's unprocessed keys together
 
@@ -111,16 +113,11 @@ class SuppressionStore:
         self._retry = retry or RetryPolicy()
         self._clock = clock
 
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """One DynamoDB call; a failed condition is the caller's, anything else transient."""
-        try:
-            return getattr(self._client, operation)(**params)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise
-            raise SuppressionUnavailable(f"suppression table {operation}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise SuppressionUnavailable(f"suppression table {operation}: {exc}") from exc
+    def _call(self, operation: str, **params: Any) -> Any:
+        """One call; a failed condition is the caller's, anything else transient."""
+        return dynamo.call(self._client, operation, SuppressionUnavailable,
+                           f"suppression table {operation}", (dynamo.CONDITION_FAILED,),
+                           **params)
 
     # --- the check before sending ------------------------------------------------------
 
@@ -184,30 +181,35 @@ class SuppressionStore:
             return False
         return True
 
-    def soft_bounce(self, address: str, at: datetime, limit: int, days: float) -> bool:
-        """Note a transient bounce; whether ``limit`` of them fell within ``days`` (the
-        caller then suppresses the address). Older ones are dropped as it goes."""
-        now = at.timestamp()
+    def soft_bounce(self, address: str, feedback_id: str, at: datetime, limit: int,
+                    days: float) -> bool:
+        """Note a transient bounce; whether ``limit`` of them fell within ``days`` of ``at``
+        (the caller then suppresses the address). Each is kept once, by SES's feedback id,
+        so a redelivered notification counts nothing twice; older ones are dropped as it
+        goes, and the item expires ``days`` after the latest (``_soft_key``)."""
+        key = {"id": {"S": _soft_key(address)}}
         answer = self._call(
-            "update_item", TableName=self.table,
-            Key={"id": {"S": address_hash(address)}},
-            UpdateExpression="SET #soft = list_append(if_not_exists(#soft, :none), :now), "
-                             "#address = :address",
-            ExpressionAttributeNames={"#soft": "soft", "#address": "address"},
-            ExpressionAttributeValues={":none": {"L": []}, ":now": {"L": [{"N": str(now)}]},
-                                       ":address": {"S": normalise(address)}},
-            ReturnValues="ALL_NEW",
-        )
-        times = [float(t["N"]) for t in answer["Attributes"]["soft"]["L"]]
-        recent = [t for t in times if t > now - days * 86400]
-        if len(recent) != len(times):
-            self._call("update_item", TableName=self.table,
-                       Key={"id": {"S": address_hash(address)}},
-                       UpdateExpression="SET #soft = :recent",
-                       ExpressionAttributeNames={"#soft": "soft"},
-                       ExpressionAttributeValues={":recent": {"L": [
-                           {"N": str(t)} for t in recent]}})
-        return len(recent) >= limit
+            "update_item", TableName=self.table, Key=key,
+            UpdateExpression="ADD #bounces :this SET #expiry = if_not_exists(#expiry, :expiry)",
+            ExpressionAttributeNames={"#bounces": "bounces", "#expiry": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":this": {"SS": [f"{int(at.timestamp() * 1000)}|{feedback_id}"]},
+                ":expiry": {"N": str(int(at.timestamp() + days * 86400))}},
+            ReturnValues="ALL_NEW")
+        stored = answer["Attributes"]["bounces"]["SS"]
+        since_ms = (at.timestamp() - days * 86400) * 1000
+        old = [b for b in stored if int(b.split("|", 1)[0]) <= since_ms]
+        latest = max(int(b.split("|", 1)[0]) for b in stored) / 1000
+        expiry = str(int(latest + days * 86400))
+        if old or answer["Attributes"][TTL_ATTRIBUTE]["N"] != expiry:
+            self._call("update_item", TableName=self.table, Key=key,
+                       UpdateExpression="SET #expiry = :expiry"
+                                        + (" DELETE #bounces :old" if old else ""),
+                       ExpressionAttributeNames={"#expiry": TTL_ATTRIBUTE,
+                                                 **({"#bounces": "bounces"} if old else {})},
+                       ExpressionAttributeValues={":expiry": {"N": expiry},
+                                                  **({":old": {"SS": old}} if old else {})})
+        return len(stored) - len(old) >= limit
 
     # --- listing -----------------------------------------------------------------------
 
@@ -227,6 +229,12 @@ class SuppressionStore:
         """``suppressions/export.json`` (fixtures/suppression-v1.schema.json)."""
         return {"version": 1, "generated_at": rfc3339(now),
                 "entries": [entry.document() for entry in self.entries()]}
+
+
+def _soft_key(address: str) -> str:
+    """The item of an address's transient bounces: its own, so that its TTL never takes a
+    suppression with it, and without the plain address (nothing to show until it counts)."""
+    return f"soft#{address_hash(address)}"
 
 
 def _active(value: dict[str, Any] | None) -> bool:

@@ -120,11 +120,13 @@ def alarm_definitions(
 
 def _rate_alarms(alarm: Any) -> list[dict[str, Any]]:
     """The sender's 7-day bounce and complaint rates (chalicelib/publisher.py, published
-    once a minute while SES's events come), at or over their thresholds."""
+    once a minute while SES's events come, and only once the 7 days hold
+    ``publisher.MIN_RATE_SENDS`` sends), at or over their thresholds."""
     return [
         alarm(
             what,
-            f"The 7-day {kind} rate reached {threshold}% (SES reviews the account at {review}): "
+            f"The 7-day {kind} rate reached {threshold}% over at least "
+            f"{publisher.MIN_RATE_SENDS} sends (SES reviews the account at {review}): "
             f"see status/feedback.json and `postbag suppression list`.",
             Namespace=observe.NAMESPACE,
             MetricName=metric,

@@ -21,9 +21,10 @@ from chalicelib.feedback import FeedbackStages, handle
 from chalicelib.formats.suppression import validate_export
 from chalicelib.inbox import Inbox
 from chalicelib.ledger import create_table
+from chalicelib.observe import metrics
 from chalicelib.outcome import Recorder
 from chalicelib.progress import JobProgress
-from chalicelib.publisher import Marks, Publisher
+from chalicelib.publisher import BOUNCE_RATE, DAY_SHARDS, MIN_RATE_SENDS, Marks, Publisher
 from chalicelib.redrive import redrive
 from chalicelib.suppression import ADD, REMOVE, SCOPE_ALL, Change, SuppressionStore
 
@@ -319,3 +320,83 @@ def test_a_burst_of_unsubscribes_writes_the_export_once(aws, store):
     assert writes == [SUPPRESSION_EXPORT_KEY]
     export = json.loads(aws.get_object(Bucket=BUCKET, Key=SUPPRESSION_EXPORT_KEY)["Body"].read())
     assert len(export["entries"]) == 50
+
+
+def test_an_event_for_an_expired_job_marks_nothing_and_publishes_nothing(aws, store):
+    stages = feedback_stages(store)
+    handle(stages, [ses_event("Delivery", ["x@example.net"], job="gone-job")], NOW)
+    taken = publisher(aws, store).run(BUCKET)
+    assert taken is not None and taken.jobs == () and taken.feedback
+    assert aws.list_objects_v2(Bucket=BUCKET, Prefix="jobs/").get("KeyCount", 0) == 0
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=SETTINGS.ledger_table,
+        Key={"id": {"S": f"{SETTINGS.idempotency_namespace}#job#gone-job"}})
+    assert "Item" not in item  # no stray item holding only finished_at
+
+
+def test_marks_already_there_cost_a_read_not_a_write(aws, store):
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    calls = Calls(dynamodb)
+    stages = feedback_stages(store)
+    stages = FeedbackStages(stages.settings, stages.store,
+                            Marks(dynamodb, SETTINGS.ledger_table, SETTINGS.idempotency_namespace),
+                            stages.progress)
+    handle(stages, [ses_event("Delivery", ["a@example.net"])], NOW)
+    calls.names.clear()
+    for _ in range(5):
+        handle(stages, [ses_event("Delivery", ["a@example.net"])], NOW)
+    # Per event: its day's counter, and a read of the marks (already there: no write).
+    assert calls.names == ["UpdateItem", "GetItem"] * 5
+
+
+def test_what_is_counted_while_the_run_writes_is_written_by_the_next(aws, store):
+    stages = feedback_stages(store)
+    handle(stages, [ses_event("Delivery", ["a@example.net"])], NOW)
+    late = []
+
+    def counted_meanwhile(params, **_):
+        if params["Key"] == FEEDBACK_STATUS_KEY and not late:
+            late.append(1)  # an event handled after the run took the marks
+            handle(stages, [ses_event("Delivery", ["b@example.net"])], NOW)
+
+    aws.meta.events.register("provide-client-params.s3.PutObject", counted_meanwhile)
+    assert publisher(aws, store).run(BUCKET) is not None
+    assert publisher(aws, store).run(BUCKET) is not None  # marked again by the late event
+    document = json.loads(aws.get_object(Bucket=BUCKET, Key=FEEDBACK_STATUS_KEY)["Body"].read())
+    assert document["days"][0]["delivered"] == 2
+
+
+def test_a_run_that_fails_puts_its_marks_back(aws, store):
+    handle(feedback_stages(store), [ses_event("Delivery", ["a@example.net"])], NOW)
+    stages = feedback_stages(store)
+    broken = Publisher(stages.marks, store, stages.progress,
+                       Recorder(boto3.client("s3", region_name="eu-west-1",
+                                             endpoint_url="http://127.0.0.1:9")), now=lambda: NOW)
+    with pytest.raises(TransientError):
+        broken.run(BUCKET)
+    assert publisher(aws, store).run(BUCKET).feedback
+
+
+def test_each_days_counters_are_spread_over_shards_and_added_up(aws, store):
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    shards = iter(range(DAY_SHARDS))
+    spread = Marks(dynamodb, SETTINGS.ledger_table, SETTINGS.idempotency_namespace,
+                   shard=lambda: next(shards))
+    for _ in range(DAY_SHARDS):
+        spread.count({"2026-11-30": {"sent": 2, "bounced": 1}})
+    assert spread.days(["2026-11-30", "2026-11-29"]) == {
+        "2026-11-30": {"sent": 2 * DAY_SHARDS, "bounced": DAY_SHARDS}}
+
+
+@pytest.mark.parametrize(("sent", "bounced", "published"), [
+    (2, 1, False), (MIN_RATE_SENDS - 1, 20, False), (MIN_RATE_SENDS, 20, True)],
+    ids=["one-bounce-in-two", "just-under-the-minimum", "at-the-minimum"])
+def test_the_rates_are_metrics_only_over_a_minimum_of_sends(aws, store, sent, bounced,
+                                                            published):
+    metrics.clear_metrics()
+    stages = feedback_stages(store)
+    stages.marks.count({"2026-11-30": {"sent": sent, "bounced": bounced}})
+    stages.marks.mark(feedback=True)
+    publisher(aws, store).run(BUCKET)
+    assert (BOUNCE_RATE in metrics.metric_set) is published
+    metrics.clear_metrics()
