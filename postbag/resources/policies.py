@@ -43,6 +43,7 @@ from chalicelib.config import (
     Settings,
 )
 from chalicelib.control import CONTROL_PREFIX
+from chalicelib.control_result import RESULTS_PREFIX as CONTROL_RESULTS_PREFIX
 from chalicelib.hold import MARKER_PREFIX
 from chalicelib.redrive_request import RESULTS_PREFIX as REDRIVE_RESULTS_PREFIX
 from chalicelib.schedule import RESCHEDULE_NAME
@@ -104,6 +105,9 @@ def lambda_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
         # counters in the same table: it may update those items, never a claim.
         _items(stack, settings, "LeaseSendRate", ["dynamodb:UpdateItem"], [RATE_ITEMS]),
         _check_suppressions(stack, settings),
+        # A batch with a send_at is held (or its replay, continuation or re-drive finds it
+        # held, released or cancelled; a request that came before it is applied).
+        *_hold_statements(stack, settings),
         _failure_destination(stack),
         *_log_statements(stack, f"{stack.prefix}-*"),
         *_key_statements(kms_key_arn),
@@ -188,6 +192,10 @@ def splitter_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> 
             stack, settings, "JobProgress",
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [JOB_ITEMS],
         ),
+        # A job with a send_at or a window is held (its replays find it); a window is
+        # planned at the account's rate and the quota left.
+        *_hold_statements(stack, settings),
+        _statement("ReadSendQuota", ["ses:GetSendQuota"], ["*"]),
         _failure_destination(stack),
         *_log_statements(stack, stack.handler_function(JOB_HANDLER)),
         *_key_statements(kms_key_arn),
@@ -245,12 +253,16 @@ def fanout_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Po
 def _hold_statements(stack: Stack, settings: Settings) -> list[dict]:
     """Held batches and jobs (chalicelib/hold.py): their items, changed only by conditional
     writes, and their markers under ``held/``, which are listed (ListBucket on the bucket,
-    in each role's KnowMissingObjects) and written empty."""
+    in each role's KnowMissingObjects) and written empty; and the results of cancel and
+    reschedule requests for the site (chalicelib/control_result.py: conditional writes,
+    after a HEAD, which is a GetObject)."""
     return [
         _items(stack, settings, "HeldItems",
                ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [HELD_ITEMS]),
         _statement("HeldMarkers", ["s3:PutObject", "s3:DeleteObject"],
                    [stack.objects_arn(MARKER_PREFIX)]),
+        _statement("ControlResults", ["s3:GetObject", "s3:PutObject"],
+                   [stack.objects_arn(CONTROL_RESULTS_PREFIX)]),
     ]
 
 
@@ -269,7 +281,7 @@ def drainer_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> P
         _statement("WriteJobStatus", ["s3:PutObject"], [_job_files(stack, "status.json")]),
         splitter["QueueWork"],
         splitter["JobProgress"],
-        *_hold_statements(stack, settings),
+        # Held items and their markers: the batch sender's statements (above) hold them.
         *_log_statements(stack, stack.handler_function(DRAIN_HANDLER)),
     ]
     return {"Version": VERSION, "Statement": statements}
@@ -284,9 +296,11 @@ def control_policy(stack: Stack, settings: Settings, handler: str, kms_key_arn: 
     requests = [stack.objects_arn(CONTROL_PREFIX), _job_files(stack, RESCHEDULE_NAME)]
     statements = [
         _statement("KnowMissingObjects", ["s3:ListBucket"], [stack.bucket_arn]),
-        # Requests; a cancelled batch (for its receipt); a moved job's manifest (its status).
+        # Requests (a job's cancel too: when it was asked); a cancelled batch (for its
+        # receipt); a moved or cancelled job's manifest and status, never its recipients.
         _statement("ReadRequestsBatchesAndJobs", ["s3:GetObject"], [
-            *requests, stack.objects_arn(QUEUE_PREFIX), stack.objects_arn(JOBS_PREFIX)]),
+            *requests, _job_files(stack, "cancel"), stack.objects_arn(QUEUE_PREFIX),
+            _job_files(stack, "manifest.json"), _job_files(stack, "status.json")]),
         _statement("MoveBadRequests", ["s3:DeleteObject"], requests),
         _statement("RecordCancelledBatches", ["s3:PutObjectTagging"],
                    [stack.objects_arn(QUEUE_PREFIX)]),

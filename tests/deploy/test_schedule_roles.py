@@ -1,7 +1,8 @@
 """The scheduling functions' roles against what their handlers really call.
 
-``drain_held``, ``on_batch_control`` and ``on_job_schedule`` run under moto (as in
-test_job_roles.py): a held batch and a held job are uploaded, cancelled or moved, and
+``on_batch_uploaded``, ``on_job_uploaded``, ``drain_held``, ``on_batch_control`` and
+``on_job_schedule`` run under moto (as in test_job_roles.py): a held batch and a held job
+are uploaded (held, past, windowed, replayed, after a request), cancelled or moved, and
 released by the drainer once the app's clock says they are due. Every AWS call made is
 asked of the role policy provisioning renders for that function.
 """
@@ -55,8 +56,8 @@ def _drain(module) -> None:
             source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
 
 
-def _held_batch(module, session, stack) -> None:
-    doc = json.loads(BATCH.read_text()) | {"send_at": DUE}
+def _held_batch(module, session, stack, send_at: str = DUE) -> None:
+    doc = json.loads(BATCH.read_text()) | {"send_at": send_at}
     session.client("s3").put_object(Bucket=stack.bucket, Key="queue/plain.json",
                                     Body=json.dumps(doc).encode())
     _s3_event(module, "on_batch_uploaded", stack.bucket, "queue/plain.json")
@@ -136,3 +137,59 @@ def test_the_control_roles_allow_cancelling_a_batch_moving_and_cancelling_a_job(
     assert status["state"] == "cancelled"
     assert refused(calls, policies.control_policy(stack, stage_settings(app), "on_job_cancel"),
                    stack) == []
+
+
+@pytest.mark.parametrize("send_at", [DUE, "2026-12-01T06:00:00Z"], ids=["held", "past"])
+def test_the_upload_roles_allow_holding_and_replaying_a_batch_and_a_job(app, calls, clock,  # noqa: F811
+                                                                         send_at):
+    app, session = app
+    stack = stack_of(app)
+    sender = policies.lambda_policy(stack, stage_settings(app))
+    splitter = policies.splitter_policy(stack, stage_settings(app))
+    for replay in (False, True):
+        calls.clear()
+        _held_batch(app, session, stack, send_at)
+        made = operations(calls)
+        assert "dynamodb:PutItem" in made or replay, made
+        assert refused(calls, sender, stack) == [], f"batch (replay: {replay})"
+        calls.clear()
+        split(app, stack.bucket, _held_job(session, stack, {"send_at": send_at}))
+        assert refused(calls, splitter, stack) == [], f"job (replay: {replay})"
+
+
+def test_the_splitters_role_allows_planning_and_replaying_a_window(app, calls, clock):  # noqa: F811
+    app, session = app
+    stack = stack_of(app)
+    splitter = policies.splitter_policy(stack, stage_settings(app))
+    window = {"send_between": {"start": DUE, "end": "2026-12-01T09:00:00Z"}}
+    for replay in (False, True):
+        calls.clear()
+        split(app, stack.bucket, _held_job(session, stack, window))
+        assert refused(calls, splitter, stack) == []
+        assert ("ses:GetSendQuota" in operations(calls)) is not replay, "planned once"
+    app.clock = lambda: AFTER
+    new_instances(app)
+    _drain(app)
+    calls.clear()
+    split(app, stack.bucket, _held_job(session, stack, window))  # replayed while paced
+    assert refused(calls, splitter, stack) == []
+
+
+def test_a_request_before_the_upload_is_kept_then_applied_by_the_upload_role(app, calls, clock):  # noqa: F811
+    app, session = app
+    stack = stack_of(app)
+    s3 = session.client("s3")
+    batch_id = json.loads(BATCH.read_text())["batch_id"]
+    request = f"control/batches/{batch_id}/cancel"
+    s3.put_object(Bucket=stack.bucket, Key=request,
+                  Body=b'{"requested_at": "2026-12-01T07:00:00.500Z"}')
+    calls.clear()
+    _s3_event(app, "on_batch_control", stack.bucket, request)
+    assert refused(calls, policies.control_policy(stack, stage_settings(app),
+                                                  "on_batch_control"), stack) == []
+    calls.clear()
+    _held_batch(app, session, stack)
+    assert refused(calls, policies.lambda_policy(stack, stage_settings(app)), stack) == []
+    result = json.loads(s3.get_object(Bucket=stack.bucket,
+                                      Key=f"status/control/batches/{batch_id}.json")["Body"].read())
+    assert (result["outcome"], result["requested_at"]) == ("cancelled", "2026-12-01T07:00:00.500Z")
