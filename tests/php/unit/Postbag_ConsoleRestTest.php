@@ -264,6 +264,8 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 			),
 			json_decode( $this->s3->objects[ reset( $keys ) ]['body'], true )
 		);
+		$redrive = new Postbag_Schema_Checker( dirname( __DIR__, 3 ) . '/fixtures/redrive-request-v1.schema.json' );
+		$this->assertSame( array(), $redrive->errors( $this->s3->objects[ reset( $keys ) ]['body'] ), 'what the sender reads' );
 		$after  = $response->get_data();
 		$result = 'status/redrive/' . basename( reset( $keys ) );
 		$this->assertSame( array( 'uploaded', $result ), array( $after['status'], $after['receipt_key'] ), 'waits on the sender\'s result' );

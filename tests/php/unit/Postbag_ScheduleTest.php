@@ -300,6 +300,23 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( null, null ), array_values( array_intersect_key( $this->object( "jobs/$job_id/schedule.json" ), array_flip( array( 'send_at', 'send_between' ) ) ) ), 'null: now' );
 	}
 
+	public function test_every_reschedule_request_the_plugin_writes_is_what_the_sender_reads(): void {
+		$schema = new Postbag_Schema_Checker( dirname( __DIR__, 3 ) . '/fixtures/schedule-v1.schema.json' );
+		$job_id = postbag_notify( self::job( array( 'send_at' => '2026-11-23 08:00' ) ) );
+		$this->plugin->jobs()->stream_pending();
+		$requests = array(
+			"jobs/$job_id/schedule.json"                               => array( 'job', $job_id, array( 'send_between' => array( '2026-11-24 08:00', '2026-11-24 12:00' ) ) ),
+			'control/batches/' . self::BATCH_ID . '/schedule.json' => array( 'batch', self::BATCH_ID, array( 'send_at' => '2026-11-25 08:00' ) ),
+		);
+		foreach ( $requests as $key => list( $kind, $id, $when ) ) {
+			$this->assertTrue( 'job' === $kind ? postbag_reschedule_job( $id, $when ) : postbag_reschedule_mail_batch( $id, $when ) );
+			$this->assertSame( array(), $schema->errors( $this->s3->objects[ $key ]['body'] ), $key );
+			$this->assertTrue( 'job' === $kind ? postbag_reschedule_job( $id, array( 'send_at' => null ) ) : postbag_reschedule_mail_batch( $id, array( 'send_at' => null ) ) );
+			$this->assertSame( array(), $schema->errors( $this->s3->objects[ $key ]['body'] ), "$key, now" );
+		}
+		$this->assertNotSame( array(), $schema->errors( '{"version":1,"send_at":null,"send_between":null}' ), 'the checker refuses what the sender refuses' );
+	}
+
 	public function test_a_job_rescheduled_before_its_manifest_left_gets_its_schedule_after_it(): void {
 		$job_id = postbag_notify( self::job( array( 'send_at' => '2026-11-23 08:00' ) ) );
 

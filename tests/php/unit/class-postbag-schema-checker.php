@@ -15,7 +15,7 @@
  */
 final class Postbag_Schema_Checker {
 
-	const KNOWN = array( '$schema', '$id', 'title', 'description', 'definitions', '$ref', 'type', 'const', 'enum', 'required', 'properties', 'additionalProperties', 'propertyNames', 'maxProperties', 'items', 'minItems', 'minLength', 'maxLength', 'pattern', 'minimum', 'format', 'anyOf', 'oneOf' );
+	const KNOWN = array( '$schema', '$id', 'title', 'description', 'definitions', '$ref', 'type', 'const', 'enum', 'required', 'properties', 'additionalProperties', 'propertyNames', 'maxProperties', 'items', 'minItems', 'maxItems', 'minLength', 'maxLength', 'pattern', 'minimum', 'format', 'anyOf', 'oneOf' );
 
 	/** @var array The schema, decoded as arrays. */
 	private $schema;
@@ -57,8 +57,9 @@ final class Postbag_Schema_Checker {
 		if ( isset( $schema['enum'] ) && ! in_array( $value, $schema['enum'], true ) ) {
 			$errors[] = "$path: not one of " . implode( ', ', $schema['enum'] );
 		}
-		if ( isset( $schema['type'] ) && ! self::has_type( $value, $schema['type'] ) ) {
-			$errors[] = "$path: must be of type {$schema['type']}";
+		$types = (array) ( $schema['type'] ?? array() );
+		if ( $types && ! array_filter( $types, static fn( string $type ): bool => self::has_type( $value, $type ) ) ) {
+			$errors[] = "$path: must be of type " . implode( ' or ', $types );
 			return;
 		}
 		if ( $value instanceof stdClass ) {
@@ -66,6 +67,9 @@ final class Postbag_Schema_Checker {
 		} elseif ( is_array( $value ) ) {
 			if ( count( $value ) < ( $schema['minItems'] ?? 0 ) ) {
 				$errors[] = "$path: fewer than {$schema['minItems']} items";
+			}
+			if ( count( $value ) > ( $schema['maxItems'] ?? PHP_INT_MAX ) ) {
+				$errors[] = "$path: more than {$schema['maxItems']} items";
 			}
 			foreach ( isset( $schema['items'] ) ? $value : array() as $i => $item ) {
 				$this->check( $item, $schema['items'], "{$path}[$i]", $errors );
@@ -162,6 +166,8 @@ final class Postbag_Schema_Checker {
 				return is_string( $value );
 			case 'integer':
 				return is_int( $value );
+			case 'null':
+				return null === $value;
 			default:
 				throw new LogicException( "Type not supported by the checker: $type" );
 		}

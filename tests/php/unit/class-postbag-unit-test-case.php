@@ -34,6 +34,7 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 
 	protected function setUp(): void {
 		parent::setUp();
+		Postbag_Mail_Log::maybe_upgrade(); // An uninstall test before this one dropped the email log.
 		$this->save_site_state();
 		$this->temp_dir  = sys_get_temp_dir() . '/postbag-unit-' . bin2hex( random_bytes( 6 ) );
 		$this->spool_dir = $this->temp_dir . '/spool';
