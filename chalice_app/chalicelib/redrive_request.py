@@ -33,16 +33,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
-import fastjsonschema
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import REDRIVE_REQUESTS_PREFIX, STATUS_PREFIX
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import v1
-from chalicelib.formats.document import decode_batch, load_object
+from chalicelib.formats.document import compile_schema, validated
 from chalicelib.observe import logger
 from chalicelib.outcome import Recorder
 from chalicelib.redrive import failed_mail_ids, redrive, redrive_job
@@ -54,9 +52,7 @@ MAX_REQUEST_BYTES = 128 * 1024
 RESULTS_PREFIX = STATUS_PREFIX + "redrive/"
 VERSION = 1
 
-_validate = fastjsonschema.compile(json.loads(
-    resources.files("chalicelib.formats").joinpath("redrive-request-v1.schema.json")
-    .read_text("utf-8")))
+_validate = compile_schema("redrive-request-v1.schema.json")
 
 
 @dataclass(frozen=True)
@@ -69,12 +65,7 @@ class Request:
 
 def parse(data: bytes, key: str) -> Request:
     """A request's bytes (S3 key ``key``); ``BatchFormatError`` naming the field otherwise."""
-    doc = load_object(decode_batch(data, key), key)
-    try:
-        _validate(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        reason = exc.message.removeprefix("data.").removeprefix("data ")
-        raise BatchFormatError(v1.schema_field(exc, whole="(document)"), key, reason) from exc
+    doc = validated(data, key, _validate)
     if doc["kind"] == "job" and doc["mail_ids"]:
         raise BatchFormatError("mail_ids", key, "a job's failed recipients go back together: "
                                                 "leave mail_ids empty")

@@ -8,28 +8,22 @@ releases them, ``split.py`` paces a windowed job with ``WindowPlan``
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
-
-import fastjsonschema
 
 from chalicelib.errors import BatchFormatError
 from chalicelib.formats import v1
-from chalicelib.formats.document import Document, decode_batch, load_object
+from chalicelib.formats.document import Document, compile_schema, validated
 
 # The furthest ahead a send may be asked for; both the plugin and the sender refuse beyond.
 MAX_AHEAD = timedelta(days=90)
 RESCHEDULE_NAME = "schedule.json"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-_validate_reschedule = fastjsonschema.compile(json.loads(
-    resources.files("chalicelib.formats").joinpath("schedule-v1.schema.json").read_text("utf-8")
-))
+_validate_reschedule = compile_schema("schedule-v1.schema.json")
 
 
 def iso(moment: datetime) -> str:
@@ -119,12 +113,7 @@ def parse_reschedule(data: bytes, key: str, now: datetime) -> tuple[When, dateti
     """A reschedule request's bytes (``schedule-v1.schema.json``): the new ``When``, and
     when it was asked for (of two requests, the later asked wins, whatever their order
     of arrival)."""
-    doc = load_object(decode_batch(data, key), key)
-    try:
-        _validate_reschedule(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        field = v1.schema_field(exc, whole="(request)")
-        raise BatchFormatError(field, key, exc.message.removeprefix("data.")) from exc
+    doc = validated(data, key, _validate_reschedule, whole="(request)")
     requested = v1.parse_time(doc["requested_at"], key, "requested_at").astimezone(UTC)
     return parse_when(doc, key, now), requested
 

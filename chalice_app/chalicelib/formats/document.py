@@ -8,11 +8,16 @@ no nesting deep enough to exhaust the stack) holds for all of them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from importlib import resources
 from typing import Any
+
+import fastjsonschema
 
 from chalicelib.errors import BatchFormatError
 
 Document = dict[str, Any]
+Validator = Callable[[Any], Any]
 
 
 def decode_batch(data: bytes, name: str) -> str:
@@ -45,4 +50,38 @@ def load_object(text: str, name: str) -> Document:
         raise BatchFormatError("(file)", name, f"not JSON we read: {exc}") from exc
     if not isinstance(doc, dict):
         raise BatchFormatError("(file)", name, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def compile_schema(file_name: str, definition: str | None = None) -> Validator:
+    """The validator of a schema file beside this module (or of one of its definitions),
+    compiled once by the caller at import."""
+    schema = json.loads(resources.files(__package__).joinpath(file_name).read_text("utf-8"))
+    if definition is not None:
+        schema = {"definitions": schema["definitions"], "$ref": f"#/definitions/{definition}"}
+    return fastjsonschema.compile(schema)
+
+
+def schema_field(
+    exc: fastjsonschema.JsonSchemaValueException, prefix: str = "", whole: str = "(batch)"
+) -> str:
+    """The field a schema error is about; ``whole`` when it is the document itself."""
+    name = (exc.name or "data").removeprefix("data").lstrip(".")
+    return prefix + name if name else prefix.rstrip(".") or whole
+
+
+def schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """The schema error's message without fastjsonschema's ``data`` prefix."""
+    return exc.message.removeprefix("data.").removeprefix("data ")
+
+
+def validated(data: bytes, name: str, validate: Validator, whole: str = "(document)"
+              ) -> Document:
+    """``data`` (the object ``name``) decoded as a JSON object and through ``validate``;
+    ``BatchFormatError`` naming the field (``whole``: the document itself) otherwise."""
+    doc = load_object(decode_batch(data, name), name)
+    try:
+        validate(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise BatchFormatError(schema_field(exc, whole=whole), name, schema_reason(exc)) from exc
     return doc

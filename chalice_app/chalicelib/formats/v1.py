@@ -22,6 +22,7 @@ import fastjsonschema
 from chalicelib import fields, unsubscribe
 from chalicelib.config import ATTACHMENTS_PREFIX, Settings
 from chalicelib.errors import BatchFormatError
+from chalicelib.formats.document import schema_field
 from chalicelib.model import Attachment, Batch, Mail, Meta, Rejected
 
 VERSION = 1
@@ -45,14 +46,6 @@ def _compile_validators() -> tuple[Any, Any, re.Pattern[str]]:
 
 
 _validate_envelope, _validate_mail, _ID = _compile_validators()
-
-
-def schema_field(
-    exc: fastjsonschema.JsonSchemaValueException, prefix: str = "", whole: str = "(batch)"
-) -> str:
-    """The field a schema error is about; ``whole`` when it is the document itself."""
-    name = (exc.name or "data").removeprefix("data").lstrip(".")
-    return prefix + name if name else prefix.rstrip(".") or whole
 
 
 def _is_original_layout(doc: Document) -> bool:
