@@ -18,6 +18,10 @@ from chalicelib.config import (
     STATE_FAILED,
     STATE_TAG,
 )
+from chalicelib.control import CONTROL_PREFIX
+from chalicelib.control_result import RESULTS_PREFIX as CONTROL_RESULTS_PREFIX
+from chalicelib.redrive_request import RESULTS_PREFIX as REDRIVE_RESULTS_PREFIX
+from chalicelib.schedule import MAX_AHEAD
 from postbag.aws import CommandError, error_code
 from postbag.report import CREATED, UNCHANGED, Report
 from postbag.resources.policies import deny_insecure_transport
@@ -52,6 +56,11 @@ def encryption_rule(kms_key_arn: str) -> dict:
     return {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "", "BucketKeyEnabled": False}
 
 
+def held_days(days: Retention) -> int:
+    """Days attachments and jobs are kept: held up to MAX_AHEAD, then failed days."""
+    return MAX_AHEAD.days + days.failed
+
+
 def lifecycle_rules(days: Retention) -> list[dict]:
     def expire(rule_id: str, filter_: dict, after: int) -> dict:
         return {"ID": rule_id, "Status": "Enabled", "Filter": filter_,
@@ -68,9 +77,17 @@ def lifecycle_rules(days: Retention) -> list[dict]:
         expire("postbag-receipts", {"Prefix": RECEIPTS_PREFIX}, days.receipts),
         # Attachments are kept as long as a failed batch may still be re-driven,
         # and so are notify jobs (their recipients, status and cancel marker): a
-        # re-drive of a job's failed recipients reads its manifest again.
-        expire("postbag-attachments", {"Prefix": ATTACHMENTS_PREFIX}, days.failed),
-        expire("postbag-jobs", {"Prefix": JOBS_PREFIX}, days.failed),
+        # re-drive of a job's failed recipients reads its manifest again. Both may be
+        # held until a send_at (or a window's end) up to MAX_AHEAD away first: an
+        # attachment or a job gone before it falls due would never be mailed.
+        expire("postbag-attachments", {"Prefix": ATTACHMENTS_PREFIX}, held_days(days)),
+        expire("postbag-jobs", {"Prefix": JOBS_PREFIX}, held_days(days)),
+        # Cancel and reschedule requests are read once, when they come (a request that
+        # comes before its upload is kept in the held item); the site reads the results
+        # of requests and re-drives soon, and receipts as long as they are kept.
+        expire("postbag-control-requests", {"Prefix": CONTROL_PREFIX}, days.failed),
+        expire("postbag-control-results", {"Prefix": CONTROL_RESULTS_PREFIX}, days.receipts),
+        expire("postbag-redrive-results", {"Prefix": REDRIVE_RESULTS_PREFIX}, days.receipts),
         {"ID": "postbag-abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
     ]

@@ -349,8 +349,12 @@ def test_lifecycle_rules_follow_the_options(deployed):
     assert expiry("postbag-failed-mail") == ({"Prefix": "failed/"}, 40)
     assert expiry("postbag-quarantine") == ({"Prefix": "quarantine/"}, 40)
     assert expiry("postbag-receipts") == ({"Prefix": "receipts/"}, 60)
-    assert expiry("postbag-attachments") == ({"Prefix": "queue/attachments/"}, 40)
-    assert expiry("postbag-jobs") == ({"Prefix": "jobs/"}, 40)
+    # Held up to 90 days (send_at), then kept as long as failed mail.
+    assert expiry("postbag-attachments") == ({"Prefix": "queue/attachments/"}, 130)
+    assert expiry("postbag-jobs") == ({"Prefix": "jobs/"}, 130)
+    assert expiry("postbag-control-requests") == ({"Prefix": "control/batches/"}, 40)
+    assert expiry("postbag-control-results") == ({"Prefix": "status/control/"}, 60)
+    assert expiry("postbag-redrive-results") == ({"Prefix": "status/redrive/"}, 60)
     abort = by_id["postbag-abort-multipart"]["AbortIncompleteMultipartUpload"]
     assert abort == {"DaysAfterInitiation": 1}
 
