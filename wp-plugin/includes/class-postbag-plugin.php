@@ -165,12 +165,12 @@ final class Postbag_Plugin {
 		);
 		$this->alerts   = new Postbag_Alerts( $this->interceptor, $this->health, array( $this->log, 'counts' ), $this->config->get( 'weekly_summary' ), $clock );
 
-		$this->inbox              = new Postbag_Suppression_Inbox( $this->spool, $uploader, $this->retry, $suppressions, $clock );
+		$this->controls           = new Postbag_Schedule_Controls( $this->spool, $uploader, $this->retry, $clock );
+		$this->inbox              = new Postbag_Suppression_Inbox( $this->spool, $uploader, $this->controls, $suppressions, $clock );
 		$this->unsubscribe        = new Postbag_Unsubscribe_Endpoint( $tokens, $this->inbox, $suppressions, $clock );
 		$this->suppression_routes = new Postbag_Suppression_Routes( $suppressions, $this->inbox );
 		$this->unsubscribe_health = new Postbag_Unsubscribe_Health( $this->lists, $this->inbox, $clock );
 
-		$this->controls      = new Postbag_Schedule_Controls( $this->spool, $uploader, $this->retry, $clock );
 		$this->schedules     = new Postbag_Schedules( $this->spool, $this->controls, $times, $clock );
 		$this->schedule_rest = new Postbag_Schedule_Rest( $this->schedules );
 	}

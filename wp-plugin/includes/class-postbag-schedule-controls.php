@@ -1,6 +1,7 @@
 <?php
 /**
- * Control objects for held jobs and batches: kept in the spool until they are in the bucket.
+ * Small JSON documents for the sender (control objects for held jobs and
+ * batches, suppression inbox documents): kept in the spool until they are in the bucket.
  *
  * @package Postbag
  */
@@ -25,11 +26,21 @@ if ( ! defined( 'ABSPATH' ) ) {
  * A failed PutObject backs off like a batch (Postbag_Spool_Retry::delay())
  * and is retried by the spool's cron events; once the bucket has it, the
  * file goes, unless a newer request replaced it meanwhile (then that one is
- * put next).
+ * put next). Due requests go up together, PER_RUN at a time, in one
+ * Postbag_Batch_Uploader::put() (parallel requests), so a backlog after an
+ * outage costs one round of timeouts, not one per document.
+ *
+ * This is the one "spool a small document, put it, back off" helper: the
+ * suppression inbox (Postbag_Suppression_Inbox) records its documents here
+ * too, deferred: they go up after the response (the public unsubscribe
+ * endpoint answers without waiting for S3).
  */
 final class Postbag_Schedule_Controls {
 
 	const SUFFIX = '.control.php';
+
+	/** Requests put per call to the uploader, so a run ends in bounded time; the rest follow. */
+	const PER_RUN = 500;
 
 	/** @var Postbag_Spool */
 	private $spool;
@@ -42,6 +53,9 @@ final class Postbag_Schedule_Controls {
 
 	/** @var callable(): int */
 	private $clock;
+
+	/** @var bool Requests were recorded by this request to go up after the response. */
+	private $deferred = false;
 
 	/**
 	 * @param Postbag_Spool          $spool    Where requests wait.
@@ -62,12 +76,15 @@ final class Postbag_Schedule_Controls {
 		add_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'run' ) );
 		// A job's manifest is in the bucket: its schedule may follow.
 		add_action( 'postbag_job_uploaded', array( $this, 'run' ) );
+		// After the flusher (100), which finishes the response when it has work.
+		add_action( 'shutdown', array( $this, 'after_response' ), 110 );
 	}
 
 	public function remove(): void {
 		remove_action( Postbag_Spool_Retry::HOOK, array( $this, 'run' ) );
 		remove_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'run' ) );
 		remove_action( 'postbag_job_uploaded', array( $this, 'run' ) );
+		remove_action( 'shutdown', array( $this, 'after_response' ), 110 );
 	}
 
 	/**
@@ -76,10 +93,11 @@ final class Postbag_Schedule_Controls {
 	 * @param string      $key   Object key.
 	 * @param array       $doc   Its JSON document.
 	 * @param string|null $after A job whose manifest must leave the spool first.
+	 * @param bool        $defer Put it after the response, not now (then false is returned).
 	 * @return bool Whether it is in the bucket now (false: it waits in the spool, retried).
 	 * @throws Postbag_Spool_Exception When the spool cannot be written (nothing was recorded).
 	 */
-	public function request( string $key, array $doc, ?string $after = null ): bool {
+	public function request( string $key, array $doc, ?string $after = null, bool $defer = false ): bool {
 		$now = ( $this->clock )();
 		$this->save(
 			self::name( $key ),
@@ -93,21 +111,44 @@ final class Postbag_Schedule_Controls {
 				'last_error'      => '',
 			)
 		);
-		return $this->send( self::name( $key ), true );
+		if ( $defer ) {
+			$this->deferred = true;
+			// Planned before the response, so a worker killed after it still leaves a retry.
+			Postbag_Spool_Retry::ensure_hourly();
+			wp_schedule_single_event( $now + $this->retry->delay( 1 ), Postbag_Spool_Retry::HOOK );
+			return false;
+		}
+		return 0 === $this->send( array( self::name( $key ) ), true );
+	}
+
+	/** The shutdown work: this request's deferred documents, once the response is finished. */
+	public function after_response(): void {
+		if ( ! $this->deferred ) {
+			return;
+		}
+		$this->deferred = false;
+		if ( function_exists( 'fastcgi_finish_request' ) ) {
+			fastcgi_finish_request(); // Nobody waits for S3: the documents are on disk already.
+		}
+		$this->run( true );
 	}
 
 	/**
 	 * Puts every request that is due; the cron events' work.
 	 *
-	 * @param bool $force Ignore the backoff.
-	 * @return int Requests still waiting.
+	 * @param bool   $force  Ignore the backoff.
+	 * @param string $prefix Only requests whose key starts with it ('' for all).
+	 * @return int Requests (of the prefix) still waiting.
 	 */
-	public function run( $force = false ): int {
-		$waiting = 0;
+	public function run( $force = false, string $prefix = '' ): int {
+		$names = array();
 		foreach ( $this->spool->names( '*' . self::SUFFIX ) as $name ) {
-			$waiting += $this->send( $name, true === $force ) ? 0 : 1;
+			$request = $this->get( $name );
+			if ( null !== $request && ( '' === $prefix || 0 === strpos( $request['key'], $prefix ) ) ) {
+				$names[] = $name;
+			}
 		}
-		return $waiting;
+		return $this->send( $names, true === $force );
 	}
 
 	/**
@@ -117,54 +158,87 @@ final class Postbag_Schedule_Controls {
 	 */
 	public function pending(): array {
 		$pending = array();
-		foreach ( $this->spool->names( '*' . self::SUFFIX ) as $name ) {
-			$request = $this->get( $name );
-			if ( null !== $request ) {
-				unset( $request['body'] );
-				$pending[ $request['key'] ] = $request;
-			}
+		foreach ( $this->documents( '' ) as $key => $request ) {
+			unset( $request['doc'] );
+			$pending[ $key ] = $request;
 		}
 		return $pending;
 	}
 
 	/**
-	 * @param string $name  Spool file of a request.
-	 * @param bool   $force Ignore the backoff.
-	 * @return bool Whether it is in the bucket (or gone).
+	 * Requests waiting for the bucket with their documents.
+	 *
+	 * @param string $prefix Only keys that start with it ('' for all).
+	 * @return array<string, array> Key => `key`, `doc` (decoded), `requested_at`, `attempts`, `next_attempt_at`, `last_error`.
 	 */
-	private function send( string $name, bool $force ): bool {
-		$request = $this->get( $name );
-		if ( null === $request ) {
-			return true;
-		}
-		$now = ( $this->clock )();
-		if ( ! $force && (int) $request['next_attempt_at'] > $now ) {
-			return false;
-		}
-		if ( null !== ( $request['after_job'] ?? null ) && null !== $this->spool->read_file( $request['after_job'] . Postbag_Jobs::JOB_SUFFIX ) ) {
-			return false; // Put once the job's manifest is up (`postbag_job_uploaded`).
-		}
-		$failures = $this->uploader->put( array( $request['key'] => $request['body'] ), 'application/json' );
-		if ( ! isset( $failures[ $request['key'] ] ) ) {
-			$now_stored = $this->get( $name );
-			if ( null !== $now_stored && $now_stored['body'] !== $request['body'] ) {
-				return $this->send( $name, true ); // Replaced while it went up: the newer one must win.
+	public function documents( string $prefix ): array {
+		$documents = array();
+		foreach ( $this->spool->names( '*' . self::SUFFIX ) as $name ) {
+			$request = $this->get( $name );
+			if ( null !== $request && ( '' === $prefix || 0 === strpos( $request['key'], $prefix ) ) ) {
+				$request['doc'] = json_decode( $request['body'], true );
+				unset( $request['body'] );
+				$documents[ $request['key'] ] = $request;
 			}
-			$this->spool->delete_file( $name );
-			return true;
 		}
-		$request['attempts']        = (int) $request['attempts'] + 1;
-		$request['last_error']      = $failures[ $request['key'] ];
-		$request['next_attempt_at'] = $now + $this->retry->delay( $request['attempts'] );
-		try {
-			$this->save( $name, $request );
-		} catch ( Postbag_Spool_Exception $e ) {
-			unset( $e ); // Retried with its last saved backoff: sooner, which is harmless.
+		return $documents;
+	}
+
+	/**
+	 * Puts those of these requests that are due, PER_RUN per uploader call;
+	 * a failure backs off.
+	 *
+	 * @param string[] $names Spool files of requests.
+	 * @param bool     $force Ignore the backoff.
+	 * @return int How many are still waiting (backing off, after a job, refused, or past PER_RUN).
+	 */
+	private function send( array $names, bool $force ): int {
+		$now     = ( $this->clock )();
+		$due     = array();
+		$waiting = 0;
+		foreach ( $names as $name ) {
+			$request = $this->get( $name );
+			if ( null === $request ) {
+				continue;
+			}
+			$after = $request['after_job'] ?? null;
+			if ( ( ! $force && (int) $request['next_attempt_at'] > $now ) || count( $due ) >= self::PER_RUN
+				// Put once the job's manifest is up (`postbag_job_uploaded`).
+				|| ( null !== $after && null !== $this->spool->read_file( $after . Postbag_Jobs::JOB_SUFFIX ) ) ) {
+				++$waiting;
+				continue;
+			}
+			$due[ $name ] = $request;
 		}
-		Postbag_Spool_Retry::ensure_hourly();
-		// Refused when a retry is already planned within ten minutes of it, which is as good.
-		wp_schedule_single_event( $request['next_attempt_at'], Postbag_Spool_Retry::HOOK );
-		return false;
+		if ( ! $due ) {
+			return $waiting;
+		}
+		$failures = $this->uploader->put( array_column( $due, 'body', 'key' ), 'application/json' );
+		$replaced = array();
+		foreach ( $due as $name => $request ) {
+			if ( ! isset( $failures[ $request['key'] ] ) ) {
+				$now_stored = $this->get( $name );
+				if ( null !== $now_stored && $now_stored['body'] !== $request['body'] ) {
+					$replaced[] = $name; // Replaced while it went up: the newer one must win.
+				} else {
+					$this->spool->delete_file( $name );
+				}
+				continue;
+			}
+			++$waiting;
+			$request['attempts']        = (int) $request['attempts'] + 1;
+			$request['last_error']      = $failures[ $request['key'] ];
+			$request['next_attempt_at'] = $now + $this->retry->delay( $request['attempts'] );
+			try {
+				$this->save( $name, $request );
+			} catch ( Postbag_Spool_Exception $e ) {
+				unset( $e ); // Retried with its last saved backoff: sooner, which is harmless.
+			}
+			Postbag_Spool_Retry::ensure_hourly();
+			// Refused when a retry is already planned within ten minutes of it, which is as good.
+			wp_schedule_single_event( $request['next_attempt_at'], Postbag_Spool_Retry::HOOK );
+		}
+		return $waiting + ( $replaced ? $this->send( $replaced, true ) : 0 );
 	}
 
 	/**

@@ -12,13 +12,15 @@ if ( ! defined( 'ABSPATH' ) ) {
 /**
  * Out: every change made on the site (an unsubscribe, an administrator's add
  * or remove) becomes `suppressions/inbox/<uuid>.json` (docs/exactly-once.md,
- * "Suppression"). The document is written to the spool first,
- * `<uuid>.suppression.php`, before the visitor gets an answer, and uploaded
- * after the response; a failed upload backs off like a batch
- * (Postbag_Spool_Retry::delay()) and is retried by the spool's cron events,
+ * "Suppression"), recorded through Postbag_Schedule_Controls (the one helper
+ * for small documents on their way to the bucket): written to the spool
+ * before the visitor gets an answer and put after the response; a failed
+ * upload backs off like a batch and is retried by the spool's cron events,
  * so a change made while S3 is down reaches the sender once it is back.
  * Uploading a document twice is harmless: the sender applies it by its
- * content, and its name is a UUID.
+ * content, and its name is a UUID. Its `at` has milliseconds, and two
+ * changes of one process never share one: the sender applies a change only
+ * when it is newer than the last one it applied for that address and scope.
  *
  * In: the spool's hourly event reads `suppressions/export.json` and mirrors
  * it into the local table (Postbag_Suppressions::mirror()). The export's
@@ -27,8 +29,6 @@ if ( ! defined( 'ABSPATH' ) ) {
  */
 final class Postbag_Suppression_Inbox {
 
-	const SUFFIX = '.suppression.php';
-
 	const PREFIX = 'suppressions/inbox/';
 
 	const EXPORT_KEY = 'suppressions/export.json';
@@ -36,17 +36,14 @@ final class Postbag_Suppression_Inbox {
 	/** The spool file remembering the last export mirrored. */
 	const EXPORT_STATE = 'suppressions-export.sha.php';
 
-	/** Documents uploaded per run, so a run ends in bounded time; the rest follow on the next. */
-	const PER_RUN = 500;
-
 	/** @var Postbag_Spool */
 	private $spool;
 
 	/** @var Postbag_Batch_Uploader */
 	private $uploader;
 
-	/** @var Postbag_Spool_Retry Its backoff is the inbox's too. */
-	private $retry;
+	/** @var Postbag_Schedule_Controls Keeps and puts the documents. */
+	private $controls;
 
 	/** @var Postbag_Suppressions */
 	private $table;
@@ -54,36 +51,29 @@ final class Postbag_Suppression_Inbox {
 	/** @var callable(): int */
 	private $clock;
 
-	/** @var bool Documents were spooled by this request: upload them after the response. */
-	private $pending = false;
+	/** @var int The `at` of this process's last change, in milliseconds. */
+	private $last_at_ms = 0;
 
 	/**
-	 * @param Postbag_Spool          $spool    Where documents wait.
-	 * @param Postbag_Batch_Uploader $uploader Puts and gets objects.
-	 * @param Postbag_Spool_Retry    $retry    Backoff.
-	 * @param Postbag_Suppressions   $table    The local list.
-	 * @param callable(): int        $clock    Current Unix time.
+	 * @param Postbag_Spool             $spool    Remembers the last export.
+	 * @param Postbag_Batch_Uploader    $uploader Gets the export.
+	 * @param Postbag_Schedule_Controls $controls Keeps and puts the documents.
+	 * @param Postbag_Suppressions      $table    The local list.
+	 * @param callable(): int           $clock    Current Unix time.
 	 */
-	public function __construct( Postbag_Spool $spool, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, Postbag_Suppressions $table, callable $clock ) {
+	public function __construct( Postbag_Spool $spool, Postbag_Batch_Uploader $uploader, Postbag_Schedule_Controls $controls, Postbag_Suppressions $table, callable $clock ) {
 		$this->spool    = $spool;
 		$this->uploader = $uploader;
-		$this->retry    = $retry;
+		$this->controls = $controls;
 		$this->table    = $table;
 		$this->clock    = $clock;
 	}
 
 	public function init(): void {
-		// After the flusher (100), which finishes the response when it has work.
-		add_action( 'shutdown', array( $this, 'after_response' ), 110 );
-		add_action( Postbag_Spool_Retry::HOOK, array( $this, 'send' ) );
-		add_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'send' ) );
 		add_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'sync' ) );
 	}
 
 	public function remove(): void {
-		remove_action( 'shutdown', array( $this, 'after_response' ), 110 );
-		remove_action( Postbag_Spool_Retry::HOOK, array( $this, 'send' ) );
-		remove_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'send' ) );
 		remove_action( Postbag_Spool_Retry::HOURLY_HOOK, array( $this, 'sync' ) );
 	}
 
@@ -104,106 +94,56 @@ final class Postbag_Suppression_Inbox {
 		} else {
 			$this->table->remove( Postbag_Suppressions::hash( $address ), $scope );
 		}
-		$id  = wp_generate_uuid4();
-		$doc = array(
-			'version' => 1,
-			'action'  => $action,
-			'scope'   => $scope,
-			'address' => Postbag_Suppressions::normalise( $address ),
-			'reason'  => $reason,
-			'source'  => 'site',
-			'site'    => home_url(),
-			'at'      => gmdate( 'Y-m-d\TH:i:s\Z', $now ),
-		);
-		$this->spool->write_file(
-			$id . self::SUFFIX,
+		$id = wp_generate_uuid4();
+		$this->controls->request(
+			self::PREFIX . $id . '.json',
 			array(
-				Postbag_Batch::encode(
-					array(
-						'doc'             => $doc,
-						'attempts'        => 0,
-						'next_attempt_at' => $now,
-						'last_error'      => '',
-					)
-				),
-			)
+				'version' => 1,
+				'action'  => $action,
+				'scope'   => $scope,
+				'address' => Postbag_Suppressions::normalise( $address ),
+				'reason'  => $reason,
+				'source'  => 'site',
+				'site'    => home_url(),
+				'at'      => $this->at( $now ),
+			),
+			null,
+			true
 		);
-		$this->pending = true;
-		// Planned before the response, so a worker killed after it still leaves a retry.
-		Postbag_Spool_Retry::ensure_hourly();
-		wp_schedule_single_event( $now + $this->retry->delay( 1 ), Postbag_Spool_Retry::HOOK );
 		return $id;
 	}
 
-	/** The shutdown work: this request's documents, once the response is finished. */
-	public function after_response(): void {
-		if ( ! $this->pending ) {
-			return;
-		}
-		$this->pending = false;
-		if ( function_exists( 'fastcgi_finish_request' ) ) {
-			fastcgi_finish_request(); // Nobody waits for S3: the document is on disk already.
-		}
-		$this->send( true );
+	/**
+	 * RFC 3339 UTC with milliseconds: the clock's second and the real
+	 * millisecond, later than this process's previous change.
+	 *
+	 * @param int $now The clock's Unix time.
+	 */
+	private function at( int $now ): string {
+		$ms               = max( $now * 1000 + (int) ( fmod( microtime( true ), 1.0 ) * 1000 ), $this->last_at_ms + 1 );
+		$this->last_at_ms = $ms;
+		return gmdate( 'Y-m-d\TH:i:s', intdiv( $ms, 1000 ) ) . sprintf( '.%03dZ', $ms % 1000 );
 	}
 
 	/**
-	 * Uploads the documents that are due (all with `$force`): those S3 took
-	 * leave the spool, the others back off.
+	 * Puts the documents that are due (all with `$force`); those S3 refuses back off.
 	 *
 	 * @param bool $force Ignore the backoff.
-	 * @return array{uploaded: int, failed: int}
+	 * @return int Documents still waiting.
 	 */
-	public function send( $force = false ): array {
-		$now    = ( $this->clock )();
-		$due    = array();
-		$counts = array(
-			'uploaded' => 0,
-			'failed'   => 0,
-		);
-		foreach ( array_slice( $this->spool->names( '*' . self::SUFFIX ), 0, self::PER_RUN ) as $name ) {
-			$entry = json_decode( (string) $this->spool->read_file( $name ), true );
-			if ( is_array( $entry ) && isset( $entry['doc'] ) && ( true === $force || (int) $entry['next_attempt_at'] <= $now ) ) {
-				$due[ self::PREFIX . substr( $name, 0, -strlen( self::SUFFIX ) ) . '.json' ] = array( $name, $entry );
-			}
-		}
-		if ( ! $due ) {
-			return $counts;
-		}
-		$failures = $this->uploader->put( array_map( array( __CLASS__, 'body' ), $due ), 'application/json' );
-		foreach ( $due as $key => list( $name, $entry ) ) {
-			if ( ! isset( $failures[ $key ] ) ) {
-				$this->spool->delete_file( $name );
-				++$counts['uploaded'];
-				continue;
-			}
-			++$counts['failed'];
-			$entry['attempts']        = (int) $entry['attempts'] + 1;
-			$entry['last_error']      = $failures[ $key ];
-			$entry['next_attempt_at'] = $now + $this->retry->delay( $entry['attempts'] );
-			try {
-				$this->spool->write_file( $name, array( Postbag_Batch::encode( $entry ) ) );
-			} catch ( Postbag_Spool_Exception $e ) {
-				unset( $e ); // Retried with its last saved backoff: sooner, which is harmless.
-			}
-			Postbag_Spool_Retry::ensure_hourly();
-			wp_schedule_single_event( $entry['next_attempt_at'], Postbag_Spool_Retry::HOOK );
-		}
-		return $counts;
+	public function send( $force = false ): int {
+		return $this->controls->run( true === $force, self::PREFIX );
 	}
 
 	/**
-	 * Documents waiting in the spool, oldest attempt first (Site Health, tests).
+	 * Documents waiting in the spool (Site Health, the mirror, tests).
 	 *
 	 * @return array<string, array> Document id => `doc`, `attempts`, `next_attempt_at`, `last_error`.
 	 */
 	public function waiting(): array {
 		$waiting = array();
-		foreach ( $this->spool->names( '*' . self::SUFFIX ) as $name ) {
-			$entry = json_decode( (string) $this->spool->read_file( $name ), true );
-			if ( is_array( $entry ) ) {
-				$waiting[ substr( $name, 0, -strlen( self::SUFFIX ) ) ] = $entry;
-			}
+		foreach ( $this->controls->documents( self::PREFIX ) as $key => $entry ) {
+			$waiting[ substr( $key, strlen( self::PREFIX ), -strlen( '.json' ) ) ] = $entry;
 		}
 		return $waiting;
 	}
@@ -247,12 +187,5 @@ final class Postbag_Suppression_Inbox {
 			return 'mirrored, not remembered: ' . $e->getMessage(); // Mirrored again next hour: harmless.
 		}
 		return sprintf( 'mirrored: %d added, %d removed, %d skipped', $counts['added'], $counts['removed'], $counts['skipped'] );
-	}
-
-	/**
-	 * @param array{0: string, 1: array} $due Spool file name and entry.
-	 */
-	private static function body( array $due ): string {
-		return Postbag_Batch::encode( $due[1]['doc'] );
 	}
 }

@@ -80,13 +80,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->inbox()->change( 'add', $scope, 'Zoe@Example.NET', 'unsubscribe' );
 		$this->assertTrue( (bool) $this->plugin->lists()->suppressed( 'new-posts', array( 'zoe@example.net' ) ), 'recorded here at once' );
 
-		$this->assertSame(
-			array(
-				'uploaded' => 0,
-				'failed'   => 1,
-			),
-			$this->inbox()->send( true )
-		);
+		$this->assertSame( 1, $this->inbox()->send( true ), 'S3 refused it: still waiting' );
 		$waiting = $this->inbox()->waiting();
 		$this->assertCount( 1, $waiting, 'kept in the spool' );
 		$entry = reset( $waiting );
@@ -96,7 +90,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertNotFalse( wp_next_scheduled( Postbag_Spool_Retry::HOOK ), 'a retry is planned' );
 
 		$this->s3->fail_pattern = null;
-		$this->assertSame( 0, $this->inbox()->send()['uploaded'], 'not due yet' );
+		$this->assertSame( 1, $this->inbox()->send(), 'not due yet' );
 		$this->now = (int) $entry['next_attempt_at'];
 		do_action( Postbag_Spool_Retry::HOOK ); // The cron event of the spool retries the inbox too.
 
@@ -105,7 +99,20 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertCount( 1, $docs );
 		$doc = reset( $docs );
 		$this->assertSame( array( 'add', $scope, 'zoe@example.net', 'unsubscribe' ), array( $doc['action'], $doc['scope'], $doc['address'], $doc['reason'] ) );
-		$this->assertSame( gmdate( 'Y-m-d\TH:i:s\Z', 1795330800 ), $doc['at'], 'the time of the unsubscribe, not of the upload' );
+		$this->assertStringStartsWith( gmdate( 'Y-m-d\TH:i:s', 1795330800 ) . '.', $doc['at'], 'the time of the unsubscribe, not of the upload' );
+	}
+
+	public function test_changes_in_one_second_have_increasing_times_in_milliseconds(): void {
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'zoe@example.net', 'manual' );
+		$this->inbox()->change( 'remove', Postbag_Suppressions::ALL, 'zoe@example.net', 'manual' );
+		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'zoe@example.net', 'manual' );
+		$times = array();
+		foreach ( $this->inbox()->waiting() as $entry ) {
+			$this->assertMatchesRegularExpression( '/^' . preg_quote( gmdate( 'Y-m-d\TH:i:s', $this->now ), '/' ) . '\.[0-9]{3}Z$/', $entry['doc']['at'], 'the clock\'s second, with milliseconds' );
+			$times[ $entry['doc']['at'] ] = $entry['doc']['action'];
+		}
+		ksort( $times );
+		$this->assertSame( array( 'add', 'remove', 'add' ), array_values( $times ), 'three different times, in the order of the changes: the sender applies only a newer one' );
 	}
 
 	public function test_inbox_documents_meet_the_senders_schema(): void {

@@ -380,7 +380,7 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		$this->assertCount( 1, $this->plugin->suppression_inbox()->waiting(), 'on disk before the answer' );
 		$this->assertSame( array(), $this->s3->objects );
 
-		$this->plugin->suppression_inbox()->after_response();
+		$this->plugin->schedule_controls()->after_response();
 
 		$this->assertSame( array(), $this->plugin->suppression_inbox()->waiting() );
 		$keys = array_keys( $this->s3->objects );
@@ -396,10 +396,11 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 				'reason'  => 'unsubscribe',
 				'source'  => 'site',
 				'site'    => home_url(),
-				'at'      => gmdate( 'Y-m-d\TH:i:s\Z', $this->now ),
+				'at'      => $doc['at'],
 			),
 			$doc
 		);
+		$this->assertMatchesRegularExpression( '/^' . preg_quote( gmdate( 'Y-m-d\TH:i:s', $this->now ), '/' ) . '\.[0-9]{3}Z$/', $doc['at'], 'the time of the unsubscribe, in milliseconds' );
 	}
 
 	/**
