@@ -20,6 +20,12 @@ and two about notify jobs:
 - ``work-queue-age``: is a job's work waiting longer than a job should take?
   (``ApproximateAgeOfOldestMessage`` of the work queue; a large job at SES's
   rate legitimately waits hours, hence its own threshold in hours)
+
+and one about scheduled sends:
+
+- ``held-failed``: did the drainer give up a held batch or job? (its
+  ``HeldReleasesFailed``: the object was gone when it fell due, or its release
+  kept failing; nobody was mailed)
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from postbag.stack import Stack
 PERIOD = 300
 ALARMS = (
     "mails-failed", "failure-queue", "batches-waiting", "mail-late",
-    "work-dead-letters", "work-queue-age", "bounce-rate", "complaint-rate",
+    "work-dead-letters", "work-queue-age", "bounce-rate", "complaint-rate", "held-failed",
 )
 # The 7-day rates (percent) at which to page: half of what makes SES review an account
 # (10% bounces, 0.5% complaints), and the complaint rate a fifth of it, under Gmail's and
@@ -59,6 +65,16 @@ def alarm_definitions(
         }
 
     return [
+        alarm(
+            "held-failed",
+            "A held batch or job was given up, never sent: see drain_held's log (its item and "
+            "reason), then upload it again or `postbag redrive`.",
+            Namespace=observe.NAMESPACE,
+            MetricName=observe.HELD_RELEASES_FAILED,
+            Dimensions=[{"Name": "service", "Value": observe.SERVICE}],
+            Statistic="Sum",
+            Threshold=0.0,
+        ),
         alarm(
             "mails-failed",
             "A mail failed for good: see failed/ in the bucket, fix, then `postbag redrive`.",

@@ -463,6 +463,9 @@ def test_alarms_watch_failures_the_queue_and_late_mail(deployed):
         "postbag-ci-complaint-rate": ("Postbag", "ComplaintRate7d", [
             {"Name": "service", "Value": "postbag"}
         ]),
+        "postbag-ci-held-failed": ("Postbag", "HeldReleasesFailed", [
+            {"Name": "service", "Value": "postbag"}
+        ]),
     }
     thresholds = {a["AlarmName"]: a["Threshold"] for a in alarms}
     # Before SES reviews the account (10% bounces, 0.5% complaints), at or over.
