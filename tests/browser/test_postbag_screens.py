@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -110,11 +111,16 @@ def _tab_until(browser: WebDriver, element_id: str, limit: int = 200) -> bool:
     return False
 
 
-def _ses_sent_to(site: Site, address: str) -> bool:
+def _ses_messages(site: Site, needle: str) -> int:
+    """Mails SES (moto) accepted whose stored message mentions ``needle``."""
     with urllib.request.urlopen(site.endpoint + "/moto-api/data.json", timeout=10) as response:
         ses = json.load(response)["ses"]
     messages = ses.get("Message", []) + ses.get("RawMessage", [])
-    return any(address in json.dumps(message) for message in messages)
+    return sum(needle in json.dumps(message) for message in messages)
+
+
+def _ses_sent_to(site: Site, address: str) -> bool:
+    return _ses_messages(site, address) > 0
 
 
 def test_a_test_mail_sent_with_the_keyboard_arrives(
@@ -163,6 +169,7 @@ def test_a_failed_mail_is_resent_once_its_cause_is_fixed(
     _follow(browser, failed[0].find_element(By.CSS_SELECTOR, ".postbag-log-detail-link"))
     assert UNVERIFIED_DOMAIN in _by_id(browser, "postbag-detail-reason").text
 
+    assert _ses_messages(site, subject) == 0, "refused by SES: never sent"
     sender.verify(UNVERIFIED_DOMAIN)  # The cause, fixed.
     _follow(browser, _by_id(browser, "postbag-resend"))
     assert "send it again" in _by_id(browser, "postbag-notice").text
@@ -172,6 +179,11 @@ def test_a_failed_mail_is_resent_once_its_cause_is_fixed(
         f"resent mail not sent; redrive requests: {sender.keys(requests)}, "
         f"a handler for them: {sender.handles(requests + 'x.json')}; errors: {sender.errors}"
     )
+    assert sender.keys(requests) == [], "the one request was handled"
+    assert len(sender.keys("status/redrive/")) == 1, "one request, one result: nothing asked twice"
+    time.sleep(3)  # Whatever a second re-drive would send arrives in well under this.
+    assert "sent" in _log_rows(browser, site, subject), "settled: the resend is not retried"
+    assert _ses_messages(site, subject) == 1, "exactly one more mail: sent once, not twice"
 
 
 def test_site_health_turns_red_while_the_bucket_is_unreachable(
