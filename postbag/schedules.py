@@ -11,6 +11,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.control import CONTROL_PREFIX, Request
+from chalicelib.control_result import iso_ms
 from chalicelib.errors import BatchFormatError
 from chalicelib.hold import BATCH, HoldBook
 from chalicelib.schedule import RESCHEDULE_NAME, iso, parse_reschedule
@@ -43,11 +44,15 @@ def listing(dynamodb: Any, s3: Any, settings: Settings, bucket: str, as_json: bo
 
 def reschedule(s3: Any, bucket: str, kind: str, ident: str, send_at: str | None,
                between: tuple[str, str] | None, now: datetime | None = None) -> str:
-    """Write a reschedule request, checked as the sender will check it; its key."""
+    """Write a reschedule request, checked as the sender will check it; its key. Asked to
+    the millisecond: of two requests in one second, the later still wins."""
+    if kind == BATCH and between:
+        raise CommandError("--between paces a notify job over a window: a batch is sent at a "
+                           "time (--at)")
     now = now or datetime.now(UTC)
     document = {"version": 1, "send_at": send_at,
                 "send_between": {"start": between[0], "end": between[1]} if between else None,
-                "requested_at": iso(now)}
+                "requested_at": iso_ms(now)}
     key = request_key(kind, ident, "schedule")
     body = json.dumps(document).encode()
     try:
@@ -61,7 +66,7 @@ def reschedule(s3: Any, bucket: str, kind: str, ident: str, send_at: str | None,
 def cancel_batch(s3: Any, bucket: str, batch_id: str, now: datetime | None = None) -> str:
     """Write a held batch's cancel request; its key."""
     key = request_key(BATCH, batch_id, "cancel")
-    marker = {"cancelled_at": iso(now or datetime.now(UTC)), "by": "postbag cancel"}
+    marker = {"requested_at": iso_ms(now or datetime.now(UTC)), "by": "postbag cancel"}
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(marker).encode(),
                   ContentType="application/json")
     return key

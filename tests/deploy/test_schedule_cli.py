@@ -55,6 +55,9 @@ def test_list_reschedule_and_cancel_a_held_batch(app, capsys):  # noqa: F811
     receipt = json.loads(s3.get_object(Bucket=stack.bucket, Key=f"receipts/{batch_id}.json")
                          ["Body"].read())
     assert set(receipt["counts"]) == {"cancelled"}
+    result = json.loads(s3.get_object(Bucket=stack.bucket,
+                                      Key=f"status/control/batches/{batch_id}.json")["Body"].read())
+    assert (result["request"], result["outcome"]) == ("cancel", "cancelled")
     capsys.readouterr()
     assert cli.main(["schedule", "list", *where]) == 0
     assert capsys.readouterr().out.strip() == "nothing held"
@@ -71,3 +74,11 @@ def test_a_reschedule_the_sender_would_refuse_is_refused_here(app, capsys, when,
     where = ["--stage", stack.stage, "--bucket", stack.bucket, "--region", REGION]
     assert cli.main(["reschedule", "--job", "j1", *when, *where]) == 1
     assert words in capsys.readouterr().err
+
+
+def test_a_batch_is_not_rescheduled_over_a_window(app, capsys):  # noqa: F811
+    module, _ = app
+    stack = stack_of(module)
+    where = ["--stage", stack.stage, "--bucket", stack.bucket, "--region", REGION]
+    assert cli.main(["reschedule", "--batch", "b1", "--between", _in(1), _in(2), *where]) == 1
+    assert "--between paces a notify job" in capsys.readouterr().err
