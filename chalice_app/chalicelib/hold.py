@@ -37,8 +37,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib import dynamo
 from chalicelib.control_result import Result, Results, iso_ms, to_ms
 from chalicelib.errors import LedgerUnavailable
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
@@ -55,7 +54,6 @@ ITEM_TTL_SECONDS = int(MAX_AHEAD.total_seconds()) + 30 * 24 * 3600
 # Releases that fail (not transiently) before the item is given up: failed, logged and
 # counted for the alarm, its marker gone (drain.py).
 MAX_RELEASE_FAILURES = 5
-_CONFLICT = "ConditionalCheckFailedException"
 
 
 class State(StrEnum):
@@ -144,14 +142,9 @@ class HoldBook:
 
     def _call(self, what: str, method: str, **params: Any) -> Any:
         """``None`` when a condition failed; ``LedgerUnavailable`` for anything else."""
-        try:
-            return getattr(self._dynamodb, method)(TableName=self._table, **params)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == _CONFLICT:
-                return None
-            raise LedgerUnavailable(f"held items: {what}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"held items: {what}: {exc}") from exc
+        return dynamo.unless_condition_fails(self._dynamodb, method, LedgerUnavailable,
+                                             f"held items: {what}", TableName=self._table,
+                                             **params)
 
     def get(self, kind: str, ident: str) -> Held | None:
         found = self._call(f"reading {kind} {ident}", "get_item", Key=self._key(kind, ident),

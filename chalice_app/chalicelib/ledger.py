@@ -51,6 +51,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib import dynamo
 from chalicelib.config import Settings
 from chalicelib.errors import LedgerUnavailable
 from chalicelib.retry import RetryPolicy
@@ -463,8 +464,6 @@ class Ledger:
     # --- DynamoDB calls --------------------------------------------------------------
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        try:
-            return getattr(self._client, operation)(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise LedgerUnavailable(f"ledger {operation}: {exc}") from exc
+        return dynamo.call(self._client, operation, LedgerUnavailable, f"ledger {operation}",
+                           **params)
 

@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from chalicelib import dynamo
 from chalicelib.errors import LedgerUnavailable
 from chalicelib.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from chalicelib.model import WorkItem
@@ -63,14 +64,8 @@ class Tally:
         """``TransactionCanceledException`` passes through (the caller reads the mark again)."""
         if method != "transact_write_items":
             params["TableName"] = self._table
-        try:
-            return getattr(self._client, method)(**params)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                raise
-            raise LedgerUnavailable(f"tally: {method}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"tally: {method}: {exc}") from exc
+        return dynamo.call(self._client, method, LedgerUnavailable, f"tally: {method}",
+                           (dynamo.TRANSACTION_CANCELLED,), **params)
 
     def claim(self, item: WorkItem, cut: int,
               counting: Callable[[int], Mapping[str, Any]] | None = None) -> int | None:
