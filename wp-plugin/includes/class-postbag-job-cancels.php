@@ -16,8 +16,11 @@ if ( ! defined( 'ABSPATH' ) ) {
  * - `requested`: not settled yet. Postbag_Jobs drops a job still in the spool
  *   (under its lock; a worker holding it checks before its manifest goes up);
  *   a job no longer in the spool gets `jobs/<job_id>/cancel` in the bucket
- *   (send()), which the sender looks for before each chunk. A failed PutObject
- *   backs off like a batch and is retried by the spool's cron events.
+ *   (send()), which the sender looks for before each chunk. The object goes
+ *   through Postbag_Schedule_Controls (the one helper for small documents on
+ *   their way to the bucket): a failed PutObject waits in the spool there,
+ *   backs off like a batch and is retried by the spool's cron events; the
+ *   request is `stored` once the controls no longer hold it.
  * - `dropped`: the job was removed from the spool; its manifest never left, so
  *   nobody got it.
  * - `stored`: the cancel object is in the bucket.
@@ -39,11 +42,8 @@ final class Postbag_Job_Cancels {
 	/** @var Postbag_Spool */
 	private $spool;
 
-	/** @var Postbag_Batch_Uploader */
-	private $uploader;
-
-	/** @var Postbag_Spool_Retry Its backoff is the cancels' too. */
-	private $retry;
+	/** @var Postbag_Schedule_Controls Puts the cancel object, and retries it. */
+	private $controls;
 
 	/** @var callable(): int */
 	private $clock;
@@ -56,8 +56,7 @@ final class Postbag_Job_Cancels {
 	 */
 	public function __construct( Postbag_Spool $spool, Postbag_Batch_Uploader $uploader, Postbag_Spool_Retry $retry, callable $clock ) {
 		$this->spool    = $spool;
-		$this->uploader = $uploader;
-		$this->retry    = $retry;
+		$this->controls = new Postbag_Schedule_Controls( $spool, $uploader, $retry, $clock ); // Its files are the plugin's controls' too.
 		$this->clock    = $clock;
 	}
 
@@ -79,16 +78,14 @@ final class Postbag_Job_Cancels {
 				'state'           => self::REQUESTED,
 				'requested_at'    => $now,
 				'settled_at'      => null,
-				'attempts'        => 0,
-				'next_attempt_at' => $now,
-				'last_error'      => '',
+				'handed_over'     => false,
 			)
 		);
 	}
 
 	/**
 	 * @param string $job_id Job id.
-	 * @return array|null The request (`state`, `requested_at`, `settled_at`, `attempts`, `last_error`), or null.
+	 * @return array|null The request (`state`, `requested_at`, `settled_at`, `handed_over`), or null.
 	 */
 	public function get( string $job_id ): ?array {
 		$json    = $this->spool->read_file( $job_id . self::SUFFIX );
@@ -128,7 +125,8 @@ final class Postbag_Job_Cancels {
 	}
 
 	/**
-	 * Puts `jobs/<job_id>/cancel` when it is due (or `$force`); a failure backs off.
+	 * Puts `jobs/<job_id>/cancel` (the first time through the controls, later
+	 * by retrying their request when it is due, or `$force`).
 	 *
 	 * @param string $job_id Job id, no longer in the spool.
 	 * @param bool   $force  Ignore the backoff.
@@ -139,34 +137,30 @@ final class Postbag_Job_Cancels {
 		if ( null === $request || self::STORED === $request['state'] ) {
 			return null !== $request;
 		}
-		$now = ( $this->clock )();
-		if ( ! $force && (int) $request['next_attempt_at'] > $now ) {
-			return false;
+		$key = Postbag_Job_Format_V2::cancel_key( $job_id );
+		if ( empty( $request['handed_over'] ) ) {
+			try {
+				$stored = $this->controls->request(
+					$key,
+					array(
+						'job_id'       => $job_id,
+						'requested_at' => gmdate( 'Y-m-d\TH:i:s\Z', (int) $request['requested_at'] ),
+						'site'         => home_url(),
+					)
+				);
+				$request['handed_over'] = true;
+				$this->save( $job_id, $request );
+			} catch ( Postbag_Spool_Exception $e ) {
+				return false; // Handed over again on the next run: the same document, harmless.
+			}
+		} else {
+			// Gone from the controls: the bucket has it (their cron may have put it).
+			$stored = ! isset( $this->controls->pending()[ $key ] ) || 0 === $this->controls->run( $force, $key );
 		}
-		$key      = Postbag_Job_Format_V2::cancel_key( $job_id );
-		$body     = Postbag_Batch::encode(
-			array(
-				'job_id'       => $job_id,
-				'requested_at' => gmdate( 'Y-m-d\TH:i:s\Z', (int) $request['requested_at'] ),
-				'site'         => home_url(),
-			)
-		);
-		$failures = $this->uploader->put( array( $key => $body ), 'application/json' );
-		if ( ! isset( $failures[ $key ] ) ) {
+		if ( $stored ) {
 			$this->settle( $job_id, self::STORED );
-			return true;
 		}
-		$request['attempts']        = (int) $request['attempts'] + 1;
-		$request['last_error']      = $failures[ $key ];
-		$request['next_attempt_at'] = $now + $this->retry->delay( $request['attempts'] );
-		try {
-			$this->save( $job_id, $request );
-		} catch ( Postbag_Spool_Exception $e ) {
-			unset( $e ); // Retried with its last saved backoff: sooner, which is harmless.
-		}
-		Postbag_Spool_Retry::ensure_hourly();
-		wp_schedule_single_event( $request['next_attempt_at'], Postbag_Spool_Retry::HOOK );
-		return false;
+		return $stored;
 	}
 
 	/** Removes settled requests older than KEEP_SECONDS. */
@@ -191,7 +185,6 @@ final class Postbag_Job_Cancels {
 		}
 		$request['state']      = $state;
 		$request['settled_at'] = ( $this->clock )();
-		$request['last_error'] = '';
 		try {
 			$this->save( $job_id, $request );
 		} catch ( Postbag_Spool_Exception $e ) {
