@@ -14,9 +14,6 @@ require_once __DIR__ . '/fixtures/other-mail-plugin.php';
  */
 final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 
-	/** @var int */
-	private static $subscriber = 0;
-
 	protected function setUp(): void {
 		parent::setUp();
 		wp_set_current_user( 1 ); // The administrator the install created.
@@ -34,21 +31,6 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 		wp_set_current_user( 0 );
 		unset( $_REQUEST['_wpnonce'], $_POST['file'], $_GET['postbag_uploaded'], $_GET['postbag_failed'] );
 		parent::tearDown();
-	}
-
-	private static function subscriber(): int {
-		if ( ! self::$subscriber ) {
-			$user             = get_user_by( 'login', 'postbag-subscriber' );
-			self::$subscriber = $user ? $user->ID : wp_insert_user(
-				array(
-					'user_login' => 'postbag-subscriber',
-					'user_pass'  => wp_generate_password(),
-					'user_email' => 'subscriber@example.org',
-					'role'       => 'subscriber',
-				)
-			);
-		}
-		return self::$subscriber;
 	}
 
 	/**

@@ -16,9 +16,6 @@ require_once __DIR__ . '/class-postbag-unit-test-case.php';
  */
 final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 
-	/** @var int */
-	private static $subscriber = 0;
-
 	protected function setUp(): void {
 		parent::setUp();
 		global $wpdb;
@@ -31,21 +28,6 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 		wp_set_current_user( 0 );
 		$GLOBALS['wp_rest_server'] = null;
 		parent::tearDown();
-	}
-
-	private static function subscriber(): int {
-		if ( ! self::$subscriber ) {
-			$user             = get_user_by( 'login', 'postbag-rest-subscriber' );
-			self::$subscriber = $user ? $user->ID : wp_insert_user(
-				array(
-					'user_login' => 'postbag-rest-subscriber',
-					'user_pass'  => wp_generate_password(),
-					'user_email' => 'rest-subscriber@example.org',
-					'role'       => 'subscriber',
-				)
-			);
-		}
-		return self::$subscriber;
 	}
 
 	/**

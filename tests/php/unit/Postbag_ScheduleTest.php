@@ -23,9 +23,6 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 	/** A batch or job id this site may not have recorded: control objects are put all the same. */
 	const BATCH_ID = '6f1c2f4e-2b0a-4d7e-9b1e-0c9d8a7b6c5d';
 
-	/** @var int|null */
-	private static $subscriber;
-
 	/** @var array[] What `postbag_schedule_changed` received. */
 	private $changed = array();
 
@@ -288,10 +285,11 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 					'start' => '2026-11-24T07:00:00Z',
 					'end'   => '2026-11-24T11:00:00Z',
 				),
-				'requested_at' => '2026-11-22T07:01:00Z',
+				'requested_at' => $this->object( "jobs/$job_id/schedule.json" )['requested_at'],
 			),
 			$this->object( "jobs/$job_id/schedule.json" )
 		);
+		$this->assertMatchesRegularExpression( '/^2026-11-22T07:01:00\.\d{3}Z$/', $this->object( "jobs/$job_id/schedule.json" )['requested_at'], 'to the millisecond: the sender orders requests by it' );
 		$listed = postbag_scheduled()[0];
 		$this->assertSame( array( null, '2026-11-24T07:00:00Z', 'scheduled', '2026-11-22T07:01:00Z' ), array( $listed['send_at'], $listed['send_between']['start'], $listed['state'], $listed['updated_at'] ) );
 		$this->assertSame( array(), glob( $this->spool_dir . '/*.control.php' ), 'in the bucket: nothing kept' );
@@ -356,9 +354,13 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 
 		$this->assertSame( array(), glob( $this->spool_dir . '/*.control.php' ) );
 		$this->assertSame( '2026-11-26T07:00:00Z', $this->object( 'control/batches/' . self::BATCH_ID . '/schedule.json' )['send_at'], 'the later request' );
-		$this->assertSame( '2026-11-22T07:00:30Z', $this->object( 'control/batches/' . self::BATCH_ID . '/schedule.json' )['requested_at'] );
+		$moved = $this->object( 'control/batches/' . self::BATCH_ID . '/schedule.json' )['requested_at'];
+		$this->assertMatchesRegularExpression( '/^2026-11-22T07:00:30\.\d{3}Z$/', $moved );
 		$cancel = $this->object( 'control/batches/' . self::BATCH_ID . '/cancel' );
-		$this->assertSame( array( 1, self::BATCH_ID, '2026-11-22T07:00:30Z' ), array( $cancel['version'], $cancel['batch_id'], $cancel['requested_at'] ) );
+		$this->assertSame( array( 1, self::BATCH_ID ), array( $cancel['version'], $cancel['batch_id'] ) );
+		// Later within the second (equal only at .999, where a second cannot hold more).
+		$this->assertGreaterThanOrEqual( $moved, $cancel['requested_at'], 'the cancel came after the move in the same second: its time says so' );
+		$this->assertStringStartsWith( '2026-11-22T07:00:30.', $cancel['requested_at'] );
 	}
 
 	public function test_a_batch_in_the_spool_that_was_not_scheduled_is_not_cancelled(): void {
@@ -557,21 +559,6 @@ final class Postbag_ScheduleTest extends Postbag_Unit_Test_Case {
 			$request->set_body( wp_json_encode( $body ) );
 		}
 		return $request;
-	}
-
-	private static function subscriber(): int {
-		if ( ! self::$subscriber ) {
-			$user             = get_user_by( 'login', 'postbag-schedule-subscriber' );
-			self::$subscriber = $user ? $user->ID : wp_insert_user(
-				array(
-					'user_login' => 'postbag-schedule-subscriber',
-					'user_pass'  => wp_generate_password(),
-					'user_email' => 'schedule-subscriber@example.org',
-					'role'       => 'subscriber',
-				)
-			);
-		}
-		return self::$subscriber;
 	}
 
 	/**

@@ -14,9 +14,6 @@
  */
 final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 
-	/** @var int|null */
-	private static $subscriber;
-
 	protected function setUp(): void {
 		parent::setUp();
 		Postbag_Suppressions::install();
@@ -394,21 +391,6 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->plugin->jobs()->stream_pending();
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
 		$this->assertSame( Postbag_List_Unsubscribe::site_list( Postbag_List_Unsubscribe::DEFAULT_LIST ), $manifest['meta']['list'] );
-	}
-
-	private static function subscriber(): int {
-		if ( ! self::$subscriber ) {
-			$user             = get_user_by( 'login', 'postbag-subscriber' );
-			self::$subscriber = $user ? $user->ID : wp_insert_user(
-				array(
-					'user_login' => 'postbag-subscriber',
-					'user_pass'  => wp_generate_password(),
-					'user_email' => 'subscriber@example.org',
-					'role'       => 'subscriber',
-				)
-			);
-		}
-		return self::$subscriber;
 	}
 
 	/**

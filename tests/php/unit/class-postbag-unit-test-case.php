@@ -52,6 +52,22 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 	}
 
 	/**
+	 * A user with the subscriber role, for the capability checks: made on
+	 * first use and kept for the whole run.
+	 */
+	protected static function subscriber(): int {
+		$user = get_user_by( 'login', 'postbag-subscriber' );
+		return $user ? $user->ID : (int) wp_insert_user(
+			array(
+				'user_login' => 'postbag-subscriber',
+				'user_pass'  => wp_generate_password(),
+				'user_email' => 'subscriber@example.org',
+				'role'       => 'subscriber',
+			)
+		);
+	}
+
+	/**
 	 * A plugin wired to the fake S3 client, the test's clock and spool.
 	 *
 	 * @param array $settings Postbag_Config settings besides the defaults below.
