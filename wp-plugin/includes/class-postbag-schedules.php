@@ -182,7 +182,7 @@ final class Postbag_Schedules {
 			'version'      => 1,
 			'send_at'      => $schedule['send_at'],
 			'send_between' => $schedule['send_between'],
-			'requested_at' => gmdate( Postbag_Send_Time::FORMAT, ( $this->clock )() ),
+			'requested_at' => Postbag_Send_Time::stamp( ( $this->clock )() ),
 		);
 		$key = 'job' === $kind ? Postbag_Job_Format_V2::schedule_key( $id ) : self::BATCH_CONTROL_PREFIX . $id . '/schedule.json';
 		return $this->control( $key, $doc, $kind, $id, $schedule, 'job' === $kind ? $id : null );
@@ -220,7 +220,7 @@ final class Postbag_Schedules {
 		$doc = array(
 			'version'      => 1,
 			'batch_id'     => $batch_id,
-			'requested_at' => gmdate( Postbag_Send_Time::FORMAT, ( $this->clock )() ),
+			'requested_at' => Postbag_Send_Time::stamp( ( $this->clock )() ),
 			'site'         => home_url(),
 		);
 		return $this->control( self::BATCH_CONTROL_PREFIX . $batch_id . '/cancel', $doc, 'batch', $batch_id, $changes );

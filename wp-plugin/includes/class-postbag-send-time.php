@@ -39,6 +39,9 @@ final class Postbag_Send_Time {
 	/** What the bucket formats hold: UTC, to the second. */
 	const FORMAT = 'Y-m-d\TH:i:s\Z';
 
+	/** @var int The last stamp() of this process, in milliseconds: each is later. */
+	private static $last_stamp_ms = 0;
+
 	/** @var callable(): int */
 	private $clock;
 
@@ -68,6 +71,24 @@ final class Postbag_Send_Time {
 	public function __construct( callable $clock, ?DateTimeZone $zone = null ) {
 		$this->clock = $clock;
 		$this->zone  = $zone;
+	}
+
+	/**
+	 * When a request (a cancel, a move, a suppression change) was made, for
+	 * the sender to tell which of two is newer: the clock's second and the
+	 * real millisecond, later than this process's previous stamp in the same
+	 * second, so two requests in one second keep their order.
+	 *
+	 * @param int $now The clock's Unix time.
+	 * @return string RFC 3339 UTC with milliseconds (`2026-11-30T01:02:03.456Z`).
+	 */
+	public static function stamp( int $now ): string {
+		$ms = $now * 1000 + (int) ( fmod( microtime( true ), 1.0 ) * 1000 );
+		if ( intdiv( self::$last_stamp_ms, 1000 ) === $now ) {
+			$ms = min( max( $ms, self::$last_stamp_ms + 1 ), $now * 1000 + 999 ); // Never the next second.
+		}
+		self::$last_stamp_ms = $ms;
+		return gmdate( 'Y-m-d\TH:i:s', intdiv( $ms, 1000 ) ) . sprintf( '.%03dZ', $ms % 1000 );
 	}
 
 	/**

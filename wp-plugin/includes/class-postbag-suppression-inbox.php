@@ -51,9 +51,6 @@ final class Postbag_Suppression_Inbox {
 	/** @var callable(): int */
 	private $clock;
 
-	/** @var int The `at` of this process's last change, in milliseconds. */
-	private $last_at_ms = 0;
-
 	/**
 	 * @param Postbag_Spool             $spool    Remembers the last export.
 	 * @param Postbag_Batch_Uploader    $uploader Gets the export.
@@ -105,24 +102,12 @@ final class Postbag_Suppression_Inbox {
 				'reason'  => $reason,
 				'source'  => 'site',
 				'site'    => home_url(),
-				'at'      => $this->at( $now ),
+				'at'      => Postbag_Send_Time::stamp( $now ),
 			),
 			null,
 			true
 		);
 		return $id;
-	}
-
-	/**
-	 * RFC 3339 UTC with milliseconds: the clock's second and the real
-	 * millisecond, later than this process's previous change.
-	 *
-	 * @param int $now The clock's Unix time.
-	 */
-	private function at( int $now ): string {
-		$ms               = max( $now * 1000 + (int) ( fmod( microtime( true ), 1.0 ) * 1000 ), $this->last_at_ms + 1 );
-		$this->last_at_ms = $ms;
-		return gmdate( 'Y-m-d\TH:i:s', intdiv( $ms, 1000 ) ) . sprintf( '.%03dZ', $ms % 1000 );
 	}
 
 	/**
