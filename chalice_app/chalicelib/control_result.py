@@ -7,6 +7,9 @@ applied to that batch or job:
      "outcome": "cancelled"|"rescheduled"|"too_late"|"superseded",
      "send_at": <RFC 3339 or null>, "requested_at": .., "applied_at": ..}
 
+``send_at`` is to the second (as the sender holds times), ``requested_at`` and
+``applied_at`` to the millisecond.
+
 A request is applied when it arrives, or, when it came before its batch or job was held,
 when the upload's event does (hold.py keeps it meanwhile). Writes are conditional on the
 stored result's ``requested_at`` (in the object's metadata, to the millisecond): an older
@@ -22,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from chalicelib.errors import StorageUnavailable
+from chalicelib.schedule import iso
 from chalicelib.store import put_unless
 
 RESULTS_PREFIX = "status/control/"
@@ -64,7 +68,7 @@ class Results:
         nothing)."""
         asked = iso_ms(requested_at)
         doc = {"version": 1, "kind": kind, "id": ident, "request": request,
-               "outcome": outcome.value, "send_at": iso_ms(send_at) if send_at else None,
+               "outcome": outcome.value, "send_at": iso(send_at) if send_at else None,
                "requested_at": asked,
                "applied_at": iso_ms(datetime.fromtimestamp(self._clock(), UTC))}
         body = json.dumps(doc, separators=(",", ":")).encode()

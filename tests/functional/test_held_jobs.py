@@ -264,7 +264,7 @@ def test_a_job_reschedule_before_its_upload_event_is_applied_when_it_comes(jobs)
     assert jobs.control().apply(BUCKET, request) == "pending"
     assert jobs.splitter.split(BUCKET, key) == 0
     assert (_result(jobs)["outcome"], _result(jobs)["send_at"]) == (
-        "rescheduled", "2026-12-01T09:00:00.000Z")
+        "rescheduled", "2026-12-01T09:00:00Z")
     assert jobs.status()["send_between"]["start"] == "2026-12-01T09:00:00Z"
     jobs.clock.now = START + 60 * MINUTE
     jobs.drain()
