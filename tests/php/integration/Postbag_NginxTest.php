@@ -14,39 +14,9 @@
  * over, and by then the job's parts and manifest are in the bucket, the
  * manifest counting 100 recipients. No timing is asserted.
  */
-final class Postbag_NginxTest extends Postbag_Test_Live_Case {
+final class Postbag_NginxTest extends Postbag_Test_Notify_Site_Case {
 
 	const USERS = 100;
-
-	/** @var Postbag_Test_Notify_Site|null */
-	private $site;
-
-	/** @var bool The users are in the database. */
-	private $made = false;
-
-	protected function setUp(): void {
-		parent::setUp();
-		foreach ( array( 'nginx' => Postbag_Test_Nginx::binary(), 'php-fpm' => Postbag_Test_Php_Fpm::binary() ) as $package => $binary ) {
-			if ( null === $binary ) {
-				$reason = "$package is not installed (Debian package $package)";
-				'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-			}
-		}
-		$this->made = true;
-		Postbag_Test_Subscribers::create( $GLOBALS['wpdb'], self::USERS, array( self::USERS ) );
-		$this->site = new Postbag_Test_Notify_Site( self::$aws, $this->bucket, $this->spool_dir );
-	}
-
-	protected function tearDown(): void {
-		if ( null !== $this->site ) {
-			$this->site->stop();
-		}
-		if ( $this->made ) {
-			// The site's users are shared by the whole run: leave it as the harness made it.
-			Postbag_Test_Subscribers::remove( $GLOBALS['wpdb'], array( self::USERS ) );
-		}
-		parent::tearDown();
-	}
 
 	public function test_a_page_notifying_100_users_answers_and_its_job_lands(): void {
 		$this->assertTrue( function_exists( 'postbag_notify' ), 'the plugin defines postbag_notify()' );

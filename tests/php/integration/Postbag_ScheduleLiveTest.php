@@ -16,41 +16,22 @@
  * @covers Postbag_Jobs
  * @covers Postbag_Interceptor
  */
-final class Postbag_ScheduleLiveTest extends Postbag_Test_Live_Case {
+final class Postbag_ScheduleLiveTest extends Postbag_Test_Notify_Site_Case {
 
 	const USERS = 3;
 
-	/** @var Postbag_Test_Notify_Site|null */
-	private $site;
-
-	/** @var bool The users are in the database. */
-	private $made = false;
-
-	/** @var string|false The site's zone before the test. */
-	private $zone = false;
+	/** @var string|false|null The site's zone before the test; null: not changed. */
+	private $zone = null;
 
 	protected function setUp(): void {
 		parent::setUp();
-		foreach ( array( 'nginx' => Postbag_Test_Nginx::binary(), 'php-fpm' => Postbag_Test_Php_Fpm::binary() ) as $package => $binary ) {
-			if ( null === $binary ) {
-				$reason = "$package is not installed (Debian package $package)";
-				'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-			}
-		}
 		$this->zone = get_option( 'timezone_string' );
 		update_option( 'timezone_string', 'Europe/Berlin' ); // Read by the PHP-FPM workers from the shared database.
-		$this->made = true;
-		Postbag_Test_Subscribers::create( $GLOBALS['wpdb'], self::USERS, array( self::USERS ) );
-		$this->site = new Postbag_Test_Notify_Site( self::$aws, $this->bucket, $this->spool_dir );
 	}
 
 	protected function tearDown(): void {
-		if ( null !== $this->site ) {
-			$this->site->stop();
-		}
-		if ( $this->made ) {
+		if ( null !== $this->zone ) {
 			update_option( 'timezone_string', (string) $this->zone );
-			Postbag_Test_Subscribers::remove( $GLOBALS['wpdb'], array( self::USERS ) );
 		}
 		parent::tearDown();
 	}
