@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fastjsonschema
 import pytest
+from conftest import load_fixture
 
 from chalicelib.errors import BatchFormatError, HeaderInjectionError
-from chalicelib.unsubscribe import check_batch_headers, headers, refuse_job_headers, url
+from chalicelib.unsubscribe import MAX_URL, check_batch_headers, headers, refuse_job_headers, url
 
 URL = "https://blog.example.org/wp-json/postbag/v1/unsubscribe?list=news&t=AbC-_123"
 
@@ -127,3 +129,43 @@ def test_a_list_batch_as_the_plugin_writes_it_parses_with_its_list_and_headers(s
     batch = parse_fixture("batches/list.json", settings)
     assert batch.meta.list_name == "weekly"
     assert dict(batch.meta.headers)["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+# --- the contract: the schema, the sender and the plugin agree on one limit -------------
+
+ROW_SCHEMA = fastjsonschema.compile({
+    **load_fixture("job-v2.schema.json"),
+    "$ref": "#/definitions/recipient"})
+AT_LIMIT = "https://blog.example.org/u?t=" + "a" * (MAX_URL - len("https://blog.example.org/u?t="))
+CONTRACT = [
+    ("at-the-limit", AT_LIMIT, True),
+    ("one-over", AT_LIMIT + "a", False),
+    ("space", "https://blog.example.org/u?a=1 2", False),
+    ("closing-bracket", "https://blog.example.org/u>", False),
+    ("comma", "https://blog.example.org/u?a=1,2", False),
+    ("non-ascii", "https://blog.example.org/désabonner", False),
+    ("http", "http://blog.example.org/u", False),
+]
+
+
+@pytest.mark.parametrize(("value", "good"), [(v, g) for _, v, g in CONTRACT],
+                         ids=[i for i, _, _ in CONTRACT])
+def test_the_job_schema_and_the_sender_take_the_same_urls(value, good):
+    row = {"email": "a@example.net", "unsubscribe_url": value}
+    try:
+        ROW_SCHEMA(row)
+        schema_ok = True
+    except fastjsonschema.JsonSchemaValueException:
+        schema_ok = False
+    try:
+        url(value, "unsubscribe_url", "job-1")
+        sender_ok = True
+    except BatchFormatError:
+        sender_ok = False
+    assert (schema_ok, sender_ok) == (good, good)
+
+
+def test_the_limit_is_what_fits_a_header_line():
+    assert MAX_URL == 975  # the contract's figure (docs/suppression.md)
+    line = f"List-Unsubscribe: <{AT_LIMIT}>,"
+    assert len(line) <= 998 and len(AT_LIMIT) == MAX_URL
