@@ -87,10 +87,11 @@ function postbag_bench_fill( int $entries, int $users ): void {
 	$table = Postbag_Suppressions::table();
 	$wpdb->query( "TRUNCATE TABLE $table" );
 	$rows = array();
+	$list = Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ); // This site's list, as jobs check it.
 	for ( $n = 0; $n < $entries; $n++ ) {
 		$mine    = $n < $entries / 10 && $n * 20 < $users;
 		$address = $mine ? sprintf( 'reader%d@example.net', $n * 20 + 1 ) : "someone-else-$n@example.org";
-		$scope   = 0 === $n % 2 ? 'all' : 'list:new-posts';
+		$scope   = 0 === $n % 2 ? 'all' : $list;
 		$rows[]  = $wpdb->prepare( '(%s, %s, %s, %s, %s, %s, %s)', Postbag_Suppressions::hash( $address ), $scope, $address, 'manual', 'site', 'site', '2026-11-30 00:00:00' );
 		if ( count( $rows ) >= 1000 || $n === $entries - 1 ) {
 			$wpdb->query( "INSERT INTO $table (address_hash, scope, address, reason, source, origin, created_at) VALUES " . implode( ',', $rows ) ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- rows prepared above.
