@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from conftest import load_fixture
 from moto import mock_aws
 from support.fakes import FakeSes
 from support.jobs import JobWorld, recipients
@@ -96,12 +97,28 @@ def test_a_bounced_address_in_a_batch_is_suppressed_not_sent_not_failed(world, s
     assert listing.get("KeyCount", 0) == 0  # never failed, so never re-driven
 
 
+def list_batch(batch_id: str, ids: list[str], list_name: str) -> dict:
+    """A v1 batch naming ``list_name``, with the RFC 8058 headers the plugin computes
+    (fixtures/batches/list.json's)."""
+    doc = batch_document(batch_id, ids)
+    doc["meta"]["headers"] = load_fixture("batches/list.json")["meta"]["headers"]
+    doc["meta"]["list"] = list_name
+    return doc
+
+
 def test_a_list_unsubscribe_stops_only_that_lists_batches(world, store):
     store.apply(Change(ADD, "list:news", "m1@example.net", "unsubscribe", "site", NOW))
-    doc = batch_document("b2", ["m1"])
-    key = upload(world.s3, "queue/b2.json", doc)  # no list: mailed
+    store.apply(Change(ADD, "list:other", "m2@example.net", "unsubscribe", "site", NOW))
+    key = upload(world.s3, "queue/b2.json", batch_document("b2", ["m1"]))  # no list: mailed
     assert world.invoke(world.instance(suppression=TABLE), key)
     assert world.sent_counts() == {"m1": 1}
+    key = upload(world.s3, "queue/b2n.json", list_batch("b2n", ["n1", "m1", "m2"], "news"))
+    assert world.invoke(world.instance(suppression=TABLE), key)
+    # m1 left the news list: skipped; m2 left another list only: mailed.
+    assert world.sent_counts() == {"m1": 1, "n1": 1, "m2": 1}
+    receipt = world.receipt("b2n")
+    assert receipt["counts"] == {"sent": 2, "suppressed": 1}
+    assert [m["mail_id"] for m in receipt["mails"] if m["status"] == "suppressed"] == ["m1"]
 
 
 def test_a_redrive_that_would_mail_a_suppressed_address_skips_it(world, store):
