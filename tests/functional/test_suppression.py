@@ -417,3 +417,22 @@ def test_the_rates_are_metrics_only_over_a_minimum_of_sends(aws, store, sent, bo
     publisher(aws, store).run(BUCKET)
     assert (BOUNCE_RATE in metrics.metric_set) is published
     metrics.clear_metrics()
+
+
+def test_changes_within_one_second_are_ordered_by_their_milliseconds(aws, store):
+    # The plugin writes `at` with milliseconds (php.md 10): an unsubscribe and an admin's
+    # removal in the same second must both count, in order, whichever arrives first.
+    box = inbox(aws, store)
+    add = inbox_doc("ann@example.net", "all", ADD, "2026-11-30T00:40:00.100Z")
+    remove = inbox_doc("ann@example.net", "all", REMOVE, "2026-11-30T00:40:00.101Z",
+                       reason="manual")
+    assert box.apply(BUCKET, put_inbox(aws, "s1", add)) is True
+    assert box.apply(BUCKET, put_inbox(aws, "s2", remove)) is True
+    assert store.suppressed(["ann@example.net"]) == set()
+    # The other order: the later add arrives first, the earlier remove changes nothing.
+    late_add = inbox_doc("bob@example.net", "all", ADD, "2026-11-30T00:40:00.999Z")
+    early_remove = inbox_doc("bob@example.net", "all", REMOVE, "2026-11-30T00:40:00.998Z",
+                             reason="manual")
+    assert box.apply(BUCKET, put_inbox(aws, "s3", late_add)) is True
+    assert box.apply(BUCKET, put_inbox(aws, "s4", early_remove)) is False
+    assert store.suppressed(["bob@example.net"]) == {"bob@example.net"}
