@@ -90,7 +90,7 @@ final class Postbag_Unsubscribe_Health {
 	public function problems(): array {
 		$problems = array();
 		if ( ! $this->lists->can_link() ) {
-			$problems[] = array( 'critical', __( 'The site is not served over https, so Postbag cannot put an unsubscribe link in List-Unsubscribe: list mail and notify jobs go without one, and Gmail and Yahoo expect it of bulk mail. Serve the site over https.', 'postbag' ) );
+			$problems[] = array( 'critical', __( 'The site is not served over https (or its address is not plain ASCII), so Postbag cannot put an unsubscribe link in List-Unsubscribe: list mail and notify jobs go without one, and Gmail and Yahoo expect it of bulk mail. Serve the site over https, at an ASCII (punycode) address.', 'postbag' ) );
 		}
 		if ( Postbag_Unsubscribe_Token::SOURCE_SALT === $this->lists->tokens()->source() ) {
 			$problems[] = array( 'recommended', __( 'POSTBAG_UNSUBSCRIBE_SECRET is not defined in wp-config.php: unsubscribe links are signed with a key derived from the WordPress salts, and rotating the salts breaks every link already mailed. Define it (a long random string) and keep it.', 'postbag' ) );

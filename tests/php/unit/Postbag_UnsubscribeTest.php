@@ -147,6 +147,14 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		);
 		$this->assertNull( $this->tokens()->url( 'new-posts', self::ADDRESS ) );
 		$this->assertFalse( $this->plugin->lists()->can_link() );
+		$health = new Postbag_Unsubscribe_Health(
+			$this->plugin->lists(),
+			$this->plugin->suppression_inbox(),
+			static function (): int {
+				return 0;
+			}
+		);
+		$this->assertStringContainsString( 'not plain ASCII', $health->problems()[0][1], 'Site Health says why' );
 	}
 
 	public function test_a_list_mail_whose_link_would_be_too_long_goes_without_a_list_and_says_so(): void {
