@@ -10,11 +10,13 @@ with a mail of their own, written as ``postbag notify`` writes it, split by
 ``on_job_uploaded`` and sent by ``on_work_item`` in ``JOB_CONCURRENCY``
 worker processes (``standin.job_run``); it prints the job's status, a few
 of the mails and a check that each recipient got exactly one. Then the steps
-in ``STEPS``: a real WordPress request that sends a few mails and a notify job
-to 1,000 subscribers, with the page's response time, the delivered-mail table
-and a few rendered mails (``demo_wordpress``); a held notification
-(``demo_schedule``); suppressions (``demo_suppression``). The server is
-stopped on the way out.
+in ``STEPS``: a real WordPress site (``demo_wordpress``) whose request sends a few
+mails and a notify job to 1,000 subscribers, with the page's response time, the
+delivered-mail table and a few rendered mails, and which then schedules a reminder,
+a digest over a window and an announcement it cancels through its REST API
+(``demo_schedule``); suppressions (``demo_suppression``). Every S3 notification
+app.py declares is delivered, as S3 would (``lambda_runtime.app_routes``). The
+server is stopped on the way out.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,15 +35,14 @@ from typing import Any
 
 import boto3
 
-from standin import demo_schedule, demo_suppression, demo_wordpress
+from standin import demo_suppression, demo_wordpress
 from standin.aws import LocalAws
 from standin.job_run import JobRun, run_job, write_spec
-from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
+from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, app_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 BUCKET = "postbag-demo"
-QUEUE = "queue/"
 # (object key, fixture file): what a WordPress site would have uploaded.
 UPLOADS = [
     (
@@ -62,11 +64,11 @@ JOB_CONCURRENCY = 4
 JOB_CHUNK_ROWS = 100
 MAILS_SHOWN = 3
 # The demo's further steps, in order, after the example batches and the notify job: each
-# ``run(aws, s3, app, events) -> bool`` prints what it shows and answers whether it worked.
-# A new step is one line here.
-STEPS = [
-    demo_wordpress.run,
-    demo_schedule.run,
+# ``run(aws, s3, app, events, dispatcher) -> bool`` prints what it shows and answers whether
+# it worked (``dispatcher``: the demo bucket's, which remembers what it delivered). A new
+# step is one line here.
+STEPS: list[Callable[[LocalAws, Any, Any, LocalSesEvents, LocalDispatcher], bool]] = [
+    demo_wordpress.run,  # and, on the same site, demo_schedule
     demo_suppression.run,
 ]
 
@@ -151,10 +153,10 @@ def _quarantined(s3: Any) -> dict[str, dict[str, Any]]:
     return errors
 
 
-def _batches(s3: Any, app: Any) -> None:
+def _batches(s3: Any, dispatcher: LocalDispatcher) -> None:
     """The example batches' events, each said as it came out: sent, or quarantined and why
     ("ok" only for a batch whose mail went out)."""
-    deliveries = LocalDispatcher(s3, BUCKET, [Route(QUEUE, ".json", app.on_batch_uploaded)]).run()
+    deliveries = dispatcher.run()
     quarantined = _quarantined(s3)
     for delivery in deliveries:
         error = quarantined.get(delivery.key)
@@ -167,7 +169,8 @@ def _batches(s3: Any, app: Any) -> None:
         print(f"event for {delivery.key}: {state}")
 
 
-def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
+def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents,
+         dispatcher: LocalDispatcher) -> bool:
     """The notify job, end to end; prints what it came to. True when every recipient
     got exactly one mail."""
     print(f"\nNotify job: {JOB_RECIPIENTS:,} recipients, on_work_item in "
@@ -177,7 +180,8 @@ def _job(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
         recorded = events.delivered
         run = run_job(aws.endpoint, s3, boto3.client("sqs"), app, spec, dict(os.environ),
                       JOB_CONCURRENCY, events,
-                      stats_path=str(Path(folder) / "invocations.ndjson"), timeout_s=120)
+                      stats_path=str(Path(folder) / "invocations.ndjson"), timeout_s=120,
+                      dispatcher=dispatcher)
     print(f"job {run.job_id}: {len(run.invocations)} invocations, "
           f"{run.finished - run.started:.1f} s from its manifest to an empty queue")
     print("status.json:", json.dumps(run.status, indent=2, ensure_ascii=False))
@@ -209,14 +213,15 @@ def main() -> int:
         _prepare(s3)
         import app  # after the environment is set: app.py reads its settings at import
 
-        _batches(s3, app)
+        dispatcher = LocalDispatcher(s3, BUCKET, app_routes(app))
+        _batches(s3, dispatcher)
         # SES's Send events, recorded in the ledger: what settles a send whose answer was lost.
         events = LocalSesEvents(aws.endpoint, app.on_ses_event)
         print(f"SES Send events recorded in the ledger: {events.deliver()}")
         delivered = _report(aws.endpoint, ROOT / "outbox")
-        job_ok = _job(aws, s3, app, events)
+        job_ok = _job(aws, s3, app, events, dispatcher)
         for step in STEPS:  # each prints what it showed; all run, whatever one came to
-            job_ok = step(aws, s3, app, events) and job_ok
+            job_ok = step(aws, s3, app, events, dispatcher) and job_ok
     return 0 if delivered and job_ok else 1
 
 

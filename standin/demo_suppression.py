@@ -20,7 +20,7 @@ from typing import Any
 
 from standin.aws import LocalAws
 from standin.job_run import sent_mails
-from standin.lambda_runtime import LambdaContext, LocalDispatcher, LocalSesEvents, Route
+from standin.lambda_runtime import LambdaContext, LocalDispatcher, LocalSesEvents
 from standin.schedules import scheduled_event
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -57,18 +57,17 @@ def _receipt(s3: Any, bucket: str, batch_id: str) -> dict[str, Any]:
                       .read())
 
 
-def run(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
+def run(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents,
+        dispatcher: LocalDispatcher) -> bool:
     """True when the second send reached ``ok@`` alone, the others suppressed, none failed."""
     bucket = app.BUCKET
     print(f"\nSuppression: one mail each to {', '.join(ADDRESSES)}")
-    batches = LocalDispatcher(s3, bucket, [Route(PREFIX, ".json", app.on_batch_uploaded)])
     first = _batch(s3, bucket, 1)
-    batches.run()
+    dispatcher.run()
     print(f"send 1: {_receipt(s3, bucket, first)['counts']}; SES events delivered to "
           f"on_ses_event: {events.deliver()}")
     _unsubscribe(s3, bucket, "reader@example.net")
-    LocalDispatcher(s3, bucket, [Route("suppressions/inbox/", ".json",
-                                       app.on_suppression_inbox)]).run()
+    dispatcher.run()  # on_suppression_inbox
     app.publish_status(scheduled_event(), LambdaContext(60.0, "postbag-local-publish_status"))
     export = json.loads(s3.get_object(Bucket=bucket, Key="suppressions/export.json")["Body"]
                         .read())
@@ -82,7 +81,7 @@ def run(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents) -> bool:
           f"bounced {today['bounced']}, complained {today['complained']}")
     before = len(sent_mails(aws.endpoint))
     second = _batch(s3, bucket, 2)
-    batches.run()
+    dispatcher.run()
     receipt = _receipt(s3, bucket, second)
     reached = sorted(a for m in sent_mails(aws.endpoint, before) for a in m["destination"])
     print(f"send 2: {receipt['counts']}; SES got mail for {', '.join(reached) or 'nobody'}")

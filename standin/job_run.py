@@ -2,9 +2,10 @@
 
 The job is written as an operator writes one (``postbag notify``'s writer:
 parts, then the manifest), the manifest's S3 event is delivered to
-``on_job_uploaded`` in this process (the splitter puts the work items on the
-SQS work queue), and ``sqs_runtime.LocalSqsMapping`` runs ``on_work_item`` in
-worker processes until the queue is empty. Used by ``make demo`` and
+``on_job_uploaded`` in this process, like every S3 notification the app declares
+(the splitter puts the work items on the SQS work queue), and
+``sqs_runtime.LocalSqsMapping`` runs ``on_work_item`` in worker processes until the
+queue is empty. Used by ``make demo`` and
 ``bench/fanout.py``.
 """
 
@@ -21,7 +22,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, Route
+from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, app_routes
 from standin.server import MAILS_PATH
 from standin.sqs_runtime import LocalSqsMapping, create_queue
 
@@ -106,7 +107,8 @@ Upload = Callable[[], tuple[str, int]]
 
 def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping[str, str],
             concurrency: int, events: LocalSesEvents, stats_path: str | None = None,
-            timeout_s: float = 900.0, function_timeout: int = 300) -> JobRun:
+            timeout_s: float = 900.0, function_timeout: int = 300,
+            dispatcher: LocalDispatcher | None = None) -> JobRun:
     """Upload the job ``spec`` describes, as ``postbag notify`` does, and run it to the end
     (``run_uploaded``)."""
     from postbag.notify import notify, sender_checks
@@ -116,15 +118,19 @@ def run_job(endpoint: str, s3: Any, sqs: Any, app: Any, spec: Path, env: Mapping
         return outcome.job_id, outcome.recipients
 
     return run_uploaded(endpoint, s3, sqs, app, upload, env, concurrency, events,
-                        env["POSTBAG_BUCKET"], stats_path, timeout_s, function_timeout)
+                        env["POSTBAG_BUCKET"], stats_path, timeout_s, function_timeout,
+                        dispatcher)
 
 
 def run_uploaded(endpoint: str, s3: Any, sqs: Any, app: Any, upload: Upload,
                  env: Mapping[str, str], concurrency: int, events: LocalSesEvents, bucket: str,
                  stats_path: str | None = None, timeout_s: float = 900.0,
-                 function_timeout: int = 300) -> JobRun:
+                 function_timeout: int = 300,
+                 dispatcher: LocalDispatcher | None = None) -> JobRun:
     """Run the job ``upload()`` puts in ``bucket`` to the end; ``app`` is the sender's
-    ``app`` module imported with ``env`` set, ``env`` the workers' environment.
+    ``app`` module imported with ``env`` set, ``env`` the workers' environment. The
+    bucket's new objects go to the handlers by ``dispatcher`` (the caller's, when it
+    has one for the bucket already: a second one would deliver everything again).
 
     SES's Send events go to ``on_ses_event`` (``events``) while the job runs: they
     settle the sends whose answer was lost, which are otherwise sent again once
@@ -136,8 +142,7 @@ def run_uploaded(endpoint: str, s3: Any, sqs: Any, app: Any, upload: Upload,
                          stats_path=stats_path) as mapping, events.pumping():
         job_id, recipients = upload()
         started = time.time()  # the manifest is uploaded last: the job starts now
-        jobs = Route("jobs/", "/manifest.json", app.on_job_uploaded)
-        for delivery in LocalDispatcher(s3, bucket, [jobs]).run():
+        for delivery in (dispatcher or LocalDispatcher(s3, bucket, app_routes(app))).run():
             if delivery.error:
                 raise RuntimeError(f"{delivery.key}: {delivery.error}")
         split_seconds = time.time() - started

@@ -83,17 +83,11 @@ class Sender:
         self.ses.verify_domain_identity(Domain=VERIFIED_DOMAIN)
         create_table(boto3.client("dynamodb"), os.environ["POSTBAG_LEDGER_TABLE"])
         create_table(boto3.client("dynamodb"), "postbag-suppression")  # the sender's default
-        from chalice.app import S3EventConfig
-
         import app  # after the environment: app.py reads its settings at import
-        from standin.lambda_runtime import LocalDispatcher, Route
+        from standin.lambda_runtime import LocalDispatcher, app_routes
 
-        # Every S3 notification the app declares (batches, redrive requests once the
-        # sender has a handler for them, ...), as S3 would deliver them.
-        routes = [
-            Route(source.prefix or "", source.suffix or "", getattr(app, source.name))
-            for source in app.app.event_sources if isinstance(source, S3EventConfig)
-        ]
+        # Every S3 notification the app declares, as S3 would deliver them.
+        routes = app_routes(app)
         self._routes = routes
         self._s3 = boto3.client("s3")
         self._bucket = site.bucket
