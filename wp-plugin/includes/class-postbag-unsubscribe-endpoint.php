@@ -164,7 +164,7 @@ final class Postbag_Unsubscribe_Endpoint {
 		 * Fires when someone unsubscribed through a one-click link.
 		 *
 		 * @param string $address Normalised address.
-		 * @param string $list    List name.
+		 * @param string $list    List name as on the wire (`<site prefix>-<name>`, Postbag_List_Unsubscribe::site_list()).
 		 */
 		do_action( 'postbag_unsubscribed', Postbag_Suppressions::normalise( $address ), $list );
 		/* translators: %s: list name */
