@@ -263,6 +263,24 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( 1, 1 ), array( $counts['bounced'], $counts['complained'] ) );
 	}
 
+	public function test_a_job_the_sender_has_not_reported_on_goes_to_the_back_of_the_line(): void {
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array( array( 'email' => 'a@example.net' ) ),
+				'subject'    => 'Streaming',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'news@example.org',
+			)
+		);
+		// Still in the spool (a long stream), its row already waiting on the sender (as after a cancel request).
+		$this->log()->set_status( $job_id, 'uploaded', 'Cancel requested: mails already sent stay sent.' );
+		$this->now += 300;
+
+		$this->plugin->log_sync()->run();
+
+		$this->assertSame( gmdate( 'Y-m-d\TH:i:s\Z', $this->now ), $this->log()->get( $job_id )['updated_at'], 'looked at: newer jobs are read before it next time (MAX_JOBS a run)' );
+	}
+
 	public function test_a_list_mail_suppressed_on_the_site_gets_a_row_saying_why(): void {
 		// What the interceptor fires for a list mail whose recipient is suppressed (Postbag_UnsubscribeTest).
 		do_action( 'postbag_mail_suppressed', 'gone@example.net', 'b1-weekly', array( 'subject' => 'Weekly digest' ) );
