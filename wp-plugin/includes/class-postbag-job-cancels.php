@@ -77,6 +77,8 @@ final class Postbag_Job_Cancels {
 				'job_id'          => $job_id,
 				'state'           => self::REQUESTED,
 				'requested_at'    => $now,
+				// The object's time, to the millisecond (the sender orders a job's requests by it).
+				'stamp'           => Postbag_Send_Time::stamp( $now ),
 				'settled_at'      => null,
 				'handed_over'     => false,
 			)
@@ -144,7 +146,7 @@ final class Postbag_Job_Cancels {
 					$key,
 					array(
 						'job_id'       => $job_id,
-						'requested_at' => gmdate( 'Y-m-d\TH:i:s\Z', (int) $request['requested_at'] ),
+						'requested_at' => (string) ( $request['stamp'] ?? Postbag_Send_Time::stamp( (int) $request['requested_at'] ) ),
 						'site'         => home_url(),
 					)
 				);

@@ -325,6 +325,7 @@ final class Postbag_JobStatusTest extends Postbag_Unit_Test_Case {
 		$object = $this->s3->objects[ "jobs/$job_id/cancel" ];
 		$this->assertSame( 'application/json', $object['content_type'] );
 		$this->assertSame( $job_id, json_decode( $object['body'], true )['job_id'] );
+		$this->assertMatchesRegularExpression( '/^' . preg_quote( gmdate( 'Y-m-d\TH:i:s', $this->now ), '/' ) . '\.[0-9]{3}Z$/', json_decode( $object['body'], true )['requested_at'], 'the time of the cancel, to the millisecond' );
 		$status = postbag_job_status( $job_id );
 		$this->assertSame( array( 'uploaded', 'stored' ), array( $status['state'], $status['cancel'] ), 'the sender has not answered yet' );
 
