@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chalice.test import Client
+from support.iam_eval import ALLOW
 from test_job_roles import (
     JOB_DIR,
     app,  # noqa: F401  (a fixture)
@@ -26,6 +27,7 @@ from test_job_roles import (
     stack_of,
     stage_settings,
 )
+from test_policies import OBJ, SETTINGS, STACK, ask
 
 from chalicelib.schedule import MAX_AHEAD
 from postbag.resources import policies
@@ -203,3 +205,12 @@ def test_jobs_and_attachments_outlive_the_furthest_send_at_by_the_failed_days(fa
              for rule in lifecycle_rules(Retention(failed=failed_days)) if "Expiration" in rule}
     for kept in ("postbag-jobs", "postbag-attachments"):
         assert rules[kept] == MAX_AHEAD.days + failed_days > MAX_AHEAD.days
+
+
+@pytest.mark.parametrize("handler", ["on_batch_control", "on_job_schedule", "on_job_cancel"])
+def test_the_control_roles_read_a_jobs_control_files_never_its_recipients(handler):
+    policy = policies.control_policy(STACK, SETTINGS, handler)
+    for name, allowed in (("manifest.json", True), ("cancel", True), ("schedule.json", True),
+                          ("status.json", True), ("part-0.ndjson.gz", False)):
+        answer = ask(policy, "s3:GetObject", f"{OBJ}jobs/j1/{name}")
+        assert (answer == ALLOW) is allowed, (name, answer)
