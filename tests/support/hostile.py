@@ -703,6 +703,11 @@ def run(case: Case, index: int, s3: Any, bucket: str) -> Result:
     problems = [] if response.payload is None else [f"handler answered {response.payload!r}"]
     quarantine = _read(s3, bucket, quarantine_name(key)[0] + ".error.json")
     receipt = _read(s3, bucket, f"receipts/{batch_id}.json")
+    if receipt is not None and "quarantined_as" in receipt:
+        # A quarantined batch's error document is also at its receipt key, for the site.
+        if quarantine is None or receipt["reason"] != quarantine["reason"]:
+            problems.append(f"receipt names a quarantine the sender did not write: {receipt!r}")
+        receipt = None
     mails = {m["mail_id"]: m for m in receipt["mails"]} if receipt else None
     messages = backend.sent_messages
     raws = [m.raw_data.encode("utf-8") for m in messages if hasattr(m, "raw_data")]
