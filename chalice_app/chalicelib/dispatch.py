@@ -223,6 +223,11 @@ class Dispatcher:
         self._metrics = metrics
         self._now = now
 
+    def settled(self, keys: Sequence[str]) -> set[str]:
+        """The ``keys`` whose mail was sent (or failed for good) before: ``Ledger.settled``.
+        Raises ``LedgerUnavailable``."""
+        return self._ledger.settled(keys) if keys else set()
+
     def run(
         self,
         jobs: Sequence[Job],

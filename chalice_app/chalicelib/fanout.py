@@ -195,6 +195,12 @@ def _list_meta(job: NotifyJob, recipient: Recipient, mail: str) -> Meta:
     return replace(job.meta, headers=(*job.meta.headers, *built))
 
 
+def _never_sent_again(job: NotifyJob, mail: str) -> str:
+    """A suppressed row the ledger had as sent: its claim is a replay, so this is never
+    called; should the record have expired meanwhile, the row fails rather than mails."""
+    raise MailBuildError("email", job.job_id, SUPPRESSED_REASON, mail)
+
+
 def _suppressed(stages: FanoutStages, job: NotifyJob, recipients: list[Recipient]) -> set[str]:
     """The recipients' addresses on the list, for all mail or the job's list: one lookup
     round for the item. ``SuppressionUnavailable`` (transient) redelivers the item, with
@@ -211,9 +217,14 @@ def _send(stages: FanoutStages, item: WorkItem, job: NotifyJob, recipients: list
     outcomes: dict[int, Outcome] = {}
     jobs, rows, keys = [], [], set()
     suppressed = _suppressed(stages, job, recipients)
+    # Sent before the address was suppressed (a redelivery, a continuation): the dispatcher's
+    # claim reports the row sent, as the ledger has it; its send is never made.
+    sent_before = stages.mail.dispatcher.settled(sorted(
+        {ledger_key(job, r.email, item.redrive) for r in recipients
+         if normalise(r.email) in suppressed}))
     for recipient in recipients:
         key, name = ledger_key(job, recipient.email, item.redrive), mail_id(item, recipient.row)
-        if normalise(recipient.email) in suppressed:
+        if normalise(recipient.email) in suppressed and key not in sent_before:
             outcomes[recipient.row] = Outcome(name, Status.SUPPRESSED, reason=SUPPRESSED_REASON)
             continue
         if key in keys:
@@ -221,8 +232,9 @@ def _send(stages: FanoutStages, item: WorkItem, job: NotifyJob, recipients: list
             continue
         keys.add(key)
         rows.append(recipient.row)
-        jobs.append(Job(name, key, partial(_deliver, stages, item.bucket, job, recipient, name,
-                                           key)))
+        send = (partial(_never_sent_again, job, name) if key in sent_before else
+                partial(_deliver, stages, item.bucket, job, recipient, name, key))
+        jobs.append(Job(name, key, send))
     refused = sender_refused(stages.mail.settings, job.meta, job.job_id)
     if refused is not None:
         logger.error("From not allowed: the work item's recipients failed",

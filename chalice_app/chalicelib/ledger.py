@@ -377,6 +377,15 @@ class Ledger:
         read = self._read(keys, records=False)
         return {key: sent for key, (_, sent) in read.items() if sent is not None}
 
+    def settled(self, keys: Sequence[str]) -> set[str]:
+        """The ``keys`` a send settled already: a completed record, or SES's Send event
+        (read consistently). The suppression check leaves these to the dispatcher, whose
+        claim reports what happened, rather than calling a sent mail suppressed."""
+        now = int(self._clock())
+        return {key for key, (item, sent) in self._read(keys).items()
+                if sent is not None or (item is not None and item["status"]["S"] == _COMPLETED
+                                        and int(item["expiration"]["N"]) >= now)}
+
     # --- complete and release ------------------------------------------------------
 
     def complete(self, key: str, result: Result) -> None:

@@ -187,10 +187,14 @@ def _unsuppressed(stages: Stages, batch: Batch) -> tuple[Batch, list[Outcome]]:
         return tuple(a for a in addresses if normalise(a[1]) not in found)
 
     meta = replace(meta, cc=keep(meta.cc), bcc=keep(meta.bcc))
+    emptied = [mail for mail in batch.mails if not (keep(mail.to) or meta.cc or meta.bcc)]
+    # Sent before the address was suppressed (a continuation, a replay): the dispatcher's
+    # claim reports it sent, as the ledger has it. Its recipients are gone all the same.
+    sent = stages.dispatcher.settled([idempotency_key(batch, mail) for mail in emptied])
     mails, suppressed = [], []
     for mail in batch.mails:
         to = keep(mail.to)
-        if to or meta.cc or meta.bcc:
+        if to or meta.cc or meta.bcc or idempotency_key(batch, mail) in sent:
             mails.append(replace(mail, to=to))
         else:
             suppressed.append(Outcome(mail.id, Status.SUPPRESSED, reason=SUPPRESSED_REASON))

@@ -436,3 +436,29 @@ def test_changes_within_one_second_are_ordered_by_their_milliseconds(aws, store)
     assert box.apply(BUCKET, put_inbox(aws, "s3", late_add)) is True
     assert box.apply(BUCKET, put_inbox(aws, "s4", early_remove)) is False
     assert store.suppressed(["bob@example.net"]) == {"bob@example.net"}
+
+
+def test_a_replayed_batch_reports_a_mail_sent_before_its_address_was_suppressed_as_sent(
+        world, store):
+    key = upload(world.s3, "queue/b7.json", batch_document("b7", ["m1", "m2"]))
+    assert world.invoke(world.instance(suppression=TABLE), key)
+    bounce("m1@example.net", store)  # its bounce came in before the event was replayed
+    upload(world.s3, key, batch_document("b7", ["m1", "m2"]))  # the plugin's re-upload
+    assert world.invoke(world.instance(suppression=TABLE), key)
+    assert world.sent_counts() == {"m1": 1, "m2": 1}
+    # Both reported as the ledger has them (a replay of a sent mail), m1 not "suppressed".
+    statuses = {m["mail_id"]: m["status"] for m in world.receipt("b7")["mails"]}
+    assert statuses == {"m1": "duplicate", "m2": "duplicate"}
+
+
+def test_a_redelivered_work_item_reports_a_row_sent_before_its_address_was_suppressed_as_sent(
+        jobs, store):
+    rows = recipients(4)
+    job = jobs.upload_job([rows])
+    message = jobs.sqs.take()
+    jobs.deliver(jobs.instance(suppression=TABLE), message)
+    bounce(rows[1]["email"], store)
+    jobs.deliver(jobs.instance(suppression=TABLE), message)  # SQS delivers it again
+    assert len(jobs.ses.accepted) == 4
+    status = jobs.status(job)
+    assert (status["sent"], status["suppressed"]) == (4, 0)
