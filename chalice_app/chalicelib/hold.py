@@ -265,7 +265,8 @@ class HoldBook:
                                  "object_key = :key", {":due": {"S": iso(due)}, **where},
                                  {"#bucket": "bucket"})
         if moved is None:  # another request or replay came first: as it is now
-            return self._replayed(held.kind, held.ident, None, bucket, key), held
+            verdict = self._replayed(held.kind, held.ident, None, bucket, key)
+            return verdict, self.get(held.kind, held.ident) or held
         self.results.write(held.kind, held.ident, "reschedule", Result.RESCHEDULED,
                            held.when.due, asked)
         return (Verdict.HOLD if state is State.HELD else Verdict.SEND), moved
