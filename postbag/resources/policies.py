@@ -324,7 +324,8 @@ def events_policy(stack: Stack, settings: Settings) -> Policy:
     """The SES event recorder: the Send events of a notification written in batches
     (``Ledger.record_sent``; BatchWriteItem is authorised as itself, not as PutItem);
     hard bounces and complaints put on the suppression list, transient bounces noted
-    there; every event counted per day and per job, and marked for the minute's run."""
+    there; every event counted per day and per job, and marked for the minute's run (the
+    marks read first: one already there is not written again)."""
     return {
         "Version": VERSION,
         "Statement": [
@@ -334,6 +335,7 @@ def events_policy(stack: Stack, settings: Settings) -> Policy:
             _statement("Suppress", ["dynamodb:UpdateItem"], [_suppression_arn(stack, settings)]),
             _items(stack, settings, "CountFeedback", ["dynamodb:UpdateItem"],
                    [FEEDBACK_ITEMS, JOB_ITEMS]),
+            _items(stack, settings, "ReadMarks", ["dynamodb:GetItem"], [FEEDBACK_ITEMS]),
             _failure_destination(stack),
             *_log_statements(stack, stack.events_function_name),
         ],
@@ -350,7 +352,8 @@ def inbox_policy(stack: Stack, settings: Settings, kms_key_arn: str = "") -> Pol
         _statement("QuarantineBadDocuments", ["s3:PutObject"],
                    [stack.objects_arn(QUARANTINE_PREFIX + SUPPRESSION_INBOX_PREFIX)]),
         _statement("Suppress", ["dynamodb:UpdateItem"], [_suppression_arn(stack, settings)]),
-        _items(stack, settings, "MarkExport", ["dynamodb:UpdateItem"], [FEEDBACK_ITEMS]),
+        _items(stack, settings, "MarkExport", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+               [FEEDBACK_ITEMS]),
         _failure_destination(stack),
         *_log_statements(stack, stack.handler_function(INBOX_HANDLER)),
         *_key_statements(kms_key_arn),

@@ -314,10 +314,11 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
     policy = policies.events_policy(stack, app.SETTINGS)
     table = stack.arn("dynamodb", f"table/{app.SETTINGS.ledger_table}")
     assert calls, "the handler recorded nothing"
-    # The evidence in one batch write; the day's count and the mark for the minute's run
-    # as updates of their own items (feedback.py), each asked with the key IAM sees.
+    # The evidence in one batch write; the day's count, then the marks read and the mark
+    # for the minute's run written (none there yet) as calls on their own items
+    # (feedback.py, publisher.py), each asked with the key IAM sees.
     assert [a for a, _ in calls] == ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
-                                     "dynamodb:UpdateItem"]
+                                     "dynamodb:GetItem", "dynamodb:UpdateItem"]
     for action, params in calls:
         if action == "dynamodb:BatchWriteItem":
             assert set(params["RequestItems"]) == {app.SETTINGS.ledger_table}, params
