@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     teardown = commands.add_parser("teardown", help="remove what provision created")
     _common(teardown)
     teardown.add_argument(
-        "--force", action="store_true", help="also delete a bucket that holds unsent batches"
+        "--force", action="store_true",
+        help="also delete unsent, held, queued, failed or quarantined mail and the "
+             "suppression list"
     )
     return parser
 

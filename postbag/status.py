@@ -16,6 +16,7 @@ from chalicelib.config import (
     STATE_DONE,
     STATE_TAG,
 )
+from chalicelib.hold import MARKER_PREFIX
 from chalicelib.outcome import ERROR_SUFFIX
 from postbag.resources import failure_queue, ses_events, work_queue
 from postbag.stack import Stack
@@ -54,6 +55,12 @@ def quarantined_keys(s3: Any, bucket: str) -> list[str]:
     """Quarantined batches and jobs, not the error documents written beside each."""
     return [item["Key"] for item in _objects(s3, bucket, QUARANTINE_PREFIX)
             if not item["Key"].endswith(ERROR_SUFFIX)]
+
+
+def held_keys(s3: Any, bucket: str) -> list[str]:
+    """Markers of batches and jobs held until their time (chalicelib/hold.py): mail not
+    sent yet."""
+    return [item["Key"] for item in _objects(s3, bucket, MARKER_PREFIX)]
 
 
 def failed_keys(s3: Any, bucket: str) -> list[str]:

@@ -1002,6 +1002,33 @@ def test_teardown_refuses_while_failed_or_quarantined_mail_remains(aws, tmp_path
     assert gone(lambda: s3.head_bucket(Bucket=d.bucket), "404")
 
 
+def test_teardown_refuses_while_mail_is_held_or_the_suppression_list_has_entries(aws, tmp_path):
+    d = provisioned(aws, tmp_path, "holder", "--sender-identity", "example.org")
+    allow_plain_http(d)
+    s3 = d.client("s3")
+    s3.put_object(Bucket=d.bucket, Key="held/2026-12-01T08:00:00Z/batch/b1", Body=b"")
+
+    def refusal() -> str:
+        done = d.postbag("teardown", check=False)
+        assert done.returncode == 1, done.stderr
+        assert s3.head_bucket(Bucket=d.bucket)  # nothing removed on refusal
+        return done.stderr
+
+    assert ("still holds 1 batch(es) or job(s) held until their time under held/ "
+            "(e.g. held/2026-12-01T08:00:00Z/batch/b1)") in refusal()
+    s3.delete_object(Bucket=d.bucket, Key="held/2026-12-01T08:00:00Z/batch/b1")
+    for address in ("gone@example.net", "angry@example.net"):
+        d.shell.run("postbag", "suppression", "add", "--stage", d.stage, "--chalice-dir",
+                    str(d.app_dir), address)
+    said = refusal()
+    assert "postbag-holder-suppression holds 2 suppression(s)" in said
+    assert "postbag suppression list --json --stage holder" in said
+    done = d.postbag("teardown", "--force")
+    assert "deleting  DynamoDB table postbag-holder-suppression: 2 suppression(s)" in done.stderr
+    assert gone(lambda: d.client("dynamodb").describe_table(
+        TableName="postbag-holder-suppression"), "ResourceNotFoundException")
+
+
 def test_teardown_refuses_while_notify_work_waits(aws, tmp_path):
     """Not deployed: moto would run the fan-out sender on each message sent to its queue
     (and keeps running a deleted mapping), so the work is queued to a stage without it."""
