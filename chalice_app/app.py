@@ -141,8 +141,7 @@ def account_report() -> AccountReport:
     """status/account.json, from each GetSendQuota the instance reads (at most once a minute).
     One per function's stages (a Lambda instance runs one function): built with them."""
     return AccountReport(boto3.client("s3", config=S3_CLIENT_CONFIG),
-                         boto3.client("sesv2", config=SES_CLIENT_CONFIG),
-                         os.environ.get("POSTBAG_BUCKET", "postbag-local"))
+                         boto3.client("sesv2", config=SES_CLIENT_CONFIG), BUCKET)
 
 
 @cache
@@ -217,12 +216,17 @@ def hold_book() -> HoldBook:
                     BUCKET, now)
 
 
+@cache
+def quota_client() -> Any:
+    """The SES client ``capacity`` asks; built on first use, like every client."""
+    return boto3.client("ses", config=SES_CLIENT_CONFIG)
+
+
 def capacity() -> tuple[float, float | None]:
     """What a window may count on: the account's rate and what its 24-hour quota still takes
     (one GetSendQuota, once per windowed job planned)."""
-    ses = boto3.client("ses", config=SES_CLIENT_CONFIG)
     try:
-        quota = ses.get_send_quota()
+        quota = quota_client().get_send_quota()
     except (ClientError, BotoCoreError) as exc:  # the upload's event is retried
         raise SesUnavailable(f"reading the sending quota for a window: {exc}") from exc
     left = float(quota["Max24HourSend"]) - float(quota["SentLast24Hours"])
@@ -239,7 +243,7 @@ def splitter() -> Splitter:
 
 
 @app.on_s3_event(
-    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    bucket=BUCKET,
     prefix=QUEUE_PREFIX,
     suffix=".json",
     events=["s3:ObjectCreated:*"],
@@ -265,7 +269,7 @@ def on_batch_uploaded(event: S3Event) -> None:
 
 
 @app.on_s3_event(
-    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    bucket=BUCKET,
     prefix=JOBS_PREFIX,
     suffix="/manifest.json",
     events=["s3:ObjectCreated:*"],
@@ -326,15 +330,14 @@ def on_ses_event(event: SNSEvent) -> None:
 
 
 @app.on_s3_event(
-    bucket=os.environ.get("POSTBAG_BUCKET", "postbag-local"),
+    bucket=BUCKET,
     prefix=SUPPRESSION_INBOX_PREFIX,
     suffix=".json",
     events=["s3:ObjectCreated:*"],
 )
 def on_suppression_inbox(event: S3Event) -> None:
     """The site's unsubscribes (and its manual changes): applied to the suppression list."""
-    inbox = Inbox(boto3.client("s3", config=S3_CLIENT_CONFIG), suppression_store(), marks(),
-                  Recorder(boto3.client("s3", config=S3_CLIENT_CONFIG)))
+    inbox = suppression_inbox()
     retry = None
     for record in event.to_dict().get("Records", []):
         retry = handle_record(record, inbox.apply, inbox.recorder) or retry
@@ -342,13 +345,25 @@ def on_suppression_inbox(event: S3Event) -> None:
         raise retry
 
 
+@cache
+def suppression_inbox() -> Inbox:
+    """The inbox handler's stage, built on first use."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    return Inbox(s3, suppression_store(), marks(), Recorder(s3))
+
+
+@cache
+def publisher() -> Publisher:
+    """The minute's publishing run, built on first use."""
+    return Publisher(marks(), suppression_store(), job_progress(),
+                     Recorder(boto3.client("s3", config=S3_CLIENT_CONFIG)))
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def publish_status(event: CloudWatchEvent) -> None:
     """Publish what changed: the suppression export, the feedback status, jobs' statuses."""
-    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
     try:
-        Publisher(marks(), suppression_store(), job_progress(), Recorder(s3)).run(
-            os.environ.get("POSTBAG_BUCKET", "postbag-local"))
+        publisher().run(BUCKET)
     finally:
         metrics.flush_metrics()
 
@@ -372,14 +387,20 @@ def drain_held(event: CloudWatchEvent) -> None:
         metrics.flush_metrics()
 
 
-def _apply_requests(event: S3Event) -> None:
+@cache
+def control() -> Control:
+    """Cancel and reschedule requests' stage (control.py), built on first use."""
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    control = Control(hold_book(), BatchStore(s3), Recorder(s3), SETTINGS,
-                      lambda held: splitter().rescheduled(held),
-                      lambda held: splitter().cancelled(held))
+    return Control(hold_book(), BatchStore(s3), Recorder(s3), SETTINGS,
+                   lambda held: splitter().rescheduled(held),
+                   lambda held: splitter().cancelled(held))
+
+
+def _apply_requests(event: S3Event) -> None:
+    requests = control()
     retry = None
     for record in event.to_dict().get("Records", []):
-        retry = handle_record(record, control.apply, control.recorder) or retry
+        retry = handle_record(record, requests.apply, requests.recorder) or retry
     if retry is not None:
         raise retry
 
@@ -404,12 +425,18 @@ def on_job_cancel(event: S3Event) -> None:
     _apply_requests(event)
 
 
+@cache
+def redrive_requests() -> RedriveRequests:
+    """The re-drive requests' stage, built on first use."""
+    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
+    return RedriveRequests(s3, work_queue(), Recorder(s3))
+
+
 @app.on_s3_event(bucket=BUCKET, prefix=REDRIVE_REQUESTS_PREFIX, suffix=".json",
                  events=["s3:ObjectCreated:*"])
 def on_redrive_request(event: S3Event) -> None:
     """WordPress's "Send again": the failed batch or job it names re-driven (redrive_request.py)."""
-    s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    requests = RedriveRequests(s3, work_queue(), Recorder(s3))
+    requests = redrive_requests()
     retry = None
     for record in event.to_dict().get("Records", []):
         retry = handle_record(record, requests.apply, requests.recorder) or retry

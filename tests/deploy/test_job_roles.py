@@ -36,11 +36,11 @@ Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
 
 
 def new_instances(app) -> None:
-    """Forget the app's clients and stages, as a new Lambda instance starts without them."""
-    for built in (app.ledger, app.stages, app.fanout_stages, app.work_queue,
-                  app.job_progress, app.splitter, app.suppression_store, app.marks,
-                  app.feedback_stages, app.hold_book):
-        built.cache_clear()
+    """Forget the app's clients and stages (every builder it caches), as a new Lambda
+    instance starts without them: a client made earlier would not report its calls."""
+    for built in vars(app).values():
+        if callable(getattr(built, "cache_clear", None)):
+            built.cache_clear()
 
 
 @pytest.fixture

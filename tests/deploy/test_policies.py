@@ -12,6 +12,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 from support.iam_eval import ALLOW, DENY, IMPLICIT_DENY, evaluate
+from test_job_roles import new_instances
 
 from chalicelib.config import Settings
 from chalicelib.ledger import create_table
@@ -300,7 +301,7 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
     with mock_aws():
         create_table(boto3.client("dynamodb"), app.SETTINGS.ledger_table)
         create_table(boto3.client("dynamodb"), app.SETTINGS.suppression_table)
-        app.ledger.cache_clear()  # its client must be made inside the mock
+        new_instances(app)  # its clients must be made inside the mock, and report their calls
         # The call's parameters as the handler gave them (before-call sees them serialised).
         boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
         try:
@@ -309,7 +310,7 @@ def test_event_recorder_policy_allows_every_call_the_handler_makes():
                 client.lambda_.invoke("on_ses_event", event)
         finally:
             boto3.DEFAULT_SESSION.events.unregister("provide-client-params", record)
-            app.ledger.cache_clear()
+            new_instances(app)
     stack = Stack("test", "us-east-1", "b", "123456789012")
     policy = policies.events_policy(stack, app.SETTINGS)
     table = stack.arn("dynamodb", f"table/{app.SETTINGS.ledger_table}")
