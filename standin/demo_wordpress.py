@@ -6,9 +6,9 @@ tests' harness: a throwaway MariaDB, PHP-FPM, nginx on 127.0.0.1) with
 demo's stand-in. One GET of its page (``tests/php/integration/requests/demo-send.php``)
 sends ``MAILS`` mails through ``wp_mail()`` and one ``postbag_notify()`` job to
 every subscriber; the page answers before anything is uploaded (PHP-FPM's
-``fastcgi_finish_request()``), which is the response time printed (40-60 ms here).
+``fastcgi_finish_request()``), which is the response time printed (25-60 ms here).
 It was once printed as 1,015 ms: that was the site's very first request, when
-PHP-FPM compiles WordPress into its opcache (0.7 s here), made while the
+PHP-FPM compiles WordPress into its opcache (0.35-0.76 s here), made while the
 stand-in's four Lambda worker processes were starting on the same two cores. Now
 the first request is a REST call that sends nothing, printed apart as what it
 is, and the page is requested before the workers start. Then the
@@ -160,7 +160,7 @@ def run(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents,
     site = Site(aws.endpoint, ROOT / "outbox" / "wordpress-site.log")
     dispatcher = LocalDispatcher(s3, BUCKET, app_routes(app))  # the site's bucket's
     try:
-        # The site's first request compiles WordPress into PHP-FPM's opcache (0.7 s here),
+        # The site's first request compiles WordPress into PHP-FPM's opcache (~0.5 s here),
         # which a running site did long ago: a REST call that sends nothing, timed apart.
         _, cold = site.rest("postbag/v1/scheduled")
         print(f"the site's first request (a REST call; PHP-FPM compiles WordPress into its "

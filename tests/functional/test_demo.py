@@ -70,7 +70,8 @@ def _scheduled_from_wordpress(out: str) -> None:
         ("batch", "scheduled", False), ("job", "scheduled", True), ("job", "scheduled", False)]
     announcement = rows[2][1]
     assert f'POST postbag/v1/jobs/{announcement}/cancel: {{"cancelled": true}}' in out
-    after = out.split("afterwards (GET postbag/v1/scheduled):\n")[1]
+    after = out.split("after the cancel and the reminder (GET postbag/v1/scheduled):\n")[1]
+    assert re.search(rf"^  batch +{rows[0][1]} +due ", after, re.M)
     assert re.search(rf"^  job +{announcement} +cancelled ", after, re.M)
     late = re.search(r"^the reminder: released by drain_held \+(\d+\.\d) s after its send_at",
                      out, re.M)
