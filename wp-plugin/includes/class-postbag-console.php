@@ -233,6 +233,72 @@ final class Postbag_Console {
 	}
 
 	/**
+	 * What waits on the sender (Postbag_Schedules::listing(), soonest first),
+	 * each entry with what the email log says of it: `subject`, `recipients`
+	 * (a job's in words, a batch's first mail's), `log_status` and
+	 * `log_reason` (the sender's word once the sync read it: its job status,
+	 * or `status/control/batches/<id>.json` / the receipt), and `state`
+	 * refined: 'moved' for one rescheduled and not yet due, 'cancel_requested'
+	 * until the log says 'cancelled'.
+	 *
+	 * @return array[]
+	 */
+	public function scheduled(): array {
+		$entries = array();
+		foreach ( $this->plugin->schedules()->listing() as $entry ) {
+			$row                  = 'job' === $entry['kind'] ? $this->log->get( (string) $entry['id'] ) : ( $this->log->query(
+				array(
+					'batch_id' => $entry['id'],
+					'per_page' => 1,
+				)
+			)['rows'][0] ?? null );
+			$entry['subject']     = (string) ( $row['subject'] ?? '' );
+			$entry['recipients']  = implode( ', ', (array) ( $row['recipients'] ?? array() ) );
+			$entry['log_status']  = (string) ( $row['status'] ?? '' );
+			$entry['log_reason']  = (string) ( $row['reason'] ?? '' );
+			$entry['state']       = self::schedule_state( $entry );
+			$entries[]            = $entry;
+		}
+		return $entries;
+	}
+
+	/**
+	 * @param array $entry A listing entry with its log status.
+	 */
+	private static function schedule_state( array $entry ): string {
+		if ( 'cancelled' === $entry['log_status'] ) {
+			return 'cancelled'; // The sender said so (or it never left this site).
+		}
+		if ( 'cancelled' === $entry['state'] ) {
+			return 'cancel_requested';
+		}
+		return 'scheduled' === $entry['state'] && $entry['updated_at'] !== $entry['created_at'] ? 'moved' : $entry['state'];
+	}
+
+	/**
+	 * postbag_reschedule_job() / postbag_reschedule_mail_batch(), as `POST postbag/v1/<jobs|batches>/<id>/schedule`.
+	 *
+	 * @param string $kind 'job' or 'batch'.
+	 * @param string $id   Its id.
+	 * @param array  $when `send_at` or `send_between`.
+	 * @return true|WP_Error See Postbag_Schedules::reschedule().
+	 */
+	public function reschedule( string $kind, string $id, array $when ) {
+		return $this->plugin->schedules()->reschedule( $kind, $id, $when );
+	}
+
+	/**
+	 * postbag_cancel_job() / postbag_cancel_mail_batch(), as `POST postbag/v1/<jobs|batches>/<id>/cancel`.
+	 *
+	 * @param string $kind 'job' or 'batch'.
+	 * @param string $id   Its id.
+	 * @return true|WP_Error
+	 */
+	public function cancel_scheduled( string $kind, string $id ) {
+		return 'job' === $kind ? $this->cancel_job( $id ) : $this->plugin->schedules()->cancel_batch( $id );
+	}
+
+	/**
 	 * Queues a non-priority test mail, uploaded after this request's response
 	 * like any other.
 	 *

@@ -38,6 +38,8 @@ if ( ! defined( 'ABSPATH' ) ) {
  *   batch, receipt, recipients, subject), button `postbag-resend` (failed rows only)
  * - Jobs: table `postbag-jobs-table` (rows `.postbag-job-row`, `data-job-id`;
  *   buttons `.postbag-cancel-job`)
+ * - Scheduled: table `postbag-scheduled-table` and its cancel and reschedule
+ *   forms (Postbag_Scheduled_Tab lists their ids)
  * - Suppressions: `postbag-suppressions`, form `postbag-suppression-add`
  *   (`postbag-suppression-address`, `postbag-suppression-scope`), list
  *   `postbag-suppression-list` (buttons `.postbag-suppression-remove`),
@@ -52,16 +54,20 @@ final class Postbag_Screen {
 
 	const ACTION = 'postbag_console';
 
-	const TABS = array( 'overview', 'log', 'jobs', 'suppressions', 'actions' );
+	const TABS = array( 'overview', 'log', 'jobs', 'scheduled', 'suppressions', 'actions' );
 
 	/** @var Postbag_Console */
 	private $console;
+
+	/** @var Postbag_Scheduled_Tab */
+	private $scheduled;
 
 	/**
 	 * @param Postbag_Console $console The service.
 	 */
 	public function __construct( Postbag_Console $console ) {
-		$this->console = $console;
+		$this->console   = $console;
+		$this->scheduled = new Postbag_Scheduled_Tab( $console );
 	}
 
 	public function init(): void {
@@ -157,6 +163,7 @@ final class Postbag_Screen {
 			'overview'     => __( 'Overview', 'postbag' ),
 			'log'          => __( 'Email log', 'postbag' ),
 			'jobs'         => __( 'Jobs', 'postbag' ),
+			'scheduled'    => __( 'Scheduled', 'postbag' ),
 			'suppressions' => __( 'Suppressions', 'postbag' ),
 			'actions'      => __( 'Actions', 'postbag' ),
 		);
@@ -380,6 +387,10 @@ final class Postbag_Screen {
 		echo '</tbody></table>';
 	}
 
+	private function render_scheduled(): void {
+		$this->scheduled->render();
+	}
+
 	private function render_suppressions(): void {
 		echo '<h2>' . esc_html__( 'Suppressions', 'postbag' ) . '</h2><div id="postbag-suppressions">';
 		echo '<p>' . esc_html__( 'Addresses Postbag never sends to (unsubscribed, bounced, complained, or added here).', 'postbag' ) . '</p>';
@@ -413,9 +424,11 @@ final class Postbag_Screen {
 	}
 
 	/**
+	 * The fields every action form posts: admin-post.php's action, what to do, its nonce.
+	 *
 	 * @param string $do What to do.
 	 */
-	private static function hidden_fields( string $do ): void {
+	public static function hidden_fields( string $do ): void {
 		echo '<input type="hidden" name="action" value="' . esc_attr( self::ACTION ) . '"><input type="hidden" name="postbag_do" value="' . esc_attr( $do ) . '">';
 		wp_nonce_field( self::ACTION . '_' . $do );
 	}
@@ -486,6 +499,10 @@ final class Postbag_Screen {
 				$job_id = isset( $_POST['job_id'] ) ? sanitize_text_field( wp_unslash( $_POST['job_id'] ) ) : '';
 				$result = $this->console->cancel_job( $job_id );
 				return self::notify( is_wp_error( $result ) ? 'error' : 'success', is_wp_error( $result ) ? $result->get_error_message() : __( 'Cancel requested.', 'postbag' ), self::url( 'jobs' ) );
+			case 'sched_cancel':
+			case 'reschedule':
+				list( $type, $text ) = $this->scheduled->handle( $do );
+				return self::notify( $type, $text, self::url( 'scheduled' ) );
 		}
 		return self::notify( 'error', __( 'Unknown action.', 'postbag' ), self::url() );
 	}
