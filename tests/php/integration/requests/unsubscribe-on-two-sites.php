@@ -12,19 +12,7 @@
  * @package Postbag\Tests
  */
 
-if ( PHP_SAPI !== 'cli' || 4 !== $argc ) {
-	fwrite( STDERR, "usage: php unsubscribe-on-two-sites.php <wp-config.php> <network.php> <constants as JSON>\n" );
-	exit( 2 );
-}
-foreach ( json_decode( $argv[3], true, 2, JSON_THROW_ON_ERROR ) as $postbag_name => $postbag_value ) {
-	define( $postbag_name, $postbag_value );
-}
-$_SERVER['HTTP_HOST']   = 'blog.example.org';
-$_SERVER['REQUEST_URI'] = '/';
-$_SERVER['REMOTE_ADDR'] = '127.0.0.1';
-require $argv[2];
-require $argv[1];
-require ABSPATH . 'wp-settings.php';
+require __DIR__ . '/boot-network-request.php';
 
 // Links need https, as in production.
 add_filter(
