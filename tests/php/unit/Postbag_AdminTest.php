@@ -17,14 +17,7 @@ final class Postbag_AdminTest extends Postbag_Unit_Test_Case {
 	protected function setUp(): void {
 		parent::setUp();
 		wp_set_current_user( 1 ); // The administrator the install created.
-		add_filter(
-			'wp_die_handler',
-			static function () {
-				return static function ( $message ) {
-					throw new RuntimeException( 'wp_die: ' . ( is_wp_error( $message ) ? $message->get_error_message() : wp_strip_all_tags( (string) $message ) ) );
-				};
-			}
-		);
+		self::wp_die_throws();
 	}
 
 	protected function tearDown(): void {

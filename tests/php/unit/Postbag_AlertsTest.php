@@ -25,14 +25,7 @@ final class Postbag_AlertsTest extends Postbag_Unit_Test_Case {
 		wp_set_current_user( 1 );
 		// Every mail non-priority: alerts must still go through core at once.
 		add_filter( 'postbag_is_non_priority', '__return_true' );
-		add_filter(
-			'wp_die_handler',
-			static function () {
-				return static function ( $message ) {
-					throw new RuntimeException( 'wp_die: ' . ( is_wp_error( $message ) ? $message->get_error_message() : wp_strip_all_tags( (string) $message ) ) );
-				};
-			}
-		);
+		self::wp_die_throws();
 	}
 
 	protected function tearDown(): void {
@@ -138,7 +131,7 @@ final class Postbag_AlertsTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_uploaded_mail_the_sender_never_receipted_is_alerted_by_the_hourly_check(): void {
-		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		self::empty_mail_log();
 		remove_filter( 'postbag_is_non_priority', '__return_true' );
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Hi', 'Body' );
 		$this->plugin->flush();

@@ -18,8 +18,7 @@ final class Postbag_ConsoleRestTest extends Postbag_Unit_Test_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		global $wpdb;
-		$wpdb->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		self::empty_mail_log();
 		$GLOBALS['wp_rest_server'] = null; // Routes registered again, by this test's plugin.
 		wp_set_current_user( 1 ); // The administrator the install created.
 	}

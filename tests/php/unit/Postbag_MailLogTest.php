@@ -20,8 +20,7 @@ final class Postbag_MailLogTest extends Postbag_Unit_Test_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		global $wpdb;
-		$wpdb->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		self::empty_mail_log();
 	}
 
 	private function log(): Postbag_Mail_Log {

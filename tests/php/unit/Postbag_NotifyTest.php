@@ -624,14 +624,7 @@ final class Postbag_NotifyTest extends Postbag_Unit_Test_Case {
 		$this->assertStringContainsString( "notify job $job_id failed and was not sent: Reading its recipients failed", $notices );
 		$this->assertStringContainsString( 'value="' . Postbag_Admin::FORGET_JOB_ACTION . '"', $notices );
 
-		add_filter(
-			'wp_die_handler',
-			static function () {
-				return static function ( $message ) {
-					throw new RuntimeException( 'wp_die: ' . wp_strip_all_tags( (string) $message ) );
-				};
-			}
-		);
+		self::wp_die_throws();
 		$_POST['job'] = $job_id;
 		wp_set_current_user( 1 );
 		try {

@@ -21,29 +21,21 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		global $wpdb;
-		$wpdb->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		self::empty_mail_log();
 		$this->saved_get = $_GET;
 		wp_set_current_user( 1 );
 		// What wp-admin loads before a screen renders (WP_List_Table needs its helpers).
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		set_current_screen( 'toplevel_page_postbag' );
-		add_filter( 'wp_die_handler', array( $this, 'die_handler' ) );
+		self::wp_die_throws();
 	}
 
 	protected function tearDown(): void {
 		$_GET  = $this->saved_get;
 		$_POST = array();
 		$_REQUEST = array();
-		remove_filter( 'wp_die_handler', array( $this, 'die_handler' ) );
 		wp_set_current_user( 0 );
 		parent::tearDown();
-	}
-
-	public function die_handler(): callable {
-		return static function ( $message, $title = '', $args = array() ): void {
-			throw new RuntimeException( 'wp_die: ' . ( is_string( $message ) ? $message : '' ), (int) ( $args['response'] ?? 500 ) );
-		};
 	}
 
 	/**

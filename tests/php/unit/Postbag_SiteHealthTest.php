@@ -142,7 +142,7 @@ final class Postbag_SiteHealthTest extends Postbag_Unit_Test_Case {
 	}
 
 	public function test_uploaded_mail_without_a_receipt_after_the_limit_is_critical(): void {
-		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+		self::empty_mail_log();
 		wp_mail( array( 'a@example.net', self::MARKER ), 'Uploaded', 'Body' );
 		wp_mail( array( 'b@example.net', self::MARKER ), 'Held', 'Body', array( 'X-Postbag-Send-At: ' . gmdate( 'Y-m-d H:i', $this->now + 3600 ) ) );
 		$this->flush_and_log();

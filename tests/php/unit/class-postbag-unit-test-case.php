@@ -67,6 +67,27 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 		);
 	}
 
+	/** Empties the email log (one table for the whole run), so a test reads its own rows only. */
+	protected static function empty_mail_log(): void {
+		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Mail_Log::table() ); // phpcs:ignore WordPress.DB
+	}
+
+	/**
+	 * Makes wp_die() throw, so a refusal is what the test sees: a
+	 * RuntimeException whose message is `wp_die: ` and the text, and whose
+	 * code is the HTTP status (the filter goes with the test's other hooks).
+	 */
+	protected static function wp_die_throws(): void {
+		add_filter(
+			'wp_die_handler',
+			static function () {
+				return static function ( $message, $title = '', $args = array() ) {
+					throw new RuntimeException( 'wp_die: ' . ( is_wp_error( $message ) ? $message->get_error_message() : wp_strip_all_tags( (string) $message ) ), (int) ( $args['response'] ?? 500 ) );
+				};
+			}
+		);
+	}
+
 	/**
 	 * A plugin wired to the fake S3 client, the test's clock and spool.
 	 *
