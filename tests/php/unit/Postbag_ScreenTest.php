@@ -360,52 +360,35 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 	}
 
 	/**
-	 * @return array<string, array{0: string}>
-	 */
-	public function scheduled_actions(): array {
-		return array(
-			'reschedule' => array( 'reschedule' ),
-			'cancel'     => array( 'sched_cancel' ),
-		);
-	}
-
-	/**
-	 * @dataProvider scheduled_actions
+	 * Each action, refused to a subscriber (403) and without its own nonce.
 	 *
-	 * @param string $do The action.
+	 * @return array<string, array{0: string, 1: bool, 2: string, 3: int}>
 	 */
-	public function test_a_subscriber_cannot_cancel_or_reschedule( string $do ): void {
-		$job_id = $this->scheduled_job();
-		wp_set_current_user( self::subscriber() );
-		$_POST    = array(
-			'postbag_do' => $do,
-			'_wpnonce'   => wp_create_nonce( 'postbag_console_' . $do ),
-			'kind'       => 'job',
-			'id'         => $job_id,
-			'send_at'    => '2026-11-24T09:30',
-		);
-		$_REQUEST = $_POST;
-
-		try {
-			( new Postbag_Screen( $this->plugin->console() ) )->handle_action();
-			$this->fail( 'refused' );
-		} catch ( RuntimeException $e ) {
-			$this->assertSame( 403, $e->getCode() );
+	public function refused_scheduled_actions(): array {
+		$cases = array();
+		foreach ( array( 'reschedule', 'sched_cancel' ) as $do ) {
+			$cases[ "$do by a subscriber" ]    = array( $do, true, $do, 403 );
+			$cases[ "$do with another nonce" ] = array( $do, false, 'test', 403 );
 		}
-		$this->assertArrayNotHasKey( "jobs/$job_id/schedule.json", $this->s3->objects );
-		$this->assertArrayNotHasKey( "jobs/$job_id/cancel", $this->s3->objects );
+		return $cases;
 	}
 
 	/**
-	 * @dataProvider scheduled_actions
+	 * @dataProvider refused_scheduled_actions
 	 *
-	 * @param string $do The action.
+	 * @param string $do         The action.
+	 * @param bool   $subscriber Whether a subscriber posts it (else the administrator).
+	 * @param string $nonce_for  The action its nonce was made for.
+	 * @param int    $status     The refusal's HTTP status.
 	 */
-	public function test_cancel_and_reschedule_need_their_nonce( string $do ): void {
-		$job_id   = $this->scheduled_job();
+	public function test_cancel_and_reschedule_are_refused_without_the_capability_or_their_nonce( string $do, bool $subscriber, string $nonce_for, int $status ): void {
+		$job_id = $this->scheduled_job();
+		if ( $subscriber ) {
+			wp_set_current_user( self::subscriber() );
+		}
 		$_POST    = array(
 			'postbag_do' => $do,
-			'_wpnonce'   => wp_create_nonce( 'postbag_console_test' ), // Another action's.
+			'_wpnonce'   => wp_create_nonce( 'postbag_console_' . $nonce_for ),
 			'kind'       => 'job',
 			'id'         => $job_id,
 			'send_at'    => '2026-11-24T09:30',
@@ -416,7 +399,7 @@ final class Postbag_ScreenTest extends Postbag_Unit_Test_Case {
 			( new Postbag_Screen( $this->plugin->console() ) )->handle_action();
 			$this->fail( 'refused' );
 		} catch ( RuntimeException $e ) {
-			$this->assertStringStartsWith( 'wp_die', $e->getMessage() );
+			$this->assertSame( array( true, $status ), array( 0 === strpos( $e->getMessage(), 'wp_die' ), $e->getCode() ) );
 		}
 		$this->assertArrayNotHasKey( "jobs/$job_id/schedule.json", $this->s3->objects );
 		$this->assertArrayNotHasKey( "jobs/$job_id/cancel", $this->s3->objects );
