@@ -7,7 +7,8 @@
 
 /**
  * Each batch records the site its mail came from, even when one request
- * sends for several sites (switch_to_blog()).
+ * sends for several sites (switch_to_blog()); the Postbag screen and
+ * `postbag/v1` belong to the network's super admins.
  */
 final class Postbag_MultisiteTest extends Postbag_Test_Live_Case {
 
@@ -97,5 +98,29 @@ final class Postbag_MultisiteTest extends Postbag_Test_Live_Case {
 		$other     = $manifests[ "jobs/{$second['job']}/manifest.json" ];
 		$this->assertSame( array( $main['list'], 0 ), array( $first['meta']['list'], $first['recipients'] ), 'the first site leaves the reader out' );
 		$this->assertSame( array( $second['list'], 1 ), array( $other['meta']['list'], $other['recipients'] ), 'the second site still mails the reader' );
+	}
+
+	public function test_the_screen_is_in_the_network_admin_for_super_admins_only(): void {
+		list( $answer, $network ) = $this->run_on_network( 'screen-on-network.php' );
+		$seen                     = json_decode( $answer, true );
+		$site                     = $seen['site_admin'] ?? null;
+		$super                    = $seen['super_admin'] ?? null;
+		unset( $network );
+
+		$this->assertSame( array( true, false, true, false ), array( $site['multisite'], $site['super_admin'], $site['manage_options'], $site['manage_network_options'] ), "a site administrator, not the network's: $answer" );
+		$this->assertSame( array( true, true ), array( $super['super_admin'], $super['manage_network_options'] ) );
+		foreach ( array( $site, $super ) as $user ) {
+			$this->assertNull( $user['site_menu'], 'no Postbag entry in a site\'s admin menu' );
+			$this->assertSame( 'manage_network_options', $user['network_menu'], 'one entry, in the network admin, for those who manage the network' );
+		}
+		$this->assertStringStartsWith( Postbag_Test_WordPress::SITE_URL . '/wp-admin/network/admin.php?page=postbag', $super['screen_url'] );
+		$this->assertSame( 'not hooked, refused 403', $site['page'], 'wp-admin has no page for the site administrator, and the screen refuses a direct call' );
+		$this->assertSame( 'hooked, rendered', $super['page'] );
+
+		$this->assertGreaterThanOrEqual( 10, count( $site['routes'] ), 'every route: ' . $answer );
+		$this->assertArrayHasKey( 'POST /postbag/v1/jobs/1/schedule', $site['routes'] );
+		$this->assertSame( array( 403 ), array_values( array_unique( $site['routes'] ) ), 'the site administrator is refused on every route: ' . wp_json_encode( $site['routes'] ) );
+		$this->assertArrayHasKey( 'GET /postbag/v1/scheduled', $super['routes'] );
+		$this->assertSame( array( 200 ), array_values( array_unique( $super['routes'] ) ), 'the super admin reads them: ' . $answer );
 	}
 }
