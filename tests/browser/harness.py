@@ -101,6 +101,11 @@ class Sender:
         listing = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix)
         return [obj["Key"] for obj in listing.get("Contents", [])]
 
+    def body(self, key: str) -> bytes:
+        """The body of one object of the bucket."""
+        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return body
+
     def handles(self, key: str) -> bool:
         """Whether any of the app's S3 notifications would deliver ``key``."""
         return any(key.startswith(r.prefix) and key.endswith(r.suffix) for r in self._routes)

@@ -3,8 +3,9 @@
 In order (one site, one browser): log in; every Postbag tab opens without
 PHP notices or JavaScript errors, with a label on every form control; a test
 mail sent with the keyboard only arrives; a failed mail is resent once its
-cause is fixed; Site Health turns red while the bucket is unreachable (last:
-it stops the stand-in).
+cause is fixed; a notify job held until tomorrow is rescheduled, then cancelled,
+from the Scheduled tab, and the sender applies both; Site Health turns red while
+the bucket is unreachable (last: it stops the stand-in).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 import signal
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -26,8 +29,9 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.harness import UNVERIFIED_DOMAIN, Sender, Site, wait_for
 
-TABS = ["overview", "log", "jobs", "suppressions", "actions"]
+TABS = ["overview", "log", "jobs", "scheduled", "suppressions", "actions"]
 TEST_STATUS = "postbag-test-status"
+LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # A datetime-local input's value.
 # What PHP prints on a page with WP_DEBUG_DISPLAY on.
 PHP_MESSAGES = ("Warning:", "Notice:", "Deprecated:", "Fatal error:", "Parse error:")
 # Form controls without a visible label need aria-label / aria-labelledby / title.
@@ -184,6 +188,77 @@ def test_a_failed_mail_is_resent_once_its_cause_is_fixed(
     time.sleep(3)  # Whatever a second re-drive would send arrives in well under this.
     assert "sent" in _log_rows(browser, site, subject), "settled: the resend is not retried"
     assert _ses_messages(site, subject) == 1, "exactly one more mail: sent once, not twice"
+
+
+def _control_result(sender: Sender, job_id: str, request: str) -> dict[str, Any] | None:
+    """The sender's ``status/control/jobs/<id>.json`` once it answers ``request``."""
+    key = f"status/control/jobs/{job_id}.json"
+    if key not in sender.keys(key):
+        return None
+    doc: dict[str, Any] = json.loads(sender.body(key))
+    return doc if doc["request"] == request else None
+
+
+def _scheduled_row(browser: WebDriver, site: Site, job_id: str) -> WebElement:
+    _screen(browser, site, "scheduled")
+    return browser.find_element(By.CSS_SELECTOR, f".postbag-scheduled-row[data-id='{job_id}']")
+
+
+def test_a_held_job_is_rescheduled_then_cancelled_from_the_scheduled_tab(
+    browser: WebDriver, site: Site, sender: Sender
+) -> None:
+    browser.get(site.page("postbag-test/schedule-job.php"))
+    made = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+    job_id = made["job"]
+    assert job_id, made["error"]
+    manifest = f"jobs/{job_id}/manifest.json"
+    assert wait_for(lambda: sender.keys(manifest), 30), "uploaded after the response"
+
+    row = _scheduled_row(browser, site, job_id)
+    assert row.get_attribute("data-state") == "scheduled"
+    assert made["subject"] in row.text and "Notification job" in row.text
+    when = row.find_element(By.CSS_SELECTOR, ".postbag-scheduled-when time")
+    assert (when.get_attribute("title") or "").endswith(" UTC")
+
+    # Chromium's datetime-local takes typed digits in the locale's order: set it as its
+    # picker would, a day and a half hour later than shown (the site's time zone).
+    field = _by_id(browser, f"postbag-send-at-job-{job_id}")
+    shown = datetime.strptime(field.get_attribute("value") or "", LOCAL_INPUT)
+    later = shown + timedelta(days=1, minutes=90)
+    browser.execute_script("arguments[0].value = arguments[1]", field, later.strftime(LOCAL_INPUT))
+    _follow(browser, _by_id(browser, f"postbag-reschedule-submit-job-{job_id}"))
+
+    assert "Reschedule requested" in _by_id(browser, "postbag-notice").text
+    row = browser.find_element(By.CSS_SELECTOR, f".postbag-scheduled-row[data-id='{job_id}']")
+    assert row.get_attribute("data-state") == "moved"
+    moved_to = row.find_element(By.CSS_SELECTOR, ".postbag-scheduled-when time").get_attribute(
+        "datetime"
+    )
+    assert later.strftime("%Y-%m-%d") in row.text and later.strftime("%H:%M") in row.text, row.text
+    assert sender.keys(f"jobs/{job_id}/schedule.json")
+    moved = wait_for(lambda: _control_result(sender, job_id, "reschedule"), 60)
+    assert moved, f"no result for the move: {sender.keys('status/control/')}; {sender.errors}"
+    assert (moved["outcome"], moved["send_at"]) == ("rescheduled", moved_to)
+
+    _follow(browser, _by_id(browser, f"postbag-scheduled-cancel-job-{job_id}"))
+
+    assert "Cancel requested" in _by_id(browser, "postbag-notice").text
+    row = browser.find_element(By.CSS_SELECTOR, f".postbag-scheduled-row[data-id='{job_id}']")
+    assert row.get_attribute("data-state") == "cancel_requested"
+    assert sender.keys(f"jobs/{job_id}/cancel")
+    cancelled = wait_for(lambda: _control_result(sender, job_id, "cancel"), 60)
+    assert cancelled, f"no result for the cancel: {sender.keys('status/control/')}; {sender.errors}"
+    assert cancelled["outcome"] == "cancelled"
+
+    def settled() -> bool:
+        _screen(browser, site, "actions")
+        _follow(browser, _by_id(browser, "postbag-sync"))
+        return _scheduled_row(browser, site, job_id).get_attribute("data-state") == "cancelled"
+
+    assert wait_for(settled, 60, 2), "the email log reads the sender's word: cancelled"
+    row = _scheduled_row(browser, site, job_id)
+    assert not row.find_elements(By.CSS_SELECTOR, "button"), "nothing left to do"
+    assert _ses_messages(site, made["subject"]) == 0, "a cancelled job sends nothing"
 
 
 def test_site_health_turns_red_while_the_bucket_is_unreachable(
