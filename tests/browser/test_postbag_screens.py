@@ -217,6 +217,8 @@ def test_a_held_job_is_rescheduled_then_cancelled_from_the_scheduled_tab(
     row = _scheduled_row(browser, site, job_id)
     assert row.get_attribute("data-state") == "scheduled"
     assert made["subject"] in row.text and "Notification job" in row.text
+    assert browser.execute_script(UNLABELLED_CONTROLS_JS) == [], "its forms' controls, labelled"
+    assert _php_messages(browser) == []
     when = row.find_element(By.CSS_SELECTOR, ".postbag-scheduled-when time")
     assert (when.get_attribute("title") or "").endswith(" UTC")
 
