@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import dataclasses
 import io
 import json
 import math
 import os
+import pstats
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -218,8 +221,44 @@ def _cpu_seconds() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def cpu(recipients: int, chunk_rows: int) -> dict[str, float]:
-    """CPU per personalised mail of warm ``on_work_item`` invocations, SES answering at once."""
+class ThreadProfiles:
+    """cProfile in every thread while active: the invoking thread's and the send pool's
+    (a profiler sees only the thread it was enabled in), merged into one table, timed
+    by each thread's CPU clock."""
+
+    def __init__(self) -> None:
+        self._profiles: list[cProfile.Profile] = []
+        self._active = False
+
+    def _start_here(self, *_: Any) -> None:
+        # Called as the thread's first profile event: cProfile then takes the hook over.
+        if self._active:
+            profile = cProfile.Profile(time.thread_time)  # CPU, not the waits
+            self._profiles.append(profile)
+            profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        self._active = True
+        threading.setprofile(self._start_here)  # threads started from now on
+        self._start_here()  # this thread
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._active = False
+        threading.setprofile(None)  # type: ignore[arg-type]
+        for profile in self._profiles:
+            profile.disable()  # only stops the profiler of the calling thread
+
+    def dump(self, path: Path) -> None:
+        stats = pstats.Stats(*self._profiles)
+        stats.dump_stats(str(path))
+        stats.sort_stats("tottime").print_stats(40)
+
+
+def cpu(recipients: int, chunk_rows: int, profile: Path | None = None) -> dict[str, float]:
+    """CPU per personalised mail of warm ``on_work_item`` invocations, SES answering at once;
+    with ``profile``, the warm invocations' profile (every thread) is written there and
+    its top functions printed (profiling slows them: the figure is then no figure)."""
     import boto3
     from sender import InstantSes
 
@@ -251,11 +290,13 @@ def cpu(recipients: int, chunk_rows: int) -> dict[str, float]:
             messages += got
         user = kernel = cold = 0.0
         warm_from = 0
+        profiles = ThreadProfiles()
         for number, message in enumerate(messages):
             event = sqs_event([message], arn["Attributes"]["QueueArn"])
             before = _cpu_seconds()
-            with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
-                app.on_work_item(event, LambdaContext(900))
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    (profiles if profile and number else contextlib.nullcontext()):
+                app.on_work_item(event, LambdaContext(900))  # (stdout: the metrics' EMF lines)
             after = _cpu_seconds()
             if number == 0:  # the cold start: clients, templates, the part's first read
                 cold = (after[0] + after[1] - before[0] - before[1]) * 1000
@@ -265,6 +306,8 @@ def cpu(recipients: int, chunk_rows: int) -> dict[str, float]:
             kernel += after[1] - before[1]
         mails = len(fake.message_ids) - warm_from
         assert len(fake.message_ids) == recipients, f"{len(fake.message_ids)} of {recipients}"
+        if profile:
+            profiles.dump(profile)
     return {"mails": mails, "ms_per_mail": (user + kernel) * 1000 / mails,
             "kernel_ms_per_mail": kernel * 1000 / mails, "cold_start_ms": cold}
 
@@ -424,9 +467,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--chunk-rows", type=int, default=500)
     parser.add_argument("--measured", type=Path, default=MEASURED)
+    parser.add_argument("--profile", type=Path,
+                        help="cpu: write the warm invocations' profile (all threads) here")
     args = parser.parse_args()
     if args.what in ("cpu", "all"):
-        print_cpu(cpu(args.recipients or 3000, args.chunk_rows))
+        print_cpu(cpu(args.recipients or 3000, args.chunk_rows, args.profile))
     if args.what in ("e2e", "all"):
         print_e2e(e2e(args.recipients or 100_000, args.rate, args.concurrency, args.chunk_rows,
                       args.measured))

@@ -10,7 +10,10 @@ other invocations). While it waits it flushes the ledger's buffered writes
 when they are due, so a completion never waits for the next one.
 
 Workers only send: wait for a rate-limiter slot, call ``send``, retry
-transient errors by the retry policy. Stopping is an event: the deadline
+transient errors by the retry policy. They are kept for the instance's life
+and shared by its runs (each run hands them its own send and its own queue
+for what they give back, and waits for every job it handed them before it
+returns), so a warm invocation starts no threads. Stopping is an event: the deadline
 coming near, or the account refusing to send, sets it; a worker that sees
 it starts nothing, and the loop claims nothing more.
 
@@ -138,49 +141,66 @@ class _Counter:
 
 # What a worker hands back: the job's index and its result, or the error it raised.
 _Done = tuple[int, Result | None, BaseException | None]
+# What a worker takes: the run's send, a job's index, and the run's queue for what it gave.
+_Task = tuple[Callable[[int], Result], int, "queue.SimpleQueue[_Done]"]
 
 
 class _Pool:
-    """Worker threads that take job indexes and hand back what sending each one gave.
+    """Worker threads that take tasks and hand back what sending each one gave.
 
-    Plain threads and two queues rather than an executor: no future and no
-    callback per mail, which at hundreds of mails a second is CPU that counts.
+    Plain threads and queues rather than an executor: no future and no callback
+    per mail, which at hundreds of mails a second is CPU that counts. Kept for
+    the instance's life: starting a pool per invocation cost about 0.03 ms a
+    mail (``bench/fanout.py cpu``). Threads start as runs first need them, up to
+    ``size``, and never end (daemons: an idle one waits on the queue; Lambda
+    freezes it between invocations). Lambda and the stand-in never fork an
+    instance, whose threads a child would not have.
     """
 
-    def __init__(self, size: int, send: Callable[[int], Result]):
-        self._send = send
-        self._todo: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(size)]
-        for thread in self._threads:
-            thread.start()
+    def __init__(self, size: int):
+        self._size = size
+        self._todo: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
-    def submit(self, index: int) -> None:
-        self._todo.put(index)
+    @property
+    def started(self) -> int:
+        return len(self._threads)
 
-    def close(self) -> None:
-        """Let every worker finish what it took, then end it."""
-        for _ in self._threads:
-            self._todo.put(None)
-        for thread in self._threads:
-            thread.join()
+    def reserve(self, count: int) -> None:
+        """Make ``count`` workers run (at most the pool's size)."""
+        with self._lock:
+            while len(self._threads) < min(count, self._size):
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"postbag-send-{len(self._threads)}")
+                thread.start()
+                self._threads.append(thread)
+
+    def submit(self, task: _Task) -> None:
+        self._todo.put(task)
 
     def _work(self) -> None:
-        while (index := self._todo.get()) is not None:
+        while True:
+            send, index, done = self._todo.get()
             try:
-                self.done.put((index, self._send(index), None))
+                done.put((index, send(index), None))
             except BaseException as exc:  # handed to the invoking thread, which decides
-                self.done.put((index, None, exc))
+                done.put((index, None, exc))
 
 
 class _Run:
     """One run's state. Only the invoking thread touches it; workers see ``stop`` and
     ``throttled`` alone."""
 
-    def __init__(self, jobs: Sequence[Job], stop: _Stop, queued_at: datetime | None):
+    def __init__(self, jobs: Sequence[Job], stop: _Stop, queued_at: datetime | None,
+                 pool: _Pool, send: Callable[[Job, _Stop, _Counter], Result]):
         self.jobs = jobs
         self.stop = stop
         self.queued_at = queued_at
+        self._pool = pool
+        self._send: Callable[[int], Result] = (
+            lambda index: send(jobs[index], stop, self.throttled))
+        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()  # what the pool gave back
         self.outcomes: dict[int, Outcome] = {}
         self.unsettled = 0  # claimed and handed to the pool, not settled yet
         self.throttled = _Counter()
@@ -189,6 +209,11 @@ class _Run:
         # Jobs whose send may or may not have reached SES: index → when they may be resent.
         self.unknown: dict[int, float] = {}
         self.evidence_read = -math.inf  # when it was last read
+
+    def submit(self, index: int) -> None:
+        """Hand job ``index`` to the pool; it is unsettled until its result comes back."""
+        self._pool.submit((self._send, index, self.done))
+        self.unsettled += 1
 
     def leave(self, indexes: range) -> None:
         """Jobs never claimed: for the next attempt, or for whatever stopped the run."""
@@ -220,6 +245,7 @@ class Dispatcher:
         self._limiter = limiter
         self._retry = retry
         self._workers = max(1, workers)
+        self._pool = _Pool(self._workers)
         self._metrics = metrics
         self._now = now
 
@@ -242,23 +268,22 @@ class Dispatcher:
         """
         if not jobs:
             return []
-        run = _Run(jobs, _Stop(remaining_ms, margin_ms), queued_at)
+        run = _Run(jobs, _Stop(remaining_ms, margin_ms), queued_at, self._pool, self._send)
         workers = min(self._workers, len(jobs))
+        self._pool.reserve(workers)
         chunk = min(MAX_TRANSACTION_ITEMS, max(MIN_CHUNK, self._workers))
         # Claims not settled yet, at most: one in flight per worker, and a chunk
         # and a half waiting for them (the next chunk is claimed while they send).
         bound = workers + chunk + chunk // 2
-        pool = _Pool(workers, lambda index: self._send(jobs[index], run.stop, run.throttled))
         try:
-            self._loop(run, pool, chunk, bound)
+            self._loop(run, chunk, bound)
         except BaseException:
             # Trouble on this thread: the workers start nothing more, and what they
             # finished is still settled below, so no claim is left behind for nothing.
             run.stop.set(Status.RETRY_LATER, ABORTED_REASON)
             raise
         finally:
-            pool.close()
-            self._settle_finished(run, pool)
+            self._settle_finished(run)
             self._flush_before(run.stop)
         for index in run.unknown:  # still unknown at a stop: the claim stays, a retry settles it
             run.outcomes[index] = Outcome(jobs[index].mail_id, Status.UNKNOWN,
@@ -272,18 +297,18 @@ class Dispatcher:
             raise run.bug
         return outcomes
 
-    def _loop(self, run: _Run, pool: _Pool, chunk: int, bound: int) -> None:
+    def _loop(self, run: _Run, chunk: int, bound: int) -> None:
         """Claim chunk by chunk while the pool sends; settle until nothing is left."""
         for indexes in _chunks(len(run.jobs), chunk):
             while run.unsettled + len(indexes) > bound and not run.stop.is_set():
-                self._settle_next(run, pool)
-            if run.stop.is_set() or not self._claim(run, indexes, pool):
+                self._settle_next(run)
+            if run.stop.is_set() or not self._claim(run, indexes):
                 run.leave(range(indexes.start, len(run.jobs)))
                 break
         while run.unsettled or (run.unknown and not run.stop.is_set()):
-            self._settle_next(run, pool)
+            self._settle_next(run)
 
-    def _claim(self, run: _Run, indexes: range, pool: _Pool) -> bool:
+    def _claim(self, run: _Run, indexes: range) -> bool:
         """Claim a chunk, hand what this run holds to the pool; ``False`` if the ledger failed."""
         try:
             entries = self._ledger.claim(
@@ -295,24 +320,23 @@ class Dispatcher:
             return False
         for index, entry in zip(indexes, entries, strict=True):
             if entry.state == CLAIMED:
-                pool.submit(index)
-                run.unsettled += 1
+                run.submit(index)
             else:
                 run.outcomes[index] = self._settled_elsewhere(run.jobs[index], entry)
         return True
 
-    def _settle_next(self, run: _Run, pool: _Pool) -> None:
+    def _settle_next(self, run: _Run) -> None:
         """Settle the next job the pool finished; meanwhile flush the ledger's writes when due."""
         if not run.unsettled:  # only sends whose answer was lost: wait for their evidence
             self._write(self._ledger.flush)
             self._sleep(EVIDENCE_POLL_SECONDS)
-            self._resolve_unknown(run, pool)
+            self._resolve_unknown(run)
             return
         try:
-            index, result, error = pool.done.get(timeout=TICK_SECONDS)
+            index, result, error = run.done.get(timeout=TICK_SECONDS)
         except queue.Empty:
             self._write(self._ledger.flush_if_due)
-            self._resolve_unknown(run, pool)
+            self._resolve_unknown(run)
             return
         run.unsettled -= 1
         if isinstance(error, SendAmbiguous):
@@ -325,13 +349,12 @@ class Dispatcher:
             run.bug = run.bug or error
         run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
 
-    def _settle_finished(self, run: _Run, pool: _Pool) -> None:
-        """Settle what the workers finished after the loop stopped early (its own error)."""
+    def _settle_finished(self, run: _Run) -> None:
+        """Wait for the jobs still with the pool after the loop stopped early (its own error),
+        and settle them: the run ends with none of its jobs in a worker's hands (those not
+        started yet find the run stopped, and start nothing)."""
         while run.unsettled:
-            try:
-                index, result, error = pool.done.get_nowait()
-            except queue.Empty:
-                return
+            index, result, error = run.done.get()
             run.unsettled -= 1
             try:
                 run.outcomes[index] = self._settle(run.jobs[index], result, error, run)
@@ -339,7 +362,7 @@ class Dispatcher:
                 logger.exception("settling after an error failed",
                                  extra={"mail_id": run.jobs[index].mail_id})
 
-    def _resolve_unknown(self, run: _Run, pool: _Pool) -> None:
+    def _resolve_unknown(self, run: _Run) -> None:
         """Settle sends whose answer was lost by SES's Send events; resend those that have none
         once the evidence window has passed."""
         now = self._clock()
@@ -362,8 +385,7 @@ class Dispatcher:
                 del run.unknown[index]
                 logger.warning("no Send event within the window: sending again",
                                extra={"mail_id": job.mail_id})
-                pool.submit(index)
-                run.unsettled += 1
+                run.submit(index)
 
     def _flush_before(self, stop: _Stop) -> None:
         """Write every buffered completion, retrying until the deadline margin: a write that

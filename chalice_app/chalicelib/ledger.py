@@ -40,6 +40,7 @@ are still honoured.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -110,6 +111,12 @@ class Entry:
     result: Result | None = None
 
 
+# A mail's key is digested three times (claim, the SES tag, completion) within one run:
+# kept for the keys of about one chunk in flight, so the last two cost a dict lookup.
+DIGESTS_CACHED = 1024
+
+
+@functools.lru_cache(maxsize=DIGESTS_CACHED)
 def key_digest(key: str) -> str:
     """The MD5 of the key as JSON: what record ids and the SES message tag carry."""
     return hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()

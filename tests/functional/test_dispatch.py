@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 from support.clock import FakeClock, busiest_second
 from support.fakes import FakeSes
-from support.sending import Calls, DynamoDown, Invocation, dispatcher, jobs, mail_ids
+from support.sending import (
+    Calls,
+    DynamoDown,
+    Invocation,
+    SerialClient,
+    dispatcher,
+    jobs,
+    mail_ids,
+)
 
 from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size
@@ -20,6 +33,7 @@ from chalicelib.observe import SendMetrics, logger, metrics
 from chalicelib.retry import RetryPolicy
 
 SETTINGS = Settings(idempotency_namespace="postbag-test")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -288,3 +302,134 @@ def test_trouble_on_the_invoking_thread_stops_the_workers_and_settles_what_they_
     # stays, for SES's evidence); no other claim is left behind.
     assert statuses_now == {"COMPLETED": len(ses.accepted) - 1, "INPROGRESS": 1}
     assert len(ses.accepted) < 60  # the workers stopped
+
+
+# --- the send pool, kept for the instance's life ----------------------------------------
+
+
+def sent_on(thread_ids: set[int], job_list: list[Job]) -> list[Job]:
+    """``job_list`` whose sends note the thread each ran on."""
+
+    def noted(send):
+        def run_send() -> str:
+            thread_ids.add(threading.get_native_id())  # never reused soon, unlike idents
+            return send()
+        return run_send
+
+    return [Job(job.mail_id, job.key, noted(job.send)) for job in job_list]
+
+
+def test_a_warm_instance_sends_its_next_runs_on_the_threads_of_the_first(ledger, clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep, latency=0.05)
+    dispatch = dispatcher(ledger, clock, workers=4)
+    first: set[int] = set()
+    assert statuses(run(dispatch, sent_on(first, jobs(ses, mail_ids(40))), clock)) == {
+        "sent": 40}
+    threads_after_first = threading.active_count()
+    later: set[int] = set()
+    for batch in ("b2", "b3"):
+        outcomes = run(dispatch, sent_on(later, jobs(ses, mail_ids(40), batch)), clock)
+        assert statuses(outcomes) == {"sent": 40}
+    assert len(first | later) <= 4  # the same four workers sent all three runs
+    assert threading.active_count() == threads_after_first  # no thread started, none left
+    assert ses.calls == 120
+
+
+class Killed(BaseException):
+    """The process going down in the middle of a send."""
+
+
+def test_a_send_killed_mid_way_keeps_its_claim_and_the_pool_serves_the_next_run(ledger,
+                                                                                 clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    good = jobs(ses, mail_ids(5))
+
+    def killed() -> str:
+        raise Killed
+
+    dispatch = dispatcher(ledger, clock, workers=2)
+    with pytest.raises(Killed):
+        run(dispatch, [*good[:2], Job("killed", "b1:killed:0", killed), *good[2:]], clock)
+    # The killed send's claim stays (SES may have the mail); the others are settled.
+    assert ledger.claim(["b1:killed:0"], 60_000)[0].state == "in_progress"
+    outcomes = run(dispatch, jobs(ses, mail_ids(30), "b2"), clock)
+    assert statuses(outcomes) == {"sent": 30}
+    assert sorted(ses.subjects()).count("m0000") == 2  # once in b1 (before the kill), once in b2
+
+
+def test_a_hung_send_holds_its_run_until_it_returns_and_leaves_nothing_behind(ledger,
+                                                                              clock):
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    release = threading.Event()
+    hung_started = threading.Event()
+
+    def hung() -> str:
+        hung_started.set()
+        release.wait(timeout=30)
+        return "hung-then-answered"
+
+    dispatch = dispatcher(ledger, clock, workers=2)
+    done: list = []
+    job_list = [*jobs(ses, mail_ids(10)), Job("hung", "b1:hung:0", hung)]
+    runner = threading.Thread(target=lambda: done.append(run(dispatch, job_list, clock)))
+    runner.start()
+    assert hung_started.wait(timeout=10)
+    runner.join(timeout=0.5)
+    assert runner.is_alive() and not done  # a run ends with none of its jobs in a worker
+    release.set()
+    runner.join(timeout=10)
+    assert statuses(done[0]) == {"sent": 11}
+    assert done[0][-1].message_id == "hung-then-answered"
+    # The next run on the same pool gets both workers, its jobs only.
+    assert statuses(run(dispatch, jobs(ses, mail_ids(10), "b2"), clock)) == {"sent": 10}
+
+
+def test_runs_at_once_share_the_pool_and_send_each_mail_once(ledger, clock):
+    serial = Ledger.from_settings(SETTINGS, SerialClient(ledger._client))
+    ses = FakeSes(clock=clock, sleep=clock.sleep, latency=0.01)
+    dispatch = dispatcher(serial, clock, workers=3)
+    thread_ids: set[int] = set()
+    results: dict[str, list] = {}
+
+    def one(batch: str) -> None:
+        results[batch] = run(dispatch, sent_on(thread_ids, jobs(ses, mail_ids(50), batch)),
+                             clock)
+
+    runners = [threading.Thread(target=one, args=(batch,)) for batch in ("b1", "b2")]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(timeout=60)
+    assert [statuses(results[b]) for b in ("b1", "b2")] == [{"sent": 50}] * 2
+    assert ses.calls == 100 and len(thread_ids) <= 3
+
+
+def test_a_process_whose_pool_idles_still_exits():
+    """The workers wait for tasks as daemons: an instance (or a test run) ends without
+    closing its dispatcher."""
+    script = (
+        "import boto3, sys\n"
+        "from moto import mock_aws\n"
+        "sys.path[:0] = ['chalice_app', 'tests']\n"
+        "from support.clock import FakeClock\n"
+        "from support.fakes import FakeSes\n"
+        "from support.sending import Invocation, dispatcher, jobs, mail_ids\n"
+        "from chalicelib.ledger import Ledger, create_table\n"
+        "from chalicelib.config import Settings\n"
+        "with mock_aws():\n"
+        "    settings = Settings(idempotency_namespace='postbag-test')\n"
+        "    client = boto3.client('dynamodb', region_name='us-east-1')\n"
+        "    create_table(client, settings.ledger_table)\n"
+        "    clock = FakeClock()\n"
+        "    dispatch = dispatcher(Ledger.from_settings(settings, client), clock, workers=4)\n"
+        "    outcomes = dispatch.run(jobs(FakeSes(clock=clock, sleep=clock.sleep),\n"
+        "                                 mail_ids(8)),\n"
+        "                            Invocation(clock).get_remaining_time_in_millis, 15_000)\n"
+        "    print(sorted({o.status.value for o in outcomes}))\n"
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    # (the log's JSON lines come first on stdout)
+    assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "['sent']"), done.stderr
