@@ -32,6 +32,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,14 +153,15 @@ class _Pool:
     per mail, which at hundreds of mails a second is CPU that counts. Kept for
     the instance's life: starting a pool per invocation cost about 0.03 ms a
     mail (``bench/fanout.py cpu``). Threads start as runs first need them, up to
-    ``size``, and never end (daemons: an idle one waits on the queue; Lambda
+    ``size``, and end when the pool is closed: its dispatcher was dropped (a test,
+    a rebuilt bundle), or never (daemons: an idle one waits on the queue; Lambda
     freezes it between invocations). Lambda and the stand-in never fork an
     instance, whose threads a child would not have.
     """
 
     def __init__(self, size: int):
         self._size = size
-        self._todo: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -179,13 +181,26 @@ class _Pool:
     def submit(self, task: _Task) -> None:
         self._todo.put(task)
 
+    def close(self) -> None:
+        """End every worker once the tasks before are done; waits for none (it may run in
+        a worker, from the garbage collector)."""
+        with self._lock:
+            for _ in self._threads:
+                self._todo.put(None)
+            self._size = 0
+
     def _work(self) -> None:
-        while True:
-            send, index, done = self._todo.get()
-            try:
-                done.put((index, send(index), None))
-            except BaseException as exc:  # handed to the invoking thread, which decides
-                done.put((index, None, exc))
+        while (task := self._todo.get()) is not None:
+            self._do(*task)
+            # An idle worker holds no run alive (its jobs, nor its dispatcher).
+            del task
+
+    @staticmethod
+    def _do(send: Callable[[int], Result], index: int, done: queue.SimpleQueue[_Done]) -> None:
+        try:
+            done.put((index, send(index), None))
+        except BaseException as exc:  # handed to the invoking thread, which decides
+            done.put((index, None, exc))
 
 
 class _Run:
@@ -246,6 +261,9 @@ class Dispatcher:
         self._retry = retry
         self._workers = max(1, workers)
         self._pool = _Pool(self._workers)
+        # A dispatcher dropped (tests build many) ends its workers; the pool does not
+        # refer to it, so that can happen.
+        weakref.finalize(self, self._pool.close)
         self._metrics = metrics
         self._now = now
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -433,3 +435,23 @@ def test_a_process_whose_pool_idles_still_exits():
                           capture_output=True, text=True, timeout=120, check=False)
     # (the log's JSON lines come first on stdout)
     assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "['sent']"), done.stderr
+
+
+def test_a_dropped_dispatcher_ends_its_workers(ledger, clock):
+    workers: set[int] = set()
+    dispatch = dispatcher(ledger, clock, workers=4)
+    ses = FakeSes(clock=clock, sleep=clock.sleep, latency=0.05)
+    assert statuses(run(dispatch, sent_on(workers, jobs(ses, mail_ids(20))), clock)) == {
+        "sent": 20}
+
+    def alive() -> set[int]:
+        return workers & {thread.native_id for thread in threading.enumerate()}
+
+    assert alive() == workers  # kept between runs
+    del dispatch
+    gc.collect()
+    for _ in range(100):  # each worker ends at its next task, the end sentinel
+        if not alive():
+            break
+        time.sleep(0.05)
+    assert not alive()
