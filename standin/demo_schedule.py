@@ -18,7 +18,7 @@ announcement sent nothing, and the digest's sends per minute of its window again
 the ideal. A window is paced by the minute (the drainer's period,
 docs/scheduling.md), so a window as short as a demo's would be one minute: all at
 once. For the window, the sender's clock (``app.clock``, the one the tests move)
-runs ``SPEEDUP`` times faster than the wall: the 6-minute window takes 30 s,
+runs ``SPEEDUP`` times faster than the wall: the 6-minute window takes 60 s,
 and the drainer runs every 24 s of the sender's time instead of 60. Sends are
 counted by when SES took them, on the sender's clock.
 """
@@ -50,8 +50,10 @@ REMIND_AFTER_S = 12
 # SPEEDUP times faster from the reminder's release on) and lasts WINDOW_MINUTES.
 WINDOW_OPENS_S = 60
 WINDOW_MINUTES = 6
-SPEEDUP = 12.0
+SPEEDUP = 6.0
 TICK_S = 2.0
+# A drainer run's release and the batch's send, from the run's start.
+RELEASE_S = 5.0
 RECIPIENTS = 1000
 TIMEOUT_S = 150.0
 
@@ -193,9 +195,13 @@ def run(aws: LocalAws, s3: Any, app: Any, events: LocalSesEvents,
     mails = sent_mails(aws.endpoint, before)
     reminder = [m for m in mails if "Reminder" in m["subject"]]
     late = reminder[0]["arrived"] - remind_at if reminder else float("nan")
-    on_time = uploaded and reminded and len(reminder) == 1 and 0 <= late <= TICK_S + 5
-    print(f"the reminder: released by drain_held {late:+.1f} s after its send_at "
-          f"({ticker.ticks} ticks so far)")
+    # On time: sent by the first drainer run at or after its send_at. When that run began
+    # is the stand-in's timer (a thread that a loaded machine may starve), not the sender.
+    first_run = next((t for t in ticker.started if t >= remind_at), float("nan"))
+    after_run = reminder[0]["arrived"] - first_run if reminder else float("nan")
+    on_time = uploaded and reminded and len(reminder) == 1 and 0 <= after_run <= RELEASE_S
+    print(f"the reminder: released by drain_held {late:+.1f} s after its send_at, "
+          f"{after_run:+.1f} s after the first drainer run past it ({ticker.ticks} ticks so far)")
     announced = [m for m in mails if "announcement" in m["subject"]]
     cancelled = (progress.status(bucket, page["announcement"]) or {}).get("state")
     print(f"the announcement: {cancelled}, {len(announced)} mails sent")

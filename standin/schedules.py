@@ -8,6 +8,7 @@ A shorter interval than AWS's minute is allowed: it only makes the local demo qu
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,10 +34,12 @@ class Ticker:
                  function_name: str = "postbag-local-drain_held"):
         self._handler, self._timeout, self._name = handler, timeout_s, function_name
         self.ticks = 0
+        self.started: list[float] = []  # wall time each run began: lateness is judged from them
         self.errors: list[str] = []
 
     def tick(self) -> None:
         self.ticks += 1
+        self.started.append(time.time())
         try:
             self._handler(scheduled_event(), LambdaContext(self._timeout, self._name))
         except Exception as exc:  # noqa: BLE001 - Lambda's runtime catches everything too

@@ -19,8 +19,9 @@ def test_demo_delivers_every_example_quarantines_the_broken_one_and_runs_a_job()
         capture_output=True,
         text=True,
         timeout=600,
-        check=True,
     )
+    # The demo's own checks print what went wrong: show them rather than an exit status.
+    assert done.returncode == 0, (done.stdout[-6000:], done.stderr[-3000:])
     assert "7 mails delivered" in done.stdout
     # "ok" only for what went out: the broken batch is said to be quarantined, and why.
     assert "event for queue/cut-short.json: quarantined: field (file)" in done.stdout
@@ -73,9 +74,9 @@ def _scheduled_from_wordpress(out: str) -> None:
     after = out.split("after the cancel and the reminder (GET postbag/v1/scheduled):\n")[1]
     assert re.search(rf"^  batch +{rows[0][1]} +due ", after, re.M)
     assert re.search(rf"^  job +{announcement} +cancelled ", after, re.M)
-    late = re.search(r"^the reminder: released by drain_held \+(\d+\.\d) s after its send_at",
-                     out, re.M)
-    assert late and float(late[1]) <= 7  # a tick every 2 s, and the send
+    late = re.search(r"^the reminder: released by drain_held \+\d+\.\d s after its send_at, "
+                     r"\+(\d+\.\d) s after the first drainer run past it", out, re.M)
+    assert late and float(late[1]) <= 5  # that run's release, and the send
     assert "the announcement: cancelled, 0 mails sent" in out
     assert "the digest: done, 1000 sent of 1000, each once" in out
     plan = re.search(r"^the digest's plan: \d+ chunks of (\d+) over (\d+) minutes", out, re.M)
