@@ -17,12 +17,16 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 
 	const ADDRESS = 'Reader@Example.net';
 
+	/** @var string|null The harness's REMOTE_ADDR, put back after each test. */
+	private $remote_addr;
+
 	protected function setUp(): void {
 		parent::setUp();
 		Postbag_Suppressions::install();
 		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Suppressions::table() );
 		self::serve_https();
 		$GLOBALS['wp_rest_server'] = null; // A server of this test's plugin: rest_api_init runs again.
+		$this->remote_addr         = $_SERVER['REMOTE_ADDR'] ?? null;
 		$_SERVER['REMOTE_ADDR']    = '192.0.2.' . wp_rand( 1, 250 );
 		wp_set_current_user( 0 );
 	}
@@ -33,7 +37,12 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 		foreach ( $GLOBALS['wpdb']->get_col( "SELECT option_name FROM {$GLOBALS['wpdb']->options} WHERE option_name LIKE '\\_transient\\_postbag\\_unsub\\_%'" ) as $name ) {
 			delete_transient( substr( $name, strlen( '_transient_' ) ) );
 		}
-		unset( $_SERVER['REMOTE_ADDR'] );
+		// Put back what the harness set (WordPress's own mail reads it: Postbag_SiteMailTest).
+		if ( null === $this->remote_addr ) {
+			unset( $_SERVER['REMOTE_ADDR'] );
+		} else {
+			$_SERVER['REMOTE_ADDR'] = $this->remote_addr;
+		}
 		parent::tearDown();
 	}
 
