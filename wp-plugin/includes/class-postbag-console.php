@@ -272,7 +272,7 @@ final class Postbag_Console {
 		if ( 'cancelled' === $entry['state'] ) {
 			return 'cancel_requested';
 		}
-		return 'scheduled' === $entry['state'] && $entry['updated_at'] !== $entry['created_at'] ? 'moved' : $entry['state'];
+		return 'scheduled' === $entry['state'] && ! empty( $entry['moved_at'] ) ? 'moved' : $entry['state'];
 	}
 
 	/**

@@ -118,7 +118,7 @@ final class Postbag_Schedules {
 	 * `send_between`, `mails` (a batch's), `state` ('scheduled', 'due': its time
 	 * came, the sender has it; 'cancelled'), `request` (a cancel or reschedule
 	 * still waiting for S3: its `attempts` and `last_error`, else null),
-	 * `created_at`, `updated_at` (UTC RFC 3339).
+	 * `created_at`, `updated_at` (UTC RFC 3339), `moved_at` (the latest reschedule's request time, absent until one).
 	 *
 	 * @return array[]
 	 */
@@ -185,7 +185,8 @@ final class Postbag_Schedules {
 			'requested_at' => Postbag_Send_Time::stamp( ( $this->clock )() ),
 		);
 		$key = 'job' === $kind ? Postbag_Job_Format_V2::schedule_key( $id ) : self::BATCH_CONTROL_PREFIX . $id . '/schedule.json';
-		return $this->control( $key, $doc, $kind, $id, $schedule, 'job' === $kind ? $id : null );
+		// moved_at: the record says it was moved, whatever second it was made in.
+		return $this->control( $key, $doc, $kind, $id, $schedule + array( 'moved_at' => $doc['requested_at'] ), 'job' === $kind ? $id : null );
 	}
 
 	/**
