@@ -142,11 +142,12 @@ class Limiter(Protocol):
 
 
 # The shared limiter's leases: about this many DynamoDB calls a second, all instances
-# together, at the full rate (50 tokens a lease at 500 mails/s, 100 ms of the schedule):
-# one call costs ~1 ms of CPU, so a lease per 50 mails keeps it near 0.02 ms a mail.
-# Longer leases would save little more, and an instance holds its lease's tokens for
-# their span: tokens it cannot use in time are forfeit, which only slows the account.
-LEASES_PER_SECOND = 10
+# together, at the full rate (25 tokens a lease at 500 mails/s, 50 ms of the schedule):
+# one call costs ~1 ms of CPU, so a lease per 25 mails keeps it near 0.04 ms a mail.
+# Leases of 100 ms (10 a second) saved ~0.02 ms a mail, but the one e2e run with them
+# started 521 sends in its busiest second at R = 500 (bench/README.md): kept at 20
+# until a run shows longer leases never start more than R in a second.
+LEASES_PER_SECOND = 20
 # After DynamoDB fails, the local share is used this long before asking it again.
 FALLBACK_SECONDS = 10.0
 # Lambda's default concurrency for a whole account: the most instances a function with an
