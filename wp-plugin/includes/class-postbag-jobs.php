@@ -55,12 +55,14 @@ if ( ! defined( 'ABSPATH' ) ) {
  * spool while the job is there, then from the sender's `status.json`.
  *
  * Every job names a list (`postbag_notify()`'s `list`, or
- * Postbag_List_Unsubscribe::DEFAULT_LIST): each page of recipients is checked
- * against the site's suppression list in one query (scope `all` and the
- * job's list), suppressed rows are left out and counted (`suppressed`), and
- * every row written gets its signed `unsubscribe_url`. A site not served over
- * https cannot make those links: its jobs go without `meta.list` (the sender
- * wants both or neither), still leaving suppressed recipients out.
+ * Postbag_List_Unsubscribe::DEFAULT_LIST): the recipients are checked
+ * against the site's suppression list (scope `all` and the job's list; loaded
+ * once per stream, or looked up in chunks when large) CHECK_ROWS at a time as
+ * they are written, suppressed rows are left out and counted (`suppressed`),
+ * and every row written gets its signed `unsubscribe_url` as it is written.
+ * A site not served over https cannot make those links: its jobs go without
+ * `meta.list` (the sender wants both or neither), still leaving suppressed
+ * recipients out.
  */
 final class Postbag_Jobs {
 
@@ -88,6 +90,9 @@ final class Postbag_Jobs {
 
 	/** Longest row, as a JSON line: a recipient is not a payload. */
 	const ROW_BYTES = 1024 * 1024;
+
+	/** Rows checked against the suppression list at a time (a multiple of its 200-hash queries): a page is never held whole. */
+	const CHECK_ROWS = 5 * Postbag_Suppressions::LOOKUP_CHUNK;
 
 	const JOB_SUFFIX      = '.job.php';
 	const PROGRESS_SUFFIX = '.progress.php';
@@ -676,6 +681,7 @@ final class Postbag_Jobs {
 			$progress = $next;
 			$summary['parts'] += count( $parts );
 			$summary['rows']  += array_sum( array_column( $parts, 'rows' ) );
+			unset( $page, $kept ); // A memory source's page is an array: not held while the next is read.
 
 			if ( 'streaming' === $progress['status'] && count( self::not_uploaded( $progress ) ) >= self::WAVE_PARTS && $this->due( $progress, $force ) ) {
 				$this->upload_parts( $id, $progress, $summary );
@@ -745,54 +751,81 @@ final class Postbag_Jobs {
 
 	/**
 	 * A page without the recipients suppressed for every list or the job's
-	 * (Postbag_List_Unsubscribe::checker(): no query per recipient).
+	 * (Postbag_List_Unsubscribe::checker(): no query per recipient), checked
+	 * CHECK_ROWS at a time as the rows are written, so the page's rows and
+	 * hashes are never all held at once.
 	 *
-	 * When the list cannot be read and the manifest names the list, the page
-	 * is written as it is (counted in `unchecked`, and logged): the sender
-	 * checks every recipient of a list job itself and skips a send when its
-	 * own lookup fails, while a job whose rows live only in this worker's
-	 * memory would be lost by failing. Without meta.list (no https) the
-	 * sender cannot check the list's scope: the job waits and retries.
+	 * When the list cannot be read and the manifest names the list, the rest
+	 * of the page is written as it is (counted in `unchecked`, and logged):
+	 * the sender checks every recipient of a list job itself and skips a send
+	 * when its own lookup fails, while a job whose rows live only in this
+	 * worker's memory would be lost by failing. Without meta.list (no https)
+	 * the sender cannot check the list's scope: the job waits and retries.
 	 *
 	 * @param string   $id            Job id.
 	 * @param callable $checker       The stream's check.
 	 * @param iterable $rows          The page.
 	 * @param array    $progress      Its progress: `suppressed`, `unchecked` are counted (saved by the caller).
 	 * @param bool     $sender_checks The manifest names the list: the sender checks its scope too.
-	 * @return iterable The rows to write.
+	 * @return Generator<int, mixed> The rows to write.
 	 * @throws RuntimeException When the suppression list cannot be read and the sender cannot check it either.
 	 */
-	private static function leave_out_suppressed( string $id, callable $checker, iterable $rows, array &$progress, bool $sender_checks ): iterable {
-		$rows   = is_array( $rows ) ? $rows : iterator_to_array( $rows, false );
-		$hashes = array();
-		foreach ( $rows as $n => $row ) {
-			if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) ) {
-				$hashes[ $n ] = Postbag_Suppressions::hash( $row['email'] );
+	private static function leave_out_suppressed( string $id, callable $checker, iterable $rows, array &$progress, bool $sender_checks ): Generator {
+		$unchecked = 0;
+		$failure   = null; // The suppression read's error, once it failed.
+		foreach ( self::chunks( $rows, self::CHECK_ROWS ) as $chunk ) {
+			$hashes = array();
+			foreach ( $chunk as $n => $row ) {
+				if ( is_array( $row ) && isset( $row['email'] ) && is_string( $row['email'] ) ) {
+					$hashes[ $n ] = Postbag_Suppressions::hash( $row['email'] );
+				}
+			}
+			$suppressed = array();
+			if ( null === $failure ) {
+				try {
+					$suppressed = $checker( $hashes );
+				} catch ( RuntimeException $e ) {
+					if ( ! $sender_checks ) {
+						throw $e;
+					}
+					$failure = $e->getMessage(); // The rest of the page goes unchecked: no query more for it.
+				}
+			}
+			if ( null !== $failure ) {
+				$unchecked += count( $chunk );
+			}
+			foreach ( $chunk as $n => $row ) {
+				if ( isset( $hashes[ $n ], $suppressed[ $hashes[ $n ] ] ) ) {
+					$progress['suppressed'] = (int) ( $progress['suppressed'] ?? 0 ) + 1;
+					continue;
+				}
+				yield $row;
 			}
 		}
-		try {
-			$suppressed = $checker( $hashes );
-		} catch ( RuntimeException $e ) {
-			if ( ! $sender_checks ) {
-				throw $e;
-			}
-			$progress['unchecked'] = (int) ( $progress['unchecked'] ?? 0 ) + count( $rows );
+		if ( $unchecked ) {
+			$progress['unchecked'] = (int) ( $progress['unchecked'] ?? 0 ) + $unchecked;
 			// phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log -- the site owner's trace of it.
-			error_log( sprintf( 'Postbag: job %s: %d recipients written without the site\'s suppression check (%s); the sender checks them before sending.', $id, count( $rows ), $e->getMessage() ) );
-			return $rows;
+			error_log( sprintf( 'Postbag: job %s: %d recipients written without the site\'s suppression check (%s); the sender checks them before sending.', $id, $unchecked, $failure ) );
 		}
-		if ( ! $suppressed ) {
-			return $rows;
-		}
-		$kept = array();
-		foreach ( $rows as $n => $row ) {
-			if ( isset( $hashes[ $n ], $suppressed[ $hashes[ $n ] ] ) ) {
-				$progress['suppressed'] = (int) ( $progress['suppressed'] ?? 0 ) + 1;
-				continue;
+	}
+
+	/**
+	 * @param iterable $rows Rows.
+	 * @param int      $size Most rows a chunk.
+	 * @return Generator<int, array> Lists of up to $size rows, in order.
+	 */
+	private static function chunks( iterable $rows, int $size ): Generator {
+		$chunk = array();
+		foreach ( $rows as $row ) {
+			$chunk[] = $row;
+			if ( count( $chunk ) >= $size ) {
+				yield $chunk;
+				$chunk = array();
 			}
-			$kept[] = $row;
 		}
-		return $kept;
+		if ( $chunk ) {
+			yield $chunk;
+		}
 	}
 
 	private function lists(): Postbag_List_Unsubscribe {

@@ -82,6 +82,7 @@ final class Postbag_Recipient_Source {
 		}
 		$users = $query->get_results();
 		$last  = $users ? end( $users ) : null;
+		$GLOBALS['wpdb']->flush(); // Its copy of the page (last_result) would outlive the rows until the next query.
 		return array(
 			'rows'   => self::user_rows( $users ),
 			'cursor' => null === $last ? $after : (int) $last->ID,

@@ -270,6 +270,49 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
 	}
 
+	public function test_a_page_is_checked_in_slices_with_suppressed_rows_at_their_edges_left_out(): void {
+		$size  = Postbag_Jobs::CHECK_ROWS;
+		$edges = array( 0, $size - 1, $size, 2 * $size );
+		foreach ( $edges as $n ) {
+			$this->inbox()->change( 'add', Postbag_Suppressions::ALL, "r$n@example.net", 'manual' );
+		}
+		$uploaded = array();
+		add_action(
+			'postbag_job_uploaded',
+			static function ( ...$args ) use ( &$uploaded ): void {
+				$uploaded[] = $args;
+			},
+			10,
+			4
+		);
+		$emails = array();
+		for ( $n = 0; $n <= 2 * $size; $n++ ) {
+			$emails[] = "r$n@example.net";
+		}
+		$job_id = postbag_notify(
+			array(
+				'recipients' => array_map(
+					static function ( string $email ): array {
+						return array( 'email' => $email );
+					},
+					$emails
+				),
+				'subject'    => 'New post',
+				'html'       => '<p>Hi</p>',
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+		$this->plugin->jobs()->stream_pending();
+
+		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
+		$lines    = array_filter( explode( "\n", gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] ) ) );
+		$written  = array_column( array_map( 'json_decode', $lines, array_fill( 0, count( $lines ), true ) ), 'email' );
+		$kept     = array_values( array_diff( $emails, array_map( static fn ( int $n ): string => "r$n@example.net", $edges ) ) );
+		$this->assertSame( $kept, $written, 'three slices of one page, in order, without the four' );
+		$this->assertSame( array( array( $job_id, 2 * $size + 1 - 4, 0, 4 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
+	}
+
 	/**
 	 * A notify job to these recipients of the list new-posts, held in memory, streamed while
 	 * every read of the suppression table fails.
