@@ -231,28 +231,10 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$this->inbox()->change( 'add', Postbag_Suppressions::ALL, 'bounced@example.net', 'manual' );
 		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'new-posts' ) ), 'Left@Example.net', 'unsubscribe' );
 		$this->inbox()->change( 'add', Postbag_Suppressions::scope( Postbag_List_Unsubscribe::site_list( 'weekly' ) ), 'other-list@example.net', 'unsubscribe' );
-		$uploaded = array();
-		add_action(
-			'postbag_job_uploaded',
-			static function ( ...$args ) use ( &$uploaded ): void {
-				$uploaded[] = $args;
-			},
-			10,
-			4
-		);
-		$job_id = postbag_notify(
-			array(
-				'recipients' => array(
-					array( 'email' => 'kept@example.net' ),
-					array( 'email' => 'bounced@example.net' ),
-					array( 'email' => 'left@example.net' ),
-					array( 'email' => 'other-list@example.net' ),
-				),
-				'subject'    => 'New post',
-				'html'       => '<p>Hi</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
-				'from'       => 'Blog <news@example.org>',
-				'list'       => 'new-posts',
-			)
+		$uploaded = self::job_uploads();
+		$job_id = self::notify_new_posts(
+			array( 'kept@example.net', 'bounced@example.net', 'left@example.net', 'other-list@example.net' ),
+			'<p>Hi</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
 		);
 		$this->plugin->jobs()->stream_pending();
 
@@ -267,7 +249,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 			$this->assertSame( array( $manifest['meta']['list'], $row['email'] ), array( $query['list'], $query['address'] ) );
 			$this->assertNull( $this->plugin->lists()->tokens()->problem( $query['list'], $query['address'], $query['expires'], $query['signature'] ) );
 		}
-		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
+		$this->assertSame( array( array( $job_id, 2, 0, 2 ) ), $uploaded->getArrayCopy(), 'job id, rows, dropped, suppressed' );
 	}
 
 	public function test_a_page_is_checked_in_slices_with_suppressed_rows_at_their_edges_left_out(): void {
@@ -276,33 +258,12 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		foreach ( $edges as $n ) {
 			$this->inbox()->change( 'add', Postbag_Suppressions::ALL, "r$n@example.net", 'manual' );
 		}
-		$uploaded = array();
-		add_action(
-			'postbag_job_uploaded',
-			static function ( ...$args ) use ( &$uploaded ): void {
-				$uploaded[] = $args;
-			},
-			10,
-			4
-		);
+		$uploaded = self::job_uploads();
 		$emails = array();
 		for ( $n = 0; $n <= 2 * $size; $n++ ) {
 			$emails[] = "r$n@example.net";
 		}
-		$job_id = postbag_notify(
-			array(
-				'recipients' => array_map(
-					static function ( string $email ): array {
-						return array( 'email' => $email );
-					},
-					$emails
-				),
-				'subject'    => 'New post',
-				'html'       => '<p>Hi</p>',
-				'from'       => 'Blog <news@example.org>',
-				'list'       => 'new-posts',
-			)
-		);
+		$job_id = self::notify_new_posts( $emails );
 		$this->plugin->jobs()->stream_pending();
 
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
@@ -310,7 +271,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 		$written  = array_column( array_map( 'json_decode', $lines, array_fill( 0, count( $lines ), true ) ), 'email' );
 		$kept     = array_values( array_diff( $emails, array_map( static fn ( int $n ): string => "r$n@example.net", $edges ) ) );
 		$this->assertSame( $kept, $written, 'three slices of one page, in order, without the four' );
-		$this->assertSame( array( array( $job_id, 2 * $size + 1 - 4, 0, 4 ) ), $uploaded, 'job id, rows, dropped, suppressed' );
+		$this->assertSame( array( array( $job_id, 2 * $size + 1 - 4, 0, 4 ) ), $uploaded->getArrayCopy(), 'job id, rows, dropped, suppressed' );
 	}
 
 	/**
@@ -321,20 +282,7 @@ final class Postbag_SuppressionTest extends Postbag_Unit_Test_Case {
 	 * @return array{0: string, 1: array|null} Job id, and its manifest in the bucket (null: none).
 	 */
 	private function stream_while_the_table_fails( array $emails ): array {
-		$job_id = postbag_notify(
-			array(
-				'recipients' => array_map(
-					static function ( string $email ): array {
-						return array( 'email' => $email );
-					},
-					$emails
-				),
-				'subject'    => 'New post',
-				'html'       => '<p>Hi</p>',
-				'from'       => 'Blog <news@example.org>',
-				'list'       => 'new-posts',
-			)
-		);
+		$job_id = self::notify_new_posts( $emails );
 		$break = static function ( string $query ): string {
 			return 0 === strpos( ltrim( $query ), 'SELECT' ) && false !== strpos( $query, Postbag_Suppressions::table() ) ? 'SELECT * FROM postbag_no_such_table' : $query;
 		};

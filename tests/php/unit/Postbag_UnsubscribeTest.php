@@ -182,30 +182,14 @@ final class Postbag_UnsubscribeTest extends Postbag_Unit_Test_Case {
 
 	public function test_a_job_row_whose_link_would_be_too_long_is_left_out_visibly(): void {
 		$this->links_of_length( Postbag_Unsubscribe_Token::MAX_URL, Postbag_List_Unsubscribe::site_list( 'new-posts' ) );
-		$uploaded = array();
-		add_action(
-			'postbag_job_uploaded',
-			static function ( ...$args ) use ( &$uploaded ): void {
-				$uploaded[] = $args;
-			},
-			10,
-			4
-		);
-		$job_id = postbag_notify(
-			array(
-				'recipients' => array( array( 'email' => self::ADDRESS ), array( 'email' => 'x' . self::ADDRESS ) ),
-				'subject'    => 'New post',
-				'html'       => '<p>Hi</p>',
-				'from'       => 'Blog <news@example.org>',
-				'list'       => 'new-posts',
-			)
-		);
+		$uploaded = self::job_uploads();
+		$job_id = self::notify_new_posts( array( self::ADDRESS, 'x' . self::ADDRESS ) );
 		$this->plugin->jobs()->stream_pending();
 		$manifest = json_decode( $this->s3->objects[ "jobs/$job_id/manifest.json" ]['body'], true );
 		$this->assertSame( 1, $manifest['recipients'] );
 		$rows = array_map( 'json_decode', array_filter( explode( "\n", gzdecode( $this->s3->objects[ $manifest['parts'][0]['key'] ]['body'] ) ) ), array( true ) );
 		$this->assertSame( Postbag_Unsubscribe_Token::MAX_URL, strlen( $rows[0]['unsubscribe_url'] ) );
-		$this->assertSame( array( array( $job_id, 1, 1, 0 ) ), $uploaded, 'job id, rows, dropped (visible in its counts), suppressed' );
+		$this->assertSame( array( array( $job_id, 1, 1, 0 ) ), $uploaded->getArrayCopy(), 'job id, rows, dropped (visible in its counts), suppressed' );
 	}
 
 	/**

@@ -52,6 +52,48 @@ abstract class Postbag_Unit_Test_Case extends PHPUnit\Framework\TestCase {
 	}
 
 	/**
+	 * Records every postbag_job_uploaded( job id, rows, dropped, suppressed ) from now on.
+	 *
+	 * @return ArrayObject Each call's arguments, in order.
+	 */
+	protected static function job_uploads(): ArrayObject {
+		$uploads = new ArrayObject();
+		add_action(
+			'postbag_job_uploaded',
+			static function ( ...$args ) use ( $uploads ): void {
+				$uploads[] = $args;
+			},
+			10,
+			4
+		);
+		return $uploads;
+	}
+
+	/**
+	 * A notify job of the list new-posts to these addresses, held in memory.
+	 *
+	 * @param string[] $emails Recipients.
+	 * @param string   $html   Its HTML template.
+	 * @return string|WP_Error What postbag_notify() returns.
+	 */
+	protected static function notify_new_posts( array $emails, string $html = '<p>Hi</p>' ) {
+		return postbag_notify(
+			array(
+				'recipients' => array_map(
+					static function ( string $email ): array {
+						return array( 'email' => $email );
+					},
+					$emails
+				),
+				'subject'    => 'New post',
+				'html'       => $html,
+				'from'       => 'Blog <news@example.org>',
+				'list'       => 'new-posts',
+			)
+		);
+	}
+
+	/**
 	 * A user with the subscriber role, for the capability checks: made on
 	 * first use and kept for the whole run.
 	 */
