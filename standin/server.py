@@ -47,6 +47,9 @@
   leaves it: the sender reads it to share SES's rate, and the handlers run
   in-process here, so no function is stored in moto (whose
   ``/moto-api/data.json`` fails once one is).
+- **Each REST router built once.** moto builds a service's router on its first
+  request without a lock, once per request that arrives meanwhile
+  (``serial_router_building``).
 - **Faster routing.** moto's dispatcher lists its package folder and tries
   hundreds of URL patterns for every request, under one lock, and werkzeug
   logs every request: the stand-in remembers which backend serves a host and
@@ -415,6 +418,38 @@ def cached_condition_parsing(size: int = 4096) -> None:
     ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
 
 
+def serial_router_building() -> None:
+    """Make moto build each REST service's request router once, whichever request asks first.
+
+    On a service's first REST request moto loads its botocore model and compiles
+    its URL map (~75 ms of CPU for SES v2), cached by ``functools.cache``, which
+    does not lock: every request that arrives before the first build ends builds
+    its own. A notify job's first sends arrive together (4 workers of 32 threads
+    in ``make demo``), and 128 builds at once held the server for over a minute:
+    the sends timed out, and those whose Send event came later than the evidence
+    window were sent again (docs/exactly-once.md), as SES never holds a send.
+    """
+    from moto.core import responses, routing
+
+    if getattr(responses.get_service_router, "serial", False):
+        return
+    service_router = routing.get_service_router
+    protocol_router = routing.ServiceOperationRouter._get_router
+    lock = threading.Lock()
+
+    def get_service_router(service_name: str) -> Any:
+        with lock:
+            return service_router(service_name)
+
+    def _get_router(self: Any, protocol: str) -> Any:
+        with lock:
+            return protocol_router(self, protocol)
+
+    get_service_router.serial = True  # type: ignore[attr-defined]
+    responses.get_service_router = get_service_router  # type: ignore[assignment]
+    routing.ServiceOperationRouter._get_router = _get_router  # type: ignore[method-assign]
+
+
 def send_quota(max_24_hours: float, max_rate: float) -> None:
     """Make moto's ``GetSendQuota`` answer this quota (moto fixes 200 a day at 1/s)."""
     from moto.ses import models
@@ -450,6 +485,7 @@ def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0,
     """moto's server application with the stand-in's additions."""
     undo_log_transactions()
     cached_condition_parsing()
+    serial_router_building()
     app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s, answer_ses_sends)
     return ReservedConcurrency(app, reserved_concurrency) if reserved_concurrency else app
 
