@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.harness import UNVERIFIED_DOMAIN, Sender, Site, wait_for
@@ -69,11 +69,26 @@ def _by_id(browser: WebDriver, element_id: str) -> WebElement:
     return browser.find_element(By.ID, element_id)
 
 
+def _gone(element: WebElement) -> bool:
+    """Whether ``element``'s page has been replaced. Selenium's ``staleness_of`` waits for
+    a stale-element error alone; chromium answers "Node with given id does not exist"
+    instead while the old document is being torn down (seen in CI)."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "Node with given id does not exist" in str(exc.msg):
+            return True
+        raise
+    return False
+
+
 def _follow(browser: WebDriver, element: WebElement) -> None:
     """Clicks a link or submit button and waits until its page replaced this one
     (click() returns before a form's post and redirect are over)."""
     element.click()
-    WebDriverWait(browser, 30).until(staleness_of(element))
+    WebDriverWait(browser, 30).until(lambda _: _gone(element))
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
