@@ -33,6 +33,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a child server by its PID (SIGTERM, SIGKILL after 10 s) and wait for it."""
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class LocalAws:
     """moto's server as a child process; a context manager that always stops it.
 
@@ -41,21 +53,18 @@ class LocalAws:
     ``ses_latency_ms`` holds every SES send that long, as SES's own answer
     time would; ``ses_quota`` (mails a day, mails a second) is what
     ``GetSendQuota`` answers instead of moto's sandbox quota;
-    ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers;
-    ``answer_ses_sends`` makes the server accept SES sends itself, a fake SES,
-    rather than moto's SES (``standin.server``).
+    ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers.
     """
 
     def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0,
                  ses_latency_ms: float = 0.0, ses_quota: tuple[float, float] | None = None,
-                 reserved_concurrency: int = 0, answer_ses_sends: bool = False):
+                 reserved_concurrency: int = 0):
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self._check_signatures = check_signatures
         self._ses_latency_ms = ses_latency_ms
         self._ses_quota = ses_quota
         self._reserved_concurrency = reserved_concurrency
-        self._answer_ses_sends = answer_ses_sends
         self._timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -67,8 +76,7 @@ class LocalAws:
         quota = ["--ses-quota", ",".join(map(str, self._ses_quota))] if self._ses_quota else []
         return [sys.executable, "-m", "standin.server", HOST, str(self.port),
                 "--ses-latency-ms", str(self._ses_latency_ms), *quota,
-                "--reserved-concurrency", str(self._reserved_concurrency),
-                *(["--answer-ses-sends"] if self._answer_ses_sends else [])]
+                "--reserved-concurrency", str(self._reserved_concurrency)]
 
     def start(self) -> LocalAws:
         env = dict(os.environ)
@@ -99,14 +107,7 @@ class LocalAws:
         raise RuntimeError(f"moto server did not answer on {self.endpoint}")
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.kill(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process(self._process)
 
     def client_env(self) -> dict[str, str]:
         """Environment for a process (or boto3) that should talk to the stand-in."""

@@ -22,15 +22,12 @@
   decide it: a Permanent ``Bounce`` when the address contains ``bounce``, a
   ``Complaint`` (after its ``Delivery``) when it contains ``complaint``, a
   ``Delivery`` otherwise; with the mail's tags, so ``on_ses_event`` suppresses
-  and counts them as it does SES's. Not with ``--answer-ses-sends`` (below),
-  whose benchmarks count Send events alone.
+  and counts them as it does SES's.
 - **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
   moto takes it, each in its own thread, so that concurrent senders wait
   side by side as they do on SES, not in turn.
-- **A fake SES.** ``--answer-ses-sends`` makes the tap accept every send
-  itself, after the latency (a fresh MessageId, its Send event and mail kept
-  as above), without moto's SES: no identity or quota checks, and a fraction
-  of the CPU, for benchmarks that want SES as a fake answering after N ms.
+  (``standin.fake_ses`` is SES as a fake answering after N ms, with its own
+  Send events, for benchmarks: a fraction of this server's CPU per send.)
 - **SES's quota.** moto's ``GetSendQuota`` answers a sandbox's 200 mails a day
   at 1/s whatever was sent; ``--ses-quota MAX24H,RATE`` makes it answer a
   production account's (``SentLast24Hours`` still counts what was sent).
@@ -72,7 +69,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email import policy
@@ -194,34 +190,18 @@ def sent_mail(message_id: str, send: Send, arrived: float, answered: float) -> d
             "subject": send.subject, "text": send.text[:TEXT_KEPT]}
 
 
-def _after(environ: dict[str, Any]) -> int:
-    return int(parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0])
-
-
-def _answer(request: bytes, v2: bool, message_id: str) -> bytes:
-    """What SES answers an accepted send (v1 XML or v2 JSON)."""
-    if v2:
-        return json.dumps({"MessageId": message_id}).encode()
-    action = "SendRawEmail" if b"Action=SendRawEmail" in request else "SendEmail"
-    return (f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
-            f"<{action}Result><MessageId>{message_id}</MessageId></{action}Result>"
-            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
-            f"</{action}Response>").encode()
+def after_index(query: str) -> int:
+    """The ``after=N`` of a request for kept events or mails: how many the caller has."""
+    return int(parse_qs(query).get("after", ["0"])[0])
 
 
 class SesEventTap:
     """WSGI middleware keeping the Send event of every mail moto's SES accepted,
-    each send held ``latency_s`` first (outside any lock: sends wait side by side).
+    each send held ``latency_s`` first (outside any lock: sends wait side by side)."""
 
-    With ``answer_sends`` the tap is SES for sends: it accepts each one itself
-    (a fresh MessageId, no identity or quota check) instead of handing it to
-    moto's SES, whose send costs ~1.8 ms of CPU, as much as the rest of a mail
-    on the stand-in together (``bench/fanout.py e2e``)."""
-
-    def __init__(self, app: Wsgi, latency_s: float = 0.0, answer_sends: bool = False):
+    def __init__(self, app: Wsgi, latency_s: float = 0.0):
         self.app = app
         self.latency_s = latency_s
-        self.answer_sends = answer_sends
         self.events: list[dict[str, Any]] = []
         self.mails: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -231,7 +211,7 @@ class SesEventTap:
         if path in (EVENTS_PATH, MAILS_PATH):
             with self._lock:
                 kept = self.events if path == EVENTS_PATH else self.mails
-                body = json.dumps(kept[_after(environ):]).encode()
+                body = json.dumps(kept[after_index(environ.get("QUERY_STRING", "")):]).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         if environ.get("REQUEST_METHOD") != "POST":
@@ -245,12 +225,6 @@ class SesEventTap:
             return self.app(environ, start_response)
         if self.latency_s:
             time.sleep(self.latency_s)
-        if self.answer_sends:
-            body = _answer(request, v2, f"{uuid.uuid4()}-000000")
-            self._keep(request, body, v2, arrived)
-            start_response("200 OK", [("Content-Type", "application/json" if v2 else "text/xml"),
-                                      ("Content-Length", str(len(body)))])
-            return [body]
         status: list[str] = []
 
         def remember(code: str, headers: list, exc_info: Any = None) -> Any:
@@ -275,8 +249,7 @@ class SesEventTap:
             return
         with self._lock:
             self.events.append(send_event(message_id, send, arrived))
-            if not self.answer_sends:  # the benchmarks' fake SES: Send events alone
-                self.events += feedback_events(message_id, send, arrived)
+            self.events += feedback_events(message_id, send, arrived)
             self.mails.append(sent_mail(message_id, send, arrived, answered))
 
 
@@ -480,13 +453,12 @@ def dispatcher() -> Wsgi:
     return Remembering()
 
 
-def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0,
-                answer_ses_sends: bool = False) -> Wsgi:
+def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     undo_log_transactions()
     cached_condition_parsing()
     serial_router_building()
-    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s, answer_ses_sends)
+    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s)
     return ReservedConcurrency(app, reserved_concurrency) if reserved_concurrency else app
 
 
@@ -554,14 +526,11 @@ def main() -> None:
     parser.add_argument("--ses-quota", help="MAX24H,RATE: what GetSendQuota answers")
     parser.add_argument("--reserved-concurrency", type=int, default=0,
                         help="what GetFunctionConcurrency answers for every function")
-    parser.add_argument("--answer-ses-sends", action="store_true",
-                        help="accept every SES send in the stand-in, not in moto's SES")
     args = parser.parse_args()
     if args.ses_quota:
         max_24_hours, max_rate = (float(n) for n in args.ses_quota.split(","))
         send_quota(max_24_hours, max_rate)
-    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency,
-                                            args.answer_ses_sends))
+    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency))
 
 
 if __name__ == "__main__":

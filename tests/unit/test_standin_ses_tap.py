@@ -139,24 +139,6 @@ def test_a_send_is_stamped_when_it_arrives_not_when_answered():
                                                    time.gmtime(mail["arrived"]))
 
 
-@pytest.mark.parametrize("request_", [V1_SIMPLE, V1_RAW, V2_SIMPLE, V2_RAW],
-                         ids=["v1-simple", "v1-raw", "v2-simple", "v2-raw"])
-def test_a_tap_answering_sends_is_ses_itself(request_):
-    ses = FakeSes()
-    tap = SesEventTap(ses, answer_sends=True)
-    answer = post(tap, *request_)
-    (event,) = kept(tap, EVENTS_PATH)
-    assert ses.calls == 0  # moto's SES never saw it
-    assert event["mail"]["messageId"].encode() in answer
-    if request_[0] == SESV2_SEND_PATH:
-        assert json.loads(answer) == {"MessageId": event["mail"]["messageId"]}
-    else:
-        action = "SendRawEmail" if b"SendRawEmail" in request_[1] else "SendEmail"
-        assert answer.startswith(f"<{action}Response".encode())
-    post(tap, *request_)
-    assert len({e["mail"]["messageId"] for e in kept(tap, EVENTS_PATH)}) == 2
-
-
 def test_each_recipient_gets_what_the_mailbox_simulator_brings_back():
     """Delivered, bounced (Permanent) or delivered then complained about, by the address,
     as moto decides for its own notifications; each event with the mail's tags."""
@@ -177,8 +159,3 @@ def test_each_recipient_gets_what_the_mailbox_simulator_brings_back():
     assert events[4]["complaint"]["complainedRecipients"] == [
         {"emailAddress": "complaint@example.net"}]
 
-
-def test_a_tap_answering_sends_keeps_send_events_alone():
-    tap = SesEventTap(FakeSes(), answer_sends=True)
-    post(tap, *V2_SIMPLE)
-    assert [e["eventType"] for e in kept(tap, EVENTS_PATH)] == ["Send"]
