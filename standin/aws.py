@@ -50,19 +50,16 @@ class LocalAws:
 
     ``check_signatures`` makes the server verify SigV4 signatures (moto checks
     only once ``INITIAL_NO_AUTH_ACTION_COUNT`` unsigned calls have been made).
-    ``ses_latency_ms`` holds every SES send that long, as SES's own answer
-    time would; ``ses_quota`` (mails a day, mails a second) is what
+    ``ses_quota`` (mails a day, mails a second) is what
     ``GetSendQuota`` answers instead of moto's sandbox quota;
     ``reserved_concurrency`` what ``GetFunctionConcurrency`` answers.
     """
 
     def __init__(self, check_signatures: bool = False, startup_timeout: float = 30.0,
-                 ses_latency_ms: float = 0.0, ses_quota: tuple[float, float] | None = None,
-                 reserved_concurrency: int = 0):
+                 ses_quota: tuple[float, float] | None = None, reserved_concurrency: int = 0):
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self._check_signatures = check_signatures
-        self._ses_latency_ms = ses_latency_ms
         self._ses_quota = ses_quota
         self._reserved_concurrency = reserved_concurrency
         self._timeout = startup_timeout
@@ -74,8 +71,7 @@ class LocalAws:
 
     def _command(self) -> list[str]:
         quota = ["--ses-quota", ",".join(map(str, self._ses_quota))] if self._ses_quota else []
-        return [sys.executable, "-m", "standin.server", HOST, str(self.port),
-                "--ses-latency-ms", str(self._ses_latency_ms), *quota,
+        return [sys.executable, "-m", "standin.server", HOST, str(self.port), *quota,
                 "--reserved-concurrency", str(self._reserved_concurrency)]
 
     def start(self) -> LocalAws:
@@ -144,10 +140,8 @@ def main() -> None:
     """
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--check-signatures", action="store_true")
-    parser.add_argument("--ses-latency-ms", type=float, default=0.0)
     args = parser.parse_args()
-    server = LocalAws(check_signatures=args.check_signatures,
-                      ses_latency_ms=args.ses_latency_ms).start()
+    server = LocalAws(check_signatures=args.check_signatures).start()
     print(server.endpoint, server.pid, flush=True)
 
     def stop(*_: object) -> None:

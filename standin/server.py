@@ -6,11 +6,10 @@
   ``SendEmail`` on ``/v2/email/outbound-emails``) and keeps the Send event
   SES would publish (its MessageId, timestamp to the millisecond,
   destinations and message tags, as if every mail went through Postbag's
-  configuration set). The timestamp is when the send reached SES, before its
-  latency: SES counts its rate on arrival, and a stamp taken after the wait
-  would add the server's own scheduling jitter to what the sender paced. The
-  mails at ``/_standin/ses-mails`` keep both, ``arrived`` and ``answered``
-  (seconds since the epoch), to tell them apart. They are kept in the
+  configuration set). The timestamp is when the send reached the server,
+  before moto took it: SES counts its rate on arrival. The mails at
+  ``/_standin/ses-mails`` keep that as ``arrived`` and moto's answer as
+  ``answered`` (seconds since the epoch), as ``standin.fake_ses``'s do. They are kept in the
   server, so a sender process that dies does not take them with it, as with
   SES; the stand-in's Lambda part (``lambda_runtime``) fetches them from
   ``GET /_standin/ses-events?after=N`` and delivers them to ``on_ses_event``
@@ -23,11 +22,9 @@
   ``Complaint`` (after its ``Delivery``) when it contains ``complaint``, a
   ``Delivery`` otherwise; with the mail's tags, so ``on_ses_event`` suppresses
   and counts them as it does SES's.
-- **SES's latency.** ``--ses-latency-ms N`` holds every send N ms before
-  moto takes it, each in its own thread, so that concurrent senders wait
-  side by side as they do on SES, not in turn.
-  (``standin.fake_ses`` is SES as a fake answering after N ms, with its own
-  Send events, for benchmarks: a fraction of this server's CPU per send.)
+- **SES's latency** is not here: ``standin.fake_ses`` is SES as a fake
+  answering after N ms, with its own Send events, for benchmarks, at a
+  fraction of this server's CPU per send.
 - **SES's quota.** moto's ``GetSendQuota`` answers a sandbox's 200 mails a day
   at 1/s whatever was sent; ``--ses-quota MAX24H,RATE`` makes it answer a
   production account's (``SentLast24Hours`` still counts what was sent).
@@ -54,7 +51,7 @@
   (``bench/fanout.py e2e``). Connections stay open between requests
   (``keep_alive_handler``): werkzeug closes each one after one request.
 
-Run as ``python -m standin.server HOST PORT [--ses-latency-ms N] [--ses-quota MAX24H,RATE]``;
+Run as ``python -m standin.server HOST PORT [--ses-quota MAX24H,RATE]``;
 ``standin.aws.LocalAws`` does.
 """
 
@@ -196,12 +193,10 @@ def after_index(query: str) -> int:
 
 
 class SesEventTap:
-    """WSGI middleware keeping the Send event of every mail moto's SES accepted,
-    each send held ``latency_s`` first (outside any lock: sends wait side by side)."""
+    """WSGI middleware keeping the Send event of every mail moto's SES accepted."""
 
-    def __init__(self, app: Wsgi, latency_s: float = 0.0):
+    def __init__(self, app: Wsgi):
         self.app = app
-        self.latency_s = latency_s
         self.events: list[dict[str, Any]] = []
         self.mails: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -223,8 +218,6 @@ class SesEventTap:
         v2 = path == SESV2_SEND_PATH
         if not v2 and not any(action in request for action in _V1_SEND_ACTIONS):
             return self.app(environ, start_response)
-        if self.latency_s:
-            time.sleep(self.latency_s)
         status: list[str] = []
 
         def remember(code: str, headers: list, exc_info: Any = None) -> Any:
@@ -453,12 +446,12 @@ def dispatcher() -> Wsgi:
     return Remembering()
 
 
-def application(ses_latency_s: float = 0.0, reserved_concurrency: int = 0) -> Wsgi:
+def application(reserved_concurrency: int = 0) -> Wsgi:
     """moto's server application with the stand-in's additions."""
     undo_log_transactions()
     cached_condition_parsing()
     serial_router_building()
-    app = SesEventTap(SerialDynamoDb(dispatcher()), ses_latency_s)
+    app = SesEventTap(SerialDynamoDb(dispatcher()))
     return ReservedConcurrency(app, reserved_concurrency) if reserved_concurrency else app
 
 
@@ -521,8 +514,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="moto's server with the stand-in's additions")
     parser.add_argument("host")
     parser.add_argument("port", type=int)
-    parser.add_argument("--ses-latency-ms", type=float, default=0.0,
-                        help="hold every SES send this long before it is taken")
     parser.add_argument("--ses-quota", help="MAX24H,RATE: what GetSendQuota answers")
     parser.add_argument("--reserved-concurrency", type=int, default=0,
                         help="what GetFunctionConcurrency answers for every function")
@@ -530,7 +521,7 @@ def main() -> None:
     if args.ses_quota:
         max_24_hours, max_rate = (float(n) for n in args.ses_quota.split(","))
         send_quota(max_24_hours, max_rate)
-    serve(args.host, args.port, application(args.ses_latency_ms / 1000, args.reserved_concurrency))
+    serve(args.host, args.port, application(args.reserved_concurrency))
 
 
 if __name__ == "__main__":

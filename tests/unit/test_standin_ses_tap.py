@@ -1,12 +1,11 @@
 """The stand-in's SES tap: the Send event SES would publish for each accepted send,
-v1 and v2 alike, and SES's latency waited side by side, not in turn."""
+v1 and v2 alike."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import threading
 import time
 from email.message import EmailMessage
 from urllib.parse import urlencode
@@ -106,34 +105,19 @@ def test_a_refused_send_publishes_nothing():
 
 def test_other_requests_pass_untouched():
     ses = FakeSes()
-    tap = SesEventTap(ses, latency_s=5.0)
-    started = time.monotonic()
+    tap = SesEventTap(ses)
     post(tap, "/", b"Action=ListIdentities")
-    assert ses.calls == 1 and time.monotonic() - started < 1.0
-    assert kept(tap, EVENTS_PATH) == []
+    assert ses.calls == 1 and kept(tap, EVENTS_PATH) == []
 
 
-def test_ses_latency_is_waited_side_by_side():
-    tap = SesEventTap(FakeSes(), latency_s=0.2)
-    threads = [threading.Thread(target=post, args=(tap, *V2_SIMPLE)) for _ in range(20)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 1.0, elapsed  # in turn, 20 sends would take 4 s
-    assert len(sends(tap)) == 20
-
-
-def test_a_send_is_stamped_when_it_arrives_not_when_answered():
-    tap = SesEventTap(FakeSes(), latency_s=0.2)
+def test_a_send_is_stamped_when_it_arrives_and_when_answered():
+    tap = SesEventTap(FakeSes())
     before = time.time()
     post(tap, *V2_SIMPLE)
+    after = time.time()
     (mail,) = kept(tap, MAILS_PATH)
     (event,) = sends(tap)
-    assert before <= mail["arrived"] < before + 0.1
-    assert mail["answered"] >= mail["arrived"] + 0.2
+    assert before <= mail["arrived"] <= mail["answered"] <= after
     assert event["mail"]["timestamp"] == mail["timestamp"]
     assert mail["timestamp"][:19] == time.strftime("%Y-%m-%dT%H:%M:%S",
                                                    time.gmtime(mail["arrived"]))
@@ -158,4 +142,3 @@ def test_each_recipient_gets_what_the_mailbox_simulator_brings_back():
     assert events[2]["bounce"]["bouncedRecipients"] == [{"emailAddress": "bounce+1@example.net"}]
     assert events[4]["complaint"]["complainedRecipients"] == [
         {"emailAddress": "complaint@example.net"}]
-
