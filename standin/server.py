@@ -384,30 +384,64 @@ def cached_condition_parsing(size: int = 4096) -> None:
     ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
 
 
-def serial_router_building() -> None:
-    """Make moto build each REST service's request router once, whichever request asks first.
+# moto.core.utils' functools caches of botocore's files, reached by requests.
+MOTO_MODEL_CACHES = ("get_service_model", "get_pagination_model",
+                     "service_name_from_moto_package_name")
 
-    On a service's first REST request moto loads its botocore model and compiles
-    its URL map (~75 ms of CPU for SES v2), cached by ``functools.cache``, which
-    does not lock: every request that arrives before the first build ends builds
-    its own. A notify job's first sends arrive together (4 workers of 32 threads
-    in ``make demo``), and 128 builds at once held the server for over a minute:
-    the sends timed out, and those whose Send event came later than the evidence
-    window were sent again (docs/exactly-once.md), as SES never holds a send.
+
+def _built_once(build: Callable[[str], Any], lock: threading.RLock) -> Callable[[str], Any]:
+    """``build``, each name built under ``lock`` by the first caller, then read without it
+    (a dict's lookup and store are atomic)."""
+    built: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in built:
+            with lock:
+                if name not in built:
+                    built[name] = build(name)
+        return built[name]
+
+    return get
+
+
+def serial_router_building() -> None:
+    """Make moto load each service's model, and build each REST service's request
+    router, once, whichever request asks first.
+
+    On a service's first request moto loads its botocore model, and for a REST
+    service compiles its URL map (~75 ms of CPU for SES v2 in all), cached by
+    ``functools.cache``, which does not lock: every request that arrives before
+    the first build ends builds its own. A notify job's first sends arrive
+    together (4 workers of 32 threads in ``make demo``), and 128 builds at once
+    held the server for over a minute: the sends timed out, and those whose
+    Send event came later than the evidence window were sent again
+    (docs/exactly-once.md), as SES never holds a send.
+
+    Builds take one reentrant lock (a router's build loads its model); what is
+    built is read without it, so later requests take no lock. The same goes
+    for each of ``MOTO_MODEL_CACHES``, which also holds a paged list's
+    pagination model and an error answer's service (~20 ms each; a burst of
+    rejected sends reaches the latter), replaced under the names requests call
+    it by in ``moto.core.responses``, ``routing`` and ``utils`` (backends,
+    imported later, take the replacement).
     """
-    from moto.core import responses, routing
+    from moto.core import responses, routing, utils
 
     if getattr(responses.get_service_router, "serial", False):
         return
-    service_router = routing.get_service_router
+    lock = threading.RLock()
+    for name in MOTO_MODEL_CACHES:
+        once = _built_once(getattr(utils, name), lock)
+        for module in (responses, routing, utils):
+            if hasattr(module, name):
+                setattr(module, name, once)
+    get_service_router = _built_once(routing.get_service_router, lock)
     protocol_router = routing.ServiceOperationRouter._get_router
-    lock = threading.Lock()
-
-    def get_service_router(service_name: str) -> Any:
-        with lock:
-            return service_router(service_name)
 
     def _get_router(self: Any, protocol: str) -> Any:
+        routers = self._routers
+        if protocol in routers:
+            return routers[protocol]
         with lock:
             return protocol_router(self, protocol)
 
