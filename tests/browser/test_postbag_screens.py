@@ -69,16 +69,21 @@ def _by_id(browser: WebDriver, element_id: str) -> WebElement:
     return browser.find_element(By.ID, element_id)
 
 
+# What chromium's DevTools answer for a node of a document being torn down: the first
+# seen in CI, the second DOM.resolveNode's wording of the same.
+_TORN_DOWN = ("Node with given id does not exist", "No node with given id found")
+
+
 def _gone(element: WebElement) -> bool:
     """Whether ``element``'s page has been replaced. Selenium's ``staleness_of`` waits for
-    a stale-element error alone; chromium answers "Node with given id does not exist"
-    instead while the old document is being torn down (seen in CI)."""
+    a stale-element error alone; chromium answers one of ``_TORN_DOWN`` instead while
+    the old document is being torn down."""
     try:
         element.is_enabled()
     except StaleElementReferenceException:
         return True
     except WebDriverException as exc:
-        if "Node with given id does not exist" in str(exc.msg):
+        if any(answer in str(exc.msg) for answer in _TORN_DOWN):
             return True
         raise
     return False
