@@ -10,13 +10,13 @@ import os
 import threading
 import time
 import urllib.request
-from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from conftest import fixture_bytes
 
 from standin.fake_ses import FakeSesServer
 from standin.job_run import sent_mails
@@ -28,11 +28,7 @@ QUOTA = (50_000.0, 14.0)
 # One attempt and a short read timeout: a request the fake leaves hanging fails the test.
 CLIENT_CONFIG = Config(retries={"max_attempts": 1}, read_timeout=5, max_pool_connections=20)
 
-RAW = EmailMessage()
-RAW["From"] = "News <news@example.org>"
-RAW["To"] = "Zoë <zoe@example.net>"
-RAW["Subject"] = "Raw hello"
-RAW.set_content("Raw text body\nsecond line\n")
+RAW = fixture_bytes("ses/raw-hello.eml")
 
 
 def client(service: str, endpoint: str):
@@ -61,7 +57,7 @@ def v1_simple(endpoint: str, key: str) -> str:
 
 def v1_raw(endpoint: str, key: str) -> str:
     return client("ses", endpoint).send_raw_email(
-        RawMessage={"Data": RAW.as_bytes()}, Destinations=["extra@example.net"],
+        RawMessage={"Data": RAW}, Destinations=["extra@example.net"],
         **tags(key))["MessageId"]
 
 
@@ -78,7 +74,7 @@ def v2_simple(endpoint: str, key: str, to: tuple[str, ...] = ("Zoë Durand <zoe@
 
 def v2_raw(endpoint: str, key: str) -> str:
     return client("sesv2", endpoint).send_email(
-        Content={"Raw": {"Data": RAW.as_bytes()}}, EmailTags=tags(key)["Tags"])["MessageId"]
+        Content={"Raw": {"Data": RAW}}, EmailTags=tags(key)["Tags"])["MessageId"]
 
 
 @pytest.mark.parametrize(("send", "subject", "destination", "text"), [

@@ -7,18 +7,14 @@ import base64
 import io
 import json
 import time
-from email.message import EmailMessage
 from urllib.parse import urlencode
 
 import pytest
+from conftest import fixture_bytes
 
 from standin.server import EVENTS_PATH, MAILS_PATH, SESV2_SEND_PATH, SesEventTap
 
-RAW = EmailMessage()
-RAW["From"] = "News <news@example.org>"
-RAW["To"] = "Zoë <zoe@example.net>"
-RAW["Subject"] = "Raw hello"
-RAW.set_content("Raw text body\nsecond line\n")
+RAW = fixture_bytes("ses/raw-hello.eml")
 
 V1_SIMPLE = ("/", urlencode({
     "Action": "SendEmail", "Source": "news@example.org",
@@ -30,7 +26,7 @@ V1_SIMPLE = ("/", urlencode({
 }).encode())
 V1_RAW = ("/", urlencode({
     "Action": "SendRawEmail", "Destinations.member.1": "extra@example.net",
-    "RawMessage.Data": base64.b64encode(RAW.as_bytes()).decode(),
+    "RawMessage.Data": base64.b64encode(RAW).decode(),
     "Tags.member.1.Name": "postbag-key", "Tags.member.1.Value": "d2",
 }).encode())
 V2_SIMPLE = (SESV2_SEND_PATH, json.dumps({
@@ -42,7 +38,7 @@ V2_SIMPLE = (SESV2_SEND_PATH, json.dumps({
     "EmailTags": [{"Name": "postbag-key", "Value": "d3"}],
 }).encode())
 V2_RAW = (SESV2_SEND_PATH, json.dumps({
-    "Content": {"Raw": {"Data": base64.b64encode(RAW.as_bytes()).decode()}},
+    "Content": {"Raw": {"Data": base64.b64encode(RAW).decode()}},
     "EmailTags": [{"Name": "postbag-key", "Value": "d4"}],
 }).encode())
 
