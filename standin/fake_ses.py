@@ -31,16 +31,15 @@ import argparse
 import asyncio
 import json
 import os
-import select
 import signal
-import subprocess
 import sys
 import time
 import uuid
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
-from standin.aws import HOST, REPO_ROOT, stop_process
+from standin.aws import HOST
+from standin.child import ChildServer
 from standin.server import (
     EVENTS_PATH,
     MAILS_PATH,
@@ -177,45 +176,15 @@ async def serve(ses: Ses, host: str, port: int) -> None:
     server.close()
 
 
-class FakeSesServer:
+class FakeSesServer(ChildServer):
     """The fake in a child process on 127.0.0.1; a context manager that always stops it
     (by its PID). ``quota`` is (mails a day, mails a second)."""
 
     def __init__(self, latency_ms: float, quota: tuple[float, float],
                  startup_timeout: float = 30.0):
-        self._command = [sys.executable, "-m", "standin.fake_ses", "--host", HOST,
-                         "--latency-ms", str(latency_ms), "--quota", ",".join(map(str, quota))]
-        self._timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
-        self.endpoint = ""
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def start(self) -> FakeSesServer:
-        # From the repository's root, which ``-m`` puts on the path: standin is not installed.
-        self._process = process = subprocess.Popen(self._command, cwd=REPO_ROOT,
-                                                   stdout=subprocess.PIPE)
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], self._timeout)
-        line = process.stdout.readline().decode() if ready else ""
-        if not line:  # it exited (its error is on stderr) or never listened
-            self.stop()
-            raise RuntimeError(f"the fake SES did not start: {' '.join(self._command)}")
-        self.endpoint = line.split()[0]
-        return self
-
-    def stop(self) -> None:
-        stop_process(self._process)
-        if self._process is not None and self._process.stdout is not None:
-            self._process.stdout.close()
-
-    def __enter__(self) -> FakeSesServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__([sys.executable, "-m", "standin.fake_ses", "--host", HOST,
+                          "--latency-ms", str(latency_ms), "--quota", ",".join(map(str, quota))],
+                         startup_timeout)
 
 
 def main() -> None:
