@@ -2,10 +2,12 @@
 
 ``bench/fanout.py e2e`` wants SES answering after 50 ms at R = 500 mails a
 second, on a 2-core machine that also runs moto and the sender's workers.
-moto's server, even accepting sends in its SES tap, spent ~0.5 ms of CPU a
-send (werkzeug, a thread per connection, a sleeping thread per send), ~0.6
-in the e2e run. This is one asyncio loop: connections kept alive, each
-send's latency an ``asyncio.sleep``, so that sends wait side by side.
+moto's server with its SES tap answering sends itself (the removed
+``--answer-ses-sends``) spent 0.47 to 0.49 ms of CPU a send, 0.6 in the e2e
+run (werkzeug, a thread per connection, a sleeping thread per send). This is
+one asyncio loop: connections kept alive, each send's latency an
+``asyncio.sleep``, so that sends wait side by side; 0.32 to 0.35 ms a send
+(both measured alone, bench/README.md: "SES is a fake").
 
 What it answers, in the shapes botocore parses:
 
@@ -18,11 +20,17 @@ What it answers, in the shapes botocore parses:
   ``GET /_standin/ses-events?after=N`` and ``GET /_standin/ses-mails?after=N``.
 - v1 ``GetSendQuota`` and v2 ``GetAccount`` (``GET /v2/email/account``): the
   ``--quota``, with the recipients accepted so far as ``SentLast24Hours``.
-- anything else: 400, naming what it does not support.
+- a send without content or without a recipient: 400, as SES refuses it;
+  anything else: 400, naming what it does not support.
+- a request it cannot read (not HTTP/1, a bad ``Content-Length``, a body that
+  is not JSON, ``after=abc``): 400, and a body without a ``Content-Length``
+  (``Transfer-Encoding: chunked``): 411, each answered before the connection
+  is closed. A dropped connection would tell botocore to send again, as if SES
+  had not got the send.
 
 Run as ``python -m standin.fake_ses --latency-ms N --quota MAX24H,RATE
 [--host 127.0.0.1] [--port 0]``: prints ``<endpoint> <pid>`` once it listens
-and serves until SIGTERM or SIGINT. ``FakeSesServer`` does.
+and serves until SIGTERM or SIGINT. ``FakeSesServer`` runs it.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import time
 import uuid
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from standin.aws import HOST
 from standin.child import ChildServer
@@ -74,18 +83,54 @@ def _xml(action: str, result: str) -> Answer:
         f"</{action}Response>").encode())
 
 
-def _unsupported_v1(action: str) -> Answer:
-    """SES's error (query API) for an action the fake does not take."""
-    return Answer("400 Bad Request", "text/xml", (
-        f'<ErrorResponse xmlns="{V1_XMLNS}"><Error><Type>Sender</Type><Code>InvalidAction</Code>'
-        f"<Message>the fake SES does not support {action or 'a request without an Action'}"
-        f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode())
+def _error_v1(code: str, message: str, status: str = "400 Bad Request") -> Answer:
+    """SES's error in the query API's (v1) shape."""
+    return Answer(status, "text/xml", (
+        f'<ErrorResponse xmlns="{V1_XMLNS}"><Error><Type>Sender</Type><Code>{code}</Code>'
+        f"<Message>{escape(message)}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode())
 
 
-def _unsupported_v2(method: str, path: str) -> Answer:
-    """SES's error (REST API) for an operation the fake does not take."""
-    return _json({"__type": "BadRequestException",
-                  "message": f"the fake SES does not support {method} {path}"}, "400 Bad Request")
+def _error_v2(message: str, status: str = "400 Bad Request") -> Answer:
+    """SES's error in the REST API's (v2) shape."""
+    return _json({"__type": "BadRequestException", "message": message}, status)
+
+
+def _unreadable(method: str, target: str, message: str, status: str) -> Answer:
+    """A request the fake cannot read, refused in its API's shape: a form posted to ``/``
+    is the query API's (v1), anything else (a bad request line too) the REST API's."""
+    if method == "POST" and target.partition("?")[0] == "/":
+        return _error_v1("InvalidQueryParameter", message, status)
+    return _error_v2(message, status)
+
+
+def _missing(has_content: bool, send: Send) -> str:
+    """What a send lacks that SES requires ('' if nothing)."""
+    if not has_content:
+        return "the send has no content"
+    return "" if send.destinations else "the send has no recipient"
+
+
+class LengthRequired(ValueError):
+    """A request body of no stated length (``Transfer-Encoding``)."""
+
+
+def _request_line(line: str) -> tuple[str, str, str]:
+    """Method, target and version of an HTTP/1 request line."""
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1 request line: {line[:100]!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _content_length(headers: dict[str, str]) -> int:
+    if "transfer-encoding" in headers:  # botocore sends SES a Content-Length
+        raise LengthRequired(f"the fake SES reads a Content-Length, not Transfer-Encoding: "
+                             f"{headers['transfer-encoding']}")
+    length = int(headers.get("content-length") or 0)
+    if length < 0:
+        raise ValueError(f"a negative Content-Length: {length}")
+    return length
 
 
 class Ses:
@@ -107,19 +152,37 @@ class Ses:
             return _json({"SendQuota": self._quota(), "SendingEnabled": True,
                           "ProductionAccessEnabled": True, "EnforcementStatus": "HEALTHY"})
         if method == "POST" and path == SESV2_SEND_PATH:
-            message_id = await self._accept(v2_send(json.loads(body)), arrived)
-            return _json({"MessageId": message_id})
+            return await self._send_v2(json.loads(body), arrived)
         if method != "POST" or path != "/":
-            return _unsupported_v2(method, path)
+            return _error_v2(f"the fake SES does not support {method} {path}")
         form = parse_qs(body.decode("utf-8"))
         action = form.get("Action", [""])[0]
         if action in ("SendEmail", "SendRawEmail"):
-            message_id = await self._accept(v1_send(form), arrived)
-            return _xml(action, f"<MessageId>{message_id}</MessageId>")
+            return await self._send_v1(action, form, arrived)
         if action == "GetSendQuota":
             return _xml(action, "".join(f"<{name}>{value}</{name}>"
                                         for name, value in self._quota().items()))
-        return _unsupported_v1(action)
+        return _error_v1("InvalidAction", "the fake SES does not support "
+                         f"{action or 'a request without an Action'}")
+
+    async def _send_v2(self, request: dict[str, Any], arrived: float) -> Answer:
+        content = request.get("Content", {})
+        send = v2_send(request)
+        # Simple or Raw: a Template, which SES also takes, is refused here as no content.
+        missing = _missing(bool(content.get("Simple") or content.get("Raw", {}).get("Data")),
+                           send)
+        if missing:
+            return _error_v2(missing)
+        return _json({"MessageId": await self._accept(send, arrived)})
+
+    async def _send_v1(self, action: str, form: dict[str, list[str]], arrived: float) -> Answer:
+        has_content = (bool(form.get("RawMessage.Data")) if action == "SendRawEmail" else
+                       "Message.Body.Text.Data" in form or "Message.Body.Html.Data" in form)
+        send = v1_send(form)
+        missing = _missing(has_content, send)
+        if missing:
+            return _error_v1("MissingParameter", missing)
+        return _xml(action, f"<MessageId>{await self._accept(send, arrived)}</MessageId>")
 
     def _quota(self) -> dict[str, float]:
         return {"Max24HourSend": self.max_24_hours, "MaxSendRate": self.max_rate,
@@ -135,31 +198,46 @@ class Ses:
         return message_id
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection's requests, answered in turn until the client closes it."""
+        """One connection's requests, answered in turn until the client closes it, or
+        until a request the fake cannot read (answered, then the connection closed)."""
         try:
-            while True:
-                request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode(
-                    "latin-1").split("\r\n")
-                method, target, version = request_line.split(" ", 2)
-                headers = {name.strip().lower(): value.strip() for name, _, value in
-                           (line.partition(":") for line in lines if line)}
-                if "transfer-encoding" in headers:  # botocore sends SES a Content-Length
-                    break
-                body = await reader.readexactly(int(headers.get("content-length") or 0))
-                answer = await self.answer(method, target, body, time.time())
-                close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
-                head = [f"HTTP/1.1 {answer.status}", f"Content-Type: {answer.content_type}",
-                        f"Content-Length: {len(answer.body)}", *(["Connection: close"] * close)]
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + answer.body)
-                await writer.drain()
-                if close:
-                    break
+            while await self._exchange(reader, writer):
+                pass
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away (between requests, as keep-alive clients do)
         except asyncio.CancelledError:
             pass  # the server stops; Python 3.11's asyncio logs a cancelled one as an error
         finally:
             writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> bool:
+        """Read one request and write its answer; whether the connection stays open."""
+        method = target = ""
+        try:
+            request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode(
+                "latin-1").split("\r\n")
+            method, target, version = _request_line(request_line)
+            headers = {name.strip().lower(): value.strip() for name, _, value in
+                       (line.partition(":") for line in lines if line)}
+            body = await reader.readexactly(_content_length(headers))
+            answer = await self.answer(method, target, body, time.time())
+            keep_open = version != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise  # the client went away: nothing to answer
+        except LengthRequired as exc:
+            answer, keep_open = _unreadable(method, target, str(exc), "411 Length Required"), False
+        except Exception as exc:
+            # Answered, not dropped (see the module's docstring); where the next request
+            # would start is unknown, so the connection is closed after it.
+            answer, keep_open = _unreadable(
+                method, target, f"the fake SES could not read the request: "
+                f"{type(exc).__name__}: {exc}", "400 Bad Request"), False
+        head = [f"HTTP/1.1 {answer.status}", f"Content-Type: {answer.content_type}",
+                f"Content-Length: {len(answer.body)}", *(["Connection: close"] * (not keep_open))]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + answer.body)
+        await writer.drain()
+        return keep_open
 
 
 async def serve(ses: Ses, host: str, port: int) -> None:

@@ -1,12 +1,14 @@
 """The benchmarks' fake SES (``standin.fake_ses``), through botocore as the sender calls it:
 every send accepted after the latency, side by side, with its Send event and mail kept
-as the stand-in's SES tap keeps them; the quota read back; anything else refused."""
+as the stand-in's SES tap keeps them; the quota read back; anything else refused, and
+a request it cannot read answered, never dropped."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -29,6 +31,7 @@ QUOTA = (50_000.0, 14.0)
 CLIENT_CONFIG = Config(retries={"max_attempts": 1}, read_timeout=5, max_pool_connections=20)
 
 RAW = fixture_bytes("ses/raw-hello.eml")
+SIMPLE = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}}
 
 
 def client(service: str, endpoint: str):
@@ -138,8 +141,7 @@ def test_sends_wait_side_by_side_not_in_turn():
         def send(n: int) -> None:
             sesv2.send_email(FromEmailAddress="news@example.org",
                              Destination={"ToAddresses": [f"u{n}@example.net"]},
-                             Content={"Simple": {"Subject": {"Data": "s"},
-                                                 "Body": {"Text": {"Data": "t"}}}})
+                             Content=SIMPLE)
 
         threads = [threading.Thread(target=send, args=(n,)) for n in range(20)]
         started = time.monotonic()
@@ -160,8 +162,7 @@ def test_requests_share_one_kept_alive_connection():
         sock = connection.sock
         body = json.dumps({"FromEmailAddress": "news@example.org",
                            "Destination": {"ToAddresses": ["ana@example.net"]},
-                           "Content": {"Simple": {"Subject": {"Data": "s"},
-                                                  "Body": {"Text": {"Data": "t"}}}}})
+                           "Content": SIMPLE})
         answers = []
         for method, path, payload in [("POST", "/v2/email/outbound-emails", body),
                                       ("GET", EVENTS_PATH + "?after=0", None),
@@ -205,6 +206,79 @@ def test_an_unsupported_operation_gets_an_error_naming_it(service, call, code, n
     error = raised.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["Error"]["Code"] == code and named in error["Error"]["Message"]
+
+
+@pytest.mark.parametrize(("service", "call", "code", "lacking"), [
+    ("sesv2", lambda c: c.send_email(FromEmailAddress="news@example.org", Content=SIMPLE),
+     "BadRequestException", "no recipient"),
+    ("sesv2", lambda c: c.send_email(FromEmailAddress="news@example.org",
+                                     Destination={"ToAddresses": ["ana@example.net"]},
+                                     Content={}),
+     "BadRequestException", "no content"),
+    ("ses", lambda c: c.send_email(Source="news@example.org", Destination={},
+                                   Message={"Subject": {"Data": "s"},
+                                            "Body": {"Text": {"Data": "t"}}}),
+     "MissingParameter", "no recipient"),
+    ("ses", lambda c: c.send_raw_email(RawMessage={"Data": b""},
+                                       Destinations=["ana@example.net"]),
+     "MissingParameter", "no content"),
+], ids=["v2-no-recipient", "v2-no-content", "v1-no-recipient", "v1-no-content"])
+def test_a_send_without_a_recipient_or_content_is_refused(service, call, code, lacking):
+    with FakeSesServer(latency_ms=0, quota=QUOTA) as ses:
+        with pytest.raises(ClientError) as raised:
+            call(client(service, ses.endpoint))
+        assert send_events(ses.endpoint) == [] and sent_mails(ses.endpoint) == []
+        assert client("ses", ses.endpoint).get_send_quota()["SentLast24Hours"] == 0.0
+    error = raised.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error["Error"]["Code"] == code and lacking in error["Error"]["Message"]
+
+
+def exchange(endpoint: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """``request`` sent whole on a new connection; the answer's status line, headers and
+    body, read until the fake closes the connection (a socket timeout if it does not)."""
+    address = urlsplit(endpoint)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+V2_SEND = b"POST /v2/email/outbound-emails HTTP/1.1\r\nHost: ses\r\n"
+
+
+@pytest.mark.parametrize(("request_", "status", "named"), [
+    (V2_SEND + b"Content-Length: 9\r\n\r\nnot json!", "400", "JSONDecodeError"),
+    (b"HELLO\r\n\r\n", "400", "not an HTTP/1 request line"),
+    (b"GET /_standin/ses-events?after=abc HTTP/1.1\r\n\r\n", "400", "'abc'"),
+    (V2_SEND + b"Content-Length: nine\r\n\r\nnot json!", "400", "'nine'"),
+    (V2_SEND + b"Content-Length: -9\r\n\r\n", "400", "negative Content-Length"),
+    (V2_SEND + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+     "411 Length Required", "Transfer-Encoding: chunked"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe", "400", "UnicodeDecodeError"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     "411 Length Required", "Transfer-Encoding: chunked"),
+], ids=["v2-body-not-json", "bad-request-line", "after-not-a-number",
+        "content-length-not-a-number", "negative-content-length", "v2-chunked",
+        "v1-form-not-utf-8", "v1-chunked"])
+def test_a_request_it_cannot_read_is_answered_then_closed(request_, status, named, capfd):
+    with FakeSesServer(latency_ms=0, quota=QUOTA) as ses:
+        answered, headers, body = exchange(ses.endpoint, request_)
+        v2_simple(ses.endpoint, "d1")  # still serving
+    assert answered.startswith(f"HTTP/1.1 {status}")
+    assert headers["connection"] == "close"
+    if request_.startswith(b"POST / "):  # a v1 (query API) form: SES's XML error
+        assert b"<Code>InvalidQueryParameter</Code>" in body and named.encode() in body
+    else:
+        error = json.loads(body)
+        assert error["__type"] == "BadRequestException" and named in error["message"]
+    assert "Traceback" not in capfd.readouterr().err  # asyncio's, for a dropped connection
 
 
 def test_the_server_is_its_own_process_stopped_by_its_pid():
