@@ -119,22 +119,21 @@ def test_only_send_events_are_kept_no_feedback():
 
 def test_a_send_is_stamped_on_arrival_and_answered_after_the_latency():
     with FakeSesServer(latency_ms=200, quota=QUOTA) as ses:
-        v2_simple(ses.endpoint, "d0")  # the client's first call: its set-up is not timed
         before = time.time()
         v2_simple(ses.endpoint, "d1")
-        took = time.time() - before
-        (event,) = send_events(ses.endpoint, after=1)
-        (mail,) = sent_mails(ses.endpoint, after=1)
-    assert before <= mail["arrived"] < before + 0.1
-    assert 0.2 <= mail["answered"] - mail["arrived"] < 0.3
-    assert took >= 0.2
+        after = time.time()
+        (event,) = send_events(ses.endpoint)
+        (mail,) = sent_mails(ses.endpoint)
+    # The order, not wall-clock bounds: a loaded machine can stretch every step.
+    assert before <= mail["arrived"]
+    assert mail["arrived"] + 0.2 <= mail["answered"] <= after
     assert event["mail"]["timestamp"] == mail["timestamp"]
     assert mail["timestamp"][:19] == time.strftime("%Y-%m-%dT%H:%M:%S",
                                                    time.gmtime(mail["arrived"]))
 
 
 def test_sends_wait_side_by_side_not_in_turn():
-    with FakeSesServer(latency_ms=200, quota=QUOTA) as ses:
+    with FakeSesServer(latency_ms=500, quota=QUOTA) as ses:
         sesv2 = client("sesv2", ses.endpoint)
         sesv2.get_account()  # connects, and loads the client's model, before the clock starts
 
@@ -151,7 +150,8 @@ def test_sends_wait_side_by_side_not_in_turn():
             thread.join()
         elapsed = time.monotonic() - started
         assert len(send_events(ses.endpoint)) == 20
-    assert 0.2 <= elapsed < 1.5, elapsed  # in turn, 20 sends would take 4 s
+    # In turn, 20 sends would take 10 s; half of that leaves a loaded 2-core machine room.
+    assert 0.5 <= elapsed < 5.0, elapsed
 
 
 def test_requests_share_one_kept_alive_connection():
