@@ -15,9 +15,11 @@ read rows, claim, render, send, complete, count. Target 0.3 ms.
 processes (``standin.sqs_runtime``), SES answering after 50 ms, the account's
 rate (the shared limiter's) ``--rate``. Prints the time from the manifest's
 upload to the last send against N/R (target at most 1.05 N/R), the busiest
-second of sends from SES's own timestamps (never above R) and whether each
-recipient got exactly one mail; writes what each chunk cost (invocation time,
-AWS calls and items) to ``--measured``, which ``model`` reads.
+second of sends from SES's own timestamps (never above R), their pace after
+the first send (sends a second, mean and lowest whole second; pauses) and
+whether each recipient got exactly one mail; writes these and what each chunk
+cost (invocation time, AWS calls and items) to ``--measured``, which ``model``
+reads.
 
 ``model``: one million recipients at 14, 100, 500 and 1,000 mails/s from those
 per-chunk costs: time, Lambda invocations and GB-seconds (memory from
@@ -38,6 +40,7 @@ import math
 import os
 import pstats
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -56,6 +59,9 @@ BUCKET = "postbag-bench"
 RATES = (14, 100, 500, 1000)
 MODEL_RECIPIENTS = 1_000_000
 SES_LATENCY_MS = 50
+# A gap between two consecutive sends reaching SES longer than this is a pause (at R = 500
+# sends are 2 ms apart).
+PAUSE_SECONDS = 0.1
 CPU_TARGET_MS = 0.3
 # SES Send events delivered to on_ses_event to time one (one invocation each).
 EVENTS_TIMED = 2000
@@ -327,7 +333,7 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
         measured_path: Path | None) -> dict[str, Any]:
     """A job of ``recipients`` end to end on the stand-in; what it came to."""
     import boto3
-    from support.clock import busiest_second
+    from support.clock import busiest_second, pauses, per_full_second
 
     from postbag.notify import PART_ROWS
     from standin.aws import LocalAws
@@ -381,6 +387,8 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
     chunks = math.ceil(recipients / chunk_rows)
     total = stamps[-1] - run.started if stamps else float("nan")
     worker_cpu = sum(invocation["cpu"] for invocation in run.invocations)
+    # The pace after the start-up, from the same arrivals at SES.
+    pace, gaps = per_full_second(stamps), pauses(stamps, PAUSE_SECONDS)
     result = {
         "recipients": recipients, "rate": rate, "concurrency": concurrency,
         "chunk_rows": chunk_rows, "part_rows": PART_ROWS, "ses_latency_ms": SES_LATENCY_MS,
@@ -397,6 +405,11 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
         "status": run.status, "drained": run.drained,
         # The start-up: the split and the instances' cold starts, before the first send.
         "overhead_seconds": stamps[0] - run.started if stamps else float("nan"),
+        "full_seconds": len(pace),
+        "sends_per_second_mean": statistics.fmean(pace) if pace else float("nan"),
+        "sends_per_second_lowest": min(pace, default=0),
+        "pause_seconds": PAUSE_SECONDS, "pauses": len(gaps),
+        "longest_pause_seconds": max(gaps, default=0.0),
         "cpu_seconds_per_mail": worker_cpu / max(len(run.mails), 1),
         "standin_cpu_seconds_per_mail": (aws_cpu + ses_cpu) / max(len(run.mails), 1),
         "ses_cpu_seconds_per_mail": ses_cpu / max(len(run.mails), 1),
@@ -430,6 +443,11 @@ def print_e2e(result: Mapping[str, Any]) -> None:
     print(f"  busiest second of sends: {result['busiest_second']} reaching SES (R = "
           f"{result['rate']:g}); {result['busiest_second_granted']} started by the workers, "
           f"{result['busiest_second_answered']} answered by SES")
+    print(f"  pace at SES: the first send {result['overhead_seconds']:.2f} s after the manifest;"
+          f" then {result['sends_per_second_mean']:.0f} sends a second on average over the "
+          f"{result['full_seconds']} whole seconds between the first and the last, the lowest "
+          f"{result['sends_per_second_lowest']}; pauses over {result['pause_seconds']:g} s: "
+          f"{result['pauses']}, the longest {result['longest_pause_seconds']:.2f} s")
     verdict = "each once" if result["each_once"] else \
         f"NOT each once: {json.dumps(result['more_than_once'])}"
     if not result["drained"]:

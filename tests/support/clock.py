@@ -1,8 +1,12 @@
-"""A simulated clock for tests: ``sleep`` moves time on at once, from any thread."""
+"""A simulated clock for tests: ``sleep`` moves time on at once, from any thread. And what
+a list of event times shows of their pace (the tests' checks, bench/fanout.py's figures)."""
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import Counter
+from itertools import pairwise
 
 
 class FakeClock:
@@ -30,3 +34,18 @@ def busiest_second(times: list[float]) -> int:
             end += 1
         best = max(best, end - start)
     return best
+
+
+def per_full_second(times: list[float]) -> list[int]:
+    """Events in each whole second (of ``time.time()``) after the first event's second and
+    before the last's, which are partial; a second without events counts 0."""
+    counts = Counter(math.floor(t) for t in times)
+    if not counts:
+        return []
+    return [counts[second] for second in range(min(counts) + 1, max(counts))]
+
+
+def pauses(times: list[float], longer_than: float) -> list[float]:
+    """The gaps between consecutive events longer than ``longer_than`` seconds, in time order."""
+    return [after - before for before, after in pairwise(sorted(times))
+            if after - before > longer_than]
