@@ -49,7 +49,4 @@ echo wp_json_encode(
 	JSON_UNESCAPED_SLASHES
 ), "\n";
 
-// Until the demo closes our stdin (or stops us by PID).
-while ( false !== fgets( STDIN ) ) {
-	continue;
-}
+Postbag_Test_WordPress::wait_for_stdin_to_close();

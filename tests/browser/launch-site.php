@@ -117,7 +117,4 @@ echo wp_json_encode(
 	JSON_UNESCAPED_SLASHES
 ), "\n";
 
-// Until the test run closes our stdin (or stops us by PID: exit_on_signals() ends through exit()).
-while ( false !== fgets( STDIN ) ) {
-	continue;
-}
+Postbag_Test_WordPress::wait_for_stdin_to_close();

@@ -220,8 +220,23 @@ final class Postbag_Test_WordPress {
 	}
 
 	/**
+	 * Blocks until stdin closes: how a caller stops a launcher (standin/wordpress-site.php,
+	 * tests/browser/launch-site.php). A signal ends the wait too, through exit_on_signals():
+	 * select() returns on one, where PHP's fgets() reads again after an interrupted read
+	 * (one TERM was not enough).
+	 */
+	public static function wait_for_stdin_to_close(): void {
+		do {
+			$ready = array( STDIN );
+			$none  = null;
+			$count = @stream_select( $ready, $none, $none, null ); // phpcs:ignore WordPress.PHP.NoSilencedErrors -- a signal makes it warn and return false; the handler exits next.
+		} while ( false === $count || false !== fgets( STDIN ) );
+	}
+
+	/**
 	 * Ctrl-C or a TERM signal ends the run through exit(), so the shutdown
-	 * functions still stop the servers.
+	 * functions still stop the servers. The interrupted system call is not
+	 * restarted, so that a blocking call returns to let the handler run.
 	 */
 	private static function exit_on_signals(): void {
 		if ( ! function_exists( 'pcntl_async_signals' ) ) {
@@ -233,7 +248,8 @@ final class Postbag_Test_WordPress {
 				$signal,
 				static function (): void {
 					exit( 130 );
-				}
+				},
+				false
 			);
 		}
 	}
