@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 from urllib.error import URLError
 
 HOST = "127.0.0.1"
@@ -33,7 +34,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+def stop_process(process: subprocess.Popen[Any] | None) -> None:
     """Stop a child server by its PID (SIGTERM, SIGKILL after 10 s) and wait for it."""
     if process is None or process.poll() is not None:
         return
@@ -43,6 +44,22 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def stop_by_stdin(process: subprocess.Popen[Any], grace_s: float = 30.0) -> None:
+    """Stop a launcher that serves until its stdin closes (``standin/wordpress-site.php``,
+    ``tests/browser/launch-site.php``): close it, and if the launcher still runs after
+    ``grace_s``, ``stop_process`` it (its SIGTERM handler stops what it started too). A
+    SIGKILL leaves its MariaDB, PHP-FPM and nginx running: say so."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        stop_process(process)
+        if process.returncode == -signal.SIGKILL:
+            print(f"launcher {process.pid} killed: its MariaDB, PHP-FPM and nginx may be "
+                  "left running", file=sys.stderr)
 
 
 class LocalAws:

@@ -17,7 +17,7 @@ declares: the batch to ``on_batch_uploaded``, the manifest to ``on_job_uploaded`
 the work items to ``on_work_item`` in worker processes), and the demo prints each
 mail of the batch with its status and SES message id from its receipt, the job's
 status and a few of its rendered mails. Then ``demo_schedule`` on the same site.
-The site is stopped by PID on the way out.
+The site is stopped on the way out by closing the launcher's stdin.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import boto3
 
 from standin import demo_schedule
-from standin.aws import LocalAws
+from standin.aws import LocalAws, stop_by_stdin
 from standin.job_run import JobRun, per_address, run_uploaded
 from standin.lambda_runtime import LocalDispatcher, LocalSesEvents, app_routes
 
@@ -51,7 +51,7 @@ START_TIMEOUT_S, UPLOAD_TIMEOUT_S = 180.0, 60.0
 
 
 class Site:
-    """The launcher's process and what it printed; stopped by its PID."""
+    """The launcher's process and what it printed; stopped by closing its stdin."""
 
     def __init__(self, endpoint: str, log: Path):
         env = {**os.environ, "POSTBAG_DEMO_ENDPOINT": endpoint, "POSTBAG_DEMO_BUCKET": BUCKET}
@@ -90,16 +90,9 @@ class Site:
         return json.loads(body), time.perf_counter() - started
 
     def stop(self) -> None:
-        """Close the launcher's stdin: its loop ends and its shutdown functions stop MariaDB,
-        PHP-FPM and nginx by PID. A SIGTERM alone waits for the read it interrupts, which
-        PHP restarts, and a SIGKILL then left the three running."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            self.process.wait()
+        """Close the launcher's stdin: its shutdown functions stop MariaDB, PHP-FPM and
+        nginx by PID."""
+        stop_by_stdin(self.process)
         self._log.close()
 
 

@@ -2,19 +2,19 @@
 
 ``site``: ``launch-site.php`` (MariaDB, Debian's WordPress with the plugin,
 PHP-FPM and nginx on 127.0.0.1, the local AWS stand-in), read from its one
-JSON line and stopped by PID at the end. ``sender``: the Lambda's batch
-handler run in this process on every new batch object, as S3 events would
-run it (moto runs no Lambda), in a thread while the tests run. ``browser``:
-Debian's chromium through chromedriver, headless and offline, with
-blog.example.org mapped to the site's port. Each test's last page is saved
-as a screenshot under ``$ARTIFACTS_DIR`` (default ``tests/browser/artifacts``).
+JSON line and stopped at the end by closing its stdin. ``sender``: the
+Lambda's batch handler run in this process on every new batch object, as S3
+events would run it (moto runs no Lambda), in a thread while the tests run.
+``browser``: Debian's chromium through chromedriver, headless and offline,
+with blog.example.org mapped to the site's port. Each test's last page is
+saved as a screenshot under ``$ARTIFACTS_DIR`` (default
+``tests/browser/artifacts``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +25,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from standin.aws import stop_by_stdin
 from tests.browser.harness import HERE, Sender, Site, read_line
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or HERE / "artifacts")
@@ -44,14 +45,7 @@ def site() -> Iterator[Site]:
             pytest.fail(f"launch-site.php printed nothing; see {log.name}")
         yield Site(**json.loads(line))
     finally:
-        # Closing stdin ends its wait; SIGTERM by PID if it does not stop in time.
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+        stop_by_stdin(process)
         log.close()
 
 
