@@ -49,6 +49,7 @@ from xml.sax.saxutils import escape
 
 from standin.aws import HOST
 from standin.child import ChildServer
+from standin.heap import freeze_long_lived
 from standin.server import (
     EVENTS_PATH,
     MAILS_PATH,
@@ -275,6 +276,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args()
     max_24_hours, max_rate = (float(n) for n in args.quota.split(","))
+    freeze_long_lived()
     asyncio.run(serve(Ses(args.latency_ms / 1000, max_24_hours, max_rate), args.host, args.port))
 
 

@@ -44,6 +44,9 @@
 - **Each REST router built once.** moto builds a service's router on its first
   request without a lock, once per request that arrives meanwhile
   (``serial_router_building``).
+- **Short garbage collections.** What the server holds is frozen every few
+  seconds (``standin.heap``), so that a full collection never stops it for a
+  second holding a big job's records, as SES never stops.
 - **Faster routing.** moto's dispatcher lists its package folder and tries
   hundreds of URL patterns for every request, under one lock, and werkzeug
   logs every request: the stand-in remembers which backend serves a host and
@@ -74,6 +77,8 @@ from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
+
+from standin.heap import freeze_long_lived
 
 EVENTS_PATH = "/_standin/ses-events"
 MAILS_PATH = "/_standin/ses-mails"
@@ -541,6 +546,7 @@ def serve(host: str, port: int, app: Wsgi) -> None:
     os.environ.setdefault("MOTO_PORT", str(port))
     # A log line per request costs more than some requests.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    freeze_long_lived()
     run_simple(host, port, app, threaded=True, request_handler=keep_alive_handler())
 
 
