@@ -120,6 +120,26 @@ def test_tokens_whose_lease_answered_after_their_second_are_not_used(dynamodb):
     assert shared.acquire() >= 1001.7 - LATE_SECONDS
 
 
+def test_a_slow_lease_loses_no_slot_at_the_turn_of_a_second(dynamodb):
+    """Each UpdateItem takes 30 ms: the next second's tokens, leased once this one's are
+    used up, are in hand before their slots, so every slot of every second is granted."""
+    clock = FakeClock(start=999.0)
+
+    class Slow:
+        def update_item(self, **params):
+            clock.sleep(0.03)
+            return dynamodb.update_item(**params)
+
+    shared = limiter(Slow(), clock, 10, lease=9)  # one lease a second: no lease mid-second
+    grants = [shared.acquire()]  # the first lease, from idle, is late for the first slot
+    while grants[-1] < 1003:
+        grants.append(shared.acquire())
+        assert clock() >= grants[-1]  # never before its slot
+    schedule = [second + token * 1.02 / 10 for second in (1000, 1001, 1002) for token in range(9)]
+    assert [g for g in grants if 1000 <= g < 1003] == pytest.approx(schedule)
+    assert busiest_second(grants) <= 9
+
+
 def test_a_huge_rate_costs_no_more_per_slot(dynamodb):
     """A stand-in's quota of a million a second: a lease of 50,000 tokens is a range, never
     a list, and catching up after idle time drops tokens without counting them out."""
