@@ -23,12 +23,7 @@ final class Postbag_UnsubscribeLiveTest extends Postbag_Test_Live_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		foreach ( array( 'nginx' => Postbag_Test_Nginx::binary(), 'php-fpm' => Postbag_Test_Php_Fpm::binary() ) as $package => $binary ) {
-			if ( null === $binary ) {
-				$reason = "$package is not installed (Debian package $package)";
-				'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-			}
-		}
+		$this->require_nginx_and_php_fpm();
 		Postbag_Suppressions::install();
 		$GLOBALS['wpdb']->query( 'TRUNCATE TABLE ' . Postbag_Suppressions::table() );
 		$sandbox   = Postbag_Test_WordPress::$sandbox;

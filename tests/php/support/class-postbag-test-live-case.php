@@ -132,8 +132,27 @@ abstract class Postbag_Test_Live_Case extends TestCase {
 	 * Skips a test that needs php-fpm where it is not installed (a failure when CI=true).
 	 */
 	protected function require_php_fpm(): void {
-		if ( null === Postbag_Test_Php_Fpm::binary() ) {
-			$reason = 'php-fpm is not installed (Debian package php-fpm)';
+		$this->require_binary( 'php-fpm', Postbag_Test_Php_Fpm::binary() );
+	}
+
+	/**
+	 * Skips a test that serves WordPress through nginx and php-fpm where either is not
+	 * installed (a failure when CI=true).
+	 */
+	protected function require_nginx_and_php_fpm(): void {
+		$this->require_binary( 'nginx', Postbag_Test_Nginx::binary() );
+		$this->require_php_fpm();
+	}
+
+	/**
+	 * Skips the test (fails it when CI=true) when a Debian package's binary is missing.
+	 *
+	 * @param string      $package Debian package, named in the message.
+	 * @param string|null $binary  Its binary's path; null when not installed.
+	 */
+	private function require_binary( string $package, ?string $binary ): void {
+		if ( null === $binary ) {
+			$reason = "$package is not installed (Debian package $package)";
 			'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
 		}
 	}

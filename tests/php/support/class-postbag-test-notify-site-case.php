@@ -25,12 +25,7 @@ abstract class Postbag_Test_Notify_Site_Case extends Postbag_Test_Live_Case {
 
 	protected function setUp(): void {
 		parent::setUp();
-		foreach ( array( 'nginx' => Postbag_Test_Nginx::binary(), 'php-fpm' => Postbag_Test_Php_Fpm::binary() ) as $package => $binary ) {
-			if ( null === $binary ) {
-				$reason = "$package is not installed (Debian package $package)";
-				'true' === getenv( 'CI' ) ? $this->fail( $reason ) : $this->markTestSkipped( $reason . '; a failure when CI=true' );
-			}
-		}
+		$this->require_nginx_and_php_fpm();
 		$this->made = true;
 		Postbag_Test_Subscribers::create( $GLOBALS['wpdb'], static::USERS, array( static::USERS ) );
 		$this->site = new Postbag_Test_Notify_Site( self::$aws, $this->bucket, $this->spool_dir );
