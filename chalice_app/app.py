@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice
 from chalice.app import CloudWatchEvent, Rate, S3Event, SNSEvent, SQSEvent
 
-from chalicelib import feedback
+from chalicelib import feedback, heap
 from chalicelib.account import AccountReport
 from chalicelib.config import (
     JOBS_PREFIX,
@@ -64,6 +64,16 @@ SETTINGS = Settings.from_env()
 BUCKET = os.environ.get("POSTBAG_BUCKET", "postbag-local")
 # Instances of on_work_item at most (its SQS event source's maximum concurrency).
 MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
+
+
+@app.middleware("all")
+def freeze_cold_start(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """After an instance's first invocation, its cold start's heap is frozen (heap.py)."""
+    try:
+        return get_response(event)
+    finally:
+        heap.freeze_cold_start()
+
 
 # Every call has a timeout well inside POSTBAG_DEADLINE_MARGIN_MS (botocore's
 # default read timeout is 60 s). SES calls are never retried by botocore: a
