@@ -28,7 +28,7 @@ from chalicelib.config import (
     Settings,
 )
 from chalicelib.control import CONTROL_PREFIX, Control
-from chalicelib.dispatch import Dispatcher, pool_size
+from chalicelib.dispatch import MAX_WORKERS, Dispatcher, pool_size
 from chalicelib.drain import Drainer
 from chalicelib.errors import SesUnavailable
 from chalicelib.fanout import FanoutStages, JobCache, handle_message
@@ -87,8 +87,12 @@ RETRIES = {"mode": "standard", "max_attempts": 3}
 # some twenty sanitised parts, 50 us each time: ~0.013 ms a mail in bench/fanout.py cpu.
 # It only tells AWS which SDK called; it is not signed, and nothing on either side acts on it.
 USER_AGENT = "postbag"
+# A connection for each send thread (dispatch.MAX_WORKERS at most): botocore pools 10 by
+# default, and urllib3 closes every connection past those once its send is answered, so
+# a sender with more sends in flight opened a new connection (a TLS handshake on AWS)
+# for two sends in five (bench/fanout.py e2e: 7,911 of 20,000 at R = 500).
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5,
-                           user_agent=USER_AGENT)
+                           max_pool_connections=MAX_WORKERS, user_agent=USER_AGENT)
 S3_CLIENT_CONFIG = Config(retries=RETRIES, user_agent=USER_AGENT, **TIMEOUTS)
 # Parameter validation off: the ledger's requests are built by code, DynamoDB checks them
 # again anyway, and validating a 100-item claim in Python cost ~0.05 ms a mail
