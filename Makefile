@@ -61,6 +61,7 @@ bench: venv php-deps bench-fanout
 # cost model of a million recipients from what that run measured.
 bench-fanout: venv
 	$(PY) bench/fanout.py cpu
+	$(PY) bench/fanout.py cpu-sdk
 	$(PY) bench/fanout.py e2e
 	$(PY) bench/fanout.py model
 

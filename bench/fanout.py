@@ -1,14 +1,18 @@
 """Notify jobs' fan-out: CPU per personalised mail, a job end to end, and a cost model.
 
     .venv/bin/python bench/fanout.py cpu [--recipients 3000]
+    .venv/bin/python bench/fanout.py cpu-sdk [--recipients 3000]
     .venv/bin/python bench/fanout.py e2e [--recipients 100000] [--rate 500] [--concurrency 4]
     .venv/bin/python bench/fanout.py model [--measured bench/fanout-measured.json]
 
 ``cpu``: the real ``on_work_item`` in this process on work items the real
 splitter made, S3, SQS and the DynamoDB ledger in the stand-in's server
 (another process, so its CPU is not counted), SES a fake that answers at
-once. CPU (user + kernel) of the warm invocations divided by their mails:
-read rows, claim, render, send, complete, count. Target 0.3 ms.
+once, taking the call in this process. CPU (user + kernel) of the warm
+invocations divided by their mails: read rows, claim, render, send, complete,
+count. Target 0.3 ms. ``cpu-sdk``: the same with the sender's own SES clients
+sending to the fake SES (``standin.fake_ses``, answering at once, in a process
+of its own): the SDK's request, signing and HTTP counted too.
 
 ``e2e``: a job written as ``postbag notify`` writes it, split by
 ``on_job_uploaded``, sent by ``on_work_item`` in ``--concurrency`` worker
@@ -41,6 +45,7 @@ import os
 import pstats
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -266,32 +271,47 @@ class ThreadProfiles:
         stats.sort_stats("tottime").print_stats(40)
 
 
-def cpu(recipients: int, chunk_rows: int, profile: Path | None = None) -> dict[str, float]:
+def cpu(recipients: int, chunk_rows: int, profile: Path | None = None,
+        sdk: bool = False) -> dict[str, float]:
     """CPU per personalised mail of warm ``on_work_item`` invocations, SES answering at once;
     with ``profile``, the warm invocations' profile (every thread) is written there and
-    its top functions printed (profiling slows them: the figure is then no figure)."""
+    its top functions printed (profiling slows them: the figure is then no figure).
+
+    SES is ``InstantSes``, which takes the call in-process; with ``sdk``, the sender's own
+    SES clients instead, against the fake SES answering at once in a process of its own
+    (not counted): the SDK's request, signing and HTTP are then in the figure."""
     import boto3
     from sender import InstantSes
 
     from chalicelib.send import SesSender
     from postbag.notify import notify, sender_checks
     from standin.aws import LocalAws
-    from standin.job_run import write_spec
+    from standin.fake_ses import FakeSesServer
+    from standin.job_run import sent_mails, write_spec
     from standin.lambda_runtime import LambdaContext, s3_event
     from standin.sqs_runtime import create_queue, sqs_event
 
-    with LocalAws(ses_quota=(1e9, 1e6)) as aws, tempfile.TemporaryDirectory() as folder:
+    with LocalAws(ses_quota=(1e9, 1e6)) as aws, tempfile.TemporaryDirectory() as folder, \
+            (FakeSesServer(0, (1e9, 1e6)) if sdk else contextlib.nullcontext()) as ses:
+        endpoints = {"AWS_ENDPOINT_URL_SES": ses.endpoint,
+                     "AWS_ENDPOINT_URL_SESV2": ses.endpoint} if ses else {}
         app = _prepare(aws, POSTBAG_LEDGER_TABLE="postbag-bench-ledger",
                        POSTBAG_MAX_SEND_RATE="1000000", POSTBAG_WORK_QUEUE="postbag-bench-work",
-                       POSTBAG_CHUNK_ROWS=str(chunk_rows), POWERTOOLS_LOG_LEVEL="CRITICAL")
+                       POSTBAG_CHUNK_ROWS=str(chunk_rows), POWERTOOLS_LOG_LEVEL="CRITICAL",
+                       **endpoints)
         sqs, s3 = boto3.client("sqs"), boto3.client("s3")
         queue_url = create_queue(sqs, "postbag-bench-work", 900)
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         fake = InstantSes()
-        built = app.fanout_stages()
-        swapped = dataclasses.replace(
-            built, mail=dataclasses.replace(built.mail, sender=SesSender(fake, fake)))
-        app.fanout_stages = lambda: swapped
+        if ses is None:
+            built = app.fanout_stages()
+            swapped = dataclasses.replace(
+                built, mail=dataclasses.replace(built.mail, sender=SesSender(fake, fake)))
+            app.fanout_stages = lambda: swapped
+
+        def sent() -> int:
+            return len(sent_mails(ses.endpoint)) if ses else len(fake.message_ids)
+
         job = notify(s3, BUCKET, write_spec(Path(folder), recipients),
                      *sender_checks(app.SETTINGS))
         app.on_job_uploaded(s3_event(BUCKET, job.manifest_key, 0, ""), LambdaContext(900))
@@ -311,16 +331,17 @@ def cpu(recipients: int, chunk_rows: int, profile: Path | None = None) -> dict[s
             after = _cpu_seconds()
             if number == 0:  # the cold start: clients, templates, the part's first read
                 cold = (after[0] + after[1] - before[0] - before[1]) * 1000
-                warm_from = len(fake.message_ids)
+                warm_from = sent()
                 continue
             user += after[0] - before[0]
             kernel += after[1] - before[1]
-        mails = len(fake.message_ids) - warm_from
-        assert len(fake.message_ids) == recipients, f"{len(fake.message_ids)} of {recipients}"
+        total = sent()
+        mails = total - warm_from
+        assert total == recipients, f"{total} of {recipients}"
         if profiles and profile:
             profiles.dump(profile)
     return {"mails": mails, "ms_per_mail": (user + kernel) * 1000 / mails,
-            "kernel_ms_per_mail": kernel * 1000 / mails, "cold_start_ms": cold}
+            "kernel_ms_per_mail": kernel * 1000 / mails, "cold_start_ms": cold, "sdk": sdk}
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -428,10 +449,13 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
 # ---------------------------------------------------------------- printing
 
 
-def print_cpu(result: Mapping[str, float]) -> None:
+def print_cpu(result: Mapping[str, Any]) -> None:
+    ses = ("the sender's SES clients, the fake SES answering at once" if result["sdk"]
+           else "SES taken in-process (InstantSes)")
     print(f"cpu: {result['ms_per_mail']:.3f} ms per personalised mail (target "
           f"{CPU_TARGET_MS}), of which kernel {result['kernel_ms_per_mail']:.3f}; "
-          f"{result['mails']:,} warm mails; the cold invocation {result['cold_start_ms']:.0f} ms")
+          f"{result['mails']:,} warm mails; the cold invocation {result['cold_start_ms']:.0f} ms;"
+          f" {ses}")
 
 
 def print_e2e(result: Mapping[str, Any]) -> None:
@@ -485,23 +509,32 @@ def print_model(measured: Mapping[str, Any], recipients: int = MODEL_RECIPIENTS)
               f"| {row['cost_dynamodb']:.2f} | {row['cost_s3']:.4f} | {row['cost_total']:.2f} |")
 
 
+STEPS = ("cpu", "cpu-sdk", "e2e", "model")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("cpu", "e2e", "model", "all"), nargs="?", default="all")
+    parser.add_argument("what", choices=(*STEPS, "all"), nargs="?", default="all")
     parser.add_argument("--recipients", type=int)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--chunk-rows", type=int, default=500)
     parser.add_argument("--measured", type=Path, default=MEASURED)
     parser.add_argument("--profile", type=Path,
-                        help="cpu: write the warm invocations' profile (all threads) here")
+                        help="cpu, cpu-sdk: write the warm invocations' profile (all threads) here")
     args = parser.parse_args()
-    if args.what in ("cpu", "all"):
-        print_cpu(cpu(args.recipients or 3000, args.chunk_rows, args.profile))
-    if args.what in ("e2e", "all"):
+    if args.what == "all":
+        # Each step in a process of its own: the sender's module reads its settings and
+        # makes its clients once, against the stand-in of the step that imported it.
+        for step in STEPS:
+            subprocess.run([sys.executable, __file__, step, *sys.argv[2:]], check=True)
+    elif args.what in ("cpu", "cpu-sdk"):
+        print_cpu(cpu(args.recipients or 3000, args.chunk_rows, args.profile,
+                      sdk=args.what == "cpu-sdk"))
+    elif args.what == "e2e":
         print_e2e(e2e(args.recipients or 100_000, args.rate, args.concurrency, args.chunk_rows,
                       args.measured))
-    if args.what in ("model", "all"):
+    else:
         print_model(json.loads(args.measured.read_text()))
 
 
