@@ -91,8 +91,12 @@ USER_AGENT = "postbag"
 # default, and urllib3 closes every connection past those once its send is answered, so
 # a sender with more sends in flight opened a new connection (a TLS handshake on AWS)
 # for two sends in five (bench/fanout.py e2e: 7,911 of 20,000 at R = 500).
+# Parameter validation off, as for DynamoDB: the sender builds each request from checked
+# mails and SES checks it again (a 400 fails that mail alone, where botocore's refusal
+# read as SES unavailable); validating cost ~0.1 ms a mail (bench/fanout.py cpu-sdk).
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5,
-                           max_pool_connections=MAX_WORKERS, user_agent=USER_AGENT)
+                           max_pool_connections=MAX_WORKERS, parameter_validation=False,
+                           user_agent=USER_AGENT)
 S3_CLIENT_CONFIG = Config(retries=RETRIES, user_agent=USER_AGENT, **TIMEOUTS)
 # Parameter validation off: the ledger's requests are built by code, DynamoDB checks them
 # again anyway, and validating a 100-item claim in Python cost ~0.05 ms a mail
