@@ -213,12 +213,15 @@ class _Run:
         self.stop = stop
         self.queued_at = queued_at
         self._pool = pool
+        self.throttled = throttled = _Counter()
+        # Not through ``self``: a run referring to itself is a cycle, which would keep
+        # its jobs and outcomes until a full collection (heap.py) rather than free them
+        # when the run ends.
         self._send: Callable[[int], Result] = (
-            lambda index: send(jobs[index], stop, self.throttled))
+            lambda index: send(jobs[index], stop, throttled))
         self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()  # what the pool gave back
         self.outcomes: dict[int, Outcome] = {}
         self.unsettled = 0  # claimed and handed to the pool, not settled yet
-        self.throttled = _Counter()
         self.claim_failure: str | None = None
         self.bug: BaseException | None = None
         # Jobs whose send may or may not have reached SES: index → when they may be resent.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -456,3 +457,19 @@ def test_a_dropped_dispatcher_ends_its_workers(ledger, clock):
             break
         time.sleep(0.05)
     assert not alive()
+
+
+def test_a_finished_run_is_freed_without_the_garbage_collector(ledger, clock):
+    """A run that referred to itself was a cycle: its jobs and outcomes stayed until a full
+    collection, which in a busy instance stopped every send thread (heap.py)."""
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    dispatch = dispatcher(ledger, clock, workers=4)
+    job_list = jobs(ses, mail_ids(10))
+    first = weakref.ref(job_list[0])
+    gc.disable()
+    try:
+        assert statuses(run(dispatch, job_list, clock)) == {"sent": 10}
+        del job_list
+        assert first() is None
+    finally:
+        gc.enable()
