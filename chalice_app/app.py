@@ -68,11 +68,11 @@ MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
 
 @app.middleware("all")
 def freeze_cold_start(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    """After an instance's first invocation, its cold start's heap is frozen (heap.py)."""
+    """After an instance's first invocation, what it cached is frozen (heap.py)."""
     try:
         return get_response(event)
     finally:
-        heap.freeze_cold_start()
+        heap.freeze_once(heap.FIRST_INVOCATION)
 
 
 # Every call has a timeout well inside POSTBAG_DEADLINE_MARGIN_MS (botocore's
@@ -178,7 +178,9 @@ def stages() -> Stages:
             os.environ["AWS_LAMBDA_FUNCTION_NAME"],
         )) / 2
 
-    return _stages(ses, rate, half_share)
+    built = _stages(ses, rate, half_share)
+    heap.freeze_once(heap.STAGES_BUILT)
+    return built
 
 
 @cache
@@ -188,7 +190,7 @@ def fanout_stages() -> FanoutStages:
     report = account_report()
     rate = account_rate(SETTINGS, ses, report.publish)
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    return FanoutStages(
+    built = FanoutStages(
         # Without DynamoDB: half of the account's rate, shared by at most MAX_CONCURRENCY.
         mail=_stages(ses, rate, rate / (2 * MAX_CONCURRENCY)),
         queue=work_queue(),
@@ -199,6 +201,8 @@ def fanout_stages() -> FanoutStages:
                     SETTINGS.ledger_table, SETTINGS.idempotency_namespace),
         jobs=JobCache(s3),
     )
+    heap.freeze_once(heap.STAGES_BUILT)
+    return built
 
 
 @cache

@@ -1,6 +1,7 @@
-"""An instance freezes its cold start's heap once (``chalicelib.heap``), after its first
-invocation, through the app's middleware: what was alive then is out of every later
-full collection, cyclic garbage is freed first, and what comes later is collected."""
+"""An instance freezes its heap twice (``chalicelib.heap``): once its sending stages are
+built, and after its first invocation, each once per process: what was alive then is out
+of every later full collection, cyclic garbage is freed first, and what comes later is
+collected."""
 
 from __future__ import annotations
 
@@ -28,33 +29,51 @@ def collected(obj: object) -> bool:
 
 @pytest.fixture
 def cold(monkeypatch):
-    """A process whose first invocation is still to come; its heap as it was afterwards."""
-    monkeypatch.setattr(heap, "_frozen", False)
+    """A process that has reached neither moment yet; its heap as it was afterwards."""
+    monkeypatch.setattr(heap, "_reached", set())
     yield
     gc.unfreeze()
 
 
-def test_the_cold_start_is_frozen_after_its_garbage_is_freed(cold):
+def test_what_is_alive_is_frozen_after_the_garbage_is_freed(cold):
     garbage = weakref.ref(Node())
     kept = Node()
-    heap.freeze_cold_start()
+    heap.freeze_once(heap.STAGES_BUILT)
     assert garbage() is None
     assert not collected(kept)
 
 
-def test_only_the_first_call_freezes(cold):
-    heap.freeze_cold_start()
+def test_each_moment_freezes_only_the_first_time(cold):
+    heap.freeze_once(heap.STAGES_BUILT)
     later = Node()
-    heap.freeze_cold_start()
+    heap.freeze_once(heap.STAGES_BUILT)
     assert collected(later)
+    heap.freeze_once(heap.FIRST_INVOCATION)
+    assert not collected(later)
+    last = Node()
+    heap.freeze_once(heap.FIRST_INVOCATION)
+    assert collected(last)
 
 
-def test_a_handler_invocation_freezes_the_cold_start(cold):
+@pytest.fixture
+def sender_aws():
     with mock_aws():
         prepare_sender_aws(app)
         app.fanout_stages.cache_clear()
-        before = Node()
-        with Client(app.app) as client:
-            client.lambda_.invoke("on_work_item", {"Records": []})
+        yield
         app.fanout_stages.cache_clear()
+
+
+def test_building_the_stages_freezes_them_before_any_send(cold, sender_aws):
+    before = Node()
+    built = app.fanout_stages()
     assert not collected(before)
+    assert not collected(built.mail.dispatcher)
+
+
+def test_a_first_invocation_freezes_what_it_made(cold, sender_aws):
+    app.fanout_stages()
+    with Client(app.app) as client:
+        made = Node()  # made after the stages were built, as a first invocation's caches are
+        client.lambda_.invoke("on_work_item", {"Records": []})
+    assert not collected(made)
