@@ -68,11 +68,12 @@ MAX_CONCURRENCY = int(os.environ.get("POSTBAG_MAX_CONCURRENCY", "2"))
 
 @app.middleware("all")
 def freeze_cold_start(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    """After an instance's first invocation, what it cached is frozen (heap.py)."""
-    try:
-        return get_response(event)
-    finally:
-        heap.freeze_once(heap.FIRST_INVOCATION)
+    """After an instance's first invocation, what it cached is frozen (heap.py). Only after
+    one that returned: a raised error's traceback holds the invocation's frames, whose
+    cycles would be frozen for the instance's life."""
+    response = get_response(event)
+    heap.freeze_once(heap.FIRST_INVOCATION)
+    return response
 
 
 # Every call has a timeout well inside POSTBAG_DEADLINE_MARGIN_MS (botocore's

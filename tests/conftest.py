@@ -32,6 +32,16 @@ def parse_fixture(relative: str, settings, **kwargs: Any):
     return parse_batch(fixture_bytes(relative), relative, settings, **kwargs)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def heap_never_frozen():
+    """The test process is no Lambda instance: its heap, full of other tests' state, is
+    never frozen (heap.py), whichever test first builds stages; test_heap.py resets the
+    moments for its own tests."""
+    from chalicelib import heap
+
+    heap._reached.update((heap.STAGES_BUILT, heap.FIRST_INVOCATION))
+
+
 @pytest.fixture
 def clock():
     from support.clock import FakeClock

@@ -22,8 +22,9 @@ class Node:
         self.me = self  # a cycle: only the collector frees it
 
 
-def collected(obj: object) -> bool:
-    """Whether ``obj`` is in one of the collector's generations (frozen ones are not)."""
+def walked(obj: object) -> bool:
+    """Whether full collections still walk ``obj``: it is in one of the collector's
+    generations, not frozen."""
     return any(o is obj for o in gc.get_objects())
 
 
@@ -40,19 +41,19 @@ def test_what_is_alive_is_frozen_after_the_garbage_is_freed(cold):
     kept = Node()
     heap.freeze_once(heap.STAGES_BUILT)
     assert garbage() is None
-    assert not collected(kept)
+    assert not walked(kept)
 
 
 def test_each_moment_freezes_only_the_first_time(cold):
     heap.freeze_once(heap.STAGES_BUILT)
     later = Node()
     heap.freeze_once(heap.STAGES_BUILT)
-    assert collected(later)
+    assert walked(later)
     heap.freeze_once(heap.FIRST_INVOCATION)
-    assert not collected(later)
+    assert not walked(later)
     last = Node()
     heap.freeze_once(heap.FIRST_INVOCATION)
-    assert collected(last)
+    assert walked(last)
 
 
 @pytest.fixture
@@ -62,13 +63,16 @@ def sender_aws():
         app.fanout_stages.cache_clear()
         yield
         app.fanout_stages.cache_clear()
+        app.stages.cache_clear()
 
 
-def test_building_the_stages_freezes_them_before_any_send(cold, sender_aws):
+@pytest.mark.parametrize("build", [app.fanout_stages, app.stages],
+                         ids=["notify jobs", "batches"])
+def test_building_the_stages_freezes_them_before_any_send(cold, sender_aws, build):
     before = Node()
-    built = app.fanout_stages()
-    assert not collected(before)
-    assert not collected(built.mail.dispatcher)
+    built = build()
+    assert not walked(before)
+    assert not walked(getattr(built, "mail", built).dispatcher)
 
 
 def test_a_first_invocation_freezes_what_it_made(cold, sender_aws):
@@ -76,4 +80,4 @@ def test_a_first_invocation_freezes_what_it_made(cold, sender_aws):
     with Client(app.app) as client:
         made = Node()  # made after the stages were built, as a first invocation's caches are
         client.lambda_.invoke("on_work_item", {"Records": []})
-    assert not collected(made)
+    assert not walked(made)
