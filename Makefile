@@ -56,7 +56,8 @@ bench: venv php-deps bench-fanout
 	php bench/enqueue.php
 	php bench/notify.php
 
-# Notify jobs: CPU per personalised mail, 100,000 recipients end to end on the
+# Notify jobs: CPU per personalised mail (SES taken in-process, then through the
+# sender's SES clients to a fake SES), 100,000 recipients end to end on the
 # stand-in (several minutes; it rewrites bench/fanout-measured.json), and the
 # cost model of a million recipients from what that run measured.
 bench-fanout: venv

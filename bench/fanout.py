@@ -460,12 +460,14 @@ def e2e(recipients: int, rate: float, concurrency: int, chunk_rows: int,
 
 
 def print_cpu(result: Mapping[str, Any]) -> None:
-    ses = ("the sender's SES clients, the fake SES answering at once" if result["sdk"]
-           else "SES taken in-process (InstantSes)")
-    print(f"cpu: {result['ms_per_mail']:.3f} ms per personalised mail (target "
-          f"{CPU_TARGET_MS}), of which kernel {result['kernel_ms_per_mail']:.3f}; "
-          f"{result['mails']:,} warm mails; the cold invocation {result['cold_start_ms']:.0f} ms;"
-          f" {ses}")
+    # The target is the issue's, for render + ledger + send with SES answering at once; the
+    # SDK's own request, signing and HTTP (cpu-sdk) alone take more than it.
+    step, ses = (("cpu-sdk", "the sender's SES clients, the fake SES answering at once")
+                 if result["sdk"] else
+                 (f"cpu (target {CPU_TARGET_MS})", "SES taken in-process (InstantSes)"))
+    print(f"{step}: {result['ms_per_mail']:.3f} ms per personalised mail, of which kernel "
+          f"{result['kernel_ms_per_mail']:.3f}; {result['mails']:,} warm mails; the cold "
+          f"invocation {result['cold_start_ms']:.0f} ms; {ses}")
 
 
 def print_e2e(result: Mapping[str, Any]) -> None:
@@ -533,6 +535,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="cpu, cpu-sdk: write the warm invocations' profile (all threads) here")
     args = parser.parse_args()
+    if args.what == "all" and args.profile:
+        parser.error("--profile: with cpu or cpu-sdk, one at a time")
     if args.what == "all":
         # Each step in a process of its own: the sender's module reads its settings and
         # makes its clients once, against the stand-in of the step that imported it.

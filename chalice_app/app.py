@@ -95,6 +95,7 @@ USER_AGENT = "postbag"
 # Parameter validation off, as for DynamoDB: the sender builds each request from checked
 # mails and SES checks it again (a 400 fails that mail alone, where botocore's refusal
 # read as SES unavailable); validating cost ~0.1 ms a mail (bench/fanout.py cpu-sdk).
+# So every value must be a str, as the formats make them: unchecked, None goes as "None".
 SES_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5,
                            max_pool_connections=MAX_WORKERS, parameter_validation=False,
                            user_agent=USER_AGENT)
