@@ -129,15 +129,18 @@ class _Stop:
 
 
 class _Counter:
-    """A count the workers add to: what must be counted live (throttling)."""
+    """A count the workers add to: what must be counted live (throttling, sends to start)."""
 
-    def __init__(self) -> None:
-        self.value = 0
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
         self._lock = threading.Lock()
 
-    def add(self) -> None:
+    def add(self, n: int = 1) -> None:
         with self._lock:
-            self.value += 1
+            self.value += n
+
+    def get(self) -> int:
+        return self.value
 
 
 # What a worker hands back: the job's index and its result, or the error it raised.
@@ -208,17 +211,18 @@ class _Run:
     ``throttled`` alone."""
 
     def __init__(self, jobs: Sequence[Job], stop: _Stop, queued_at: datetime | None,
-                 pool: _Pool, send: Callable[[Job, _Stop, _Counter], Result]):
+                 pool: _Pool, send: Callable[[Job, _Stop, _Counter, _Counter], Result]):
         self.jobs = jobs
         self.stop = stop
         self.queued_at = queued_at
         self._pool = pool
         self.throttled = throttled = _Counter()
+        unstarted = _Counter(len(jobs))  # slots the run still needs (the limiter's leases)
         # Not through ``self``: a run referring to itself is a cycle, which would keep
         # its jobs and outcomes until a full collection (heap.py) rather than free them
         # when the run ends.
         self._send: Callable[[int], Result] = (
-            lambda index: send(jobs[index], stop, throttled))
+            lambda index: send(jobs[index], stop, throttled, unstarted))
         self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()  # what the pool gave back
         self.outcomes: dict[int, Outcome] = {}
         self.unsettled = 0  # claimed and handed to the pool, not settled yet
@@ -431,7 +435,7 @@ class Dispatcher:
 
     # --- the workers ------------------------------------------------------------------
 
-    def _send(self, job: Job, stop: _Stop, throttled: _Counter) -> Result:
+    def _send(self, job: Job, stop: _Stop, throttled: _Counter, unstarted: _Counter) -> Result:
         """Runs inside the claim: limiter slot, send, retries. Permanent errors become a result.
 
         Raises ``_NotStarted`` when nothing was sent, ``SendingPaused`` (after
@@ -449,7 +453,7 @@ class Dispatcher:
 
         try:
             message_id = self._retry.call(
-                lambda: self._send_once(job, stop, throttled), on_retry=on_retry
+                lambda: self._send_once(job, stop, throttled, unstarted), on_retry=on_retry
             )
         except SendingPaused as exc:
             stop.set(Status.PAUSED, f"account stopped sending: {exc}")
@@ -464,10 +468,12 @@ class Dispatcher:
             raise
         return Result(message_id=message_id, mail_id=job.mail_id)
 
-    def _send_once(self, job: Job, stop: _Stop, throttled: _Counter) -> str:
-        if self._limiter.acquire(timeout=stop.seconds_left()) is None:
+    def _send_once(self, job: Job, stop: _Stop, throttled: _Counter, unstarted: _Counter
+                   ) -> str:
+        if self._limiter.acquire(timeout=stop.seconds_left(), wanted=unstarted.get) is None:
             stop.set(Status.HANDED_ON, DEADLINE_REASON)
             raise _NotStarted(job.mail_id)
+        unstarted.add(-1)  # (a retry asks again: the lease takes at least one)
         try:
             return job.send()
         except Throttled:

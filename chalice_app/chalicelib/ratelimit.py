@@ -117,10 +117,12 @@ class RateLimiter:
             slot = max(slot, self._granted[0] + self._window)
         return slot
 
-    def acquire(self, timeout: float | None = None) -> float | None:
+    def acquire(self, timeout: float | None = None,
+                wanted: Callable[[], int] | None = None) -> float | None:
         """Wait for the next slot and return its time; ``None`` if it is over ``timeout`` s away.
 
-        A refused slot is not taken, so the next caller may still use it.
+        A refused slot is not taken, so the next caller may still use it. ``wanted`` (the
+        shared limiter's lease hint) means nothing here: this limiter leases nothing.
         """
         with self._lock:
             now = self._clock()
@@ -136,9 +138,11 @@ class RateLimiter:
 
 
 class Limiter(Protocol):
-    """What the engine asks of a limiter: a send slot, or ``None`` past ``timeout`` seconds."""
+    """What the engine asks of a limiter: a send slot, or ``None`` past ``timeout`` seconds;
+    ``wanted`` says how many slots the caller's run still needs, this one included."""
 
-    def acquire(self, timeout: float | None = None) -> float | None: ...
+    def acquire(self, timeout: float | None = None,
+                wanted: Callable[[], int] | None = None) -> float | None: ...
 
 
 # The shared limiter's leases: about this many DynamoDB calls a second, all instances
@@ -233,28 +237,42 @@ class SharedRateLimiter:
         self._fallback_until = -math.inf
         self._lock = threading.Lock()
         self.leases = 0  # DynamoDB calls made (for tests and benchmarks)
+        # Callers holding a token, waiting for its slot: still counted in their runs' wanted().
+        self._sleeping = 0
 
-    def acquire(self, timeout: float | None = None) -> float | None:
+    def acquire(self, timeout: float | None = None,
+                wanted: Callable[[], int] | None = None) -> float | None:
         """Wait for a send slot on the account's schedule and return its time; ``None`` if
-        none comes within ``timeout`` seconds."""
+        none comes within ``timeout`` seconds. ``wanted()``, the slots the caller's run
+        still needs (this one included), read when a lease is made, caps it, less the
+        tokens callers hold while they wait for their slots: tokens leased past a run's
+        last send go stale unused before the instance's next run starts (a chunk's end,
+        every few seconds per instance)."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:  # the clock read inside: a thread never takes a past second
                 now = self._clock()
                 second = int(now)
-                taken = None if now < self._fallback_until else self._take(second, now)
+                taken = (None if now < self._fallback_until
+                         else self._take(second, now, wanted))
+                if taken is not None and taken[1] >= 0:
+                    self._sleeping += 1
             if taken is None:
                 return self._local_share().acquire(timeout=self._left(deadline))
             if taken[1] < 0:  # the next second is used up too, by this instance or others
                 wait = second + 1 - now
             else:
                 slot = self._slot(*taken)
-                if deadline is not None and slot > deadline:
-                    return None
-                # Taken at most LATE_SECONDS after its slot; waking up late from here on is
-                # jitter, as between any grant and SES (GUARD), never a reason to drop it:
-                # a CPU-starved instance would forfeit every token.
-                self._sleep(max(0.0, slot - self._clock()))
+                try:
+                    if deadline is not None and slot > deadline:
+                        return None
+                    # Taken at most LATE_SECONDS after its slot; waking up late from here on
+                    # is jitter, as between any grant and SES (GUARD), never a reason to
+                    # drop it: a CPU-starved instance would forfeit every token.
+                    self._sleep(max(0.0, slot - self._clock()))
+                finally:
+                    with self._lock:
+                        self._sleeping -= 1
                 return slot
             if deadline is not None and now + wait > deadline:
                 return None
@@ -289,7 +307,8 @@ class SharedRateLimiter:
         if self._tokens and self._tokens[0] < first:
             self._tokens = range(max(first, self._tokens.start), self._tokens.stop)
 
-    def _take(self, second: int, now: float) -> tuple[int, int] | None:
+    def _take(self, second: int, now: float, wanted: Callable[[], int] | None
+              ) -> tuple[int, int] | None:
         """A token of ``second``, or of the next once ``second`` is used up, as (its second,
         token) (lock held); token -1 when both are used up, ``None`` when DynamoDB failed
         (the caller falls back)."""
@@ -303,7 +322,7 @@ class SharedRateLimiter:
                     return self._second, -1
                 self._second, self._seen, self._used_up = second + 1, 0, False
             try:
-                self._tokens = self._lease(self._second, self._clock())
+                self._tokens = self._lease(self._second, self._clock(), wanted)
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("rate lease failed; using the local share",
                                extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
@@ -314,11 +333,14 @@ class SharedRateLimiter:
         token, self._tokens = self._tokens[0], self._tokens[1:]
         return self._second, token
 
-    def _lease(self, second: int, now: float) -> range:
-        """Token numbers leased for ``second``: ``lease_size`` of them after those whose slots
-        have passed (asked for too, to be forfeit), what is left, or none."""
+    def _lease(self, second: int, now: float, wanted: Callable[[], int] | None) -> range:
+        """Token numbers leased for ``second``: ``lease_size`` of them (fewer if fewer are
+        ``wanted``) after those whose slots have passed (asked for too, to be forfeit),
+        what is left, or none."""
+        size = (self.lease_size if wanted is None
+                else max(1, min(self.lease_size, wanted() - self._sleeping)))
         behind = math.floor((now - LATE_SECONDS - second) / self._interval) + 1
-        want = min(self.per_second, max(0, behind - self._seen) + self.lease_size)
+        want = min(self.per_second, max(0, behind - self._seen) + size)
         for _ in range(2):  # the lease, then what the condition's answer says is left
             self.leases += 1
             try:

@@ -33,6 +33,7 @@ from chalicelib.config import Settings
 from chalicelib.dispatch import DEADLINE_REASON, MAX_WORKERS, Dispatcher, Job, pool_size
 from chalicelib.ledger import CLAIMED, Entry, Ledger, Result, create_table
 from chalicelib.observe import SendMetrics, logger, metrics
+from chalicelib.ratelimit import SharedRateLimiter
 from chalicelib.retry import RetryPolicy
 
 SETTINGS = Settings(idempotency_namespace="postbag-test")
@@ -478,3 +479,18 @@ def test_a_finished_run_is_freed_without_the_garbage_collector(ledger, clock):
         assert first() is None
     finally:
         gc.enable()
+
+
+def test_a_run_leases_no_more_shared_tokens_than_it_sends(ledger, clock):
+    """The shared limiter told how many sends each run still has: 7 mails, leases of 25,
+    7 tokens of the account's second taken, so the others are left to other instances."""
+    client = ledger._client
+    shared = SharedRateLimiter(client, SETTINGS.ledger_table, SETTINGS.idempotency_namespace,
+                               100, 1.0, clock=clock, sleep=clock.sleep, lease=25)
+    dispatch = Dispatcher(ledger, shared, RetryPolicy(sleep=clock.sleep), workers=4, clock=clock,
+                          sleep=clock.sleep)
+    ses = FakeSes(clock=clock, sleep=clock.sleep)
+    assert statuses(run(dispatch, jobs(ses, mail_ids(7)), clock)) == {"sent": 7}
+    used = sum(int(item["used"]["N"]) for item in client.scan(
+        TableName=SETTINGS.ledger_table)["Items"] if "#rate#" in item["id"]["S"])
+    assert used == 7

@@ -174,3 +174,49 @@ def test_a_share_that_cannot_be_learnt_is_the_smallest(dynamodb):
     shared = limiter(DynamoDown(dynamodb), clock, 1000, fallback=unknown)
     grants = [shared.acquire() for _ in range(3)]
     assert grants[2] - grants[0] >= 2 * UNKNOWN_INSTANCES / 1000 * 0.99  # one a second
+
+
+def test_a_lease_takes_no_more_tokens_than_the_run_still_wants(dynamodb):
+    """Three sends left in the run, leases of 25: three tokens leased, not 25 of which 22
+    would go stale while the instance starts its next run, lost to every instance."""
+    clock = FakeClock(start=1000.0)
+    shared = limiter(dynamodb, clock, 100, lease=25)
+    grants = [shared.acquire(wanted=lambda left=left: left) for left in (3, 2, 1)]
+    assert len(set(grants)) == 3
+    rate_item = dynamodb.get_item(TableName=TABLE,
+                                  Key={"id": {"S": f"{NAMESPACE}#rate#1000"}})["Item"]
+    assert (shared.leases, rate_item["used"]["N"]) == (1, "3")
+
+
+def test_without_a_hint_a_lease_is_the_whole_lease(dynamodb):
+    clock = FakeClock(start=1000.0)
+    shared = limiter(dynamodb, clock, 100, lease=25)
+    shared.acquire()
+    rate_item = dynamodb.get_item(TableName=TABLE,
+                                  Key={"id": {"S": f"{NAMESPACE}#rate#1000"}})["Item"]
+    assert rate_item["used"]["N"] == "25"
+
+
+def test_tokens_callers_wait_with_count_as_given_to_the_run(dynamodb):
+    """Five sends left, five callers holding tokens and waiting for their slots: a sixth
+    call (a retry) leases one token, not five more that would go stale."""
+    release = threading.Event()
+    # The clock stands at the second's start (no slot passed yet); each caller waits for
+    # its slot until released.
+    shared = SharedRateLimiter(dynamodb, TABLE, NAMESPACE, 100, 1.0, lease=25,
+                               clock=FakeClock(start=1000.0), sleep=lambda _: release.wait(10))
+    left = 5  # the run's sends whose acquire has not returned yet
+    callers = [threading.Thread(target=shared.acquire, kwargs={"wanted": lambda: left})
+               for _ in range(5)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 10
+    while shared._sleeping < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    shared.acquire(wanted=lambda: left)
+    for caller in callers:
+        caller.join(timeout=10)
+    second = {item["id"]["S"]: int(item["used"]["N"])
+              for item in dynamodb.scan(TableName=TABLE)["Items"] if "#rate#" in item["id"]["S"]}
+    assert sum(second.values()) == 6
