@@ -217,7 +217,9 @@ class _Run:
         self.queued_at = queued_at
         self._pool = pool
         self.throttled = throttled = _Counter()
-        unstarted = _Counter(len(jobs))  # slots the run still needs (the limiter's leases)
+        # Slots the run still needs (the limiter's leases): each send takes one, each
+        # retry and resend adds one.
+        self.unstarted = unstarted = _Counter(len(jobs))
         # Not through ``self``: a run referring to itself is a cycle, which would keep
         # its jobs and outcomes until a full collection (heap.py) rather than free them
         # when the run ends.
@@ -410,6 +412,7 @@ class Dispatcher:
                 del run.unknown[index]
                 logger.warning("no Send event within the window: sending again",
                                extra={"mail_id": job.mail_id})
+                run.unstarted.add()
                 run.submit(index)
 
     def _flush_before(self, stop: _Stop) -> None:
@@ -445,6 +448,7 @@ class Dispatcher:
             raise _NotStarted(job.mail_id)
 
         def on_retry(exc: Exception, retry: int, delay: float) -> None:
+            unstarted.add()  # the retry needs a slot of its own
             logger.info(
                 "transient send error, retrying",
                 extra={"mail_id": job.mail_id, "error": str(exc), "retry": retry + 1,
@@ -473,7 +477,7 @@ class Dispatcher:
         if self._limiter.acquire(timeout=stop.seconds_left(), wanted=unstarted.get) is None:
             stop.set(Status.HANDED_ON, DEADLINE_REASON)
             raise _NotStarted(job.mail_id)
-        unstarted.add(-1)  # (a retry asks again: the lease takes at least one)
+        unstarted.add(-1)
         try:
             return job.send()
         except Throttled:

@@ -316,29 +316,41 @@ class SharedRateLimiter:
             self._second, self._seen, self._used_up = second, 0, False
             self._tokens = range(0)
         self._fresh(self._second, now)
+        cover = 0.0  # how long the last lease here took: the next one covers that much more
         while not self._tokens:
             if self._used_up:  # asked once: the rest of the second waits
                 if self._second > second:
                     return self._second, -1
                 self._second, self._seen, self._used_up = second + 1, 0, False
+            asked = self._clock()
             try:
-                self._tokens = self._lease(self._second, self._clock(), wanted)
+                leased = self._lease(self._second, asked, wanted, cover)
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("rate lease failed; using the local share",
                                extra={"error": str(exc), "seconds": FALLBACK_SECONDS})
                 self._fallback_until = self._clock() + FALLBACK_SECONDS
                 return None
-            self._fresh(self._second, self._clock())  # the lease may have taken a while
-            self._used_up = not self._tokens
+            answered = self._clock()
+            cover = answered - asked
+            self._tokens = leased
+            self._fresh(self._second, answered)  # the lease may have taken a while
+            # Used up only when DynamoDB has no more: a lease cut to what is wanted, from a
+            # schedule behind the clock, can go stale while it is asked for; the next one
+            # then covers the slots that pass meanwhile.
+            self._used_up = not leased
         token, self._tokens = self._tokens[0], self._tokens[1:]
         return self._second, token
 
-    def _lease(self, second: int, now: float, wanted: Callable[[], int] | None) -> range:
+    def _lease(self, second: int, now: float, wanted: Callable[[], int] | None,
+               cover: float = 0.0) -> range:
         """Token numbers leased for ``second``: ``lease_size`` of them (fewer if fewer are
-        ``wanted``) after those whose slots have passed (asked for too, to be forfeit),
-        what is left, or none."""
-        size = (self.lease_size if wanted is None
-                else max(1, min(self.lease_size, wanted() - self._sleeping)))
+        ``wanted``, plus the slots ``cover`` seconds hold) after those whose slots have
+        passed (asked for too, to be forfeit), what is left, or none."""
+        if wanted is None:
+            size = self.lease_size
+        else:
+            size = min(self.lease_size, max(1, wanted() - self._sleeping)
+                       + math.ceil(cover / self._interval))
         behind = math.floor((now - LATE_SECONDS - second) / self._interval) + 1
         want = min(self.per_second, max(0, behind - self._seen) + size)
         for _ in range(2):  # the lease, then what the condition's answer says is left
