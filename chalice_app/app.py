@@ -137,10 +137,14 @@ def _stages(ses: Any, rate: float, fallback_rate: float | Callable[[], float]) -
         metrics=metrics,
     )
     sesv2 = boto3.client("sesv2", config=SES_CLIENT_CONFIG)
-    return Stages(
+    built = Stages(
         SETTINGS, BatchStore(s3), SesSender(ses, sesv2), dispatcher, Recorder(s3), metrics,
         suppression=suppression_store(), hold=hold_book(),
     )
+    # Before any send; what either function builds after this, the first invocation's
+    # freeze takes (heap.py).
+    heap.freeze_once(heap.STAGES_BUILT)
+    return built
 
 
 @cache
@@ -180,9 +184,7 @@ def stages() -> Stages:
             os.environ["AWS_LAMBDA_FUNCTION_NAME"],
         )) / 2
 
-    built = _stages(ses, rate, half_share)
-    heap.freeze_once(heap.STAGES_BUILT)
-    return built
+    return _stages(ses, rate, half_share)
 
 
 @cache
@@ -192,7 +194,7 @@ def fanout_stages() -> FanoutStages:
     report = account_report()
     rate = account_rate(SETTINGS, ses, report.publish)
     s3 = boto3.client("s3", config=S3_CLIENT_CONFIG)
-    built = FanoutStages(
+    return FanoutStages(
         # Without DynamoDB: half of the account's rate, shared by at most MAX_CONCURRENCY.
         mail=_stages(ses, rate, rate / (2 * MAX_CONCURRENCY)),
         queue=work_queue(),
@@ -203,8 +205,6 @@ def fanout_stages() -> FanoutStages:
                     SETTINGS.ledger_table, SETTINGS.idempotency_namespace),
         jobs=JobCache(s3),
     )
-    heap.freeze_once(heap.STAGES_BUILT)
-    return built
 
 
 @cache

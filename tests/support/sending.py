@@ -188,3 +188,10 @@ class PublishingSender(SesSender):
             return super()._call(method, **params)
         finally:
             self._publish()
+
+
+def leased_tokens(client, table: str) -> int:
+    """Send tokens leased from the account's schedule so far, every second together
+    (``SharedRateLimiter``'s items in the ledger table)."""
+    return sum(int(item["used"]["N"]) for item in client.scan(TableName=table)["Items"]
+               if "#rate#" in item["id"]["S"])

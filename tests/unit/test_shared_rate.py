@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import LEDGER_TABLE
 from support.clock import FakeClock, busiest_second
-from support.sending import DynamoDown, SerialClient
+from support.sending import DynamoDown, SerialClient, leased_tokens
 
 from chalicelib.errors import ConfigurationError
 from chalicelib.ratelimit import (
@@ -183,18 +183,14 @@ def test_a_lease_takes_no_more_tokens_than_the_run_still_wants(dynamodb):
     shared = limiter(dynamodb, clock, 100, lease=25)
     grants = [shared.acquire(wanted=lambda left=left: left) for left in (3, 2, 1)]
     assert len(set(grants)) == 3
-    rate_item = dynamodb.get_item(TableName=TABLE,
-                                  Key={"id": {"S": f"{NAMESPACE}#rate#1000"}})["Item"]
-    assert (shared.leases, rate_item["used"]["N"]) == (1, "3")
+    assert (shared.leases, leased_tokens(dynamodb, TABLE)) == (1, 3)
 
 
 def test_without_a_hint_a_lease_is_the_whole_lease(dynamodb):
     clock = FakeClock(start=1000.0)
     shared = limiter(dynamodb, clock, 100, lease=25)
     shared.acquire()
-    rate_item = dynamodb.get_item(TableName=TABLE,
-                                  Key={"id": {"S": f"{NAMESPACE}#rate#1000"}})["Item"]
-    assert rate_item["used"]["N"] == "25"
+    assert leased_tokens(dynamodb, TABLE) == 25
 
 
 def test_tokens_callers_wait_with_count_as_given_to_the_run(dynamodb):
@@ -218,9 +214,7 @@ def test_tokens_callers_wait_with_count_as_given_to_the_run(dynamodb):
     release.set()
     for caller in callers:
         caller.join(timeout=10)
-    second = {item["id"]["S"]: int(item["used"]["N"])
-              for item in dynamodb.scan(TableName=TABLE)["Items"] if "#rate#" in item["id"]["S"]}
-    assert sum(second.values()) == 6
+    assert leased_tokens(dynamodb, TABLE) == 6
 
 
 def test_a_small_lease_covers_the_slots_that_pass_while_it_is_asked_for(dynamodb):
